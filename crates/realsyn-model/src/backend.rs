@@ -1,0 +1,11 @@
+//! The backends realsyn is built and tested with, named once.
+
+/// Default CPU backend: Burn's pure-Rust `flex` (SIMD + rayon).
+pub type Cpu = burn::backend::Flex;
+/// CPU backend with autodiff, for training.
+pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
+
+#[cfg(feature = "cuda")]
+pub type Cuda = burn::backend::Cuda;
+#[cfg(feature = "cuda")]
+pub type CudaAutodiff = burn::backend::Autodiff<Cuda>;

@@ -1,0 +1,213 @@
+//! Model configuration in open_clip's `model_configs/*.json` format, so any config a
+//! user already has loads as is. The shipped ones live in `model_configs/`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// `embed_dim` + `vision_cfg` + `text_cfg`, as open_clip writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipConfig {
+    pub embed_dim: usize,
+    /// QuickGELU (x * sigmoid(1.702 x)) instead of GELU: needed for OpenAI's weights.
+    #[serde(default)]
+    pub quick_gelu: bool,
+    pub vision_cfg: VisionConfig,
+    pub text_cfg: TextConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionConfig {
+    #[serde(deserialize_with = "square_size", serialize_with = "plain_size")]
+    pub image_size: usize,
+    #[serde(deserialize_with = "square_size", serialize_with = "plain_size")]
+    pub patch_size: usize,
+    pub layers: usize,
+    pub width: usize,
+    #[serde(default = "default_head_width")]
+    pub head_width: usize,
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    /// Options of open_clip we do not implement; present only to reject them clearly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timm_model_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ls_init_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_ln_after_pool: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attentional_pool: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_ln_pre: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextConfig {
+    #[serde(default = "default_context_length")]
+    pub context_length: usize,
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_model_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ls_init_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proj_bias: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_causal_mask: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed_cls: Option<bool>,
+}
+
+fn default_head_width() -> usize {
+    64
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_context_length() -> usize {
+    77
+}
+fn default_vocab_size() -> usize {
+    49408
+}
+
+/// open_clip accepts `224` or `[224, 224]`; we support square inputs.
+fn square_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        One(usize),
+        Two([usize; 2]),
+    }
+    match Size::deserialize(d)? {
+        Size::One(s) => Ok(s),
+        Size::Two([a, b]) if a == b => Ok(a),
+        Size::Two([a, b]) => Err(serde::de::Error::custom(format!(
+            "non-square size [{a}, {b}] is not supported"
+        ))),
+    }
+}
+fn plain_size<S: serde::Serializer>(v: &usize, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*v as u64)
+}
+
+/// (name, JSON) of the configs shipped with realsyn.
+pub const BUILTIN_CONFIGS: &[(&str, &str)] = &[
+    ("ViT-B-32", include_str!("../model_configs/ViT-B-32.json")),
+    ("ViT-B-32-quickgelu", include_str!("../model_configs/ViT-B-32-quickgelu.json")),
+    ("ViT-B-16", include_str!("../model_configs/ViT-B-16.json")),
+    ("ViT-B-16-quickgelu", include_str!("../model_configs/ViT-B-16-quickgelu.json")),
+    ("ViT-L-14", include_str!("../model_configs/ViT-L-14.json")),
+    ("ViT-L-14-quickgelu", include_str!("../model_configs/ViT-L-14-quickgelu.json")),
+    ("ViT-L-14-336", include_str!("../model_configs/ViT-L-14-336.json")),
+];
+
+impl ClipConfig {
+    /// A shipped config by name (`ViT-B-32`, ...) or a path to an open_clip JSON file.
+    pub fn from_name_or_path(arch: &str) -> Result<Self> {
+        if let Some((_, json)) = BUILTIN_CONFIGS.iter().find(|(n, _)| n.eq_ignore_ascii_case(arch)) {
+            return Self::from_json(json);
+        }
+        let path = Path::new(arch);
+        if path.exists() {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("reading model config {}", path.display()))?;
+            return Self::from_json(&json).with_context(|| format!("in {}", path.display()));
+        }
+        let names: Vec<&str> = BUILTIN_CONFIGS.iter().map(|(n, _)| *n).collect();
+        bail!(
+            "unknown architecture {arch:?}: use one of {} or the path of an open_clip model config JSON",
+            names.join(", ")
+        )
+    }
+
+    pub fn from_json(json: &str) -> Result<Self> {
+        let cfg: ClipConfig = serde_json::from_str(json).context("parsing model config JSON")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Reject open_clip options this implementation does not model, instead of
+    /// silently building a different network.
+    pub fn validate(&self) -> Result<()> {
+        let v = &self.vision_cfg;
+        let t = &self.text_cfg;
+        if v.timm_model_name.is_some() || t.hf_model_name.is_some() {
+            bail!("timm / Hugging Face towers are not supported: only open_clip's native ViT + text transformer");
+        }
+        if v.ls_init_value.is_some() || t.ls_init_value.is_some() {
+            bail!("layer scale (ls_init_value) is not supported");
+        }
+        if v.pool_type.as_deref().is_some_and(|p| p != "tok")
+            || v.final_ln_after_pool == Some(true)
+            || v.attentional_pool == Some(true)
+            || v.no_ln_pre == Some(true)
+        {
+            bail!("only CLS-token pooling with ln_pre / ln_post is supported for the image tower");
+        }
+        if t.pool_type.as_deref().is_some_and(|p| p != "argmax")
+            || t.proj_bias == Some(true)
+            || t.no_causal_mask == Some(true)
+            || t.embed_cls == Some(true)
+        {
+            bail!("only argmax (EOT) pooling, causal mask and bias-free projection are supported for the text tower");
+        }
+        if v.image_size % v.patch_size != 0 {
+            bail!("image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size);
+        }
+        if v.width % v.head_width != 0 {
+            bail!("vision width {} is not a multiple of head_width {}", v.width, v.head_width);
+        }
+        if t.width % t.heads != 0 {
+            bail!("text width {} is not a multiple of heads {}", t.width, t.heads);
+        }
+        Ok(())
+    }
+
+    pub fn vision_heads(&self) -> usize {
+        self.vision_cfg.width / self.vision_cfg.head_width
+    }
+    pub fn grid_size(&self) -> usize {
+        self.vision_cfg.image_size / self.vision_cfg.patch_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_configs_match_the_paper_table() {
+        let b32 = ClipConfig::from_name_or_path("ViT-B-32").unwrap();
+        assert_eq!((b32.embed_dim, b32.vision_cfg.width, b32.vision_cfg.patch_size), (512, 768, 32));
+        assert_eq!((b32.text_cfg.width, b32.text_cfg.heads, b32.vision_heads()), (512, 8, 12));
+        let l14 = ClipConfig::from_name_or_path("vit-l-14").unwrap();
+        assert_eq!((l14.embed_dim, l14.vision_cfg.layers, l14.vision_heads()), (768, 24, 16));
+        assert!(ClipConfig::from_name_or_path("ViT-B-32-quickgelu").unwrap().quick_gelu);
+        assert!(!b32.quick_gelu);
+    }
+
+    #[test]
+    fn unsupported_options_are_rejected() {
+        let json = r#"{"embed_dim": 8, "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 1, "width": 64, "timm_model_name": "x"},
+                       "text_cfg": {"width": 32, "heads": 2, "layers": 1}}"#;
+        assert!(ClipConfig::from_json(json).unwrap_err().to_string().contains("timm"));
+        let bad = ClipConfig::from_name_or_path("ViT-Q-99").unwrap_err().to_string();
+        assert!(bad.contains("ViT-B-32"), "{bad}");
+    }
+}

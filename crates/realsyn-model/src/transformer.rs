@@ -1,0 +1,138 @@
+//! The pre-LN residual attention block shared by both towers (open_clip's
+//! `ResidualAttentionBlock` + `Transformer`).
+//!
+//! Attention keeps open_clip's packed `in_proj` (one [d, 3d] matmul for q, k, v) and
+//! calls Burn's fused `attention` op, so backends with a flash kernel use it.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Tensor;
+
+/// open_clip's LayerNorm epsilon.
+pub const LN_EPS: f64 = 1e-5;
+
+/// MLP activation: exact (erf) GELU, or OpenAI's QuickGELU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Gelu,
+    QuickGelu,
+}
+
+impl Activation {
+    pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Activation::Gelu => gelu(x),
+            Activation::QuickGelu => x.clone() * sigmoid(x * 1.702),
+        }
+    }
+}
+
+pub fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(width).with_epsilon(LN_EPS).init(device)
+}
+
+/// Multi-head self-attention with packed q/k/v projection.
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    /// `in_proj_weight` / `in_proj_bias` of torch's `nn.MultiheadAttention` (stored [d, 3d]).
+    pub in_proj: Linear<B>,
+    pub out_proj: Linear<B>,
+    pub heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    pub fn new(width: usize, heads: usize, device: &B::Device) -> Self {
+        Self {
+            in_proj: LinearConfig::new(width, 3 * width).init(device),
+            out_proj: LinearConfig::new(width, width).init(device),
+            heads,
+        }
+    }
+
+    /// `x`: [batch, tokens, width].
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let [b, n, w] = x.dims();
+        let h = self.heads;
+        let d = w / h;
+        // [b, n, 3, h, d] -> [3, b, h, n, d]
+        let qkv = self.in_proj.forward(x).reshape([b, n, 3, h, d]).permute([2, 0, 3, 1, 4]);
+        let qkv = qkv.reshape([3 * b, h, n, d]);
+        let q = qkv.clone().slice([0..b]);
+        let k = qkv.clone().slice([b..2 * b]);
+        let v = qkv.slice([2 * b..3 * b]);
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        let out = attention(q, k, v, None, None, options); // [b, h, n, d]
+        self.out_proj.forward(out.swap_dims(1, 2).reshape([b, n, w]))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub c_fc: Linear<B>,
+    pub c_proj: Linear<B>,
+    pub activation: Activation,
+}
+
+#[derive(Module, Debug)]
+pub struct ResidualAttentionBlock<B: Backend> {
+    pub ln_1: LayerNorm<B>,
+    pub attn: SelfAttention<B>,
+    pub ln_2: LayerNorm<B>,
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> ResidualAttentionBlock<B> {
+    pub fn new(width: usize, heads: usize, mlp_width: usize, act: Activation, device: &B::Device) -> Self {
+        Self {
+            ln_1: layer_norm(width, device),
+            attn: SelfAttention::new(width, heads, device),
+            ln_2: layer_norm(width, device),
+            mlp: Mlp {
+                c_fc: LinearConfig::new(width, mlp_width).init(device),
+                c_proj: LinearConfig::new(mlp_width, width).init(device),
+                activation: act,
+            },
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
+        let hidden = self.mlp.activation.apply(self.mlp.c_fc.forward(self.ln_2.forward(x.clone())));
+        x + self.mlp.c_proj.forward(hidden)
+    }
+}
+
+/// A stack of residual attention blocks (`transformer.resblocks.N` in open_clip).
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    pub resblocks: Vec<ResidualAttentionBlock<B>>,
+}
+
+impl<B: Backend> Transformer<B> {
+    pub fn new(
+        width: usize,
+        layers: usize,
+        heads: usize,
+        mlp_ratio: f64,
+        act: Activation,
+        device: &B::Device,
+    ) -> Self {
+        let mlp_width = (width as f64 * mlp_ratio) as usize;
+        Self {
+            resblocks: (0..layers)
+                .map(|_| ResidualAttentionBlock::new(width, heads, mlp_width, act, device))
+                .collect(),
+        }
+    }
+
+    pub fn forward(&self, mut x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        for block in &self.resblocks {
+            x = block.forward(x, causal);
+        }
+        x
+    }
+}

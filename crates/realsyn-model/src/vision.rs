@@ -1,0 +1,79 @@
+//! The ViT image tower (open_clip's `VisionTransformer`): patch embedding, class
+//! token, learned positional embedding, ln_pre, transformer, ln_post on the class
+//! token, projection.
+
+use burn::module::{Initializer, Module, Param};
+use burn::nn::LayerNorm;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::config::ClipConfig;
+use crate::transformer::{Activation, Transformer, layer_norm};
+
+#[derive(Module, Debug)]
+pub struct VisionTransformer<B: Backend> {
+    /// Patch embedding, a bias-free conv with stride = kernel: [width, 3, p, p].
+    pub conv1: Param<Tensor<B, 4>>,
+    pub class_embedding: Param<Tensor<B, 1>>,
+    /// [grid * grid + 1, width]
+    pub positional_embedding: Param<Tensor<B, 2>>,
+    pub ln_pre: LayerNorm<B>,
+    pub transformer: Transformer<B>,
+    pub ln_post: LayerNorm<B>,
+    /// [width, embed_dim] (already "input-major", as open_clip stores it).
+    pub proj: Param<Tensor<B, 2>>,
+    pub patch_size: usize,
+    pub image_size: usize,
+}
+
+impl<B: Backend> VisionTransformer<B> {
+    /// Random init following open_clip (normal, std = width^-0.5, for the embeddings
+    /// and projection). Parameters are lazy: loading weights never pays for the init.
+    pub fn new(cfg: &ClipConfig, act: Activation, device: &B::Device) -> Self {
+        let v = &cfg.vision_cfg;
+        let scale = (v.width as f64).powf(-0.5);
+        let normal = Initializer::Normal { mean: 0.0, std: scale };
+        let tokens = cfg.grid_size() * cfg.grid_size() + 1;
+        let fan_in = 3 * v.patch_size * v.patch_size;
+        let conv_bound = (1.0 / fan_in as f64).sqrt();
+        Self {
+            conv1: Initializer::Uniform { min: -conv_bound, max: conv_bound }
+                .init([v.width, 3, v.patch_size, v.patch_size], device),
+            class_embedding: normal.init([v.width], device),
+            positional_embedding: normal.init([tokens, v.width], device),
+            ln_pre: layer_norm(v.width, device),
+            transformer: Transformer::new(v.width, v.layers, cfg.vision_heads(), v.mlp_ratio, act, device),
+            ln_post: layer_norm(v.width, device),
+            proj: normal.init([v.width, cfg.embed_dim], device),
+            patch_size: v.patch_size,
+            image_size: v.image_size,
+        }
+    }
+
+    /// `images`: [batch, 3, image_size, image_size], normalised. Returns [batch, embed_dim].
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [b, c, h, w] = images.dims();
+        assert!(
+            h == self.image_size && w == self.image_size,
+            "image tower expects {0}x{0} inputs, got {h}x{w}",
+            self.image_size
+        );
+        let p = self.patch_size;
+        let g = h / p;
+        let [width, ..] = self.conv1.dims();
+        // A stride-p conv is a matmul over non-overlapping patches; doing it as one
+        // GEMM is faster than a general conv on every backend we run on.
+        let patches = images
+            .reshape([b, c, g, p, g, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * g * g, c * p * p]);
+        let kernel = self.conv1.val().reshape([width, c * p * p]).transpose();
+        let x = patches.matmul(kernel).reshape([b, g * g, width]);
+        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
+        let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
+        let x = self.transformer.forward(self.ln_pre.forward(x), false);
+        // ln_post is per token, so normalising only the class token is identical.
+        let cls_out = x.slice([0..b, 0..1]).reshape([b, width]);
+        self.ln_post.forward(cls_out).matmul(self.proj.val())
+    }
+}
