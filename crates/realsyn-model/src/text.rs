@@ -49,9 +49,8 @@ impl<B: Backend> TextTransformer<B> {
             + self.positional_embedding.val().slice([0..n]).unsqueeze_dim(0);
         let x = self.transformer.forward(x, true);
         // Pool at the EOT token (highest id) first: ln_final is per token.
-        let eot = tokens.argmax(1).reshape([b]);
-        let offsets = Tensor::<B, 1, Int>::arange(0..b as i64, &eot.device()) * (n as i64);
-        let pooled = x.reshape([b * n, width]).select(0, eot + offsets);
+        let eot = tokens.argmax(1).reshape([b, 1, 1]).expand([b, 1, width]);
+        let pooled = x.gather(1, eot).reshape([b, width]);
         self.ln_final.forward(pooled).matmul(self.text_projection.val())
     }
 }
