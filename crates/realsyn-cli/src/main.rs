@@ -1,1 +1,47 @@
-fn main(){}
+//! # realsyn
+//!
+//! The command-line front end. Each subcommand lives in `commands/` and only wires
+//! arguments to the library crates (`realsyn-model`, `realsyn-data`).
+
+mod commands;
+mod device;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "realsyn",
+    version,
+    about = "RealSyn: build CLIP training data from interleaved image-text documents, train CLIP, evaluate it.",
+    long_about = "RealSyn: turn interleaved image-text documents into CLIP training data, train CLIP \
+                  (ViT-B/32, B/16, L/14) on it and evaluate it.\n\nModel weights are read from open_clip \
+                  (.safetensors, .pt/.bin), Hugging Face CLIPModel directories and realsyn checkpoints; \
+                  see `realsyn convert --help`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Tokenize(commands::tokenize::Args),
+    Embed(commands::embed::Args),
+    Convert(commands::convert::Args),
+    Bench(commands::bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Embed(a) => commands::embed::run(a),
+        Command::Convert(a) => commands::convert::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -10,8 +10,10 @@
 //! `clip` (the two towers + contrastive outputs), `config`, `tokenizer`, `weights`.
 
 pub mod backend;
+pub mod batch;
 pub mod clip;
 pub mod config;
+pub mod loss;
 pub mod text;
 pub mod tokenizer;
 pub mod transformer;

@@ -119,6 +119,15 @@ impl ClipTokenizer {
         Ok(Self { inner, context_length, sot_id, eot_id })
     }
 
+    /// The same tokenizer with another context length (open_clip's `context_length`).
+    pub fn with_context_length(mut self, context_length: usize) -> Result<Self> {
+        if context_length < 2 {
+            return Err(anyhow!("context length must be at least 2 (start and end tokens)"));
+        }
+        self.context_length = context_length;
+        Ok(self)
+    }
+
     pub fn context_length(&self) -> usize {
         self.context_length
     }
