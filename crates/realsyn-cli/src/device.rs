@@ -16,13 +16,25 @@ pub fn dispatch<J: BackendJob>(device: &str, job: J) -> Result<J::Output> {
         "ndarray" => job.run::<burn::backend::NdArray>(Default::default()),
         #[cfg(feature = "cuda")]
         d if d.starts_with("cuda") => {
-            let index = d.strip_prefix("cuda:").map(str::parse).transpose()?.unwrap_or(0);
+            let index = d
+                .strip_prefix("cuda:")
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or(0);
             job.run::<realsyn_model::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index))
         }
         other => bail!(
             "unknown device {other:?}: this build supports cpu{}{}",
-            if cfg!(feature = "ndarray") { ", ndarray" } else { "" },
-            if cfg!(feature = "cuda") { ", cuda[:N]" } else { " (rebuild with --features cuda for GPUs)" }
+            if cfg!(feature = "ndarray") {
+                ", ndarray"
+            } else {
+                ""
+            },
+            if cfg!(feature = "cuda") {
+                ", cuda[:N]"
+            } else {
+                " (rebuild with --features cuda for GPUs)"
+            }
         ),
     }
 }

@@ -29,6 +29,7 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     Embed(commands::embed::Args),
     Convert(commands::convert::Args),
+    Init(commands::init::Args),
     Bench(commands::bench::Args),
 }
 
@@ -38,6 +39,7 @@ fn main() {
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Embed(a) => commands::embed::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Init(a) => commands::init::run(a),
         Command::Bench(a) => commands::bench::run(a),
     };
     if let Err(e) = result {

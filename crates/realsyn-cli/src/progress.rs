@@ -11,7 +11,9 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
             .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
-    if std::env::var_os("REALSYN_PROGRESS").is_none() && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    if std::env::var_os("REALSYN_PROGRESS").is_none()
+        && !std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     pb

@@ -72,13 +72,18 @@ pub fn resize(img: &RgbImage, w: u32, h: u32) -> Result<RgbImage> {
     let mut dst = Image::new(w, h, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
     Resizer::new().resize(&src, &mut dst, &options)?;
-    RgbImage::from_raw(w, h, dst.into_vec()).ok_or_else(|| anyhow!("resize produced a wrong-sized buffer"))
+    RgbImage::from_raw(w, h, dst.into_vec())
+        .ok_or_else(|| anyhow!("resize produced a wrong-sized buffer"))
 }
 
 /// Python's `round` (half to even), which torchvision's `center_crop` uses.
 fn round_half_even(x: f64) -> i64 {
     let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 && (r as i64) % 2 != 0 { (r - x.signum()) as i64 } else { r as i64 }
+    if (x - x.trunc()).abs() == 0.5 && (r as i64) % 2 != 0 {
+        (r - x.signum()) as i64
+    } else {
+        r as i64
+    }
 }
 
 /// torchvision `CenterCrop(size)`; pads with black where the image is smaller.
@@ -129,7 +134,9 @@ mod tests {
     #[test]
     fn same_size_input_is_not_resampled() {
         let img = RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 30) as u8, 7]));
-        let t = EvalTransform::new(8).apply(&DynamicImage::ImageRgb8(img.clone())).unwrap();
+        let t = EvalTransform::new(8)
+            .apply(&DynamicImage::ImageRgb8(img.clone()))
+            .unwrap();
         let expected = (img.get_pixel(3, 2)[0] as f32 / 255.0 - OPENAI_MEAN[0]) / OPENAI_STD[0];
         assert_eq!(t[2 * 8 + 3], expected);
     }

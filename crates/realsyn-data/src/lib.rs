@@ -4,6 +4,7 @@
 //! image decoding and CLIP's image transforms (one implementation of each), and
 //! `.npy` array files. Shard reading/writing joins this crate with the trainer.
 
+pub mod fs;
 pub mod image;
 pub mod npy;
 

@@ -1,7 +1,6 @@
 //! NumPy `.npy` files (format version 1.0, little-endian, C order): the exchange
 //! format of `realsyn tokenize` / `realsyn embed`, readable with `np.load`.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -39,8 +38,15 @@ pub fn to_npy_bytes<T: NpyElement>(data: &[T], shape: &[usize]) -> Result<Vec<u8
         bail!("shape {shape:?} does not match {} values", data.len());
     }
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_str = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape_str}, }}", T::DESCR);
+    let shape_str = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_str}, }}",
+        T::DESCR
+    );
     // Pad so that magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -57,13 +63,7 @@ pub fn to_npy_bytes<T: NpyElement>(data: &[T], shape: &[usize]) -> Result<Vec<u8
 
 /// Write an `.npy` file atomically (temp file + rename).
 pub fn write_npy<T: NpyElement>(path: &Path, data: &[T], shape: &[usize]) -> Result<()> {
-    let bytes = to_npy_bytes(data, shape)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(&bytes)?;
-    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::fs::write_atomic(path, &to_npy_bytes(data, shape)?)
 }
 
 /// Read an `.npy` file of element type `T` (as written by numpy or `write_npy`).
@@ -77,12 +77,29 @@ pub fn read_npy<T: NpyElement>(path: &Path) -> Result<(Vec<T>, Vec<usize>)> {
         _ => (u32::from_le_bytes(bytes[8..12].try_into()?) as usize, 12),
     };
     let header = std::str::from_utf8(&bytes[start..start + hlen])?;
-    if !header.contains(&format!("'descr': '{}'", T::DESCR)) || header.contains("'fortran_order': True") {
-        bail!("{}: expected a C-order {} array, header {header:?}", path.display(), T::DESCR);
+    if !header.contains(&format!("'descr': '{}'", T::DESCR))
+        || header.contains("'fortran_order': True")
+    {
+        bail!(
+            "{}: expected a C-order {} array, header {header:?}",
+            path.display(),
+            T::DESCR
+        );
     }
-    let shape_str = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).unwrap_or("");
-    let shape: Vec<usize> = shape_str.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
-    let data: Vec<T> = bytes[start + hlen..].chunks_exact(4).map(T::read_le).collect();
+    let shape_str = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or("");
+    let shape: Vec<usize> = shape_str
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()?;
+    let data: Vec<T> = bytes[start + hlen..]
+        .chunks_exact(4)
+        .map(T::read_le)
+        .collect();
     if data.len() != shape.iter().product::<usize>() {
         bail!("{}: truncated data", path.display());
     }
@@ -101,7 +118,10 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         assert_eq!((10 + hlen) % 64, 0);
-        assert_eq!(read_npy::<i32>(&p).unwrap(), (vec![1, 2, 3, 4, 5, 6], vec![2, 3]));
+        assert_eq!(
+            read_npy::<i32>(&p).unwrap(),
+            (vec![1, 2, 3, 4, 5, 6], vec![2, 3])
+        );
         assert!(read_npy::<f32>(&p).is_err(), "dtype is checked");
     }
 }

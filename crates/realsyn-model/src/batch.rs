@@ -4,7 +4,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 /// Stack CHW images (each `3 * size * size` values) into `[n, 3, size, size]`.
-pub fn image_batch<B: Backend>(images: &[Vec<f32>], size: usize, device: &B::Device) -> Tensor<B, 4> {
+pub fn image_batch<B: Backend>(
+    images: &[Vec<f32>],
+    size: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
     let flat: Vec<f32> = images.iter().flat_map(|i| i.iter().copied()).collect();
     Tensor::from_data(TensorData::new(flat, [images.len(), 3, size, size]), device)
 }
@@ -19,6 +23,10 @@ pub fn token_batch<B: Backend>(rows: &[Vec<i32>], device: &B::Device) -> Tensor<
 /// A 2-d float tensor back to host rows.
 pub fn to_rows<B: Backend>(t: Tensor<B, 2>) -> (Vec<f32>, [usize; 2]) {
     let dims = t.dims();
-    let data = t.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor");
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("float tensor");
     (data, dims)
 }

@@ -24,7 +24,11 @@ pub struct Clip<B: Backend> {
 impl<B: Backend> Clip<B> {
     /// A randomly initialised model (open_clip's initialisation scheme).
     pub fn new(config: &ClipConfig, device: &B::Device) -> Self {
-        let act = if config.quick_gelu { Activation::QuickGelu } else { Activation::Gelu };
+        let act = if config.quick_gelu {
+            Activation::QuickGelu
+        } else {
+            Activation::Gelu
+        };
         Self {
             visual: VisionTransformer::new(config, act, device),
             text: TextTransformer::new(config, act, device),

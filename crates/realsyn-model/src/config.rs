@@ -105,18 +105,33 @@ fn plain_size<S: serde::Serializer>(v: &usize, s: S) -> Result<S::Ok, S::Error> 
 /// (name, JSON) of the configs shipped with realsyn.
 pub const BUILTIN_CONFIGS: &[(&str, &str)] = &[
     ("ViT-B-32", include_str!("../model_configs/ViT-B-32.json")),
-    ("ViT-B-32-quickgelu", include_str!("../model_configs/ViT-B-32-quickgelu.json")),
+    (
+        "ViT-B-32-quickgelu",
+        include_str!("../model_configs/ViT-B-32-quickgelu.json"),
+    ),
     ("ViT-B-16", include_str!("../model_configs/ViT-B-16.json")),
-    ("ViT-B-16-quickgelu", include_str!("../model_configs/ViT-B-16-quickgelu.json")),
+    (
+        "ViT-B-16-quickgelu",
+        include_str!("../model_configs/ViT-B-16-quickgelu.json"),
+    ),
     ("ViT-L-14", include_str!("../model_configs/ViT-L-14.json")),
-    ("ViT-L-14-quickgelu", include_str!("../model_configs/ViT-L-14-quickgelu.json")),
-    ("ViT-L-14-336", include_str!("../model_configs/ViT-L-14-336.json")),
+    (
+        "ViT-L-14-quickgelu",
+        include_str!("../model_configs/ViT-L-14-quickgelu.json"),
+    ),
+    (
+        "ViT-L-14-336",
+        include_str!("../model_configs/ViT-L-14-336.json"),
+    ),
 ];
 
 impl ClipConfig {
     /// A shipped config by name (`ViT-B-32`, ...) or a path to an open_clip JSON file.
     pub fn from_name_or_path(arch: &str) -> Result<Self> {
-        if let Some((_, json)) = BUILTIN_CONFIGS.iter().find(|(n, _)| n.eq_ignore_ascii_case(arch)) {
+        if let Some((_, json)) = BUILTIN_CONFIGS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(arch))
+        {
             return Self::from_json(json);
         }
         let path = Path::new(arch);
@@ -148,7 +163,9 @@ impl ClipConfig {
         let v = &self.vision_cfg;
         let t = &self.text_cfg;
         if v.timm_model_name.is_some() || t.hf_model_name.is_some() {
-            bail!("timm / Hugging Face towers are not supported: only open_clip's native ViT + text transformer");
+            bail!(
+                "timm / Hugging Face towers are not supported: only open_clip's native ViT + text transformer"
+            );
         }
         if v.ls_init_value.is_some() || t.ls_init_value.is_some() {
             bail!("layer scale (ls_init_value) is not supported");
@@ -165,16 +182,30 @@ impl ClipConfig {
             || t.no_causal_mask == Some(true)
             || t.embed_cls == Some(true)
         {
-            bail!("only argmax (EOT) pooling, causal mask and bias-free projection are supported for the text tower");
+            bail!(
+                "only argmax (EOT) pooling, causal mask and bias-free projection are supported for the text tower"
+            );
         }
         if v.image_size % v.patch_size != 0 {
-            bail!("image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size);
+            bail!(
+                "image_size {} is not a multiple of patch_size {}",
+                v.image_size,
+                v.patch_size
+            );
         }
         if v.width % v.head_width != 0 {
-            bail!("vision width {} is not a multiple of head_width {}", v.width, v.head_width);
+            bail!(
+                "vision width {} is not a multiple of head_width {}",
+                v.width,
+                v.head_width
+            );
         }
         if t.width % t.heads != 0 {
-            bail!("text width {} is not a multiple of heads {}", t.width, t.heads);
+            bail!(
+                "text width {} is not a multiple of heads {}",
+                t.width,
+                t.heads
+            );
         }
         Ok(())
     }
@@ -194,11 +225,28 @@ mod tests {
     #[test]
     fn shipped_configs_match_the_paper_table() {
         let b32 = ClipConfig::from_name_or_path("ViT-B-32").unwrap();
-        assert_eq!((b32.embed_dim, b32.vision_cfg.width, b32.vision_cfg.patch_size), (512, 768, 32));
-        assert_eq!((b32.text_cfg.width, b32.text_cfg.heads, b32.vision_heads()), (512, 8, 12));
+        assert_eq!(
+            (
+                b32.embed_dim,
+                b32.vision_cfg.width,
+                b32.vision_cfg.patch_size
+            ),
+            (512, 768, 32)
+        );
+        assert_eq!(
+            (b32.text_cfg.width, b32.text_cfg.heads, b32.vision_heads()),
+            (512, 8, 12)
+        );
         let l14 = ClipConfig::from_name_or_path("vit-l-14").unwrap();
-        assert_eq!((l14.embed_dim, l14.vision_cfg.layers, l14.vision_heads()), (768, 24, 16));
-        assert!(ClipConfig::from_name_or_path("ViT-B-32-quickgelu").unwrap().quick_gelu);
+        assert_eq!(
+            (l14.embed_dim, l14.vision_cfg.layers, l14.vision_heads()),
+            (768, 24, 16)
+        );
+        assert!(
+            ClipConfig::from_name_or_path("ViT-B-32-quickgelu")
+                .unwrap()
+                .quick_gelu
+        );
         assert!(!b32.quick_gelu);
     }
 
@@ -206,8 +254,15 @@ mod tests {
     fn unsupported_options_are_rejected() {
         let json = r#"{"embed_dim": 8, "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 1, "width": 64, "timm_model_name": "x"},
                        "text_cfg": {"width": 32, "heads": 2, "layers": 1}}"#;
-        assert!(ClipConfig::from_json(json).unwrap_err().to_string().contains("timm"));
-        let bad = ClipConfig::from_name_or_path("ViT-Q-99").unwrap_err().to_string();
+        assert!(
+            ClipConfig::from_json(json)
+                .unwrap_err()
+                .to_string()
+                .contains("timm")
+        );
+        let bad = ClipConfig::from_name_or_path("ViT-Q-99")
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("ViT-B-32"), "{bad}");
     }
 }

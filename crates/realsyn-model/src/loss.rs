@@ -10,7 +10,10 @@ pub fn contrastive_loss<B: Backend>(logits_per_image: Tensor<B, 2>) -> Tensor<B,
     let [n, _] = logits_per_image.dims();
     let eye = Tensor::<B, 2>::eye(n, &logits_per_image.device());
     let ce = |logits: Tensor<B, 2>| -> Tensor<B, 1> {
-        (log_softmax(logits, 1) * eye.clone()).sum().neg().div_scalar(n as f32)
+        (log_softmax(logits, 1) * eye.clone())
+            .sum()
+            .neg()
+            .div_scalar(n as f32)
     };
     (ce(logits_per_image.clone()) + ce(logits_per_image.transpose())).div_scalar(2.0)
 }

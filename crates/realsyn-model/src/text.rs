@@ -27,16 +27,25 @@ impl<B: Backend> TextTransformer<B> {
     pub fn new(cfg: &ClipConfig, act: Activation, device: &B::Device) -> Self {
         let t = &cfg.text_cfg;
         let mut token_embedding = EmbeddingConfig::new(t.vocab_size, t.width).init(device);
-        token_embedding.weight =
-            Initializer::Normal { mean: 0.0, std: 0.02 }.init([t.vocab_size, t.width], device);
+        token_embedding.weight = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        }
+        .init([t.vocab_size, t.width], device);
         Self {
             token_embedding,
-            positional_embedding: Initializer::Normal { mean: 0.0, std: 0.01 }
-                .init([t.context_length, t.width], device),
+            positional_embedding: Initializer::Normal {
+                mean: 0.0,
+                std: 0.01,
+            }
+            .init([t.context_length, t.width], device),
             transformer: Transformer::new(t.width, t.layers, t.heads, t.mlp_ratio, act, device),
             ln_final: layer_norm(t.width, device),
-            text_projection: Initializer::Normal { mean: 0.0, std: (t.width as f64).powf(-0.5) }
-                .init([t.width, cfg.embed_dim], device),
+            text_projection: Initializer::Normal {
+                mean: 0.0,
+                std: (t.width as f64).powf(-0.5),
+            }
+            .init([t.width, cfg.embed_dim], device),
         }
     }
 
@@ -46,11 +55,17 @@ impl<B: Backend> TextTransformer<B> {
         let [ctx, width] = self.positional_embedding.dims();
         assert!(n <= ctx, "text tower takes at most {ctx} tokens, got {n}");
         let x = self.token_embedding.forward(tokens.clone())
-            + self.positional_embedding.val().slice([0..n]).unsqueeze_dim(0);
+            + self
+                .positional_embedding
+                .val()
+                .slice([0..n])
+                .unsqueeze_dim(0);
         let x = self.transformer.forward(x, true);
         // Pool at the EOT token (highest id) first: ln_final is per token.
         let eot = tokens.argmax(1).reshape([b, 1, 1]).expand([b, 1, width]);
         let pooled = x.gather(1, eot).reshape([b, width]);
-        self.ln_final.forward(pooled).matmul(self.text_projection.val())
+        self.ln_final
+            .forward(pooled)
+            .matmul(self.text_projection.val())
     }
 }

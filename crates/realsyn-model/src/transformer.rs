@@ -6,11 +6,11 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::Tensor;
 
 /// open_clip's LayerNorm epsilon.
 pub const LN_EPS: f64 = 1e-5;
@@ -32,7 +32,9 @@ impl Activation {
 }
 
 pub fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(width).with_epsilon(LN_EPS).init(device)
+    LayerNormConfig::new(width)
+        .with_epsilon(LN_EPS)
+        .init(device)
 }
 
 /// Multi-head self-attention with packed q/k/v projection.
@@ -59,14 +61,23 @@ impl<B: Backend> SelfAttention<B> {
         let h = self.heads;
         let d = w / h;
         // [b, n, 3, h, d] -> [3, b, h, n, d]
-        let qkv = self.in_proj.forward(x).reshape([b, n, 3, h, d]).permute([2, 0, 3, 1, 4]);
+        let qkv = self
+            .in_proj
+            .forward(x)
+            .reshape([b, n, 3, h, d])
+            .permute([2, 0, 3, 1, 4]);
         let qkv = qkv.reshape([3 * b, h, n, d]);
         let q = qkv.clone().slice([0..b]);
         let k = qkv.clone().slice([b..2 * b]);
         let v = qkv.slice([2 * b..3 * b]);
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: causal,
+        };
         let out = attention(q, k, v, None, None, options); // [b, h, n, d]
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([b, n, w]))
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, n, w]))
     }
 }
 
@@ -86,7 +97,13 @@ pub struct ResidualAttentionBlock<B: Backend> {
 }
 
 impl<B: Backend> ResidualAttentionBlock<B> {
-    pub fn new(width: usize, heads: usize, mlp_width: usize, act: Activation, device: &B::Device) -> Self {
+    pub fn new(
+        width: usize,
+        heads: usize,
+        mlp_width: usize,
+        act: Activation,
+        device: &B::Device,
+    ) -> Self {
         Self {
             ln_1: layer_norm(width, device),
             attn: SelfAttention::new(width, heads, device),
@@ -101,7 +118,10 @@ impl<B: Backend> ResidualAttentionBlock<B> {
 
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        let hidden = self.mlp.activation.apply(self.mlp.c_fc.forward(self.ln_2.forward(x.clone())));
+        let hidden = self
+            .mlp
+            .activation
+            .apply(self.mlp.c_fc.forward(self.ln_2.forward(x.clone())));
         x + self.mlp.c_proj.forward(hidden)
     }
 }

@@ -32,17 +32,30 @@ impl<B: Backend> VisionTransformer<B> {
     pub fn new(cfg: &ClipConfig, act: Activation, device: &B::Device) -> Self {
         let v = &cfg.vision_cfg;
         let scale = (v.width as f64).powf(-0.5);
-        let normal = Initializer::Normal { mean: 0.0, std: scale };
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: scale,
+        };
         let tokens = cfg.grid_size() * cfg.grid_size() + 1;
         let fan_in = 3 * v.patch_size * v.patch_size;
         let conv_bound = (1.0 / fan_in as f64).sqrt();
         Self {
-            conv1: Initializer::Uniform { min: -conv_bound, max: conv_bound }
-                .init([v.width, 3, v.patch_size, v.patch_size], device),
+            conv1: Initializer::Uniform {
+                min: -conv_bound,
+                max: conv_bound,
+            }
+            .init([v.width, 3, v.patch_size, v.patch_size], device),
             class_embedding: normal.init([v.width], device),
             positional_embedding: normal.init([tokens, v.width], device),
             ln_pre: layer_norm(v.width, device),
-            transformer: Transformer::new(v.width, v.layers, cfg.vision_heads(), v.mlp_ratio, act, device),
+            transformer: Transformer::new(
+                v.width,
+                v.layers,
+                cfg.vision_heads(),
+                v.mlp_ratio,
+                act,
+                device,
+            ),
             ln_post: layer_norm(v.width, device),
             proj: normal.init([v.width, cfg.embed_dim], device),
             patch_size: v.patch_size,
@@ -69,7 +82,11 @@ impl<B: Backend> VisionTransformer<B> {
             .reshape([b * g * g, c * p * p]);
         let kernel = self.conv1.val().reshape([width, c * p * p]).transpose();
         let x = patches.matmul(kernel).reshape([b, g * g, width]);
-        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
+        let cls = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, width])
+            .expand([b, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
         let x = self.transformer.forward(self.ln_pre.forward(x), false);
         // ln_post is per token, so normalising only the class token is identical.

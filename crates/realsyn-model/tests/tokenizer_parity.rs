@@ -6,13 +6,21 @@ use std::io::{BufRead, BufReader};
 use realsyn_model::tokenizer::{CONTEXT_LENGTH, ClipTokenizer};
 
 fn fixture() -> Vec<(String, Vec<i32>)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tokenizer/open_clip_ids.jsonl.gz");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/tokenizer/open_clip_ids.jsonl.gz"
+    );
     let file = std::fs::File::open(path).expect("tokenizer fixture present");
     BufReader::new(flate2::read::GzDecoder::new(file))
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            let ids = v["ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect();
+            let ids = v["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap() as i32)
+                .collect();
             (v["text"].as_str().unwrap().to_string(), ids)
         })
         .collect()
@@ -31,7 +39,9 @@ fn ids_match_open_clip_on_every_fixture_text() {
         let mut padded = expected.clone();
         padded.resize(CONTEXT_LENGTH, 0);
         if *row != padded {
-            mismatches.push(format!("{text:?}\n  open_clip: {expected:?}\n  realsyn:   {row:?}"));
+            mismatches.push(format!(
+                "{text:?}\n  open_clip: {expected:?}\n  realsyn:   {row:?}"
+            ));
         }
     }
     assert!(
@@ -39,7 +49,12 @@ fn ids_match_open_clip_on_every_fixture_text() {
         "{} of {} texts differ; first ones:\n{}",
         mismatches.len(),
         cases.len(),
-        mismatches.iter().take(5).cloned().collect::<Vec<_>>().join("\n")
+        mismatches
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -54,5 +69,8 @@ fn special_tokens_and_truncation() {
     assert_eq!(long.len(), 77);
     assert_eq!(long[76], 49407, "EOT is forced into the last slot");
     assert!(long[..76].iter().all(|&t| t != 0));
-    assert_eq!(tok.decode(&tok.encode("A photo of a cat.")).trim(), "a photo of a cat .");
+    assert_eq!(
+        tok.decode(&tok.encode("A photo of a cat.")).trim(),
+        "a photo of a cat ."
+    );
 }

@@ -68,7 +68,11 @@ impl BackendJob for BenchJob {
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
                     let out = if a.mode == "encode-image" {
-                        let images = Tensor::<B, 4>::random([a.batch_size, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
+                        let images = Tensor::<B, 4>::random(
+                            [a.batch_size, 3, s, s],
+                            Distribution::Normal(0.0, 1.0),
+                            &device,
+                        );
                         model.encode_image(images)
                     } else {
                         model.encode_text(random_tokens::<B>(&cfg, a.batch_size, &device))
@@ -89,7 +93,11 @@ impl BackendJob for BenchJob {
                     .init();
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
-                    let images = Tensor::random([a.batch_size, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
+                    let images = Tensor::random(
+                        [a.batch_size, 3, s, s],
+                        Distribution::Normal(0.0, 1.0),
+                        &device,
+                    );
                     let tokens = random_tokens::<Autodiff<B>>(&cfg, a.batch_size, &device);
                     let loss = contrastive_loss(model.forward(images, tokens).logits_per_image());
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -100,7 +108,9 @@ impl BackendJob for BenchJob {
                     }
                 }
             }
-            other => anyhow::bail!("unknown --mode {other:?}: encode-image, encode-text or train-step"),
+            other => {
+                anyhow::bail!("unknown --mode {other:?}: encode-image, encode-text or train-step")
+            }
         }
         Ok(times)
     }

@@ -39,8 +39,12 @@ pub fn run(args: Args) -> Result<()> {
         None if args.output.extension().is_none() => WeightFormat::HuggingFace,
         None => WeightFormat::Realsyn,
     };
-    if to != WeightFormat::HuggingFace && args.output.extension().is_none_or(|e| e != "safetensors") {
-        bail!("{}: open_clip / realsyn weights are written as .safetensors", args.output.display());
+    if to != WeightFormat::HuggingFace && args.output.extension().is_none_or(|e| e != "safetensors")
+    {
+        bail!(
+            "{}: open_clip / realsyn weights are written as .safetensors",
+            args.output.display()
+        );
     }
     // Loading into the model checks every tensor's shape against the config.
     let model = realsyn_model::Clip::<realsyn_model::backend::Cpu>::from_open_clip(

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     write_npy(&args.output, &rows, &[n, dim])?;
     if let Some(names) = names {
         let list = args.output.with_extension("files.txt");
-        realsyn_model::weights::write_atomic(&list, (names.join("\n") + "\n").as_bytes())?;
+        realsyn_data::fs::write_atomic(&list, (names.join("\n") + "\n").as_bytes())?;
     }
     eprintln!("wrote {n} x {dim} embeddings to {}", args.output.display());
     Ok(())
@@ -74,7 +74,8 @@ impl BackendJob for EmbedJob {
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
         let args = self.0;
         let model = Clip::<B>::load(&args.weights, args.arch.as_deref(), &device)?;
-        let finish = |t: burn::tensor::Tensor<B, 2>| if args.normalize { l2_normalize(t) } else { t };
+        let finish =
+            |t: burn::tensor::Tensor<B, 2>| if args.normalize { l2_normalize(t) } else { t };
         let mut out = Vec::new();
         let mut dim = model.config.embed_dim;
         if let Some(dir) = &args.images {
@@ -86,7 +87,12 @@ impl BackendJob for EmbedJob {
             for chunk in files.chunks(args.batch_size) {
                 let decoded: Vec<(String, Result<Vec<f32>>)> = chunk
                     .par_iter()
-                    .map(|p| (file_name(p), load_image(p).and_then(|img| transform.apply(&img))))
+                    .map(|p| {
+                        (
+                            file_name(p),
+                            load_image(p).and_then(|img| transform.apply(&img)),
+                        )
+                    })
                     .collect();
                 let mut batch = Vec::new();
                 for (name, result) in decoded {
@@ -99,7 +105,9 @@ impl BackendJob for EmbedJob {
                     }
                 }
                 if !batch.is_empty() {
-                    let (rows, [_, d]) = to_rows(finish(model.encode_image(image_batch::<B>(&batch, size, &device))));
+                    let (rows, [_, d]) = to_rows(finish(
+                        model.encode_image(image_batch::<B>(&batch, size, &device)),
+                    ));
                     dim = d;
                     out.extend(rows);
                 }
@@ -108,11 +116,17 @@ impl BackendJob for EmbedJob {
             pb.finish_and_clear();
             let skipped = files.len() - kept.len();
             if skipped > 0 {
-                eprintln!("{skipped} of {} images could not be read and were skipped", files.len());
+                eprintln!(
+                    "{skipped} of {} images could not be read and were skipped",
+                    files.len()
+                );
             }
             return Ok((out, dim, Some(kept)));
         }
-        let texts_path = args.texts.as_ref().expect("clap requires --images or --texts");
+        let texts_path = args
+            .texts
+            .as_ref()
+            .expect("clap requires --images or --texts");
         let texts = super::tokenize::read_lines(texts_path)?;
         let tok = ClipTokenizer::new().with_context_length(model.config.text_cfg.context_length)?;
         let pb = bar(texts.len() as u64, "texts");
@@ -129,7 +143,9 @@ impl BackendJob for EmbedJob {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Regular, non-hidden files of `dir`, sorted by name.

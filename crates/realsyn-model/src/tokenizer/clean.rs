@@ -23,7 +23,10 @@ mod tests {
 
     #[test]
     fn collapses_whitespace_and_lowercases() {
-        assert_eq!(clean_text("  A\tPhoto\x1c of\u{3000}a DOG  "), "a photo of a dog");
+        assert_eq!(
+            clean_text("  A\tPhoto\x1c of\u{3000}a DOG  "),
+            "a photo of a dog"
+        );
         assert_eq!(clean_text("Fish &amp;amp; Chips"), "fish & chips");
     }
 }

@@ -44,7 +44,10 @@ fn fix_segment(text: &str, unescape: bool) -> String {
         text = fix_line_breaks(&text);
         // fix_surrogates: a Rust String cannot hold surrogates.
         text = remove_terminal_escapes(&text);
-        text = text.chars().filter(|c| !TABLES.control_chars.contains(c)).collect();
+        text = text
+            .chars()
+            .filter(|c| !TABLES.control_chars.contains(c))
+            .collect();
         text = text.nfc().collect();
         if text == orig {
             return text;
@@ -146,7 +149,13 @@ fn possible_encoding(text: &str, codec: &SingleByteCodec) -> bool {
 
 fn encode(text: &str, codec: &SingleByteCodec) -> Vec<u8> {
     text.chars()
-        .map(|c| if c < '\u{80}' && c != '\x1a' { c as u8 } else { codec.encode[&c] })
+        .map(|c| {
+            if c < '\u{80}' && c != '\x1a' {
+                c as u8
+            } else {
+                codec.encode[&c]
+            }
+        })
         .collect()
 }
 
@@ -165,7 +174,9 @@ fn fix_encoding_one_step(text: &str) -> String {
             bytes = restore_byte_a0(&bytes);
         }
         if codec.name.starts_with("sloppy") {
-            bytes = LOSSY_UTF8_RE.replace_all(&bytes, "\u{FFFD}".as_bytes()).into_owned();
+            bytes = LOSSY_UTF8_RE
+                .replace_all(&bytes, "\u{FFFD}".as_bytes())
+                .into_owned();
         }
         let decoded = if bytes.contains(&0xED) || bytes.contains(&0xC0) {
             decode_utf8_variants(&bytes)
@@ -230,7 +241,10 @@ fn restore_byte_a0(bytes: &[u8]) -> Vec<u8> {
     }
     ALTERED_UTF8_RE
         .replace_all(&fixed, |caps: &regex::bytes::Captures| {
-            caps[0].iter().map(|&b| if b == 0x20 { 0xA0 } else { b }).collect::<Vec<u8>>()
+            caps[0]
+                .iter()
+                .map(|&b| if b == 0x20 { 0xA0 } else { b })
+                .collect::<Vec<u8>>()
         })
         .into_owned()
 }
@@ -283,9 +297,15 @@ mod tests {
 
     #[test]
     fn ftfy_docstring_examples() {
-        assert_eq!(fix_text("Broken text&hellip; it&#x2019;s ﬂubberiﬁc!"), "Broken text… it's flubberific!");
+        assert_eq!(
+            fix_text("Broken text&hellip; it&#x2019;s ﬂubberiﬁc!"),
+            "Broken text… it's flubberific!"
+        );
         assert_eq!(fix_text("ＬＯＵＤ　ＮＯＩＳＥＳ"), "LOUD NOISES");
-        assert_eq!(fix_text("\u{201c}here\u{2019}s a test\u{201d}"), "\"here's a test\"");
+        assert_eq!(
+            fix_text("\u{201c}here\u{2019}s a test\u{201d}"),
+            "\"here's a test\""
+        );
         assert_eq!(fix_text("sÃ³"), "só");
         assert_eq!(fix_text("voilÃ le travail"), "voilà le travail");
         assert_eq!(fix_text("&lt;tag&gt; <b>"), "&lt;tag&gt; <b>");

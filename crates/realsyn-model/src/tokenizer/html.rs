@@ -17,7 +17,9 @@ pub fn unescape(s: &str) -> String {
     if !s.contains('&') {
         return s.to_string();
     }
-    CHARREF.replace_all(s, |caps: &Captures| replace_charref(&caps[1])).into_owned()
+    CHARREF
+        .replace_all(s, |caps: &Captures| replace_charref(&caps[1]))
+        .into_owned()
 }
 
 fn replace_charref(s: &str) -> String {
@@ -41,7 +43,9 @@ fn replace_charref(s: &str) -> String {
         if t.invalid_codepoints.contains(&(num as u32)) {
             return String::new();
         }
-        return char::from_u32(num as u32).map(String::from).unwrap_or_default();
+        return char::from_u32(num as u32)
+            .map(String::from)
+            .unwrap_or_default();
     }
     if let Some(rep) = t.html5_entities.get(s) {
         return rep.clone();

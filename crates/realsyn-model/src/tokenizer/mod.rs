@@ -35,8 +35,7 @@ static BUNDLED_BPE_GZ: &[u8] = include_bytes!("../../data/bpe_simple_vocab_16e6.
 
 /// The regex open_clip's SimpleTokenizer splits cleaned text with (specials excluded:
 /// they are added tokens here).
-const PRETOKENIZE_PATTERN: &str =
-    r"(?i)'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const PRETOKENIZE_PATTERN: &str = r"(?i)'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// CLIP's tokenizer. Cheap to clone (the BPE tables are shared).
 #[derive(Clone)]
@@ -73,7 +72,9 @@ impl ClipTokenizer {
     /// Same vocabulary construction as open_clip's `SimpleTokenizer.__init__`.
     fn from_merges_text(text: &str, context_length: usize) -> Result<Self> {
         if context_length < 2 {
-            return Err(anyhow!("context length must be at least 2 (start and end tokens)"));
+            return Err(anyhow!(
+                "context length must be at least 2 (start and end tokens)"
+            ));
         }
         let merges: Vec<(String, String)> = text
             .split('\n')
@@ -87,14 +88,20 @@ impl ClipTokenizer {
                 }
             })
             .collect::<Result<_>>()?;
-        let byte_chars: Vec<String> = bytes_to_unicode().into_iter().map(|(_, c)| String::from(c)).collect();
+        let byte_chars: Vec<String> = bytes_to_unicode()
+            .into_iter()
+            .map(|(_, c)| String::from(c))
+            .collect();
         let mut vocab_list: Vec<String> = byte_chars.clone();
         vocab_list.extend(byte_chars.iter().map(|c| format!("{c}</w>")));
         vocab_list.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
         vocab_list.push(SOT_TOKEN.into());
         vocab_list.push(EOT_TOKEN.into());
-        let vocab: tokenizers::models::bpe::Vocab =
-            vocab_list.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = vocab_list
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let sot_id = vocab[SOT_TOKEN];
         let eot_id = vocab[EOT_TOKEN];
 
@@ -116,13 +123,20 @@ impl ClipTokenizer {
             AddedToken::from(SOT_TOKEN, true),
             AddedToken::from(EOT_TOKEN, true),
         ]);
-        Ok(Self { inner, context_length, sot_id, eot_id })
+        Ok(Self {
+            inner,
+            context_length,
+            sot_id,
+            eot_id,
+        })
     }
 
     /// The same tokenizer with another context length (open_clip's `context_length`).
     pub fn with_context_length(mut self, context_length: usize) -> Result<Self> {
         if context_length < 2 {
-            return Err(anyhow!("context length must be at least 2 (start and end tokens)"));
+            return Err(anyhow!(
+                "context length must be at least 2 (start and end tokens)"
+            ));
         }
         self.context_length = context_length;
         Ok(self)
@@ -172,19 +186,28 @@ impl ClipTokenizer {
 
     /// Tokenize many texts in parallel; rows in input order.
     pub fn tokenize_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<i32>> {
-        texts.par_iter().map(|t| self.tokenize(t.as_ref())).collect()
+        texts
+            .par_iter()
+            .map(|t| self.tokenize(t.as_ref()))
+            .collect()
     }
 
     /// Ids back to text (`</w>` becomes a space), like open_clip's `decode`.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let byte_decoder: HashMap<char, u8> = bytes_to_unicode().into_iter().map(|(b, c)| (c, b)).collect();
+        let byte_decoder: HashMap<char, u8> = bytes_to_unicode()
+            .into_iter()
+            .map(|(b, c)| (c, b))
+            .collect();
         let mut text = String::new();
         for id in ids {
             if let Some(tok) = self.inner.id_to_token(*id) {
                 text.push_str(&tok);
             }
         }
-        let bytes: Vec<u8> = text.chars().map(|c| byte_decoder.get(&c).copied().unwrap_or(b'?')).collect();
+        let bytes: Vec<u8> = text
+            .chars()
+            .map(|c| byte_decoder.get(&c).copied().unwrap_or(b'?'))
+            .collect();
         String::from_utf8_lossy(&bytes).replace("</w>", " ")
     }
 }
@@ -198,7 +221,10 @@ impl Default for ClipTokenizer {
 /// GPT-2/CLIP's reversible byte -> printable character table, in open_clip's order
 /// (printable bytes first): the first 256 vocabulary entries follow this order.
 fn bytes_to_unicode() -> Vec<(u8, char)> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {

@@ -41,7 +41,11 @@ impl SingleByteCodec {
                 encode.entry(*c).or_insert(b as u8);
             }
         }
-        Self { name: name.to_string(), decode, encode }
+        Self {
+            name: name.to_string(),
+            decode,
+            encode,
+        }
     }
 }
 
@@ -76,7 +80,12 @@ pub static TABLES: LazyLock<TextTables> = LazyLock::new(|| {
         .expect("bundled text_clean_tables.json is valid");
     let codec = |name: &str| SingleByteCodec::new(name, &raw.codecs[name]);
     TextTables {
-        html5_max_len: raw.html5_entities.keys().map(|k| k.len()).max().unwrap_or(0),
+        html5_max_len: raw
+            .html5_entities
+            .keys()
+            .map(|k| k.len())
+            .max()
+            .unwrap_or(0),
         invalid_charrefs: raw
             .invalid_charrefs
             .iter()
@@ -86,11 +95,19 @@ pub static TABLES: LazyLock<TextTables> = LazyLock::new(|| {
         ftfy_html_entities: raw.ftfy_html_entities.clone(),
         ligatures: char_keyed(raw.ligatures.clone()),
         width_map: char_keyed(raw.width_map.clone()),
-        control_chars: raw.control_chars.iter().filter_map(|c| char::from_u32(*c)).collect(),
+        control_chars: raw
+            .control_chars
+            .iter()
+            .filter_map(|c| char::from_u32(*c))
+            .collect(),
         charmaps: raw.charmap_encodings.iter().map(|e| codec(e)).collect(),
         windows_1252: codec("windows-1252"),
         badness_re: regex::Regex::new(&raw.badness_re).expect("ftfy badness regex compiles"),
-        python_whitespace: raw.python_whitespace.iter().filter_map(|c| char::from_u32(*c)).collect(),
+        python_whitespace: raw
+            .python_whitespace
+            .iter()
+            .filter_map(|c| char::from_u32(*c))
+            .collect(),
         html5_entities: raw.html5_entities,
     }
 });

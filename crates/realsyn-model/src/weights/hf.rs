@@ -17,20 +17,41 @@ const HF_BLOCK_RENAMES: &[(&str, &str)] = &[
 
 /// (HF tower prefix, open_clip tower prefix)
 const TOWERS: &[(&str, &str)] = &[
-    ("vision_model.encoder.layers.", "visual.transformer.resblocks."),
+    (
+        "vision_model.encoder.layers.",
+        "visual.transformer.resblocks.",
+    ),
     ("text_model.encoder.layers.", "transformer.resblocks."),
 ];
 
 const HF_RENAMES: &[(&str, &str)] = &[
-    ("vision_model.embeddings.class_embedding", "visual.class_embedding"),
-    ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight"),
-    ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"),
+    (
+        "vision_model.embeddings.class_embedding",
+        "visual.class_embedding",
+    ),
+    (
+        "vision_model.embeddings.patch_embedding.weight",
+        "visual.conv1.weight",
+    ),
+    (
+        "vision_model.embeddings.position_embedding.weight",
+        "visual.positional_embedding",
+    ),
     ("vision_model.pre_layrnorm.weight", "visual.ln_pre.weight"),
     ("vision_model.pre_layrnorm.bias", "visual.ln_pre.bias"),
-    ("vision_model.post_layernorm.weight", "visual.ln_post.weight"),
+    (
+        "vision_model.post_layernorm.weight",
+        "visual.ln_post.weight",
+    ),
     ("vision_model.post_layernorm.bias", "visual.ln_post.bias"),
-    ("text_model.embeddings.token_embedding.weight", "token_embedding.weight"),
-    ("text_model.embeddings.position_embedding.weight", "positional_embedding"),
+    (
+        "text_model.embeddings.token_embedding.weight",
+        "token_embedding.weight",
+    ),
+    (
+        "text_model.embeddings.position_embedding.weight",
+        "positional_embedding",
+    ),
     ("text_model.final_layer_norm.weight", "ln_final.weight"),
     ("text_model.final_layer_norm.bias", "ln_final.bias"),
     ("logit_scale", "logit_scale"),
@@ -46,14 +67,23 @@ pub fn hf_to_open_clip(mut hf: StateDict) -> Result<StateDict> {
     for (from, to) in HF_RENAMES {
         out.insert(*to, hf.take(from)?);
     }
-    out.insert("visual.proj", hf.take("visual_projection.weight")?.transposed()?);
-    out.insert("text_projection", hf.take("text_projection.weight")?.transposed()?);
+    out.insert(
+        "visual.proj",
+        hf.take("visual_projection.weight")?.transposed()?,
+    );
+    out.insert(
+        "text_projection",
+        hf.take("text_projection.weight")?.transposed()?,
+    );
     for (hf_prefix, oc_prefix) in TOWERS {
         for i in 0..hf.count_blocks(hf_prefix) {
             let (h, o) = (format!("{hf_prefix}{i}."), format!("{oc_prefix}{i}."));
             for (hf_name, oc_name) in HF_BLOCK_RENAMES {
                 for suffix in ["weight", "bias"] {
-                    out.insert(format!("{o}{oc_name}.{suffix}"), hf.take(&format!("{h}{hf_name}.{suffix}"))?);
+                    out.insert(
+                        format!("{o}{oc_name}.{suffix}"),
+                        hf.take(&format!("{h}{hf_name}.{suffix}"))?,
+                    );
                 }
             }
             for (suffix, oc_key) in [("weight", "in_proj_weight"), ("bias", "in_proj_bias")] {
@@ -69,7 +99,10 @@ pub fn hf_to_open_clip(mut hf: StateDict) -> Result<StateDict> {
     hf.tensors.retain(|k, _| !k.ends_with("position_ids"));
     if !hf.is_empty() {
         let extra: Vec<&String> = hf.keys().take(8).collect();
-        bail!("Hugging Face weights contain {} unexpected tensors, e.g. {extra:?}", hf.len());
+        bail!(
+            "Hugging Face weights contain {} unexpected tensors, e.g. {extra:?}",
+            hf.len()
+        );
     }
     Ok(out)
 }
@@ -79,14 +112,23 @@ pub fn open_clip_to_hf(mut oc: StateDict) -> Result<StateDict> {
     for (hf_key, oc_key) in HF_RENAMES {
         out.insert(*hf_key, oc.take(oc_key)?);
     }
-    out.insert("visual_projection.weight", oc.take("visual.proj")?.transposed()?);
-    out.insert("text_projection.weight", oc.take("text_projection")?.transposed()?);
+    out.insert(
+        "visual_projection.weight",
+        oc.take("visual.proj")?.transposed()?,
+    );
+    out.insert(
+        "text_projection.weight",
+        oc.take("text_projection")?.transposed()?,
+    );
     for (hf_prefix, oc_prefix) in TOWERS {
         for i in 0..oc.count_blocks(oc_prefix) {
             let (h, o) = (format!("{hf_prefix}{i}."), format!("{oc_prefix}{i}."));
             for (hf_name, oc_name) in HF_BLOCK_RENAMES {
                 for suffix in ["weight", "bias"] {
-                    out.insert(format!("{h}{hf_name}.{suffix}"), oc.take(&format!("{o}{oc_name}.{suffix}"))?);
+                    out.insert(
+                        format!("{h}{hf_name}.{suffix}"),
+                        oc.take(&format!("{o}{oc_name}.{suffix}"))?,
+                    );
                 }
             }
             for (suffix, oc_key) in [("weight", "in_proj_weight"), ("bias", "in_proj_bias")] {
@@ -99,14 +141,21 @@ pub fn open_clip_to_hf(mut oc: StateDict) -> Result<StateDict> {
     }
     oc.tensors.retain(|k, _| !k.ends_with("attn_mask"));
     if !oc.is_empty() {
-        bail!("open_clip weights contain tensors with no Hugging Face name: {:?}", oc.keys().collect::<Vec<_>>());
+        bail!(
+            "open_clip weights contain tensors with no Hugging Face name: {:?}",
+            oc.keys().collect::<Vec<_>>()
+        );
     }
     Ok(out)
 }
 
 /// A `config.json` for `transformers.CLIPModel` matching `config`.
 pub fn hf_config_json(config: &ClipConfig) -> serde_json::Value {
-    let act = if config.quick_gelu { "quick_gelu" } else { "gelu" };
+    let act = if config.quick_gelu {
+        "quick_gelu"
+    } else {
+        "gelu"
+    };
     let (v, t) = (&config.vision_cfg, &config.text_cfg);
     json!({
         "architectures": ["CLIPModel"],
@@ -146,14 +195,22 @@ pub fn config_from_hf_json(value: &serde_json::Value) -> Result<ClipConfig> {
     let get = |path: &[&str]| -> Result<&serde_json::Value> {
         let mut v = value;
         for p in path {
-            v = v.get(p).with_context(|| format!("HF config.json has no {}", path.join(".")))?;
+            v = v
+                .get(p)
+                .with_context(|| format!("HF config.json has no {}", path.join(".")))?;
         }
         Ok(v)
     };
     let num = |path: &[&str]| -> Result<usize> {
-        get(path)?.as_u64().map(|n| n as usize).with_context(|| format!("{} is not a number", path.join(".")))
+        get(path)?
+            .as_u64()
+            .map(|n| n as usize)
+            .with_context(|| format!("{} is not a number", path.join(".")))
     };
-    let act = get(&["vision_config", "hidden_act"]).ok().and_then(|v| v.as_str()).unwrap_or("quick_gelu");
+    let act = get(&["vision_config", "hidden_act"])
+        .ok()
+        .and_then(|v| v.as_str())
+        .unwrap_or("quick_gelu");
     let v_width = num(&["vision_config", "hidden_size"])?;
     let t_width = num(&["text_config", "hidden_size"])?;
     let config = ClipConfig::from_json(

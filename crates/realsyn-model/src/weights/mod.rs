@@ -16,7 +16,6 @@ mod open_clip;
 mod state_dict;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +24,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 pub use hf::{config_from_hf_json, hf_config_json, hf_to_open_clip, is_hf, open_clip_to_hf};
 pub use open_clip::{Layout, ParamVisitor, infer_config, visit_params};
+pub use realsyn_data::fs::write_atomic;
 pub use state_dict::{HostTensor, StateDict};
 
 use crate::clip::Clip;
@@ -64,7 +64,11 @@ pub struct LoadedWeights {
 /// Read any supported weight file (or a Hugging Face model directory).
 pub fn read_weights(path: &Path) -> Result<LoadedWeights> {
     let (file, hf_config_path) = resolve_model_path(path)?;
-    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let (sd, mut config) = match ext.as_str() {
         "safetensors" => read_safetensors(&file)?,
         "pt" | "pth" | "bin" | "ckpt" => (read_torch_pickle(&file)?, None),
@@ -77,13 +81,19 @@ pub fn read_weights(path: &Path) -> Result<LoadedWeights> {
     if is_hf(&sd) {
         if config.is_none() {
             if let Some(cfg_path) = hf_config_path.filter(|p| p.exists()) {
-                let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)
-                    .with_context(|| format!("parsing {}", cfg_path.display()))?;
+                let json: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)
+                        .with_context(|| format!("parsing {}", cfg_path.display()))?;
                 config = Some(config_from_hf_json(&json)?);
             }
         }
-        let sd = hf_to_open_clip(sd).with_context(|| format!("mapping {} from Hugging Face names", file.display()))?;
-        return Ok(LoadedWeights { state_dict: sd, config, format: WeightFormat::HuggingFace });
+        let sd = hf_to_open_clip(sd)
+            .with_context(|| format!("mapping {} from Hugging Face names", file.display()))?;
+        return Ok(LoadedWeights {
+            state_dict: sd,
+            config,
+            format: WeightFormat::HuggingFace,
+        });
     }
     if !sd.contains("visual.conv1.weight") {
         let sample: Vec<&String> = sd.keys().take(5).collect();
@@ -92,8 +102,16 @@ pub fn read_weights(path: &Path) -> Result<LoadedWeights> {
             file.display()
         );
     }
-    let format = if config.is_some() { WeightFormat::Realsyn } else { WeightFormat::OpenClip };
-    Ok(LoadedWeights { state_dict: sd, config, format })
+    let format = if config.is_some() {
+        WeightFormat::Realsyn
+    } else {
+        WeightFormat::OpenClip
+    };
+    Ok(LoadedWeights {
+        state_dict: sd,
+        config,
+        format,
+    })
 }
 
 /// A directory means a Hugging Face / open_clip hub snapshot: find its weight file.
@@ -102,22 +120,38 @@ fn resolve_model_path(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
         bail!("weights not found: {}", path.display());
     }
     if path.is_dir() {
-        for name in ["open_clip_model.safetensors", "model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin"] {
+        for name in [
+            "open_clip_model.safetensors",
+            "model.safetensors",
+            "open_clip_pytorch_model.bin",
+            "pytorch_model.bin",
+        ] {
             let f = path.join(name);
             if f.exists() {
                 return Ok((f, Some(path.join("config.json"))));
             }
         }
-        bail!("{}: directory holds no model.safetensors / open_clip_model.safetensors / pytorch_model.bin", path.display());
+        bail!(
+            "{}: directory holds no model.safetensors / open_clip_model.safetensors / pytorch_model.bin",
+            path.display()
+        );
     }
-    Ok((path.to_path_buf(), path.parent().map(|p| p.join("config.json"))))
+    Ok((
+        path.to_path_buf(),
+        path.parent().map(|p| p.join("config.json")),
+    ))
 }
 
 fn read_safetensors(path: &Path) -> Result<(StateDict, Option<ClipConfig>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)?;
-    let config = match meta.metadata().as_ref().and_then(|m| m.get(CONFIG_METADATA_KEY)) {
+    let config = match meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CONFIG_METADATA_KEY))
+    {
         Some(json) => Some(ClipConfig::from_json(json).context("embedded realsyn config")?),
         None => None,
     };
@@ -131,10 +165,22 @@ fn read_safetensors(path: &Path) -> Result<(StateDict, Option<ClipConfig>)> {
 
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     Ok(match dtype {
-        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-        Dtype::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         other => bail!("unsupported dtype {other:?} (expected a float type)"),
     })
 }
@@ -143,14 +189,17 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
 /// checkpoint whose weights sit under `state_dict`).
 fn read_torch_pickle(path: &Path) -> Result<StateDict> {
     use burn_store::pytorch::PytorchReader;
-    let mut reader = PytorchReader::new(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut reader =
+        PytorchReader::new(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if reader.keys().iter().any(|k| k.starts_with("state_dict.")) {
         reader = PytorchReader::with_top_level_key(path, "state_dict")
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     let mut sd = StateDict::default();
     for (name, snapshot) in reader.into_tensors() {
-        let data = snapshot.to_data().map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))?;
+        let data = snapshot
+            .to_data()
+            .map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))?;
         let shape = data.shape.to_vec();
         let values = data
             .convert::<f32>()
@@ -162,11 +211,21 @@ fn read_torch_pickle(path: &Path) -> Result<StateDict> {
 }
 
 /// Write a state dict as safetensors, atomically (temp file + rename).
-pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    sd: &StateDict,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd
         .tensors
         .iter()
-        .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape.clone()))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                t.shape.clone(),
+            )
+        })
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
@@ -176,23 +235,14 @@ pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: HashMap<String, 
     write_atomic(path, &buffer)
 }
 
-/// Write a file so that readers see either the old content or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 /// Write weights in `format`. Hugging Face output is a directory (`model.safetensors`
 /// + `config.json`); the others are one `.safetensors` file.
-pub fn write_weights(path: &Path, sd: &StateDict, config: &ClipConfig, format: WeightFormat) -> Result<()> {
+pub fn write_weights(
+    path: &Path,
+    sd: &StateDict,
+    config: &ClipConfig,
+    format: WeightFormat,
+) -> Result<()> {
     let mut meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     match format {
         WeightFormat::OpenClip => write_safetensors(path, sd, meta),
@@ -203,7 +253,10 @@ pub fn write_weights(path: &Path, sd: &StateDict, config: &ClipConfig, format: W
         WeightFormat::HuggingFace => {
             let hf = open_clip_to_hf(sd.clone())?;
             write_safetensors(&path.join("model.safetensors"), &hf, meta)?;
-            write_atomic(&path.join("config.json"), serde_json::to_string_pretty(&hf_config_json(config))?.as_bytes())
+            write_atomic(
+                &path.join("config.json"),
+                serde_json::to_string_pretty(&hf_config_json(config))?.as_bytes(),
+            )
         }
     }
 }
@@ -230,6 +283,11 @@ impl<B: Backend> Clip<B> {
 
     /// Save as a realsyn checkpoint (open_clip safetensors + embedded config).
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_weights(path, &self.to_open_clip()?, &self.config, WeightFormat::Realsyn)
+        write_weights(
+            path,
+            &self.to_open_clip()?,
+            &self.config,
+            WeightFormat::Realsyn,
+        )
     }
 }

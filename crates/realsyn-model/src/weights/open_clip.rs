@@ -25,18 +25,35 @@ pub enum Layout {
 }
 
 pub trait ParamVisitor<B: Backend> {
-    fn visit<const D: usize>(&mut self, key: &str, layout: Layout, param: &mut Param<Tensor<B, D>>) -> Result<()>;
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()>;
 }
 
-fn visit_linear<B: Backend, V: ParamVisitor<B>>(v: &mut V, key: &str, l: &mut Linear<B>) -> Result<()> {
-    v.visit(&format!("{key}.weight"), Layout::LinearWeight, &mut l.weight)?;
+fn visit_linear<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    l: &mut Linear<B>,
+) -> Result<()> {
+    v.visit(
+        &format!("{key}.weight"),
+        Layout::LinearWeight,
+        &mut l.weight,
+    )?;
     if let Some(bias) = l.bias.as_mut() {
         v.visit(&format!("{key}.bias"), Layout::Same, bias)?;
     }
     Ok(())
 }
 
-fn visit_ln<B: Backend, V: ParamVisitor<B>>(v: &mut V, key: &str, ln: &mut LayerNorm<B>) -> Result<()> {
+fn visit_ln<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    ln: &mut LayerNorm<B>,
+) -> Result<()> {
     v.visit(&format!("{key}.weight"), Layout::Same, &mut ln.gamma)?;
     if let Some(beta) = ln.beta.as_mut() {
         v.visit(&format!("{key}.bias"), Layout::Same, beta)?;
@@ -44,12 +61,20 @@ fn visit_ln<B: Backend, V: ParamVisitor<B>>(v: &mut V, key: &str, ln: &mut Layer
     Ok(())
 }
 
-fn visit_transformer<B: Backend, V: ParamVisitor<B>>(v: &mut V, key: &str, t: &mut Transformer<B>) -> Result<()> {
+fn visit_transformer<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    t: &mut Transformer<B>,
+) -> Result<()> {
     for (i, block) in t.resblocks.iter_mut().enumerate() {
         let p = format!("{key}.resblocks.{i}");
         visit_ln(v, &format!("{p}.ln_1"), &mut block.ln_1)?;
         // torch's MultiheadAttention names the packed projection without a sub-module.
-        v.visit(&format!("{p}.attn.in_proj_weight"), Layout::LinearWeight, &mut block.attn.in_proj.weight)?;
+        v.visit(
+            &format!("{p}.attn.in_proj_weight"),
+            Layout::LinearWeight,
+            &mut block.attn.in_proj.weight,
+        )?;
         if let Some(b) = block.attn.in_proj.bias.as_mut() {
             v.visit(&format!("{p}.attn.in_proj_bias"), Layout::Same, b)?;
         }
@@ -65,15 +90,31 @@ fn visit_transformer<B: Backend, V: ParamVisitor<B>>(v: &mut V, key: &str, t: &m
 pub fn visit_params<B: Backend, V: ParamVisitor<B>>(clip: &mut Clip<B>, v: &mut V) -> Result<()> {
     let vis = &mut clip.visual;
     v.visit("visual.conv1.weight", Layout::Same, &mut vis.conv1)?;
-    v.visit("visual.class_embedding", Layout::Same, &mut vis.class_embedding)?;
-    v.visit("visual.positional_embedding", Layout::Same, &mut vis.positional_embedding)?;
+    v.visit(
+        "visual.class_embedding",
+        Layout::Same,
+        &mut vis.class_embedding,
+    )?;
+    v.visit(
+        "visual.positional_embedding",
+        Layout::Same,
+        &mut vis.positional_embedding,
+    )?;
     visit_ln(v, "visual.ln_pre", &mut vis.ln_pre)?;
     visit_transformer(v, "visual.transformer", &mut vis.transformer)?;
     visit_ln(v, "visual.ln_post", &mut vis.ln_post)?;
     v.visit("visual.proj", Layout::Same, &mut vis.proj)?;
     let txt = &mut clip.text;
-    v.visit("token_embedding.weight", Layout::Same, &mut txt.token_embedding.weight)?;
-    v.visit("positional_embedding", Layout::Same, &mut txt.positional_embedding)?;
+    v.visit(
+        "token_embedding.weight",
+        Layout::Same,
+        &mut txt.token_embedding.weight,
+    )?;
+    v.visit(
+        "positional_embedding",
+        Layout::Same,
+        &mut txt.positional_embedding,
+    )?;
     visit_transformer(v, "transformer", &mut txt.transformer)?;
     visit_ln(v, "ln_final", &mut txt.ln_final)?;
     v.visit("text_projection", Layout::Same, &mut txt.text_projection)?;
@@ -86,7 +127,12 @@ struct Loader<'a, B: Backend> {
 }
 
 impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
-    fn visit<const D: usize>(&mut self, key: &str, layout: Layout, param: &mut Param<Tensor<B, D>>) -> Result<()> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()> {
         let t = self.sd.take(key)?;
         let t = match layout {
             Layout::LinearWeight => t.transposed()?,
@@ -95,7 +141,11 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         };
         let expected = param.lazy_shape().to_vec();
         if t.shape != expected {
-            bail!("{key}: weights have shape {:?}, the model config expects {:?}", t.shape, expected);
+            bail!(
+                "{key}: weights have shape {:?}, the model config expects {:?}",
+                t.shape,
+                expected
+            );
         }
         let tensor = Tensor::from_data(TensorData::new(t.data, t.shape), &self.device);
         *param = Param::initialized(param.id, tensor);
@@ -108,10 +158,17 @@ struct Exporter {
 }
 
 impl<B: Backend> ParamVisitor<B> for Exporter {
-    fn visit<const D: usize>(&mut self, key: &str, layout: Layout, param: &mut Param<Tensor<B, D>>) -> Result<()> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()> {
         let data = param.val().into_data().convert::<f32>();
         let shape = data.shape.to_vec();
-        let values = data.into_vec::<f32>().map_err(|e| anyhow::anyhow!("{key}: {e:?}"))?;
+        let values = data
+            .into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{key}: {e:?}"))?;
         let t = HostTensor::new(shape, values);
         let t = match layout {
             Layout::LinearWeight => t.transposed()?,
@@ -126,23 +183,38 @@ impl<B: Backend> ParamVisitor<B> for Exporter {
 impl<B: Backend> Clip<B> {
     /// Build a model from an open_clip state dict. Every tensor must be used and have
     /// the config's shape; leftovers are reported (like `load_state_dict(strict=True)`).
-    pub fn from_open_clip(config: &ClipConfig, mut sd: StateDict, device: &B::Device) -> Result<Self> {
+    pub fn from_open_clip(
+        config: &ClipConfig,
+        mut sd: StateDict,
+        device: &B::Device,
+    ) -> Result<Self> {
         // Buffers open_clip saves but that are not parameters.
         sd.tensors.remove("attn_mask");
         sd.tensors.remove("visual.attn_mask");
         let mut clip = Clip::new(config, device);
-        visit_params(&mut clip, &mut Loader { sd: &mut sd, device: device.clone() })
-            .context("loading open_clip weights")?;
+        visit_params(
+            &mut clip,
+            &mut Loader {
+                sd: &mut sd,
+                device: device.clone(),
+            },
+        )
+        .context("loading open_clip weights")?;
         if !sd.is_empty() {
             let extra: Vec<&String> = sd.keys().take(8).collect();
-            bail!("weights contain {} tensors this model does not use, e.g. {extra:?}", sd.len());
+            bail!(
+                "weights contain {} tensors this model does not use, e.g. {extra:?}",
+                sd.len()
+            );
         }
         Ok(clip)
     }
 
     /// The model's parameters as an open_clip state dict.
     pub fn to_open_clip(&self) -> Result<StateDict> {
-        let mut exporter = Exporter { sd: StateDict::default() };
+        let mut exporter = Exporter {
+            sd: StateDict::default(),
+        };
         visit_params(&mut self.clone(), &mut exporter)?;
         Ok(exporter.sd)
     }
@@ -152,7 +224,10 @@ impl<B: Backend> Clip<B> {
 /// `build_model_from_openai_state_dict` does). QuickGELU cannot be seen in weights.
 pub fn infer_config(sd: &StateDict, quick_gelu: bool) -> Result<ClipConfig> {
     let shape = |k: &str| -> Result<&Vec<usize>> {
-        Ok(&sd.get(k).with_context(|| format!("cannot infer the architecture: no {k:?}"))?.shape)
+        Ok(&sd
+            .get(k)
+            .with_context(|| format!("cannot infer the architecture: no {k:?}"))?
+            .shape)
     };
     let conv = shape("visual.conv1.weight")?;
     let (width, patch) = (conv[0], conv[2]);

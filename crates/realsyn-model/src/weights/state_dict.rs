@@ -33,25 +33,37 @@ impl HostTensor {
 
     /// Split along the first dimension into `n` equal parts.
     pub fn chunk_rows(&self, n: usize) -> Result<Vec<Self>> {
-        let rows = *self.shape.first().ok_or_else(|| anyhow!("cannot split a scalar"))?;
+        let rows = *self
+            .shape
+            .first()
+            .ok_or_else(|| anyhow!("cannot split a scalar"))?;
         if rows % n != 0 {
             bail!("cannot split {rows} rows into {n} parts");
         }
         let per = self.data.len() / n;
         let mut shape = self.shape.clone();
         shape[0] = rows / n;
-        Ok(self.data.chunks(per).map(|c| Self::new(shape.clone(), c.to_vec())).collect())
+        Ok(self
+            .data
+            .chunks(per)
+            .map(|c| Self::new(shape.clone(), c.to_vec()))
+            .collect())
     }
 
     /// Concatenate along the first dimension.
     pub fn cat_rows(parts: &[Self]) -> Result<Self> {
-        let first = parts.first().ok_or_else(|| anyhow!("nothing to concatenate"))?;
+        let first = parts
+            .first()
+            .ok_or_else(|| anyhow!("nothing to concatenate"))?;
         let mut shape = first.shape.clone();
         shape[0] = parts.iter().map(|p| p.shape[0]).sum();
         if parts.iter().any(|p| p.shape[1..] != first.shape[1..]) {
             bail!("concatenating tensors of different trailing shapes");
         }
-        Ok(Self::new(shape, parts.iter().flat_map(|p| p.data.iter().copied()).collect()))
+        Ok(Self::new(
+            shape,
+            parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+        ))
     }
 }
 
@@ -107,7 +119,13 @@ impl StateDict {
     /// Number of `<prefix>N.` blocks present (e.g. transformer layers).
     pub fn count_blocks(&self, prefix: &str) -> usize {
         self.keys()
-            .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok())
+            .filter_map(|k| {
+                k.strip_prefix(prefix)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
             .max()
             .map_or(0, |m| m + 1)
     }

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The peer side of `realsyn bench`: the same measurement with PyTorch + open_clip.
+
+    python benches/model_bench.py --mode encode-image --arch ViT-B-32 --batch-size 32
+
+Prints one JSON line in the format `realsyn bench` prints.
+"""
+import argparse
+import json
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+import open_clip
+
+
+def random_tokens(n, ctx):
+    rows = torch.zeros(n, ctx, dtype=torch.long)
+    length = min(20, ctx - 2)
+    for r in range(n):
+        rows[r, 0] = 49406
+        for j in range(1, length + 1):
+            rows[r, j] = (r * 7919 + j * 104729) % 49000 + 1
+        rows[r, length + 1] = 49407
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mode", default="encode-image")
+    p.add_argument("--arch", default="ViT-B-32")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    model = open_clip.create_model(a.arch).to(dev)
+    size = model.visual.image_size[0]
+    ctx = model.context_length
+    times = []
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.amp)
+    if a.mode in ("encode-image", "encode-text"):
+        model.eval()
+        for i in range(a.warmup + a.iters):
+            t0 = time.perf_counter()
+            with torch.no_grad(), autocast:
+                if a.mode == "encode-image":
+                    model.encode_image(torch.randn(a.batch_size, 3, size, size, device=dev))
+                else:
+                    model.encode_text(random_tokens(a.batch_size, ctx).to(dev))
+            sync()
+            if i >= a.warmup:
+                times.append(time.perf_counter() - t0)
+    elif a.mode == "train-step":
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
+        labels = torch.arange(a.batch_size, device=dev)
+        for i in range(a.warmup + a.iters):
+            t0 = time.perf_counter()
+            images = torch.randn(a.batch_size, 3, size, size, device=dev)
+            tokens = random_tokens(a.batch_size, ctx).to(dev)
+            with autocast:
+                img, txt, scale = model(images, tokens)[:3]
+                logits = scale * img @ txt.T
+                loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sync()
+            if i >= a.warmup:
+                times.append(time.perf_counter() - t0)
+    else:
+        raise SystemExit(f"unknown mode {a.mode}")
+    median = sorted(times)[len(times) // 2]
+    print(json.dumps({"impl": "open_clip-pytorch", "torch": torch.__version__, "backend": a.device + ("-bf16" if a.amp else ""),
+                      "mode": a.mode, "arch": a.arch, "batch_size": a.batch_size, "seconds": times,
+                      "median_s": median, "items_per_s": a.batch_size / median, "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
