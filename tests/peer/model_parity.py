@@ -4,6 +4,8 @@
     pip install open_clip_torch transformers safetensors
     python tests/peer/model_parity.py fixtures [OUT_DIR]       # write tests/fixtures/parity
     python tests/peer/model_parity.py check-export ARCH WEIGHTS IMAGES_DIR TEXTS EXPECT_IMG.npy EXPECT_TXT.npy
+    python tests/peer/model_parity.py make-random ARCH OUT.safetensors
+    python tests/peer/model_parity.py crop224 SRC_DIR DST_DIR
 
 `fixtures`: random-init small open_clip models (one GELU, one QuickGELU), their
 weights as open_clip safetensors, a torch `.pt` state dict and a Hugging Face
@@ -172,8 +174,33 @@ def check_export(arch, weights, images_dir, texts_path, expect_img, expect_txt):
     print("export round trip OK (tolerance 1e-4)")
 
 
+def make_random(arch, out):
+    """Random-init open_clip weights: the peer's own export, for check-export."""
+    torch.manual_seed(0)
+    model = open_clip.create_model(arch)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("attn_mask")}
+    save_file(sd, out, metadata={"format": "pt"})
+
+
+def crop224(src, dst):
+    """224x224 RGB crops of the photos, so both sides read identical pixels."""
+    from PIL import Image
+    os.makedirs(dst, exist_ok=True)
+    for f in sorted(os.listdir(src)):
+        img = Image.open(os.path.join(src, f)).convert("RGB")
+        w, h = img.size
+        if min(w, h) < 224:
+            continue
+        left, top = (w - 224) // 2, (h - 224) // 2
+        img.crop((left, top, left + 224, top + 224)).save(os.path.join(dst, os.path.splitext(f)[0] + ".png"))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "fixtures":
+    if len(sys.argv) == 4 and sys.argv[1] == "make-random":
+        make_random(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "crop224":
+        crop224(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "fixtures":
         fixtures(sys.argv[2] if len(sys.argv) > 2 else "tests/fixtures/parity")
     elif len(sys.argv) == 8 and sys.argv[1] == "check-export":
         check_export(*sys.argv[2:])
