@@ -17,6 +17,9 @@ use super::tables::{SingleByteCodec, TABLES};
 
 /// `ftfy.fix_text(text)`: fix each line independently.
 pub fn fix_text(text: &str) -> String {
+    if is_plain_ascii(text) {
+        return text.to_string();
+    }
     let mut out = String::with_capacity(text.len());
     // ftfy's `unescape_html="auto"` turns itself off for good once a segment holds '<'.
     let mut unescape = true;
@@ -27,6 +30,12 @@ pub fn fix_text(text: &str) -> String {
         out.push_str(&fix_segment(segment, unescape));
     }
     out
+}
+
+/// Printable ASCII (plus tab, newline, form feed) without `&` is a fixed point of
+/// every ftfy step: no entities, no mojibake, no controls, no wide forms, NFC already.
+fn is_plain_ascii(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'&' || matches!(b, b'\t' | b'\n' | 0x0c))
 }
 
 fn fix_segment(text: &str, unescape: bool) -> String {
