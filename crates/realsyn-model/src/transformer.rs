@@ -37,6 +37,15 @@ pub fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> 
         .init(device)
 }
 
+/// A Linear over `[batch, tokens, d]` as ONE `[batch * tokens, d]` GEMM: CPU backends
+/// otherwise run `batch` small matrix products against a broadcast weight.
+fn linear_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [b, n, d] = x.dims();
+    let y = linear.forward(x.reshape([b * n, d]));
+    let [_, out] = y.dims();
+    y.reshape([b, n, out])
+}
+
 /// Multi-head self-attention with packed q/k/v projection.
 #[derive(Module, Debug)]
 pub struct SelfAttention<B: Backend> {
@@ -61,9 +70,7 @@ impl<B: Backend> SelfAttention<B> {
         let h = self.heads;
         let d = w / h;
         // [b, n, 3, h, d] -> [3, b, h, n, d]
-        let qkv = self
-            .in_proj
-            .forward(x)
+        let qkv = linear_2d(&self.in_proj, x)
             .reshape([b, n, 3, h, d])
             .permute([2, 0, 3, 1, 4]);
         let qkv = qkv.reshape([3 * b, h, n, d]);
@@ -76,8 +83,7 @@ impl<B: Backend> SelfAttention<B> {
             is_causal: causal,
         };
         let out = attention(q, k, v, None, None, options); // [b, h, n, d]
-        self.out_proj
-            .forward(out.swap_dims(1, 2).reshape([b, n, w]))
+        linear_2d(&self.out_proj, out.swap_dims(1, 2).reshape([b, n, w]))
     }
 }
 
@@ -121,8 +127,8 @@ impl<B: Backend> ResidualAttentionBlock<B> {
         let hidden = self
             .mlp
             .activation
-            .apply(self.mlp.c_fc.forward(self.ln_2.forward(x.clone())));
-        x + self.mlp.c_proj.forward(hidden)
+            .apply(linear_2d(&self.mlp.c_fc, self.ln_2.forward(x.clone())));
+        x + linear_2d(&self.mlp.c_proj, hidden)
     }
 }
 

@@ -35,7 +35,8 @@ pub fn fix_text(text: &str) -> String {
 /// Printable ASCII (plus tab, newline, form feed) without `&` is a fixed point of
 /// every ftfy step: no entities, no mojibake, no controls, no wide forms, NFC already.
 fn is_plain_ascii(text: &str) -> bool {
-    text.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'&' || matches!(b, b'\t' | b'\n' | 0x0c))
+    text.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'&' || matches!(b, b'\t' | b'\n' | 0x0c))
 }
 
 fn fix_segment(text: &str, unescape: bool) -> String {

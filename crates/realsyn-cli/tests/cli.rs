@@ -1,0 +1,166 @@
+//! The `realsyn` binary end to end on small real files: PNG/JPEG images written by the
+//! `image` crate, a corrupt JPEG, texts with invalid UTF-8, the tiny open_clip fixture.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use realsyn_data::npy::read_npy;
+
+fn realsyn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn write_images(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let img = image::RgbImage::from_fn(50, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 128])
+    });
+    img.save(dir.join("a.png")).unwrap();
+    image::DynamicImage::ImageRgb8(img)
+        .to_luma8()
+        .save(dir.join("c.jpg"))
+        .unwrap();
+    std::fs::write(dir.join("b.jpg"), b"\xff\xd8\xff\xe0 this is not a jpeg").unwrap();
+}
+
+#[test]
+fn embed_images_skips_bad_files_by_name_and_keeps_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    write_images(&images);
+    let out: PathBuf = tmp.path().join("img.npy");
+    let o = realsyn(&[
+        "embed",
+        "--arch",
+        &fixture("tiny-gelu.json"),
+        "--weights",
+        &fixture("tiny-gelu.safetensors"),
+        "--images",
+        s(&images),
+        "--output",
+        s(&out),
+        "--normalize",
+        "--batch-size",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("skipping b.jpg"), "{stderr}");
+    let (data, shape) = read_npy::<f32>(&out).unwrap();
+    assert_eq!(shape, vec![2, 32]);
+    for row in data.chunks(32) {
+        let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "normalised row has norm {norm}");
+    }
+    let names = std::fs::read_to_string(out.with_extension("files.txt")).unwrap();
+    assert_eq!(names, "a.png\nc.jpg\n");
+}
+
+#[test]
+fn tokenize_and_embed_texts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = tmp.path().join("t.txt");
+    std::fs::write(&texts, "a photo of a cat\nA PHOTO OF A DOG\n").unwrap();
+    let ids = tmp.path().join("ids.npy");
+    let o = realsyn(&["tokenize", "--input", s(&texts), "--output", s(&ids)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (data, shape) = read_npy::<i32>(&ids).unwrap();
+    assert_eq!(shape, vec![2, 77]);
+    assert_eq!(&data[..7], &[49406, 320, 1125, 539, 320, 2368, 49407]);
+    assert_eq!(&data[77..84], &[49406, 320, 1125, 539, 320, 1929, 49407]);
+
+    // The quickgelu fixture has a 16-token context and a 500-token vocabulary, too small
+    // for CLIP ids: embedding through the CLI must fail with a clear message, not panic.
+    let out = tmp.path().join("t.npy");
+    let o = realsyn(&[
+        "embed",
+        "--arch",
+        &fixture("tiny-quickgelu.json"),
+        "--weights",
+        &fixture("tiny-quickgelu.safetensors"),
+        "--texts",
+        s(&texts),
+        "--output",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("vocab"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn invalid_utf8_is_reported_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = tmp.path().join("t.txt");
+    std::fs::write(&texts, b"fine\nbad \xff byte\n").unwrap();
+    let o = realsyn(&[
+        "tokenize",
+        "--input",
+        s(&texts),
+        "--output",
+        s(&tmp.path().join("x.npy")),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("t.txt:2") && err.contains("UTF-8"), "{err}");
+}
+
+#[test]
+fn convert_to_hf_and_back_preserves_every_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = tmp.path().join("hf");
+    let back = tmp.path().join("back.safetensors");
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
+    };
+    ok(realsyn(&[
+        "convert",
+        "--input",
+        &fixture("tiny-gelu.safetensors"),
+        "--arch",
+        &fixture("tiny-gelu.json"),
+        "--output",
+        s(&hf),
+    ]));
+    assert!(hf.join("config.json").exists() && hf.join("model.safetensors").exists());
+    ok(realsyn(&[
+        "convert",
+        "--input",
+        s(&hf),
+        "--output",
+        s(&back),
+        "--to",
+        "open_clip",
+    ]));
+    let a =
+        realsyn_model::weights::read_weights(Path::new(&fixture("tiny-gelu.safetensors"))).unwrap();
+    let b = realsyn_model::weights::read_weights(&back).unwrap();
+    assert_eq!(a.state_dict, b.state_dict);
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let o = realsyn(&["--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["tokenize", "embed", "convert", "init", "bench"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
