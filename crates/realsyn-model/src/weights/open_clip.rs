@@ -24,6 +24,26 @@ pub enum Layout {
     Scalar,
 }
 
+impl Layout {
+    /// PyTorch tensor -> the Burn parameter's layout.
+    pub fn torch_to_burn(self, t: HostTensor) -> Result<HostTensor> {
+        match self {
+            Layout::Same => Ok(t),
+            Layout::LinearWeight => t.transposed(),
+            Layout::Scalar => Ok(HostTensor::new(vec![1], t.data)),
+        }
+    }
+
+    /// Burn parameter -> the PyTorch tensor's layout (inverse of `torch_to_burn`).
+    pub fn burn_to_torch(self, t: HostTensor) -> Result<HostTensor> {
+        match self {
+            Layout::Same => Ok(t),
+            Layout::LinearWeight => t.transposed(),
+            Layout::Scalar => Ok(HostTensor::new(vec![], t.data)),
+        }
+    }
+}
+
 pub trait ParamVisitor<B: Backend> {
     fn visit<const D: usize>(
         &mut self,
@@ -133,12 +153,7 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         layout: Layout,
         param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
-        let t = self.sd.take(key)?;
-        let t = match layout {
-            Layout::LinearWeight => t.transposed()?,
-            Layout::Scalar => HostTensor::new(vec![1], t.data),
-            Layout::Same => t,
-        };
+        let t = layout.torch_to_burn(self.sd.take(key)?)?;
         let expected = param.lazy_shape().to_vec();
         if t.shape != expected {
             bail!(
@@ -169,12 +184,7 @@ impl<B: Backend> ParamVisitor<B> for Exporter {
         let values = data
             .into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("{key}: {e:?}"))?;
-        let t = HostTensor::new(shape, values);
-        let t = match layout {
-            Layout::LinearWeight => t.transposed()?,
-            Layout::Scalar => HostTensor::new(vec![], t.data),
-            Layout::Same => t,
-        };
+        let t = layout.burn_to_torch(HostTensor::new(shape, values))?;
         self.sd.insert(key, t);
         Ok(())
     }
