@@ -95,27 +95,20 @@ fn config(name: &str) -> String {
         .into_owned()
 }
 
+/// Load fixture weights `file` with the architecture of fixture config `arch`.
+fn load_fixture(file: &str, arch: &str) -> Clip<Cpu> {
+    Clip::<Cpu>::load(&fixture(file), Some(&config(arch)), &Default::default()).unwrap()
+}
+
 #[test]
 fn open_clip_safetensors_gelu() {
-    let dev = Default::default();
-    let model = Clip::<Cpu>::load(
-        &fixture("tiny-gelu.safetensors"),
-        Some(&config("tiny-gelu")),
-        &dev,
-    )
-    .unwrap();
+    let model = load_fixture("tiny-gelu.safetensors", "tiny-gelu");
     assert_matches_open_clip(&model, &read_io("tiny-gelu"), "tiny-gelu safetensors");
 }
 
 #[test]
 fn open_clip_safetensors_quickgelu() {
-    let dev = Default::default();
-    let model = Clip::<Cpu>::load(
-        &fixture("tiny-quickgelu.safetensors"),
-        Some(&config("tiny-quickgelu")),
-        &dev,
-    )
-    .unwrap();
+    let model = load_fixture("tiny-quickgelu.safetensors", "tiny-quickgelu");
     assert!(model.config.quick_gelu);
     assert_matches_open_clip(
         &model,
@@ -126,13 +119,7 @@ fn open_clip_safetensors_quickgelu() {
 
 #[test]
 fn torch_pickle_through_burn_store() {
-    let dev = Default::default();
-    let model = Clip::<Cpu>::load(
-        &fixture("tiny-quickgelu.pt"),
-        Some(&config("tiny-quickgelu")),
-        &dev,
-    )
-    .unwrap();
+    let model = load_fixture("tiny-quickgelu.pt", "tiny-quickgelu");
     assert_matches_open_clip(&model, &read_io("tiny-quickgelu"), "tiny-quickgelu .pt");
 }
 
@@ -153,13 +140,7 @@ fn hugging_face_directory_with_its_config() {
 
 #[test]
 fn saved_and_exported_weights_load_back_identically() {
-    let dev = Default::default();
-    let model = Clip::<Cpu>::load(
-        &fixture("tiny-gelu.safetensors"),
-        Some(&config("tiny-gelu")),
-        &dev,
-    )
-    .unwrap();
+    let model = load_fixture("tiny-gelu.safetensors", "tiny-gelu");
     let io = read_io("tiny-gelu");
     let dir = tempfile::tempdir().unwrap();
 
