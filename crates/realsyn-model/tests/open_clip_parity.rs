@@ -140,6 +140,7 @@ fn hugging_face_directory_with_its_config() {
 
 #[test]
 fn saved_and_exported_weights_load_back_identically() {
+    let dev = Default::default();
     let model = load_fixture("tiny-gelu.safetensors", "tiny-gelu");
     let io = read_io("tiny-gelu");
     let dir = tempfile::tempdir().unwrap();
