@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 use image::{DynamicImage, RgbImage};
+use rand::Rng;
 
 /// OpenAI CLIP's normalisation constants (open_clip `OPENAI_DATASET_MEAN/STD`).
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -47,6 +48,90 @@ impl EvalTransform {
     }
 }
 
+/// open_clip's train transform: torchvision `RandomResizedCrop(size, scale,
+/// ratio=(3/4, 4/3), BICUBIC)`, then RGB, `ToTensor`, `Normalize`. The crop box is
+/// drawn exactly as torchvision's `get_params` draws it (10 tries, then a centre
+/// crop clamped to the ratio range); randomness comes from the caller's seeded RNG.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomResizedCrop {
+    pub size: u32,
+    pub scale: (f64, f64),
+    pub ratio: (f64, f64),
+}
+
+impl RandomResizedCrop {
+    /// open_clip's default for CLIP pre-training: scale (0.9, 1.0).
+    pub fn new(size: u32) -> Self {
+        Self {
+            size,
+            scale: (0.9, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+        }
+    }
+
+    /// The crop box `(left, top, width, height)` for an image of `w` x `h`.
+    pub fn crop_box(&self, w: u32, h: u32, rng: &mut impl Rng) -> (u32, u32, u32, u32) {
+        let area = w as f64 * h as f64;
+        let (lr0, lr1) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let target = area * rng.random_range(self.scale.0..=self.scale.1);
+            let aspect = rng.random_range(lr0..=lr1).exp();
+            let cw = (target * aspect).sqrt().round() as i64;
+            let ch = (target / aspect).sqrt().round() as i64;
+            if cw > 0 && cw <= w as i64 && ch > 0 && ch <= h as i64 {
+                let top = rng.random_range(0..=(h as i64 - ch)) as u32;
+                let left = rng.random_range(0..=(w as i64 - cw)) as u32;
+                return (left, top, cw as u32, ch as u32);
+            }
+        }
+        let in_ratio = w as f64 / h as f64;
+        let (cw, ch) = if in_ratio < self.ratio.0 {
+            (w, ((w as f64 / self.ratio.0).round() as u32).max(1))
+        } else if in_ratio > self.ratio.1 {
+            (((h as f64 * self.ratio.1).round() as u32).max(1), h)
+        } else {
+            (w, h)
+        };
+        ((w - cw) / 2, (h - ch) / 2, cw, ch)
+    }
+
+    /// `[3, size, size]` normalised values.
+    pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>> {
+        let rgb = img.to_rgb8();
+        let (w, h) = rgb.dimensions();
+        if w == 0 || h == 0 {
+            return Err(anyhow!("image has no pixels"));
+        }
+        let (left, top, cw, ch) = self.crop_box(w, h, rng);
+        let out = resize_region(&rgb, (left, top, cw, ch), self.size, self.size)?;
+        Ok(to_normalized_chw(&out))
+    }
+}
+
+/// The transform a pipeline applies: random crops for training, the
+/// deterministic resize + centre crop for evaluation.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageTransform {
+    Train(RandomResizedCrop),
+    Eval(EvalTransform),
+}
+
+impl ImageTransform {
+    pub fn size(&self) -> u32 {
+        match self {
+            ImageTransform::Train(t) => t.size,
+            ImageTransform::Eval(t) => t.size,
+        }
+    }
+
+    pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>> {
+        match self {
+            ImageTransform::Train(t) => t.apply(img, rng),
+            ImageTransform::Eval(t) => t.apply(img),
+        }
+    }
+}
+
 /// torchvision `Resize(int)`: the shorter side becomes `size`, the longer
 /// `int(size * long / short)`.
 pub fn resize_shorter_side(img: &RgbImage, size: u32) -> Result<RgbImage> {
@@ -68,9 +153,27 @@ pub fn resize_shorter_side(img: &RgbImage, size: u32) -> Result<RgbImage> {
 /// Bicubic (Catmull-Rom) resize to exactly `w` x `h`.
 pub fn resize(img: &RgbImage, w: u32, h: u32) -> Result<RgbImage> {
     let (sw, sh) = img.dimensions();
-    let src = Image::from_vec_u8(sw, sh, img.as_raw().clone(), PixelType::U8x3)?;
+    resize_region(img, (0, 0, sw, sh), w, h)
+}
+
+/// Bicubic resize of the `(left, top, width, height)` region to `w` x `h`
+/// (torchvision's `resized_crop`), without copying the region first.
+pub fn resize_region(
+    img: &RgbImage,
+    region: (u32, u32, u32, u32),
+    w: u32,
+    h: u32,
+) -> Result<RgbImage> {
+    let (sw, sh) = img.dimensions();
+    let (left, top, cw, ch) = region;
+    if (left, top, cw, ch, w, h) == (0, 0, sw, sh, sw, sh) {
+        return Ok(img.clone());
+    }
+    let src = fast_image_resize::images::ImageRef::new(sw, sh, img.as_raw(), PixelType::U8x3)?;
     let mut dst = Image::new(w, h, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .crop(left as f64, top as f64, cw as f64, ch as f64);
     Resizer::new().resize(&src, &mut dst, &options)?;
     RgbImage::from_raw(w, h, dst.into_vec())
         .ok_or_else(|| anyhow!("resize produced a wrong-sized buffer"))
@@ -139,6 +242,30 @@ mod tests {
             .unwrap();
         let expected = (img.get_pixel(3, 2)[0] as f32 / 255.0 - OPENAI_MEAN[0]) / OPENAI_STD[0];
         assert_eq!(t[2 * 8 + 3], expected);
+    }
+
+    #[test]
+    fn random_resized_crop_boxes_stay_inside_and_cover_90_percent() {
+        use rand::SeedableRng;
+        let t = RandomResizedCrop::new(224);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (w, h) in [(640, 480), (224, 224), (50, 900), (31, 29)] {
+            for _ in 0..200 {
+                let (l, tp, cw, ch) = t.crop_box(w, h, &mut rng);
+                assert!(l + cw <= w && tp + ch <= h && cw > 0 && ch > 0);
+                if w as f64 / h as f64 > 0.75 && (w as f64 / h as f64) < 4.0 / 3.0 {
+                    // within the ratio range the area is >= 90% (up to rounding)
+                    assert!(
+                        (cw * ch) as f64 >= 0.9 * (w * h) as f64 * 0.97,
+                        "{w}x{h} {cw}x{ch}"
+                    );
+                }
+            }
+        }
+        // Very elongated images always fall back to a ratio-clamped centre crop.
+        assert_eq!(t.crop_box(50, 900, &mut rng), (0, 416, 50, 67));
+        let img = DynamicImage::ImageRgb8(RgbImage::new(300, 200));
+        assert_eq!(t.apply(&img, &mut rng).unwrap().len(), 3 * 224 * 224);
     }
 
     #[test]

@@ -2,10 +2,19 @@
 //!
 //! Data plumbing shared by the builder, the trainer, the evaluator and the CLI:
 //! image decoding and CLIP's image transforms (one implementation of each), and
-//! `.npy` array files. Shard reading/writing joins this crate with the trainer.
+//! `.npy` array files; WebDataset shards (`wds`), the candidate texts of a sample
+//! (`texts`), and the streaming training pipeline (`loader`).
 
 pub mod fs;
 pub mod image;
+pub mod loader;
 pub mod npy;
+pub mod texts;
+pub mod wds;
 
-pub use image::{EvalTransform, OPENAI_MEAN, OPENAI_STD, decode_image, load_image};
+pub use image::{
+    EvalTransform, ImageTransform, OPENAI_MEAN, OPENAI_STD, RandomResizedCrop, decode_image,
+    load_image,
+};
+pub use loader::{Batch, DataPosition, EpochLoader, LoaderConfig};
+pub use texts::TextKeys;

@@ -1,0 +1,382 @@
+//! The training data pipeline: shards -> samples -> shuffle buffer -> decode and
+//! augment on a thread pool -> fixed-size batches, prefetched on a bounded queue so
+//! the device never waits on the host.
+//!
+//! Everything random is a pure function of `(seed, epoch, position)`: the shard order,
+//! the shuffle buffer, and for each sample the text drawn from its candidates and
+//! its crop. So the batch sequence does not depend on thread timing, and a resumed
+//! run that skips to a saved [`DataPosition`] sees exactly the batches the
+//! uninterrupted run saw.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use anyhow::{Result, bail};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::image::{ImageTransform, decode_image};
+use crate::texts::TextKeys;
+use crate::wds::{RawSample, SkipCounter, read_shard};
+
+/// Image members read, in order of preference (open_clip's `jpg;png;jpeg;webp`).
+pub const IMAGE_EXTS: [&str; 4] = ["jpg", "png", "jpeg", "webp"];
+
+/// Turns a batch of texts into `[n, context]` token ids, run on the loader threads.
+pub type Tokenize = Arc<dyn Fn(&[String]) -> Vec<i32> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct LoaderConfig {
+    /// Every shard of the dataset; this rank reads its share (see `rank`/`world`).
+    pub shards: Vec<PathBuf>,
+    pub rank: usize,
+    pub world: usize,
+    /// Samples per batch on this rank.
+    pub batch_size: usize,
+    pub batches_per_epoch: u64,
+    pub seed: u64,
+    /// Samples held by the shuffle buffer (webdataset's `shuffle(n)`); 0 or 1 = off.
+    pub shuffle_buffer: usize,
+    /// Draw shards with replacement (open_clip's `--dataset-resampled`).
+    pub resampled: bool,
+    /// Decode threads.
+    pub workers: usize,
+    /// Decoded batches held ready ahead of the consumer.
+    pub prefetch: usize,
+    pub text_keys: TextKeys,
+    pub transform: ImageTransform,
+    pub tokenize: Option<Tokenize>,
+}
+
+/// Where a run stands in its data: `raw_pos` raw samples of epoch `epoch` have been
+/// consumed by `batch` batches. Saved in checkpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPosition {
+    pub epoch: u64,
+    pub batch: u64,
+    pub raw_pos: u64,
+}
+
+pub struct Batch {
+    pub epoch: u64,
+    /// 0-based index of this batch in its epoch.
+    pub index: u64,
+    /// `[n, 3, size, size]` normalised pixels, row-major.
+    pub images: Vec<f32>,
+    pub texts: Vec<String>,
+    /// `[n, context]` ids when the config has a tokenizer.
+    pub tokens: Vec<i32>,
+    pub keys: Vec<String>,
+    /// The position after this batch; resuming there continues with the next one.
+    pub end: DataPosition,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
+/// One epoch of batches, from `start` on. Iterate it; it ends after
+/// `batches_per_epoch` batches or when non-resampled shards run out.
+pub struct EpochLoader {
+    rx: Receiver<Result<Batch>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EpochLoader {
+    pub fn start(cfg: LoaderConfig, start: DataPosition, skips: SkipCounter) -> Result<Self> {
+        if cfg.batch_size == 0 {
+            bail!("batch size must be positive");
+        }
+        if cfg.world == 0 || cfg.rank >= cfg.world || cfg.shards.len() < cfg.world {
+            bail!(
+                "{} shards cannot be split over {} ranks (rank {}): write more, smaller shards",
+                cfg.shards.len(),
+                cfg.world,
+                cfg.rank
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let cfg = Arc::new(cfg);
+        let (raw_tx, raw_rx) = bounded::<(u64, RawSample)>(cfg.batch_size * 2);
+        let (tx, rx) = bounded(cfg.prefetch.max(1));
+        let reader = {
+            let (cfg, stop, skips) = (cfg.clone(), stop.clone(), skips.clone());
+            std::thread::Builder::new()
+                .name("realsyn-shard-reader".into())
+                .spawn(move || read_epoch(&cfg, start, &skips, &raw_tx, &stop))?
+        };
+        let assembler = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("realsyn-batcher".into())
+                .spawn(move || assemble(&cfg, start, &skips, &raw_rx, &tx, &stop))?
+        };
+        Ok(Self {
+            rx,
+            stop,
+            threads: vec![reader, assembler],
+        })
+    }
+}
+
+impl Iterator for EpochLoader {
+    type Item = Result<Batch>;
+    fn next(&mut self) -> Option<Result<Batch>> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for EpochLoader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock the producers, then wait for them.
+        while self.rx.try_recv().is_ok() {}
+        for t in self.threads.drain(..) {
+            while !t.is_finished() {
+                while self.rx.try_recv().is_ok() {}
+                std::thread::yield_now();
+            }
+            let _ = t.join();
+        }
+    }
+}
+
+/// SplitMix64 over the parts: independent, reproducible streams per purpose.
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut z = 0x9E37_79B9_7F4A_7C15u64;
+    for p in parts {
+        z = z.wrapping_add(*p).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    z
+}
+
+const SHARD_STREAM: u64 = 1;
+const SHUFFLE_STREAM: u64 = 2;
+const SAMPLE_STREAM: u64 = 3;
+
+/// This rank's shard sequence for `epoch`: the full list shuffled with the epoch's
+/// seed (same on every rank), then every `world`-th; or, resampled, an endless
+/// draw with replacement.
+fn shard_order(cfg: &LoaderConfig, epoch: u64) -> Box<dyn Iterator<Item = PathBuf> + Send> {
+    if cfg.resampled {
+        let mut rng =
+            StdRng::seed_from_u64(mix_seed(&[cfg.seed, SHARD_STREAM, epoch, cfg.rank as u64]));
+        let shards = cfg.shards.clone();
+        Box::new(std::iter::repeat_with(move || {
+            shards[rng.random_range(0..shards.len())].clone()
+        }))
+    } else {
+        let mut shards = cfg.shards.clone();
+        shards.shuffle(&mut StdRng::seed_from_u64(mix_seed(&[
+            cfg.seed,
+            SHARD_STREAM,
+            epoch,
+        ])));
+        Box::new(shards.into_iter().skip(cfg.rank).step_by(cfg.world))
+    }
+}
+
+/// Producer: raw samples in epoch order, numbered after the shuffle buffer. The
+/// first `start.raw_pos` are passed over (they were consumed before a resume); they
+/// still go through the buffer so that its state matches the original run.
+fn read_epoch(
+    cfg: &LoaderConfig,
+    start: DataPosition,
+    skips: &SkipCounter,
+    tx: &Sender<(u64, RawSample)>,
+    stop: &AtomicBool,
+) {
+    let mut rng = StdRng::seed_from_u64(mix_seed(&[
+        cfg.seed,
+        SHUFFLE_STREAM,
+        start.epoch,
+        cfg.rank as u64,
+    ]));
+    let mut buffer: Vec<RawSample> = Vec::with_capacity(cfg.shuffle_buffer);
+    let seq = std::cell::Cell::new(0u64);
+    // Skipped samples are not counted twice: a resumed run already restored the counts.
+    let quiet = SkipCounter::new();
+    let emit = |s: RawSample| -> bool {
+        let n = seq.get();
+        seq.set(n + 1);
+        !stop.load(Ordering::Relaxed) && (n < start.raw_pos || tx.send((n, s)).is_ok())
+    };
+    for shard in shard_order(cfg, start.epoch) {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let counter = if seq.get() < start.raw_pos {
+            &quiet
+        } else {
+            skips
+        };
+        for sample in read_shard(&shard, counter) {
+            if cfg.shuffle_buffer <= 1 {
+                if !emit(sample) {
+                    return;
+                }
+                continue;
+            }
+            buffer.push(sample);
+            if buffer.len() >= cfg.shuffle_buffer {
+                let k = rng.random_range(0..buffer.len());
+                if !emit(buffer.swap_remove(k)) {
+                    return;
+                }
+            }
+        }
+    }
+    while !buffer.is_empty() {
+        let k = rng.random_range(0..buffer.len());
+        if !emit(buffer.swap_remove(k)) {
+            return;
+        }
+    }
+}
+
+struct Decoded {
+    seq: u64,
+    key: String,
+    pixels: Vec<f32>,
+    text: String,
+}
+
+/// One sample -> (pixels, text), or the reason it is skipped.
+fn decode(
+    cfg: &LoaderConfig,
+    epoch: u64,
+    seq: u64,
+    s: &RawSample,
+) -> Result<Decoded, &'static str> {
+    let mut rng = StdRng::seed_from_u64(mix_seed(&[
+        cfg.seed,
+        SAMPLE_STREAM,
+        epoch,
+        cfg.rank as u64,
+        seq,
+    ]));
+    let candidates = cfg.text_keys.candidates(s);
+    if candidates.is_empty() {
+        return Err("no text");
+    }
+    let text = candidates[rng.random_range(0..candidates.len())].clone();
+    let bytes = s.first_of(&IMAGE_EXTS).ok_or("no image")?;
+    let img = decode_image(bytes).map_err(|_| "corrupt image")?;
+    let pixels = cfg
+        .transform
+        .apply(&img, &mut rng)
+        .map_err(|_| "corrupt image")?;
+    Ok(Decoded {
+        seq,
+        key: s.key.clone(),
+        pixels,
+        text,
+    })
+}
+
+/// Consumer of raw samples: decodes a batch-sized chunk at a time on the pool
+/// (order kept), drops and counts bad samples, and emits full batches.
+fn assemble(
+    cfg: &LoaderConfig,
+    start: DataPosition,
+    skips: &SkipCounter,
+    rx: &Receiver<(u64, RawSample)>,
+    tx: &Sender<Result<Batch>>,
+    stop: &AtomicBool,
+) {
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.workers.max(1))
+        .thread_name(|i| format!("realsyn-decode-{i}"))
+        .build()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(Err(e.into()));
+            return;
+        }
+    };
+    let mut pending: Vec<Decoded> = Vec::new();
+    let mut index = start.batch;
+    let mut done = false;
+    while !done && index < cfg.batches_per_epoch {
+        let mut chunk = Vec::with_capacity(cfg.batch_size);
+        while chunk.len() < cfg.batch_size {
+            match rx.recv() {
+                Ok(item) => chunk.push(item),
+                Err(_) => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        let decoded: Vec<_> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|(seq, s)| decode(cfg, start.epoch, *seq, s))
+                .collect()
+        });
+        for (d, (_, s)) in decoded.into_iter().zip(&chunk) {
+            match d {
+                Ok(d) => pending.push(d),
+                Err(reason) => skips.skip(reason, &s.describe()),
+            }
+        }
+        while pending.len() >= cfg.batch_size && index < cfg.batches_per_epoch {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let rest = pending.split_off(cfg.batch_size);
+            let batch = make_batch(
+                cfg,
+                start.epoch,
+                index,
+                std::mem::replace(&mut pending, rest),
+            );
+            index += 1;
+            if tx.send(Ok(batch)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn make_batch(cfg: &LoaderConfig, epoch: u64, index: u64, samples: Vec<Decoded>) -> Batch {
+    let last = samples.last().map_or(0, |d| d.seq);
+    let mut images = Vec::with_capacity(samples.iter().map(|d| d.pixels.len()).sum());
+    let mut texts = Vec::with_capacity(samples.len());
+    let mut keys = Vec::with_capacity(samples.len());
+    for d in samples {
+        images.extend_from_slice(&d.pixels);
+        texts.push(d.text);
+        keys.push(d.key);
+    }
+    let tokens = cfg.tokenize.as_ref().map(|t| t(&texts)).unwrap_or_default();
+    Batch {
+        epoch,
+        index,
+        images,
+        texts,
+        tokens,
+        keys,
+        end: DataPosition {
+            epoch,
+            batch: index + 1,
+            raw_pos: last + 1,
+        },
+    }
+}
