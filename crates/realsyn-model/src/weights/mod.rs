@@ -142,7 +142,7 @@ fn resolve_model_path(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
     ))
 }
 
-fn read_safetensors(path: &Path) -> Result<(StateDict, Option<ClipConfig>)> {
+pub fn read_safetensors(path: &Path) -> Result<(StateDict, Option<ClipConfig>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;

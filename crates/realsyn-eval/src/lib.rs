@@ -1,0 +1,11 @@
+//! # realsyn-eval
+//!
+//! Evaluation as CLIP_benchmark does it. This crate owns the labelled-dataset
+//! reader (CLIP_benchmark's WebDataset layout) and zero-shot classification, which
+//! the trainer also calls as its periodic evaluation hook.
+
+pub mod labelled;
+pub mod zeroshot;
+
+pub use labelled::LabelledDataset;
+pub use zeroshot::{ZeroShotMetrics, zero_shot_classifier, zero_shot_eval};

@@ -1,0 +1,89 @@
+//! Zero-shot classification (CLIP_benchmark's `zeroshot_classification`): each class
+//! is the normalised mean of its normalised template embeddings; an image is
+//! assigned the class of highest cosine similarity. Metrics: top-1, top-5 and mean
+//! per-class recall, as CLIP_benchmark reports them.
+
+use anyhow::Result;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use realsyn_data::EvalTransform;
+use realsyn_data::wds::SkipCounter;
+use realsyn_model::batch::{image_batch, token_batch, to_rows};
+use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
+use serde::Serialize;
+
+use crate::labelled::LabelledDataset;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZeroShotMetrics {
+    pub acc1: f64,
+    pub acc5: f64,
+    pub mean_per_class_recall: f64,
+    pub n: usize,
+    pub skipped: u64,
+}
+
+/// `[embed_dim, n_classes]` classifier weights.
+pub fn zero_shot_classifier<B: Backend>(
+    model: &Clip<B>,
+    tokenizer: &ClipTokenizer,
+    classnames: &[String],
+    templates: &[String],
+    device: &B::Device,
+) -> Result<Tensor<B, 2>> {
+    let mut columns = Vec::with_capacity(classnames.len());
+    for c in classnames {
+        let texts: Vec<String> = templates.iter().map(|t| t.replace("{c}", c)).collect();
+        let rows = tokenizer.tokenize_batch(&texts);
+        let emb = l2_normalize(model.encode_text(token_batch::<B>(&rows, device)));
+        let mean = emb.mean_dim(0); // [1, d]
+        columns.push(l2_normalize(mean));
+    }
+    Ok(Tensor::cat(columns, 0).transpose())
+}
+
+/// Evaluate `model` on `data`'s test split.
+pub fn zero_shot_eval<B: Backend>(
+    model: &Clip<B>,
+    tokenizer: &ClipTokenizer,
+    data: &LabelledDataset,
+    batch: usize,
+    device: &B::Device,
+) -> Result<ZeroShotMetrics> {
+    let classifier = zero_shot_classifier(model, tokenizer, &data.classnames, &data.templates, device)?;
+    let size = model.config.vision_cfg.image_size;
+    let n_classes = data.classnames.len();
+    let skips = SkipCounter::new();
+    let (mut top1, mut top5, mut n) = (0usize, 0usize, 0usize);
+    let mut per_class = vec![(0usize, 0usize); n_classes];
+    for (pixels, labels) in data.batches(EvalTransform::new(size as u32), batch, &skips) {
+        if labels.is_empty() {
+            continue;
+        }
+        let feats = l2_normalize(model.encode_image(image_batch::<B>(&pixels, size, device)));
+        let (logits, [rows, cols]) = to_rows(feats.matmul(classifier.clone()));
+        for (r, &label) in labels.iter().enumerate().take(rows) {
+            let row = &logits[r * cols..(r + 1) * cols];
+            let target = row[label];
+            // Rank of the true class; ties count against it, as topk would break them.
+            let better = row.iter().filter(|&&v| v > target).count();
+            top1 += (better == 0) as usize;
+            top5 += (better < 5) as usize;
+            per_class[label].1 += 1;
+            per_class[label].0 += (better == 0) as usize;
+        }
+        n += labels.len();
+    }
+    let seen: Vec<f64> = per_class
+        .iter()
+        .filter(|(_, total)| *total > 0)
+        .map(|(ok, total)| *ok as f64 / *total as f64)
+        .collect();
+    Ok(ZeroShotMetrics {
+        acc1: top1 as f64 / n.max(1) as f64,
+        acc5: top5 as f64 / n.max(1) as f64,
+        mean_per_class_recall: seen.iter().sum::<f64>() / seen.len().max(1) as f64,
+        n,
+        skipped: skips.total(),
+    })
+}

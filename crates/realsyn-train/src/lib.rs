@@ -1,0 +1,25 @@
+//! # realsyn-train
+//!
+//! What `realsyn train` runs: CLIP pre-training as open_clip does it, on WebDataset
+//! shards read by `realsyn-data`, for the models of `realsyn-model`.
+//!
+//! - `recipe`: the TOML recipe (model, data, optimiser, schedule, output) and
+//!   command-line overrides of any field.
+//! - `schedule`: OneCycle (PyTorch's semantics), cosine with warmup, constant.
+//! - `optim`: AdamW with open_clip's weight-decay groups, over named gradients.
+//! - `step`: one optimisation step's forward/backward, with gradient accumulation
+//!   that keeps the contrastive loss exact over the whole batch.
+//! - `checkpoint`: atomic checkpoints holding everything an exact resume needs.
+//! - `tensorboard`: a TensorBoard event-file writer (scalars, images).
+//! - `trainer`: the loop that ties them together.
+
+pub mod checkpoint;
+pub mod optim;
+pub mod recipe;
+pub mod schedule;
+pub mod step;
+pub mod tensorboard;
+pub mod trainer;
+
+pub use recipe::Recipe;
+pub use trainer::{TrainSummary, train};

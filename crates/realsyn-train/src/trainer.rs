@@ -1,0 +1,388 @@
+//! The training loop: data -> step -> AdamW -> logs -> checkpoints, resumable.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::{AutodiffModule, Param};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use realsyn_data::fs::write_atomic;
+use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
+use realsyn_data::wds::{ShardList, SkipCounter};
+use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
+use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
+use realsyn_model::weights::{Layout, ParamVisitor, visit_params};
+use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
+use serde::Serialize;
+
+use crate::checkpoint::{self, TrainState};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::recipe::Recipe;
+use crate::step::forward_backward;
+use crate::tensorboard::EventWriter;
+
+/// open_clip clamps the log temperature to [0, ln 100] after every step.
+const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_092;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub steps: u64,
+    pub last_loss: f64,
+    pub samples_per_s: f64,
+    pub skips: BTreeMap<String, u64>,
+    pub checkpoint: PathBuf,
+    pub zeroshot: Option<ZeroShotMetrics>,
+}
+
+/// One line of `metrics.jsonl` (every step).
+#[derive(Serialize)]
+struct StepRecord {
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    lr: f64,
+    logit_scale: f64,
+    grad_norm: f64,
+    samples_per_s: f64,
+    data_wait: f64,
+}
+
+/// Train as `recipe` says. `resume` is `latest` or a checkpoint directory.
+pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: &B::Device) -> Result<TrainSummary> {
+    let out = &recipe.output.dir;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_atomic(&out.join("config.toml"), recipe.to_toml()?.as_bytes())?;
+    let ckpt_dir = out.join("checkpoints");
+    let t = &recipe.train;
+
+    // Data.
+    let shards = ShardList::resolve(&recipe.data.train)?;
+    let num_samples = match (recipe.data.num_samples, shards.num_samples()) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => bail!(
+            "the sample count of {} is unknown: put a sizes.json beside the shards or set data.num_samples",
+            recipe.data.train
+        ),
+    };
+    let batches_per_epoch = num_samples / t.batch_size as u64;
+    if batches_per_epoch == 0 {
+        bail!("{num_samples} samples do not fill one batch of {}", t.batch_size);
+    }
+    let total_steps = batches_per_epoch * t.epochs;
+    let schedule = recipe.schedule(total_steps);
+    let stop_at = if t.max_steps > 0 { t.max_steps.min(total_steps) } else { total_steps };
+
+    // Model, optimiser, state.
+    let adamw = AdamWConfig { weight_decay: t.weight_decay, beta1: t.beta1, beta2: t.beta2, eps: t.eps };
+    let mut opt = AdamW::<B::InnerBackend>::new(adamw);
+    let (mut model, mut state) = match resume {
+        Some(which) => {
+            let dir = checkpoint::resolve(&ckpt_dir, which)?;
+            let loaded = checkpoint::load::<B>(&dir, device)?;
+            opt.load_state_dict(&loaded.model, loaded.optimizer, loaded.optimizer_step, device)?;
+            eprintln!("resuming from {} (step {})", dir.display(), loaded.state.step);
+            if loaded.state.total_steps != total_steps {
+                bail!(
+                    "the checkpoint's schedule spans {} steps, this recipe's {total_steps}: resume with the recipe it was trained with ({})",
+                    loaded.state.total_steps,
+                    out.join("config.toml").display()
+                );
+            }
+            (loaded.model, loaded.state)
+        }
+        None => {
+            let config = ClipConfig::from_name_or_path(&recipe.model.arch)?;
+            B::seed(device, t.seed);
+            let model = match &recipe.model.pretrained {
+                Some(p) => Clip::<B>::load(p, Some(&recipe.model.arch), device)?,
+                None => Clip::<B>::new(&config, device),
+            };
+            let state = TrainState {
+                step: 0,
+                data: DataPosition::default(),
+                samples_seen: 0,
+                skips: BTreeMap::new(),
+                total_steps,
+            };
+            (model, state)
+        }
+    };
+    model = require_grad(model)?;
+    let cfg = model.config.clone();
+    let image_size = cfg.vision_cfg.image_size;
+    let tokenizer = Arc::new(ClipTokenizer::new().with_context_length(cfg.text_cfg.context_length)?);
+
+    let skips = SkipCounter::new();
+    skips.restore(&state.skips);
+    let loader_cfg = LoaderConfig {
+        shards: shards.shards.clone(),
+        rank: 0,
+        world: 1,
+        batch_size: t.batch_size,
+        batches_per_epoch,
+        seed: t.seed,
+        shuffle_buffer: recipe.data.shuffle_buffer,
+        resampled: recipe.data.resampled,
+        workers: recipe.data.workers,
+        prefetch: recipe.data.prefetch,
+        text_keys: TextKeys::parse(&recipe.data.text_keys)?,
+        transform: ImageTransform::Train(RandomResizedCrop::new(image_size as u32)),
+        tokenize: Some({
+            let tok = tokenizer.clone();
+            Arc::new(move |texts: &[String]| tok.tokenize_batch(texts).concat())
+        }),
+    };
+    let zeroshot_data = match &recipe.zeroshot.data {
+        Some(root) => Some(LabelledDataset::open(root, "test")?),
+        None => None,
+    };
+
+    // Logs.
+    let mut tb = EventWriter::create(&out.join("tensorboard"))?;
+    let mut metrics = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("metrics.jsonl"))
+        .context("opening metrics.jsonl")?;
+    let bar = progress_bar(stop_at, state.step);
+    let say = |msg: String| {
+        if bar.is_hidden() {
+            eprintln!("{msg}");
+        } else {
+            bar.println(msg);
+        }
+    };
+    say(format!(
+        "training {} on {num_samples} samples/epoch: {total_steps} steps ({batches_per_epoch}/epoch x {} epochs) of {} samples{}",
+        recipe.model.arch,
+        t.epochs,
+        t.batch_size,
+        if t.accum_freq > 1 { format!(" in {} micro-batches", t.accum_freq) } else { String::new() }
+    ));
+
+    let started = Instant::now();
+    let start_step = state.step;
+    let mut last_loss = f64::NAN;
+    let mut last_saved: Option<PathBuf> = None;
+    let mut zeroshot: Option<ZeroShotMetrics> = None;
+    let (mut window_time, mut window_wait, mut window_samples) = (0.0f64, 0.0f64, 0u64);
+
+    'epochs: while state.step < stop_at {
+        let epoch = state.data.epoch;
+        if epoch >= t.epochs {
+            break;
+        }
+        let mut loader = EpochLoader::start(loader_cfg.clone(), state.data, skips.clone())?;
+        let mut got_any = false;
+        loop {
+            let t0 = Instant::now();
+            let Some(batch) = loader.next() else { break };
+            let batch = batch?;
+            got_any = true;
+            let wait = t0.elapsed().as_secs_f64();
+            let n = batch.len();
+            let images = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, 3, image_size, image_size]), device);
+            let ctx = batch.tokens.len() / n;
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.tokens, [n, ctx]), device);
+
+            let step_index = state.step;
+            let lr = schedule.lr(step_index);
+            let beta1 = schedule.beta1(step_index, t.beta1);
+            let mut out_step = forward_backward(&model, images, tokens, t.accum_freq)?;
+            let grad_norm = out_step.grads.global_norm();
+            if !out_step.loss.is_finite() || !grad_norm.is_finite() {
+                let last = last_saved
+                    .clone()
+                    .or_else(|| checkpoint::resolve(&ckpt_dir, "latest").ok())
+                    .map_or("none yet".into(), |p| p.display().to_string());
+                bail!(
+                    "training diverged at step {} (epoch {epoch}): loss {}, gradient norm {grad_norm}. The model was not updated. \
+                     Last good checkpoint: {last}. Resume from it with a lower learning rate (--set train.lr=...) \
+                     or gradient clipping (--set train.grad_clip_norm=1.0).",
+                    step_index + 1,
+                    out_step.loss
+                );
+            }
+            if t.grad_clip_norm > 0.0 {
+                out_step.grads.clip_norm(t.grad_clip_norm, grad_norm);
+            }
+            opt.update(&mut model, &out_step.grads, lr, beta1)?;
+            model = clamp_logit_scale(model);
+
+            state.step += 1;
+            state.data = batch.end;
+            state.samples_seen += n as u64;
+            last_loss = out_step.loss;
+            let dt = t0.elapsed().as_secs_f64();
+            window_time += dt;
+            window_wait += wait;
+            window_samples += n as u64;
+            let logit_scale = scalar(model.logit_scale.val().inner()).exp();
+            let rec = StepRecord {
+                step: state.step,
+                epoch,
+                loss: out_step.loss,
+                lr,
+                logit_scale,
+                grad_norm,
+                samples_per_s: n as f64 / dt,
+                data_wait: wait / dt,
+            };
+            writeln!(metrics, "{}", serde_json::to_string(&rec)?)?;
+            bar.set_position(state.step);
+            bar.set_message(format!("epoch {epoch} loss {:.4} lr {lr:.2e}", out_step.loss));
+
+            if state.step % recipe.output.log_every == 0 || state.step == stop_at {
+                let s = state.step;
+                tb.scalar("train/loss", out_step.loss, s)?;
+                tb.scalar("train/lr", lr, s)?;
+                tb.scalar("train/logit_scale", logit_scale, s)?;
+                tb.scalar("train/grad_norm", grad_norm, s)?;
+                tb.scalar("train/samples_per_s", window_samples as f64 / window_time, s)?;
+                tb.scalar("train/data_wait_fraction", window_wait / window_time, s)?;
+                tb.scalar("train/skipped_samples", skips.total() as f64, s)?;
+                tb.flush()?;
+                metrics.flush()?;
+                if bar.is_hidden() {
+                    say(format!(
+                        "step {s}/{stop_at} epoch {epoch} loss {:.4} lr {lr:.3e} scale {logit_scale:.2} {:.1} samples/s data-wait {:.0}%",
+                        out_step.loss,
+                        window_samples as f64 / window_time,
+                        100.0 * window_wait / window_time
+                    ));
+                }
+                (window_time, window_wait, window_samples) = (0.0, 0.0, 0);
+            }
+            let done = state.step >= stop_at;
+            if state.step % recipe.output.checkpoint_every == 0 || done {
+                metrics.flush()?;
+                state.skips = skips.snapshot();
+                last_saved = Some(checkpoint::save(&ckpt_dir, &model, &opt, &state, recipe.output.keep_checkpoints)?);
+            }
+            if let Some(data) = &zeroshot_data {
+                let every = recipe.zeroshot.every;
+                if (every > 0 && state.step % every == 0) || done {
+                    let m = run_zeroshot(&model, &tokenizer, data, recipe.zeroshot.batch_size, device)?;
+                    tb.scalar("zeroshot/acc1", m.acc1, state.step)?;
+                    tb.scalar("zeroshot/acc5", m.acc5, state.step)?;
+                    tb.scalar("zeroshot/mean_per_class_recall", m.mean_per_class_recall, state.step)?;
+                    writeln!(metrics, "{}", serde_json::json!({"step": state.step, "zeroshot": m}))?;
+                    say(format!(
+                        "step {}: zero-shot top-1 {:.2}% top-5 {:.2}% on {} images",
+                        state.step,
+                        100.0 * m.acc1,
+                        100.0 * m.acc5,
+                        m.n
+                    ));
+                    zeroshot = Some(m);
+                }
+            }
+            if done {
+                break 'epochs;
+            }
+        }
+        drop(loader);
+        if !got_any && state.data.batch == 0 {
+            bail!("epoch {epoch} produced no batch: every sample was skipped ({:?})", skips.snapshot());
+        }
+        if state.data.batch < batches_per_epoch {
+            say(format!(
+                "epoch {epoch} ended after {} of {batches_per_epoch} batches: the shards hold fewer usable samples than {num_samples}",
+                state.data.batch
+            ));
+        }
+        state.data = DataPosition { epoch: epoch + 1, batch: 0, raw_pos: 0 };
+    }
+    bar.finish_and_clear();
+    tb.flush()?;
+    state.skips = skips.snapshot();
+    let checkpoint = match last_saved {
+        Some(p) => p,
+        None => checkpoint::save(&ckpt_dir, &model, &opt, &state, recipe.output.keep_checkpoints)?,
+    };
+    let steps_run = state.step - start_step;
+    let summary = TrainSummary {
+        steps: state.step,
+        last_loss,
+        samples_per_s: (steps_run * t.batch_size as u64) as f64 / started.elapsed().as_secs_f64(),
+        skips: state.skips.clone(),
+        checkpoint,
+        zeroshot,
+    };
+    write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    Ok(summary)
+}
+
+fn run_zeroshot<B: AutodiffBackend>(
+    model: &Clip<B>,
+    tokenizer: &ClipTokenizer,
+    data: &LabelledDataset,
+    batch: usize,
+    device: &B::Device,
+) -> Result<ZeroShotMetrics> {
+    let frozen = model.valid();
+    zero_shot_eval(&frozen, tokenizer, data, batch, device)
+}
+
+fn progress_bar(total: u64, at: u64) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps, ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(at);
+    bar
+}
+
+fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
+    t.into_data().convert::<f64>().into_vec::<f64>().map_or(f64::NAN, |v| v[0])
+}
+
+/// Loaded tensors are leaves without gradient tracking; training needs it on all.
+fn require_grad<B: AutodiffBackend>(mut model: Clip<B>) -> Result<Clip<B>> {
+    struct Mark;
+    impl<B: AutodiffBackend> ParamVisitor<B> for Mark {
+        fn visit<const D: usize>(&mut self, _: &str, _: Layout, param: &mut Param<Tensor<B, D>>) -> Result<()> {
+            let v = param.val().inner();
+            *param = Param::initialized(param.id, Tensor::from_inner(v).require_grad());
+            Ok(())
+        }
+    }
+    visit_params(&mut model, &mut Mark)?;
+    Ok(model)
+}
+
+fn clamp_logit_scale<B: AutodiffBackend>(mut model: Clip<B>) -> Clip<B> {
+    let v = model.logit_scale.val().inner().clamp(0.0, MAX_LOGIT_SCALE);
+    model.logit_scale = Param::initialized(model.logit_scale.id, Tensor::from_inner(v).require_grad());
+    model
+}
+
+/// Losses per step from a run's `metrics.jsonl`; a step logged twice (it ran, the
+/// process was killed before the next checkpoint, and it ran again on resume)
+/// keeps its last value.
+pub fn read_losses(out_dir: &Path) -> Result<BTreeMap<u64, f64>> {
+    let text = std::fs::read_to_string(out_dir.join("metrics.jsonl"))?;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) => continue, // a line cut by a kill
+        };
+        if let (Some(s), Some(l)) = (v["step"].as_u64(), v["loss"].as_f64()) {
+            out.insert(s, l);
+        }
+    }
+    Ok(out)
+}
