@@ -1,7 +1,8 @@
 //! # realsyn
 //!
 //! The command-line front end. Each subcommand lives in `commands/` and only wires
-//! arguments to the library crates (`realsyn-model`, `realsyn-data`).
+//! arguments to the library crates (`realsyn-model`, `realsyn-data`, `realsyn-train`,
+//! `realsyn-eval`).
 
 mod commands;
 mod device;
@@ -31,6 +32,9 @@ enum Command {
     Convert(commands::convert::Args),
     Init(commands::init::Args),
     Bench(commands::bench::Args),
+    Train(commands::train::Args),
+    Eval(commands::eval::Args),
+    Dataset(commands::dataset::Args),
 }
 
 fn main() {
@@ -41,6 +45,9 @@ fn main() {
         Command::Convert(a) => commands::convert::run(a),
         Command::Init(a) => commands::init::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Dataset(a) => commands::dataset::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -5,6 +5,7 @@
 //! `.npy` array files; WebDataset shards (`wds`), the candidate texts of a sample
 //! (`texts`), and the streaming training pipeline (`loader`).
 
+pub mod datasets;
 pub mod fs;
 pub mod image;
 pub mod loader;
