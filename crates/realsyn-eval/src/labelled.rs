@@ -19,8 +19,14 @@ pub struct LabelledDataset {
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 impl LabelledDataset {
@@ -40,7 +46,12 @@ impl LabelledDataset {
         if shards.is_empty() {
             bail!("no .tar shards in {}", split_dir.display());
         }
-        Ok(Self { root: root.to_path_buf(), classnames, templates, shards })
+        Ok(Self {
+            root: root.to_path_buf(),
+            classnames,
+            templates,
+            shards,
+        })
     }
 
     /// Stream `(pixels, label)` batches of up to `batch` samples, decoded on the
@@ -73,7 +84,10 @@ impl LabelledDataset {
                     if cls >= n_classes {
                         return Err("class label out of range");
                     }
-                    let bytes = s.first_of(&["webp", "png", "jpg", "jpeg"]).or_else(|| s.first_of(&IMAGE_EXTS)).ok_or("no image")?;
+                    let bytes = s
+                        .first_of(&["webp", "png", "jpg", "jpeg"])
+                        .or_else(|| s.first_of(&IMAGE_EXTS))
+                        .ok_or("no image")?;
                     let img = decode_image(bytes).map_err(|_| "corrupt image")?;
                     Ok((transform.apply(&img).map_err(|_| "corrupt image")?, cls))
                 })

@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use realsyn_data::EvalTransform;
 use realsyn_data::wds::SkipCounter;
-use realsyn_model::batch::{image_batch, token_batch, to_rows};
+use realsyn_model::batch::{image_batch, to_rows, token_batch};
 use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
 use serde::Serialize;
 
@@ -50,7 +50,8 @@ pub fn zero_shot_eval<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> Result<ZeroShotMetrics> {
-    let classifier = zero_shot_classifier(model, tokenizer, &data.classnames, &data.templates, device)?;
+    let classifier =
+        zero_shot_classifier(model, tokenizer, &data.classnames, &data.templates, device)?;
     let size = model.config.vision_cfg.image_size;
     let n_classes = data.classnames.len();
     let skips = SkipCounter::new();

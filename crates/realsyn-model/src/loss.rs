@@ -16,7 +16,8 @@ fn diagonal_ce<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1> {
 
 /// `logits_per_image`: [n, n] = scale * img_n @ txt_n^T. Returns a [1] tensor.
 pub fn contrastive_loss<B: Backend>(logits_per_image: Tensor<B, 2>) -> Tensor<B, 1> {
-    (diagonal_ce(logits_per_image.clone()) + diagonal_ce(logits_per_image.transpose())).div_scalar(2.0)
+    (diagonal_ce(logits_per_image.clone()) + diagonal_ce(logits_per_image.transpose()))
+        .div_scalar(2.0)
 }
 
 /// The loss from normalised features and `exp(logit_scale)` (shape [1]).

@@ -48,13 +48,21 @@ pub fn save<B: AutodiffBackend>(
     std::fs::create_dir_all(&tmp)?;
     model.save(&tmp.join("model.safetensors"))?;
     let meta = HashMap::from([("step".to_string(), opt.step.to_string())]);
-    write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state_dict(model)?, meta)?;
-    write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    write_safetensors(
+        &tmp.join("optimizer.safetensors"),
+        &opt.state_dict(model)?,
+        meta,
+    )?;
+    write_atomic(
+        &tmp.join("state.json"),
+        serde_json::to_string_pretty(state)?.as_bytes(),
+    )?;
     let final_dir = dir.join(&name);
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir)?;
     }
-    std::fs::rename(&tmp, &final_dir).with_context(|| format!("renaming into {}", final_dir.display()))?;
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("renaming into {}", final_dir.display()))?;
     write_atomic(&dir.join("latest"), name.as_bytes())?;
     prune(dir, keep)?;
     Ok(final_dir)
@@ -95,7 +103,10 @@ pub fn resolve(checkpoints: &Path, which: &str) -> Result<PathBuf> {
     }
     let p = PathBuf::from(which);
     if !p.join("state.json").is_file() {
-        bail!("{} is not a checkpoint directory (no state.json)", p.display());
+        bail!(
+            "{} is not a checkpoint directory (no state.json)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -109,7 +120,8 @@ pub struct Loaded<B: AutodiffBackend> {
 
 pub fn load<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Loaded<B>> {
     let state: TrainState = serde_json::from_slice(
-        &std::fs::read(dir.join("state.json")).with_context(|| format!("reading {}/state.json", dir.display()))?,
+        &std::fs::read(dir.join("state.json"))
+            .with_context(|| format!("reading {}/state.json", dir.display()))?,
     )?;
     let model = Clip::<B>::load(&dir.join("model.safetensors"), None, device)?;
     let (optimizer, _) = read_safetensors(&dir.join("optimizer.safetensors"))?;
@@ -121,5 +133,10 @@ pub fn load<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Loaded
         .and_then(|m| m.get("step"))
         .and_then(|s| s.parse().ok())
         .context("optimizer.safetensors has no step")?;
-    Ok(Loaded { model, optimizer, optimizer_step, state })
+    Ok(Loaded {
+        model,
+        optimizer,
+        optimizer_step,
+        state,
+    })
 }

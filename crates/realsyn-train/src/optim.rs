@@ -23,19 +23,29 @@ pub struct NamedGrads<B: Backend> {
 
 impl<B: Backend> Default for NamedGrads<B> {
     fn default() -> Self {
-        Self { grads: BTreeMap::new() }
+        Self {
+            grads: BTreeMap::new(),
+        }
     }
 }
 
 impl<B: Backend> NamedGrads<B> {
     /// Collect the gradients of every parameter of `model` from a backward pass.
-    pub fn collect<AB: AutodiffBackend<InnerBackend = B>>(model: &Clip<AB>, grads: &AB::Gradients) -> Result<Self> {
+    pub fn collect<AB: AutodiffBackend<InnerBackend = B>>(
+        model: &Clip<AB>,
+        grads: &AB::Gradients,
+    ) -> Result<Self> {
         struct Collector<'a, AB: AutodiffBackend> {
             grads: &'a AB::Gradients,
             out: BTreeMap<String, Tensor<AB::InnerBackend, 1>>,
         }
         impl<AB: AutodiffBackend> ParamVisitor<AB> for Collector<'_, AB> {
-            fn visit<const D: usize>(&mut self, key: &str, _: Layout, param: &mut Param<Tensor<AB, D>>) -> Result<()> {
+            fn visit<const D: usize>(
+                &mut self,
+                key: &str,
+                _: Layout,
+                param: &mut Param<Tensor<AB, D>>,
+            ) -> Result<()> {
                 if let Some(g) = param.val().grad(self.grads) {
                     let n = g.shape().num_elements();
                     self.out.insert(key.to_string(), g.reshape([n]));
@@ -43,7 +53,10 @@ impl<B: Backend> NamedGrads<B> {
                 Ok(())
             }
         }
-        let mut c = Collector::<AB> { grads, out: BTreeMap::new() };
+        let mut c = Collector::<AB> {
+            grads,
+            out: BTreeMap::new(),
+        };
         visit_params(&mut model.clone(), &mut c)?;
         Ok(Self { grads: c.out })
     }
@@ -85,7 +98,10 @@ trait ScalarExt {
 }
 impl<B: Backend> ScalarExt for Tensor<B, 1> {
     fn into_scalar_f64(self) -> f64 {
-        self.into_data().convert::<f64>().into_vec::<f64>().map_or(f64::NAN, |v| v[0])
+        self.into_data()
+            .convert::<f64>()
+            .into_vec::<f64>()
+            .map_or(f64::NAN, |v| v[0])
     }
 }
 
@@ -101,7 +117,10 @@ pub struct AdamWConfig {
 /// than 2 dims (gains, biases, class embedding, logit scale) or whose name has
 /// `bn`, `ln`, `bias` or `logit_scale`. Rank is PyTorch's: the logit scale is 0-d.
 pub fn decays(name: &str, torch_rank: usize) -> bool {
-    !(torch_rank < 2 || ["bn", "ln", "bias", "logit_scale"].iter().any(|s| name.contains(s)))
+    !(torch_rank < 2
+        || ["bn", "ln", "bias", "logit_scale"]
+            .iter()
+            .any(|s| name.contains(s)))
 }
 
 struct Moments<B: Backend> {
@@ -118,7 +137,11 @@ pub struct AdamW<B: Backend> {
 
 impl<B: Backend> AdamW<B> {
     pub fn new(config: AdamWConfig) -> Self {
-        Self { config, step: 0, state: HashMap::new() }
+        Self {
+            config,
+            step: 0,
+            state: HashMap::new(),
+        }
     }
 
     /// One update of every parameter that has a gradient, at learning rate `lr`
@@ -131,29 +154,52 @@ impl<B: Backend> AdamW<B> {
         beta1: f64,
     ) -> Result<()> {
         self.step += 1;
-        let mut v = Updater { opt: self, grads, lr, beta1 };
+        let mut v = Updater {
+            opt: self,
+            grads,
+            lr,
+            beta1,
+        };
         visit_params(model, &mut v)
     }
 
     /// State in PyTorch's layout: `exp_avg.<name>`, `exp_avg_sq.<name>`.
-    pub fn state_dict<AB: AutodiffBackend<InnerBackend = B>>(&self, model: &Clip<AB>) -> Result<StateDict> {
+    pub fn state_dict<AB: AutodiffBackend<InnerBackend = B>>(
+        &self,
+        model: &Clip<AB>,
+    ) -> Result<StateDict> {
         struct Export<'a, B: Backend> {
             state: &'a HashMap<String, Moments<B>>,
             sd: StateDict,
         }
         impl<AB: AutodiffBackend> ParamVisitor<AB> for Export<'_, AB::InnerBackend> {
-            fn visit<const D: usize>(&mut self, key: &str, layout: Layout, param: &mut Param<Tensor<AB, D>>) -> Result<()> {
-                let Some(m) = self.state.get(key) else { return Ok(()) };
+            fn visit<const D: usize>(
+                &mut self,
+                key: &str,
+                layout: Layout,
+                param: &mut Param<Tensor<AB, D>>,
+            ) -> Result<()> {
+                let Some(m) = self.state.get(key) else {
+                    return Ok(());
+                };
                 let shape = param.val().dims().to_vec();
                 for (prefix, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                    let data = t.clone().into_data().convert::<f32>().into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    let data = t
+                        .clone()
+                        .into_data()
+                        .convert::<f32>()
+                        .into_vec::<f32>()
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                     let host = layout.burn_to_torch(HostTensor::new(shape.clone(), data))?;
                     self.sd.insert(format!("{prefix}.{key}"), host);
                 }
                 Ok(())
             }
         }
-        let mut e = Export::<B> { state: &self.state, sd: StateDict::default() };
+        let mut e = Export::<B> {
+            state: &self.state,
+            sd: StateDict::default(),
+        };
         visit_params::<AB, _>(&mut model.clone(), &mut e)?;
         Ok(e.sd)
     }
@@ -172,7 +218,12 @@ impl<B: Backend> AdamW<B> {
             device: B::Device,
         }
         impl<AB: AutodiffBackend> ParamVisitor<AB> for Import<'_, AB::InnerBackend> {
-            fn visit<const D: usize>(&mut self, key: &str, layout: Layout, param: &mut Param<Tensor<AB, D>>) -> Result<()> {
+            fn visit<const D: usize>(
+                &mut self,
+                key: &str,
+                layout: Layout,
+                param: &mut Param<Tensor<AB, D>>,
+            ) -> Result<()> {
                 let ka = format!("exp_avg.{key}");
                 if !self.sd.contains(&ka) {
                     return Ok(());
@@ -183,19 +234,35 @@ impl<B: Backend> AdamW<B> {
                     if t.data.len() != n {
                         bail!("{k}: {} values, the model has {n}", t.data.len());
                     }
-                    Ok(Tensor::from_data(TensorData::new(t.data, [n]), &self.device))
+                    Ok(Tensor::from_data(
+                        TensorData::new(t.data, [n]),
+                        &self.device,
+                    ))
                 };
                 let exp_avg = get(&ka)?;
                 let exp_avg_sq = get(&format!("exp_avg_sq.{key}"))?;
-                self.state.insert(key.to_string(), Moments { exp_avg, exp_avg_sq });
+                self.state.insert(
+                    key.to_string(),
+                    Moments {
+                        exp_avg,
+                        exp_avg_sq,
+                    },
+                );
                 Ok(())
             }
         }
-        let mut i = Import::<B> { sd: &mut sd, state: HashMap::new(), device: device.clone() };
+        let mut i = Import::<B> {
+            sd: &mut sd,
+            state: HashMap::new(),
+            device: device.clone(),
+        };
         visit_params::<AB, _>(&mut model.clone(), &mut i).context("restoring optimiser state")?;
         let state = i.state;
         if !sd.is_empty() {
-            bail!("optimiser state has {} entries the model does not use", sd.len());
+            bail!(
+                "optimiser state has {} entries the model does not use",
+                sd.len()
+            );
         }
         self.state = state;
         self.step = step;
@@ -211,7 +278,12 @@ struct Updater<'a, B: Backend> {
 }
 
 impl<AB: AutodiffBackend> ParamVisitor<AB> for Updater<'_, AB::InnerBackend> {
-    fn visit<const D: usize>(&mut self, key: &str, layout: Layout, param: &mut Param<Tensor<AB, D>>) -> Result<()> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<AB, D>>,
+    ) -> Result<()> {
         let Some(g) = self.grads.grads.get(key) else {
             return Ok(());
         };
@@ -222,7 +294,11 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Updater<'_, AB::InnerBackend> {
         let n = shape.num_elements();
         let p = p.reshape([n]);
         let torch_rank = if layout == Layout::Scalar { 0 } else { D };
-        let wd = if decays(key, torch_rank) { c.weight_decay } else { 0.0 };
+        let wd = if decays(key, torch_rank) {
+            c.weight_decay
+        } else {
+            0.0
+        };
 
         let m = self.opt.state.remove(key).unwrap_or_else(|| Moments {
             exp_avg: g.zeros_like(),
@@ -230,19 +306,63 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Updater<'_, AB::InnerBackend> {
         });
         // torch: p *= 1 - lr*wd; m.lerp_(g, 1-b1); v = v*b2 + (1-b2) g^2;
         // p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-        let p = if wd > 0.0 { p.mul_scalar(1.0 - lr * wd) } else { p };
+        let p = if wd > 0.0 {
+            p.mul_scalar(1.0 - lr * wd)
+        } else {
+            p
+        };
         let exp_avg = m.exp_avg.clone() + (g.clone() - m.exp_avg).mul_scalar(1.0 - b1);
-        let exp_avg_sq = m.exp_avg_sq.mul_scalar(b2) + g.clone().powi_scalar(2).mul_scalar(1.0 - b2);
+        let exp_avg_sq =
+            m.exp_avg_sq.mul_scalar(b2) + g.clone().powi_scalar(2).mul_scalar(1.0 - b2);
         let t = self.opt.step as i32;
         let bc1 = 1.0 - b1.powi(t);
         let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let denom = exp_avg_sq.clone().sqrt().div_scalar(bc2_sqrt).add_scalar(c.eps);
+        let denom = exp_avg_sq
+            .clone()
+            .sqrt()
+            .div_scalar(bc2_sqrt)
+            .add_scalar(c.eps);
         let p = p - (exp_avg.clone() / denom).mul_scalar(lr / bc1);
-        self.opt.state.insert(key.to_string(), Moments { exp_avg, exp_avg_sq });
+        self.opt.state.insert(
+            key.to_string(),
+            Moments {
+                exp_avg,
+                exp_avg_sq,
+            },
+        );
         let p: Tensor<AB::InnerBackend, D> = p.reshape(shape);
         *param = Param::initialized(param.id, Tensor::from_inner(p).require_grad());
         Ok(())
     }
+}
+
+/// open_clip clamps the log temperature to [0, ln 100] after every step.
+pub const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_092;
+
+/// Loaded tensors are leaves without gradient tracking; training needs it on all.
+pub fn track_gradients<B: AutodiffBackend>(mut model: Clip<B>) -> Result<Clip<B>> {
+    struct Mark;
+    impl<B: AutodiffBackend> ParamVisitor<B> for Mark {
+        fn visit<const D: usize>(
+            &mut self,
+            _: &str,
+            _: Layout,
+            param: &mut Param<Tensor<B, D>>,
+        ) -> Result<()> {
+            let v = param.val().inner();
+            *param = Param::initialized(param.id, Tensor::from_inner(v).require_grad());
+            Ok(())
+        }
+    }
+    visit_params(&mut model, &mut Mark)?;
+    Ok(model)
+}
+
+pub fn clamp_logit_scale<B: AutodiffBackend>(mut model: Clip<B>) -> Clip<B> {
+    let v = model.logit_scale.val().inner().clamp(0.0, MAX_LOGIT_SCALE);
+    model.logit_scale =
+        Param::initialized(model.logit_scale.id, Tensor::from_inner(v).require_grad());
+    model
 }
 
 #[cfg(test)]
@@ -251,14 +371,20 @@ mod tests {
 
     #[test]
     fn open_clip_decay_groups() {
-        assert!(decays("visual.transformer.resblocks.0.attn.in_proj_weight", 2));
+        assert!(decays(
+            "visual.transformer.resblocks.0.attn.in_proj_weight",
+            2
+        ));
         assert!(decays("token_embedding.weight", 2));
         assert!(decays("positional_embedding", 2));
         assert!(decays("visual.conv1.weight", 4));
         assert!(!decays("visual.class_embedding", 1));
         assert!(!decays("visual.ln_pre.weight", 1));
         assert!(!decays("transformer.resblocks.3.ln_2.weight", 1));
-        assert!(!decays("visual.transformer.resblocks.0.attn.in_proj_bias", 1));
+        assert!(!decays(
+            "visual.transformer.resblocks.0.attn.in_proj_bias",
+            1
+        ));
         assert!(!decays("logit_scale", 0));
     }
 }

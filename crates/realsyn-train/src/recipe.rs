@@ -136,7 +136,10 @@ pub struct ZeroShotSection {
 }
 
 fn default_text_keys() -> Vec<String> {
-    realsyn_data::texts::DEFAULT_TEXT_KEYS.iter().map(|s| s.to_string()).collect()
+    realsyn_data::texts::DEFAULT_TEXT_KEYS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -164,8 +167,10 @@ impl Recipe {
     /// Read `path` and apply `KEY=VALUE` overrides (dotted keys, TOML values; a
     /// value that is not valid TOML is taken as a string).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading recipe {}", path.display()))?;
-        let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading recipe {}", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         for o in overrides {
             apply_override(&mut table, o)?;
         }
@@ -255,12 +260,27 @@ dir = "runs/x"
         let p = dir.path().join("r.toml");
         std::fs::write(&p, MINIMAL).unwrap();
         let r = Recipe::load(&p, &[]).unwrap();
-        assert_eq!((r.train.lr, r.train.weight_decay, r.train.eps), (1e-3, 0.2, 1e-6));
-        assert_eq!((r.train.beta1, r.train.beta2, r.train.batch_size, r.train.epochs), (0.9, 0.98, 4096, 32));
+        assert_eq!(
+            (r.train.lr, r.train.weight_decay, r.train.eps),
+            (1e-3, 0.2, 1e-6)
+        );
+        assert_eq!(
+            (
+                r.train.beta1,
+                r.train.beta2,
+                r.train.batch_size,
+                r.train.epochs
+            ),
+            (0.9, 0.98, 4096, 32)
+        );
         assert_eq!(r.train.schedule, ScheduleKind::Onecycle);
         let r = Recipe::load(
             &p,
-            &["train.lr=5e-4".into(), "data.text_keys=[\"txt\"]".into(), "output.dir=/tmp/run 2".into()],
+            &[
+                "train.lr=5e-4".into(),
+                "data.text_keys=[\"txt\"]".into(),
+                "output.dir=/tmp/run 2".into(),
+            ],
         )
         .unwrap();
         assert_eq!(r.train.lr, 5e-4);
@@ -278,7 +298,13 @@ dir = "runs/x"
         std::fs::write(&p, MINIMAL).unwrap();
         let e = Recipe::load(&p, &["train.lrr=1".into()]).unwrap_err();
         assert!(format!("{e:#}").contains("lrr"), "{e:#}");
-        assert!(Recipe::load(&p, &["train.batch_size=10".into(), "train.accum_freq=3".into()]).is_err());
+        assert!(
+            Recipe::load(
+                &p,
+                &["train.batch_size=10".into(), "train.accum_freq=3".into()]
+            )
+            .is_err()
+        );
         assert!(Recipe::load(&p, &["train.lr".into()]).is_err());
     }
 }

@@ -62,7 +62,10 @@ impl Schedule {
     /// Adam's beta1 at `step`, when OneCycle cycles momentum.
     pub fn beta1(&self, step: u64, default: f64) -> f64 {
         if self.kind == ScheduleKind::Onecycle && self.cycle_momentum {
-            self.one_cycle(step, [self.max_momentum, self.base_momentum, self.max_momentum])
+            self.one_cycle(
+                step,
+                [self.max_momentum, self.base_momentum, self.max_momentum],
+            )
         } else {
             default
         }

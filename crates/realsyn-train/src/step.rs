@@ -80,7 +80,10 @@ pub fn forward_backward<B: AutodiffBackend>(
     if let Some(g) = grads.grads.get_mut("logit_scale") {
         *g = g.clone().div_scalar(accum as f64);
     }
-    Ok(StepOutput { loss: loss_value, grads })
+    Ok(StepOutput {
+        loss: loss_value,
+        grads,
+    })
 }
 
 fn scalar<B: AutodiffBackend>(t: &Tensor<B, 1>) -> f64 {

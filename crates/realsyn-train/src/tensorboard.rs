@@ -30,7 +30,9 @@ impl EventWriter {
             std::process::id()
         );
         let path = dir.join(name);
-        let out = BufWriter::new(File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+        let out = BufWriter::new(
+            File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
         let mut w = Self { out, path };
         let mut ev = Vec::new();
         put_double(&mut ev, 1, now());
@@ -51,7 +53,14 @@ impl EventWriter {
     }
 
     /// A PNG-encoded image.
-    pub fn image_png(&mut self, tag: &str, png: &[u8], width: u32, height: u32, step: u64) -> Result<()> {
+    pub fn image_png(
+        &mut self,
+        tag: &str,
+        png: &[u8],
+        width: u32,
+        height: u32,
+        step: u64,
+    ) -> Result<()> {
         let mut img = Vec::new();
         put_varint_field(&mut img, 1, height as u64);
         put_varint_field(&mut img, 2, width as u64);
@@ -94,7 +103,9 @@ impl Drop for EventWriter {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -130,7 +141,11 @@ pub fn crc32c(data: &[u8]) -> u32 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0x82F6_3B78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *e = c;
         }
@@ -157,12 +172,20 @@ pub fn read_scalars(path: &Path) -> Result<Vec<(String, u64, f32)>> {
     while at + 12 <= bytes.len() {
         let len = u64::from_le_bytes(bytes[at..at + 8].try_into()?) as usize;
         anyhow::ensure!(
-            u32::from_le_bytes(bytes[at + 8..at + 12].try_into()?) == masked_crc32c(&bytes[at..at + 8]),
+            u32::from_le_bytes(bytes[at + 8..at + 12].try_into()?)
+                == masked_crc32c(&bytes[at..at + 8]),
             "bad length crc at {at}"
         );
-        let data = bytes.get(at + 12..at + 12 + len).context("truncated record")?;
-        let crc = bytes.get(at + 12 + len..at + 16 + len).context("truncated record")?;
-        anyhow::ensure!(u32::from_le_bytes(crc.try_into()?) == masked_crc32c(data), "bad data crc at {at}");
+        let data = bytes
+            .get(at + 12..at + 12 + len)
+            .context("truncated record")?;
+        let crc = bytes
+            .get(at + 12 + len..at + 16 + len)
+            .context("truncated record")?;
+        anyhow::ensure!(
+            u32::from_le_bytes(crc.try_into()?) == masked_crc32c(data),
+            "bad data crc at {at}"
+        );
         parse_event(data, &mut out);
         at += 16 + len;
     }
@@ -221,8 +244,14 @@ fn parse_event(data: &[u8], out: &mut Vec<(String, u64, f32)>) {
     for (_, summary, _) in ev.iter().filter(|f| f.0 == 5) {
         for (_, value, _) in fields(summary).iter().filter(|f| f.0 == 1) {
             let vf = fields(value);
-            let tag = vf.iter().find(|f| f.0 == 1).map(|f| String::from_utf8_lossy(f.1).into_owned());
-            let val = vf.iter().find(|f| f.0 == 2).map(|f| f32::from_le_bytes(f.1.try_into().unwrap()));
+            let tag = vf
+                .iter()
+                .find(|f| f.0 == 1)
+                .map(|f| String::from_utf8_lossy(f.1).into_owned());
+            let val = vf
+                .iter()
+                .find(|f| f.0 == 2)
+                .map(|f| f32::from_le_bytes(f.1.try_into().unwrap()));
             if let (Some(tag), Some(val)) = (tag, val) {
                 out.push((tag, step, val));
             }
@@ -250,7 +279,13 @@ mod tests {
         let path = w.path().to_path_buf();
         drop(w);
         let s = read_scalars(&path).unwrap();
-        assert_eq!(s, vec![("train/loss".into(), 3, 2.5), ("train/lr".into(), 300, 1e-3)]);
+        assert_eq!(
+            s,
+            vec![
+                ("train/loss".into(), 3, 2.5),
+                ("train/lr".into(), 300, 1e-3)
+            ]
+        );
         let mut bytes = std::fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 6] ^= 1;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::{AutodiffModule, Param};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,18 +17,14 @@ use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
-use realsyn_model::weights::{Layout, ParamVisitor, visit_params};
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use crate::recipe::Recipe;
 use crate::step::forward_backward;
 use crate::tensorboard::EventWriter;
-
-/// open_clip clamps the log temperature to [0, ln 100] after every step.
-const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_092;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
@@ -54,7 +50,11 @@ struct StepRecord {
 }
 
 /// Train as `recipe` says. `resume` is `latest` or a checkpoint directory.
-pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: &B::Device) -> Result<TrainSummary> {
+pub fn train<B: AutodiffBackend>(
+    recipe: &Recipe,
+    resume: Option<&str>,
+    device: &B::Device,
+) -> Result<TrainSummary> {
     let out = &recipe.output.dir;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(&out.join("config.toml"), recipe.to_toml()?.as_bytes())?;
@@ -72,21 +72,42 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
     };
     let batches_per_epoch = num_samples / t.batch_size as u64;
     if batches_per_epoch == 0 {
-        bail!("{num_samples} samples do not fill one batch of {}", t.batch_size);
+        bail!(
+            "{num_samples} samples do not fill one batch of {}",
+            t.batch_size
+        );
     }
     let total_steps = batches_per_epoch * t.epochs;
     let schedule = recipe.schedule(total_steps);
-    let stop_at = if t.max_steps > 0 { t.max_steps.min(total_steps) } else { total_steps };
+    let stop_at = if t.max_steps > 0 {
+        t.max_steps.min(total_steps)
+    } else {
+        total_steps
+    };
 
     // Model, optimiser, state.
-    let adamw = AdamWConfig { weight_decay: t.weight_decay, beta1: t.beta1, beta2: t.beta2, eps: t.eps };
+    let adamw = AdamWConfig {
+        weight_decay: t.weight_decay,
+        beta1: t.beta1,
+        beta2: t.beta2,
+        eps: t.eps,
+    };
     let mut opt = AdamW::<B::InnerBackend>::new(adamw);
     let (mut model, mut state) = match resume {
         Some(which) => {
             let dir = checkpoint::resolve(&ckpt_dir, which)?;
             let loaded = checkpoint::load::<B>(&dir, device)?;
-            opt.load_state_dict(&loaded.model, loaded.optimizer, loaded.optimizer_step, device)?;
-            eprintln!("resuming from {} (step {})", dir.display(), loaded.state.step);
+            opt.load_state_dict(
+                &loaded.model,
+                loaded.optimizer,
+                loaded.optimizer_step,
+                device,
+            )?;
+            eprintln!(
+                "resuming from {} (step {})",
+                dir.display(),
+                loaded.state.step
+            );
             if loaded.state.total_steps != total_steps {
                 bail!(
                     "the checkpoint's schedule spans {} steps, this recipe's {total_steps}: resume with the recipe it was trained with ({})",
@@ -113,10 +134,11 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
             (model, state)
         }
     };
-    model = require_grad(model)?;
+    model = track_gradients(model)?;
     let cfg = model.config.clone();
     let image_size = cfg.vision_cfg.image_size;
-    let tokenizer = Arc::new(ClipTokenizer::new().with_context_length(cfg.text_cfg.context_length)?);
+    let tokenizer =
+        Arc::new(ClipTokenizer::new().with_context_length(cfg.text_cfg.context_length)?);
 
     let skips = SkipCounter::new();
     skips.restore(&state.skips);
@@ -163,7 +185,11 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
         recipe.model.arch,
         t.epochs,
         t.batch_size,
-        if t.accum_freq > 1 { format!(" in {} micro-batches", t.accum_freq) } else { String::new() }
+        if t.accum_freq > 1 {
+            format!(" in {} micro-batches", t.accum_freq)
+        } else {
+            String::new()
+        }
     ));
 
     let started = Instant::now();
@@ -187,9 +213,13 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
             got_any = true;
             let wait = t0.elapsed().as_secs_f64();
             let n = batch.len();
-            let images = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, 3, image_size, image_size]), device);
+            let images = Tensor::<B, 4>::from_data(
+                TensorData::new(batch.images, [n, 3, image_size, image_size]),
+                device,
+            );
             let ctx = batch.tokens.len() / n;
-            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(batch.tokens, [n, ctx]), device);
+            let tokens =
+                Tensor::<B, 2, Int>::from_data(TensorData::new(batch.tokens, [n, ctx]), device);
 
             let step_index = state.step;
             let lr = schedule.lr(step_index);
@@ -236,7 +266,10 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
             };
             writeln!(metrics, "{}", serde_json::to_string(&rec)?)?;
             bar.set_position(state.step);
-            bar.set_message(format!("epoch {epoch} loss {:.4} lr {lr:.2e}", out_step.loss));
+            bar.set_message(format!(
+                "epoch {epoch} loss {:.4} lr {lr:.2e}",
+                out_step.loss
+            ));
 
             if state.step % recipe.output.log_every == 0 || state.step == stop_at {
                 let s = state.step;
@@ -244,7 +277,11 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
                 tb.scalar("train/lr", lr, s)?;
                 tb.scalar("train/logit_scale", logit_scale, s)?;
                 tb.scalar("train/grad_norm", grad_norm, s)?;
-                tb.scalar("train/samples_per_s", window_samples as f64 / window_time, s)?;
+                tb.scalar(
+                    "train/samples_per_s",
+                    window_samples as f64 / window_time,
+                    s,
+                )?;
                 tb.scalar("train/data_wait_fraction", window_wait / window_time, s)?;
                 tb.scalar("train/skipped_samples", skips.total() as f64, s)?;
                 tb.flush()?;
@@ -263,16 +300,31 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
             if state.step % recipe.output.checkpoint_every == 0 || done {
                 metrics.flush()?;
                 state.skips = skips.snapshot();
-                last_saved = Some(checkpoint::save(&ckpt_dir, &model, &opt, &state, recipe.output.keep_checkpoints)?);
+                last_saved = Some(checkpoint::save(
+                    &ckpt_dir,
+                    &model,
+                    &opt,
+                    &state,
+                    recipe.output.keep_checkpoints,
+                )?);
             }
             if let Some(data) = &zeroshot_data {
                 let every = recipe.zeroshot.every;
                 if (every > 0 && state.step % every == 0) || done {
-                    let m = run_zeroshot(&model, &tokenizer, data, recipe.zeroshot.batch_size, device)?;
+                    let m =
+                        run_zeroshot(&model, &tokenizer, data, recipe.zeroshot.batch_size, device)?;
                     tb.scalar("zeroshot/acc1", m.acc1, state.step)?;
                     tb.scalar("zeroshot/acc5", m.acc5, state.step)?;
-                    tb.scalar("zeroshot/mean_per_class_recall", m.mean_per_class_recall, state.step)?;
-                    writeln!(metrics, "{}", serde_json::json!({"step": state.step, "zeroshot": m}))?;
+                    tb.scalar(
+                        "zeroshot/mean_per_class_recall",
+                        m.mean_per_class_recall,
+                        state.step,
+                    )?;
+                    writeln!(
+                        metrics,
+                        "{}",
+                        serde_json::json!({"step": state.step, "zeroshot": m})
+                    )?;
                     say(format!(
                         "step {}: zero-shot top-1 {:.2}% top-5 {:.2}% on {} images",
                         state.step,
@@ -289,7 +341,10 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
         }
         drop(loader);
         if !got_any && state.data.batch == 0 {
-            bail!("epoch {epoch} produced no batch: every sample was skipped ({:?})", skips.snapshot());
+            bail!(
+                "epoch {epoch} produced no batch: every sample was skipped ({:?})",
+                skips.snapshot()
+            );
         }
         if state.data.batch < batches_per_epoch {
             say(format!(
@@ -297,14 +352,24 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
                 state.data.batch
             ));
         }
-        state.data = DataPosition { epoch: epoch + 1, batch: 0, raw_pos: 0 };
+        state.data = DataPosition {
+            epoch: epoch + 1,
+            batch: 0,
+            raw_pos: 0,
+        };
     }
     bar.finish_and_clear();
     tb.flush()?;
     state.skips = skips.snapshot();
     let checkpoint = match last_saved {
         Some(p) => p,
-        None => checkpoint::save(&ckpt_dir, &model, &opt, &state, recipe.output.keep_checkpoints)?,
+        None => checkpoint::save(
+            &ckpt_dir,
+            &model,
+            &opt,
+            &state,
+            recipe.output.keep_checkpoints,
+        )?,
     };
     let steps_run = state.step - start_step;
     let summary = TrainSummary {
@@ -315,7 +380,10 @@ pub fn train<B: AutodiffBackend>(recipe: &Recipe, resume: Option<&str>, device: 
         checkpoint,
         zeroshot,
     };
-    write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     Ok(summary)
 }
 
@@ -337,36 +405,21 @@ fn progress_bar(total: u64, at: u64) -> ProgressBar {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps, ETA {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps, ETA {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_position(at);
     bar
 }
 
 fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data().convert::<f64>().into_vec::<f64>().map_or(f64::NAN, |v| v[0])
-}
-
-/// Loaded tensors are leaves without gradient tracking; training needs it on all.
-fn require_grad<B: AutodiffBackend>(mut model: Clip<B>) -> Result<Clip<B>> {
-    struct Mark;
-    impl<B: AutodiffBackend> ParamVisitor<B> for Mark {
-        fn visit<const D: usize>(&mut self, _: &str, _: Layout, param: &mut Param<Tensor<B, D>>) -> Result<()> {
-            let v = param.val().inner();
-            *param = Param::initialized(param.id, Tensor::from_inner(v).require_grad());
-            Ok(())
-        }
-    }
-    visit_params(&mut model, &mut Mark)?;
-    Ok(model)
-}
-
-fn clamp_logit_scale<B: AutodiffBackend>(mut model: Clip<B>) -> Clip<B> {
-    let v = model.logit_scale.val().inner().clamp(0.0, MAX_LOGIT_SCALE);
-    model.logit_scale = Param::initialized(model.logit_scale.id, Tensor::from_inner(v).require_grad());
-    model
+    t.into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .map_or(f64::NAN, |v| v[0])
 }
 
 /// Losses per step from a run's `metrics.jsonl`; a step logged twice (it ran, the

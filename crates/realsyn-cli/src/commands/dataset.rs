@@ -34,7 +34,13 @@ enum Which {
 
 pub fn run(args: Args) -> Result<()> {
     match args.which {
-        Which::FashionMnist { out, source, per_shard, limit_train, seed } => {
+        Which::FashionMnist {
+            out,
+            source,
+            per_shard,
+            limit_train,
+            seed,
+        } => {
             let c = fashion_mnist::convert(&source, &out, per_shard, limit_train, seed)?;
             eprintln!(
                 "wrote {} train shards to {} and {} test shards to {}",

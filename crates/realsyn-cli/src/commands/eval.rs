@@ -58,10 +58,22 @@ impl BackendJob for Job {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let Task::Zeroshot { model, arch, data, batch_size, device, output } = args.task;
+    let Task::Zeroshot {
+        model,
+        arch,
+        data,
+        batch_size,
+        device,
+        output,
+    } = args.task;
     let m = dispatch(
         &device,
-        Job { model: model.clone(), arch, data: data.clone(), batch: batch_size },
+        Job {
+            model: model.clone(),
+            arch,
+            data: data.clone(),
+            batch: batch_size,
+        },
     )?;
     println!(
         "zero-shot top-1 {:.2}%  top-5 {:.2}%  mean per-class recall {:.2}%  ({} images, {} skipped)",

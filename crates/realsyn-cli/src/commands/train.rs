@@ -16,10 +16,12 @@ use crate::device::{BackendJob, dispatch};
 /// directory (output.dir) receives config.toml (the resolved recipe),
 /// checkpoints/step_N/, metrics.jsonl, tensorboard/ and summary.json.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  realsyn train --recipe recipes/fashion-mnist.toml\n  \
+#[command(
+    after_help = "Examples:\n  realsyn train --recipe recipes/fashion-mnist.toml\n  \
 realsyn train --recipe recipes/realsyn15m-vit-b-32.toml --set train.batch_size=1024 --set train.accum_freq=4\n  \
 realsyn train --recipe recipes/fashion-mnist.toml --resume latest\n\n\
-Watch it: tensorboard --logdir OUTPUT_DIR/tensorboard")]
+Watch it: tensorboard --logdir OUTPUT_DIR/tensorboard"
+)]
 pub struct Args {
     /// Recipe TOML.
     #[arg(long)]

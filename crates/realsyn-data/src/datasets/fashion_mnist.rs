@@ -25,7 +25,16 @@ use crate::wds::ShardWriter;
 pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 pub const CLASSNAMES: [&str; 10] = [
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 ];
 
 /// Caption templates for training; each image gets 4 distinct ones.
@@ -57,7 +66,11 @@ fn load(source: &Path, split: &str) -> Result<(Vec<GrayImage>, Vec<u8>)> {
     let images = read_idx(&source.join(format!("{split}-images-idx3-ubyte.gz")))?;
     let labels = read_idx(&source.join(format!("{split}-labels-idx1-ubyte.gz")))?;
     if images.dims.len() != 3 || labels.dims.len() != 1 || images.dims[0] != labels.dims[0] {
-        bail!("{split}: images {:?} and labels {:?} do not match", images.dims, labels.dims);
+        bail!(
+            "{split}: images {:?} and labels {:?} do not match",
+            images.dims,
+            labels.dims
+        );
     }
     let (h, w) = (images.dims[1], images.dims[2]);
     let imgs = images
@@ -75,7 +88,13 @@ fn encode(img: &GrayImage, format: ImageFormat) -> Result<Bytes> {
 }
 
 /// Convert up to `limit_train` training images (all when `None`) and all test images.
-pub fn convert(source: &Path, out: &Path, per_shard: usize, limit_train: Option<usize>, seed: u64) -> Result<Converted> {
+pub fn convert(
+    source: &Path,
+    out: &Path,
+    per_shard: usize,
+    limit_train: Option<usize>,
+    seed: u64,
+) -> Result<Converted> {
     if !source.join("train-images-idx3-ubyte.gz").is_file() {
         bail!(
             "no Fashion-MNIST at {}: install it with `apt-get install dataset-fashion-mnist`",
@@ -89,7 +108,10 @@ pub fn convert(source: &Path, out: &Path, per_shard: usize, limit_train: Option<
     for (img, &label) in train.iter().zip(&train_labels).take(n) {
         let class = CLASSNAMES.get(label as usize).copied().unwrap_or("unknown");
         let picks = sample(&mut rng, TRAIN_TEMPLATES.len(), 4);
-        let texts: Vec<String> = picks.iter().map(|i| TRAIN_TEMPLATES[i].replace("{c}", class)).collect();
+        let texts: Vec<String> = picks
+            .iter()
+            .map(|i| TRAIN_TEMPLATES[i].replace("{c}", class))
+            .collect();
         let key = writer.next_key();
         let json = serde_json::json!({
             "key": key, "status": "success", "text2": texts[1], "text3": texts[2], "syn_text": texts[3],
@@ -114,16 +136,25 @@ pub fn convert(source: &Path, out: &Path, per_shard: usize, limit_train: Option<
         let key = writer.next_key();
         writer.write(
             &key,
-            &[("png", encode(img, ImageFormat::Png)?), ("cls", Bytes::from(label.to_string()))],
+            &[
+                ("png", encode(img, ImageFormat::Png)?),
+                ("cls", Bytes::from(label.to_string())),
+            ],
         )?;
     }
     let test_shards = writer.finish()?;
-    write_atomic(&out.join("classnames.txt"), (CLASSNAMES.join("\n") + "\n").as_bytes())?;
+    write_atomic(
+        &out.join("classnames.txt"),
+        (CLASSNAMES.join("\n") + "\n").as_bytes(),
+    )?;
     write_atomic(
         &out.join("zeroshot_classification_templates.txt"),
         (EVAL_TEMPLATES.join("\n") + "\n").as_bytes(),
     )?;
-    Ok(Converted { train_shards, test_shards })
+    Ok(Converted {
+        train_shards,
+        test_shards,
+    })
 }
 
 #[cfg(test)]

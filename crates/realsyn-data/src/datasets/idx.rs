@@ -35,7 +35,14 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
         .collect();
     let n: usize = dims.iter().product();
     if bytes.len() != header + n {
-        bail!("{}: {} data bytes, dims {dims:?} need {n}", path.display(), bytes.len() - header);
+        bail!(
+            "{}: {} data bytes, dims {dims:?} need {n}",
+            path.display(),
+            bytes.len() - header
+        );
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
