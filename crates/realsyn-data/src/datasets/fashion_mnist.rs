@@ -57,6 +57,19 @@ pub const EVAL_TEMPLATES: [&str; 4] = [
     "a close-up photo of a {c}.",
 ];
 
+/// A template with its class name, "a" turned into "an" before a vowel.
+pub fn fill(template: &str, class: &str) -> String {
+    let text = template.replace("{c}", class);
+    if class.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        let (a, an) = (format!("a {class}"), format!("an {class}"));
+        if let Some(rest) = text.strip_prefix(&a) {
+            return format!("{an}{rest}");
+        }
+        return text.replace(&format!(" {a}"), &format!(" {an}"));
+    }
+    text
+}
+
 pub struct Converted {
     pub train_shards: Vec<PathBuf>,
     pub test_shards: Vec<PathBuf>,
@@ -110,7 +123,7 @@ pub fn convert(
         let picks = sample(&mut rng, TRAIN_TEMPLATES.len(), 4);
         let texts: Vec<String> = picks
             .iter()
-            .map(|i| TRAIN_TEMPLATES[i].replace("{c}", class))
+            .map(|i| fill(TRAIN_TEMPLATES[i], class))
             .collect();
         let key = writer.next_key();
         let json = serde_json::json!({
@@ -160,6 +173,16 @@ pub fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn articles_follow_the_class_name() {
+        assert_eq!(
+            fill("a photo of a {c}.", "ankle boot"),
+            "a photo of an ankle boot."
+        );
+        assert_eq!(fill("a {c}.", "ankle boot"), "an ankle boot.");
+        assert_eq!(fill("a {c}.", "bag"), "a bag.");
+    }
 
     #[test]
     fn eval_templates_never_occur_in_training() {

@@ -1,0 +1,341 @@
+//! `realsyn train` end to end on real data: Fashion-MNIST (Debian's
+//! `dataset-fashion-mnist`, installed by the README setup and by `.ci/run`) written
+//! as RealSyn-layout shards; learning measured by zero-shot accuracy on the 10,000
+//! test images with held-out templates; exact resume after SIGKILL; bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use realsyn_data::datasets::fashion_mnist::{self, DEBIAN_DIR};
+use realsyn_data::wds::{ShardWriter, SkipCounter, read_shard};
+
+fn realsyn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_realsyn"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fashion_mnist(out: &Path, limit: Option<usize>, per_shard: usize) {
+    assert!(
+        Path::new(DEBIAN_DIR)
+            .join("train-images-idx3-ubyte.gz")
+            .is_file(),
+        "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (the README setup and .ci/run do)"
+    );
+    fashion_mnist::convert(Path::new(DEBIAN_DIR), out, per_shard, limit, 0).unwrap();
+}
+
+/// A recipe for the tiny Fashion-MNIST model with `extra` TOML lines appended to [train].
+fn recipe(dir: &Path, data: &Path, shards: &str, out: &Path, train: &str, extra: &str) -> PathBuf {
+    let arch = repo().join("recipes/models/fashion-mnist-tiny.json");
+    let text = format!(
+        r#"
+[model]
+arch = "{arch}"
+[data]
+train = "{data}/train/{shards}"
+workers = 2
+shuffle_buffer = 500
+[train]
+{train}
+[output]
+dir = "{out}"
+{extra}
+"#,
+        arch = arch.display(),
+        data = data.display(),
+        out = out.display(),
+    );
+    let p = dir.join("recipe.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "failed: {err}");
+    err
+}
+
+#[test]
+fn tiny_clip_learns_fashion_mnist_zero_shot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fm");
+    fashion_mnist(&data, None, 10_000);
+    let out = tmp.path().join("run");
+    // 60 steps of 256 (one OneCycle over 15,360 samples), then zero-shot on all
+    // 10,000 test images with templates never seen in training.
+    let r = recipe(
+        tmp.path(),
+        &data,
+        "{00000..00005}.tar",
+        &out,
+        "epochs = 1\nbatch_size = 256\nlr = 1e-3\npct_start = 0.3\nseed = 0",
+        &format!(
+            "checkpoint_every = 1000\n[zeroshot]\ndata = \"{}\"",
+            data.display()
+        ),
+    );
+    run_ok(
+        realsyn()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .args(["--set", "data.num_samples=15360"]),
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let acc1 = summary["zeroshot"]["acc1"].as_f64().unwrap();
+    let n = summary["zeroshot"]["n"].as_u64().unwrap();
+    eprintln!("zero-shot top-1 after 60 steps: {:.2}%", 100.0 * acc1);
+    assert_eq!(n, 10_000);
+    assert!(
+        acc1 >= 0.45,
+        "zero-shot top-1 {acc1} (chance is 0.10; 60 steps reach ~0.63)"
+    );
+    assert_eq!(summary["steps"], 60);
+
+    // Logs a researcher looks at: TensorBoard scalars, metrics.jsonl, the recipe.
+    let tb: Vec<_> = std::fs::read_dir(out.join("tensorboard"))
+        .unwrap()
+        .collect();
+    assert_eq!(tb.len(), 1);
+    let scalars =
+        realsyn_train::tensorboard::read_scalars(&tb[0].as_ref().unwrap().path()).unwrap();
+    for tag in [
+        "train/loss",
+        "train/lr",
+        "train/logit_scale",
+        "train/samples_per_s",
+        "train/data_wait_fraction",
+        "zeroshot/acc1",
+    ] {
+        assert!(
+            scalars.iter().any(|(t, _, _)| t == tag),
+            "no {tag} in TensorBoard log"
+        );
+    }
+    let losses = realsyn_train::trainer::read_losses(&out).unwrap();
+    assert_eq!(losses.len(), 60);
+    assert!(
+        losses[&60] < losses[&1] - 0.5,
+        "loss fell from {} to {}",
+        losses[&1],
+        losses[&60]
+    );
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("num_samples = 15360"),
+        "the resolved recipe, overrides included, is saved"
+    );
+
+    // The checkpoint is a model `realsyn eval` (and open_clip) loads.
+    let ckpt = out.join("checkpoints/step_00000060/model.safetensors");
+    let eval = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(["eval", "zeroshot", "--model"])
+        .arg(&ckpt)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        stdout.contains(&format!("top-1 {:.2}%", 100.0 * acc1)),
+        "{stdout}"
+    );
+}
+
+fn wait_for_step(metrics: &Path, step: u64, child: &mut std::process::Child) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(300) {
+        if let Ok(text) = std::fs::read_to_string(metrics) {
+            if text.lines().filter(|l| l.contains("\"loss\"")).count() as u64 >= step {
+                return true;
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_bit_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fm");
+    fashion_mnist(&data, Some(2048), 512);
+    let train = "epochs = 2\nbatch_size = 64\nlr = 1e-3\nseed = 5";
+    // 512 samples per epoch = 8 steps; 2 epochs; checkpoints every 3 steps.
+    let extra = "checkpoint_every = 3\nlog_every = 1";
+    let set = ["--set", "data.num_samples=512"];
+
+    let full = tmp.path().join("full");
+    let r = recipe(tmp.path(), &data, "{00000..00003}.tar", &full, train, extra);
+    run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args(set));
+    let expected = realsyn_train::trainer::read_losses(&full).unwrap();
+    assert_eq!(expected.len(), 16);
+
+    let killed = tmp.path().join("killed");
+    let r = recipe(
+        tmp.path(),
+        &data,
+        "{00000..00003}.tar",
+        &killed,
+        train,
+        extra,
+    );
+    let mut child = realsyn()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .args(set)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill after step 7: the newest checkpoint is step 6, mid-epoch 0.
+    assert!(
+        wait_for_step(&killed.join("metrics.jsonl"), 7, &mut child),
+        "run ended before the kill"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("summary.json").exists(),
+        "killed before the end"
+    );
+    let latest = std::fs::read_to_string(killed.join("checkpoints/latest")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            killed
+                .join("checkpoints")
+                .join(latest.trim())
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let resumed_from = state["step"].as_u64().unwrap();
+    assert!(
+        (6..16).contains(&resumed_from),
+        "resuming from step {resumed_from}"
+    );
+
+    run_ok(
+        realsyn()
+            .args(["train", "--recipe"])
+            .arg(&r)
+            .args(set)
+            .args(["--resume", "latest"]),
+    );
+    let got = realsyn_train::trainer::read_losses(&killed).unwrap();
+    assert_eq!(got.len(), 16);
+    for (step, loss) in &expected {
+        assert_eq!(
+            got[step].to_bits(),
+            loss.to_bits(),
+            "step {step}: {} vs uninterrupted {loss}",
+            got[step]
+        );
+    }
+    // Final weights are identical too.
+    let a = std::fs::read(full.join("checkpoints/step_00000016/model.safetensors")).unwrap();
+    let b = std::fs::read(killed.join("checkpoints/step_00000016/model.safetensors")).unwrap();
+    assert!(a == b, "final weights differ after resume");
+}
+
+#[test]
+fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fashion_mnist(&src, Some(200), 100);
+    let data = tmp.path().join("bad");
+    let skips = SkipCounter::new();
+    let mut w = ShardWriter::new(&data.join("train"), 100, 0).unwrap();
+    for (i, s) in read_shard(&src.join("train/00000.tar"), &skips).enumerate() {
+        let mut fields: Vec<(&str, Bytes)> = s
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        if i == 3 {
+            let jpg = fields.iter_mut().find(|(k, _)| *k == "jpg").unwrap();
+            jpg.1 = Bytes::from_static(b"\xff\xd8\xff\xe0 not a jpeg at all");
+        }
+        if i == 5 {
+            fields.retain(|(k, _)| *k == "jpg");
+        }
+        w.write(&s.key, &fields).unwrap();
+    }
+    w.finish().unwrap();
+    // Shard 1: cut in half.
+    let bytes = std::fs::read(src.join("train/00001.tar")).unwrap();
+    std::fs::write(
+        data.join("train/00001.tar"),
+        &bytes[..bytes.len() / 2 + 300],
+    )
+    .unwrap();
+
+    let out = tmp.path().join("run");
+    let r = recipe(
+        tmp.path(),
+        &data,
+        "{00000..00001}.tar",
+        &out,
+        "epochs = 1\nbatch_size = 32",
+        "",
+    );
+    let err = run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args([
+        "--set",
+        "data.num_samples=192",
+        "--set",
+        "data.shuffle_buffer=0",
+    ]));
+    assert!(err.contains("skipped"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let skipped = &summary["skips"];
+    assert_eq!(skipped["corrupt image"], 1, "{summary}");
+    assert_eq!(skipped["no text"], 1, "{summary}");
+    assert_eq!(skipped["truncated or corrupt tar"], 1, "{summary}");
+    // 98 good + ~half of shard 1 = 5 steps of 32 at least.
+    assert!(summary["steps"].as_u64().unwrap() >= 4, "{summary}");
+}
+
+#[test]
+fn bad_recipes_fail_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = recipe(
+        tmp.path(),
+        Path::new("/nonexistent"),
+        "{0..1}.tar",
+        &tmp.path().join("o"),
+        "",
+        "",
+    );
+    let out = realsyn()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not exist"));
+    let out = realsyn()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .args(["--set", "train.learning_rate=1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("learning_rate"));
+    let out = realsyn()
+        .args(["train", "--recipe"])
+        .arg(&r)
+        .args(["--resume", "latest"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
