@@ -6,17 +6,21 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::backend::Autodiff;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use realsyn_model::loss::contrastive_loss;
+use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
+use realsyn_data::wds::{ShardList, SkipCounter};
+use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_model::{Clip, ClipConfig};
+use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
+use realsyn_train::step::forward_backward;
 
 use crate::device::{BackendJob, dispatch};
 
 /// Time CLIP on random inputs: `encode-image` (inference, no autodiff) or
-/// `train-step` (both towers forward, contrastive loss, backward, AdamW step).
-/// Prints one JSON line per run.
+/// `train-step` (the trainer's step: both towers, InfoNCE, backward, AdamW), or the
+/// training data pipeline: `data` (shards -> decode -> RandomResizedCrop(224) ->
+/// normalised batches, on --workers threads). Prints one JSON line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step
@@ -33,9 +37,18 @@ pub struct Args {
     /// cpu (flex), ndarray (build with --features ndarray), cuda[:N] (--features cuda)
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// `data` mode: shard pattern.
+    #[arg(long)]
+    shards: Option<String>,
+    /// `data` mode: decode threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.mode == "data" {
+        return bench_data(&args);
+    }
     let seconds = dispatch(&args.device.clone(), BenchJob(args.clone()))?;
     let mut sorted = seconds.clone();
     sorted.sort_by(f64::total_cmp);
@@ -84,13 +97,14 @@ impl BackendJob for BenchJob {
                 }
             }
             "train-step" => {
-                let mut model = Clip::<Autodiff<B>>::new(&cfg, &device);
-                let mut optim = AdamWConfig::new()
-                    .with_beta_1(0.9)
-                    .with_beta_2(0.98)
-                    .with_epsilon(1e-6)
-                    .with_weight_decay(0.2)
-                    .init();
+                // The trainer's own step: forward, InfoNCE, backward, AdamW, clamp.
+                let mut model = track_gradients(Clip::<Autodiff<B>>::new(&cfg, &device))?;
+                let mut optim = AdamW::new(AdamWConfig {
+                    weight_decay: 0.2,
+                    beta1: 0.9,
+                    beta2: 0.98,
+                    eps: 1e-6,
+                });
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
                     let images = Tensor::random(
@@ -99,9 +113,9 @@ impl BackendJob for BenchJob {
                         &device,
                     );
                     let tokens = random_tokens::<Autodiff<B>>(&cfg, a.batch_size, &device);
-                    let loss = contrastive_loss(model.forward(images, tokens).logits_per_image());
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optim.step(1e-3, model, grads);
+                    let out = forward_backward(&model, images, tokens, 1)?;
+                    optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
+                    model = clamp_logit_scale(model);
                     let _ = model.logit_scale.val().into_data();
                     if i >= a.warmup {
                         times.push(start.elapsed().as_secs_f64());
@@ -129,4 +143,46 @@ fn random_tokens<B: Backend>(cfg: &ClipConfig, n: usize, device: &B::Device) -> 
         rows[r * ctx + len + 1] = 49407;
     }
     Tensor::from_data(TensorData::new(rows, [n, ctx]), device)
+}
+
+/// Images/s of the training pipeline over every sample of the shards, one epoch.
+fn bench_data(a: &Args) -> Result<()> {
+    let spec = a.shards.as_deref().ok_or_else(|| anyhow::anyhow!("--mode data needs --shards"))?;
+    let list = ShardList::resolve(spec)?;
+    let n = list.num_samples().ok_or_else(|| anyhow::anyhow!("no sizes.json beside {spec}"))?;
+    let cfg = LoaderConfig {
+        shards: list.shards.clone(),
+        rank: 0,
+        world: 1,
+        batch_size: a.batch_size,
+        batches_per_epoch: n / a.batch_size as u64,
+        seed: 0,
+        shuffle_buffer: 1000,
+        resampled: false,
+        workers: a.workers,
+        prefetch: 2,
+        text_keys: TextKeys::default(),
+        transform: ImageTransform::Train(RandomResizedCrop::new(224)),
+        tokenize: None,
+    };
+    let mut seconds = Vec::new();
+    let mut images = 0;
+    for _ in 0..a.iters {
+        let start = Instant::now();
+        images = 0;
+        for b in EpochLoader::start(cfg.clone(), DataPosition::default(), SkipCounter::new())? {
+            images += b?.len();
+        }
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn", "mode": "data", "workers": a.workers, "images": images,
+            "median_s": median, "images_per_s": images as f64 / median,
+        })
+    );
+    Ok(())
 }
