@@ -1,27 +1,71 @@
-//! `--device cpu|cuda[:N]`: runs a backend-generic job on the chosen backend.
+//! `--device cpu|cuda[:N]` (or a comma-separated list for data-parallel training):
+//! runs a backend-generic job on the chosen backend.
 
 use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 
-/// A job that can run on any Burn backend.
+/// A job that can run on any Burn backend, on one device.
 pub trait BackendJob {
     type Output;
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output>;
 }
 
+/// A job that runs on several devices of one backend (`cuda:0,cuda:1`).
+pub trait MultiDeviceJob {
+    type Output;
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
+}
+
+struct One<J>(J);
+
+impl<J: BackendJob> MultiDeviceJob for One<J> {
+    type Output = J::Output;
+    fn run<B: Backend>(self, mut devices: Vec<B::Device>) -> Result<J::Output> {
+        self.0.run::<B>(devices.remove(0))
+    }
+}
+
 pub fn dispatch<J: BackendJob>(device: &str, job: J) -> Result<J::Output> {
-    match device {
-        "cpu" | "flex" => job.run::<realsyn_model::backend::Cpu>(Default::default()),
+    if device.contains(',') {
+        bail!("this command runs on one device; got {device:?}");
+    }
+    dispatch_devices(device, One(job))
+}
+
+/// `spec`: one device or a comma-separated list, all of one backend.
+pub fn dispatch_devices<J: MultiDeviceJob>(spec: &str, job: J) -> Result<J::Output> {
+    let names: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let kind = |d: &str| d.split(':').next().unwrap_or("").to_string();
+    let Some(first) = names.first() else {
+        bail!("no device given");
+    };
+    if names.iter().any(|d| kind(d) != kind(first)) {
+        bail!("devices {spec:?} mix backends: use one kind (e.g. cuda:0,cuda:1)");
+    }
+    match kind(first).as_str() {
+        "cpu" | "flex" => {
+            job.run::<realsyn_model::backend::Cpu>(vec![Default::default(); names.len()])
+        }
         #[cfg(feature = "ndarray")]
-        "ndarray" => job.run::<burn::backend::NdArray>(Default::default()),
+        "ndarray" => job.run::<burn::backend::NdArray>(vec![Default::default(); names.len()]),
         #[cfg(feature = "cuda")]
-        d if d.starts_with("cuda") => {
-            let index = d
-                .strip_prefix("cuda:")
-                .map(str::parse)
-                .transpose()?
-                .unwrap_or(0);
-            job.run::<realsyn_model::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index))
+        "cuda" => {
+            let devices = names
+                .iter()
+                .map(|d| {
+                    let index = d
+                        .strip_prefix("cuda:")
+                        .map(str::parse)
+                        .transpose()?
+                        .unwrap_or(0);
+                    Ok(burn::backend::cuda::CudaDevice::new(index))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            job.run::<realsyn_model::backend::Cuda>(devices)
         }
         other => bail!(
             "unknown device {other:?}: this build supports cpu{}{}",

@@ -18,9 +18,15 @@ fn fixtures() -> PathBuf {
 
 #[test]
 fn python_written_shards_are_read_with_all_texts() {
-    let expected: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(fixtures().join("python-written.expected.json")).unwrap()).unwrap();
-    let list = ShardList::resolve(&format!("{}/python-written/{{00000..00001}}.tar", fixtures().display())).unwrap();
+    let expected: BTreeMap<String, serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(fixtures().join("python-written.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let list = ShardList::resolve(&format!(
+        "{}/python-written/{{00000..00001}}.tar",
+        fixtures().display()
+    ))
+    .unwrap();
     assert_eq!(list.num_samples(), Some(10), "sizes.json is read");
     let skips = SkipCounter::new();
     let keys = TextKeys::default();
@@ -31,7 +37,13 @@ fn python_written_shards_are_read_with_all_texts() {
             let texts: Vec<String> = serde_json::from_value(want["texts"].clone()).unwrap();
             assert_eq!(keys.candidates(&s), texts, "{}", s.key);
             let img = decode_image(s.get("jpg").unwrap()).unwrap();
-            assert_eq!((img.width() as u64, img.height() as u64), (want["width"].as_u64().unwrap(), want["height"].as_u64().unwrap()));
+            assert_eq!(
+                (img.width() as u64, img.height() as u64),
+                (
+                    want["width"].as_u64().unwrap(),
+                    want["height"].as_u64().unwrap()
+                )
+            );
             n += 1;
         }
     }
@@ -74,10 +86,15 @@ fn realsyn_written_shards_are_what_python_read() {
     for name in ["00000.tar", "00001.tar"] {
         let ours = std::fs::read(tmp.path().join("train").join(name)).unwrap();
         let committed = std::fs::read(fixtures().join("realsyn-written").join(name)).unwrap();
-        assert!(ours == committed, "{name} differs from the shard Python read; re-run tests/peer/wds_interop.py");
+        assert!(
+            ours == committed,
+            "{name} differs from the shard Python read; re-run tests/peer/wds_interop.py"
+        );
     }
-    let seen: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(fixtures().join("realsyn-written.python-read.json")).unwrap()).unwrap();
+    let seen: BTreeMap<String, serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(fixtures().join("realsyn-written.python-read.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(seen.len(), 12, "Python read every sample");
     let skips = SkipCounter::new();
     for name in ["00000.tar", "00001.tar"] {
@@ -85,7 +102,10 @@ fn realsyn_written_shards_are_what_python_read() {
             let py = &seen[&s.key];
             assert_eq!(py["fields"], serde_json::json!(["jpg", "json", "txt"]));
             let texts = TextKeys::default().candidates(&s);
-            let py_texts: Vec<&str> = ["txt", "text2", "text3", "syn_text"].iter().map(|k| py[*k].as_str().unwrap()).collect();
+            let py_texts: Vec<&str> = ["txt", "text2", "text3", "syn_text"]
+                .iter()
+                .map(|k| py[*k].as_str().unwrap())
+                .collect();
             assert_eq!(texts, py_texts);
             assert_eq!(py["image_size"], serde_json::json!([28, 28]));
         }

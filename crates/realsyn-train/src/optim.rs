@@ -72,6 +72,13 @@ impl<B: Backend> NamedGrads<B> {
         }
     }
 
+    /// Move every gradient to `device` (the reduce target).
+    pub fn move_to(&mut self, device: &B::Device) {
+        for g in self.grads.values_mut() {
+            *g = g.clone().to_device(device);
+        }
+    }
+
     /// The global L2 norm over all gradients (f64 on the host).
     pub fn global_norm(&self) -> f64 {
         let total: Option<Tensor<B, 1>> = self

@@ -79,7 +79,8 @@ pub struct TrainSection {
     pub seed: u64,
     /// Stop after this many steps (0 = run all epochs); the schedule still spans all.
     pub max_steps: u64,
-    /// `cpu`, `ndarray`, `cuda`, `cuda:N`.
+    /// `cpu`, `ndarray`, `cuda`, `cuda:N`, or a comma-separated list of one kind
+    /// (`cuda:0,cuda:1,...`) for data parallelism in one process.
     pub device: String,
 }
 

@@ -33,6 +33,24 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Reject settings PyTorch would fail on (its OneCycleLR divides by the warmup
+    /// phase's length, which must be positive).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.kind == ScheduleKind::Onecycle
+            && self.pct_start * self.total_steps as f64 - 1.0 <= 0.0
+        {
+            anyhow::bail!(
+                "OneCycle needs pct_start x total steps > 1 (here {} x {}): train longer or raise train.pct_start",
+                self.pct_start,
+                self.total_steps
+            );
+        }
+        if self.total_steps == 0 {
+            anyhow::bail!("the schedule has no steps");
+        }
+        Ok(())
+    }
+
     pub fn lr(&self, step: u64) -> f64 {
         match self.kind {
             ScheduleKind::Onecycle => {
@@ -117,6 +135,19 @@ mod tests {
         assert!((s.lr(9) - 1e-3).abs() < 1e-15);
         assert!((s.lr(99) - 4e-9).abs() < 1e-15);
         assert!(s.lr(50) < s.lr(20));
+    }
+
+    #[test]
+    fn one_cycle_too_short_to_warm_up_is_rejected_not_nan() {
+        let mut s = sched(ScheduleKind::Onecycle);
+        s.total_steps = 10;
+        assert!(
+            s.validate().is_err(),
+            "0.1 x 10 steps leaves no warmup phase"
+        );
+        s.pct_start = 0.3;
+        assert!(s.validate().is_ok());
+        assert!((0..10).all(|k| s.lr(k).is_finite()));
     }
 
     #[test]

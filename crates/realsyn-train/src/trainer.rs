@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::checkpoint::{self, TrainState};
 use crate::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use crate::recipe::Recipe;
-use crate::step::forward_backward;
+use crate::step::{DeviceSlice, data_parallel_step, replicate};
 use crate::tensorboard::EventWriter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,12 +49,22 @@ struct StepRecord {
     data_wait: f64,
 }
 
-/// Train as `recipe` says. `resume` is `latest` or a checkpoint directory.
+/// Train as `recipe` says on `devices` (data parallel when several; the first holds
+/// the master weights and the optimiser). `resume` is `latest` or a checkpoint dir.
 pub fn train<B: AutodiffBackend>(
     recipe: &Recipe,
     resume: Option<&str>,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<TrainSummary> {
+    let device = devices.first().context("no device to train on")?;
+    if recipe.train.batch_size % (devices.len() * recipe.train.accum_freq) != 0 {
+        bail!(
+            "train.batch_size ({}) must split evenly over {} devices x {} micro-batches",
+            recipe.train.batch_size,
+            devices.len(),
+            recipe.train.accum_freq
+        );
+    }
     let out = &recipe.output.dir;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(&out.join("config.toml"), recipe.to_toml()?.as_bytes())?;
@@ -79,6 +89,7 @@ pub fn train<B: AutodiffBackend>(
     }
     let total_steps = batches_per_epoch * t.epochs;
     let schedule = recipe.schedule(total_steps);
+    schedule.validate()?;
     let stop_at = if t.max_steps > 0 {
         t.max_steps.min(total_steps)
     } else {
@@ -213,18 +224,12 @@ pub fn train<B: AutodiffBackend>(
             got_any = true;
             let wait = t0.elapsed().as_secs_f64();
             let n = batch.len();
-            let images = Tensor::<B, 4>::from_data(
-                TensorData::new(batch.images, [n, 3, image_size, image_size]),
-                device,
-            );
-            let ctx = batch.tokens.len() / n;
-            let tokens =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(batch.tokens, [n, ctx]), device);
+            let slices = split_over_devices(&model, &batch, devices, image_size)?;
 
             let step_index = state.step;
             let lr = schedule.lr(step_index);
             let beta1 = schedule.beta1(step_index, t.beta1);
-            let mut out_step = forward_backward(&model, images, tokens, t.accum_freq)?;
+            let mut out_step = data_parallel_step(slices, t.accum_freq)?;
             let grad_norm = out_step.grads.global_norm();
             if !out_step.loss.is_finite() || !grad_norm.is_finite() {
                 let last = last_saved
@@ -385,6 +390,51 @@ pub fn train<B: AutodiffBackend>(
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     Ok(summary)
+}
+
+/// Rows `[k n/D, (k+1) n/D)` of the batch go to device k, with a replica of the
+/// model there (the master itself on the first device).
+fn split_over_devices<B: AutodiffBackend>(
+    model: &Clip<B>,
+    batch: &realsyn_data::Batch,
+    devices: &[B::Device],
+    image_size: usize,
+) -> Result<Vec<DeviceSlice<B>>> {
+    let n = batch.len();
+    let per = n / devices.len();
+    let ctx = batch.tokens.len() / n;
+    let px = 3 * image_size * image_size;
+    devices
+        .iter()
+        .enumerate()
+        .map(|(k, dev)| {
+            let rows = k * per..(k + 1) * per;
+            let images = Tensor::<B, 4>::from_data(
+                TensorData::new(
+                    batch.images[rows.start * px..rows.end * px].to_vec(),
+                    [per, 3, image_size, image_size],
+                ),
+                dev,
+            );
+            let tokens = Tensor::<B, 2, Int>::from_data(
+                TensorData::new(
+                    batch.tokens[rows.start * ctx..rows.end * ctx].to_vec(),
+                    [per, ctx],
+                ),
+                dev,
+            );
+            let model = if k == 0 {
+                model.clone()
+            } else {
+                replicate(model, dev)?
+            };
+            Ok(DeviceSlice {
+                model,
+                images,
+                tokens,
+            })
+        })
+        .collect()
 }
 
 fn run_zeroshot<B: AutodiffBackend>(

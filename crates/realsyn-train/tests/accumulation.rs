@@ -1,11 +1,34 @@
-//! Gradient accumulation keeps the contrastive loss exact: the same batch in 1, 2
-//! or 4 micro-batches gives the same loss and the same gradients.
+//! The global-batch loss stays exact however a step is split: the same batch in 1,
+//! 2 or 4 micro-batches, or over 2 replicas (data parallel; here two logical
+//! devices on the CPU, exercising the gather, the per-replica gradients and their
+//! reduction), gives the same loss and the same gradients.
 
 use burn::tensor::{Distribution, Int, Tensor};
 use realsyn_model::backend::CpuAutodiff as B;
 use realsyn_model::{Clip, ClipConfig};
+use realsyn_train::optim::NamedGrads;
 use realsyn_train::optim::track_gradients;
-use realsyn_train::step::forward_backward;
+use realsyn_train::step::{DeviceSlice, data_parallel_step, forward_backward, replicate};
+
+fn assert_same(
+    label: &str,
+    a: &NamedGrads<realsyn_model::backend::Cpu>,
+    b: &NamedGrads<realsyn_model::backend::Cpu>,
+) {
+    assert_eq!(a.grads.len(), b.grads.len(), "{label}");
+    for (k, g) in &a.grads {
+        let x: Vec<f32> = g.clone().into_data().into_vec().unwrap();
+        let y: Vec<f32> = b.grads[k].clone().into_data().into_vec().unwrap();
+        let (d, m) = x.iter().zip(&y).fold((0f64, 0f64), |(d, m), (p, q)| {
+            (d + ((p - q) as f64).powi(2), m + (*p as f64).powi(2))
+        });
+        let rel = (d / m.max(1e-30)).sqrt();
+        assert!(
+            rel < 1e-4,
+            "{label}, {k}: relative gradient difference {rel:e}"
+        );
+    }
+}
 
 #[test]
 fn micro_batches_give_the_whole_batch_loss_and_gradients() {
@@ -39,19 +62,34 @@ fn micro_batches_give_the_whole_batch_loss_and_gradients() {
             parts.loss,
             whole.loss
         );
-        assert_eq!(parts.grads.grads.len(), whole.grads.grads.len());
-        for (k, g) in &whole.grads.grads {
-            let a: Vec<f32> = g.clone().into_data().into_vec().unwrap();
-            let b: Vec<f32> = parts.grads.grads[k].clone().into_data().into_vec().unwrap();
-            let (d, m) = a.iter().zip(&b).fold((0f64, 0f64), |(d, m), (x, y)| {
-                (d + ((x - y) as f64).powi(2), m + (*x as f64).powi(2))
-            });
-            let rel = (d / m.max(1e-30)).sqrt();
-            assert!(
-                rel < 1e-4,
-                "accum {accum}, {k}: relative gradient difference {rel:e}"
-            );
-        }
+        assert_same(&format!("accum {accum}"), &whole.grads, &parts.grads);
+    }
+    // Two replicas, each with half the batch, with and without accumulation.
+    for accum in [1, 2] {
+        let slices = vec![
+            DeviceSlice {
+                model: model.clone(),
+                images: images.clone().slice([0..4]),
+                tokens: tokens.clone().slice([0..4]),
+            },
+            DeviceSlice {
+                model: replicate(&model, &device).unwrap(),
+                images: images.clone().slice([4..8]),
+                tokens: tokens.clone().slice([4..8]),
+            },
+        ];
+        let dp = data_parallel_step(slices, accum).unwrap();
+        assert!(
+            (dp.loss - whole.loss).abs() < 1e-5,
+            "2 replicas, accum {accum}: {} vs {}",
+            dp.loss,
+            whole.loss
+        );
+        assert_same(
+            &format!("2 replicas, accum {accum}"),
+            &whole.grads,
+            &dp.grads,
+        );
     }
     assert!(
         forward_backward(&model, images, tokens, 3).is_err(),

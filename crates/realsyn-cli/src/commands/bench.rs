@@ -147,9 +147,14 @@ fn random_tokens<B: Backend>(cfg: &ClipConfig, n: usize, device: &B::Device) -> 
 
 /// Images/s of the training pipeline over every sample of the shards, one epoch.
 fn bench_data(a: &Args) -> Result<()> {
-    let spec = a.shards.as_deref().ok_or_else(|| anyhow::anyhow!("--mode data needs --shards"))?;
+    let spec = a
+        .shards
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--mode data needs --shards"))?;
     let list = ShardList::resolve(spec)?;
-    let n = list.num_samples().ok_or_else(|| anyhow::anyhow!("no sizes.json beside {spec}"))?;
+    let n = list
+        .num_samples()
+        .ok_or_else(|| anyhow::anyhow!("no sizes.json beside {spec}"))?;
     let cfg = LoaderConfig {
         shards: list.shards.clone(),
         rank: 0,

@@ -7,7 +7,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use realsyn_train::{Recipe, TrainSummary, train};
 
-use crate::device::{BackendJob, dispatch};
+use crate::device::{MultiDeviceJob, dispatch_devices};
 
 /// Train CLIP on WebDataset shards as a recipe describes (recipes/*.toml).
 ///
@@ -32,7 +32,8 @@ pub struct Args {
     /// Continue a run: `latest` (its newest checkpoint) or a checkpoint directory.
     #[arg(long)]
     resume: Option<String>,
-    /// cpu, ndarray, cuda, cuda:N (overrides train.device).
+    /// cpu, ndarray, cuda, cuda:N, or a list for data parallelism: cuda:0,cuda:1,...
+    /// (overrides train.device).
     #[arg(long)]
     device: Option<String>,
 }
@@ -42,10 +43,10 @@ struct Job<'a> {
     resume: Option<&'a str>,
 }
 
-impl BackendJob for Job<'_> {
+impl MultiDeviceJob for Job<'_> {
     type Output = TrainSummary;
-    fn run<B: Backend>(self, device: B::Device) -> Result<TrainSummary> {
-        train::<Autodiff<B>>(self.recipe, self.resume, &device)
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<TrainSummary> {
+        train::<Autodiff<B>>(self.recipe, self.resume, &devices)
     }
 }
 
@@ -55,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
         overrides.push(format!("train.device=\"{d}\""));
     }
     let recipe = Recipe::load(&args.recipe, &overrides)?;
-    let summary = dispatch(
+    let summary = dispatch_devices(
         &recipe.train.device,
         Job {
             recipe: &recipe,
