@@ -33,14 +33,15 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Reject settings PyTorch would fail on (its OneCycleLR divides by the warmup
-    /// phase's length, which must be positive).
+    /// Reject settings PyTorch fails on: OneCycleLR divides by the warmup phase's
+    /// length `pct_start * total - 1`, a ZeroDivisionError in Python when it is 0
+    /// (a NaN learning rate here). A negative length is allowed, as in PyTorch.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.kind == ScheduleKind::Onecycle
-            && self.pct_start * self.total_steps as f64 - 1.0 <= 0.0
+            && self.pct_start * self.total_steps as f64 - 1.0 == 0.0
         {
             anyhow::bail!(
-                "OneCycle needs pct_start x total steps > 1 (here {} x {}): train longer or raise train.pct_start",
+                "OneCycle's warmup phase has zero length (pct_start x total steps = {} x {} = 1): change train.pct_start",
                 self.pct_start,
                 self.total_steps
             );
@@ -143,7 +144,11 @@ mod tests {
         s.total_steps = 10;
         assert!(
             s.validate().is_err(),
-            "0.1 x 10 steps leaves no warmup phase"
+            "0.1 x 10 steps: a zero-length warmup phase"
+        );
+        assert!(
+            s.lr(0).is_nan(),
+            "which PyTorch rejects and would be NaN here"
         );
         s.pct_start = 0.3;
         assert!(s.validate().is_ok());
