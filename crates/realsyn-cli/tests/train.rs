@@ -127,6 +127,12 @@ fn tiny_clip_learns_fashion_mnist_zero_shot() {
         losses[&1],
         losses[&60]
     );
+    let svg = std::fs::read_to_string(out.join("curves.svg")).unwrap();
+    assert!(
+        svg.contains("training loss")
+            && svg.contains("zero-shot top-1")
+            && svg.contains("<polyline")
+    );
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(
         saved.contains("num_samples = 15360"),

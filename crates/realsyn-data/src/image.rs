@@ -41,8 +41,9 @@ impl EvalTransform {
 
     /// `[3, size, size]` values, channel-major, normalised.
     pub fn apply(&self, img: &DynamicImage) -> Result<Vec<f32>> {
-        let rgb = img.to_rgb8();
-        let resized = resize_shorter_side(&rgb, self.size)?;
+        let mut owned = None;
+        let rgb = as_rgb8(img, &mut owned);
+        let resized = resize_shorter_side(rgb, self.size)?;
         let cropped = center_crop(&resized, self.size);
         Ok(to_normalized_chw(&cropped))
     }
@@ -97,13 +98,14 @@ impl RandomResizedCrop {
 
     /// `[3, size, size]` normalised values.
     pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>> {
-        let rgb = img.to_rgb8();
+        let mut owned = None;
+        let rgb = as_rgb8(img, &mut owned);
         let (w, h) = rgb.dimensions();
         if w == 0 || h == 0 {
             return Err(anyhow!("image has no pixels"));
         }
         let (left, top, cw, ch) = self.crop_box(w, h, rng);
-        let out = resize_region(&rgb, (left, top, cw, ch), self.size, self.size)?;
+        let out = resize_region(rgb, (left, top, cw, ch), self.size, self.size)?;
         Ok(to_normalized_chw(&out))
     }
 }
@@ -204,15 +206,33 @@ pub fn center_crop(img: &RgbImage, size: u32) -> RgbImage {
     })
 }
 
-/// `ToTensor` + `Normalize`, in the same f32 operations torchvision performs.
+/// The image as RGB8, borrowed when it already is (JPEGs decode to RGB8), else
+/// converted into `owned` (RGB conversion as `_convert_to_rgb` does).
+fn as_rgb8<'a>(img: &'a DynamicImage, owned: &'a mut Option<RgbImage>) -> &'a RgbImage {
+    match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => owned.insert(other.to_rgb8()),
+    }
+}
+
+/// `ToTensor` + `Normalize`, in the same f32 operations torchvision performs; the
+/// 256 possible values per channel are computed once (identical results).
 pub fn to_normalized_chw(img: &RgbImage) -> Vec<f32> {
+    static LUT: std::sync::OnceLock<[[f32; 256]; 3]> = std::sync::OnceLock::new();
+    let lut = LUT.get_or_init(|| {
+        std::array::from_fn(|c| {
+            std::array::from_fn(|v| (v as f32 / 255.0 - OPENAI_MEAN[c]) / OPENAI_STD[c])
+        })
+    });
     let (w, h) = img.dimensions();
     let plane = (w * h) as usize;
     let mut out = vec![0f32; 3 * plane];
-    for (i, px) in img.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = (px[c] as f32 / 255.0 - OPENAI_MEAN[c]) / OPENAI_STD[c];
-        }
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+        r[i] = lut[0][px[0] as usize];
+        g[i] = lut[1][px[1] as usize];
+        b[i] = lut[2][px[2] as usize];
     }
     out
 }

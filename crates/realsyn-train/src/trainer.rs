@@ -389,6 +389,7 @@ pub fn train<B: AutodiffBackend>(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
+    crate::plot::write_curves(out)?;
     Ok(summary)
 }
 
