@@ -5,7 +5,10 @@
 //! the trainer also calls as its periodic evaluation hook.
 
 pub mod labelled;
+pub mod linear_probe;
+pub mod retrieval;
 pub mod zeroshot;
 
 pub use labelled::LabelledDataset;
+pub use retrieval::retrieval_recalls;
 pub use zeroshot::{ZeroShotMetrics, zero_shot_classifier, zero_shot_eval};
