@@ -100,7 +100,10 @@ fn realsyn_written_shards_are_what_python_read() {
     for name in ["00000.tar", "00001.tar"] {
         for s in read_shard(&tmp.path().join("train").join(name), &skips) {
             let py = &seen[&s.key];
-            assert_eq!(py["fields"], serde_json::json!(["jpg", "json", "txt"]));
+            assert_eq!(
+                py["fields"],
+                serde_json::json!(["cls", "jpg", "json", "txt"])
+            );
             let texts = TextKeys::default().candidates(&s);
             let py_texts: Vec<&str> = ["txt", "text2", "text3", "syn_text"]
                 .iter()

@@ -1,8 +1,9 @@
 //! # realsyn-eval
 //!
 //! Evaluation as CLIP_benchmark does it. This crate owns the labelled-dataset
-//! reader (CLIP_benchmark's WebDataset layout) and zero-shot classification, which
-//! the trainer also calls as its periodic evaluation hook.
+//! reader (CLIP_benchmark's WebDataset layout), zero-shot classification (which the
+//! trainer also calls as its periodic evaluation hook), the linear probe and the
+//! retrieval metrics.
 
 pub mod labelled;
 pub mod linear_probe;

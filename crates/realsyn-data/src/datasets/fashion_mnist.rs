@@ -3,7 +3,8 @@
 //!
 //! - `OUT/train/`: the 60,000 training images as WebDataset shards in the released
 //!   RealSyn layout (`KEY.jpg`, `KEY.txt` = text1, `KEY.json` with `text2`, `text3`,
-//!   `syn_text`), each image with 4 captions from different templates of its class;
+//!   `syn_text`, and `KEY.cls` for linear probes), each image with 4 captions from
+//!   different templates of its class;
 //! - `OUT/test/` + `classnames.txt` + `zeroshot_classification_templates.txt`: the
 //!   10,000 test images in CLIP_benchmark's layout (`KEY.png`, `KEY.cls`), with
 //!   zero-shot templates that never occur in training.
@@ -138,6 +139,8 @@ pub fn convert(
                 ("jpg", encode(img, ImageFormat::Jpeg)?),
                 ("txt", Bytes::from(texts[0].clone())),
                 ("json", Bytes::from(serde_json::to_vec(&json)?)),
+                // The label too, so the train split doubles as a linear-probe train set.
+                ("cls", Bytes::from(label.to_string())),
             ],
         )?;
     }
