@@ -15,15 +15,18 @@ fn shipped_recipes_parse_and_follow_the_paper() {
             continue;
         }
         let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
-        realsyn_model::ClipConfig::from_name_or_path(
+        // A config path in a recipe is relative to the repository root.
+        let arch = if r.model.arch.ends_with(".json") {
             dir.parent()
                 .unwrap()
                 .join(&r.model.arch)
-                .to_str()
-                .filter(|_| r.model.arch.ends_with(".json"))
-                .unwrap_or(&r.model.arch),
-        )
-        .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                .display()
+                .to_string()
+        } else {
+            r.model.arch.clone()
+        };
+        realsyn_model::ClipConfig::from_name_or_path(&arch)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("realsyn") {
             paper += 1;
