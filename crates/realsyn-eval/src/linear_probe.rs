@@ -5,7 +5,9 @@
 //! `C * sum_i CE_i + ||W||^2 / 2`, the intercept not penalised; here divided by `n C`
 //! for conditioning (same minimiser), minimised by L-BFGS in f64. `probe` picks C on
 //! a validation split carved from train (every 5th sample), refits on all of train,
-//! and scores test. Deterministic: no randomness anywhere.
+//! and scores test. Deterministic: no randomness anywhere. The two products per
+//! evaluation (X W and X^T (P - Y)) run as f64 GEMMs (`gemm`, the crate Burn's CPU
+//! backend uses).
 
 use rayon::prelude::*;
 
@@ -60,53 +62,88 @@ impl LogisticRegression {
     }
 }
 
-/// Loss and gradient of the scaled objective at `w`.
-fn objective(s: &Split, classes: usize, c_reg: f64, w: &[f64]) -> (f64, Vec<f64>) {
-    let (d, n) = (s.dim, s.len());
-    let model = LogisticRegression {
-        w: w.to_vec(),
-        dim: d,
-        classes,
-        iterations: 0,
-    };
-    let chunk = 256;
-    let (loss, mut grad) = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|b| {
-            let mut g = vec![0f64; (d + 1) * classes];
-            let mut loss = 0.0;
-            for i in b * chunk..((b + 1) * chunk).min(n) {
-                let row = &s.x[i * d..(i + 1) * d];
-                let z = model.logits(row);
-                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                loss += sum.ln() + m - z[s.y[i]];
-                for k in 0..classes {
-                    let p = e[k] / sum - if k == s.y[i] { 1.0 } else { 0.0 };
-                    for (j, &v) in row.iter().enumerate() {
-                        g[j * classes + k] += p * v as f64;
-                    }
-                    g[d * classes + k] += p;
-                }
-            }
-            (loss, g)
-        })
-        .reduce(
-            || (0.0, vec![0f64; (d + 1) * classes]),
-            |(la, mut ga), (lb, gb)| {
-                for (a, b) in ga.iter_mut().zip(&gb) {
-                    *a += b;
-                }
-                (la + lb, ga)
-            },
+/// `dst[m, n] = lhs[m, k] @ rhs[k, n]` with explicit strides (f64 GEMM, all cores).
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f64],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f64],
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: &[f64],
+) {
+    assert!(dst.len() >= m * n && rhs.len() >= k * n);
+    // SAFETY: the asserted sizes and strides keep every access inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
         );
+    }
+}
+
+/// Features as f64 `[n, d]`, converted once per fit.
+struct Design {
+    x: Vec<f64>,
+    y: Vec<usize>,
+    n: usize,
+    d: usize,
+}
+
+/// Loss and gradient of the scaled objective at `w`: Z = X W + b, P = softmax(Z),
+/// grad_W = X^T (P - Y) / n + W / (n C), grad_b = sum(P - Y) / n.
+fn objective(s: &Design, classes: usize, c_reg: f64, w: &[f64]) -> (f64, Vec<f64>) {
+    let (n, d, c) = (s.n, s.d, classes);
+    let mut z = vec![0f64; n * c];
+    matmul(&mut z, n, c, d, &s.x, d as isize, 1, &w[..d * c]);
+    let bias = &w[d * c..];
+    let mut loss = 0.0;
+    for (i, row) in z.chunks_exact_mut(c).enumerate() {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v - m).exp();
+            sum += *v;
+        }
+        let target = row[s.y[i]];
+        loss += sum.ln() - target.ln();
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+        row[s.y[i]] -= 1.0;
+    }
+    let mut grad = vec![0f64; (d + 1) * c];
+    // X^T as the left operand: rows along X's columns (stride 1), columns along X's rows (stride d).
+    matmul(&mut grad[..d * c], d, c, n, &s.x, 1, d as isize, &z);
+    for row in z.chunks_exact(c) {
+        grad[d * c..].iter_mut().zip(row).for_each(|(g, p)| *g += p);
+    }
     let scale = 1.0 / n as f64;
     let reg = 1.0 / (c_reg * n as f64);
     let mut f = loss * scale;
     for (i, gi) in grad.iter_mut().enumerate() {
         *gi *= scale;
-        if i < d * classes {
+        if i < d * c {
             f += 0.5 * reg * w[i] * w[i];
             *gi += reg * w[i];
         }
@@ -120,8 +157,20 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Fit with L-BFGS (memory 10, Armijo backtracking) until the gradient's max-norm
 /// is below `tol` or `max_iter` iterations.
-pub fn fit(s: &Split, classes: usize, c_reg: f64, max_iter: usize, tol: f64) -> LogisticRegression {
-    let size = (s.dim + 1) * classes;
+pub fn fit(
+    split: &Split,
+    classes: usize,
+    c_reg: f64,
+    max_iter: usize,
+    tol: f64,
+) -> LogisticRegression {
+    let s = &Design {
+        x: split.x.iter().map(|&v| v as f64).collect(),
+        y: split.y.to_vec(),
+        n: split.len(),
+        d: split.dim,
+    };
+    let size = (s.d + 1) * classes;
     let mut w = vec![0f64; size];
     let (mut f, mut g) = objective(s, classes, c_reg, &w);
     let mut hist: Vec<(Vec<f64>, Vec<f64>, f64)> = Vec::new();
@@ -188,7 +237,7 @@ pub fn fit(s: &Split, classes: usize, c_reg: f64, max_iter: usize, tol: f64) -> 
     }
     LogisticRegression {
         w,
-        dim: s.dim,
+        dim: s.d,
         classes,
         iterations: it,
     }

@@ -20,7 +20,8 @@ use crate::device::{BackendJob, dispatch};
 /// Time CLIP on random inputs: `encode-image` (inference, no autodiff) or
 /// `train-step` (the trainer's step: both towers, InfoNCE, backward, AdamW), or the
 /// training data pipeline: `data` (shards -> decode -> RandomResizedCrop(224) ->
-/// normalised batches, on --workers threads). Prints one JSON line per run.
+/// normalised batches, on --workers threads), or `linear-probe` (one logistic
+/// regression fit on --features/--labels). Prints one JSON line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step
@@ -43,11 +44,22 @@ pub struct Args {
     /// `data` mode: decode threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// `linear-probe` mode: features `[n, d]` (.npy, f32) and labels `[n]` (.npy, i32).
+    #[arg(long)]
+    features: Option<std::path::PathBuf>,
+    #[arg(long)]
+    labels: Option<std::path::PathBuf>,
+    /// `linear-probe` mode: inverse L2 strength (scikit-learn's C).
+    #[arg(long, default_value_t = 1.0)]
+    c: f64,
 }
 
 pub fn run(args: Args) -> Result<()> {
     if args.mode == "data" {
         return bench_data(&args);
+    }
+    if args.mode == "linear-probe" {
+        return bench_linear_probe(&args);
     }
     let seconds = dispatch(&args.device.clone(), BenchJob(args.clone()))?;
     let mut sorted = seconds.clone();
@@ -187,6 +199,34 @@ fn bench_data(a: &Args) -> Result<()> {
         serde_json::json!({
             "impl": "realsyn", "mode": "data", "workers": a.workers, "images": images,
             "median_s": median, "images_per_s": images as f64 / median,
+        })
+    );
+    Ok(())
+}
+
+/// Fit time of one logistic regression (scikit-learn's objective, lbfgs).
+fn bench_linear_probe(a: &Args) -> Result<()> {
+    use realsyn_data::npy::read_npy;
+    use realsyn_eval::linear_probe::{Split, fit};
+    let need = || anyhow::anyhow!("--mode linear-probe needs --features X.npy --labels y.npy");
+    let (x, shape) = read_npy::<f32>(a.features.as_deref().ok_or_else(need)?)?;
+    let (y, _) = read_npy::<i32>(a.labels.as_deref().ok_or_else(need)?)?;
+    let y: Vec<usize> = y.iter().map(|&v| v as usize).collect();
+    let classes = y.iter().max().map_or(0, |m| m + 1);
+    let split = Split {
+        x: &x,
+        y: &y,
+        dim: shape[1],
+    };
+    let start = Instant::now();
+    let model = fit(&split, classes, a.c, 1000, 1e-4);
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn", "mode": "linear-probe", "n": y.len(), "dim": shape[1], "classes": classes,
+            "C": a.c, "seconds": seconds, "iterations": model.iterations,
+            "train_accuracy": model.accuracy(&split),
         })
     );
     Ok(())
