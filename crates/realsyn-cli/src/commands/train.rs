@@ -14,11 +14,11 @@ use crate::device::{MultiDeviceJob, dispatch_devices};
 /// Each step draws one of every image's candidate texts at random (by default the
 /// released RealSyn layout: txt, json.text2, json.text3, json.syn_text). The run
 /// directory (output.dir) receives config.toml (the resolved recipe),
-/// checkpoints/step_N/, metrics.jsonl, tensorboard/ and summary.json.
+/// checkpoints/step_N/, metrics.jsonl, tensorboard/, summary.json and curves.svg.
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  realsyn train --recipe recipes/fashion-mnist.toml\n  \
-realsyn train --recipe recipes/realsyn15m-vit-b-32.toml --set train.batch_size=1024 --set train.accum_freq=4\n  \
+realsyn train --recipe recipes/realsyn15m-vit-b-32.toml --set train.accum_freq=4   # 4096 as 4 x 1024, loss still over 4096\n  \
 realsyn train --recipe recipes/fashion-mnist.toml --resume latest\n\n\
 Watch it: tensorboard --logdir OUTPUT_DIR/tensorboard"
 )]
