@@ -248,8 +248,7 @@ fn a_run_killed_mid_epoch_resumes_bit_exactly() {
             got[step]
         );
     }
-    // Final weights are identical too (tensors compared; the safetensors header's
-    // metadata order is not deterministic, so bytes are not).
+    // Final weights are identical too, tensor by tensor and byte for byte.
     let weights = |run: &Path| {
         realsyn_model::weights::read_safetensors(
             &run.join("checkpoints/step_00000016/model.safetensors"),
@@ -269,6 +268,10 @@ fn a_run_killed_mid_epoch_resumes_bit_exactly() {
             "{key} differs after resume"
         );
     }
+    let bytes = |run: &Path| {
+        std::fs::read(run.join("checkpoints/step_00000016/model.safetensors")).unwrap()
+    };
+    assert!(bytes(&full) == bytes(&killed), "checkpoint files differ");
 }
 
 #[test]

@@ -232,7 +232,31 @@ pub fn write_safetensors(
         .map(|(k, b, s)| Ok((k.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
         .collect::<Result<_>>()?;
     let buffer = safetensors::serialize(views, Some(metadata))?;
-    write_atomic(path, &buffer)
+    write_atomic(path, &sorted_header(buffer)?)
+}
+
+/// safetensors writes its `__metadata__` map in hash order, so two saves of the same
+/// tensors differ in bytes. Re-emit the JSON header with sorted keys (data offsets
+/// are relative to the data section, so they are unchanged), padded with spaces to
+/// 8-byte alignment as safetensors pads it: identical inputs give identical files.
+fn sorted_header(buffer: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(buffer[..8].try_into()?) as usize;
+    let mut header: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&buffer[8..8 + n])?;
+    if let Some(meta) = header.get_mut("__metadata__") {
+        let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(meta.take())?;
+        *meta = serde_json::to_value(sorted)?;
+    }
+    let mut json = serde_json::to_vec(&header)?;
+    while (8 + json.len()) % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + buffer.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&buffer[8 + n..]);
+    Ok(out)
 }
 
 /// Write weights in `format`. Hugging Face output is a directory (`model.safetensors`
