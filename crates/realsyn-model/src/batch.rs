@@ -20,6 +20,15 @@ pub fn token_batch<B: Backend>(rows: &[Vec<i32>], device: &B::Device) -> Tensor<
     Tensor::from_data(TensorData::new(flat, [rows.len(), ctx]), device)
 }
 
+/// The first element of a float tensor as f64 on the host (a loss, a norm, the
+/// logit scale); NaN if it cannot be read.
+pub fn to_scalar<B: Backend, const D: usize>(t: Tensor<B, D>) -> f64 {
+    t.into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .map_or(f64::NAN, |v| v[0])
+}
+
 /// A 2-d float tensor back to host rows.
 pub fn to_rows<B: Backend>(t: Tensor<B, 2>) -> (Vec<f32>, [usize; 2]) {
     let dims = t.dims();

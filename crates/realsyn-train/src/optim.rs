@@ -14,6 +14,7 @@ use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use realsyn_model::Clip;
+use realsyn_model::batch::to_scalar;
 use realsyn_model::weights::{HostTensor, Layout, ParamVisitor, StateDict, visit_params};
 
 /// Flattened gradients by open_clip parameter name.
@@ -86,7 +87,7 @@ impl<B: Backend> NamedGrads<B> {
             .values()
             .map(|g| g.clone().powi_scalar(2).sum())
             .reduce(|a, b| a + b);
-        total.map_or(0.0, |t| t.into_scalar_f64().sqrt())
+        total.map_or(0.0, |t| to_scalar(t).sqrt())
     }
 
     /// `torch.nn.utils.clip_grad_norm_`: scale by `max / (norm + 1e-6)` when above.
@@ -97,18 +98,6 @@ impl<B: Backend> NamedGrads<B> {
                 *g = g.clone().mul_scalar(coef);
             }
         }
-    }
-}
-
-trait ScalarExt {
-    fn into_scalar_f64(self) -> f64;
-}
-impl<B: Backend> ScalarExt for Tensor<B, 1> {
-    fn into_scalar_f64(self) -> f64 {
-        self.into_data()
-            .convert::<f64>()
-            .into_vec::<f64>()
-            .map_or(f64::NAN, |v| v[0])
     }
 }
 
@@ -189,15 +178,10 @@ impl<B: Backend> AdamW<B> {
                 let Some(m) = self.state.get(key) else {
                     return Ok(());
                 };
-                let shape = param.val().dims().to_vec();
+                let shape = param.val().dims();
                 for (prefix, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                    let data = t
-                        .clone()
-                        .into_data()
-                        .convert::<f32>()
-                        .into_vec::<f32>()
-                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    let host = layout.burn_to_torch(HostTensor::new(shape.clone(), data))?;
+                    let moment = t.clone().reshape(shape).into_data();
+                    let host = layout.burn_to_torch(HostTensor::from_data(moment)?)?;
                     self.sd.insert(format!("{prefix}.{key}"), host);
                 }
                 Ok(())

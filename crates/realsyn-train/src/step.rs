@@ -23,6 +23,7 @@ use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
+use realsyn_model::batch::to_scalar;
 use realsyn_model::loss::clip_loss;
 use realsyn_model::weights::{Layout, ParamVisitor, visit_params};
 use realsyn_model::{Clip, l2_normalize};
@@ -165,7 +166,7 @@ pub fn data_parallel_step<B: AutodiffBackend>(
         }
         let scale = slices[0].model.logit_scale.val().exp();
         let loss = clip_loss(Tensor::cat(img, 0), Tensor::cat(txt, 0), scale);
-        loss_value = scalar(&loss);
+        loss_value = to_scalar(loss.clone());
         let backward = loss.backward();
         for s in &slices {
             let mut g = NamedGrads::collect(&s.model, &backward)?;
@@ -182,12 +183,4 @@ pub fn data_parallel_step<B: AutodiffBackend>(
         loss: loss_value,
         grads,
     })
-}
-
-fn scalar<B: AutodiffBackend>(t: &Tensor<B, 1>) -> f64 {
-    t.clone()
-        .into_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .map_or(f64::NAN, |v| v[0])
 }

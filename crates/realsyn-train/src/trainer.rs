@@ -17,6 +17,7 @@ use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
+use realsyn_model::batch::to_scalar;
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 use serde::Serialize;
 
@@ -258,7 +259,7 @@ pub fn train<B: AutodiffBackend>(
             window_time += dt;
             window_wait += wait;
             window_samples += n as u64;
-            let logit_scale = scalar(model.logit_scale.val().inner()).exp();
+            let logit_scale = to_scalar(model.logit_scale.val().inner()).exp();
             let rec = StepRecord {
                 step: state.step,
                 epoch,
@@ -464,13 +465,6 @@ fn progress_bar(total: u64, at: u64) -> ProgressBar {
     );
     bar.set_position(at);
     bar
-}
-
-fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data()
-        .convert::<f64>()
-        .into_vec::<f64>()
-        .map_or(f64::NAN, |v| v[0])
 }
 
 /// Losses per step from a run's `metrics.jsonl`; a step logged twice (it ran, the

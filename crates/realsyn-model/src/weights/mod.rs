@@ -200,12 +200,8 @@ fn read_torch_pickle(path: &Path) -> Result<StateDict> {
         let data = snapshot
             .to_data()
             .map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))?;
-        let shape = data.shape.to_vec();
-        let values = data
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))?;
-        sd.insert(name, HostTensor::new(shape, values));
+        let host = HostTensor::from_data(data).with_context(|| format!("tensor {name}"))?;
+        sd.insert(name, host);
     }
     Ok(sd)
 }

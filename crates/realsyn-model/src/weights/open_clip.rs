@@ -179,12 +179,9 @@ impl<B: Backend> ParamVisitor<B> for Exporter {
         layout: Layout,
         param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
-        let data = param.val().into_data().convert::<f32>();
-        let shape = data.shape.to_vec();
-        let values = data
-            .into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{key}: {e:?}"))?;
-        let t = layout.burn_to_torch(HostTensor::new(shape, values))?;
+        let host =
+            HostTensor::from_data(param.val().into_data()).with_context(|| key.to_string())?;
+        let t = layout.burn_to_torch(host)?;
         self.sd.insert(key, t);
         Ok(())
     }

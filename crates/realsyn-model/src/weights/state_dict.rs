@@ -17,6 +17,16 @@ impl HostTensor {
         Self { shape, data }
     }
 
+    /// A Burn tensor's data (any float dtype) as f32 on the host, same layout.
+    pub fn from_data(data: burn::tensor::TensorData) -> Result<Self> {
+        let shape = data.shape.to_vec();
+        let values = data
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| anyhow!("{e:?}"))?;
+        Ok(Self::new(shape, values))
+    }
+
     /// Transpose a 2-d tensor ([out, in] <-> [in, out]).
     pub fn transposed(&self) -> Result<Self> {
         let [r, c] = self.shape[..] else {
