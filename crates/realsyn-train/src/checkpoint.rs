@@ -47,6 +47,7 @@ pub fn save<B: AutodiffBackend>(
     }
     std::fs::create_dir_all(&tmp)?;
     model.save(&tmp.join("model.safetensors"))?;
+    // The step is also state.json's; here for readers of this file alone.
     let meta = HashMap::from([("step".to_string(), opt.step.to_string())]);
     write_safetensors(
         &tmp.join("optimizer.safetensors"),
@@ -113,8 +114,8 @@ pub fn resolve(checkpoints: &Path, which: &str) -> Result<PathBuf> {
 
 pub struct Loaded<B: AutodiffBackend> {
     pub model: Clip<B>,
+    /// AdamW moments; their step count is `state.step` (one update per step).
     pub optimizer: StateDict,
-    pub optimizer_step: u64,
     pub state: TrainState,
 }
 
@@ -125,18 +126,9 @@ pub fn load<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Loaded
     )?;
     let model = Clip::<B>::load(&dir.join("model.safetensors"), None, device)?;
     let (optimizer, _) = read_safetensors(&dir.join("optimizer.safetensors"))?;
-    let bytes = std::fs::read(dir.join("optimizer.safetensors"))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)?;
-    let optimizer_step = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("step"))
-        .and_then(|s| s.parse().ok())
-        .context("optimizer.safetensors has no step")?;
     Ok(Loaded {
         model,
         optimizer,
-        optimizer_step,
         state,
     })
 }

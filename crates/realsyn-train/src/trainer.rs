@@ -109,12 +109,7 @@ pub fn train<B: AutodiffBackend>(
         Some(which) => {
             let dir = checkpoint::resolve(&ckpt_dir, which)?;
             let loaded = checkpoint::load::<B>(&dir, device)?;
-            opt.load_state_dict(
-                &loaded.model,
-                loaded.optimizer,
-                loaded.optimizer_step,
-                device,
-            )?;
+            opt.load_state_dict(&loaded.model, loaded.optimizer, loaded.state.step, device)?;
             eprintln!(
                 "resuming from {} (step {})",
                 dir.display(),
