@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
-use realsyn_data::loader::IMAGE_EXTS;
 use realsyn_data::wds::{SkipCounter, read_shard};
 use realsyn_data::{EvalTransform, decode_image};
 
@@ -86,7 +85,6 @@ impl LabelledDataset {
                     }
                     let bytes = s
                         .first_of(&["webp", "png", "jpg", "jpeg"])
-                        .or_else(|| s.first_of(&IMAGE_EXTS))
                         .ok_or("no image")?;
                     let img = decode_image(bytes).map_err(|_| "corrupt image")?;
                     Ok((transform.apply(&img).map_err(|_| "corrupt image")?, cls))

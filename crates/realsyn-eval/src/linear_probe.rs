@@ -297,42 +297,5 @@ pub fn probe(
     }
 }
 
-/// Normalised image features of up to `limit` samples of `split` (CLIP_benchmark
-/// normalises before probing), with their labels.
-pub fn image_features<B: burn::tensor::backend::Backend>(
-    model: &realsyn_model::Clip<B>,
-    data: &crate::LabelledDataset,
-    split: &str,
-    limit: usize,
-    batch: usize,
-    device: &B::Device,
-) -> anyhow::Result<(Vec<f32>, Vec<usize>)> {
-    use realsyn_model::batch::{image_batch, to_rows};
-    let split_data = crate::LabelledDataset::open(&data.root, split)?;
-    let size = model.config.vision_cfg.image_size;
-    let skips = realsyn_data::wds::SkipCounter::new();
-    let (mut feats, mut labels) = (Vec::new(), Vec::new());
-    for (pixels, y) in
-        split_data.batches(realsyn_data::EvalTransform::new(size as u32), batch, &skips)
-    {
-        if labels.len() >= limit {
-            break;
-        }
-        if y.is_empty() {
-            continue;
-        }
-        let f = realsyn_model::l2_normalize(
-            model.encode_image(image_batch::<B>(&pixels, size, device)),
-        );
-        feats.extend(to_rows(f).0);
-        labels.extend(y);
-    }
-    let dim = feats.len() / labels.len().max(1);
-    let n = labels.len().min(limit);
-    feats.truncate(n * dim);
-    labels.truncate(n);
-    Ok((feats, labels))
-}
-
 /// The default C grid: 10^-2 .. 10^3, as a coarse version of the CLIP paper's sweep.
 pub const DEFAULT_GRID: [f64; 6] = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0];

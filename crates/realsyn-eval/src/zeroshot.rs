@@ -4,14 +4,13 @@
 //! per-class recall, as CLIP_benchmark reports them.
 
 use anyhow::Result;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use realsyn_data::EvalTransform;
-use realsyn_data::wds::SkipCounter;
-use realsyn_model::batch::{image_batch, to_rows, token_batch};
+use burn::tensor::{Tensor, TensorData};
+use realsyn_model::batch::{to_rows, token_batch};
 use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
 use serde::Serialize;
 
+use crate::features::{Features, image_features};
 use crate::labelled::LabelledDataset;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -42,7 +41,7 @@ pub fn zero_shot_classifier<B: Backend>(
     Ok(Tensor::cat(columns, 0).transpose())
 }
 
-/// Evaluate `model` on `data`'s test split.
+/// Evaluate `model` on `data` (a labelled split).
 pub fn zero_shot_eval<B: Backend>(
     model: &Clip<B>,
     tokenizer: &ClipTokenizer,
@@ -52,19 +51,33 @@ pub fn zero_shot_eval<B: Backend>(
 ) -> Result<ZeroShotMetrics> {
     let classifier =
         zero_shot_classifier(model, tokenizer, &data.classnames, &data.templates, device)?;
-    let size = model.config.vision_cfg.image_size;
-    let n_classes = data.classnames.len();
-    let skips = SkipCounter::new();
-    let (mut top1, mut top5, mut n) = (0usize, 0usize, 0usize);
+    let features = image_features(model, data, usize::MAX, batch, device)?;
+    Ok(classify(
+        &features,
+        classifier,
+        data.classnames.len(),
+        device,
+    ))
+}
+
+/// Top-1, top-5 and mean per-class recall of `features` against `classifier`
+/// (`[dim, classes]`).
+pub fn classify<B: Backend>(
+    features: &Features,
+    classifier: Tensor<B, 2>,
+    n_classes: usize,
+    device: &B::Device,
+) -> ZeroShotMetrics {
+    let n = features.y.len();
+    let (mut top1, mut top5) = (0usize, 0usize);
     let mut per_class = vec![(0usize, 0usize); n_classes];
-    for (pixels, labels) in data.batches(EvalTransform::new(size as u32), batch, &skips) {
-        if labels.is_empty() {
-            continue;
-        }
-        let feats = l2_normalize(model.encode_image(image_batch::<B>(&pixels, size, device)));
-        let (logits, [rows, cols]) = to_rows(feats.matmul(classifier.clone()));
-        for (r, &label) in labels.iter().enumerate().take(rows) {
-            let row = &logits[r * cols..(r + 1) * cols];
+    if n > 0 {
+        let x = Tensor::<B, 2>::from_data(
+            TensorData::new(features.x.clone(), [n, features.dim]),
+            device,
+        );
+        let (logits, [_, cols]) = to_rows(x.matmul(classifier));
+        for (row, &label) in logits.chunks_exact(cols).zip(&features.y) {
             let target = row[label];
             // Rank of the true class; ties count against it, as topk would break them.
             let better = row.iter().filter(|&&v| v > target).count();
@@ -73,18 +86,17 @@ pub fn zero_shot_eval<B: Backend>(
             per_class[label].1 += 1;
             per_class[label].0 += (better == 0) as usize;
         }
-        n += labels.len();
     }
     let seen: Vec<f64> = per_class
         .iter()
         .filter(|(_, total)| *total > 0)
         .map(|(ok, total)| *ok as f64 / *total as f64)
         .collect();
-    Ok(ZeroShotMetrics {
+    ZeroShotMetrics {
         acc1: top1 as f64 / n.max(1) as f64,
         acc5: top5 as f64 / n.max(1) as f64,
         mean_per_class_recall: seen.iter().sum::<f64>() / seen.len().max(1) as f64,
         n,
-        skipped: skips.total(),
-    })
+        skipped: features.skipped,
+    }
 }

@@ -1,12 +1,12 @@
 //! `realsyn eval`: evaluate a model as CLIP_benchmark does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
 use realsyn_data::fs::write_atomic;
-use realsyn_eval::linear_probe::{DEFAULT_GRID, ProbeResult, Split, image_features, probe};
-use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
+use realsyn_eval::linear_probe::{DEFAULT_GRID, ProbeResult, probe};
+use realsyn_eval::{Features, LabelledDataset, ZeroShotMetrics, image_features, zero_shot_eval};
 use realsyn_model::{Clip, ClipTokenizer};
 
 use crate::device::{BackendJob, dispatch};
@@ -63,6 +63,23 @@ enum Task {
     },
 }
 
+struct ZeroShotJob {
+    model: PathBuf,
+    arch: Option<String>,
+    data: PathBuf,
+    batch: usize,
+}
+
+impl BackendJob for ZeroShotJob {
+    type Output = ZeroShotMetrics;
+    fn run<B: Backend>(self, device: B::Device) -> Result<ZeroShotMetrics> {
+        let model = Clip::<B>::load(&self.model, self.arch.as_deref(), &device)?;
+        let tok = ClipTokenizer::new().with_context_length(model.config.text_cfg.context_length)?;
+        let data = LabelledDataset::open(&self.data, "test")?;
+        zero_shot_eval(&model, &tok, &data, self.batch, &device)
+    }
+}
+
 struct ProbeJob {
     model: PathBuf,
     arch: Option<String>,
@@ -76,67 +93,23 @@ impl BackendJob for ProbeJob {
     type Output = (ProbeResult, usize, usize);
     fn run<B: Backend>(self, device: B::Device) -> Result<(ProbeResult, usize, usize)> {
         let model = Clip::<B>::load(&self.model, self.arch.as_deref(), &device)?;
-        let data = LabelledDataset::open(&self.data, "test")?;
-        let (xtr, ytr) =
-            image_features(&model, &data, "train", self.max_train, self.batch, &device)?;
-        let (xte, yte) = image_features(&model, &data, "test", self.max_test, self.batch, &device)?;
-        let dim = xtr.len() / ytr.len().max(1);
-        let train = Split {
-            x: &xtr,
-            y: &ytr,
-            dim,
+        let features = |split: &str, limit: usize| -> Result<(Features, usize)> {
+            let data = LabelledDataset::open(&self.data, split)?;
+            let classes = data.classnames.len();
+            Ok((
+                image_features(&model, &data, limit, self.batch, &device)?,
+                classes,
+            ))
         };
-        let test = Split {
-            x: &xte,
-            y: &yte,
-            dim,
-        };
-        let r = probe(&train, &test, data.classnames.len(), &DEFAULT_GRID, 1000);
-        Ok((r, ytr.len(), yte.len()))
-    }
-}
-
-fn run_probe(job: ProbeJob, device: &str, output: Option<PathBuf>) -> Result<()> {
-    let (model, data) = (job.model.clone(), job.data.clone());
-    let (r, ntr, nte) = dispatch(device, job)?;
-    println!(
-        "linear probe top-1 {:.2}% (C = {}, validation {:.2}%; {ntr} train, {nte} test images)",
-        100.0 * r.test_accuracy,
-        r.c,
-        100.0 * r.val_accuracy
-    );
-    if let Some(out) = output {
-        let json = serde_json::json!({
-            "dataset": data.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "model": model.display().to_string(),
-            "pretrained": model.display().to_string(),
-            "task": "linear_probe",
-            "metrics": {"acc1": r.test_accuracy, "C": r.c, "val_acc1": r.val_accuracy},
-        });
-        write_atomic(&out, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    }
-    Ok(())
-}
-
-struct Job {
-    model: PathBuf,
-    arch: Option<String>,
-    data: PathBuf,
-    batch: usize,
-}
-
-impl BackendJob for Job {
-    type Output = ZeroShotMetrics;
-    fn run<B: Backend>(self, device: B::Device) -> Result<ZeroShotMetrics> {
-        let model = Clip::<B>::load(&self.model, self.arch.as_deref(), &device)?;
-        let tok = ClipTokenizer::new().with_context_length(model.config.text_cfg.context_length)?;
-        let data = LabelledDataset::open(&self.data, "test")?;
-        zero_shot_eval(&model, &tok, &data, self.batch, &device)
+        let (train, classes) = features("train", self.max_train)?;
+        let (test, _) = features("test", self.max_test)?;
+        let r = probe(&train.split(), &test.split(), classes, &DEFAULT_GRID, 1000);
+        Ok((r, train.y.len(), test.y.len()))
     }
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (model, arch, data, batch_size, device, output) = match args.task {
+    match args.task {
         Task::Zeroshot {
             model,
             arch,
@@ -144,7 +117,27 @@ pub fn run(args: Args) -> Result<()> {
             batch_size,
             device,
             output,
-        } => (model, arch, data, batch_size, device, output),
+        } => {
+            let job = ZeroShotJob {
+                model: model.clone(),
+                arch,
+                data: data.clone(),
+                batch: batch_size,
+            };
+            let m = dispatch(&device, job)?;
+            println!(
+                "zero-shot top-1 {:.2}%  top-5 {:.2}%  mean per-class recall {:.2}%  ({} images, {} skipped)",
+                100.0 * m.acc1,
+                100.0 * m.acc5,
+                100.0 * m.mean_per_class_recall,
+                m.n,
+                m.skipped
+            );
+            let metrics = serde_json::json!({
+                "acc1": m.acc1, "acc5": m.acc5, "mean_per_class_recall": m.mean_per_class_recall,
+            });
+            write_result(output, &model, &data, "zeroshot_classification", metrics)
+        }
         Task::LinearProbe {
             model,
             arch,
@@ -155,46 +148,43 @@ pub fn run(args: Args) -> Result<()> {
             device,
             output,
         } => {
-            return run_probe(
-                ProbeJob {
-                    model,
-                    arch,
-                    data,
-                    max_train,
-                    max_test,
-                    batch: batch_size,
-                },
-                &device,
-                output,
+            let job = ProbeJob {
+                model: model.clone(),
+                arch,
+                data: data.clone(),
+                max_train,
+                max_test,
+                batch: batch_size,
+            };
+            let (r, ntr, nte) = dispatch(&device, job)?;
+            println!(
+                "linear probe top-1 {:.2}% (C = {}, validation {:.2}%; {ntr} train, {nte} test images)",
+                100.0 * r.test_accuracy,
+                r.c,
+                100.0 * r.val_accuracy
             );
+            let metrics =
+                serde_json::json!({"acc1": r.test_accuracy, "C": r.c, "val_acc1": r.val_accuracy});
+            write_result(output, &model, &data, "linear_probe", metrics)
         }
-    };
-    let m = dispatch(
-        &device,
-        Job {
-            model: model.clone(),
-            arch,
-            data: data.clone(),
-            batch: batch_size,
-        },
-    )?;
-    println!(
-        "zero-shot top-1 {:.2}%  top-5 {:.2}%  mean per-class recall {:.2}%  ({} images, {} skipped)",
-        100.0 * m.acc1,
-        100.0 * m.acc5,
-        100.0 * m.mean_per_class_recall,
-        m.n,
-        m.skipped
-    );
-    if let Some(out) = output {
-        let json = serde_json::json!({
-            "dataset": data.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "model": model.display().to_string(),
-            "pretrained": model.display().to_string(),
-            "task": "zeroshot_classification",
-            "metrics": {"acc1": m.acc1, "acc5": m.acc5, "mean_per_class_recall": m.mean_per_class_recall},
-        });
-        write_atomic(&out, serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
-    Ok(())
+}
+
+/// CLIP_benchmark's result JSON, when `--output` is given.
+fn write_result(
+    output: Option<PathBuf>,
+    model: &Path,
+    data: &Path,
+    task: &str,
+    metrics: serde_json::Value,
+) -> Result<()> {
+    let Some(out) = output else { return Ok(()) };
+    let json = serde_json::json!({
+        "dataset": data.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "model": model.display().to_string(),
+        "pretrained": model.display().to_string(),
+        "task": task,
+        "metrics": metrics,
+    });
+    write_atomic(&out, serde_json::to_string_pretty(&json)?.as_bytes())
 }
