@@ -141,13 +141,10 @@ impl Iterator for EpochLoader {
 impl Drop for EpochLoader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Unblock the producers, then wait for them.
-        while self.rx.try_recv().is_ok() {}
+        // Closing our end fails the batcher's next send; the batcher then drops the
+        // raw-sample channel, and the reader (which also checks `stop`) ends.
+        self.rx = crossbeam_channel::never();
         for t in self.threads.drain(..) {
-            while !t.is_finished() {
-                while self.rx.try_recv().is_ok() {}
-                std::thread::yield_now();
-            }
             let _ = t.join();
         }
     }

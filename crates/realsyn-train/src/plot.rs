@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::Result;
 use realsyn_data::fs::write_atomic;
 
+use crate::trainer::{metric_by_step, read_metrics};
+
 struct Series {
     name: &'static str,
     color: &'static str,
@@ -16,25 +18,12 @@ struct Series {
 /// Read `out/metrics.jsonl` and write `out/curves.svg`. Later lines win for a step
 /// logged twice (a resumed run).
 pub fn write_curves(out: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(out.join("metrics.jsonl"))?;
-    let mut loss = std::collections::BTreeMap::new();
-    let mut lr = std::collections::BTreeMap::new();
-    let mut zs = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let Some(step) = v["step"].as_u64() else {
-            continue;
-        };
-        if let Some(l) = v["loss"].as_f64() {
-            loss.insert(step, l);
-            lr.insert(step, v["lr"].as_f64().unwrap_or(0.0));
-        }
-        if let Some(a) = v["zeroshot"]["acc1"].as_f64() {
-            zs.insert(step, a);
-        }
-    }
+    let records = read_metrics(out)?;
+    let loss = metric_by_step(&records, |v| v["loss"].as_f64());
+    let lr = metric_by_step(&records, |v| {
+        v["loss"].as_f64().map(|_| v["lr"].as_f64().unwrap_or(0.0))
+    });
+    let zs = metric_by_step(&records, |v| v["zeroshot"]["acc1"].as_f64());
     let series =
         |m: &std::collections::BTreeMap<u64, f64>| m.iter().map(|(s, v)| (*s as f64, *v)).collect();
     let panels = [

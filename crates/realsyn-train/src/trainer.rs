@@ -462,20 +462,31 @@ fn progress_bar(total: u64, at: u64) -> ProgressBar {
     bar
 }
 
-/// Losses per step from a run's `metrics.jsonl`; a step logged twice (it ran, the
-/// process was killed before the next checkpoint, and it ran again on resume)
-/// keeps its last value.
-pub fn read_losses(out_dir: &Path) -> Result<BTreeMap<u64, f64>> {
+/// The records of a run's `metrics.jsonl`; a line cut by a kill is skipped.
+pub fn read_metrics(out_dir: &Path) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(out_dir.join("metrics.jsonl"))?;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) => continue, // a line cut by a kill
-        };
-        if let (Some(s), Some(l)) = (v["step"].as_u64(), v["loss"].as_f64()) {
-            out.insert(s, l);
-        }
-    }
-    Ok(out)
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// One value per step from those records. A step logged twice (it ran, the process
+/// was killed before the next checkpoint, and it ran again on resume) keeps its
+/// last value.
+pub fn metric_by_step(
+    records: &[serde_json::Value],
+    field: impl Fn(&serde_json::Value) -> Option<f64>,
+) -> BTreeMap<u64, f64> {
+    records
+        .iter()
+        .filter_map(|v| Some((v["step"].as_u64()?, field(v)?)))
+        .collect()
+}
+
+/// Losses per step (see `metric_by_step`).
+pub fn read_losses(out_dir: &Path) -> Result<BTreeMap<u64, f64>> {
+    Ok(metric_by_step(&read_metrics(out_dir)?, |v| {
+        v["loss"].as_f64()
+    }))
 }
