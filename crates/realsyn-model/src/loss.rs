@@ -7,6 +7,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
+use crate::clip::ClipOutput;
+
 /// Mean cross-entropy of each row against its diagonal entry.
 fn diagonal_ce<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1> {
     let [n, _] = logits.dims();
@@ -26,8 +28,10 @@ pub fn clip_loss<B: Backend>(
     text_features: Tensor<B, 2>,
     logit_scale: Tensor<B, 1>,
 ) -> Tensor<B, 1> {
-    let logits = image_features
-        .matmul(text_features.transpose())
-        .mul(logit_scale.unsqueeze_dim(0));
-    contrastive_loss(logits)
+    let out = ClipOutput {
+        image_features,
+        text_features,
+        logit_scale,
+    };
+    contrastive_loss(out.logits_per_image())
 }
