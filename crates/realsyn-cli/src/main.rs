@@ -6,7 +6,6 @@
 
 mod commands;
 mod device;
-mod progress;
 
 use clap::{Parser, Subcommand};
 

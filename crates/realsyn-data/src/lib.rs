@@ -10,6 +10,8 @@ pub mod fs;
 pub mod image;
 pub mod loader;
 pub mod npy;
+pub mod plot;
+pub mod progress;
 pub mod texts;
 pub mod wds;
 

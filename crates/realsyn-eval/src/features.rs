@@ -1,5 +1,6 @@
-//! Frozen image features of a labelled split, computed once in batches and shared
-//! by zero-shot classification and the linear probe.
+//! Frozen image features of a dataset split, computed once in batches and shared by
+//! zero-shot classification, the linear probe and retrieval (and cached on disk by
+//! `cache`).
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
@@ -8,14 +9,17 @@ use realsyn_data::wds::SkipCounter;
 use realsyn_model::batch::{image_batch, to_rows};
 use realsyn_model::{Clip, l2_normalize};
 
-use crate::LabelledDataset;
+use crate::datasets::LabelledDataset;
 use crate::linear_probe::Split;
 
-/// `[n, dim]` L2-normalised features (as CLIP_benchmark normalises them) and labels.
+/// `[n, dim]` L2-normalised features (as CLIP_benchmark normalises them), labels, and
+/// (retrieval) each image's captions.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Features {
     pub x: Vec<f32>,
     pub y: Vec<usize>,
     pub dim: usize,
+    pub captions: Vec<Vec<String>>,
     /// Samples skipped as unreadable.
     pub skipped: u64,
 }
@@ -29,38 +33,48 @@ impl Features {
             dim: self.dim,
         }
     }
+
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
 }
 
-/// Features of up to `limit` samples of `data`, in its order.
+/// Features of up to `limit` samples of `data`, in its order. `progress` is called
+/// with the number of samples done after each batch.
 pub fn image_features<B: Backend>(
     model: &Clip<B>,
     data: &LabelledDataset,
     limit: usize,
     batch: usize,
     device: &B::Device,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<Features> {
     let size = model.config.vision_cfg.image_size;
     let skips = SkipCounter::new();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for (pixels, labels) in data.batches(EvalTransform::new(size as u32), batch, &skips) {
-        if y.len() >= limit {
+    let mut out = Features::default();
+    for b in data.batches(EvalTransform::new(size as u32), batch, &skips) {
+        if out.y.len() >= limit {
             break;
         }
-        if labels.is_empty() {
+        if b.labels.is_empty() {
             continue;
         }
-        let f = l2_normalize(model.encode_image(image_batch::<B>(&pixels, size, device)));
-        x.extend(to_rows(f).0);
-        y.extend(labels);
+        let f = l2_normalize(model.encode_image(image_batch::<B>(&b.pixels, size, device)));
+        let (rows, [_, dim]) = to_rows(f);
+        out.dim = dim;
+        out.x.extend(rows);
+        out.y.extend(b.labels);
+        out.captions.extend(b.captions);
+        progress(out.y.len());
     }
-    let dim = x.len() / y.len().max(1);
-    let n = y.len().min(limit);
-    x.truncate(n * dim);
-    y.truncate(n);
-    Ok(Features {
-        x,
-        y,
-        dim,
-        skipped: skips.total(),
-    })
+    let n = out.y.len().min(limit);
+    out.x.truncate(n * out.dim);
+    out.y.truncate(n);
+    out.captions.truncate(n);
+    out.skipped = skips.total();
+    Ok(out)
 }

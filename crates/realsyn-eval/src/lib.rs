@@ -1,18 +1,29 @@
 //! # realsyn-eval
 //!
-//! Evaluation as CLIP_benchmark does it. This crate owns the labelled-dataset
-//! reader (CLIP_benchmark's WebDataset layout), frozen image features (computed once,
-//! shared by the tasks), zero-shot classification (which the
-//! trainer also calls as its periodic evaluation hook), the linear probe and the
-//! retrieval metrics.
+//! Evaluation as CLIP_benchmark does it, on the RealSyn paper's benchmarks. This crate
+//! owns the benchmark registry (`registry`, data under `eval/`), the dataset readers
+//! for the layouts of the official releases and for users' own sets (`datasets`),
+//! frozen image features and their on-disk cache (`features`, `cache`), the tasks
+//! (zero-shot classification, which the trainer also calls as its periodic hook; the
+//! linear probe; retrieval), their metrics, the suite runner, the result files, the
+//! report beside the paper's tables, and the data-scaling-law fits (`scaling`).
 
+pub mod cache;
+pub mod datasets;
 pub mod features;
-pub mod labelled;
 pub mod linear_probe;
+pub mod metrics;
+pub mod registry;
+pub mod report;
+pub mod results;
 pub mod retrieval;
+pub mod scaling;
+pub mod suite;
 pub mod zeroshot;
 
+pub use datasets::LabelledDataset;
 pub use features::{Features, image_features};
-pub use labelled::LabelledDataset;
+pub use metrics::ClassificationMetrics;
+pub use registry::{Registry, Suite, TemplateSet};
 pub use retrieval::retrieval_recalls;
 pub use zeroshot::{ZeroShotMetrics, zero_shot_classifier, zero_shot_eval};

@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use crate::metrics::ClassificationMetrics;
+
 /// Features `[n, d]` row-major with labels in `0..classes`.
 pub struct Split<'a> {
     pub x: &'a [f32],
@@ -51,6 +53,15 @@ impl LogisticRegression {
     pub fn predict(&self, row: &[f32]) -> usize {
         let z = self.logits(row);
         (0..z.len()).fold(0, |b, k| if z[k] > z[b] { k } else { b })
+    }
+
+    /// `[s.len(), classes]` decision scores of every row of `s`.
+    pub fn scores(&self, s: &Split) -> Vec<f64> {
+        let rows: Vec<Vec<f64>> = (0..s.len())
+            .into_par_iter()
+            .map(|i| self.logits(&s.x[i * s.dim..(i + 1) * s.dim]))
+            .collect();
+        rows.concat()
     }
 
     pub fn accuracy(&self, s: &Split) -> f64 {
@@ -247,6 +258,8 @@ pub struct ProbeResult {
     pub c: f64,
     pub val_accuracy: f64,
     pub test_accuracy: f64,
+    /// All test metrics (mean per-class recall, ROC AUC for two classes, ...).
+    pub test: ClassificationMetrics,
 }
 
 /// The CLIP-paper protocol: choose C from `grid` on a validation split (every 5th
@@ -290,10 +303,12 @@ pub fn probe(
         }
     }
     let model = fit(train, classes, best.1, max_iter, 1e-6);
+    let metrics = ClassificationMetrics::from_scores(&model.scores(test), classes, test.y);
     ProbeResult {
         c: best.1,
         val_accuracy: best.0,
-        test_accuracy: model.accuracy(test),
+        test_accuracy: metrics.acc1,
+        test: metrics,
     }
 }
 

