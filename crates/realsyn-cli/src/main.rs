@@ -34,6 +34,7 @@ enum Command {
     Train(commands::train::Args),
     Eval(commands::eval::Args),
     Dataset(commands::dataset::Args),
+    Scaling(commands::scaling::Args),
 }
 
 fn main() {
@@ -47,6 +48,7 @@ fn main() {
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Dataset(a) => commands::dataset::run(a),
+        Command::Scaling(a) => commands::scaling::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -164,3 +164,86 @@ fn help_explains_the_commands() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+/// `realsyn scaling fit` recovers the paper's Eq. 3 from points on its curves (the
+/// 12M-60M range of appendix B.3), reads `realsyn eval` result directories, and draws
+/// the fit as SVG and PNG.
+#[test]
+fn scaling_fit_recovers_eq3_and_draws_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let laws = [
+        ("linear-probe-avg", -0.21, 4.23, 0.80),
+        ("zero-shot-avg", -0.30, 5.68, 0.62),
+        ("robustness-avg", -0.60, 3.17, 0.56),
+    ];
+    let xs = [12.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0];
+    let mut tsv = String::new();
+    for (m, a, b, c) in laws {
+        for x in xs {
+            tsv.push_str(&format!("{x}\t{m}\t{}\n", a / f64::ln(x - b) + c));
+        }
+    }
+    let points = tmp.path().join("points.tsv");
+    std::fs::write(&points, tsv).unwrap();
+    let out = tmp.path().join("fit");
+    let o = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(["scaling", "fit", "--points"])
+        .arg(&points)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap();
+    for (m, a, b, c) in laws {
+        let law = &fit[m]["fit"]["law"];
+        for (key, want) in [("a", a), ("b", b), ("c", c)] {
+            let got = law[key].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-3, "{m} {key}: {got} vs {want}");
+        }
+    }
+    assert!(
+        std::fs::read_to_string(out.join("scaling.svg"))
+            .unwrap()
+            .contains("extrapolation to 100M")
+    );
+    let png = image::open(out.join("scaling.png")).unwrap();
+    assert!(png.width() > 1000);
+
+    // From eval result directories: one CLIP_benchmark JSON per run.
+    let mut runs = Vec::new();
+    for x in [12.0, 20.0, 30.0, 45.0, 60.0] {
+        let dir = tmp.path().join(format!("run{x}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let acc = -0.30 / f64::ln(x - 5.68) + 0.62;
+        let json = serde_json::json!({"dataset": "cifar10", "model": "m", "pretrained": "p",
+            "task": "zeroshot_classification", "metrics": {"acc1": acc}});
+        std::fs::write(
+            dir.join("cifar10_zeroshot_classification.json"),
+            json.to_string(),
+        )
+        .unwrap();
+        runs.push(format!("{x}={}", dir.display()));
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_realsyn"));
+    cmd.args([
+        "scaling",
+        "fit",
+        "--metric",
+        "zero-shot-avg,cifar10:zeroshot_classification:acc1",
+        "--output",
+    ])
+    .arg(tmp.path().join("fit2"));
+    for r in &runs {
+        cmd.args(["--run", r]);
+    }
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("zero-shot-avg: L(x) = -0.300")
+            && stdout.contains("cifar10:zeroshot_classification:acc1"),
+        "{stdout}"
+    );
+}

@@ -200,6 +200,8 @@ fn fmt(v: f64) -> String {
         format!("{v:.1e}")
     } else if v.abs() >= 100.0 {
         format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
     } else {
         format!("{v:.3}")
     }

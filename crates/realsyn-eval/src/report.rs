@@ -248,3 +248,24 @@ mod tests {
         assert!((mean - cells[20]).abs() < 0.06, "{mean} vs {}", cells[20]);
     }
 }
+
+/// A metric of one run as a fraction, by name: `linear-probe-avg`, `zero-shot-avg`,
+/// `robustness-avg`, `retrieval-avg` (averages over the benchmarks present), or
+/// `DATASET:TASK:KEY` (e.g. `cifar10:zeroshot_classification:acc1`).
+pub fn metric_by_name(registry: &Registry, name: &str, results: &[EvalResult]) -> Option<f64> {
+    let avg = |suite, task| suite_average(registry, suite, task, results).map(|(v, _)| v / 100.0);
+    match name {
+        "linear-probe-avg" => avg(Suite::LinearProbe, LINEAR_PROBE),
+        "zero-shot-avg" => avg(Suite::ZeroShot, ZEROSHOT),
+        "robustness-avg" => avg(Suite::Robustness, ZEROSHOT),
+        "retrieval-avg" => avg(Suite::Retrieval, RETRIEVAL),
+        other => {
+            let mut parts = other.splitn(3, ':');
+            let (d, t, k) = (parts.next()?, parts.next()?, parts.next()?);
+            results
+                .iter()
+                .find(|r| r.dataset == d && r.task == t)?
+                .metric(k)
+        }
+    }
+}

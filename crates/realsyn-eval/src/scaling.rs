@@ -252,3 +252,45 @@ mod tests {
         }
     }
 }
+
+/// One metric's points, fit and extrapolation, drawn as a panel: points, the fitted
+/// curve over the data range, and its extrapolation (dashed) up to `to`.
+pub fn panel(metric: &str, xs: &[f64], ys: &[f64], f: &Fit, to: f64) -> realsyn_data::plot::Panel {
+    use realsyn_data::plot::{PALETTE, Panel, Series, Style};
+    let xmax = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let xmin = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let curve = |a: f64, b: f64| -> Vec<(f64, f64)> {
+        (0..=60)
+            .map(|i| a + (b - a) * i as f64 / 60.0)
+            .map(|x| (x, f.law.eval(x)))
+            .collect()
+    };
+    let mut series = vec![
+        Series {
+            name: "runs".into(),
+            color: PALETTE[0],
+            style: Style::Points,
+            points: xs.iter().copied().zip(ys.iter().copied()).collect(),
+        },
+        Series {
+            name: format!("{:.2}/ln(x-{:.2})+{:.2}", f.law.a, f.law.b, f.law.c),
+            color: PALETTE[1],
+            style: Style::Line,
+            points: curve(xmin, xmax),
+        },
+    ];
+    if to > xmax {
+        series.push(Series {
+            name: format!("extrapolation to {to}M: {:.3}", f.law.eval(to)),
+            color: PALETTE[1],
+            style: Style::Dashed,
+            points: curve(xmax, to),
+        });
+    }
+    Panel {
+        title: metric.to_string(),
+        x_label: "training samples (millions)".into(),
+        y_label: metric.to_string(),
+        series,
+    }
+}

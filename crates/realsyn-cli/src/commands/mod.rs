@@ -4,5 +4,6 @@ pub mod dataset;
 pub mod embed;
 pub mod eval;
 pub mod init;
+pub mod scaling;
 pub mod tokenize;
 pub mod train;
