@@ -230,7 +230,7 @@ fn evaluates_through_the_suite(tmp: &Path, ckpt: &Path, fm: &Path, trained_acc1:
         );
     }
     // Cached features: a second run reads them instead of recomputing.
-    let cached = ours.join("features/fashion-mnist/test.npy");
+    let cached = ours.join("features/fashion-mnist/test-max10000.npy");
     let before = std::fs::metadata(&cached).unwrap().modified().unwrap();
     eval(ckpt, &ours);
     assert_eq!(
