@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::datasets::{ClassNames, Format, LabelledDataset, OpenOptions};
+use crate::datasets::{ClassNames, Format, LabelledDataset, OpenOptions, lines};
 
 const BENCHMARKS: &str = include_str!("../../../eval/benchmarks.toml");
 const SLIP_TEMPLATES: &str = include_str!("../../../eval/templates/slip.json");
@@ -20,14 +20,6 @@ const IMAGENET_CLASSNAMES: &str = include_str!("../../../eval/classnames/imagene
 const IMAGENET_WNIDS: &str = include_str!("../../../eval/classnames/imagenet_wnids.txt");
 const IMAGENET_A_WNIDS: &str = include_str!("../../../eval/classnames/imagenet_a_wnids.txt");
 const IMAGENET_R_WNIDS: &str = include_str!("../../../eval/classnames/imagenet_r_wnids.txt");
-
-fn lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
-}
 
 /// CLIP's curated names of the 1000 ImageNet classes, in sorted-WNID order.
 pub fn imagenet_classnames() -> &'static [String] {

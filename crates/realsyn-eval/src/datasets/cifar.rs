@@ -48,6 +48,14 @@ pub fn open(root: &Path, split: &str, hundred: bool) -> Result<LabelledDataset> 
     })
 }
 
+/// The number of whole records in `files`.
+pub fn count(files: &[PathBuf], label_bytes: usize) -> usize {
+    files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len() as usize).unwrap_or(0) / (label_bytes + PIXELS))
+        .sum()
+}
+
 /// Records of `files` in order; a truncated trailing record is counted and dropped.
 pub fn items(
     files: Vec<PathBuf>,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use super::{Kind, LabelledDataset, Source, image_files, read_lines, subdirs};
+use super::{LabelledDataset, image_files, read_lines, subdirs};
 use crate::registry;
 
 /// How an ImageFolder tree's folders map to classes.
@@ -138,11 +138,5 @@ pub fn open(root: &Path, split: &str, classes: &ClassNames) -> Result<LabelledDa
             items.push((f, label.unwrap(), Vec::new()));
         }
     }
-    Ok(LabelledDataset {
-        root: root.to_path_buf(),
-        kind: Kind::Classification,
-        classnames,
-        templates: Vec::new(),
-        source: Source::Items(items),
-    })
+    Ok(LabelledDataset::listed(root, classnames, items))
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::imagefolder::{self, ClassNames};
-use super::{Kind, LabelledDataset, Source, image_files, read_lines, subdirs};
+use super::{LabelledDataset, image_files, read_lines, subdirs};
 use crate::registry;
 
 pub fn open(root: &Path, split: &str) -> Result<LabelledDataset> {
@@ -60,11 +60,9 @@ pub fn open(root: &Path, split: &str) -> Result<LabelledDataset> {
     if items.is_empty() {
         bail!("no image of {} has a label", dir.display());
     }
-    Ok(LabelledDataset {
-        root: root.to_path_buf(),
-        kind: Kind::Classification,
-        classnames: registry::imagenet_classnames().to_vec(),
-        templates: Vec::new(),
-        source: Source::Items(items),
-    })
+    Ok(LabelledDataset::listed(
+        root,
+        registry::imagenet_classnames().to_vec(),
+        items,
+    ))
 }

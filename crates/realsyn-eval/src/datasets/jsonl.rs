@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Kind, LabelledDataset, Source, read_lines};
+use super::{LabelledDataset, read_lines};
 
 #[derive(serde::Deserialize)]
 struct Row {
@@ -40,11 +40,5 @@ pub fn open(root: &Path, split: &str) -> Result<LabelledDataset> {
     } else {
         Vec::new()
     };
-    Ok(LabelledDataset {
-        root: root.to_path_buf(),
-        kind: Kind::Classification,
-        classnames,
-        templates: Vec::new(),
-        source: Source::Items(items),
-    })
+    Ok(LabelledDataset::listed(root, classnames, items))
 }

@@ -82,15 +82,19 @@ pub struct DecodedBatch {
     pub captions: Vec<Vec<String>>,
 }
 
-pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
+/// The non-empty lines of a list (class names, templates, WNIDs), trimmed.
+pub(crate) fn lines(text: &str) -> Vec<String> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(String::from)
-        .collect())
+        .collect()
+}
+
+pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(lines(&text))
 }
 
 /// The on-disk layouts `open` reads (names as in `eval/benchmarks.toml`).
@@ -137,6 +141,21 @@ pub struct OpenOptions<'a> {
 }
 
 impl LabelledDataset {
+    /// A classification set of listed image files `(path, label, no captions)`.
+    pub(crate) fn listed(
+        root: &Path,
+        classnames: Vec<String>,
+        items: Vec<(PathBuf, usize, Vec<String>)>,
+    ) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            kind: Kind::Classification,
+            classnames,
+            templates: Vec::new(),
+            source: Source::Items(items),
+        }
+    }
+
     /// A CLIP_benchmark WebDataset export (`ROOT/SPLIT/*.tar`, `classnames.txt`,
     /// `zeroshot_classification_templates.txt`): the layout `realsyn dataset` writes
     /// and the trainer's zero-shot hook reads.
@@ -189,14 +208,7 @@ impl LabelledDataset {
         match &self.source {
             Source::Shards(_) => None,
             Source::Items(v) => Some(v.len()),
-            Source::CifarBinary { files, label_bytes } => Some(
-                files
-                    .iter()
-                    .map(|f| {
-                        f.metadata().map(|m| m.len() as usize).unwrap_or(0) / (label_bytes + 3072)
-                    })
-                    .sum(),
-            ),
+            Source::CifarBinary { files, label_bytes } => Some(cifar::count(files, *label_bytes)),
         }
     }
 

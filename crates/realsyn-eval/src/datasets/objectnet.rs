@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Kind, LabelledDataset, Source, image_files};
+use super::{LabelledDataset, image_files};
 
 fn read_map(path: &Path) -> Result<HashMap<String, String>> {
     let text =
@@ -44,14 +44,9 @@ pub fn open(root: &Path) -> Result<LabelledDataset> {
             }
         }
     }
-    Ok(LabelledDataset {
-        root: root.to_path_buf(),
-        kind: Kind::Classification,
-        classnames: folders
-            .iter()
-            .map(|(_, name)| name.to_lowercase())
-            .collect(),
-        templates: Vec::new(),
-        source: Source::Items(items),
-    })
+    let classnames = folders
+        .iter()
+        .map(|(_, name)| name.to_lowercase())
+        .collect();
+    Ok(LabelledDataset::listed(root, classnames, items))
 }
