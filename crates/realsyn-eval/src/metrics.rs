@@ -26,8 +26,13 @@ impl ClassificationMetrics {
         let mut per_class = vec![(0usize, 0usize); classes];
         for (row, &label) in scores.chunks_exact(classes.max(1)).zip(labels) {
             let target = row[label];
-            // Rank of the true class; ties count against it, as topk may break them.
-            let better = row.iter().filter(|&&v| v > target).count();
+            // Rank of the true class; a tie goes to the lower class index, as argmax
+            // (and so scikit-learn's per-class recall) breaks it.
+            let better = row
+                .iter()
+                .enumerate()
+                .filter(|&(c, &v)| v > target || (v == target && c < label))
+                .count();
             top1 += (better == 0) as usize;
             top5 += (better < 5) as usize;
             per_class[label].1 += 1;

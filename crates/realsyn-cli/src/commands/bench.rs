@@ -21,10 +21,12 @@ use crate::device::{BackendJob, dispatch};
 /// `train-step` (the trainer's step: both towers, InfoNCE, backward, AdamW), or the
 /// training data pipeline: `data` (shards -> decode -> RandomResizedCrop(224) ->
 /// normalised batches, on --workers threads), or `linear-probe` (one logistic
-/// regression fit on --features/--labels). Prints one JSON line per run.
+/// regression fit on --features/--labels), or `features` (the evaluator's feature
+/// extraction end to end: read a wds export's test split, decode, resize + centre
+/// crop, encode, normalise; --max-images images). Prints one JSON line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
-    /// encode-image | encode-text | train-step
+    /// encode-image | encode-text | train-step | data | linear-probe | features
     #[arg(long, default_value = "encode-image")]
     mode: String,
     #[arg(long, default_value = "ViT-B-32")]
@@ -38,7 +40,7 @@ pub struct Args {
     /// cpu (flex), ndarray (build with --features ndarray), cuda[:N] (--features cuda)
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// `data` mode: shard pattern.
+    /// `data` mode: shard pattern. `features` mode: a wds export root (ROOT/test/*.tar).
     #[arg(long)]
     shards: Option<String>,
     /// `data` mode: decode threads.
@@ -52,6 +54,9 @@ pub struct Args {
     /// `linear-probe` mode: inverse L2 strength (scikit-learn's C).
     #[arg(long, default_value_t = 1.0)]
     c: f64,
+    /// `features` mode: images to encode.
+    #[arg(long, default_value_t = 256)]
+    max_images: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -70,8 +75,9 @@ pub fn run(args: Args) -> Result<()> {
         serde_json::json!({
             "impl": "realsyn-burn", "backend": args.device, "mode": args.mode, "arch": args.arch,
             "batch_size": args.batch_size, "seconds": seconds, "median_s": median,
-            "items_per_s": args.batch_size as f64 / median,
+            "items_per_s": if args.mode == "features" { args.max_images } else { args.batch_size } as f64 / median,
             "threads": rayon::current_num_threads(),
+            "images": (args.mode == "features").then_some(args.max_images),
         })
     );
     Ok(())
@@ -103,6 +109,34 @@ impl BackendJob for BenchJob {
                         model.encode_text(random_tokens::<B>(&cfg, a.batch_size, &device))
                     };
                     let _ = out.into_data(); // forces execution on lazy backends
+                    if i >= a.warmup {
+                        times.push(start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            "features" => {
+                let root = a
+                    .shards
+                    .as_deref()
+                    .ok_or_else(|| anyhow::anyhow!("--mode features needs --shards ROOT"))?;
+                let data = realsyn_eval::LabelledDataset::open(std::path::Path::new(root), "test")?;
+                let model = Clip::<B>::new(&cfg, &device);
+                for i in 0..a.warmup + a.iters {
+                    let start = Instant::now();
+                    let limit = if i < a.warmup {
+                        a.batch_size
+                    } else {
+                        a.max_images
+                    };
+                    let f = realsyn_eval::image_features(
+                        &model,
+                        &data,
+                        limit,
+                        a.batch_size,
+                        &device,
+                        &mut |_| {},
+                    )?;
+                    anyhow::ensure!(f.len() == limit, "only {} images in {root}/test", f.len());
                     if i >= a.warmup {
                         times.push(start.elapsed().as_secs_f64());
                     }
