@@ -2,8 +2,24 @@
 //! documents in, an image store and a sentence store out, each filtered and
 //! deduplicated, with a funnel that counts every drop and its reason.
 //!
+//! - `document`, `ingest`: the normalised document and the readers (HTML, MMC4 JSONL).
 //! - `punkt`: NLTK's Punkt sentence segmentation on stable Rust.
+//! - `text_filters`, `images`: the paper's sentence and image rules, perceptual hash.
+//! - `dedup`: union-find and non-quadratic near-duplicate linking.
+//! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
+//! - `stages`: extract -> filter-text -> dedup-text, and dedup-images.
 
+pub mod dedup;
+pub mod document;
+pub mod funnel;
+pub mod images;
+pub mod ingest;
 pub mod punkt;
+pub mod shard;
+pub mod stages;
+pub mod text_filters;
 
+pub use document::{Document, Item};
+pub use funnel::Funnel;
 pub use punkt::{PunktParameters, SentenceSplitter};
+pub use shard::ShardSpec;

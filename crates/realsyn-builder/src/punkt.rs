@@ -155,7 +155,11 @@ impl SentenceSplitter {
         let next_typ = t2.type_no_sentperiod();
         let initial = t1.is_initial();
         // Collocation heuristic.
-        if self.params.collocations.contains(&(typ.clone(), next_typ.to_string())) {
+        if self
+            .params
+            .collocations
+            .contains(&(typ.clone(), next_typ.to_string()))
+        {
             t1.sentbreak = false;
             t1.abbr = true;
             return;
@@ -225,7 +229,11 @@ struct Token {
 impl Token {
     fn new(tok: &str) -> Self {
         let lower = tok.to_lowercase();
-        let typ = if is_numeric(&lower) { NUMBER.to_string() } else { lower };
+        let typ = if is_numeric(&lower) {
+            NUMBER.to_string()
+        } else {
+            lower
+        };
         Self {
             tok: tok.to_string(),
             typ,
@@ -248,7 +256,11 @@ impl Token {
     }
 
     fn type_no_sentperiod(&self) -> &str {
-        if self.sentbreak { self.type_no_period() } else { &self.typ }
+        if self.sentbreak {
+            self.type_no_period()
+        } else {
+            &self.typ
+        }
     }
 
     fn first_upper(&self) -> bool {
@@ -335,7 +347,21 @@ fn is_non_word(c: char) -> bool {
 fn is_word_start(c: char) -> bool {
     !matches!(
         c,
-        '(' | '"' | '`' | '{' | '[' | ':' | ';' | '&' | '#' | '*' | '@' | ')' | '}' | ']' | '-' | ','
+        '(' | '"'
+            | '`'
+            | '{'
+            | '['
+            | ':'
+            | ';'
+            | '&'
+            | '#'
+            | '*'
+            | '@'
+            | ')'
+            | '}'
+            | ']'
+            | '-'
+            | ','
     )
 }
 
@@ -512,7 +538,11 @@ fn realign_boundaries(text: &str, slices: &[Range<usize>]) -> Vec<Range<usize>> 
             }
             continue;
         };
-        let s2_text = if s2.start < s2.end { &text[s2.clone()] } else { "" };
+        let s2_text = if s2.start < s2.end {
+            &text[s2.clone()]
+        } else {
+            ""
+        };
         if let Some((keep, consumed)) = closing_punctuation(s2_text) {
             out.push(s1.start..s2.start + keep);
             realign = consumed;
@@ -571,8 +601,14 @@ mod tests {
     fn nltk_docstring_examples() {
         let s = SentenceSplitter::english();
         assert_eq!(
-            s.sentences("This is a test. Mr. Smith went to Washington. He left at 5 p.m. yesterday."),
-            vec!["This is a test.", "Mr. Smith went to Washington.", "He left at 5 p.m. yesterday."]
+            s.sentences(
+                "This is a test. Mr. Smith went to Washington. He left at 5 p.m. yesterday."
+            ),
+            vec![
+                "This is a test.",
+                "Mr. Smith went to Washington.",
+                "He left at 5 p.m. yesterday."
+            ]
         );
         // Closing punctuation stays with its sentence (NLTK's realignment).
         assert_eq!(
@@ -588,11 +624,17 @@ mod tests {
     #[test]
     fn word_tokens_follow_nltk() {
         let mut t = Vec::new();
-        word_tokenize("Hello, world... (e.g. this) isn't--it's \"quoted\".", &mut t);
+        word_tokenize(
+            "Hello, world... (e.g. this) isn't--it's \"quoted\".",
+            &mut t,
+        );
         let toks: Vec<&str> = t.iter().map(|t| t.tok.as_str()).collect();
         assert_eq!(
             toks,
-            vec!["Hello", ",", "world", "...", "(", "e.g.", "this", ")", "isn", "'t", "--", "it", "'s", "\"", "quoted", "\"", "."]
+            vec![
+                "Hello", ",", "world", "...", "(", "e.g.", "this", ")", "isn", "'t", "--", "it",
+                "'s", "\"", "quoted", "\"", "."
+            ]
         );
         assert!(is_numeric("3.14") && is_numeric("-1,000.") && !is_numeric("a1"));
     }

@@ -16,7 +16,12 @@ fn fixture(name: &str) -> (String, Vec<(usize, usize)>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize))
+        .map(|s| {
+            (
+                s[0].as_u64().unwrap() as usize,
+                s[1].as_u64().unwrap() as usize,
+            )
+        })
         .collect();
     (v["text"].as_str().unwrap().to_string(), spans)
 }
@@ -46,11 +51,25 @@ fn agreement(name: &str) -> (f64, f64, Vec<String>) {
     let (a, b) = (ends(&ours), ends(&nltk));
     let both = a.intersection(&b).count() as f64;
     let chars: Vec<char> = text.chars().collect();
-    let show = |i: usize| chars[i.saturating_sub(30)..(i + 30).min(chars.len())].iter().collect::<String>();
+    let show = |i: usize| {
+        chars[i.saturating_sub(30)..(i + 30).min(chars.len())]
+            .iter()
+            .collect::<String>()
+    };
     let diffs = a
         .symmetric_difference(&b)
         .take(10)
-        .map(|&i| format!("{} at {i}: {:?}", if a.contains(&i) { "only ours" } else { "only NLTK" }, show(i)))
+        .map(|&i| {
+            format!(
+                "{} at {i}: {:?}",
+                if a.contains(&i) {
+                    "only ours"
+                } else {
+                    "only NLTK"
+                },
+                show(i)
+            )
+        })
         .collect();
     (both / b.len() as f64, both / a.len() as f64, diffs)
 }

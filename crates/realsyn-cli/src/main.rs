@@ -1,8 +1,8 @@
 //! # realsyn
 //!
 //! The command-line front end. Each subcommand lives in `commands/` and only wires
-//! arguments to the library crates (`realsyn-model`, `realsyn-data`, `realsyn-train`,
-//! `realsyn-eval`).
+//! arguments to the library crates (`realsyn-model`, `realsyn-data`, `realsyn-builder`,
+//! `realsyn-train`, `realsyn-eval`).
 
 mod commands;
 mod device;
@@ -26,6 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Build(commands::build::Args),
     Tokenize(commands::tokenize::Args),
     Embed(commands::embed::Args),
     Convert(commands::convert::Args),
@@ -40,6 +41,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Build(a) => commands::build::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Embed(a) => commands::embed::run(a),
         Command::Convert(a) => commands::convert::run(a),

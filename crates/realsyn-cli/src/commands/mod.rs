@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod build;
 pub mod convert;
 pub mod dataset;
 pub mod embed;

@@ -1,0 +1,158 @@
+//! Reading interleaved documents into `Document`s: local HTML pages, MMC4-style JSONL.
+//! Inputs are listed as files in a stable order; `--shard i/N` takes every N-th file
+//! when there are at least N files, otherwise every N-th document of the stream, so
+//! parts never overlap and together cover the input.
+
+mod html;
+mod mmc4;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+use crate::document::Document;
+use crate::shard::ShardSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Local HTML pages (`*.html`, `*.htm`, searched recursively).
+    Html,
+    /// MMC4-style JSONL: `text_list`, `image_info[{raw_url, image_name, matched_text_index}]`.
+    Mmc4,
+}
+
+impl std::str::FromStr for Format {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "html" => Ok(Self::Html),
+            "mmc4" | "jsonl" => Ok(Self::Mmc4),
+            _ => bail!("unknown input format {s:?}: html or mmc4"),
+        }
+    }
+}
+
+/// The files of an input, in order.
+pub struct Input {
+    pub format: Format,
+    pub files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Input {
+    /// `paths` are files or directories (searched recursively for the format's files).
+    pub fn list(format: Format, paths: &[PathBuf]) -> Result<Self> {
+        let exts: &[&str] = match format {
+            Format::Html => &["html", "htm", "xhtml"],
+            Format::Mmc4 => &["jsonl", "json"],
+        };
+        let mut files = Vec::new();
+        for root in paths {
+            if root.is_file() {
+                files.push((
+                    root.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                    root.clone(),
+                ));
+                continue;
+            }
+            if !root.is_dir() {
+                bail!("input {} does not exist", root.display());
+            }
+            let mut found = Vec::new();
+            walk(root, exts, &mut found)?;
+            found.sort();
+            files.extend(found.into_iter().map(|f| (root.clone(), f)));
+        }
+        if files.is_empty() {
+            bail!(
+                "no {format:?} files under {paths:?} (looked for *.{})",
+                exts.join(", *.")
+            );
+        }
+        Ok(Self { format, files })
+    }
+
+    /// Documents of part `shard`, in input order. `on_skip` gets the reason for each
+    /// document or file that could not be read.
+    pub fn documents(
+        &self,
+        shard: ShardSpec,
+        emit: &mut dyn FnMut(Document),
+        on_skip: &mut dyn FnMut(&str, &str),
+    ) -> Result<()> {
+        let by_file = self.files.len() >= shard.count;
+        let mut ordinal = 0usize;
+        for (k, (root, file)) in self.files.iter().enumerate() {
+            if by_file && !shard.owns(k) {
+                continue;
+            }
+            let mut take = |d: Document| {
+                if by_file || shard.owns(ordinal) {
+                    emit(d);
+                }
+                ordinal += 1;
+            };
+            match self.format {
+                Format::Html => match html::read_page(root, file) {
+                    Ok(d) => take(d),
+                    Err(reason) => {
+                        if by_file || shard.owns(ordinal) {
+                            on_skip(reason, &file.display().to_string());
+                        }
+                        ordinal += 1;
+                    }
+                },
+                Format::Mmc4 => mmc4::read_file(file, &mut take, on_skip)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, exts, out)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// An image reference made absolute: URLs and `data:` kept, `file://` and relative
+/// paths resolved against `base` (the page's folder).
+pub fn resolve_src(src: &str, base: &Path) -> String {
+    let src = src.trim();
+    if src.starts_with("http://") || src.starts_with("https://") || src.starts_with("data:") {
+        return src.to_string();
+    }
+    let path = src.strip_prefix("file://").unwrap_or(src);
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let joined = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        base.join(path)
+    };
+    normalise(&joined).display().to_string()
+}
+
+/// `a/b/../c` -> `a/c` without touching the file system.
+fn normalise(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}

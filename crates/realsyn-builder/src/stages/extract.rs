@@ -1,0 +1,244 @@
+//! Stage `extract`: documents of one input part -> the image store and the sentence
+//! store of that part.
+//!
+//! Per image: read the bytes (local path or `file://`; URL images need the fetch
+//! stage), size from the header, the size/aspect rule, one decode for the perceptual
+//! hash, then the bytes go into the part's tar shards under their content address.
+//! Per text item: Punkt sentences, then the emoji/URL and word-count rules. Kept
+//! sentences feed the part's word counts (the entropy filter's counting pass).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use bytes::Bytes;
+use rayon::prelude::*;
+use realsyn_data::wds::ShardWriter;
+use serde::{Deserialize, Serialize};
+
+use super::{EXTRACT, write_funnel, write_jsonl};
+use crate::document::Document;
+use crate::funnel::Funnel;
+use crate::images;
+use crate::ingest::Input;
+use crate::punkt::SentenceSplitter;
+use crate::shard::{PartWriter, ShardSpec};
+use crate::text_filters::{WordCounts, rule_violation, words};
+
+/// One stored image with its provenance and the scores computed on the way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRow {
+    /// Content address (SHA-256 prefix); the tar member is `ID.EXT`.
+    pub id: String,
+    pub ext: String,
+    /// The tar shard holding the bytes, relative to the store.
+    pub shard: String,
+    pub width: u32,
+    pub height: u32,
+    /// `imagehash.phash`, 16 hex digits.
+    pub phash: String,
+    pub doc_id: String,
+    pub doc_url: Option<String>,
+    pub source: String,
+    /// Index of the image among the document's items.
+    pub position: usize,
+    pub src: String,
+    pub alt: Option<String>,
+}
+
+/// One kept sentence with its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentenceRow {
+    pub text: String,
+    pub doc_id: String,
+    pub doc_url: Option<String>,
+    pub source: String,
+    /// Index of the text item among the document's items, and of the sentence in it.
+    pub position: usize,
+    pub sentence: usize,
+    pub words: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f64>,
+}
+
+pub struct ExtractOptions {
+    pub store: PathBuf,
+    pub shard: ShardSpec,
+    pub images_per_tar: usize,
+}
+
+/// What one document yields, computed in parallel and written in input order.
+#[derive(Default)]
+struct DocOutput {
+    images: Vec<(ImageRow, Bytes)>,
+    sentences: Vec<SentenceRow>,
+    funnel: Funnel,
+}
+
+/// Run the part; returns its funnel, or `None` when the part was already complete.
+pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
+    let stage_dir = opts.store.join(EXTRACT);
+    let Some(part) = PartWriter::begin(&stage_dir, opts.shard)? else {
+        return Ok(None);
+    };
+    let splitter = SentenceSplitter::english();
+    let mut funnel = Funnel::default();
+    // Fix the step order of the table.
+    for (name, unit) in [
+        ("ingest", "documents"),
+        ("read image", "images"),
+        ("size and aspect", "images"),
+        ("decode", "images"),
+        ("segment", "sentences"),
+        ("emoji, url, length", "sentences"),
+    ] {
+        funnel.step(name, unit);
+    }
+    let tar_dir = part.path("images");
+    let mut tars = ShardWriter::new(&tar_dir, opts.images_per_tar, 0)?;
+    let mut image_rows = Vec::new();
+    let mut sentence_rows = Vec::new();
+    let mut counts = WordCounts::default();
+    let mut stored = std::collections::HashSet::new();
+    let mut batch: Vec<Document> = Vec::new();
+    let bar = realsyn_data::progress::bar(0, "extract");
+    let part_name = opts.shard.dir_name();
+
+    let mut flush = |batch: &mut Vec<Document>, funnel: &mut Funnel| -> Result<()> {
+        let outs: Vec<DocOutput> = batch.par_iter().map(|d| process(d, &splitter)).collect();
+        for out in outs {
+            funnel.merge(&out.funnel);
+            for (mut row, bytes) in out.images {
+                if stored.insert(row.id.clone()) {
+                    tars.write(&row.id, &[(row.ext.as_str(), bytes)])?;
+                }
+                row.shard = format!("{EXTRACT}/{part_name}/images");
+                image_rows.push(row);
+            }
+            for s in out.sentences {
+                counts.add(&words(&s.text));
+                sentence_rows.push(s);
+            }
+        }
+        bar.inc(batch.len() as u64);
+        batch.clear();
+        Ok(())
+    };
+    let mut error = None;
+    let mut skipped = Funnel::default();
+    input.documents(
+        opts.shard,
+        &mut |d| {
+            batch.push(d);
+            if batch.len() >= 64 && error.is_none() {
+                if let Err(e) = flush(&mut batch, &mut funnel) {
+                    error = Some(e);
+                }
+            }
+        },
+        &mut |reason, _what| skipped.step("ingest", "documents").drop(reason),
+    )?;
+    funnel.merge(&skipped);
+    if let Some(e) = error {
+        return Err(e);
+    }
+    flush(&mut batch, &mut funnel)?;
+    bar.finish_and_clear();
+    tars.finish()?;
+    write_jsonl(&part.path("images.jsonl"), &image_rows)?;
+    write_jsonl(&part.path("sentences.jsonl"), &sentence_rows)?;
+    std::fs::write(part.path("word_counts.tsv"), counts.to_tsv())?;
+    write_funnel(&part.path("funnel.json"), &funnel)?;
+    part.commit()?;
+    Ok(Some(funnel))
+}
+
+fn process(doc: &Document, splitter: &SentenceSplitter) -> DocOutput {
+    let mut out = DocOutput::default();
+    out.funnel.step("ingest", "documents").pass();
+    for (position, src, alt) in doc.images() {
+        match image(src) {
+            Err((step, reason)) => {
+                // Passed every step before the failing one.
+                for s in ["read image", "size and aspect", "decode"] {
+                    if s == step {
+                        out.funnel.step(s, "images").drop(reason);
+                        break;
+                    }
+                    out.funnel.step(s, "images").pass();
+                }
+            }
+            Ok((bytes, ext, w, h, phash)) => {
+                for s in ["read image", "size and aspect", "decode"] {
+                    out.funnel.step(s, "images").pass();
+                }
+                out.images.push((
+                    ImageRow {
+                        id: images::content_id(&bytes),
+                        ext: ext.to_string(),
+                        shard: String::new(),
+                        width: w,
+                        height: h,
+                        phash: format!("{phash:016x}"),
+                        doc_id: doc.id.clone(),
+                        doc_url: doc.url.clone(),
+                        source: doc.source.clone(),
+                        position,
+                        src: src.to_string(),
+                        alt: alt.map(str::to_string),
+                    },
+                    Bytes::from(bytes),
+                ));
+            }
+        }
+    }
+    for (position, text) in doc.texts() {
+        for (k, sentence) in splitter.sentences(text).into_iter().enumerate() {
+            out.funnel.step("segment", "sentences").pass();
+            let n = words(sentence).len();
+            if out
+                .funnel
+                .step("emoji, url, length", "sentences")
+                .record(rule_violation(sentence, n))
+            {
+                out.sentences.push(SentenceRow {
+                    text: sentence.to_string(),
+                    doc_id: doc.id.clone(),
+                    doc_url: doc.url.clone(),
+                    source: doc.source.clone(),
+                    position,
+                    sentence: k,
+                    words: n,
+                    entropy: None,
+                });
+            }
+        }
+    }
+    out
+}
+
+type Checked = (Vec<u8>, &'static str, u32, u32, u64);
+
+/// Read, size-check and hash one image; `Err((step, reason))` when dropped.
+fn image(src: &str) -> Result<Checked, (&'static str, &'static str)> {
+    let read = "read image";
+    if src.starts_with("http://") || src.starts_with("https://") {
+        return Err((read, "url (not fetched)"));
+    }
+    if src.starts_with("data:") {
+        return Err((read, "data uri"));
+    }
+    let path = Path::new(src.strip_prefix("file://").unwrap_or(src));
+    let bytes = std::fs::read(path).map_err(|_| (read, "missing file"))?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err((read, "vector image (svg)"));
+    }
+    let (format, w, h) = images::header(&bytes).map_err(|r| (read, r))?;
+    if let Some(r) = images::size_violation(w, h) {
+        return Err(("size and aspect", r));
+    }
+    let img = images::decode(&bytes).map_err(|r| ("decode", r))?;
+    Ok((bytes, images::extension(format), w, h, images::phash(&img)))
+}

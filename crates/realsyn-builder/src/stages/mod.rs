@@ -1,0 +1,85 @@
+//! The builder's stages. Each reads the previous stage's parts under the store
+//! directory, writes its own parts (`STORE/STAGE/part-i-of-N/`) atomically, and
+//! skips parts that are already complete.
+//!
+//! - `extract`: documents -> images (size/aspect filtered, hashed, stored
+//!   content-addressed in tar shards) and sentences (Punkt, emoji/URL, length), with
+//!   word counts for the entropy filter.
+//! - `filter_text`: entropy >= 0.3 with corpus-wide word probabilities.
+//! - `dedup_text`: near-exact sentence dedup, partitioned by key.
+//! - `dedup_images`: perceptual dedup with union-find over the whole corpus.
+
+pub mod dedup_images;
+pub mod dedup_text;
+pub mod extract;
+pub mod filter_text;
+pub mod pipeline;
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::funnel::Funnel;
+
+pub const EXTRACT: &str = "extract";
+pub const FILTER_TEXT: &str = "filter-text";
+pub const DEDUP_TEXT: &str = "dedup-text";
+pub const DEDUP_IMAGES: &str = "dedup-images";
+
+/// Rows as JSON lines into a file (inside a part's temporary directory).
+pub fn write_jsonl<T: Serialize>(path: &Path, rows: impl IntoIterator<Item = T>) -> Result<u64> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut n = 0;
+    for r in rows {
+        serde_json::to_writer(&mut w, &r)?;
+        w.write_all(b"\n")?;
+        n += 1;
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+/// Stream the rows of a JSON-lines file.
+pub fn read_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    mut f: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        let row = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a row of this stage", path.display(), i + 1))?;
+        f(row)?;
+    }
+    Ok(())
+}
+
+pub fn write_funnel(path: &Path, funnel: &Funnel) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(funnel)?)?;
+    Ok(())
+}
+
+pub fn read_funnel(part: &Path) -> Result<Funnel> {
+    let p = part.join("funnel.json");
+    serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("{} is not a funnel", p.display()))
+}
+
+/// The summed funnel of every finished part of the stages present under `store`, in
+/// pipeline order.
+pub fn store_funnel(store: &Path) -> Result<Funnel> {
+    let mut total = Funnel::default();
+    for stage in [EXTRACT, FILTER_TEXT, DEDUP_TEXT, DEDUP_IMAGES] {
+        let dir = store.join(stage);
+        if !dir.exists() {
+            continue;
+        }
+        for part in crate::shard::complete_parts(&dir)? {
+            total.merge(&read_funnel(&part)?);
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,108 @@
+//! Running the stages in order in one process (`realsyn build all`), and the manifest
+//! that pins a store to its inputs and settings so that a re-run resumes the same
+//! build instead of mixing two.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DEDUP_IMAGES, DEDUP_TEXT, EXTRACT, FILTER_TEXT, dedup_images, dedup_text, extract, filter_text,
+};
+use crate::funnel::Funnel;
+use crate::ingest::{Format, Input};
+use crate::shard::ShardSpec;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: Format,
+    pub inputs: Vec<PathBuf>,
+    pub parts: usize,
+    pub min_entropy: f64,
+    pub max_hamming: u32,
+    pub images_per_tar: usize,
+}
+
+impl Manifest {
+    /// Write the manifest into a new store, or check that an existing store was
+    /// started with the same settings.
+    pub fn pin(&self, store: &Path) -> Result<()> {
+        let path = store.join("manifest.json");
+        if let Ok(bytes) = std::fs::read(&path) {
+            let old: Manifest = serde_json::from_slice(&bytes)?;
+            if &old != self {
+                bail!(
+                    "{} was started with other settings:\n  store: {}\n  now:   {}\n\
+                     use a new --store, or the same settings to resume it",
+                    store.display(),
+                    serde_json::to_string(&old)?,
+                    serde_json::to_string(self)?
+                );
+            }
+            return Ok(());
+        }
+        realsyn_data::fs::write_atomic(&path, &serde_json::to_vec_pretty(self)?)
+    }
+
+    pub fn read(store: &Path) -> Result<Self> {
+        let path = store.join("manifest.json");
+        let bytes = std::fs::read(&path).map_err(|_| {
+            anyhow::anyhow!(
+                "{} has no manifest.json: run `realsyn build extract` first",
+                store.display()
+            )
+        })?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+/// Every stage, every part, in order; finished parts are skipped. Returns the
+/// store's whole funnel (also written to `STORE/funnel.json` and `funnel.md`).
+pub fn run_all(store: &Path, manifest: &Manifest) -> Result<Funnel> {
+    manifest.pin(store)?;
+    let input = Input::list(manifest.format, &manifest.inputs)?;
+    for shard in ShardSpec::all(manifest.parts) {
+        let opts = extract::ExtractOptions {
+            store: store.to_path_buf(),
+            shard,
+            images_per_tar: manifest.images_per_tar,
+        };
+        report(EXTRACT, shard, extract::run(&input, &opts)?);
+    }
+    let counts = filter_text::corpus_counts(store)?;
+    for shard in ShardSpec::all(manifest.parts) {
+        report(
+            FILTER_TEXT,
+            shard,
+            filter_text::run(store, shard, &counts, manifest.min_entropy)?,
+        );
+    }
+    for shard in ShardSpec::all(manifest.parts) {
+        report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?);
+    }
+    report(
+        DEDUP_IMAGES,
+        ShardSpec::default(),
+        dedup_images::run(store, manifest.max_hamming)?,
+    );
+    write_store_funnel(store)
+}
+
+/// Sum every finished part's funnel and write `funnel.json` and `funnel.md`.
+pub fn write_store_funnel(store: &Path) -> Result<Funnel> {
+    let funnel = super::store_funnel(store)?;
+    realsyn_data::fs::write_atomic(
+        &store.join("funnel.json"),
+        &serde_json::to_vec_pretty(&funnel)?,
+    )?;
+    realsyn_data::fs::write_atomic(&store.join("funnel.md"), funnel.table().as_bytes())?;
+    Ok(funnel)
+}
+
+fn report(stage: &str, shard: ShardSpec, result: Option<Funnel>) {
+    match result {
+        Some(_) => eprintln!("{stage} {shard}: done"),
+        None => eprintln!("{stage} {shard}: already complete, skipped"),
+    }
+}
