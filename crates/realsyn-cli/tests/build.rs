@@ -1,0 +1,316 @@
+//! `realsyn build` end to end: the GIMP manual (Debian gimp-help-en, 685 real pages),
+//! a SIGKILL mid-build then a re-run giving byte-identical output, and bad inputs
+//! (corrupt and truncated JPEGs, garbage bytes, bad UTF-8, malformed JSONL) counted
+//! in the funnel, never fatal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use realsyn_builder::Funnel;
+
+const GIMP: &str = "/usr/share/gimp/2.0/help/en";
+
+fn realsyn(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "realsyn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn funnel(store: &Path) -> Funnel {
+    serde_json::from_slice(&std::fs::read(store.join("funnel.json")).unwrap()).unwrap()
+}
+
+/// (in, out, drops) of a step.
+fn step(f: &Funnel, name: &str) -> (u64, u64, BTreeMap<String, u64>) {
+    let s = f
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name}: {f:?}"));
+    (s.input, s.output, s.dropped.clone())
+}
+
+/// Every file under `dir`, relative path -> bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn builds_the_gimp_manual_and_resumes_identically_after_sigkill() {
+    assert!(
+        Path::new(GIMP).exists(),
+        "run scripts/setup-system.sh (installs gimp-help-en)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (clean, killed) = (tmp.path().join("clean"), tmp.path().join("killed"));
+    let args = |store: &Path| -> Vec<String> {
+        [
+            "build",
+            "all",
+            "--input",
+            GIMP,
+            "--parts",
+            "4",
+            "--store",
+            store.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a: Vec<String> = args(&clean);
+    realsyn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let f = funnel(&clean);
+    let (docs_in, docs_out, _) = step(&f, "ingest");
+    assert_eq!((docs_in, docs_out), (685, 685));
+    let (imgs_in, imgs_kept, drops) = step(&f, "size and aspect");
+    assert!(imgs_in > 1969 && imgs_kept > 1000, "{imgs_in} {imgs_kept}");
+    assert!(
+        drops["shorter side < 100 px"] > 1000,
+        "navigation icons are small: {drops:?}"
+    );
+    let (_, unique, dups) = step(&f, "perceptual dedup");
+    assert!(
+        unique > 1000 && dups["identical bytes"] > 0,
+        "{unique} {dups:?}"
+    );
+    let (_, sentences, _) = step(&f, "near-exact dedup");
+    assert!(sentences > 5000, "{sentences}");
+    // Every kept image row points at bytes in the store's tar shards.
+    let mut members = std::collections::HashSet::new();
+    for tar in glob(&clean.join("extract"), ".tar") {
+        let mut archive = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+        for e in archive.entries().unwrap() {
+            members.insert(e.unwrap().path().unwrap().to_string_lossy().to_string());
+        }
+    }
+    let kept = std::fs::read_to_string(clean.join("dedup-images/part-00000-of-00001/images.jsonl"))
+        .unwrap();
+    for line in kept.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let member = format!(
+            "{}.{}",
+            row["id"].as_str().unwrap(),
+            row["ext"].as_str().unwrap()
+        );
+        assert!(members.contains(&member), "{member} not in the store");
+        assert!(
+            row["doc_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("file:///usr/share/gimp")
+        );
+    }
+
+    // Kill a run once its second extract part is being written, then resume it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(&args(&killed))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !killed.join("extract/.tmp-part-00001-of-00004").exists()
+        && !killed.join("extract/part-00001-of-00004").exists()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the build never reached part 1"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !killed.join("funnel.json").exists(),
+        "killed before the end"
+    );
+    let resumed = realsyn(&args(&killed).iter().map(String::as_str).collect::<Vec<_>>());
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        log.contains("extract 0/4: already complete, skipped"),
+        "{log}"
+    );
+    let (x, y) = (tree(&clean), tree(&killed));
+    assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+    for (path, bytes) in &x {
+        assert!(bytes == &y[path], "{} differs after resume", path.display());
+    }
+}
+
+fn glob(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(glob(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            ((x * 7 + seed) % 256) as u8,
+            ((y * 3 + x * y / 50) % 256) as u8,
+            ((x ^ y) + seed) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image::RgbImage::new(w, h))
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn bad_inputs_are_counted_and_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pages = tmp.path().join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
+    let photo = jpeg(240, 180, 1);
+    std::fs::write(pages.join("photo.jpg"), &photo).unwrap();
+    std::fs::write(pages.join("copy.jpg"), &photo).unwrap();
+    std::fs::write(pages.join("other.jpg"), jpeg(200, 200, 90)).unwrap();
+    // A JPEG cut after its header: the size is readable, the pixels are not.
+    let sos = photo.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    std::fs::write(pages.join("truncated.jpg"), &photo[..sos + 20]).unwrap();
+    std::fs::write(
+        pages.join("garbage.jpg"),
+        b"\x00\x01not an image at all, just bytes",
+    )
+    .unwrap();
+    std::fs::write(pages.join("tiny.png"), png(50, 50)).unwrap();
+    std::fs::write(pages.join("wide.png"), png(400, 100)).unwrap();
+    std::fs::write(
+        pages.join("good.html"),
+        r#"<html><body><h1>Photos</h1>
+        <p>The photographer walks along the river and takes a picture of the old bridge.</p>
+        <img src="photo.jpg" alt="a bridge"><img src="copy.jpg"><img src="other.jpg">
+        <img src="truncated.jpg"><img src="garbage.jpg"><img src="missing.png">
+        <img src="tiny.png"><img src="wide.png"><img src="https://example.invalid/a.jpg">
+        <p>A child plays with a red ball 🎈 in the garden. Read more at https://example.org/page now.
+        Too short. The photographer walks along the river and takes a picture of the old bridge!</p>
+        </body></html>"#,
+    )
+    .unwrap();
+    let mut bad = b"<html><body><p>Broken \xff\xfe bytes here.</p></body></html>".to_vec();
+    bad.extend_from_slice(b"\xc3");
+    std::fs::write(pages.join("bad-utf8.html"), bad).unwrap();
+    let store = tmp.path().join("store");
+    realsyn(&[
+        "build",
+        "all",
+        "--input",
+        pages.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--min-entropy",
+        "0",
+    ]);
+    let f = funnel(&store);
+    let (din, dout, ddrop) = step(&f, "ingest");
+    assert_eq!((din, dout, ddrop["bad utf-8"]), (2, 1, 1));
+    let (iin, iout, idrop) = step(&f, "read image");
+    assert_eq!((iin, iout), (9, 6), "{idrop:?}");
+    assert_eq!(idrop["missing file"], 1);
+    assert_eq!(idrop["url (not fetched)"], 1);
+    assert_eq!(
+        idrop.values().sum::<u64>(),
+        3,
+        "garbage bytes are unreadable: {idrop:?}"
+    );
+    let (_, sout, sdrop) = step(&f, "size and aspect");
+    assert_eq!(
+        (
+            sout,
+            sdrop["shorter side < 100 px"],
+            sdrop["aspect ratio outside [1/3, 3]"]
+        ),
+        (4, 1, 1)
+    );
+    let (_, decoded, ddrop) = step(&f, "decode");
+    assert_eq!((decoded, ddrop["truncated jpeg"]), (3, 1), "{ddrop:?}");
+    let (_, unique, dup) = step(&f, "perceptual dedup");
+    assert_eq!((unique, dup["identical bytes"]), (2, 1));
+    let (_, _, rules) = step(&f, "emoji, url, length");
+    assert_eq!(
+        (rules["emoji"], rules["url"], rules["fewer than 3 words"]),
+        (1, 1, 2),
+        "{rules:?}"
+    );
+    let (_, kept, dups) = step(&f, "near-exact dedup");
+    assert_eq!(
+        (kept, dups["duplicate text"]),
+        (1, 1),
+        "the repeated sentence is dropped once"
+    );
+
+    // MMC4 JSONL: a good document, a malformed line and a line of bad UTF-8.
+    let jsonl = tmp.path().join("docs.jsonl");
+    let mut lines = serde_json::json!({
+        "url": "https://example.org/a", "text_list": ["A woman rides a bicycle through the busy market square."],
+        "image_info": [{"image_name": "photo.jpg", "raw_url": "https://example.org/p.jpg", "matched_text_index": 0}]
+    })
+    .to_string()
+    .into_bytes();
+    lines.extend_from_slice(b"\n{\"url\": \"x\", \"text_list\": [\n\xff\xfe{}\n");
+    std::fs::write(&jsonl, lines).unwrap();
+    std::fs::copy(pages.join("photo.jpg"), tmp.path().join("photo.jpg")).unwrap();
+    let store2 = tmp.path().join("store2");
+    realsyn(&[
+        "build",
+        "all",
+        "--format",
+        "mmc4",
+        "--input",
+        jsonl.to_str().unwrap(),
+        "--store",
+        store2.to_str().unwrap(),
+    ]);
+    let f = funnel(&store2);
+    let (din, dout, ddrop) = step(&f, "ingest");
+    assert_eq!(
+        (din, dout, ddrop["malformed json"], ddrop["bad utf-8"]),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(
+        step(&f, "decode").1,
+        1,
+        "the image named beside the JSONL is used"
+    );
+}
