@@ -123,17 +123,22 @@ def write(name, paras, tok):
     print(name, len(text), "chars", len(spans), "sentences")
 
 
-tok = tokenizer()
-write("wikipedia.json", wiki_paragraphs(sys.argv[1], 200_000), tok)
-gimp = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/gimp/2.0/help/en"
-write("gimp-help.json", gimp_paragraphs(gimp, 150_000), tok)
-# Edge cases, one per line of NLTK's heuristics (abbreviations, initials, numbers,
-# ellipses, quotes and brackets, ?!, curly quotes).
-edge = [
-    "This is a test. Mr. Smith went to Washington. He left at 5 p.m. yesterday.",
-    "(How does it deal with this parenthesis?)  \"It should be part of the previous sentence.\" Yes.",
-    "J. S. Bach wrote it. It was 3 a.m. The U.S. is big. Wait... What? Really!? Yes.",
-    "She said \u201cstop.\u201d Then she left. It cost $3.50. On Jan. 5 we met. No. 5 is mine.",
-    "Hello, world... (e.g. this) isn't--it's \"quoted\". Section 2.1. Writing. See Fig. 3.",
-]
-write("edge-cases.json", edge, tok)
+def main():
+    tok = tokenizer()
+    write("wikipedia.json", wiki_paragraphs(sys.argv[1], 200_000), tok)
+    gimp = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/gimp/2.0/help/en"
+    write("gimp-help.json", gimp_paragraphs(gimp, 150_000), tok)
+    # Edge cases, one per line of NLTK's heuristics (abbreviations, initials, numbers,
+    # ellipses, quotes and brackets, ?!, curly quotes).
+    edge = [
+        "This is a test. Mr. Smith went to Washington. He left at 5 p.m. yesterday.",
+        "(How does it deal with this parenthesis?)  \"It should be part of the previous sentence.\" Yes.",
+        "J. S. Bach wrote it. It was 3 a.m. The U.S. is big. Wait... What? Really!? Yes.",
+        "She said \u201cstop.\u201d Then she left. It cost $3.50. On Jan. 5 we met. No. 5 is mine.",
+        "Hello, world... (e.g. this) isn't--it's \"quoted\". Section 2.1. Writing. See Fig. 3.",
+    ]
+    write("edge-cases.json", edge, tok)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,10 +8,12 @@
 //! the text; every boundary NLTK finds is found here (`tests/punkt.rs` checks it on
 //! Wikipedia and GIMP-manual text against NLTK itself).
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::Range;
 
 use anyhow::{Context, Result};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 const ORTHO_BEG_UC: u32 = 1 << 1;
 const ORTHO_MID_UC: u32 = 1 << 2;
@@ -26,10 +28,11 @@ const NUMBER: &str = "##number##";
 /// Trained Punkt parameters (NLTK's `PunktParameters`).
 #[derive(Debug, Clone, Default)]
 pub struct PunktParameters {
-    pub abbrev_types: HashSet<String>,
-    pub collocations: HashSet<(String, String)>,
-    pub sent_starters: HashSet<String>,
-    pub ortho_context: HashMap<String, u32>,
+    pub abbrev_types: FxHashSet<String>,
+    /// First word -> the words that follow it in a collocation.
+    pub collocations: FxHashMap<String, FxHashSet<String>>,
+    pub sent_starters: FxHashSet<String>,
+    pub ortho_context: FxHashMap<String, u32>,
 }
 
 #[derive(serde::Deserialize)]
@@ -50,11 +53,15 @@ impl PunktParameters {
     /// `abbrev_types`, `collocations`, `ortho_context`).
     pub fn from_json(json: &str) -> Result<Self> {
         let f: ParameterFile = serde_json::from_str(json).context("reading Punkt parameters")?;
+        let mut collocations: FxHashMap<String, FxHashSet<String>> = FxHashMap::default();
+        for (a, b) in f.collocations {
+            collocations.entry(a).or_default().insert(b);
+        }
         Ok(Self {
             abbrev_types: f.abbrev_types.into_iter().collect(),
-            collocations: f.collocations.into_iter().collect(),
+            collocations,
             sent_starters: f.sentence_starters.into_iter().collect(),
-            ortho_context: f.ortho_context,
+            ortho_context: f.ortho_context.into_iter().collect(),
         })
     }
 
@@ -131,7 +138,7 @@ impl SentenceSplitter {
     }
 
     fn first_pass(&self, t: &mut Token) {
-        let tok = t.tok.as_str();
+        let tok = t.tok;
         if matches!(tok, "." | "?" | "!") {
             t.sentbreak = true;
         } else if t.is_ellipsis() {
@@ -158,7 +165,8 @@ impl SentenceSplitter {
         if self
             .params
             .collocations
-            .contains(&(typ.clone(), next_typ.to_string()))
+            .get(typ.as_str())
+            .is_some_and(|after| after.contains(next_typ))
         {
             t1.sentbreak = false;
             t1.abbr = true;
@@ -195,7 +203,7 @@ impl SentenceSplitter {
     }
 
     fn ortho_heuristic(&self, t: &Token) -> Ortho {
-        if matches!(t.tok.as_str(), ";" | ":" | "," | "." | "!" | "?") {
+        if matches!(t.tok, ";" | ":" | "," | "." | "!" | "?") {
             return Ortho::NotStarter;
         }
         let ortho = self.params.ortho(t.type_no_sentperiod());
@@ -218,24 +226,26 @@ enum Ortho {
 
 /// A word token with NLTK's `PunktToken` annotations.
 #[derive(Debug)]
-struct Token {
-    tok: String,
-    typ: String,
+struct Token<'a> {
+    tok: &'a str,
+    typ: Cow<'a, str>,
     sentbreak: bool,
     abbr: bool,
     ellipsis: bool,
 }
 
-impl Token {
-    fn new(tok: &str) -> Self {
-        let lower = tok.to_lowercase();
-        let typ = if is_numeric(&lower) {
-            NUMBER.to_string()
+impl<'a> Token<'a> {
+    fn new(tok: &'a str) -> Self {
+        // Case does not change what `is_numeric` sees (digits and , . -).
+        let typ = if is_numeric(tok) {
+            Cow::Borrowed(NUMBER)
+        } else if tok.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+            Cow::Borrowed(tok)
         } else {
-            lower
+            Cow::Owned(tok.to_lowercase())
         };
         Self {
-            tok: tok.to_string(),
+            tok,
             typ,
             sentbreak: false,
             abbr: false,
@@ -419,7 +429,7 @@ fn word_ends_at(line: &str, p: usize) -> bool {
 }
 
 /// NLTK's `PunktLanguageVars.word_tokenize` on one line.
-fn word_tokenize(line: &str, out: &mut Vec<Token>) {
+fn word_tokenize<'a>(line: &'a str, out: &mut Vec<Token<'a>>) {
     let mut pos = 0;
     while let Some(c) = char_at(line, pos) {
         if let Some(len) = multi_char_at(line, pos) {
@@ -442,7 +452,7 @@ fn word_tokenize(line: &str, out: &mut Vec<Token>) {
 }
 
 /// NLTK's `_tokenize_words`: words of every non-blank line.
-fn tokenize_words(text: &str) -> Vec<Token> {
+fn tokenize_words(text: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     for line in text.split('\n') {
         if !line.trim_matches(is_space).is_empty() {
@@ -466,8 +476,9 @@ impl EndContext {
 }
 
 fn period_contexts(text: &str) -> impl Iterator<Item = EndContext> + '_ {
-    text.char_indices().filter_map(move |(i, c)| {
-        if !matches!(c, '.' | '?' | '!') {
+    // The end characters are ASCII, so a byte scan finds them (no UTF-8 decoding).
+    text.bytes().enumerate().filter_map(move |(i, c)| {
+        if !matches!(c, b'.' | b'?' | b'!') {
             return None;
         }
         let q = i + 1;
@@ -628,7 +639,7 @@ mod tests {
             "Hello, world... (e.g. this) isn't--it's \"quoted\".",
             &mut t,
         );
-        let toks: Vec<&str> = t.iter().map(|t| t.tok.as_str()).collect();
+        let toks: Vec<&str> = t.iter().map(|t| t.tok).collect();
         assert_eq!(
             toks,
             vec![

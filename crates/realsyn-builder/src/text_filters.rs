@@ -6,34 +6,71 @@
 //! apostrophe or hyphen between two of them stays inside: "isn't", "e-mail"),
 //! lower-cased. Punctuation and symbols are not words.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
+use rustc_hash::FxHashMap;
 
 pub const MIN_WORDS: usize = 3;
 pub const MAX_WORDS: usize = 81;
 pub const MIN_ENTROPY: f64 = 0.3;
 
-/// The words of a sentence, lower-cased.
-pub fn words(sentence: &str) -> Vec<String> {
-    let chars: Vec<char> = sentence.chars().collect();
+/// The words of a sentence, lower-cased (borrowed from the sentence when it already
+/// is: most words are, and the builder handles billions of them).
+pub fn words(sentence: &str) -> Vec<Cow<'_, str>> {
+    let b = sentence.as_bytes();
+    let char_at = |k: usize| sentence.get(k..).and_then(|r| r.chars().next());
+    let alnum_at = |k: usize| match b.get(k) {
+        Some(c) if c.is_ascii() => c.is_ascii_alphanumeric(),
+        Some(_) => char_at(k).is_some_and(char::is_alphanumeric),
+        None => false,
+    };
     let mut out = Vec::new();
-    let mut cur = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_alphanumeric() {
-            cur.extend(c.to_lowercase());
-        } else if matches!(c, '\'' | '\u{2019}' | '-')
-            && !cur.is_empty()
-            && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric())
-        {
-            cur.push(if c == '-' { '-' } else { '\'' });
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
+    let mut i = 0;
+    while i < b.len() {
+        if !alnum_at(i) {
+            i += if b[i].is_ascii() {
+                1
+            } else {
+                char_at(i).map_or(1, char::len_utf8)
+            };
+            continue;
         }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
+        let start = i;
+        let mut plain = true; // ASCII lower-case letters, digits, ' and - only
+        loop {
+            match b.get(i) {
+                Some(c) if c.is_ascii_alphanumeric() => {
+                    plain &= !c.is_ascii_uppercase();
+                    i += 1;
+                }
+                Some(b'\'' | b'-') if alnum_at(i + 1) => i += 1,
+                Some(c) if !c.is_ascii() => {
+                    let ch = char_at(i).unwrap();
+                    let inner = ch.is_alphanumeric() || (ch == '\u{2019}' && alnum_at(i + 3));
+                    if !inner {
+                        break;
+                    }
+                    plain = false;
+                    i += ch.len_utf8();
+                }
+                _ => break,
+            }
+        }
+        let w = &sentence[start..i];
+        out.push(if plain {
+            Cow::Borrowed(w)
+        } else if w.is_ascii() {
+            Cow::Owned(w.to_ascii_lowercase())
+        } else {
+            Cow::Owned(
+                w.chars()
+                    .flat_map(char::to_lowercase)
+                    .map(|c| if c == '\u{2019}' { '\'' } else { c })
+                    .collect(),
+            )
+        });
     }
     out
 }
@@ -42,14 +79,15 @@ pub fn words(sentence: &str) -> Vec<String> {
 /// dingbats, flags (regional indicators), plus the emoji variation selector and
 /// keycap. (Plain symbols such as © or ™ are not emoji unless followed by U+FE0F.)
 pub fn has_emoji(s: &str) -> bool {
-    s.chars().any(|c| {
-        matches!(c as u32,
+    !s.is_ascii()
+        && s.chars().any(|c| {
+            matches!(c as u32,
             0x1F000..=0x1FAFF   // mahjong .. symbols & pictographs extended-A (incl. flags, emoticons)
             | 0x2600..=0x27BF   // miscellaneous symbols, dingbats
             | 0x2B05..=0x2B07 | 0x2B1B..=0x2B1C | 0x2B50 | 0x2B55
             | 0x231A..=0x231B | 0x23E9..=0x23FA | 0x3030 | 0x303D | 0x3297 | 0x3299
             | 0xFE0F | 0x20E3)
-    })
+        })
 }
 
 static URL: LazyLock<Regex> = LazyLock::new(|| {
@@ -64,7 +102,13 @@ static URL: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 pub fn has_url(s: &str) -> bool {
-    URL.is_match(s)
+    // Every pattern needs "://", "www." or a dot between two alphanumerics; most
+    // sentences have none, and the regex (Unicode word boundaries) is the slow part.
+    let b = s.as_bytes();
+    let dotted = b
+        .windows(3)
+        .any(|w| w[1] == b'.' && w[0].is_ascii_alphanumeric() && w[2].is_ascii_alphabetic());
+    (dotted || s.contains("://")) && URL.is_match(s)
 }
 
 /// The first rule a sentence fails, as the funnel's drop reason.
@@ -85,14 +129,20 @@ pub fn rule_violation(sentence: &str, n_words: usize) -> Option<&'static str> {
 /// Word counts of a corpus (the counting pass of the entropy filter).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WordCounts {
-    pub counts: HashMap<String, u64>,
+    pub counts: FxHashMap<String, u64>,
     pub total: u64,
 }
 
 impl WordCounts {
-    pub fn add(&mut self, words: &[String]) {
+    pub fn add<W: AsRef<str>>(&mut self, words: &[W]) {
         for w in words {
-            *self.counts.entry(w.clone()).or_default() += 1;
+            let w = w.as_ref();
+            match self.counts.get_mut(w) {
+                Some(n) => *n += 1,
+                None => {
+                    self.counts.insert(w.to_string(), 1);
+                }
+            }
         }
         self.total += words.len() as u64;
     }
@@ -107,15 +157,30 @@ impl WordCounts {
     /// Paper Eq. 1: theta(x) = -sum_i p(x_i) ln p(x_i) over the sentence's words
     /// (repeats counted), p = the word's frequency in the whole corpus. A word the
     /// corpus never saw contributes 0.
-    pub fn entropy(&self, words: &[String]) -> f64 {
+    pub fn entropy<W: AsRef<str>>(&self, words: &[W]) -> f64 {
         let total = self.total.max(1) as f64;
         words
             .iter()
             .map(|w| {
-                let p = self.counts.get(w).copied().unwrap_or(0) as f64 / total;
+                let p = self.counts.get(w.as_ref()).copied().unwrap_or(0) as f64 / total;
                 if p > 0.0 { -p * p.ln() } else { 0.0 }
             })
             .sum()
+    }
+
+    /// Each word's term of Eq. 1, -p ln p, so that the filter pass does one lookup
+    /// per word and no logarithm.
+    pub fn information(&self) -> Information {
+        let total = self.total.max(1) as f64;
+        Information(
+            self.counts
+                .iter()
+                .map(|(w, &n)| {
+                    let p = n as f64 / total;
+                    (w.clone(), -p * p.ln())
+                })
+                .collect(),
+        )
     }
 
     /// `word\tcount` lines, most frequent first (ties by word), total first.
@@ -146,16 +211,30 @@ impl WordCounts {
     }
 }
 
+/// -p ln p of every word of a corpus (`WordCounts::information`).
+#[derive(Debug, Clone, Default)]
+pub struct Information(FxHashMap<String, f64>);
+
+impl Information {
+    /// Paper Eq. 1, as `WordCounts::entropy`.
+    pub fn entropy<W: AsRef<str>>(&self, words: &[W]) -> f64 {
+        words
+            .iter()
+            .map(|w| self.0.get(w.as_ref()).copied().unwrap_or(0.0))
+            .sum()
+    }
+}
+
 /// Near-exact duplicate key: the words joined by single spaces (case, punctuation
 /// and spacing ignored), hashed.
-pub fn dedup_key(words: &[String]) -> u64 {
+pub fn dedup_key<W: AsRef<str>>(words: &[W]) -> u64 {
     // FNV-1a: stable across runs and platforms (std's SipHash keys are not promised).
     let mut h: u64 = 0xcbf29ce484222325;
     for (i, w) in words.iter().enumerate() {
         if i > 0 {
             h = (h ^ b' ' as u64).wrapping_mul(0x100000001b3);
         }
-        for b in w.bytes() {
+        for b in w.as_ref().bytes() {
             h = (h ^ b as u64).wrapping_mul(0x100000001b3);
         }
     }
@@ -202,6 +281,7 @@ mod tests {
         let want = -(0.5f64 * 0.5f64.ln()) - (1.0 / 6.0) * (1.0f64 / 6.0).ln();
         assert!((e - want).abs() < 1e-12);
         assert_eq!(c.entropy(&words("unseen")), 0.0);
+        assert!((c.information().entropy(&words("the cat")) - want).abs() < 1e-12);
         let back = WordCounts::from_tsv(&c.to_tsv()).unwrap();
         assert_eq!(back, c);
         assert_eq!(

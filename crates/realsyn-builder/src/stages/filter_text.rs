@@ -42,11 +42,12 @@ pub fn run(
     };
     let mut funnel = Funnel::default();
     let step_name = format!("entropy >= {min_entropy}");
+    let info = counts.information();
     let mut kept = Vec::new();
     read_jsonl(
         &parts[shard.index].join("sentences.jsonl"),
         |mut row: SentenceRow| {
-            let e = counts.entropy(&words(&row.text));
+            let e = info.entropy(&words(&row.text));
             if funnel
                 .step(&step_name, "sentences")
                 .record((e < min_entropy).then_some("low entropy"))

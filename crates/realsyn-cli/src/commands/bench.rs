@@ -23,7 +23,9 @@ use crate::device::{BackendJob, dispatch};
 /// normalised batches, on --workers threads), or `linear-probe` (one logistic
 /// regression fit on --features/--labels), or `features` (the evaluator's feature
 /// extraction end to end: read a wds export's test split, decode, resize + centre
-/// crop, encode, normalise; --max-images images). Prints one JSON line per run.
+/// crop, encode, normalise; --max-images images), or `sentences` (the builder's
+/// Punkt + rules + word counts + entropy on --text, one thread). Prints one JSON
+/// line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step | data | linear-probe | features
@@ -54,6 +56,10 @@ pub struct Args {
     /// `linear-probe` mode: inverse L2 strength (scikit-learn's C).
     #[arg(long, default_value_t = 1.0)]
     c: f64,
+    /// `sentences` mode: a UTF-8 text file (paragraphs separated by blank lines),
+    /// processed --iters times over.
+    #[arg(long)]
+    text: Option<std::path::PathBuf>,
     /// `features` mode: images to encode.
     #[arg(long, default_value_t = 256)]
     max_images: usize,
@@ -65,6 +71,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.mode == "linear-probe" {
         return bench_linear_probe(&args);
+    }
+    if args.mode == "sentences" {
+        return bench_sentences(&args);
     }
     let seconds = dispatch(&args.device.clone(), BenchJob(args.clone()))?;
     let mut sorted = seconds.clone();
@@ -261,6 +270,51 @@ fn bench_linear_probe(a: &Args) -> Result<()> {
             "impl": "realsyn", "mode": "linear-probe", "n": y.len(), "dim": shape[1], "classes": classes,
             "C": a.c, "seconds": seconds, "iterations": model.iterations,
             "train_accuracy": model.accuracy(&split),
+        })
+    );
+    Ok(())
+}
+
+/// Sentences/s of the builder's text path on one thread: Punkt, the emoji/URL/length
+/// rules, the word-count pass and the entropy filter (as `benches/sentences.py`).
+fn bench_sentences(a: &Args) -> Result<()> {
+    use realsyn_builder::SentenceSplitter;
+    use realsyn_builder::text_filters::{MIN_ENTROPY, WordCounts, rule_violation, words};
+    let path = a
+        .text
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--mode sentences needs --text FILE"))?;
+    let text = std::fs::read_to_string(path)?;
+    let paragraphs: Vec<&str> = text
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    let splitter = SentenceSplitter::english();
+    let start = Instant::now();
+    let (mut n, mut kept, mut counts) = (0usize, Vec::new(), WordCounts::default());
+    for _ in 0..a.iters {
+        for p in &paragraphs {
+            for s in splitter.sentences(p) {
+                n += 1;
+                let w = words(s);
+                if rule_violation(s, w.len()).is_none() {
+                    counts.add(&w);
+                    kept.push(w);
+                }
+            }
+        }
+    }
+    let info = counts.information();
+    let entropy_kept = kept
+        .iter()
+        .filter(|w| info.entropy(w) >= MIN_ENTROPY)
+        .count();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn", "mode": "sentences", "sentences": n, "kept": kept.len(),
+            "entropy_kept": entropy_kept, "seconds": seconds, "sentences_per_s": n as f64 / seconds,
         })
     );
     Ok(())
