@@ -24,7 +24,8 @@ use crate::device::{BackendJob, dispatch};
 /// regression fit on --features/--labels), or `features` (the evaluator's feature
 /// extraction end to end: read a wds export's test split, decode, resize + centre
 /// crop, encode, normalise; --max-images images), or `sentences` (the builder's
-/// Punkt + rules + word counts + entropy on --text, one thread). Prints one JSON
+/// Punkt + rules + word counts + entropy on --text, one thread), or `image-filter`
+/// (read + header size + the size/aspect rule over --images, one thread). Prints one JSON
 /// line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
@@ -60,6 +61,9 @@ pub struct Args {
     /// processed --iters times over.
     #[arg(long)]
     text: Option<std::path::PathBuf>,
+    /// `image-filter` mode: a folder of images (searched recursively).
+    #[arg(long)]
+    images: Option<std::path::PathBuf>,
     /// `features` mode: images to encode.
     #[arg(long, default_value_t = 256)]
     max_images: usize,
@@ -74,6 +78,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.mode == "sentences" {
         return bench_sentences(&args);
+    }
+    if args.mode == "image-filter" {
+        return bench_image_filter(&args);
     }
     let seconds = dispatch(&args.device.clone(), BenchJob(args.clone()))?;
     let mut sorted = seconds.clone();
@@ -315,6 +322,56 @@ fn bench_sentences(a: &Args) -> Result<()> {
         serde_json::json!({
             "impl": "realsyn", "mode": "sentences", "sentences": n, "kept": kept.len(),
             "entropy_kept": entropy_kept, "seconds": seconds, "sentences_per_s": n as f64 / seconds,
+        })
+    );
+    Ok(())
+}
+
+/// Images/s of the extract stage's size/aspect filter: read the file, size from the
+/// header only, the paper's rule (as `benches/image_filter.py` with PIL).
+fn bench_image_filter(a: &Args) -> Result<()> {
+    use realsyn_builder::images::{header, size_violation};
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|x| {
+                ["jpg", "jpeg", "png", "gif", "webp", "bmp"]
+                    .contains(&x.to_string_lossy().to_lowercase().as_str())
+            }) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let root = a
+        .images
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--mode image-filter needs --images DIR"))?;
+    let mut files = Vec::new();
+    walk(root, &mut files)?;
+    files.sort();
+    let start = Instant::now();
+    let mut kept = 0;
+    for _ in 0..a.iters {
+        kept = 0;
+        for f in &files {
+            let Ok(bytes) = std::fs::read(f) else {
+                continue;
+            };
+            if let Ok((_, w, h)) = header(&bytes) {
+                kept += size_violation(w, h).is_none() as usize;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let n = files.len() * a.iters;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn", "mode": "image-filter", "images": n, "kept": kept,
+            "seconds": seconds, "images_per_s": n as f64 / seconds,
         })
     );
     Ok(())
