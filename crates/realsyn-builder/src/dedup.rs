@@ -103,6 +103,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lsh_links_near_duplicates_and_nothing_else() {
+        let (n, dim) = (20_000, 64);
+        let emb = synthetic_embeddings(n, dim, 0.1, 0.97, 3);
+        let mut uf = UnionFind::new(n);
+        let stats = link_cosine(&emb, dim, 0.95, &LshParams::default(), &mut uf);
+        let queries: Vec<usize> = (0..n).step_by(50).chain(18_000..18_100).collect();
+        let (recall, pairs) = cosine_recall(&emb, dim, 0.95, &queries, &mut uf);
+        assert!(pairs >= 100, "{pairs}");
+        assert!(recall >= 0.95, "recall {recall}");
+        // Random 64-d unit vectors are never within cosine 0.95: links are the planted ones.
+        assert!(stats.links <= 2_000 && stats.links >= 1_800, "{stats:?}");
+        assert!(stats.candidates < 200_000, "LSH is not blocking: {stats:?}");
+    }
+
+    #[test]
     fn banding_finds_every_pair_brute_force_does() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -134,4 +149,215 @@ mod tests {
             }
         }
     }
+}
+
+/// Random-hyperplane LSH settings for cosine linking: `tables` hash tables, each
+/// keyed by `bits` sign bits of random projections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LshParams {
+    pub tables: usize,
+    pub bits: usize,
+    pub seed: u64,
+}
+
+impl Default for LshParams {
+    /// Two vectors at cosine 0.95 share a 20-bit key with p = 0.9^20 = 0.12 per
+    /// table; 32 tables find them with p = 0.98, while random pairs meet in a bucket
+    /// with p = 2^-20 per table.
+    fn default() -> Self {
+        Self {
+            tables: 32,
+            bits: 20,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CosineLinkStats {
+    /// Pairs whose cosine was computed (shared an LSH bucket).
+    pub candidates: u64,
+    /// Pairs at or above the threshold, linked.
+    pub links: u64,
+}
+
+/// Link every pair of L2-normalised rows of `emb` (`[n, dim]`) whose cosine is at
+/// least `threshold` and that share a bucket in one of the LSH tables. Candidates are
+/// verified exactly, so no pair below the threshold is ever linked; a pair above it
+/// is missed with the probability given in `LshParams::default`.
+pub fn link_cosine(
+    emb: &[f32],
+    dim: usize,
+    threshold: f32,
+    params: &LshParams,
+    uf: &mut UnionFind,
+) -> CosineLinkStats {
+    use rayon::prelude::*;
+    let n = emb.len() / dim.max(1);
+    let sigs = signatures(emb, dim, params);
+    let t = params.tables;
+    let dot = |i: usize, j: usize| -> f32 {
+        emb[i * dim..(i + 1) * dim]
+            .iter()
+            .zip(&emb[j * dim..(j + 1) * dim])
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let per_table: Vec<(u64, Vec<(u32, u32)>)> = (0..t)
+        .into_par_iter()
+        .map(|table| {
+            let mut keyed: Vec<(u32, u32)> =
+                (0..n).map(|i| (sigs[i * t + table], i as u32)).collect();
+            keyed.sort_unstable();
+            let (mut candidates, mut links) = (0u64, Vec::new());
+            for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+                for x in 0..group.len() {
+                    for y in x + 1..group.len() {
+                        candidates += 1;
+                        let (i, j) = (group[x].1, group[y].1);
+                        if dot(i as usize, j as usize) >= threshold {
+                            links.push((i, j));
+                        }
+                    }
+                }
+            }
+            (candidates, links)
+        })
+        .collect();
+    let mut stats = CosineLinkStats::default();
+    for (c, links) in per_table {
+        stats.candidates += c;
+        for (i, j) in links {
+            stats.links += uf.union(i, j) as u64;
+        }
+    }
+    stats
+}
+
+/// `[n, tables]` LSH keys: for each table, `bits` signs of projections onto Gaussian
+/// directions (one GEMM per block of rows).
+fn signatures(emb: &[f32], dim: usize, p: &LshParams) -> Vec<u32> {
+    use rand::{Rng, SeedableRng};
+    use rayon::prelude::*;
+    assert!(p.bits <= 32, "at most 32 bits per LSH key");
+    let cols = p.tables * p.bits;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
+    // Box-Muller normals, [dim, cols] row-major.
+    let planes: Vec<f32> = (0..dim * cols)
+        .map(|_| {
+            let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect();
+    let n = emb.len() / dim.max(1);
+    let block = 1024;
+    let mut sigs = vec![0u32; n * p.tables];
+    sigs.par_chunks_mut(block * p.tables)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let rows = out.len() / p.tables;
+            let a = &emb[b * block * dim..(b * block + rows) * dim];
+            let mut proj = vec![0f32; rows * cols];
+            // SAFETY: the slices hold rows x dim, dim x cols and rows x cols floats,
+            // row-major, as the strides say.
+            unsafe {
+                matrixmultiply::sgemm(
+                    rows,
+                    dim,
+                    cols,
+                    1.0,
+                    a.as_ptr(),
+                    dim as isize,
+                    1,
+                    planes.as_ptr(),
+                    cols as isize,
+                    1,
+                    0.0,
+                    proj.as_mut_ptr(),
+                    cols as isize,
+                    1,
+                );
+            }
+            for r in 0..rows {
+                for table in 0..p.tables {
+                    let s = &proj[r * cols + table * p.bits..r * cols + (table + 1) * p.bits];
+                    out[r * p.tables + table] =
+                        s.iter().fold(0u32, |k, &v| (k << 1) | (v > 0.0) as u32);
+                }
+            }
+        });
+    sigs
+}
+
+/// Synthetic embeddings for tests and the benchmark: `n` unit vectors, of which
+/// `dup_fraction` are noisy copies of others at cosine about `dup_cosine`.
+pub fn synthetic_embeddings(
+    n: usize,
+    dim: usize,
+    dup_fraction: f64,
+    dup_cosine: f32,
+    seed: u64,
+) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut normal = move || {
+        let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let mut emb = vec![0f32; n * dim];
+    let originals = ((1.0 - dup_fraction) * n as f64) as usize;
+    // Noise of norm s on a unit vector gives cosine 1/sqrt(1+s^2).
+    let s = (1.0 / (dup_cosine * dup_cosine) - 1.0).sqrt();
+    for i in 0..n {
+        let row: Vec<f32> = if i < originals {
+            (0..dim).map(|_| normal()).collect()
+        } else {
+            let src = (i * 7919) % originals.max(1);
+            let noise: Vec<f32> = (0..dim).map(|_| normal()).collect();
+            let nn = noise.iter().map(|x| x * x).sum::<f32>().sqrt();
+            (0..dim)
+                .map(|k| emb[src * dim + k] + s * noise[k] / nn)
+                .collect()
+        };
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        for k in 0..dim {
+            emb[i * dim + k] = row[k] / norm;
+        }
+    }
+    emb
+}
+
+/// Share of the exact pairs (cosine >= threshold) of `queries` rows that ended in the
+/// same component, computed by brute force over all rows. Returns (recall, pairs).
+pub fn cosine_recall(
+    emb: &[f32],
+    dim: usize,
+    threshold: f32,
+    queries: &[usize],
+    uf: &mut UnionFind,
+) -> (f64, u64) {
+    use rayon::prelude::*;
+    let n = emb.len() / dim;
+    let pairs: Vec<(usize, usize)> = queries
+        .par_iter()
+        .flat_map_iter(|&q| {
+            let qv = &emb[q * dim..(q + 1) * dim];
+            (0..n)
+                .filter(move |&j| {
+                    j != q
+                        && qv
+                            .iter()
+                            .zip(&emb[j * dim..(j + 1) * dim])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            >= threshold
+                })
+                .map(move |j| (q, j))
+        })
+        .collect();
+    let found = pairs
+        .iter()
+        .filter(|&&(i, j)| uf.find(i as u32) == uf.find(j as u32))
+        .count();
+    (found as f64 / pairs.len().max(1) as f64, pairs.len() as u64)
 }
