@@ -3,6 +3,7 @@
 //! deduplicated, with a funnel that counts every drop and its reason.
 //!
 //! - `document`, `ingest`: the normalised document and the readers (HTML, MMC4 JSONL).
+//! - `fetch`: URL images, img2dataset-style (timeouts, retries, size cap, opt-out).
 //! - `punkt`: NLTK's Punkt sentence segmentation on stable Rust.
 //! - `text_filters`, `images`: the paper's sentence and image rules, perceptual hash.
 //! - `dedup`: union-find and non-quadratic near-duplicate linking.
@@ -11,6 +12,7 @@
 
 pub mod dedup;
 pub mod document;
+pub mod fetch;
 pub mod funnel;
 pub mod images;
 pub mod ingest;

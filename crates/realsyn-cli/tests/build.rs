@@ -239,6 +239,7 @@ fn bad_inputs_are_counted_and_skipped() {
         pages.to_str().unwrap(),
         "--store",
         store.to_str().unwrap(),
+        "--no-fetch",
         "--min-entropy",
         "0",
     ]);
@@ -248,7 +249,7 @@ fn bad_inputs_are_counted_and_skipped() {
     let (iin, iout, idrop) = step(&f, "read image");
     assert_eq!((iin, iout), (9, 6), "{idrop:?}");
     assert_eq!(idrop["missing file"], 1);
-    assert_eq!(idrop["url (not fetched)"], 1);
+    assert_eq!(idrop["url (fetch disabled)"], 1);
     assert_eq!(
         idrop.values().sum::<u64>(),
         3,

@@ -1,12 +1,13 @@
 //! Stage `extract`: documents of one input part -> the image store and the sentence
 //! store of that part.
 //!
-//! Per image: read the bytes (local path or `file://`; URL images need the fetch
-//! stage), size from the header, the size/aspect rule, one decode for the perceptual
-//! hash, then the bytes go into the part's tar shards under their content address.
+//! Per image: read the bytes (local path, `file://`, or a URL downloaded with
+//! `fetch`, concurrently per batch of documents), size from the header, the
+//! size/aspect rule, one decode for the perceptual hash, then the bytes go into the part's tar shards under their content address.
 //! Per text item: Punkt sentences, then the emoji/URL and word-count rules. Kept
 //! sentences feed the part's word counts (the entropy filter's counting pass).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EXTRACT, write_funnel, write_jsonl};
 use crate::document::Document;
+use crate::fetch::{FetchOptions, FetchResult, Fetcher};
 use crate::funnel::Funnel;
 use crate::images;
 use crate::ingest::Input;
@@ -64,6 +66,17 @@ pub struct ExtractOptions {
     pub store: PathBuf,
     pub shard: ShardSpec,
     pub images_per_tar: usize,
+    /// Download URL images; `None` drops them as "url (fetch disabled)".
+    pub fetch: Option<FetchOptions>,
+}
+
+/// The download status of one URL image (`fetch.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchRow {
+    pub url: String,
+    /// `ok` or the reason it failed.
+    pub status: String,
+    pub bytes: u64,
 }
 
 /// What one document yields, computed in parallel and written in input order.
@@ -100,11 +113,38 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     let mut counts = WordCounts::default();
     let mut stored = std::collections::HashSet::new();
     let mut batch: Vec<Document> = Vec::new();
+    let fetcher = opts.fetch.clone().map(Fetcher::new).transpose()?;
+    let mut fetch_rows = Vec::new();
     let bar = realsyn_data::progress::bar(0, "extract");
     let part_name = opts.shard.dir_name();
 
     let mut flush = |batch: &mut Vec<Document>, funnel: &mut Funnel| -> Result<()> {
-        let outs: Vec<DocOutput> = batch.par_iter().map(|d| process(d, &splitter)).collect();
+        // URL images of the batch, each downloaded once, concurrently.
+        let mut urls: Vec<&str> = batch
+            .iter()
+            .flat_map(|d| d.images().map(|(_, src, _)| src))
+            .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+            .collect();
+        urls.sort_unstable();
+        urls.dedup();
+        let fetched: HashMap<String, FetchResult> = match &fetcher {
+            Some(f) if !urls.is_empty() => {
+                let results = f.fetch_all(&urls);
+                for (u, r) in urls.iter().zip(&results) {
+                    fetch_rows.push(FetchRow {
+                        url: u.to_string(),
+                        status: r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+                        bytes: r.as_ref().map_or(0, |b| b.len() as u64),
+                    });
+                }
+                urls.iter().map(|u| u.to_string()).zip(results).collect()
+            }
+            _ => HashMap::new(),
+        };
+        let outs: Vec<DocOutput> = batch
+            .par_iter()
+            .map(|d| process(d, &splitter, &fetched))
+            .collect();
         for out in outs {
             funnel.merge(&out.funnel);
             for (mut row, bytes) in out.images {
@@ -146,17 +186,22 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     tars.finish()?;
     write_jsonl(&part.path("images.jsonl"), &image_rows)?;
     write_jsonl(&part.path("sentences.jsonl"), &sentence_rows)?;
+    write_jsonl(&part.path("fetch.jsonl"), &fetch_rows)?;
     std::fs::write(part.path("word_counts.tsv"), counts.to_tsv())?;
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
     Ok(Some(funnel))
 }
 
-fn process(doc: &Document, splitter: &SentenceSplitter) -> DocOutput {
+fn process(
+    doc: &Document,
+    splitter: &SentenceSplitter,
+    fetched: &HashMap<String, FetchResult>,
+) -> DocOutput {
     let mut out = DocOutput::default();
     out.funnel.step("ingest", "documents").pass();
     for (position, src, alt) in doc.images() {
-        match image(src) {
+        match image(src, fetched) {
             Err((step, reason)) => {
                 // Passed every step before the failing one.
                 for s in ["read image", "size and aspect", "decode"] {
@@ -219,22 +264,29 @@ fn process(doc: &Document, splitter: &SentenceSplitter) -> DocOutput {
 type Checked = (Vec<u8>, &'static str, u32, u32, u64);
 
 /// Read, size-check and hash one image; `Err((step, reason))` when dropped.
-fn image(src: &str) -> Result<Checked, (&'static str, &'static str)> {
+fn image(
+    src: &str,
+    fetched: &HashMap<String, FetchResult>,
+) -> Result<Checked, (&'static str, &'static str)> {
     let read = "read image";
-    if src.starts_with("http://") || src.starts_with("https://") {
-        return Err((read, "url (not fetched)"));
-    }
-    if src.starts_with("data:") {
+    let bytes = if src.starts_with("http://") || src.starts_with("https://") {
+        match fetched.get(src) {
+            None => return Err((read, "url (fetch disabled)")),
+            Some(Err(reason)) => return Err((read, reason)),
+            Some(Ok(bytes)) => bytes.clone(),
+        }
+    } else if src.starts_with("data:") {
         return Err((read, "data uri"));
-    }
-    let path = Path::new(src.strip_prefix("file://").unwrap_or(src));
-    let bytes = std::fs::read(path).map_err(|_| (read, "missing file"))?;
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
-    {
-        return Err((read, "vector image (svg)"));
-    }
+    } else {
+        let path = Path::new(src.strip_prefix("file://").unwrap_or(src));
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        {
+            return Err((read, "vector image (svg)"));
+        }
+        std::fs::read(path).map_err(|_| (read, "missing file"))?
+    };
     let (format, w, h) = images::header(&bytes).map_err(|r| (read, r))?;
     if let Some(r) = images::size_violation(w, h) {
         return Err(("size and aspect", r));

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     DEDUP_IMAGES, DEDUP_TEXT, EXTRACT, FILTER_TEXT, dedup_images, dedup_text, extract, filter_text,
 };
+use crate::fetch::FetchOptions;
 use crate::funnel::Funnel;
 use crate::ingest::{Format, Input};
 use crate::shard::ShardSpec;
@@ -22,6 +23,29 @@ pub struct Manifest {
     pub min_entropy: f64,
     pub max_hamming: u32,
     pub images_per_tar: usize,
+    /// URL image downloads; `None` leaves URL images out.
+    pub fetch: Option<FetchSettings>,
+}
+
+/// The download settings a store is pinned to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchSettings {
+    pub timeout_secs: f64,
+    pub retries: u32,
+    pub max_bytes: u64,
+    pub threads: usize,
+}
+
+impl FetchSettings {
+    pub fn options(&self) -> FetchOptions {
+        FetchOptions {
+            timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+            retries: self.retries,
+            max_bytes: self.max_bytes,
+            threads: self.threads,
+            ..FetchOptions::default()
+        }
+    }
 }
 
 impl Manifest {
@@ -67,6 +91,7 @@ pub fn run_all(store: &Path, manifest: &Manifest) -> Result<Funnel> {
             store: store.to_path_buf(),
             shard,
             images_per_tar: manifest.images_per_tar,
+            fetch: manifest.fetch.as_ref().map(FetchSettings::options),
         };
         report(EXTRACT, shard, extract::run(&input, &opts)?);
     }

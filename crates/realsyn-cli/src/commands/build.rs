@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
 use realsyn_builder::ingest::{Format, Input};
-use realsyn_builder::stages::pipeline::{Manifest, run_all, write_store_funnel};
+use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, run_all, write_store_funnel};
 use realsyn_builder::stages::{dedup_images, dedup_text, extract, filter_text};
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1).
@@ -106,6 +106,22 @@ struct Settings {
     /// Images per tar shard of the image store.
     #[arg(long, default_value_t = 10_000)]
     images_per_tar: usize,
+    /// Leave URL images out instead of downloading them.
+    #[arg(long)]
+    no_fetch: bool,
+    /// Download timeout per request (connect and whole response), seconds.
+    #[arg(long, default_value_t = 10.0)]
+    fetch_timeout: f64,
+    /// Retries of a download after a timeout, connection error, 429 or 5xx
+    /// (exponential backoff from 0.5 s).
+    #[arg(long, default_value_t = 2)]
+    fetch_retries: u32,
+    /// Largest image downloaded, bytes.
+    #[arg(long, default_value_t = 20 << 20)]
+    fetch_max_bytes: u64,
+    /// Concurrent downloads.
+    #[arg(long, default_value_t = 32)]
+    fetch_threads: usize,
 }
 
 fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
@@ -120,6 +136,12 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
         min_entropy: s.min_entropy,
         max_hamming: s.max_hamming,
         images_per_tar: s.images_per_tar,
+        fetch: (!s.no_fetch).then(|| FetchSettings {
+            timeout_secs: s.fetch_timeout,
+            retries: s.fetch_retries,
+            max_bytes: s.fetch_max_bytes,
+            threads: s.fetch_threads,
+        }),
     })
 }
 
@@ -162,6 +184,7 @@ pub fn run(args: Args) -> Result<()> {
                     store: store.store.clone(),
                     shard: s,
                     images_per_tar: m.images_per_tar,
+                    fetch: m.fetch.as_ref().map(FetchSettings::options),
                 };
                 done("extract", s, extract::run(&input, &opts)?.is_some());
             }
