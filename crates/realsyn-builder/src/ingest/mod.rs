@@ -1,10 +1,12 @@
-//! Reading interleaved documents into `Document`s: local HTML pages, MMC4-style JSONL.
+//! Reading interleaved documents into `Document`s: OBELICS parquet, MMC4-style JSONL,
+//! local HTML pages.
 //! Inputs are listed as files in a stable order; `--shard i/N` takes every N-th file
 //! when there are at least N files, otherwise every N-th document of the stream, so
 //! parts never overlap and together cover the input.
 
 mod html;
 mod mmc4;
+mod obelics;
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,8 @@ pub enum Format {
     Html,
     /// MMC4-style JSONL: `text_list`, `image_info[{raw_url, image_name, matched_text_index}]`.
     Mmc4,
+    /// OBELICS parquet: `images`, `texts`, `metadata`, `general_metadata`.
+    Obelics,
 }
 
 impl std::str::FromStr for Format {
@@ -29,7 +33,8 @@ impl std::str::FromStr for Format {
         match s {
             "html" => Ok(Self::Html),
             "mmc4" | "jsonl" => Ok(Self::Mmc4),
-            _ => bail!("unknown input format {s:?}: html or mmc4"),
+            "obelics" | "parquet" => Ok(Self::Obelics),
+            _ => bail!("unknown input format {s:?}: html, mmc4 or obelics"),
         }
     }
 }
@@ -46,6 +51,7 @@ impl Input {
         let exts: &[&str] = match format {
             Format::Html => &["html", "htm", "xhtml"],
             Format::Mmc4 => &["jsonl", "json"],
+            Format::Obelics => &["parquet"],
         };
         let mut files = Vec::new();
         for root in paths {
@@ -104,6 +110,7 @@ impl Input {
                     }
                 },
                 Format::Mmc4 => mmc4::read_file(file, &mut take, on_skip)?,
+                Format::Obelics => obelics::read_file(file, &mut take, on_skip),
             }
         }
         Ok(())

@@ -1,0 +1,92 @@
+//! OBELICS parquet shards: one document per row, `images` and `texts` lists of the
+//! same length (position i is an image URL or a text), `metadata` (a JSON list, one
+//! object per position: `src`, `alt_text`, ...) and `general_metadata` (a JSON object:
+//! `url`, `warc_filename`, ...). Read with parquet's record API, row by row.
+
+use std::path::Path;
+
+use parquet::file::reader::SerializedFileReader;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::document::{Document, Item};
+
+#[derive(Deserialize)]
+struct Row {
+    images: Vec<Option<String>>,
+    texts: Vec<Option<String>>,
+    #[serde(default)]
+    metadata: Option<String>,
+    #[serde(default)]
+    general_metadata: Option<String>,
+}
+
+pub fn read_file(file: &Path, emit: &mut dyn FnMut(Document), on_skip: &mut dyn FnMut(&str, &str)) {
+    let name = file.display().to_string();
+    let reader = match std::fs::File::open(file)
+        .map_err(|_| ())
+        .and_then(|f| SerializedFileReader::new(f).map_err(|_| ()))
+    {
+        Ok(r) => r,
+        Err(()) => return on_skip("malformed parquet file", &name),
+    };
+    for (k, row) in reader.into_iter().enumerate() {
+        let at = format!("{name}#{k}");
+        let row = match row {
+            Ok(r) => r.to_json_value(),
+            Err(_) => return on_skip("truncated parquet file", &at),
+        };
+        let row: Row = match serde_json::from_value(row) {
+            Ok(r) => r,
+            Err(_) => {
+                on_skip("malformed row", &at);
+                continue;
+            }
+        };
+        if row.images.len() != row.texts.len() {
+            on_skip("malformed row", &at);
+            continue;
+        }
+        let meta: Vec<Value> = row
+            .metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or_default();
+        let general: Value = row
+            .general_metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or(Value::Null);
+        let mut items = Vec::new();
+        for (i, (img, text)) in row.images.into_iter().zip(row.texts).enumerate() {
+            match (img, text) {
+                (Some(src), _) => items.push(Item::Image {
+                    src,
+                    alt: meta
+                        .get(i)
+                        .and_then(|m| m.get("alt_text"))
+                        .and_then(Value::as_str)
+                        .filter(|a| !a.trim().is_empty())
+                        .map(str::to_string),
+                }),
+                (None, Some(text)) => items.push(Item::Text { text }),
+                (None, None) => {}
+            }
+        }
+        let url = general
+            .get("url")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        emit(Document {
+            id: url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}#{k}",
+                    file.file_name().unwrap_or_default().to_string_lossy()
+                )
+            }),
+            url,
+            source: format!("obelics:{name}"),
+            items,
+        });
+    }
+}
