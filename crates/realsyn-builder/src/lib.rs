@@ -6,12 +6,14 @@
 //! - `fetch`: URL images, img2dataset-style (timeouts, retries, size cap, opt-out).
 //! - `punkt`: NLTK's Punkt sentence segmentation on stable Rust.
 //! - `text_filters`, `images`: the paper's sentence and image rules, perceptual hash.
-//! - `dedup`: union-find and non-quadratic near-duplicate linking.
+//! - `dedup`, `embed`: union-find and non-quadratic near-duplicate linking
+//!   (perceptual hashes; embeddings from any `ImageEmbedder`).
 //! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
 //! - `stages`: extract -> filter-text -> dedup-text, and dedup-images.
 
 pub mod dedup;
 pub mod document;
+pub mod embed;
 pub mod fetch;
 pub mod funnel;
 pub mod images;

@@ -171,9 +171,10 @@ fn extract_downloads_url_images_and_counts_failures() {
             max_bytes: 1 << 20,
             threads: 4,
         }),
+        semantic: None,
     };
     let store = tmp.path().join("store");
-    let funnel = run_all(&store, &manifest).unwrap();
+    let funnel = run_all(&store, &manifest, None).unwrap();
     let read = funnel
         .steps
         .iter()

@@ -315,3 +315,77 @@ fn bad_inputs_are_counted_and_skipped() {
         "the image named beside the JSONL is used"
     );
 }
+
+#[test]
+fn semantic_dedup_links_what_the_perceptual_hash_misses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pages = tmp.path().join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
+    let photo = jpeg(240, 180, 1);
+    let img = image::load_from_memory(&photo).unwrap();
+    let mut mirrored = std::io::Cursor::new(Vec::new());
+    img.fliph()
+        .write_to(&mut mirrored, image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(pages.join("photo.jpg"), &photo).unwrap();
+    std::fs::write(pages.join("mirrored.png"), mirrored.into_inner()).unwrap();
+    // A different picture: a blue-green gradient.
+    let other = image::RgbImage::from_fn(200, 200, |x, y| {
+        image::Rgb([10, (x + 40) as u8, (y + 55) as u8])
+    });
+    other.save(pages.join("other.jpg")).unwrap();
+    std::fs::write(
+        pages.join("page.html"),
+        r#"<p>A photographer stands on the old bridge and looks at the river.</p>
+        <img src="photo.jpg"><img src="mirrored.png"><img src="other.jpg">"#,
+    )
+    .unwrap();
+    // Model-free encoder: the mirrored copy has the same colour histogram.
+    let store = tmp.path().join("hist");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    realsyn(&[
+        "build",
+        "all",
+        "--input",
+        &s(&pages),
+        "--store",
+        &s(&store),
+        "--image-encoder",
+        "color-histogram",
+    ]);
+    let (_, kept, drops) = step(&funnel(&store), "perceptual dedup");
+    assert_eq!(
+        (kept, drops.get("semantic near-duplicate").copied()),
+        (2, Some(1)),
+        "{drops:?}"
+    );
+    let emb = store.join("dedup-images/part-00000-of-00001/image_embeddings.npy");
+    let (_, shape) = realsyn_data::npy::read_npy::<f32>(&emb).unwrap();
+    assert_eq!(shape, vec![2, 512], "one embedding per kept image");
+    // A CLIP image tower (the tiny open_clip model exported from PyTorch) as encoder.
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity/tiny-gelu.safetensors");
+    let store = tmp.path().join("clip");
+    realsyn(&[
+        "build",
+        "all",
+        "--input",
+        &s(&pages),
+        "--store",
+        &s(&store),
+        "--image-encoder",
+        &s(&weights),
+        "--semantic-threshold",
+        "0.999999",
+        "--image-encoder-arch",
+        &s(&weights.with_file_name("tiny-gelu.json")),
+    ]);
+    let (_, shape) = realsyn_data::npy::read_npy::<f32>(
+        &store.join("dedup-images/part-00000-of-00001/image_embeddings.npy"),
+    )
+    .unwrap();
+    assert_eq!(
+        shape[0], 3,
+        "threshold near 1: nothing merged, every image embedded"
+    );
+}

@@ -186,6 +186,15 @@ impl ClipConfig {
                 "only argmax (EOT) pooling, causal mask and bias-free projection are supported for the text tower"
             );
         }
+        if v.patch_size == 0 || v.head_width == 0 || t.heads == 0 {
+            bail!(
+                "the tower sizes are incomplete (patch_size {}, head_width {}, text heads {}): \
+                 give the architecture (--arch NAME or a model config .json)",
+                v.patch_size,
+                v.head_width,
+                t.heads
+            );
+        }
         if v.image_size % v.patch_size != 0 {
             bail!(
                 "image_size {} is not a multiple of patch_size {}",

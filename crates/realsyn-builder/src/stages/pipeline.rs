@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     DEDUP_IMAGES, DEDUP_TEXT, EXTRACT, FILTER_TEXT, dedup_images, dedup_text, extract, filter_text,
 };
+use crate::embed::ImageEmbedder;
 use crate::fetch::FetchOptions;
 use crate::funnel::Funnel;
 use crate::ingest::{Format, Input};
@@ -25,6 +26,16 @@ pub struct Manifest {
     pub images_per_tar: usize,
     /// URL image downloads; `None` leaves URL images out.
     pub fetch: Option<FetchSettings>,
+    /// Semantic image dedup; `None` runs the perceptual pass only.
+    pub semantic: Option<SemanticSettings>,
+}
+
+/// The image encoder (`color-histogram`, or a CLIP checkpoint path resolved by the
+/// caller) and the cosine at which two images are duplicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SemanticSettings {
+    pub encoder: String,
+    pub threshold: f32,
 }
 
 /// The download settings a store is pinned to.
@@ -83,7 +94,12 @@ impl Manifest {
 
 /// Every stage, every part, in order; finished parts are skipped. Returns the
 /// store's whole funnel (also written to `STORE/funnel.json` and `funnel.md`).
-pub fn run_all(store: &Path, manifest: &Manifest) -> Result<Funnel> {
+/// `embedder` must be given when the manifest asks for semantic dedup.
+pub fn run_all(
+    store: &Path,
+    manifest: &Manifest,
+    embedder: Option<&mut dyn ImageEmbedder>,
+) -> Result<Funnel> {
     manifest.pin(store)?;
     let input = Input::list(manifest.format, &manifest.inputs)?;
     for shard in ShardSpec::all(manifest.parts) {
@@ -106,10 +122,21 @@ pub fn run_all(store: &Path, manifest: &Manifest) -> Result<Funnel> {
     for shard in ShardSpec::all(manifest.parts) {
         report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?);
     }
+    let semantic = match (&manifest.semantic, embedder) {
+        (None, _) => None,
+        (Some(sem), Some(embedder)) => Some(dedup_images::Semantic {
+            embedder,
+            threshold: sem.threshold,
+        }),
+        (Some(sem), None) => bail!(
+            "semantic dedup with {:?} needs its image encoder loaded",
+            sem.encoder
+        ),
+    };
     report(
         DEDUP_IMAGES,
         ShardSpec::default(),
-        dedup_images::run(store, manifest.max_hamming)?,
+        dedup_images::run(store, manifest.max_hamming, semantic)?,
     );
     write_store_funnel(store)
 }

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
+use realsyn_builder::embed::{ColorHistogram, ImageEmbedder};
 use realsyn_builder::ingest::{Format, Input};
-use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, run_all, write_store_funnel};
+use realsyn_builder::stages::pipeline::{
+    FetchSettings, Manifest, SemanticSettings, run_all, write_store_funnel,
+};
 use realsyn_builder::stages::{dedup_images, dedup_text, extract, filter_text};
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1).
@@ -81,10 +84,16 @@ enum Stage {
         #[arg(long)]
         shard: Option<ShardSpec>,
     },
-    /// Perceptual image dedup over the whole corpus (union-find).
+    /// Perceptual (and, with --image-encoder at extract/all, semantic) image dedup
+    /// over the whole corpus (union-find).
     DedupImages {
         #[command(flatten)]
         store: StoreArg,
+        /// Device for the image encoder: cpu, or cuda[:N] in a --features cuda build.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        image_encoder_arch: Option<String>,
     },
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
@@ -123,6 +132,26 @@ struct Settings {
     /// Concurrent downloads.
     #[arg(long, default_value_t = 32)]
     fetch_threads: usize,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct EncoderArgs {
+    /// Semantic image dedup with this encoder: CLIP weights (open_clip .safetensors /
+    /// .pt, a Hugging Face CLIP folder, a realsyn checkpoint) or `color-histogram`
+    /// (a model-free baseline). Without it only perceptual dedup runs.
+    #[arg(long)]
+    image_encoder: Option<String>,
+    /// Architecture of --image-encoder weights when they do not say (e.g. ViT-B-32).
+    #[arg(long)]
+    image_encoder_arch: Option<String>,
+    /// Embedding cosine at which two images are duplicates.
+    #[arg(long, default_value_t = dedup_images::DEFAULT_SEMANTIC_THRESHOLD)]
+    semantic_threshold: f32,
+    /// Device for the encoder: cpu, or cuda[:N] in a --features cuda build.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
@@ -143,6 +172,10 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
             max_bytes: s.fetch_max_bytes,
             threads: s.fetch_threads,
         }),
+        semantic: s.encoder.image_encoder.as_ref().map(|e| SemanticSettings {
+            encoder: e.clone(),
+            threshold: s.encoder.semantic_threshold,
+        }),
     })
 }
 
@@ -162,7 +195,13 @@ pub fn run(args: Args) -> Result<()> {
             settings,
         } => {
             let m = manifest(&source, parts, &settings)?;
-            let funnel = run_all(&store.store, &m)?;
+            let e = &settings.encoder;
+            let funnel = with_embedder(
+                m.semantic.as_ref(),
+                &e.device,
+                e.image_encoder_arch.clone(),
+                |emb| run_all(&store.store, &m, emb),
+            )?;
             println!("{}", funnel.table());
             eprintln!(
                 "store: {} (funnel.json, funnel.md beside it)",
@@ -207,13 +246,22 @@ pub fn run(args: Args) -> Result<()> {
                 done("dedup-text", s, dedup_text::run(&store.store, s)?.is_some());
             }
         }
-        Stage::DedupImages { store } => {
+        Stage::DedupImages {
+            store,
+            device,
+            image_encoder_arch,
+        } => {
             let m = Manifest::read(&store.store)?;
-            done(
-                "dedup-images",
-                ShardSpec::default(),
-                dedup_images::run(&store.store, m.max_hamming)?.is_some(),
-            );
+            let ran = with_embedder(m.semantic.as_ref(), &device, image_encoder_arch, |emb| {
+                let semantic =
+                    emb.zip(m.semantic.as_ref())
+                        .map(|(embedder, s)| dedup_images::Semantic {
+                            embedder,
+                            threshold: s.threshold,
+                        });
+                dedup_images::run(&store.store, m.max_hamming, semantic)
+            })?;
+            done("dedup-images", ShardSpec::default(), ran.is_some());
         }
         Stage::Funnel { store, json } => {
             let f = write_store_funnel(&store.store)?;
@@ -232,5 +280,81 @@ fn done(stage: &str, shard: ShardSpec, ran: bool) {
         eprintln!("{stage} {shard}: done");
     } else {
         eprintln!("{stage} {shard}: already complete, skipped");
+    }
+}
+
+/// Run `f` with the manifest's image encoder loaded (none when it asks for none).
+fn with_embedder<T>(
+    semantic: Option<&SemanticSettings>,
+    device: &str,
+    arch: Option<String>,
+    f: impl FnOnce(Option<&mut dyn ImageEmbedder>) -> Result<T>,
+) -> Result<T> {
+    match semantic.map(|s| s.encoder.as_str()) {
+        None => f(None),
+        Some("color-histogram") => f(Some(&mut ColorHistogram)),
+        Some(weights) => crate::device::dispatch(
+            device,
+            WithClip {
+                weights: PathBuf::from(weights),
+                arch,
+                f,
+                _t: std::marker::PhantomData,
+            },
+        ),
+    }
+}
+
+struct WithClip<F, T> {
+    weights: PathBuf,
+    arch: Option<String>,
+    f: F,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T, F: FnOnce(Option<&mut dyn ImageEmbedder>) -> Result<T>> crate::device::BackendJob
+    for WithClip<F, T>
+{
+    type Output = T;
+
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Result<T> {
+        let model = realsyn_model::Clip::<B>::load(&self.weights, self.arch.as_deref(), &device)?;
+        let size = model.config.vision_cfg.image_size;
+        let mut embedder = ClipEmbedder {
+            name: format!("clip {}", self.weights.display()),
+            model,
+            transform: realsyn_data::EvalTransform::new(size as u32),
+            size,
+            device,
+        };
+        (self.f)(Some(&mut embedder))
+    }
+}
+
+/// realsyn's CLIP image tower as the semantic-dedup encoder (L2-normalised features).
+struct ClipEmbedder<B: burn::tensor::backend::Backend> {
+    name: String,
+    model: realsyn_model::Clip<B>,
+    transform: realsyn_data::EvalTransform,
+    size: usize,
+    device: B::Device,
+}
+
+impl<B: burn::tensor::backend::Backend> ImageEmbedder for ClipEmbedder<B> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn embed(&mut self, images: &[image::DynamicImage]) -> Result<(Vec<f32>, usize)> {
+        use rayon::prelude::*;
+        let pixels: Vec<Vec<f32>> = images
+            .par_iter()
+            .map(|img| self.transform.apply(img))
+            .collect::<Result<_>>()?;
+        let batch = realsyn_model::batch::image_batch::<B>(&pixels, self.size, &self.device);
+        let (rows, [_, dim]) = realsyn_model::batch::to_rows(realsyn_model::l2_normalize(
+            self.model.encode_image(batch),
+        ));
+        Ok((rows, dim))
     }
 }

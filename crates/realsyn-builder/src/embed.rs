@@ -1,0 +1,42 @@
+//! Image embedders for semantic dedup. The paper embeds with EVA02-CLIP E/14-plus;
+//! any encoder that maps images to L2-normalised vectors plugs in through
+//! `ImageEmbedder` (the CLI provides realsyn's CLIP towers, `--image-encoder`).
+
+use anyhow::Result;
+use image::DynamicImage;
+
+pub trait ImageEmbedder {
+    /// What the embeddings are, for the manifest and logs.
+    fn name(&self) -> String;
+    /// `[images.len(), dim]` row-major, each row L2-normalised; returns (rows, dim).
+    fn embed(&mut self, images: &[DynamicImage]) -> Result<(Vec<f32>, usize)>;
+}
+
+/// A colour-histogram embedding (8x8x8 RGB bins, square-rooted, L2-normalised): no
+/// model needed, blind to geometry (a mirrored or cropped copy keeps its histogram),
+/// so it finds the duplicates a perceptual hash misses but also merges unrelated
+/// images of the same palette. A baseline and a model-free check of the semantic
+/// pass; use a CLIP encoder for real builds.
+pub struct ColorHistogram;
+
+impl ImageEmbedder for ColorHistogram {
+    fn name(&self) -> String {
+        "color-histogram-512".into()
+    }
+
+    fn embed(&mut self, images: &[DynamicImage]) -> Result<(Vec<f32>, usize)> {
+        const D: usize = 512;
+        let mut out = vec![0f32; images.len() * D];
+        for (img, row) in images.iter().zip(out.chunks_mut(D)) {
+            let small = img.thumbnail(128, 128).to_rgb8();
+            for p in small.pixels() {
+                let [r, g, b] = p.0;
+                row[(r as usize >> 5) * 64 + (g as usize >> 5) * 8 + (b as usize >> 5)] += 1.0;
+            }
+            row.iter_mut().for_each(|v| *v = v.sqrt());
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        Ok((out, D))
+    }
+}
