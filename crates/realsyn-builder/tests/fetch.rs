@@ -199,7 +199,7 @@ fn extract_downloads_url_images_and_counts_failures() {
     let dedup = funnel
         .steps
         .iter()
-        .find(|s| s.name == "perceptual dedup")
+        .find(|s| s.name == "image dedup")
         .unwrap();
     assert_eq!((dedup.output, dedup.dropped["identical bytes"]), (1, 1));
     let status =

@@ -92,7 +92,7 @@ fn builds_the_gimp_manual_and_resumes_identically_after_sigkill() {
         drops["shorter side < 100 px"] > 1000,
         "navigation icons are small: {drops:?}"
     );
-    let (_, unique, dups) = step(&f, "perceptual dedup");
+    let (_, unique, dups) = step(&f, "image dedup");
     assert!(
         unique > 1000 && dups["identical bytes"] > 0,
         "{unique} {dups:?}"
@@ -266,7 +266,7 @@ fn bad_inputs_are_counted_and_skipped() {
     );
     let (_, decoded, ddrop) = step(&f, "decode");
     assert_eq!((decoded, ddrop["truncated jpeg"]), (3, 1), "{ddrop:?}");
-    let (_, unique, dup) = step(&f, "perceptual dedup");
+    let (_, unique, dup) = step(&f, "image dedup");
     assert_eq!((unique, dup["identical bytes"]), (2, 1));
     let (_, _, rules) = step(&f, "emoji, url, length");
     assert_eq!(
@@ -353,7 +353,7 @@ fn semantic_dedup_links_what_the_perceptual_hash_misses() {
         "--image-encoder",
         "color-histogram",
     ]);
-    let (_, kept, drops) = step(&funnel(&store), "perceptual dedup");
+    let (_, kept, drops) = step(&funnel(&store), "image dedup");
     assert_eq!(
         (kept, drops.get("semantic near-duplicate").copied()),
         (2, Some(1)),
@@ -388,4 +388,50 @@ fn semantic_dedup_links_what_the_perceptual_hash_misses() {
         shape[0], 3,
         "threshold near 1: nothing merged, every image embedded"
     );
+}
+
+#[test]
+fn builds_the_wikipedia_excerpt() {
+    let home = std::env::var("HOME").unwrap();
+    let cache = std::env::var("REALSYN_CACHE").unwrap_or(format!("{home}/.cache/realsyn"));
+    let dump = PathBuf::from(cache).join("gensim/enwiki-excerpt.xml.bz2");
+    assert!(
+        dump.exists(),
+        "run scripts/setup-system.sh (fetches gensim's Wikipedia excerpt)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("wiki");
+    realsyn(&[
+        "build",
+        "all",
+        "--format",
+        "mediawiki",
+        "--input",
+        dump.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--parts",
+        "2",
+    ]);
+    let f = funnel(&store);
+    let (docs, _, _) = step(&f, "ingest");
+    let (segmented, _, _) = step(&f, "segment");
+    let (_, kept, _) = step(&f, "near-exact dedup");
+    assert!(docs >= 50, "{docs} articles");
+    assert!(
+        segmented > 10_000 && kept > 2_000,
+        "{segmented} sentences, {kept} kept"
+    );
+    let part =
+        std::fs::read_to_string(store.join("dedup-text/part-00000-of-00002/sentences.jsonl"))
+            .unwrap();
+    let row: serde_json::Value = serde_json::from_str(part.lines().next().unwrap()).unwrap();
+    assert!(
+        row["doc_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://en.wikipedia.org/wiki/")
+    );
+    let e = row["entropy"].as_f64().unwrap();
+    assert!(e >= 0.3, "kept sentences pass the entropy filter: {e}");
 }

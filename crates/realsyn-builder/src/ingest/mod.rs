@@ -1,10 +1,11 @@
 //! Reading interleaved documents into `Document`s: OBELICS parquet, MMC4-style JSONL,
-//! local HTML pages.
+//! local HTML pages, and MediaWiki dumps (text only).
 //! Inputs are listed as files in a stable order; `--shard i/N` takes every N-th file
 //! when there are at least N files, otherwise every N-th document of the stream, so
 //! parts never overlap and together cover the input.
 
 mod html;
+mod mediawiki;
 mod mmc4;
 mod obelics;
 
@@ -24,6 +25,8 @@ pub enum Format {
     Mmc4,
     /// OBELICS parquet: `images`, `texts`, `metadata`, `general_metadata`.
     Obelics,
+    /// MediaWiki XML dumps (`.xml`, `.xml.bz2`): text-only documents.
+    Mediawiki,
 }
 
 impl std::str::FromStr for Format {
@@ -34,7 +37,8 @@ impl std::str::FromStr for Format {
             "html" => Ok(Self::Html),
             "mmc4" | "jsonl" => Ok(Self::Mmc4),
             "obelics" | "parquet" => Ok(Self::Obelics),
-            _ => bail!("unknown input format {s:?}: html, mmc4 or obelics"),
+            "mediawiki" | "wikipedia" => Ok(Self::Mediawiki),
+            _ => bail!("unknown input format {s:?}: html, mmc4, obelics or mediawiki"),
         }
     }
 }
@@ -52,6 +56,7 @@ impl Input {
             Format::Html => &["html", "htm", "xhtml"],
             Format::Mmc4 => &["jsonl", "json"],
             Format::Obelics => &["parquet"],
+            Format::Mediawiki => &["xml", "bz2"],
         };
         let mut files = Vec::new();
         for root in paths {
@@ -111,6 +116,7 @@ impl Input {
                 },
                 Format::Mmc4 => mmc4::read_file(file, &mut take, on_skip)?,
                 Format::Obelics => obelics::read_file(file, &mut take, on_skip),
+                Format::Mediawiki => mediawiki::read_file(file, &mut take, on_skip),
             }
         }
         Ok(())

@@ -104,7 +104,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     let mut dropped = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let keep = best[&comp[i]];
-        let step = funnel.step("perceptual dedup", "images");
+        let step = funnel.step("image dedup", "images");
         if keep == i {
             step.pass();
             kept.push(row);
@@ -126,7 +126,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
             });
         }
     }
-    funnel.step("perceptual dedup", "images");
+    funnel.step("image dedup", "images");
     if let Some((emb, dim)) = &embedding {
         // Embeddings of the kept rows, aligned with images.jsonl (the retrieval and
         // balancing stages reuse them).

@@ -28,8 +28,9 @@ struct Source {
     /// Input files or folders (searched recursively), e.g. /usr/share/gimp/2.0/help/en.
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
-    /// html (local pages, <img> resolved), mmc4 (JSONL with text_list + image_info) or
-    /// obelics (parquet with images, texts, metadata, general_metadata).
+    /// html (local pages, <img> resolved), mmc4 (JSONL with text_list + image_info),
+    /// obelics (parquet with images, texts, metadata, general_metadata) or mediawiki
+    /// (XML dump, .xml or .xml.bz2; text only).
     #[arg(long, default_value = "html")]
     format: String,
 }
