@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Build realsyn and run it on real registry data:
+# 0. the builder on the GIMP manual and gensim's Wikipedia excerpt (docs/builder.md);
 # 1. Fashion-MNIST (Debian's dataset-fashion-mnist) as RealSyn-layout shards, a tiny
 #    CLIP trained from scratch on it, zero-shot accuracy on the 10,000 test images;
 # 2. photos from the scikit-image wheel and Wikipedia sentences from the gensim
@@ -12,6 +13,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/realsyn-target}
 cargo build --release -p realsyn-cli
 BIN=$CARGO_TARGET_DIR/release/realsyn
 set -x
+# The builder (paper 3.1) on the GIMP manual (685 real pages, 1,969 images) and the
+# Wikipedia excerpt of the gensim wheel: stores + funnel tables.
+"$BIN" build all --input /usr/share/gimp/2.0/help/en --store "$OUT/build-gimp" --parts 4
+"$BIN" build all --format mediawiki --input "${REALSYN_CACHE:-$HOME/.cache/realsyn}/gensim/enwiki-excerpt.xml.bz2" \
+    --store "$OUT/build-wiki" --parts 2
 "$BIN" dataset fashion-mnist --out "$OUT/fashion-mnist"
 "$BIN" train --recipe recipes/fashion-mnist.toml \
     --set data.train="\"$OUT/fashion-mnist/train/{00000..00005}.tar\"" \
