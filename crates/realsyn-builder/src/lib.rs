@@ -5,12 +5,14 @@
 //! - `document`, `ingest`: the normalised document and the readers (HTML, MMC4 JSONL).
 //! - `fetch`: URL images, img2dataset-style (timeouts, retries, size cap, opt-out).
 //! - `punkt`: NLTK's Punkt sentence segmentation on stable Rust.
-//! - `text_filters`, `images`: the paper's sentence and image rules, perceptual hash.
+//! - `text_filters`, `cat`, `images`: the paper's sentence rules, the CAT complexity +
+//!   action filter (WordNet-lexicon tagger), image rules and perceptual hash.
 //! - `dedup`, `embed`: union-find and non-quadratic near-duplicate linking
 //!   (perceptual hashes; embeddings from any `ImageEmbedder`).
 //! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
 //! - `stages`: extract -> filter-text -> dedup-text, and dedup-images.
 
+pub mod cat;
 pub mod dedup;
 pub mod document;
 pub mod embed;

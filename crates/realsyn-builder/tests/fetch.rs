@@ -172,6 +172,7 @@ fn extract_downloads_url_images_and_counts_failures() {
             threads: 4,
         }),
         semantic: None,
+        cat_wordnet: None,
     };
     let store = tmp.path().join("store");
     let funnel = run_all(&store, &manifest, None).unwrap();

@@ -97,6 +97,11 @@ fn builds_the_gimp_manual_and_resumes_identically_after_sigkill() {
         unique > 1000 && dups["identical bytes"] > 0,
         "{unique} {dups:?}"
     );
+    let (cat_in, cat_out, _) = step(&f, "complexity + action (CAT)");
+    assert!(
+        cat_out > cat_in / 4 && cat_out < cat_in,
+        "CAT keeps {cat_out} of {cat_in}"
+    );
     let (_, sentences, _) = step(&f, "near-exact dedup");
     assert!(sentences > 5000, "{sentences}");
     // Every kept image row points at bytes in the store's tar shards.

@@ -17,6 +17,7 @@ use realsyn_data::wds::ShardWriter;
 use serde::{Deserialize, Serialize};
 
 use super::{EXTRACT, write_funnel, write_jsonl};
+use crate::cat::CatFilter;
 use crate::document::Document;
 use crate::fetch::{FetchOptions, FetchResult, Fetcher};
 use crate::funnel::Funnel;
@@ -25,6 +26,8 @@ use crate::ingest::Input;
 use crate::punkt::SentenceSplitter;
 use crate::shard::{PartWriter, ShardSpec};
 use crate::text_filters::{WordCounts, rule_violation, words};
+
+pub const CAT_STEP: &str = "complexity + action (CAT)";
 
 /// One stored image with its provenance and the scores computed on the way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +71,8 @@ pub struct ExtractOptions {
     pub images_per_tar: usize,
     /// Download URL images; `None` drops them as "url (fetch disabled)".
     pub fetch: Option<FetchOptions>,
+    /// The CAT complexity + action filter; `None` skips it.
+    pub cat: Option<CatFilter>,
 }
 
 /// The download status of one URL image (`fetch.jsonl`).
@@ -106,6 +111,9 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     ] {
         funnel.step(name, unit);
     }
+    if opts.cat.is_some() {
+        funnel.step(CAT_STEP, "sentences");
+    }
     let tar_dir = part.path("images");
     let mut tars = ShardWriter::new(&tar_dir, opts.images_per_tar, 0)?;
     let mut image_rows = Vec::new();
@@ -143,7 +151,7 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
         };
         let outs: Vec<DocOutput> = batch
             .par_iter()
-            .map(|d| process(d, &splitter, &fetched))
+            .map(|d| process(d, &splitter, &fetched, opts.cat.as_ref()))
             .collect();
         for out in outs {
             funnel.merge(&out.funnel);
@@ -197,6 +205,7 @@ fn process(
     doc: &Document,
     splitter: &SentenceSplitter,
     fetched: &HashMap<String, FetchResult>,
+    cat: Option<&CatFilter>,
 ) -> DocOutput {
     let mut out = DocOutput::default();
     out.funnel.step("ingest", "documents").pass();
@@ -240,11 +249,18 @@ fn process(
         for (k, sentence) in splitter.sentences(text).into_iter().enumerate() {
             out.funnel.step("segment", "sentences").pass();
             let n = words(sentence).len();
-            if out
+            let passes_rules = out
                 .funnel
                 .step("emoji, url, length", "sentences")
-                .record(rule_violation(sentence, n))
-            {
+                .record(rule_violation(sentence, n));
+            let passes = passes_rules
+                && cat.is_none_or(|c| {
+                    let keep = c.judge(sentence).keep();
+                    out.funnel
+                        .step(CAT_STEP, "sentences")
+                        .record((!keep).then_some("below C1 or no action"))
+                });
+            if passes {
                 out.sentences.push(SentenceRow {
                     text: sentence.to_string(),
                     doc_id: doc.id.clone(),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     DEDUP_IMAGES, DEDUP_TEXT, EXTRACT, FILTER_TEXT, dedup_images, dedup_text, extract, filter_text,
 };
+use crate::cat::CatFilter;
 use crate::embed::ImageEmbedder;
 use crate::fetch::FetchOptions;
 use crate::funnel::Funnel;
@@ -28,6 +29,8 @@ pub struct Manifest {
     pub fetch: Option<FetchSettings>,
     /// Semantic image dedup; `None` runs the perceptual pass only.
     pub semantic: Option<SemanticSettings>,
+    /// WordNet folder for the CAT filter; `None` skips the filter.
+    pub cat_wordnet: Option<PathBuf>,
 }
 
 /// The image encoder (`color-histogram`, or a CLIP checkpoint path resolved by the
@@ -80,6 +83,11 @@ impl Manifest {
         realsyn_data::fs::write_atomic(&path, &serde_json::to_vec_pretty(self)?)
     }
 
+    /// The CAT filter the manifest asks for, loaded.
+    pub fn cat_filter(&self) -> Result<Option<CatFilter>> {
+        self.cat_wordnet.as_deref().map(CatFilter::load).transpose()
+    }
+
     pub fn read(store: &Path) -> Result<Self> {
         let path = store.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|_| {
@@ -108,6 +116,7 @@ pub fn run_all(
             shard,
             images_per_tar: manifest.images_per_tar,
             fetch: manifest.fetch.as_ref().map(FetchSettings::options),
+            cat: manifest.cat_filter()?,
         };
         report(EXTRACT, shard, extract::run(&input, &opts)?);
     }

@@ -133,6 +133,12 @@ struct Settings {
     /// Concurrent downloads.
     #[arg(long, default_value_t = 32)]
     fetch_threads: usize,
+    /// WordNet folder (Debian wordnet-base) for the CAT complexity + action filter.
+    #[arg(long, default_value = realsyn_builder::cat::WORDNET_DIR)]
+    wordnet: PathBuf,
+    /// Skip the CAT filter.
+    #[arg(long)]
+    no_cat: bool,
     #[command(flatten)]
     encoder: EncoderArgs,
 }
@@ -173,6 +179,7 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
             max_bytes: s.fetch_max_bytes,
             threads: s.fetch_threads,
         }),
+        cat_wordnet: (!s.no_cat).then(|| s.wordnet.clone()),
         semantic: s.encoder.image_encoder.as_ref().map(|e| SemanticSettings {
             encoder: e.clone(),
             threshold: s.encoder.semantic_threshold,
@@ -226,6 +233,7 @@ pub fn run(args: Args) -> Result<()> {
                     shard: s,
                     images_per_tar: m.images_per_tar,
                     fetch: m.fetch.as_ref().map(FetchSettings::options),
+                    cat: m.cat_filter()?,
                 };
                 done("extract", s, extract::run(&input, &opts)?.is_some());
             }
