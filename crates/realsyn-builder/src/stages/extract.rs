@@ -72,7 +72,7 @@ pub struct ExtractOptions {
     /// Download URL images; `None` drops them as "url (fetch disabled)".
     pub fetch: Option<FetchOptions>,
     /// The CAT complexity + action filter; `None` skips it.
-    pub cat: Option<CatFilter>,
+    pub cat: Option<std::sync::Arc<CatFilter>>,
 }
 
 /// The download status of one URL image (`fetch.jsonl`).
@@ -151,7 +151,7 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
         };
         let outs: Vec<DocOutput> = batch
             .par_iter()
-            .map(|d| process(d, &splitter, &fetched, opts.cat.as_ref()))
+            .map(|d| process(d, &splitter, &fetched, opts.cat.as_deref()))
             .collect();
         for out in outs {
             funnel.merge(&out.funnel);

@@ -84,8 +84,13 @@ impl Manifest {
     }
 
     /// The CAT filter the manifest asks for, loaded.
-    pub fn cat_filter(&self) -> Result<Option<CatFilter>> {
-        self.cat_wordnet.as_deref().map(CatFilter::load).transpose()
+    pub fn cat_filter(&self) -> Result<Option<std::sync::Arc<CatFilter>>> {
+        Ok(self
+            .cat_wordnet
+            .as_deref()
+            .map(CatFilter::load)
+            .transpose()?
+            .map(std::sync::Arc::new))
     }
 
     pub fn read(store: &Path) -> Result<Self> {
@@ -110,13 +115,14 @@ pub fn run_all(
 ) -> Result<Funnel> {
     manifest.pin(store)?;
     let input = Input::list(manifest.format, &manifest.inputs)?;
+    let cat = manifest.cat_filter()?;
     for shard in ShardSpec::all(manifest.parts) {
         let opts = extract::ExtractOptions {
             store: store.to_path_buf(),
             shard,
             images_per_tar: manifest.images_per_tar,
             fetch: manifest.fetch.as_ref().map(FetchSettings::options),
-            cat: manifest.cat_filter()?,
+            cat: cat.clone(),
         };
         report(EXTRACT, shard, extract::run(&input, &opts)?);
     }

@@ -57,7 +57,7 @@ enum Stage {
         settings: Settings,
     },
     /// Documents -> images (size/aspect, phash, tar shards) and sentences (Punkt,
-    /// emoji/URL, 3-81 words), plus word counts.
+    /// emoji/URL, 3-81 words, CAT complexity + action), plus word counts.
     Extract {
         #[command(flatten)]
         source: Source,
@@ -227,13 +227,14 @@ pub fn run(args: Args) -> Result<()> {
             let m = manifest(&source, n, &settings)?;
             m.pin(&store.store)?;
             let input = Input::list(m.format, &m.inputs)?;
+            let cat = m.cat_filter()?;
             for s in shards(shard, n) {
                 let opts = extract::ExtractOptions {
                     store: store.store.clone(),
                     shard: s,
                     images_per_tar: m.images_per_tar,
                     fetch: m.fetch.as_ref().map(FetchSettings::options),
-                    cat: m.cat_filter()?,
+                    cat: cat.clone(),
                 };
                 done("extract", s, extract::run(&input, &opts)?.is_some());
             }
