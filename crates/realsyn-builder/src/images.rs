@@ -70,10 +70,19 @@ pub fn extension(format: ImageFormat) -> &'static str {
 /// 2-d DCT-II, the top-left 8x8 coefficients, each bit = coefficient > their median.
 pub fn phash(img: &DynamicImage) -> u64 {
     const N: usize = 32;
-    let small = img
-        .grayscale()
-        .resize_exact(N as u32, N as u32, image::imageops::FilterType::Lanczos3)
-        .to_luma8();
+    // PIL's convert("L") (ITU-R 601-2 luma, what imagehash sees), not image's
+    // Rec. 709 `grayscale()`.
+    let rgb = img.to_rgb8();
+    let luma = image::GrayImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+        let [r, g, b] = rgb.get_pixel(x, y).0;
+        image::Luma([((r as u32 * 299 + g as u32 * 587 + b as u32 * 114 + 500) / 1000) as u8])
+    });
+    let small = image::imageops::resize(
+        &luma,
+        N as u32,
+        N as u32,
+        image::imageops::FilterType::Lanczos3,
+    );
     let px: Vec<f64> = small.pixels().map(|p| p.0[0] as f64).collect();
     // DCT-II along rows then columns (unnormalised, as scipy.fftpack.dct: the scale
     // does not change which coefficients exceed the median).
