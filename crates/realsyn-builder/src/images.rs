@@ -138,10 +138,12 @@ mod tests {
     #[test]
     fn phash_sees_near_duplicates() {
         let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(200, 150, |x, y| {
+            // Smooth content (photo-like, not an aliasing test pattern).
+            let blob = (((x as f32 - 60.0).powi(2) + (y as f32 - 50.0).powi(2)) / 900.0).min(1.0);
             image::Rgb([
                 (x * 255 / 200) as u8,
                 (y * 255 / 150) as u8,
-                ((x * y) % 256) as u8,
+                (255.0 * blob) as u8,
             ])
         }));
         let h = phash(&img);
