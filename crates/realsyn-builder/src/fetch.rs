@@ -75,8 +75,7 @@ impl Fetcher {
         let mut attempt = 0;
         loop {
             match self.once(url) {
-                Err(Failure::Transient(reason)) if attempt < self.opts.retries => {
-                    let _ = reason;
+                Err(Failure::Transient(_)) if attempt < self.opts.retries => {
                     std::thread::sleep(wait);
                     wait *= 2;
                     attempt += 1;

@@ -148,8 +148,13 @@ impl WordCounts {
     }
 
     pub fn merge(&mut self, other: &WordCounts) {
-        for (w, n) in &other.counts {
-            *self.counts.entry(w.clone()).or_default() += n;
+        for (w, &n) in &other.counts {
+            match self.counts.get_mut(w.as_str()) {
+                Some(c) => *c += n,
+                None => {
+                    self.counts.insert(w.clone(), n);
+                }
+            }
         }
         self.total += other.total;
     }

@@ -70,10 +70,11 @@ impl Input {
             if !root.is_dir() {
                 bail!("input {} does not exist", root.display());
             }
-            let mut found = Vec::new();
-            walk(root, exts, &mut found)?;
-            found.sort();
-            files.extend(found.into_iter().map(|f| (root.clone(), f)));
+            files.extend(
+                find_files(root, exts)?
+                    .into_iter()
+                    .map(|f| (root.clone(), f)),
+            );
         }
         if files.is_empty() {
             bail!(
@@ -121,6 +122,14 @@ impl Input {
         }
         Ok(())
     }
+}
+
+/// Files under `dir` (recursively) whose extension is one of `exts` (any case), sorted.
+pub fn find_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(dir, exts, &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> Result<()> {

@@ -6,8 +6,8 @@
 //! the smallest content id, then the first in corpus order (deterministic). The
 //! dropped rows are listed with the row they duplicate.
 //!
-//! Memory is 8 bytes of hash + a union-find slot per image (198M images: ~2.4 GB on
-//! one machine); rows are re-streamed for the output instead of being held.
+//! Memory: every image row (a few hundred bytes), its 8-byte hash and a union-find
+//! slot, so about 10^7 images per machine; docs/builder.md says how to go further.
 
 use std::path::Path;
 
@@ -45,21 +45,23 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     let Some(part) = PartWriter::begin(&store.join(DEDUP_IMAGES), ShardSpec::default())? else {
         return Ok(None);
     };
-    // Pass 1: hashes and the keep-order key of every row.
-    let mut hashes = Vec::new();
-    let mut rank: Vec<(u64, String)> = Vec::new();
+    // Every row once; hashes and the keep order are derived from them.
+    let mut rows: Vec<ImageRow> = Vec::new();
     for p in &parts {
         read_jsonl(&p.join("images.jsonl"), |row: ImageRow| {
-            hashes.push(u64::from_str_radix(&row.phash, 16).context("phash")?);
-            rank.push((row.width as u64 * row.height as u64, row.id));
+            rows.push(row);
             Ok(())
         })?;
     }
+    let hashes = rows
+        .iter()
+        .map(|r| u64::from_str_radix(&r.phash, 16).context("phash"))
+        .collect::<Result<Vec<u64>>>()?;
     let mut uf = UnionFind::new(hashes.len());
     link_hamming(&hashes, max_hamming, &mut uf);
     let mut perceptual = uf.clone();
     // Embeddings of each distinct image (rows with identical bytes share one).
-    let mut ids: Vec<String> = rank.iter().map(|(_, id)| id.clone()).collect();
+    let mut ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut embedding: Option<(Vec<f32>, usize)> = None;
@@ -73,8 +75,8 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
         link_cosine(&emb, dim, threshold, &LshParams::default(), &mut by_id);
         // Rows whose images are linked join one component.
         let mut first_row: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for (i, (_, id)) in rank.iter().enumerate() {
-            let k = ids.binary_search(id).unwrap() as u32;
+        for (i, row) in rows.iter().enumerate() {
+            let k = ids.binary_search(&row.id).unwrap() as u32;
             let root = by_id.find(k);
             let r = *first_row.entry(root).or_insert(i as u32);
             uf.union(r, i as u32);
@@ -86,18 +88,11 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     let mut best: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for (i, &c) in comp.iter().enumerate() {
         let e = best.entry(c).or_insert(i);
-        let (a, b) = (&rank[i], &rank[*e]);
-        if a.0 > b.0 || (a.0 == b.0 && a.1 < b.1) {
+        let pixels = |r: &ImageRow| r.width as u64 * r.height as u64;
+        let (a, b) = (&rows[i], &rows[*e]);
+        if pixels(a) > pixels(b) || (pixels(a) == pixels(b) && a.id < b.id) {
             *e = i;
         }
-    }
-    // Pass 2: stream the rows again, writing kept and dropped in corpus order.
-    let mut rows = Vec::with_capacity(hashes.len());
-    for p in &parts {
-        read_jsonl(&p.join("images.jsonl"), |row: ImageRow| {
-            rows.push(row);
-            Ok(())
-        })?;
     }
     let mut funnel = Funnel::default();
     let mut kept = Vec::new();
@@ -159,8 +154,10 @@ fn embed_store(
     let bar = realsyn_data::progress::bar(ids.len() as u64, "embed");
     let mut slot: Vec<Option<usize>> = vec![None; ids.len()];
     let (mut emb, mut dim) = (Vec::new(), 0);
-    let mut batch: Vec<(usize, image::DynamicImage)> = Vec::new();
-    let mut flush = |batch: &mut Vec<(usize, image::DynamicImage)>,
+    // Indices into `ids` and their decoded images, embedded 64 at a time.
+    let (mut keys, mut batch): (Vec<usize>, Vec<image::DynamicImage>) = (Vec::new(), Vec::new());
+    let mut flush = |keys: &mut Vec<usize>,
+                     batch: &mut Vec<image::DynamicImage>,
                      emb: &mut Vec<f32>,
                      dim: &mut usize,
                      slot: &mut Vec<Option<usize>>|
@@ -168,14 +165,14 @@ fn embed_store(
         if batch.is_empty() {
             return Ok(());
         }
-        let images: Vec<image::DynamicImage> = batch.iter().map(|(_, i)| i.clone()).collect();
-        let (rows, d) = embedder.embed(&images)?;
+        let (rows, d) = embedder.embed(batch)?;
         *dim = d;
-        for (j, (k, _)) in batch.iter().enumerate() {
-            slot[*k] = Some(emb.len() / d);
+        for (j, &k) in keys.iter().enumerate() {
+            slot[k] = Some(emb.len() / d);
             emb.extend_from_slice(&rows[j * d..(j + 1) * d]);
         }
         bar.inc(batch.len() as u64);
+        keys.clear();
         batch.clear();
         Ok(())
     };
@@ -191,7 +188,7 @@ fn embed_store(
                 let Ok(k) = ids.binary_search(&sample.key) else {
                     continue;
                 };
-                if slot[k].is_some() || batch.iter().any(|(b, _)| *b == k) {
+                if slot[k].is_some() || keys.contains(&k) {
                     continue;
                 }
                 let Some(bytes) = sample.first_of(&["jpg", "png", "webp", "gif", "bmp", "tiff"])
@@ -200,14 +197,15 @@ fn embed_store(
                 };
                 let img = crate::images::decode(bytes)
                     .map_err(|r| anyhow::anyhow!("{}: {r}", sample.key))?;
-                batch.push((k, img));
+                keys.push(k);
+                batch.push(img);
                 if batch.len() >= 64 {
-                    flush(&mut batch, &mut emb, &mut dim, &mut slot)?;
+                    flush(&mut keys, &mut batch, &mut emb, &mut dim, &mut slot)?;
                 }
             }
         }
     }
-    flush(&mut batch, &mut emb, &mut dim, &mut slot)?;
+    flush(&mut keys, &mut batch, &mut emb, &mut dim, &mut slot)?;
     bar.finish_and_clear();
     let mut out = vec![0f32; ids.len() * dim];
     for (k, s) in slot.iter().enumerate() {

@@ -89,6 +89,8 @@ pub struct FetchRow {
 struct DocOutput {
     images: Vec<(ImageRow, Bytes)>,
     sentences: Vec<SentenceRow>,
+    /// Words of the kept sentences (the entropy filter's counting pass).
+    counts: WordCounts,
     funnel: Funnel,
 }
 
@@ -162,10 +164,8 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
                 row.shard = format!("{EXTRACT}/{part_name}/images");
                 image_rows.push(row);
             }
-            for s in out.sentences {
-                counts.add(&words(&s.text));
-                sentence_rows.push(s);
-            }
+            counts.merge(&out.counts);
+            sentence_rows.extend(out.sentences);
         }
         bar.inc(batch.len() as u64);
         batch.clear();
@@ -248,7 +248,8 @@ fn process(
     for (position, text) in doc.texts() {
         for (k, sentence) in splitter.sentences(text).into_iter().enumerate() {
             out.funnel.step("segment", "sentences").pass();
-            let n = words(sentence).len();
+            let w = words(sentence);
+            let n = w.len();
             let passes_rules = out
                 .funnel
                 .step("emoji, url, length", "sentences")
@@ -261,6 +262,7 @@ fn process(
                         .record((!keep).then_some("below C1 or no action"))
                 });
             if passes {
+                out.counts.add(&w);
                 out.sentences.push(SentenceRow {
                     text: sentence.to_string(),
                     doc_id: doc.id.clone(),

@@ -113,29 +113,17 @@ pub fn run_all(
     manifest: &Manifest,
     embedder: Option<&mut dyn ImageEmbedder>,
 ) -> Result<Funnel> {
-    manifest.pin(store)?;
-    let input = Input::list(manifest.format, &manifest.inputs)?;
-    let cat = manifest.cat_filter()?;
-    for shard in ShardSpec::all(manifest.parts) {
-        let opts = extract::ExtractOptions {
-            store: store.to_path_buf(),
-            shard,
-            images_per_tar: manifest.images_per_tar,
-            fetch: manifest.fetch.as_ref().map(FetchSettings::options),
-            cat: cat.clone(),
-        };
-        report(EXTRACT, shard, extract::run(&input, &opts)?);
-    }
+    run_extract(store, manifest, ShardSpec::all(manifest.parts))?;
     let counts = filter_text::corpus_counts(store)?;
     for shard in ShardSpec::all(manifest.parts) {
         report(
             FILTER_TEXT,
             shard,
-            filter_text::run(store, shard, &counts, manifest.min_entropy)?,
+            filter_text::run(store, shard, &counts, manifest.min_entropy)?.is_some(),
         );
     }
     for shard in ShardSpec::all(manifest.parts) {
-        report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?);
+        report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?.is_some());
     }
     let semantic = match (&manifest.semantic, embedder) {
         (None, _) => None,
@@ -151,9 +139,32 @@ pub fn run_all(
     report(
         DEDUP_IMAGES,
         ShardSpec::default(),
-        dedup_images::run(store, manifest.max_hamming, semantic)?,
+        dedup_images::run(store, manifest.max_hamming, semantic)?.is_some(),
     );
     write_store_funnel(store)
+}
+
+/// Extract the given parts of the manifest's input (pinning the manifest first);
+/// finished parts are skipped.
+pub fn run_extract(
+    store: &Path,
+    manifest: &Manifest,
+    shards: impl IntoIterator<Item = ShardSpec>,
+) -> Result<()> {
+    manifest.pin(store)?;
+    let input = Input::list(manifest.format, &manifest.inputs)?;
+    let cat = manifest.cat_filter()?;
+    for shard in shards {
+        let opts = extract::ExtractOptions {
+            store: store.to_path_buf(),
+            shard,
+            images_per_tar: manifest.images_per_tar,
+            fetch: manifest.fetch.as_ref().map(FetchSettings::options),
+            cat: cat.clone(),
+        };
+        report(EXTRACT, shard, extract::run(&input, &opts)?.is_some());
+    }
+    Ok(())
 }
 
 /// Sum every finished part's funnel and write `funnel.json` and `funnel.md`.
@@ -167,9 +178,11 @@ pub fn write_store_funnel(store: &Path) -> Result<Funnel> {
     Ok(funnel)
 }
 
-fn report(stage: &str, shard: ShardSpec, result: Option<Funnel>) {
-    match result {
-        Some(_) => eprintln!("{stage} {shard}: done"),
-        None => eprintln!("{stage} {shard}: already complete, skipped"),
+/// Log one part: run now, or found complete and skipped.
+pub fn report(stage: &str, shard: ShardSpec, ran: bool) {
+    if ran {
+        eprintln!("{stage} {shard}: done");
+    } else {
+        eprintln!("{stage} {shard}: already complete, skipped");
     }
 }

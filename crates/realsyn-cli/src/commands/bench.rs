@@ -342,27 +342,12 @@ fn bench_sentences(a: &Args) -> Result<()> {
 /// header only, the paper's rule (as `benches/image_filter.py` with PIL).
 fn bench_image_filter(a: &Args) -> Result<()> {
     use realsyn_builder::images::{header, size_violation};
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let p = e?.path();
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p.extension().is_some_and(|x| {
-                ["jpg", "jpeg", "png", "gif", "webp", "bmp"]
-                    .contains(&x.to_string_lossy().to_lowercase().as_str())
-            }) {
-                out.push(p);
-            }
-        }
-        Ok(())
-    }
     let root = a
         .images
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("--mode image-filter needs --images DIR"))?;
-    let mut files = Vec::new();
-    walk(root, &mut files)?;
-    files.sort();
+    let files =
+        realsyn_builder::ingest::find_files(root, &["jpg", "jpeg", "png", "gif", "webp", "bmp"])?;
     let start = Instant::now();
     let mut kept = 0;
     for _ in 0..a.iters {

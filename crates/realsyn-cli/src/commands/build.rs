@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
 use realsyn_builder::embed::{ColorHistogram, ImageEmbedder};
-use realsyn_builder::ingest::{Format, Input};
+use realsyn_builder::ingest::Format;
 use realsyn_builder::stages::pipeline::{
-    FetchSettings, Manifest, SemanticSettings, run_all, write_store_funnel,
+    FetchSettings, Manifest, SemanticSettings, report, run_all, run_extract, write_store_funnel,
 };
-use realsyn_builder::stages::{dedup_images, dedup_text, extract, filter_text};
+use realsyn_builder::stages::{dedup_images, dedup_text, filter_text};
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1).
 ///
@@ -225,25 +225,13 @@ pub fn run(args: Args) -> Result<()> {
         } => {
             let n = shard.map(|s| s.count).or(parts).unwrap_or(1);
             let m = manifest(&source, n, &settings)?;
-            m.pin(&store.store)?;
-            let input = Input::list(m.format, &m.inputs)?;
-            let cat = m.cat_filter()?;
-            for s in shards(shard, n) {
-                let opts = extract::ExtractOptions {
-                    store: store.store.clone(),
-                    shard: s,
-                    images_per_tar: m.images_per_tar,
-                    fetch: m.fetch.as_ref().map(FetchSettings::options),
-                    cat: cat.clone(),
-                };
-                done("extract", s, extract::run(&input, &opts)?.is_some());
-            }
+            run_extract(&store.store, &m, shards(shard, n))?;
         }
         Stage::FilterText { store, shard } => {
             let m = Manifest::read(&store.store)?;
             let counts = filter_text::corpus_counts(&store.store)?;
             for s in shards(shard, m.parts) {
-                done(
+                report(
                     "filter-text",
                     s,
                     filter_text::run(&store.store, s, &counts, m.min_entropy)?.is_some(),
@@ -253,7 +241,7 @@ pub fn run(args: Args) -> Result<()> {
         Stage::DedupText { store, shard } => {
             let m = Manifest::read(&store.store)?;
             for s in shards(shard, m.parts) {
-                done("dedup-text", s, dedup_text::run(&store.store, s)?.is_some());
+                report("dedup-text", s, dedup_text::run(&store.store, s)?.is_some());
             }
         }
         Stage::DedupImages {
@@ -271,7 +259,7 @@ pub fn run(args: Args) -> Result<()> {
                         });
                 dedup_images::run(&store.store, m.max_hamming, semantic)
             })?;
-            done("dedup-images", ShardSpec::default(), ran.is_some());
+            report("dedup-images", ShardSpec::default(), ran.is_some());
         }
         Stage::Funnel { store, json } => {
             let f = write_store_funnel(&store.store)?;
@@ -283,14 +271,6 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn done(stage: &str, shard: ShardSpec, ran: bool) {
-    if ran {
-        eprintln!("{stage} {shard}: done");
-    } else {
-        eprintln!("{stage} {shard}: already complete, skipped");
-    }
 }
 
 /// Run `f` with the manifest's image encoder loaded (none when it asks for none).
