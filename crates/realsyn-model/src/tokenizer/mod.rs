@@ -7,6 +7,7 @@
 
 mod clean;
 mod ftfy;
+mod gpt2;
 mod html;
 mod tables;
 
@@ -24,6 +25,7 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 pub use clean::clean_text;
 pub use ftfy::fix_text;
+pub use gpt2::{GPT2_EOT_TOKEN, Gpt2Tokenizer, default_gpt2_bpe_dir};
 pub use html::unescape as html_unescape;
 
 /// open_clip's default context length.

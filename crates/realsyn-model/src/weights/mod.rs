@@ -11,6 +11,7 @@
 //! carries the model config (`realsyn_config`), so it needs no `--arch` to load and
 //! open_clip reads it unchanged.
 
+mod gpt2;
 mod hf;
 mod open_clip;
 mod state_dict;
@@ -22,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+pub use gpt2::read_gpt2;
 pub use hf::{config_from_hf_json, hf_config_json, hf_to_open_clip, is_hf, open_clip_to_hf};
 pub use open_clip::{Layout, ParamVisitor, infer_config, visit_params};
 pub use realsyn_data::fs::write_atomic;
@@ -187,7 +189,7 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
 
 /// torch pickles (`torch.save(model.state_dict())`, or an open_clip training
 /// checkpoint whose weights sit under `state_dict`).
-fn read_torch_pickle(path: &Path) -> Result<StateDict> {
+pub(crate) fn read_torch_pickle(path: &Path) -> Result<StateDict> {
     use burn_store::pytorch::PytorchReader;
     let mut reader =
         PytorchReader::new(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

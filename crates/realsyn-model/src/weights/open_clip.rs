@@ -141,9 +141,11 @@ pub fn visit_params<B: Backend, V: ParamVisitor<B>>(clip: &mut Clip<B>, v: &mut 
     v.visit("logit_scale", Layout::Scalar, &mut clip.logit_scale)
 }
 
-struct Loader<'a, B: Backend> {
-    sd: &'a mut StateDict,
-    device: B::Device,
+/// Moves each visited tensor out of the state dict into the parameter, checking its
+/// shape (shared by every model's loader).
+pub(crate) struct Loader<'a, B: Backend> {
+    pub(crate) sd: &'a mut StateDict,
+    pub(crate) device: B::Device,
 }
 
 impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
