@@ -7,8 +7,9 @@
 //! - `punkt`: NLTK's Punkt sentence segmentation on stable Rust.
 //! - `text_filters`, `cat`, `images`: the paper's sentence rules, the CAT complexity +
 //!   action filter (WordNet-lexicon tagger), image rules and perceptual hash.
+//! - `perplexity`: the GPT-2 perplexity range and the `PerplexityScorer` it plugs into.
 //! - `dedup`, `embed`: union-find and non-quadratic near-duplicate linking
-//!   (perceptual hashes; embeddings from any `ImageEmbedder`).
+//!   (perceptual hashes; embeddings from any `ImageEmbedder` or `TextEmbedder`).
 //! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
 //! - `stages`: extract -> filter-text -> dedup-text, and dedup-images.
 
@@ -20,6 +21,7 @@ pub mod fetch;
 pub mod funnel;
 pub mod images;
 pub mod ingest;
+pub mod perplexity;
 pub mod punkt;
 pub mod shard;
 pub mod stages;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use realsyn_builder::fetch::{FetchOptions, Fetcher};
 use realsyn_builder::ingest::Format;
-use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, run_all};
+use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, Models, run_all};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -173,9 +173,10 @@ fn extract_downloads_url_images_and_counts_failures() {
         }),
         semantic: None,
         cat_wordnet: None,
+        perplexity: None,
     };
     let store = tmp.path().join("store");
-    let funnel = run_all(&store, &manifest, None).unwrap();
+    let funnel = run_all(&store, &manifest, Models::default()).unwrap();
     let read = funnel
         .steps
         .iter()

@@ -25,6 +25,11 @@ fn realsyn(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// A path as a command-line argument.
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
 fn funnel(store: &Path) -> Funnel {
     serde_json::from_slice(&std::fs::read(store.join("funnel.json")).unwrap()).unwrap()
 }
@@ -347,7 +352,6 @@ fn semantic_dedup_links_what_the_perceptual_hash_misses() {
     .unwrap();
     // Model-free encoder: the mirrored copy has the same colour histogram.
     let store = tmp.path().join("hist");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     realsyn(&[
         "build",
         "all",
@@ -439,4 +443,102 @@ fn builds_the_wikipedia_excerpt() {
     );
     let e = row["entropy"].as_f64().unwrap();
     assert!(e >= 0.3, "kept sentences pass the entropy filter: {e}");
+}
+
+/// The perplexity filter end to end with a random-init GPT-2 exported from
+/// `transformers` (tests/peer/gpt2_fixture.py): every sentence that reaches the step
+/// is scored with transformers' perplexity and kept exactly when inside the range.
+#[test]
+fn perplexity_filter_scores_like_transformers() {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        text: String,
+        perplexity: f64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Fixture {
+        rows: Vec<Row>,
+    }
+    let gpt2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gpt2");
+    let fx: Fixture =
+        serde_json::from_slice(&std::fs::read(gpt2.join("tiny-outputs.json")).unwrap()).unwrap();
+    let want: BTreeMap<&str, f64> = fx
+        .rows
+        .iter()
+        .map(|r| (r.text.as_str(), r.perplexity))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs.jsonl");
+    // One document per fixture sentence (NLTK's own segmentation, so Punkt keeps it whole).
+    let lines: Vec<String> = fx
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            serde_json::json!({"url": format!("https://example.org/{i}"), "text_list": [r.text], "image_info": []})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&docs, lines.join("\n")).unwrap();
+    let mut ppls: Vec<f64> = want.values().copied().collect();
+    ppls.sort_by(f64::total_cmp);
+    let (lo, hi) = (ppls[ppls.len() / 4], ppls[ppls.len() * 3 / 4]);
+    let store = tmp.path().join("store");
+    realsyn(&[
+        "build",
+        "all",
+        "--format",
+        "mmc4",
+        "--input",
+        &s(&docs),
+        "--store",
+        &s(&store),
+        "--no-cat",
+        "--min-entropy",
+        "0",
+        "--gpt2",
+        &s(&gpt2.join("tiny")),
+        "--min-perplexity",
+        &lo.to_string(),
+        "--max-perplexity",
+        &hi.to_string(),
+        "--gpt2-batch-tokens",
+        "256",
+    ]);
+    let f = funnel(&store);
+    let (entropy_in, entropy_out, _) = step(&f, "entropy >= 0");
+    let (ppl_in, ppl_out, drops) = step(&f, &format!("perplexity in [{lo}, {hi}]"));
+    assert_eq!(entropy_in, entropy_out);
+    assert_eq!(ppl_in, entropy_out, "every entropy survivor is scored");
+    assert!(ppl_in >= 30, "{ppl_in} sentences reached the step");
+    assert!(
+        drops["perplexity too low"] > 0 && drops["perplexity too high"] > 0,
+        "{drops:?}"
+    );
+    let rows = glob(&store.join("filter-text"), "sentences.jsonl");
+    let mut kept = 0;
+    for file in rows {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = row["text"].as_str().unwrap();
+            let got = row["perplexity"].as_f64().unwrap();
+            let peer = want[text];
+            assert!(
+                (got / peer - 1.0).abs() < 1e-4,
+                "{text:?}: {got} vs transformers {peer}"
+            );
+            assert!((lo..=hi).contains(&got));
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, ppl_out);
+    // Every fixture sentence scored inside the range (away from the edges) was kept.
+    let inside = want
+        .values()
+        .filter(|&&p| p > lo * 1.0001 && p < hi * 0.9999)
+        .count() as u64;
+    assert!(
+        kept >= inside,
+        "kept {kept}, transformers puts {inside} inside"
+    );
 }

@@ -63,6 +63,9 @@ pub struct SentenceRow {
     pub words: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy: Option<f64>,
+    /// GPT-2 perplexity (filter-text, when a model is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
 }
 
 pub struct ExtractOptions {
@@ -272,6 +275,7 @@ fn process(
                     sentence: k,
                     words: n,
                     entropy: None,
+                    perplexity: None,
                 });
             }
         }

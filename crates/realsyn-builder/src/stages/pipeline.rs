@@ -15,7 +15,9 @@ use crate::embed::ImageEmbedder;
 use crate::fetch::FetchOptions;
 use crate::funnel::Funnel;
 use crate::ingest::{Format, Input};
+use crate::perplexity::{PerplexityRange, PerplexityScorer};
 use crate::shard::ShardSpec;
+use filter_text::PerplexityFilter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -31,6 +33,45 @@ pub struct Manifest {
     pub semantic: Option<SemanticSettings>,
     /// WordNet folder for the CAT filter; `None` skips the filter.
     pub cat_wordnet: Option<PathBuf>,
+    /// GPT-2 perplexity filter; `None` skips it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<PerplexitySettings>,
+}
+
+/// The language model (a Hugging Face GPT-2 snapshot) and the kept perplexity range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerplexitySettings {
+    pub model: PathBuf,
+    #[serde(flatten)]
+    pub range: PerplexityRange,
+}
+
+/// The models a build runs, loaded by the caller (which picks the backend and
+/// device). Each must be present when the manifest asks for its step.
+#[derive(Default)]
+pub struct Models<'a> {
+    pub image: Option<&'a mut dyn ImageEmbedder>,
+    pub perplexity: Option<&'a mut dyn PerplexityScorer>,
+}
+
+impl<'a> Models<'a> {
+    /// The perplexity filter the manifest asks for, with its loaded scorer.
+    pub fn perplexity_filter(
+        &mut self,
+        manifest: &Manifest,
+    ) -> Result<Option<PerplexityFilter<'_>>> {
+        match (&manifest.perplexity, self.perplexity.as_deref_mut()) {
+            (None, _) => Ok(None),
+            (Some(s), Some(scorer)) => Ok(Some(PerplexityFilter {
+                scorer,
+                range: s.range,
+            })),
+            (Some(s), None) => bail!(
+                "the perplexity filter needs GPT-2 {} loaded",
+                s.model.display()
+            ),
+        }
+    }
 }
 
 /// The image encoder (`color-histogram`, or a CLIP checkpoint path resolved by the
@@ -107,25 +148,22 @@ impl Manifest {
 
 /// Every stage, every part, in order; finished parts are skipped. Returns the
 /// store's whole funnel (also written to `STORE/funnel.json` and `funnel.md`).
-/// `embedder` must be given when the manifest asks for semantic dedup.
-pub fn run_all(
-    store: &Path,
-    manifest: &Manifest,
-    embedder: Option<&mut dyn ImageEmbedder>,
-) -> Result<Funnel> {
+/// `models` must hold every model the manifest asks for.
+pub fn run_all(store: &Path, manifest: &Manifest, mut models: Models) -> Result<Funnel> {
     run_extract(store, manifest, ShardSpec::all(manifest.parts))?;
     let counts = filter_text::corpus_counts(store)?;
     for shard in ShardSpec::all(manifest.parts) {
+        let ppl = models.perplexity_filter(manifest)?;
         report(
             FILTER_TEXT,
             shard,
-            filter_text::run(store, shard, &counts, manifest.min_entropy)?.is_some(),
+            filter_text::run(store, shard, &counts, manifest.min_entropy, ppl)?.is_some(),
         );
     }
     for shard in ShardSpec::all(manifest.parts) {
         report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?.is_some());
     }
-    let semantic = match (&manifest.semantic, embedder) {
+    let semantic = match (&manifest.semantic, models.image) {
         (None, _) => None,
         (Some(sem), Some(embedder)) => Some(dedup_images::Semantic {
             embedder,

@@ -1,13 +1,18 @@
-//! `realsyn build`: the builder's stages (crate `realsyn-builder`).
+//! `realsyn build`: the builder's stages (crate `realsyn-builder`); the models they
+//! run are loaded in `models`.
+
+mod models;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use models::{Runtime, with_models};
 use realsyn_builder::ShardSpec;
-use realsyn_builder::embed::{ColorHistogram, ImageEmbedder};
 use realsyn_builder::ingest::Format;
+use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
 use realsyn_builder::stages::pipeline::{
-    FetchSettings, Manifest, SemanticSettings, report, run_all, run_extract, write_store_funnel,
+    FetchSettings, Manifest, PerplexitySettings, SemanticSettings, report, run_all, run_extract,
+    write_store_funnel,
 };
 use realsyn_builder::stages::{dedup_images, dedup_text, filter_text};
 
@@ -55,6 +60,8 @@ enum Stage {
         parts: usize,
         #[command(flatten)]
         settings: Settings,
+        #[command(flatten)]
+        runtime: Runtime,
     },
     /// Documents -> images (size/aspect, phash, tar shards) and sentences (Punkt,
     /// emoji/URL, 3-81 words, CAT complexity + action), plus word counts.
@@ -71,12 +78,15 @@ enum Stage {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Entropy filter with corpus-wide word probabilities (needs every extract part).
+    /// Entropy filter with corpus-wide word probabilities (needs every extract part),
+    /// then GPT-2 perplexity when the store was started with --gpt2.
     FilterText {
         #[command(flatten)]
         store: StoreArg,
         #[arg(long)]
         shard: Option<ShardSpec>,
+        #[command(flatten)]
+        runtime: Runtime,
     },
     /// Near-exact sentence dedup; part i keeps the keys with hash % N == i.
     DedupText {
@@ -90,11 +100,8 @@ enum Stage {
     DedupImages {
         #[command(flatten)]
         store: StoreArg,
-        /// Device for the image encoder: cpu, or cuda[:N] in a --features cuda build.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long)]
-        image_encoder_arch: Option<String>,
+        #[command(flatten)]
+        runtime: Runtime,
     },
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
@@ -139,6 +146,17 @@ struct Settings {
     /// Skip the CAT filter.
     #[arg(long)]
     no_cat: bool,
+    /// GPT-2 for the perplexity filter: a Hugging Face GPT-2 snapshot (folder with
+    /// model.safetensors or pytorch_model.bin and config.json; the paper uses
+    /// gpt2-large). Without it the perplexity filter is skipped.
+    #[arg(long)]
+    gpt2: Option<PathBuf>,
+    /// Lowest perplexity kept.
+    #[arg(long, default_value_t = MIN_PERPLEXITY)]
+    min_perplexity: f64,
+    /// Highest perplexity kept.
+    #[arg(long, default_value_t = MAX_PERPLEXITY)]
+    max_perplexity: f64,
     #[command(flatten)]
     encoder: EncoderArgs,
 }
@@ -150,15 +168,9 @@ struct EncoderArgs {
     /// (a model-free baseline). Without it only perceptual dedup runs.
     #[arg(long)]
     image_encoder: Option<String>,
-    /// Architecture of --image-encoder weights when they do not say (e.g. ViT-B-32).
-    #[arg(long)]
-    image_encoder_arch: Option<String>,
     /// Embedding cosine at which two images are duplicates.
     #[arg(long, default_value_t = dedup_images::DEFAULT_SEMANTIC_THRESHOLD)]
     semantic_threshold: f32,
-    /// Device for the encoder: cpu, or cuda[:N] in a --features cuda build.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
@@ -184,6 +196,13 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
             encoder: e.clone(),
             threshold: s.encoder.semantic_threshold,
         }),
+        perplexity: s.gpt2.as_ref().map(|model| PerplexitySettings {
+            model: std::fs::canonicalize(model).unwrap_or_else(|_| model.clone()),
+            range: PerplexityRange {
+                min: s.min_perplexity,
+                max: s.max_perplexity,
+            },
+        }),
     })
 }
 
@@ -201,15 +220,12 @@ pub fn run(args: Args) -> Result<()> {
             store,
             parts,
             settings,
+            runtime,
         } => {
             let m = manifest(&source, parts, &settings)?;
-            let e = &settings.encoder;
-            let funnel = with_embedder(
-                m.semantic.as_ref(),
-                &e.device,
-                e.image_encoder_arch.clone(),
-                |emb| run_all(&store.store, &m, emb),
-            )?;
+            // Pin first: a clash with an existing store is reported before models load.
+            m.pin(&store.store)?;
+            let funnel = with_models(&m, &runtime, |models| run_all(&store.store, &m, models))?;
             println!("{}", funnel.table());
             eprintln!(
                 "store: {} (funnel.json, funnel.md beside it)",
@@ -227,16 +243,26 @@ pub fn run(args: Args) -> Result<()> {
             let m = manifest(&source, n, &settings)?;
             run_extract(&store.store, &m, shards(shard, n))?;
         }
-        Stage::FilterText { store, shard } => {
+        Stage::FilterText {
+            store,
+            shard,
+            runtime,
+        } => {
             let m = Manifest::read(&store.store)?;
             let counts = filter_text::corpus_counts(&store.store)?;
-            for s in shards(shard, m.parts) {
-                report(
-                    "filter-text",
-                    s,
-                    filter_text::run(&store.store, s, &counts, m.min_entropy)?.is_some(),
-                );
-            }
+            // Only the language model is needed here.
+            let text_only = Manifest {
+                semantic: None,
+                ..m.clone()
+            };
+            with_models(&text_only, &runtime, |mut models| {
+                for s in shards(shard, m.parts) {
+                    let ppl = models.perplexity_filter(&m)?;
+                    let ran = filter_text::run(&store.store, s, &counts, m.min_entropy, ppl)?;
+                    report("filter-text", s, ran.is_some());
+                }
+                Ok(())
+            })?;
         }
         Stage::DedupText { store, shard } => {
             let m = Manifest::read(&store.store)?;
@@ -244,19 +270,20 @@ pub fn run(args: Args) -> Result<()> {
                 report("dedup-text", s, dedup_text::run(&store.store, s)?.is_some());
             }
         }
-        Stage::DedupImages {
-            store,
-            device,
-            image_encoder_arch,
-        } => {
+        Stage::DedupImages { store, runtime } => {
             let m = Manifest::read(&store.store)?;
-            let ran = with_embedder(m.semantic.as_ref(), &device, image_encoder_arch, |emb| {
-                let semantic =
-                    emb.zip(m.semantic.as_ref())
-                        .map(|(embedder, s)| dedup_images::Semantic {
-                            embedder,
-                            threshold: s.threshold,
-                        });
+            // Only the image encoder is needed here.
+            let image_only = Manifest {
+                perplexity: None,
+                ..m.clone()
+            };
+            let ran = with_models(&image_only, &runtime, |models| {
+                let semantic = models.image.zip(m.semantic.as_ref()).map(|(embedder, s)| {
+                    dedup_images::Semantic {
+                        embedder,
+                        threshold: s.threshold,
+                    }
+                });
                 dedup_images::run(&store.store, m.max_hamming, semantic)
             })?;
             report("dedup-images", ShardSpec::default(), ran.is_some());
@@ -271,80 +298,4 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Run `f` with the manifest's image encoder loaded (none when it asks for none).
-fn with_embedder<T>(
-    semantic: Option<&SemanticSettings>,
-    device: &str,
-    arch: Option<String>,
-    f: impl FnOnce(Option<&mut dyn ImageEmbedder>) -> Result<T>,
-) -> Result<T> {
-    match semantic.map(|s| s.encoder.as_str()) {
-        None => f(None),
-        Some("color-histogram") => f(Some(&mut ColorHistogram)),
-        Some(weights) => crate::device::dispatch(
-            device,
-            WithClip {
-                weights: PathBuf::from(weights),
-                arch,
-                f,
-                _t: std::marker::PhantomData,
-            },
-        ),
-    }
-}
-
-struct WithClip<F, T> {
-    weights: PathBuf,
-    arch: Option<String>,
-    f: F,
-    _t: std::marker::PhantomData<T>,
-}
-
-impl<T, F: FnOnce(Option<&mut dyn ImageEmbedder>) -> Result<T>> crate::device::BackendJob
-    for WithClip<F, T>
-{
-    type Output = T;
-
-    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Result<T> {
-        let model = realsyn_model::Clip::<B>::load(&self.weights, self.arch.as_deref(), &device)?;
-        let size = model.config.vision_cfg.image_size;
-        let mut embedder = ClipEmbedder {
-            name: format!("clip {}", self.weights.display()),
-            model,
-            transform: realsyn_data::EvalTransform::new(size as u32),
-            size,
-            device,
-        };
-        (self.f)(Some(&mut embedder))
-    }
-}
-
-/// realsyn's CLIP image tower as the semantic-dedup encoder (L2-normalised features).
-struct ClipEmbedder<B: burn::tensor::backend::Backend> {
-    name: String,
-    model: realsyn_model::Clip<B>,
-    transform: realsyn_data::EvalTransform,
-    size: usize,
-    device: B::Device,
-}
-
-impl<B: burn::tensor::backend::Backend> ImageEmbedder for ClipEmbedder<B> {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn embed(&mut self, images: &[image::DynamicImage]) -> Result<(Vec<f32>, usize)> {
-        use rayon::prelude::*;
-        let pixels: Vec<Vec<f32>> = images
-            .par_iter()
-            .map(|img| self.transform.apply(img))
-            .collect::<Result<_>>()?;
-        let batch = realsyn_model::batch::image_batch::<B>(&pixels, self.size, &self.device);
-        let (rows, [_, dim]) = realsyn_model::batch::to_rows(realsyn_model::l2_normalize(
-            self.model.encode_image(batch),
-        ));
-        Ok((rows, dim))
-    }
 }
