@@ -1,4 +1,5 @@
-//! Image embedders for semantic dedup. The paper embeds with EVA02-CLIP E/14-plus;
+//! Image and sentence embedders for semantic dedup. The paper embeds images with
+//! EVA02-CLIP E/14-plus;
 //! any encoder that maps images to L2-normalised vectors plugs in through
 //! `ImageEmbedder` (the CLI provides realsyn's CLIP towers, `--image-encoder`).
 
@@ -34,6 +35,46 @@ impl ImageEmbedder for ColorHistogram {
                 row[(r as usize >> 5) * 64 + (g as usize >> 5) * 8 + (b as usize >> 5)] += 1.0;
             }
             row.iter_mut().for_each(|v| *v = v.sqrt());
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        Ok((out, D))
+    }
+}
+
+/// Sentence embedders for semantic sentence dedup. The paper embeds sentences with
+/// its CLIP text encoder (the same one it clusters them with); any encoder that maps
+/// texts to L2-normalised vectors plugs in (the CLI provides realsyn's CLIP text tower,
+/// `--text-encoder`).
+pub trait TextEmbedder {
+    /// What the embeddings are, for logs.
+    fn name(&self) -> String;
+    /// `[texts.len(), dim]` row-major, each row L2-normalised; returns (rows, dim).
+    fn embed(&mut self, texts: &[&str]) -> Result<(Vec<f32>, usize)>;
+}
+
+/// A hashed bag-of-words embedding (512 signed buckets of square-rooted word counts,
+/// L2-normalised): no model needed, blind to word order, so it links reorderings
+/// and one-word edits that the near-exact key misses, and nothing else. A baseline and
+/// a model-free check of the semantic pass; use a CLIP text encoder for real builds.
+pub struct BagOfWords;
+
+impl TextEmbedder for BagOfWords {
+    fn name(&self) -> String {
+        "bag-of-words-512".into()
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<(Vec<f32>, usize)> {
+        const D: usize = 512;
+        let mut out = vec![0f32; texts.len() * D];
+        for (text, row) in texts.iter().zip(out.chunks_mut(D)) {
+            for w in crate::text_filters::words(text) {
+                let h = crate::text_filters::dedup_key(&[w.to_lowercase()]);
+                let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+                row[(h % D as u64) as usize] += sign;
+            }
+            row.iter_mut()
+                .for_each(|v| *v = v.signum() * v.abs().sqrt());
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             row.iter_mut().for_each(|v| *v /= norm);
         }

@@ -174,6 +174,7 @@ fn extract_downloads_url_images_and_counts_failures() {
         semantic: None,
         cat_wordnet: None,
         perplexity: None,
+        text_semantic: None,
     };
     let store = tmp.path().join("store");
     let funnel = run_all(&store, &manifest, Models::default()).unwrap();

@@ -542,3 +542,111 @@ fn perplexity_filter_scores_like_transformers() {
         "kept {kept}, transformers puts {inside} inside"
     );
 }
+
+/// Semantic sentence dedup: a reordered sentence escapes the near-exact key but not
+/// the embedding links (bag-of-words baseline); a CLIP text tower (the tiny open_clip
+/// model exported from PyTorch) runs the same pass and saves its embeddings.
+#[test]
+fn semantic_sentence_dedup_links_reorderings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs.jsonl");
+    let texts = [
+        "The old fisherman repairs his torn nets on the wooden pier every morning.",
+        "A young girl feeds the hungry ducks beside the frozen pond.",
+        "Every morning the old fisherman repairs his torn nets on the wooden pier.",
+        "Two cyclists race down the steep mountain road in heavy rain.",
+    ];
+    let lines: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({"url": format!("https://example.org/{i}"), "text_list": [t], "image_info": []})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&docs, lines.join("\n")).unwrap();
+    let base = |store: &Path| {
+        vec![
+            "build".to_string(),
+            "all".into(),
+            "--format".into(),
+            "mmc4".into(),
+            "--input".into(),
+            s(&docs),
+            "--store".into(),
+            s(store),
+            "--no-cat".into(),
+            "--min-entropy".into(),
+            "0".into(),
+        ]
+    };
+    let run = |args: Vec<String>| realsyn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let part = |store: &Path| store.join("dedup-text-semantic/part-00000-of-00001");
+
+    let store = tmp.path().join("bow");
+    let mut args = base(&store);
+    args.extend(["--text-encoder".into(), "bag-of-words".into()]);
+    run(args);
+    let f = funnel(&store);
+    assert_eq!(
+        step(&f, "near-exact dedup").1,
+        4,
+        "word order defeats the near-exact key"
+    );
+    let (input, kept, drops) = step(&f, "semantic dedup");
+    assert_eq!((input, kept), (4, 3), "{drops:?}");
+    assert_eq!(drops["semantic near-duplicate"], 1);
+    let dropped = std::fs::read_to_string(part(&store).join("dropped.jsonl")).unwrap();
+    let row: serde_json::Value = serde_json::from_str(dropped.trim()).unwrap();
+    assert_eq!(row["text"], texts[2], "the later occurrence is dropped");
+    assert_eq!(row["duplicate_of"], texts[0]);
+    let (_, shape) =
+        realsyn_data::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
+    assert_eq!(shape, vec![3, 512], "one embedding per kept sentence");
+
+    // The tiny parity model's 1,000-token text vocabulary cannot take CLIP's tokens:
+    // a clear error, not an out-of-range lookup.
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity/tiny-gelu.safetensors");
+    let mut args = base(&tmp.path().join("tiny"));
+    args.extend([
+        "--text-encoder".into(),
+        s(&tiny),
+        "--text-encoder-arch".into(),
+    ]);
+    args.push(s(&tiny.with_file_name("tiny-gelu.json")));
+    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("smaller than CLIP's tokenizer"));
+
+    // A small random CLIP with CLIP's full vocabulary (`realsyn init`).
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tiny.with_file_name("tiny-gelu.json")).unwrap())
+            .unwrap();
+    cfg["text_cfg"]["vocab_size"] = 49408.into();
+    let cfg_path = tmp.path().join("tiny-full-vocab.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let weights = tmp.path().join("tiny-full-vocab.safetensors");
+    realsyn(&["init", "--arch", &s(&cfg_path), "--output", &s(&weights)]);
+    let store = tmp.path().join("clip");
+    let mut args = base(&store);
+    args.extend([
+        "--text-encoder".into(),
+        s(&weights),
+        "--text-semantic-threshold".into(),
+        "0.999999".into(),
+    ]);
+    run(args);
+    let (input, kept, _) = step(&funnel(&store), "semantic dedup");
+    assert_eq!(
+        (input, kept),
+        (4, 4),
+        "threshold near 1: different token sequences stay apart"
+    );
+    let (_, shape) =
+        realsyn_data::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
+    assert_eq!(shape[0], 4);
+}

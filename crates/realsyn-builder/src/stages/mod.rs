@@ -6,11 +6,14 @@
 //!   content-addressed in tar shards) and sentences (Punkt, emoji/URL, length), with
 //!   word counts for the entropy filter.
 //! - `filter_text`: entropy >= 0.3 with corpus-wide word probabilities.
+//! - `filter_text` also runs GPT-2 perplexity in [30, 200] when a model is given.
 //! - `dedup_text`: near-exact sentence dedup, partitioned by key.
+//! - `dedup_text_semantic`: sentence embeddings + union-find (with a text encoder).
 //! - `dedup_images`: perceptual dedup with union-find over the whole corpus.
 
 pub mod dedup_images;
 pub mod dedup_text;
+pub mod dedup_text_semantic;
 pub mod extract;
 pub mod filter_text;
 pub mod pipeline;
@@ -27,6 +30,7 @@ use crate::funnel::Funnel;
 pub const EXTRACT: &str = "extract";
 pub const FILTER_TEXT: &str = "filter-text";
 pub const DEDUP_TEXT: &str = "dedup-text";
+pub const DEDUP_TEXT_SEMANTIC: &str = "dedup-text-semantic";
 pub const DEDUP_IMAGES: &str = "dedup-images";
 
 /// Rows as JSON lines into a file (inside a part's temporary directory).
@@ -72,7 +76,13 @@ pub fn read_funnel(part: &Path) -> Result<Funnel> {
 /// pipeline order.
 pub fn store_funnel(store: &Path) -> Result<Funnel> {
     let mut total = Funnel::default();
-    for stage in [EXTRACT, FILTER_TEXT, DEDUP_TEXT, DEDUP_IMAGES] {
+    for stage in [
+        EXTRACT,
+        FILTER_TEXT,
+        DEDUP_TEXT,
+        DEDUP_TEXT_SEMANTIC,
+        DEDUP_IMAGES,
+    ] {
         let dir = store.join(stage);
         if !dir.exists() {
             continue;

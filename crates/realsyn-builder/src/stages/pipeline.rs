@@ -8,15 +8,17 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DEDUP_IMAGES, DEDUP_TEXT, EXTRACT, FILTER_TEXT, dedup_images, dedup_text, extract, filter_text,
+    DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images, dedup_text,
+    dedup_text_semantic, extract, filter_text,
 };
 use crate::cat::CatFilter;
-use crate::embed::ImageEmbedder;
+use crate::embed::{ImageEmbedder, TextEmbedder};
 use crate::fetch::FetchOptions;
 use crate::funnel::Funnel;
 use crate::ingest::{Format, Input};
 use crate::perplexity::{PerplexityRange, PerplexityScorer};
 use crate::shard::ShardSpec;
+use dedup_text_semantic::TextSemantic;
 use filter_text::PerplexityFilter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +38,9 @@ pub struct Manifest {
     /// GPT-2 perplexity filter; `None` skips it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perplexity: Option<PerplexitySettings>,
+    /// Semantic sentence dedup (`bag-of-words` or CLIP weights); `None` skips it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_semantic: Option<SemanticSettings>,
 }
 
 /// The language model (a Hugging Face GPT-2 snapshot) and the kept perplexity range.
@@ -52,6 +57,7 @@ pub struct PerplexitySettings {
 pub struct Models<'a> {
     pub image: Option<&'a mut dyn ImageEmbedder>,
     pub perplexity: Option<&'a mut dyn PerplexityScorer>,
+    pub text: Option<&'a mut dyn TextEmbedder>,
 }
 
 impl<'a> Models<'a> {
@@ -69,6 +75,21 @@ impl<'a> Models<'a> {
             (Some(s), None) => bail!(
                 "the perplexity filter needs GPT-2 {} loaded",
                 s.model.display()
+            ),
+        }
+    }
+
+    /// The semantic sentence dedup the manifest asks for, with its loaded encoder.
+    pub fn text_semantic(&mut self, manifest: &Manifest) -> Result<Option<TextSemantic<'_>>> {
+        match (&manifest.text_semantic, self.text.as_deref_mut()) {
+            (None, _) => Ok(None),
+            (Some(s), Some(embedder)) => Ok(Some(TextSemantic {
+                embedder,
+                threshold: s.threshold,
+            })),
+            (Some(s), None) => bail!(
+                "semantic sentence dedup needs text encoder {:?} loaded",
+                s.encoder
             ),
         }
     }
@@ -162,6 +183,10 @@ pub fn run_all(store: &Path, manifest: &Manifest, mut models: Models) -> Result<
     }
     for shard in ShardSpec::all(manifest.parts) {
         report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?.is_some());
+    }
+    if let Some(semantic) = models.text_semantic(manifest)? {
+        let ran = dedup_text_semantic::run(store, semantic)?;
+        report(DEDUP_TEXT_SEMANTIC, ShardSpec::default(), ran.is_some());
     }
     let semantic = match (&manifest.semantic, models.image) {
         (None, _) => None,

@@ -14,11 +14,12 @@ use realsyn_builder::stages::pipeline::{
     FetchSettings, Manifest, PerplexitySettings, SemanticSettings, report, run_all, run_extract,
     write_store_funnel,
 };
-use realsyn_builder::stages::{dedup_images, dedup_text, filter_text};
+use realsyn_builder::stages::{dedup_images, dedup_text, dedup_text_semantic, filter_text};
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1).
 ///
-/// Stages, in order: extract -> filter-text -> dedup-text, and dedup-images. Each
+/// Stages, in order: extract -> filter-text -> dedup-text [-> dedup-text-semantic],
+/// and dedup-images. Each
 /// writes STORE/STAGE/part-i-of-N/ atomically and skips parts already done, so a
 /// killed run resumes where it stopped; `--shard i/N` runs one part (fan it out on
 /// a cluster, then run the next stage). `all` runs everything in one process.
@@ -94,6 +95,14 @@ enum Stage {
         store: StoreArg,
         #[arg(long)]
         shard: Option<ShardSpec>,
+    },
+    /// Semantic sentence dedup over the whole corpus (union-find over text-embedding
+    /// links); runs when the store was started with --text-encoder.
+    DedupTextSemantic {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        runtime: Runtime,
     },
     /// Perceptual (and, with --image-encoder at extract/all, semantic) image dedup
     /// over the whole corpus (union-find).
@@ -171,6 +180,14 @@ struct EncoderArgs {
     /// Embedding cosine at which two images are duplicates.
     #[arg(long, default_value_t = dedup_images::DEFAULT_SEMANTIC_THRESHOLD)]
     semantic_threshold: f32,
+    /// Semantic sentence dedup with this encoder: CLIP weights (its text tower; the
+    /// same file as --image-encoder loads once) or `bag-of-words` (a model-free
+    /// baseline that links reorderings). Without it only near-exact dedup runs.
+    #[arg(long)]
+    text_encoder: Option<String>,
+    /// Embedding cosine at which two sentences are duplicates.
+    #[arg(long, default_value_t = dedup_text_semantic::DEFAULT_TEXT_SEMANTIC_THRESHOLD)]
+    text_semantic_threshold: f32,
 }
 
 fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
@@ -195,6 +212,10 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
         semantic: s.encoder.image_encoder.as_ref().map(|e| SemanticSettings {
             encoder: e.clone(),
             threshold: s.encoder.semantic_threshold,
+        }),
+        text_semantic: s.encoder.text_encoder.as_ref().map(|e| SemanticSettings {
+            encoder: e.clone(),
+            threshold: s.encoder.text_semantic_threshold,
         }),
         perplexity: s.gpt2.as_ref().map(|model| PerplexitySettings {
             model: std::fs::canonicalize(model).unwrap_or_else(|_| model.clone()),
@@ -253,6 +274,7 @@ pub fn run(args: Args) -> Result<()> {
             // Only the language model is needed here.
             let text_only = Manifest {
                 semantic: None,
+                text_semantic: None,
                 ..m.clone()
             };
             with_models(&text_only, &runtime, |mut models| {
@@ -270,11 +292,31 @@ pub fn run(args: Args) -> Result<()> {
                 report("dedup-text", s, dedup_text::run(&store.store, s)?.is_some());
             }
         }
+        Stage::DedupTextSemantic { store, runtime } => {
+            let m = Manifest::read(&store.store)?;
+            if m.text_semantic.is_none() {
+                anyhow::bail!(
+                    "{} was started without --text-encoder: there is no semantic sentence dedup to run",
+                    store.store.display()
+                );
+            }
+            let text_only = Manifest {
+                semantic: None,
+                perplexity: None,
+                ..m.clone()
+            };
+            let ran = with_models(&text_only, &runtime, |mut models| {
+                let semantic = models.text_semantic(&m)?.expect("checked above");
+                dedup_text_semantic::run(&store.store, semantic)
+            })?;
+            report("dedup-text-semantic", ShardSpec::default(), ran.is_some());
+        }
         Stage::DedupImages { store, runtime } => {
             let m = Manifest::read(&store.store)?;
             // Only the image encoder is needed here.
             let image_only = Manifest {
                 perplexity: None,
+                text_semantic: None,
                 ..m.clone()
             };
             let ran = with_models(&image_only, &runtime, |models| {
