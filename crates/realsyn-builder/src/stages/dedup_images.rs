@@ -6,8 +6,10 @@
 //! the smallest content id, then the first in corpus order (deterministic). The
 //! dropped rows are listed with the row they duplicate.
 //!
-//! Memory: every image row (a few hundred bytes), its 8-byte hash and a union-find
-//! slot, so about 10^7 images per machine; docs/builder.md says how to go further.
+//! Memory: 40 bytes per image row (content id, hash, pixel count) plus a union-find
+//! slot; the rows themselves are streamed from the extract parts three times (slim
+//! rows; kept rows written; dropped rows written), so 336M images fit in ~16 GB. The
+//! semantic pass adds the embeddings of the distinct images (docs/builder.md).
 
 use std::path::Path;
 
@@ -15,7 +17,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::extract::ImageRow;
-use super::{DEDUP_IMAGES, EXTRACT, read_jsonl, write_funnel, write_jsonl};
+use super::{DEDUP_IMAGES, EXTRACT, JsonlWriter, read_jsonl, write_funnel};
 use crate::dedup::{LshParams, UnionFind, link_cosine, link_hamming};
 use crate::embed::ImageEmbedder;
 use crate::funnel::Funnel;
@@ -40,28 +42,57 @@ pub struct Semantic<'a> {
 
 pub const DEFAULT_SEMANTIC_THRESHOLD: f32 = 0.95;
 
+/// What dedup needs of one image row: 40 bytes, against a few hundred for the row.
+/// The rows themselves are re-streamed from the extract parts to be written.
+struct Slim {
+    /// The content id (SHA-256 prefix, 32 hex digits) as a number.
+    id: u128,
+    phash: u64,
+    pixels: u64,
+}
+
+fn parse_id(id: &str) -> Result<u128> {
+    u128::from_str_radix(id, 16).with_context(|| format!("image id {id:?} is not 32 hex digits"))
+}
+
+/// Stream every image row of the extract parts, in corpus order.
+fn each_row(
+    parts: &[std::path::PathBuf],
+    mut f: impl FnMut(usize, ImageRow) -> Result<()>,
+) -> Result<()> {
+    let mut i = 0;
+    for p in parts {
+        read_jsonl(&p.join("images.jsonl"), |row: ImageRow| {
+            f(i, row)?;
+            i += 1;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result<Option<Funnel>> {
     let parts = complete_parts(&store.join(EXTRACT))?;
     let Some(part) = PartWriter::begin(&store.join(DEDUP_IMAGES), ShardSpec::default())? else {
         return Ok(None);
     };
-    // Every row once; hashes and the keep order are derived from them.
-    let mut rows: Vec<ImageRow> = Vec::new();
-    for p in &parts {
-        read_jsonl(&p.join("images.jsonl"), |row: ImageRow| {
-            rows.push(row);
-            Ok(())
-        })?;
-    }
-    let hashes = rows
-        .iter()
-        .map(|r| u64::from_str_radix(&r.phash, 16).context("phash"))
-        .collect::<Result<Vec<u64>>>()?;
+    // Pass 1: the slim rows.
+    let mut slim: Vec<Slim> = Vec::new();
+    each_row(&parts, |_, row| {
+        slim.push(Slim {
+            id: parse_id(&row.id)?,
+            phash: u64::from_str_radix(&row.phash, 16).context("phash")?,
+            pixels: row.width as u64 * row.height as u64,
+        });
+        Ok(())
+    })?;
+    let hashes: Vec<u64> = slim.iter().map(|r| r.phash).collect();
     let mut uf = UnionFind::new(hashes.len());
     link_hamming(&hashes, max_hamming, &mut uf);
+    drop(hashes);
     let mut perceptual = uf.clone();
     // Embeddings of each distinct image (rows with identical bytes share one).
-    let mut ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut ids: Vec<u128> = slim.iter().map(|r| r.id).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut embedding: Option<(Vec<f32>, usize)> = None;
@@ -75,7 +106,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
         link_cosine(&emb, dim, threshold, &LshParams::default(), &mut by_id);
         // Rows whose images are linked join one component.
         let mut first_row: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for (i, row) in rows.iter().enumerate() {
+        for (i, row) in slim.iter().enumerate() {
             let k = ids.binary_search(&row.id).unwrap() as u32;
             let root = by_id.find(k);
             let r = *first_row.entry(root).or_insert(i as u32);
@@ -84,60 +115,81 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
         embedding = Some((emb, dim));
     }
     let comp = uf.components();
-    // The kept row of each component.
+    // The kept row of each component: the most pixels, then the smallest id, then
+    // the first in corpus order.
     let mut best: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for (i, &c) in comp.iter().enumerate() {
         let e = best.entry(c).or_insert(i);
-        let pixels = |r: &ImageRow| r.width as u64 * r.height as u64;
-        let (a, b) = (&rows[i], &rows[*e]);
-        if pixels(a) > pixels(b) || (pixels(a) == pixels(b) && a.id < b.id) {
+        let (a, b) = (&slim[i], &slim[*e]);
+        if a.pixels > b.pixels || (a.pixels == b.pixels && a.id < b.id) {
             *e = i;
         }
     }
+    let keep_of = |i: usize| best[&comp[i]];
+    // Pass 2: write the kept rows; note the document of each kept row that others
+    // duplicate (the dropped list names it).
+    let mut has_dupes = vec![false; slim.len()];
+    for i in 0..slim.len() {
+        if keep_of(i) != i {
+            has_dupes[keep_of(i)] = true;
+        }
+    }
+    let mut kept_doc: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    let mut kept_ids: Vec<u128> = Vec::new();
+    let mut images = JsonlWriter::create(&part.path("images.jsonl"))?;
+    each_row(&parts, |i, row| {
+        if keep_of(i) == i {
+            if has_dupes[i] {
+                kept_doc.insert(i, row.doc_id.clone());
+            }
+            kept_ids.push(slim[i].id);
+            images.write(&row)?;
+        }
+        Ok(())
+    })?;
+    images.finish()?;
+    // Pass 3: the dropped rows, with the reason and the row they duplicate.
     let mut funnel = Funnel::default();
-    let mut kept = Vec::new();
-    let mut dropped = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        let keep = best[&comp[i]];
+    let mut dropped = JsonlWriter::create(&part.path("dropped.jsonl"))?;
+    each_row(&parts, |i, row| {
+        let keep = keep_of(i);
         let step = funnel.step("image dedup", "images");
         if keep == i {
             step.pass();
-            kept.push(row);
-        } else {
-            let reason = if rows[keep].id == row.id {
-                "identical bytes"
-            } else if perceptual.find(keep as u32) == perceptual.find(i as u32) {
-                "perceptual near-duplicate"
-            } else {
-                "semantic near-duplicate"
-            };
-            step.drop(reason);
-            dropped.push(Dropped {
-                id: &row.id,
-                doc_id: &row.doc_id,
-                position: row.position,
-                duplicate_of: &rows[keep].id,
-                duplicate_doc: &rows[keep].doc_id,
-            });
+            return Ok(());
         }
-    }
+        let reason = if slim[keep].id == slim[i].id {
+            "identical bytes"
+        } else if perceptual.find(keep as u32) == perceptual.find(i as u32) {
+            "perceptual near-duplicate"
+        } else {
+            "semantic near-duplicate"
+        };
+        step.drop(reason);
+        dropped.write(&Dropped {
+            id: &row.id,
+            doc_id: &row.doc_id,
+            position: row.position,
+            duplicate_of: &format!("{:032x}", slim[keep].id),
+            duplicate_doc: &kept_doc[&keep],
+        })
+    })?;
+    dropped.finish()?;
     funnel.step("image dedup", "images");
     if let Some((emb, dim)) = &embedding {
         // Embeddings of the kept rows, aligned with images.jsonl (the retrieval and
         // balancing stages reuse them).
-        let mut out = Vec::with_capacity(kept.len() * dim);
-        for row in &kept {
-            let k = ids.binary_search(&row.id).unwrap();
+        let mut out = Vec::with_capacity(kept_ids.len() * dim);
+        for id in &kept_ids {
+            let k = ids.binary_search(id).unwrap();
             out.extend_from_slice(&emb[k * dim..(k + 1) * dim]);
         }
         realsyn_data::npy::write_npy(
             &part.path("image_embeddings.npy"),
             &out,
-            &[kept.len(), *dim],
+            &[kept_ids.len(), *dim],
         )?;
     }
-    write_jsonl(&part.path("images.jsonl"), kept)?;
-    write_jsonl(&part.path("dropped.jsonl"), &dropped)?;
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
     Ok(Some(funnel))
@@ -147,7 +199,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
 /// batches of 64; rows of the result follow `ids`.
 fn embed_store(
     parts: &[std::path::PathBuf],
-    ids: &[String],
+    ids: &[u128],
     embedder: &mut dyn ImageEmbedder,
 ) -> Result<(Vec<f32>, usize)> {
     use realsyn_data::wds::{SkipCounter, read_shard};
@@ -185,7 +237,10 @@ fn embed_store(
         tars.sort();
         for tar in tars {
             for sample in read_shard(&tar, &skips) {
-                let Ok(k) = ids.binary_search(&sample.key) else {
+                let Ok(k) = parse_id(&sample.key).map(|id| ids.binary_search(&id)) else {
+                    continue;
+                };
+                let Ok(k) = k else {
                     continue;
                 };
                 if slot[k].is_some() || keys.contains(&k) {
@@ -211,7 +266,7 @@ fn embed_store(
     for (k, s) in slot.iter().enumerate() {
         let s = s.ok_or_else(|| {
             anyhow::anyhow!(
-                "image {} is indexed but not in the store's tar shards",
+                "image {:032x} is indexed but not in the store's tar shards",
                 ids[k]
             )
         })?;

@@ -46,6 +46,32 @@ pub fn write_jsonl<T: Serialize>(path: &Path, rows: impl IntoIterator<Item = T>)
     Ok(n)
 }
 
+/// Rows as JSON lines, one at a time (for outputs too large to collect first).
+pub struct JsonlWriter {
+    w: std::io::BufWriter<std::fs::File>,
+}
+
+impl JsonlWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self {
+            w: std::io::BufWriter::new(file),
+        })
+    }
+
+    pub fn write<T: Serialize>(&mut self, row: &T) -> Result<()> {
+        serde_json::to_writer(&mut self.w, row)?;
+        self.w.write_all(b"\n")?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
 /// Stream the rows of a JSON-lines file.
 pub fn read_jsonl<T: DeserializeOwned>(
     path: &Path,

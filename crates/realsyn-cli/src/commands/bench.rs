@@ -28,8 +28,8 @@ use crate::device::{BackendJob, dispatch};
 /// (read + header size + the size/aspect rule over --images, one thread), or
 /// `semantic-dedup` (LSH + union-find on --n synthetic --dim embeddings, 10% planted
 /// near-duplicates at cosine 0.97, threshold 0.95; recall against brute force on
-/// 1,000 sampled rows). Prints one JSON
-/// line per run.
+/// 1,000 sampled rows), or `perplexity` (GPT-2 --gpt2 scoring every line of --text,
+/// length-sorted batches of --batch-tokens padded tokens). Prints one JSON line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step | data | linear-probe | features
@@ -75,6 +75,16 @@ pub struct Args {
     /// `features` mode: images to encode.
     #[arg(long, default_value_t = 256)]
     max_images: usize,
+    /// `perplexity` mode: a Hugging Face GPT-2 snapshot; --text holds one sentence per line.
+    #[arg(long)]
+    gpt2: Option<std::path::PathBuf>,
+    /// `perplexity` mode: padded tokens per forward pass.
+    #[arg(long, default_value_t = 8192)]
+    batch_tokens: usize,
+    /// `perplexity` mode: write each line's perplexity here (one per line, `null` when
+    /// the line has no tokens), to compare with the peer's.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -92,6 +102,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.mode == "semantic-dedup" {
         return bench_semantic_dedup(&args);
+    }
+    if args.mode == "perplexity" {
+        let report = dispatch(&args.device.clone(), PerplexityBench(args.clone()))?;
+        println!("{report}");
+        return Ok(());
     }
     let seconds = dispatch(&args.device.clone(), BenchJob(args.clone()))?;
     let mut sorted = seconds.clone();
@@ -407,4 +422,51 @@ fn bench_semantic_dedup(a: &Args) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// GPT-2 perplexity throughput: load once, then score the whole file `--iters` times
+/// (the median run is reported).
+struct PerplexityBench(Args);
+
+impl BackendJob for PerplexityBench {
+    type Output = serde_json::Value;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<serde_json::Value> {
+        let a = self.0;
+        let (Some(weights), Some(text)) = (a.gpt2.as_deref(), a.text.as_deref()) else {
+            anyhow::bail!(
+                "--mode perplexity needs --gpt2 SNAPSHOT and --text FILE (one sentence per line)"
+            );
+        };
+        let lines: Vec<String> = std::fs::read_to_string(text)?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let mut scorer = realsyn_model::Gpt2Perplexity::<B>::load(weights, None, &device)?;
+        scorer.batch_tokens = a.batch_tokens.max(1);
+        let tokens: usize = lines.iter().map(|l| scorer.ids(l).len()).sum();
+        let mut seconds = Vec::new();
+        let mut ppl = Vec::new();
+        for _ in 0..a.iters.max(1) {
+            let start = Instant::now();
+            ppl = scorer.perplexities(&lines)?;
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        if let Some(out) = &a.output {
+            let text: String = ppl
+                .iter()
+                .map(|p| p.map_or("null".to_string(), |p| format!("{p}")) + "\n")
+                .collect();
+            realsyn_data::fs::write_atomic(out, text.as_bytes())?;
+        }
+        seconds.sort_by(f64::total_cmp);
+        let median = seconds[seconds.len() / 2];
+        Ok(serde_json::json!({
+            "impl": "realsyn-burn", "backend": a.device, "mode": "perplexity",
+            "layers": scorer.config.n_layer, "width": scorer.config.n_embd,
+            "sentences": lines.len(), "tokens": tokens, "median_s": median,
+            "sentences_per_s": lines.len() as f64 / median, "tokens_per_s": tokens as f64 / median,
+            "threads": rayon::current_num_threads(),
+        }))
+    }
 }
