@@ -3,7 +3,7 @@
 torch threads = the machine's cores) scoring each line of a text file the way realsyn
 does: ids = [<|endoftext|>] + tiktoken gpt2 ids (truncated to n_positions), sequences
 sorted by length and padded on the right into batches of BATCH_TOKENS tokens, the output
-head applied 512 rows at a time, PPL = exp(-mean log p(x_i | x_<i)).
+head applied to the real (unpadded) positions 512 rows at a time, PPL = exp(-mean log p(x_i | x_<i)).
 
     python benches/perplexity.py SNAPSHOT TEXT BATCH_TOKENS ITERS OUTPUT [BPE_DIR]
 
@@ -44,14 +44,20 @@ def perplexities(model, seqs, batch_tokens):
         ids = torch.full((len(batch), longest), EOT, dtype=torch.long)
         for k, i in enumerate(batch):
             ids[k, :len(seqs[i])] = torch.tensor(seqs[i])
-        h = model.transformer(ids).last_hidden_state[:, :-1].reshape(-1, head.shape[1])
-        tgt = ids[:, 1:].reshape(-1)
+        # Only real positions go through the head, as realsyn does.
+        real = torch.zeros((len(batch), longest - 1), dtype=torch.bool)
+        for k, i in enumerate(batch):
+            real[k, :len(seqs[i]) - 1] = True
+        h = model.transformer(ids).last_hidden_state[:, :-1][real]
+        tgt = ids[:, 1:][real]
         lp = torch.cat([torch.log_softmax(h[a:a + 512] @ head.T, dim=-1)
                         .gather(1, tgt[a:a + 512, None]).squeeze(1)
-                        for a in range(0, h.shape[0], 512)]).reshape(len(batch), longest - 1)
-        for k, i in enumerate(batch):
+                        for a in range(0, h.shape[0], 512)])
+        at = 0
+        for i in batch:
             n = len(seqs[i]) - 1
-            out[i] = math.exp(-lp[k, :n].double().mean().item())
+            out[i] = math.exp(-lp[at:at + n].double().mean().item())
+            at += n
         start += rows
     return out
 

@@ -215,18 +215,25 @@ impl<B: Backend> Gpt2<B> {
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [b, len]), device);
         let h = self.hidden(ids);
         let d = h.dims()[2];
-        // Positions 0..len-1 predict ids 1..len.
-        let h = h.slice([0..b, 0..len - 1]).reshape([b * (len - 1), d]);
-        let mut targets = Vec::with_capacity(b * (len - 1));
-        for s in seqs {
-            targets.extend(s[1..].iter().map(|&t| t as i64));
-            targets.extend(std::iter::repeat_n(0i64, len - s.len()));
+        // Only real positions go through the output head (the head is a third of the
+        // work at GPT-2 small, and padding can be most of a batch): position p of
+        // sequence i predicts id p + 1.
+        let (mut rows, mut targets) = (Vec::new(), Vec::new());
+        for (i, s) in seqs.iter().enumerate() {
+            for p in 0..s.len() - 1 {
+                rows.push((i * len + p) as i64);
+                targets.push(s[p + 1] as i64);
+            }
         }
-        let rows = b * (len - 1);
+        let n = rows.len();
+        let h = h.reshape([b * len, d]).select(
+            0,
+            Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), device),
+        );
         let head = self.wte.weight.val().transpose();
-        let mut logprobs = Vec::with_capacity(rows);
-        for start in (0..rows).step_by(LM_HEAD_ROWS) {
-            let end = (start + LM_HEAD_ROWS).min(rows);
+        let mut logprobs = Vec::with_capacity(n);
+        for start in (0..n).step_by(LM_HEAD_ROWS) {
+            let end = (start + LM_HEAD_ROWS).min(n);
             let logits = h.clone().slice([start..end]).matmul(head.clone());
             let tgt = Tensor::<B, 2, Int>::from_data(
                 TensorData::new(targets[start..end].to_vec(), [end - start, 1]),
@@ -240,11 +247,13 @@ impl<B: Backend> Gpt2<B> {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             logprobs.extend(values);
         }
-        Ok(seqs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| logprobs[i * (len - 1)..i * (len - 1) + s.len() - 1].to_vec())
-            .collect())
+        let mut out = Vec::with_capacity(b);
+        let mut at = 0;
+        for s in seqs {
+            out.push(logprobs[at..at + s.len() - 1].to_vec());
+            at += s.len() - 1;
+        }
+        Ok(out)
     }
 }
 
