@@ -10,8 +10,9 @@
 //! (`text_embeddings.npy`, row i = sentence i; the clustering stage reuses them), and
 //! `dropped.jsonl` naming the sentence each dropped one duplicates.
 //!
-//! Memory: every row and its embedding (2 KB at 512-d), so about 10^7 sentences per
-//! machine; docs/builder.md says how to go further.
+//! Memory: the embeddings (2 KB per sentence at 512-d) and a union-find slot; the
+//! rows are streamed from the dedup-text parts twice (embed; write), so about 10^8
+//! sentences per big-memory machine; docs/builder.md says how to go further.
 
 use std::path::Path;
 
@@ -19,7 +20,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::extract::SentenceRow;
-use super::{DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, read_jsonl, write_funnel, write_jsonl};
+use super::{DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, JsonlWriter, read_funnel, read_jsonl, write_funnel};
 use crate::dedup::{LshParams, UnionFind, link_cosine};
 use crate::embed::TextEmbedder;
 use crate::funnel::Funnel;
@@ -54,15 +55,10 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
     else {
         return Ok(None);
     };
-    let mut rows: Vec<SentenceRow> = Vec::new();
-    for p in &parts {
-        read_jsonl(&p.join("sentences.jsonl"), |row: SentenceRow| {
-            rows.push(row);
-            Ok(())
-        })?;
-    }
-    let (emb, dim) = embed_all(&rows, semantic.embedder)?;
-    let mut uf = UnionFind::new(rows.len());
+    // Pass 1: embeddings only (the rows are streamed again to be written).
+    let (emb, dim) = embed_all(&parts, semantic.embedder)?;
+    let n = emb.len() / dim;
+    let mut uf = UnionFind::new(n);
     link_cosine(
         &emb,
         dim,
@@ -76,57 +72,113 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
     for (i, &c) in comp.iter().enumerate() {
         first.entry(c).or_insert(i);
     }
+    let keep_of = |i: usize| first[&comp[i]];
+    let mut has_dupes = vec![false; n];
+    for i in 0..n {
+        if keep_of(i) != i {
+            has_dupes[keep_of(i)] = true;
+        }
+    }
+    // Pass 2: write kept and dropped rows; a kept row always comes before its
+    // duplicates, so its text is at hand when they are named.
     let mut funnel = Funnel::default();
     let name = "semantic dedup";
-    let (mut kept, mut kept_emb, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, row) in rows.iter().enumerate() {
-        let keep = first[&comp[i]];
+    let mut kept_emb = Vec::new();
+    let mut kept_text: std::collections::HashMap<usize, (String, String)> =
+        std::collections::HashMap::new();
+    let mut kept = JsonlWriter::create(&part.path("sentences.jsonl"))?;
+    let mut dropped = JsonlWriter::create(&part.path("dropped.jsonl"))?;
+    each_row(&parts, |i, row| {
+        if i >= n {
+            bail!("dedup-text parts changed while this stage ran");
+        }
+        let keep = keep_of(i);
         if funnel
             .step(name, "sentences")
             .record((keep != i).then_some("semantic near-duplicate"))
         {
-            kept.push(row);
+            if has_dupes[i] {
+                kept_text.insert(i, (row.text.clone(), row.doc_id.clone()));
+            }
             kept_emb.extend_from_slice(&emb[i * dim..(i + 1) * dim]);
+            kept.write(&row)
         } else {
-            dropped.push(Dropped {
+            let (text, doc) = &kept_text[&keep];
+            dropped.write(&Dropped {
                 text: &row.text,
                 doc_id: &row.doc_id,
-                duplicate_of: &rows[keep].text,
-                duplicate_doc: &rows[keep].doc_id,
-            });
+                duplicate_of: text,
+                duplicate_doc: doc,
+            })
         }
-    }
+    })?;
+    kept.finish()?;
+    dropped.finish()?;
     funnel.step(name, "sentences");
-    realsyn_data::npy::write_npy(
-        &part.path("text_embeddings.npy"),
-        &kept_emb,
-        &[kept.len(), dim],
-    )?;
-    write_jsonl(&part.path("sentences.jsonl"), kept)?;
-    write_jsonl(&part.path("dropped.jsonl"), &dropped)?;
+    let rows = kept_emb.len() / dim;
+    realsyn_data::npy::write_npy(&part.path("text_embeddings.npy"), &kept_emb, &[rows, dim])?;
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
     Ok(Some(funnel))
 }
 
-fn embed_all(rows: &[SentenceRow], embedder: &mut dyn TextEmbedder) -> Result<(Vec<f32>, usize)> {
-    let bar = realsyn_data::progress::bar(rows.len() as u64, "embed text");
-    let (mut emb, mut dim) = (Vec::new(), 0);
-    for chunk in rows.chunks(EMBED_BATCH) {
-        let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
+/// Stream every sentence row of the dedup-text parts, in corpus order.
+fn each_row(
+    parts: &[std::path::PathBuf],
+    mut f: impl FnMut(usize, SentenceRow) -> Result<()>,
+) -> Result<()> {
+    let mut i = 0;
+    for p in parts {
+        read_jsonl(&p.join("sentences.jsonl"), |row: SentenceRow| {
+            f(i, row)?;
+            i += 1;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Embed every row, EMBED_BATCH texts at a time, holding only the embeddings.
+fn embed_all(
+    parts: &[std::path::PathBuf],
+    embedder: &mut dyn TextEmbedder,
+) -> Result<(Vec<f32>, usize)> {
+    // The rows to embed: what each dedup-text part's funnel says it kept.
+    let total = parts
+        .iter()
+        .map(|p| Ok(read_funnel(p)?.steps.last().map_or(0, |s| s.output)))
+        .sum::<Result<u64>>()?;
+    let bar = realsyn_data::progress::bar(total, "embed text");
+    let (mut emb, mut dim) = (Vec::new(), 1);
+    let mut batch: Vec<String> = Vec::with_capacity(EMBED_BATCH);
+    let mut flush = |batch: &mut Vec<String>, emb: &mut Vec<f32>, dim: &mut usize| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
         let (e, d) = embedder.embed(&texts)?;
-        if e.len() != d * chunk.len() {
+        if e.len() != d * texts.len() {
             bail!(
                 "{} returned {} values for {} texts of dim {d}",
                 embedder.name(),
                 e.len(),
-                chunk.len()
+                texts.len()
             );
         }
-        dim = d;
+        *dim = d;
         emb.extend(e);
-        bar.inc(chunk.len() as u64);
-    }
+        bar.inc(texts.len() as u64);
+        batch.clear();
+        Ok(())
+    };
+    each_row(parts, |_, row| {
+        batch.push(row.text);
+        if batch.len() == EMBED_BATCH {
+            flush(&mut batch, &mut emb, &mut dim)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut batch, &mut emb, &mut dim)?;
     bar.finish_and_clear();
-    Ok((emb, dim.max(1)))
+    Ok((emb, dim))
 }

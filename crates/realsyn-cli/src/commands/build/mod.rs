@@ -18,11 +18,12 @@ use realsyn_builder::stages::{dedup_images, dedup_text, dedup_text_semantic, fil
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1).
 ///
-/// Stages, in order: extract -> filter-text -> dedup-text [-> dedup-text-semantic],
-/// and dedup-images. Each
-/// writes STORE/STAGE/part-i-of-N/ atomically and skips parts already done, so a
-/// killed run resumes where it stopped; `--shard i/N` runs one part (fan it out on
-/// a cluster, then run the next stage). `all` runs everything in one process.
+/// Stages, in order: extract -> filter-text (entropy; GPT-2 perplexity with --gpt2)
+/// -> dedup-text [-> dedup-text-semantic with --text-encoder], and dedup-images
+/// (semantic too with --image-encoder). Each writes STORE/STAGE/part-i-of-N/
+/// atomically and skips parts already done, so a killed run resumes where it
+/// stopped; `--shard i/N` runs one part (fan it out on a cluster, then run the next
+/// stage). `all` runs everything in one process. Models run on --device cpu or cuda.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -248,6 +249,27 @@ pub fn run(args: Args) -> Result<()> {
             m.pin(&store.store)?;
             let funnel = with_models(&m, &runtime, |models| run_all(&store.store, &m, models))?;
             println!("{}", funnel.table());
+            let skipped: Vec<&str> = [
+                (m.cat_wordnet.is_none(), "CAT filter (--no-cat)"),
+                (
+                    m.perplexity.is_none(),
+                    "GPT-2 perplexity filter (no --gpt2)",
+                ),
+                (
+                    m.text_semantic.is_none(),
+                    "semantic sentence dedup (no --text-encoder)",
+                ),
+                (
+                    m.semantic.is_none(),
+                    "semantic image dedup (no --image-encoder)",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(skip, what)| skip.then_some(what))
+            .collect();
+            if !skipped.is_empty() {
+                eprintln!("paper steps not run: {}", skipped.join(", "));
+            }
             eprintln!(
                 "store: {} (funnel.json, funnel.md beside it)",
                 store.store.display()
