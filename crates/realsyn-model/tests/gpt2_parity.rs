@@ -184,6 +184,15 @@ fn bad_weights_are_clear_errors() {
         .join("../../tests/fixtures/parity/tiny-gelu.safetensors");
     let err = Gpt2::<Cpu>::load(&clip, &device).unwrap_err();
     assert!(format!("{err:#}").contains("not a GPT-2"), "{err:#}");
+    // The weight file alone, without its config.json: the tiny width cannot be
+    // inferred (released GPT-2s have 64-wide heads), and the error says what to do.
+    let tmp = tempfile::tempdir().unwrap();
+    let lone = tmp.path().join("model.safetensors");
+    std::fs::copy(fixture("tiny/model.safetensors"), &lone).unwrap();
+    let err = Gpt2::<Cpu>::load(&lone, &device).unwrap_err();
+    assert!(format!("{err:#}").contains("config.json"), "{err:#}");
+    // The file path with config.json beside it loads like the folder.
+    assert!(Gpt2::<Cpu>::load(&fixture("tiny/model.safetensors"), &device).is_ok());
     // Out-of-vocabulary ids and over-long sequences are refused, not read out of bounds.
     let (model, _) = Gpt2::<Cpu>::load(&fixture("tiny"), &device).unwrap();
     assert!(

@@ -94,13 +94,13 @@ pub fn read_gpt2(path: &Path) -> Result<(StateDict, Gpt2Config)> {
     for k in buffers {
         sd.tensors.remove(&k);
     }
-    if let Some(head) = sd.tensors.remove("lm_head.weight") {
-        if sd.get("wte.weight") != Some(&head) {
-            bail!(
-                "{}: lm_head is not tied to wte (no released GPT-2 is untied)",
-                file.display()
-            );
-        }
+    if let Some(head) = sd.tensors.remove("lm_head.weight")
+        && sd.get("wte.weight") != Some(&head)
+    {
+        bail!(
+            "{}: lm_head is not tied to wte (no released GPT-2 is untied)",
+            file.display()
+        );
     }
     if !sd.contains("wte.weight") {
         let sample: Vec<&String> = sd.keys().take(5).collect();
@@ -117,6 +117,14 @@ pub fn read_gpt2(path: &Path) -> Result<(StateDict, Gpt2Config)> {
             Ok(sd.get(k).with_context(|| format!("no {k}"))?.shape.clone())
         };
         let (wte, wpe) = (shape("wte.weight")?, shape("wpe.weight")?);
+        if !wte[1].is_multiple_of(64) {
+            bail!(
+                "{}: no config.json beside the weights, and width {} is not a released \
+                 GPT-2's (heads of 64): put the snapshot's config.json next to it",
+                file.display(),
+                wte[1]
+            );
+        }
         Gpt2Config {
             vocab_size: wte[0],
             n_positions: wpe[0],

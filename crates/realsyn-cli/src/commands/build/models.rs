@@ -89,6 +89,9 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
             None if self.bag_of_words => Some(&mut bag),
             None => None,
         };
+        // Re-borrowed so all three share the (shorter) lifetime of the baselines above;
+        // `Models` has one lifetime, and `&mut dyn` does not shorten by subtyping.
+        #[allow(clippy::needless_match)]
         let perplexity: Option<&mut dyn PerplexityScorer> = match perplexity {
             Some(m) => Some(m),
             None => None,
@@ -116,9 +119,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
         };
         let mut text = match &self.clip_text {
             // One model for both towers when both passes use the same weights.
-            Some(w) if Some(w) == self.clip_image.as_ref() => {
-                image.as_ref().map(ClipEmbedder::clone)
-            }
+            Some(w) if Some(w) == self.clip_image.as_ref() => image.clone(),
             Some(w) => Some(ClipEmbedder::<B>::load(
                 w,
                 rt.text_encoder_arch.as_deref(),
