@@ -17,7 +17,7 @@ set -x
 # Wikipedia excerpt of the gensim wheel: stores + funnel tables.
 "$BIN" build all --input /usr/share/gimp/2.0/help/en --store "$OUT/build-gimp" --parts 4
 "$BIN" build all --format mediawiki --input "${REALSYN_CACHE:-$HOME/.cache/realsyn}/gensim/enwiki-excerpt.xml.bz2" \
-    --store "$OUT/build-wiki" --parts 2
+    --store "$OUT/build-wiki" --parts 2 --text-encoder bag-of-words
 "$BIN" dataset fashion-mnist --out "$OUT/fashion-mnist"
 "$BIN" train --recipe recipes/fashion-mnist.toml \
     --set data.train="\"$OUT/fashion-mnist/train/{00000..00005}.tar\"" \

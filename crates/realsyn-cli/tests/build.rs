@@ -421,6 +421,8 @@ fn builds_the_wikipedia_excerpt() {
         store.to_str().unwrap(),
         "--parts",
         "2",
+        "--text-encoder",
+        "bag-of-words",
     ]);
     let f = funnel(&store);
     let (docs, _, _) = step(&f, "ingest");
@@ -443,6 +445,21 @@ fn builds_the_wikipedia_excerpt() {
     );
     let e = row["entropy"].as_f64().unwrap();
     assert!(e >= 0.3, "kept sentences pass the entropy filter: {e}");
+    // Semantic dedup finds the article's own near-copy that the near-exact key
+    // misses: "(IFPRI)" spelled out in one of two otherwise equal sentences.
+    let (input, out, _) = step(&f, "semantic dedup");
+    assert!(input == kept && out < input, "{input} -> {out}");
+    let dropped = std::fs::read_to_string(
+        store.join("dedup-text-semantic/part-00000-of-00001/dropped.jsonl"),
+    )
+    .unwrap();
+    assert!(
+        dropped.lines().any(
+            |l| l.contains("International Food Policy Research Institute found")
+                && l.contains("IFPRI found")
+        ),
+        "{dropped}"
+    );
 }
 
 /// The perplexity filter end to end with a random-init GPT-2 exported from
