@@ -5,36 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::nn::{LayerNorm, Linear};
 use burn::tensor::backend::Backend;
 
-use super::open_clip::{Layout, Loader, ParamVisitor};
+use super::open_clip::{Layout, ParamVisitor, load_strict, visit_linear_as, visit_ln};
 use super::state_dict::StateDict;
 use crate::gpt2::{Gpt2, Gpt2Config};
-
-fn visit_conv1d<B: Backend, V: ParamVisitor<B>>(
-    v: &mut V,
-    key: &str,
-    l: &mut Linear<B>,
-) -> Result<()> {
-    v.visit(&format!("{key}.weight"), Layout::Same, &mut l.weight)?;
-    if let Some(bias) = l.bias.as_mut() {
-        v.visit(&format!("{key}.bias"), Layout::Same, bias)?;
-    }
-    Ok(())
-}
-
-fn visit_ln<B: Backend, V: ParamVisitor<B>>(
-    v: &mut V,
-    key: &str,
-    ln: &mut LayerNorm<B>,
-) -> Result<()> {
-    v.visit(&format!("{key}.weight"), Layout::Same, &mut ln.gamma)?;
-    if let Some(beta) = ln.beta.as_mut() {
-        v.visit(&format!("{key}.bias"), Layout::Same, beta)?;
-    }
-    Ok(())
-}
 
 /// Walk every parameter with its Hugging Face key (without `transformer.`).
 pub fn visit_gpt2_params<B: Backend, V: ParamVisitor<B>>(m: &mut Gpt2<B>, v: &mut V) -> Result<()> {
@@ -43,13 +18,33 @@ pub fn visit_gpt2_params<B: Backend, V: ParamVisitor<B>>(m: &mut Gpt2<B>, v: &mu
     for (i, block) in m.h.resblocks.iter_mut().enumerate() {
         let p = format!("h.{i}");
         visit_ln(v, &format!("{p}.ln_1"), &mut block.ln_1)?;
-        // c_attn packs q, k, v along its output, heads contiguous inside each: the
-        // layout `SelfAttention::in_proj` splits.
-        visit_conv1d(v, &format!("{p}.attn.c_attn"), &mut block.attn.in_proj)?;
-        visit_conv1d(v, &format!("{p}.attn.c_proj"), &mut block.attn.out_proj)?;
+        // GPT-2's Conv1D is [in, out] (Layout::Same). c_attn packs q, k, v along its
+        // output, heads contiguous inside each: the layout `SelfAttention::in_proj` splits.
+        visit_linear_as(
+            v,
+            &format!("{p}.attn.c_attn"),
+            &mut block.attn.in_proj,
+            Layout::Same,
+        )?;
+        visit_linear_as(
+            v,
+            &format!("{p}.attn.c_proj"),
+            &mut block.attn.out_proj,
+            Layout::Same,
+        )?;
         visit_ln(v, &format!("{p}.ln_2"), &mut block.ln_2)?;
-        visit_conv1d(v, &format!("{p}.mlp.c_fc"), &mut block.mlp.c_fc)?;
-        visit_conv1d(v, &format!("{p}.mlp.c_proj"), &mut block.mlp.c_proj)?;
+        visit_linear_as(
+            v,
+            &format!("{p}.mlp.c_fc"),
+            &mut block.mlp.c_fc,
+            Layout::Same,
+        )?;
+        visit_linear_as(
+            v,
+            &format!("{p}.mlp.c_proj"),
+            &mut block.mlp.c_proj,
+            Layout::Same,
+        )?;
     }
     visit_ln(v, "ln_f", &mut m.ln_f)
 }
@@ -143,24 +138,10 @@ impl<B: Backend> Gpt2<B> {
     /// Load a Hugging Face GPT-2 snapshot (directory or weight file). Every tensor
     /// must be used and have the config's shape.
     pub fn load(path: &Path, device: &B::Device) -> Result<(Self, Gpt2Config)> {
-        let (mut sd, config) = read_gpt2(path)?;
+        let (sd, config) = read_gpt2(path)?;
         let mut model = Gpt2::new(&config, device)?;
-        visit_gpt2_params(
-            &mut model,
-            &mut Loader {
-                sd: &mut sd,
-                device: device.clone(),
-            },
-        )
-        .with_context(|| format!("loading GPT-2 weights from {}", path.display()))?;
-        if !sd.is_empty() {
-            let extra: Vec<&String> = sd.keys().take(8).collect();
-            bail!(
-                "{}: {} tensors this GPT-2 does not use, e.g. {extra:?}",
-                path.display(),
-                sd.len()
-            );
-        }
+        load_strict(sd, device, |loader| visit_gpt2_params(&mut model, loader))
+            .with_context(|| format!("loading GPT-2 weights from {}", path.display()))?;
         Ok((model, config))
     }
 }

@@ -53,23 +53,30 @@ pub trait ParamVisitor<B: Backend> {
     ) -> Result<()>;
 }
 
-fn visit_linear<B: Backend, V: ParamVisitor<B>>(
+/// A linear layer: `{key}.weight` in `weight_layout` (torch `nn.Linear` is
+/// `LinearWeight`; GPT-2's `Conv1D` is already [in, out], `Same`), then the bias.
+pub(crate) fn visit_linear_as<B: Backend, V: ParamVisitor<B>>(
     v: &mut V,
     key: &str,
     l: &mut Linear<B>,
+    weight_layout: Layout,
 ) -> Result<()> {
-    v.visit(
-        &format!("{key}.weight"),
-        Layout::LinearWeight,
-        &mut l.weight,
-    )?;
+    v.visit(&format!("{key}.weight"), weight_layout, &mut l.weight)?;
     if let Some(bias) = l.bias.as_mut() {
         v.visit(&format!("{key}.bias"), Layout::Same, bias)?;
     }
     Ok(())
 }
 
-fn visit_ln<B: Backend, V: ParamVisitor<B>>(
+fn visit_linear<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    l: &mut Linear<B>,
+) -> Result<()> {
+    visit_linear_as(v, key, l, Layout::LinearWeight)
+}
+
+pub(crate) fn visit_ln<B: Backend, V: ParamVisitor<B>>(
     v: &mut V,
     key: &str,
     ln: &mut LayerNorm<B>,
@@ -144,8 +151,8 @@ pub fn visit_params<B: Backend, V: ParamVisitor<B>>(clip: &mut Clip<B>, v: &mut 
 /// Moves each visited tensor out of the state dict into the parameter, checking its
 /// shape (shared by every model's loader).
 pub(crate) struct Loader<'a, B: Backend> {
-    pub(crate) sd: &'a mut StateDict,
-    pub(crate) device: B::Device,
+    sd: &'a mut StateDict,
+    device: B::Device,
 }
 
 impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
@@ -168,6 +175,27 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         *param = Param::initialized(param.id, tensor);
         Ok(())
     }
+}
+
+/// Run `walk` with a loader over `sd`; like `load_state_dict(strict=True)`, every
+/// tensor must be taken (leftovers are an error naming them).
+pub(crate) fn load_strict<B: Backend>(
+    mut sd: StateDict,
+    device: &B::Device,
+    walk: impl FnOnce(&mut Loader<'_, B>) -> Result<()>,
+) -> Result<()> {
+    walk(&mut Loader {
+        sd: &mut sd,
+        device: device.clone(),
+    })?;
+    if !sd.is_empty() {
+        let extra: Vec<&String> = sd.keys().take(8).collect();
+        bail!(
+            "weights contain {} tensors this model does not use, e.g. {extra:?}",
+            sd.len()
+        );
+    }
+    Ok(())
 }
 
 struct Exporter {
@@ -201,21 +229,8 @@ impl<B: Backend> Clip<B> {
         sd.tensors.remove("attn_mask");
         sd.tensors.remove("visual.attn_mask");
         let mut clip = Clip::new(config, device);
-        visit_params(
-            &mut clip,
-            &mut Loader {
-                sd: &mut sd,
-                device: device.clone(),
-            },
-        )
-        .context("loading open_clip weights")?;
-        if !sd.is_empty() {
-            let extra: Vec<&String> = sd.keys().take(8).collect();
-            bail!(
-                "weights contain {} tensors this model does not use, e.g. {extra:?}",
-                sd.len()
-            );
-        }
+        load_strict(sd, device, |loader| visit_params(&mut clip, loader))
+            .context("loading open_clip weights")?;
         Ok(clip)
     }
 
