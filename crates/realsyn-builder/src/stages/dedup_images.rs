@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::extract::ImageRow;
-use super::{DEDUP_IMAGES, EXTRACT, JsonlWriter, read_jsonl, write_funnel};
+use super::{DEDUP_IMAGES, EXTRACT, JsonlWriter, read_parts, write_funnel};
 use crate::dedup::{LshParams, UnionFind, link_cosine, link_hamming};
 use crate::embed::ImageEmbedder;
 use crate::funnel::Funnel;
@@ -55,22 +55,6 @@ fn parse_id(id: &str) -> Result<u128> {
     u128::from_str_radix(id, 16).with_context(|| format!("image id {id:?} is not 32 hex digits"))
 }
 
-/// Stream every image row of the extract parts, in corpus order.
-fn each_row(
-    parts: &[std::path::PathBuf],
-    mut f: impl FnMut(usize, ImageRow) -> Result<()>,
-) -> Result<()> {
-    let mut i = 0;
-    for p in parts {
-        read_jsonl(&p.join("images.jsonl"), |row: ImageRow| {
-            f(i, row)?;
-            i += 1;
-            Ok(())
-        })?;
-    }
-    Ok(())
-}
-
 pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result<Option<Funnel>> {
     let parts = complete_parts(&store.join(EXTRACT))?;
     let Some(part) = PartWriter::begin(&store.join(DEDUP_IMAGES), ShardSpec::default())? else {
@@ -78,7 +62,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     };
     // Pass 1: the slim rows.
     let mut slim: Vec<Slim> = Vec::new();
-    each_row(&parts, |_, row| {
+    read_parts(&parts, "images.jsonl", |_, row: ImageRow| {
         slim.push(Slim {
             id: parse_id(&row.id)?,
             phash: u64::from_str_radix(&row.phash, 16).context("phash")?,
@@ -137,7 +121,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     let mut kept_doc: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
     let mut kept_ids: Vec<u128> = Vec::new();
     let mut images = JsonlWriter::create(&part.path("images.jsonl"))?;
-    each_row(&parts, |i, row| {
+    read_parts(&parts, "images.jsonl", |i, row: ImageRow| {
         if keep_of(i) == i {
             if has_dupes[i] {
                 kept_doc.insert(i, row.doc_id.clone());
@@ -151,7 +135,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     // Pass 3: the dropped rows, with the reason and the row they duplicate.
     let mut funnel = Funnel::default();
     let mut dropped = JsonlWriter::create(&part.path("dropped.jsonl"))?;
-    each_row(&parts, |i, row| {
+    read_parts(&parts, "images.jsonl", |i, row: ImageRow| {
         let keep = keep_of(i);
         let step = funnel.step("image dedup", "images");
         if keep == i {

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::extract::SentenceRow;
-use super::{DEDUP_TEXT, FILTER_TEXT, read_jsonl, write_funnel, write_jsonl};
+use super::{DEDUP_TEXT, FILTER_TEXT, read_parts, write_funnel, write_jsonl};
 use crate::funnel::Funnel;
 use crate::shard::{PartWriter, ShardSpec, complete_parts};
 use crate::text_filters::{dedup_key, words};
@@ -23,21 +23,19 @@ pub fn run(store: &Path, shard: ShardSpec) -> Result<Option<Funnel>> {
     let mut funnel = Funnel::default();
     let mut seen = HashSet::new();
     let mut kept = Vec::new();
-    for p in &parts {
-        read_jsonl(&p.join("sentences.jsonl"), |row: SentenceRow| {
-            let key = dedup_key(&words(&row.text));
-            if key % shard.count as u64 != shard.index as u64 {
-                return Ok(());
-            }
-            if funnel
-                .step("near-exact dedup", "sentences")
-                .record((!seen.insert(key)).then_some("duplicate text"))
-            {
-                kept.push(row);
-            }
-            Ok(())
-        })?;
-    }
+    read_parts(&parts, "sentences.jsonl", |_, row: SentenceRow| {
+        let key = dedup_key(&words(&row.text));
+        if key % shard.count as u64 != shard.index as u64 {
+            return Ok(());
+        }
+        if funnel
+            .step("near-exact dedup", "sentences")
+            .record((!seen.insert(key)).then_some("duplicate text"))
+        {
+            kept.push(row);
+        }
+        Ok(())
+    })?;
     funnel.step("near-exact dedup", "sentences");
     write_jsonl(&part.path("sentences.jsonl"), &kept)?;
     write_funnel(&part.path("funnel.json"), &funnel)?;

@@ -20,7 +20,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::extract::SentenceRow;
-use super::{DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, JsonlWriter, read_funnel, read_jsonl, write_funnel};
+use super::{DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, JsonlWriter, read_funnel, read_parts, write_funnel};
 use crate::dedup::{LshParams, UnionFind, link_cosine};
 use crate::embed::TextEmbedder;
 use crate::funnel::Funnel;
@@ -88,7 +88,7 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
         std::collections::HashMap::new();
     let mut kept = JsonlWriter::create(&part.path("sentences.jsonl"))?;
     let mut dropped = JsonlWriter::create(&part.path("dropped.jsonl"))?;
-    each_row(&parts, |i, row| {
+    read_parts(&parts, "sentences.jsonl", |i, row: SentenceRow| {
         if i >= n {
             bail!("dedup-text parts changed while this stage ran");
         }
@@ -120,22 +120,6 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
     Ok(Some(funnel))
-}
-
-/// Stream every sentence row of the dedup-text parts, in corpus order.
-fn each_row(
-    parts: &[std::path::PathBuf],
-    mut f: impl FnMut(usize, SentenceRow) -> Result<()>,
-) -> Result<()> {
-    let mut i = 0;
-    for p in parts {
-        read_jsonl(&p.join("sentences.jsonl"), |row: SentenceRow| {
-            f(i, row)?;
-            i += 1;
-            Ok(())
-        })?;
-    }
-    Ok(())
 }
 
 /// Embed every row, EMBED_BATCH texts at a time, holding only the embeddings.
@@ -171,7 +155,7 @@ fn embed_all(
         batch.clear();
         Ok(())
     };
-    each_row(parts, |_, row| {
+    read_parts(parts, "sentences.jsonl", |_, row: SentenceRow| {
         batch.push(row.text);
         if batch.len() == EMBED_BATCH {
             flush(&mut batch, &mut emb, &mut dim)?;

@@ -87,6 +87,24 @@ pub fn read_jsonl<T: DeserializeOwned>(
     Ok(())
 }
 
+/// Stream the rows of `file` in every part, in corpus order (part, then line), with
+/// their running index.
+pub fn read_parts<T: DeserializeOwned>(
+    parts: &[std::path::PathBuf],
+    file: &str,
+    mut f: impl FnMut(usize, T) -> Result<()>,
+) -> Result<()> {
+    let mut i = 0;
+    for p in parts {
+        read_jsonl(&p.join(file), |row: T| {
+            f(i, row)?;
+            i += 1;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 pub fn write_funnel(path: &Path, funnel: &Funnel) -> Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(funnel)?)?;
     Ok(())
