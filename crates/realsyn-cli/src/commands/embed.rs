@@ -128,15 +128,7 @@ impl BackendJob for EmbedJob {
             .as_ref()
             .expect("clap requires --images or --texts");
         let texts = super::tokenize::read_lines(texts_path)?;
-        let tok = ClipTokenizer::new().with_context_length(model.config.text_cfg.context_length)?;
-        if model.config.text_cfg.vocab_size < tok.vocab_size() {
-            bail!(
-                "the model's text vocabulary ({}) is smaller than the CLIP tokenizer's ({}): \
-                 these weights were not trained with CLIP's tokenizer",
-                model.config.text_cfg.vocab_size,
-                tok.vocab_size()
-            );
-        }
+        let tok = ClipTokenizer::for_text_tower(&model.config.text_cfg)?;
         let pb = bar(texts.len() as u64, "texts");
         for chunk in texts.chunks(args.batch_size) {
             let tokens = token_batch::<B>(&tok.tokenize_batch(chunk), &device);

@@ -133,6 +133,22 @@ impl ClipTokenizer {
         })
     }
 
+    /// The tokenizer for a CLIP text tower: the tower's context length, and an error
+    /// when its vocabulary cannot hold CLIP's ids (weights trained with another
+    /// tokenizer would otherwise index past their embedding table).
+    pub fn for_text_tower(cfg: &crate::config::TextConfig) -> Result<Self> {
+        let tok = Self::new().with_context_length(cfg.context_length)?;
+        if cfg.vocab_size < tok.vocab_size() {
+            return Err(anyhow!(
+                "the model's text vocabulary ({}) is smaller than CLIP's tokenizer ({}): \
+                 these weights were not trained with CLIP's tokenizer",
+                cfg.vocab_size,
+                tok.vocab_size()
+            ));
+        }
+        Ok(tok)
+    }
+
     /// The same tokenizer with another context length (open_clip's `context_length`).
     pub fn with_context_length(mut self, context_length: usize) -> Result<Self> {
         if context_length < 2 {

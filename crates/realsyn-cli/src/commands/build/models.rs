@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use realsyn_builder::embed::{BagOfWords, ColorHistogram, ImageEmbedder, TextEmbedder};
 use realsyn_builder::perplexity::PerplexityScorer;
@@ -181,17 +181,8 @@ impl<B: Backend> ClipEmbedder<B> {
 
     /// The tokenizer for the text tower, checked against the model's vocabulary.
     fn prepare_text(&mut self) -> Result<()> {
-        let text = &self.model.config.text_cfg;
-        let tok = realsyn_model::ClipTokenizer::new().with_context_length(text.context_length)?;
-        if text.vocab_size < tok.vocab_size() {
-            anyhow::bail!(
-                "{}: text vocabulary {} is smaller than CLIP's tokenizer ({})",
-                self.name,
-                text.vocab_size,
-                tok.vocab_size()
-            );
-        }
-        self.tokenizer = Some(tok);
+        let tok = realsyn_model::ClipTokenizer::for_text_tower(&self.model.config.text_cfg);
+        self.tokenizer = Some(tok.with_context(|| self.name.clone())?);
         Ok(())
     }
 }
