@@ -1,16 +1,18 @@
 //! Image and sentence embedders for semantic dedup. The paper embeds images with
 //! EVA02-CLIP E/14-plus;
 //! any encoder that maps images to L2-normalised vectors plugs in through
-//! `ImageEmbedder` (the CLI provides realsyn's CLIP towers, `--image-encoder`).
+//! `ImageEmbedder` (`realsyn-runtime` provides any dual encoder's towers,
+//! `--image-encoder`).
 
 use anyhow::Result;
 use image::DynamicImage;
+use realsyn_io::Embeddings;
 
 pub trait ImageEmbedder {
     /// What the embeddings are, for the manifest and logs.
     fn name(&self) -> String;
-    /// `[images.len(), dim]` row-major, each row L2-normalised; returns (rows, dim).
-    fn embed(&mut self, images: &[DynamicImage]) -> Result<(Vec<f32>, usize)>;
+    /// One row per image, each L2-normalised.
+    fn embed(&mut self, images: &[DynamicImage]) -> Result<Embeddings>;
 }
 
 /// A colour-histogram embedding (8x8x8 RGB bins, square-rooted, L2-normalised): no
@@ -25,7 +27,7 @@ impl ImageEmbedder for ColorHistogram {
         "color-histogram-512".into()
     }
 
-    fn embed(&mut self, images: &[DynamicImage]) -> Result<(Vec<f32>, usize)> {
+    fn embed(&mut self, images: &[DynamicImage]) -> Result<Embeddings> {
         const D: usize = 512;
         let mut out = vec![0f32; images.len() * D];
         for (img, row) in images.iter().zip(out.chunks_mut(D)) {
@@ -38,19 +40,19 @@ impl ImageEmbedder for ColorHistogram {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             row.iter_mut().for_each(|v| *v /= norm);
         }
-        Ok((out, D))
+        Embeddings::new(out, D)
     }
 }
 
 /// Sentence embedders for semantic sentence dedup. The paper embeds sentences with
 /// its CLIP text encoder (the same one it clusters them with); any encoder that maps
-/// texts to L2-normalised vectors plugs in (the CLI provides realsyn's CLIP text tower,
-/// `--text-encoder`).
+/// texts to L2-normalised vectors plugs in (`realsyn-runtime` provides a dual
+/// encoder's text tower, `--text-encoder`).
 pub trait TextEmbedder {
     /// What the embeddings are, for logs.
     fn name(&self) -> String;
-    /// `[texts.len(), dim]` row-major, each row L2-normalised; returns (rows, dim).
-    fn embed(&mut self, texts: &[&str]) -> Result<(Vec<f32>, usize)>;
+    /// One row per text, each L2-normalised.
+    fn embed(&mut self, texts: &[&str]) -> Result<Embeddings>;
 }
 
 /// A hashed bag-of-words embedding (512 signed buckets of square-rooted word counts,
@@ -64,7 +66,7 @@ impl TextEmbedder for BagOfWords {
         "bag-of-words-512".into()
     }
 
-    fn embed(&mut self, texts: &[&str]) -> Result<(Vec<f32>, usize)> {
+    fn embed(&mut self, texts: &[&str]) -> Result<Embeddings> {
         const D: usize = 512;
         let mut out = vec![0f32; texts.len() * D];
         for (text, row) in texts.iter().zip(out.chunks_mut(D)) {
@@ -78,6 +80,6 @@ impl TextEmbedder for BagOfWords {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             row.iter_mut().for_each(|v| *v /= norm);
         }
-        Ok((out, D))
+        Embeddings::new(out, D)
     }
 }

@@ -1,11 +1,11 @@
 //! # realsyn
 //!
-//! The command-line front end. Each subcommand lives in `commands/` and only wires
-//! arguments to the library crates (`realsyn-model`, `realsyn-data`, `realsyn-builder`,
-//! `realsyn-train`, `realsyn-eval`).
+//! The command-line front end. Each subcommand lives in `commands/` and only parses
+//! arguments, calls the library crates (`realsyn-builder`, `realsyn-train`,
+//! `realsyn-eval`, ...) through `realsyn-runtime` (devices, model loading, encoders)
+//! and prints.
 
 mod commands;
-mod device;
 
 use clap::{Parser, Subcommand};
 

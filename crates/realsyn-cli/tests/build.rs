@@ -369,7 +369,7 @@ fn semantic_dedup_links_what_the_perceptual_hash_misses() {
         "{drops:?}"
     );
     let emb = store.join("dedup-images/part-00000-of-00001/image_embeddings.npy");
-    let (_, shape) = realsyn_data::npy::read_npy::<f32>(&emb).unwrap();
+    let (_, shape) = realsyn_io::npy::read_npy::<f32>(&emb).unwrap();
     assert_eq!(shape, vec![2, 512], "one embedding per kept image");
     // A CLIP image tower (the tiny open_clip model exported from PyTorch) as encoder.
     let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -389,7 +389,7 @@ fn semantic_dedup_links_what_the_perceptual_hash_misses() {
         "--image-encoder-arch",
         &s(&weights.with_file_name("tiny-gelu.json")),
     ]);
-    let (_, shape) = realsyn_data::npy::read_npy::<f32>(
+    let (_, shape) = realsyn_io::npy::read_npy::<f32>(
         &store.join("dedup-images/part-00000-of-00001/image_embeddings.npy"),
     )
     .unwrap();
@@ -618,7 +618,7 @@ fn semantic_sentence_dedup_links_reorderings() {
     assert_eq!(row["text"], texts[2], "the later occurrence is dropped");
     assert_eq!(row["duplicate_of"], texts[0]);
     let (_, shape) =
-        realsyn_data::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
+        realsyn_io::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
     assert_eq!(shape, vec![3, 512], "one embedding per kept sentence");
 
     // The tiny parity model's 1,000-token text vocabulary cannot take CLIP's tokens:
@@ -664,6 +664,6 @@ fn semantic_sentence_dedup_links_reorderings() {
         "threshold near 1: different token sequences stay apart"
     );
     let (_, shape) =
-        realsyn_data::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
+        realsyn_io::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
     assert_eq!(shape[0], 4);
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use realsyn_data::npy::read_npy;
+use realsyn_io::npy::read_npy;
 
 fn realsyn(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_realsyn"))
@@ -151,8 +151,9 @@ fn convert_to_hf_and_back_preserves_every_tensor() {
         "open_clip",
     ]));
     let a =
-        realsyn_model::weights::read_weights(Path::new(&fixture("tiny-gelu.safetensors"))).unwrap();
-    let b = realsyn_model::weights::read_weights(&back).unwrap();
+        realsyn_model::clip::weights::read_weights(Path::new(&fixture("tiny-gelu.safetensors")))
+            .unwrap();
+    let b = realsyn_model::clip::weights::read_weights(&back).unwrap();
     assert_eq!(a.state_dict, b.state_dict);
 }
 

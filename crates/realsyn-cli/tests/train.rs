@@ -119,7 +119,7 @@ fn tiny_clip_learns_fashion_mnist_zero_shot() {
             "no {tag} in TensorBoard log"
         );
     }
-    let losses = realsyn_train::trainer::read_losses(&out).unwrap();
+    let losses = realsyn_train::metrics::read_losses(&out).unwrap();
     assert_eq!(losses.len(), 60);
     assert!(
         losses[&60] < losses[&1] - 0.5,
@@ -281,7 +281,7 @@ fn a_run_killed_mid_epoch_resumes_bit_exactly() {
     let full = tmp.path().join("full");
     let r = recipe(tmp.path(), &data, "{00000..00003}.tar", &full, train, extra);
     run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args(set));
-    let expected = realsyn_train::trainer::read_losses(&full).unwrap();
+    let expected = realsyn_train::metrics::read_losses(&full).unwrap();
     assert_eq!(expected.len(), 16);
 
     let killed = tmp.path().join("killed");
@@ -335,7 +335,7 @@ fn a_run_killed_mid_epoch_resumes_bit_exactly() {
             .args(set)
             .args(["--resume", "latest"]),
     );
-    let got = realsyn_train::trainer::read_losses(&killed).unwrap();
+    let got = realsyn_train::metrics::read_losses(&killed).unwrap();
     assert_eq!(got.len(), 16);
     for (step, loss) in &expected {
         assert_eq!(
@@ -347,7 +347,7 @@ fn a_run_killed_mid_epoch_resumes_bit_exactly() {
     }
     // Final weights are identical too, tensor by tensor and byte for byte.
     let weights = |run: &Path| {
-        realsyn_model::weights::read_safetensors(
+        realsyn_model::clip::weights::read_safetensors(
             &run.join("checkpoints/step_00000016/model.safetensors"),
         )
         .unwrap()

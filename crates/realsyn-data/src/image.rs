@@ -15,6 +15,11 @@ use image::{DynamicImage, RgbImage};
 use rand::Rng;
 
 /// OpenAI CLIP's normalisation constants (open_clip `OPENAI_DATASET_MEAN/STD`).
+/// The image file extensions and WebDataset members realsyn reads, in order of
+/// preference (open_clip's `jpg;png;jpeg;webp` first, then what the builder and
+/// ImageFolder datasets also hold). One list for every reader.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "png", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
+
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 

@@ -6,10 +6,8 @@
 //! (`texts`), and the streaming training pipeline (`loader`).
 
 pub mod datasets;
-pub mod fs;
 pub mod image;
 pub mod loader;
-pub mod npy;
 pub mod plot;
 pub mod progress;
 pub mod texts;

@@ -21,12 +21,10 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::image::IMAGE_EXTENSIONS;
 use crate::image::{ImageTransform, decode_image};
 use crate::texts::TextKeys;
 use crate::wds::{RawSample, SkipCounter, read_shard};
-
-/// Image members read, in order of preference (open_clip's `jpg;png;jpeg;webp`).
-pub const IMAGE_EXTS: [&str; 4] = ["jpg", "png", "jpeg", "webp"];
 
 /// Turns a batch of texts into `[n, context]` token ids, run on the loader threads.
 pub type Tokenize = Arc<dyn Fn(&[String]) -> Vec<i32> + Send + Sync>;
@@ -272,7 +270,7 @@ fn decode(
         return Err("no text");
     }
     let text = candidates[rng.random_range(0..candidates.len())].clone();
-    let bytes = s.first_of(&IMAGE_EXTS).ok_or("no image")?;
+    let bytes = s.first_of(IMAGE_EXTENSIONS).ok_or("no image")?;
     let img = decode_image(bytes).map_err(|_| "corrupt image")?;
     let pixels = cfg
         .transform

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::fs::write_atomic;
+use realsyn_io::fs::write_atomic;
 
 /// How a series is drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,8 +10,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use realsyn_data::fs::write_atomic;
-use realsyn_data::npy::{read_npy, write_npy};
+use realsyn_io::fs::write_atomic;
+use realsyn_io::npy::{read_npy, write_npy};
 use serde::{Deserialize, Serialize};
 
 use crate::features::Features;

@@ -6,8 +6,8 @@ use anyhow::Result;
 use burn::tensor::backend::Backend;
 use realsyn_data::EvalTransform;
 use realsyn_data::wds::SkipCounter;
-use realsyn_model::batch::{image_batch, to_rows};
-use realsyn_model::{Clip, l2_normalize};
+use realsyn_model::DualEncoder;
+use realsyn_model::encoder::embed_pixels;
 
 use crate::datasets::LabelledDataset;
 use crate::linear_probe::Split;
@@ -45,17 +45,19 @@ impl Features {
 
 /// Features of up to `limit` samples of `data`, in its order. `progress` is called
 /// with the number of samples done after each batch.
-pub fn image_features<B: Backend>(
-    model: &Clip<B>,
+pub fn image_features<B: Backend, M: DualEncoder<B> + ?Sized>(
+    model: &M,
     data: &LabelledDataset,
     limit: usize,
     batch: usize,
     device: &B::Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Features> {
-    let size = model.config.vision_cfg.image_size;
+    let size = model.image_size();
     let skips = SkipCounter::new();
     let mut out = Features::default();
+    // The dataset reader batches (decoding in parallel, skipping unreadable samples),
+    // so each of its batches is one encoder batch.
     for b in data.batches(EvalTransform::new(size as u32), batch, &skips) {
         if out.y.len() >= limit {
             break;
@@ -63,10 +65,9 @@ pub fn image_features<B: Backend>(
         if b.labels.is_empty() {
             continue;
         }
-        let f = l2_normalize(model.encode_image(image_batch::<B>(&b.pixels, size, device)));
-        let (rows, [_, dim]) = to_rows(f);
-        out.dim = dim;
-        out.x.extend(rows);
+        let f = embed_pixels(model, &b.pixels, true, device)?;
+        out.dim = f.width();
+        out.x.extend(f.into_vec());
         out.y.extend(b.labels);
         out.captions.extend(b.captions);
         progress(out.y.len());

@@ -26,4 +26,4 @@ pub use features::{Features, image_features};
 pub use metrics::ClassificationMetrics;
 pub use registry::{Registry, Suite, TemplateSet};
 pub use retrieval::retrieval_recalls;
-pub use zeroshot::{ZeroShotMetrics, zero_shot_classifier, zero_shot_eval};
+pub use zeroshot::{ZeroShotMetrics, zero_shot_eval};

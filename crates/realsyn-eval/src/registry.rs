@@ -6,41 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::datasets::{ClassNames, Format, LabelledDataset, OpenOptions, lines};
+use crate::datasets::{ClassNames, Format, LabelledDataset, OpenOptions};
 
 const BENCHMARKS: &str = include_str!("../../../eval/benchmarks.toml");
 const SLIP_TEMPLATES: &str = include_str!("../../../eval/templates/slip.json");
 const CLIP_BENCHMARK_TEMPLATES: &str = include_str!("../../../eval/templates/clip_benchmark.json");
-const IMAGENET_CLASSNAMES: &str = include_str!("../../../eval/classnames/imagenet1k.txt");
-const IMAGENET_WNIDS: &str = include_str!("../../../eval/classnames/imagenet_wnids.txt");
-const IMAGENET_A_WNIDS: &str = include_str!("../../../eval/classnames/imagenet_a_wnids.txt");
-const IMAGENET_R_WNIDS: &str = include_str!("../../../eval/classnames/imagenet_r_wnids.txt");
-
-/// CLIP's curated names of the 1000 ImageNet classes, in sorted-WNID order.
-pub fn imagenet_classnames() -> &'static [String] {
-    static V: OnceLock<Vec<String>> = OnceLock::new();
-    V.get_or_init(|| lines(IMAGENET_CLASSNAMES))
-}
-
-/// The 1000 ImageNet WNIDs, sorted (= torchvision's class order).
-pub fn imagenet_wnids() -> &'static [String] {
-    static V: OnceLock<Vec<String>> = OnceLock::new();
-    V.get_or_init(|| lines(IMAGENET_WNIDS))
-}
-
-/// The sorted WNIDs of ImageNet-A (`imagenet-a`) or ImageNet-R (`imagenet-r`).
-pub fn imagenet_subset(name: &str) -> Vec<String> {
-    match name {
-        "imagenet-a" => lines(IMAGENET_A_WNIDS),
-        _ => lines(IMAGENET_R_WNIDS),
-    }
-}
-
 /// The evaluation suites of `realsyn eval --suite`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -265,6 +239,7 @@ impl Benchmark {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::imagenet_classes::{imagenet_classnames, imagenet_subset, imagenet_wnids};
 
     #[test]
     fn the_bundled_registry_has_the_papers_benchmarks() {

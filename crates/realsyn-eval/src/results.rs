@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use realsyn_data::fs::write_atomic;
+use realsyn_io::fs::write_atomic;
 use serde::{Deserialize, Serialize};
 
 /// CLIP_benchmark's task names.

@@ -11,8 +11,10 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use realsyn_data::progress::bar;
-use realsyn_model::batch::{to_rows, token_batch};
-use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
+use realsyn_io::encode_in_batches;
+use realsyn_model::common::batch::to_rows;
+use realsyn_model::encoder::embed_texts;
+use realsyn_model::{ClipTokenizer, DualEncoder};
 use serde_json::json;
 
 use crate::cache::FeatureCache;
@@ -22,7 +24,8 @@ use crate::linear_probe::{DEFAULT_GRID, probe};
 use crate::registry::{Benchmark, Layout, Metric, OpenError, Registry, Suite, TemplateSet};
 use crate::results::{EvalResult, LINEAR_PROBE, RETRIEVAL, ZEROSHOT};
 use crate::retrieval::retrieval_recalls;
-use crate::zeroshot::{classify, zero_shot_classifier};
+use crate::zeroshot::classify;
+use realsyn_model::zero_shot::zero_shot_classifier;
 
 pub struct SuiteOptions {
     pub data_root: PathBuf,
@@ -138,8 +141,8 @@ pub fn plan(registry: &Registry, opts: &SuiteOptions) -> Result<Vec<(Benchmark, 
 }
 
 /// Run every planned (benchmark, task) and return what happened to each benchmark.
-pub fn run_suite<B: Backend>(
-    model: &Clip<B>,
+pub fn run_suite<B: Backend, M: DualEncoder<B> + ?Sized>(
+    model: &M,
     tokenizer: &ClipTokenizer,
     registry: &Registry,
     opts: &SuiteOptions,
@@ -221,8 +224,8 @@ fn open(bench: &Benchmark, root: &Path, split: &str) -> Result<LabelledDataset, 
 
 /// Features of `split` of `data` (from the cache when this model computed them).
 #[allow(clippy::too_many_arguments)]
-fn features<B: Backend>(
-    model: &Clip<B>,
+fn features<B: Backend, M: DualEncoder<B> + ?Sized>(
+    model: &M,
     cache: &FeatureCache,
     bench: &Benchmark,
     data: &mut LabelledDataset,
@@ -258,8 +261,8 @@ fn features<B: Backend>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_benchmark<B: Backend>(
-    model: &Clip<B>,
+fn run_benchmark<B: Backend, M: DualEncoder<B> + ?Sized>(
+    model: &M,
     tokenizer: &ClipTokenizer,
     registry: &Registry,
     opts: &SuiteOptions,
@@ -357,8 +360,8 @@ fn run_benchmark<B: Backend>(
 }
 
 /// Image<->text Recall@1/5/10 of images `f` against all their captions.
-fn retrieval<B: Backend>(
-    model: &Clip<B>,
+fn retrieval<B: Backend, M: DualEncoder<B> + ?Sized>(
+    model: &M,
     tokenizer: &ClipTokenizer,
     f: &Features,
     batch: usize,
@@ -373,13 +376,13 @@ fn retrieval<B: Backend>(
         }
     }
     let pb = bar(texts.len() as u64, "captions");
-    let mut text_rows = Vec::with_capacity(texts.len() * f.dim);
-    for chunk in texts.chunks(batch.max(1)) {
-        let tokens = tokenizer.tokenize_batch(chunk);
-        let emb = l2_normalize(model.encode_text(token_batch::<B>(&tokens, device)));
-        text_rows.extend(to_rows(emb).0);
-        pb.inc(chunk.len() as u64);
-    }
+    let text_rows = encode_in_batches(
+        texts.iter().copied(),
+        batch.max(1),
+        |chunk| embed_texts(model, tokenizer, chunk, true, device),
+        |n| pb.inc(n as u64),
+    )?
+    .into_vec();
     pb.finish_and_clear();
     let images = Tensor::<B, 2>::from_data(TensorData::new(f.x.clone(), [f.len(), f.dim]), device);
     let text = Tensor::<B, 2>::from_data(TensorData::new(text_rows, [texts.len(), f.dim]), device);

@@ -1,14 +1,15 @@
-//! Zero-shot classification (CLIP_benchmark's `zeroshot_classification`): each class
-//! is the normalised mean of its normalised template embeddings; logits are 100 x
+//! Zero-shot classification (CLIP_benchmark's `zeroshot_classification`): the
+//! classifier is the model library's (`realsyn_model::zero_shot`); logits are 100 x
 //! cosine; metrics come from `metrics::ClassificationMetrics`.
 
 use std::ops::Deref;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use realsyn_model::batch::{to_rows, token_batch};
-use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
+use realsyn_model::common::batch::to_rows;
+use realsyn_model::zero_shot::zero_shot_classifier;
+use realsyn_model::{ClipTokenizer, DualEncoder};
 use serde::Serialize;
 
 use crate::datasets::LabelledDataset;
@@ -30,39 +31,9 @@ impl Deref for ZeroShotMetrics {
     }
 }
 
-/// A template with the class name put in: `{c}` (CLIP_benchmark) or `{}` (SLIP/CLIP).
-pub fn fill_template(template: &str, class: &str) -> String {
-    if template.contains("{c}") {
-        template.replace("{c}", class)
-    } else {
-        template.replace("{}", class)
-    }
-}
-
-/// `[embed_dim, n_classes]` classifier weights.
-pub fn zero_shot_classifier<B: Backend>(
-    model: &Clip<B>,
-    tokenizer: &ClipTokenizer,
-    classnames: &[String],
-    templates: &[String],
-    device: &B::Device,
-) -> Result<Tensor<B, 2>> {
-    if templates.is_empty() {
-        bail!("zero-shot classification needs at least one prompt template");
-    }
-    let mut columns = Vec::with_capacity(classnames.len());
-    for c in classnames {
-        let texts: Vec<String> = templates.iter().map(|t| fill_template(t, c)).collect();
-        let rows = tokenizer.tokenize_batch(&texts);
-        let emb = l2_normalize(model.encode_text(token_batch::<B>(&rows, device)));
-        columns.push(l2_normalize(emb.mean_dim(0)));
-    }
-    Ok(Tensor::cat(columns, 0).transpose())
-}
-
 /// Evaluate `model` on `data` with `data.templates`.
-pub fn zero_shot_eval<B: Backend>(
-    model: &Clip<B>,
+pub fn zero_shot_eval<B: Backend, M: DualEncoder<B> + ?Sized>(
+    model: &M,
     tokenizer: &ClipTokenizer,
     data: &LabelledDataset,
     batch: usize,

@@ -7,10 +7,11 @@ use image::{Rgb, RgbImage};
 use realsyn_data::EvalTransform;
 use realsyn_data::wds::SkipCounter;
 use realsyn_eval::LabelledDataset;
-use realsyn_eval::datasets::{ClassNames, Format, OpenOptions};
-use realsyn_eval::registry::{
-    OpenError, Registry, imagenet_classnames, imagenet_subset, imagenet_wnids,
+use realsyn_eval::datasets::imagenet_classes::{
+    imagenet_classnames, imagenet_subset, imagenet_wnids,
 };
+use realsyn_eval::datasets::{ClassNames, Format, OpenOptions};
+use realsyn_eval::registry::{OpenError, Registry};
 
 fn png(path: &Path, shade: u8) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

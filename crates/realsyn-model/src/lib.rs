@@ -1,28 +1,36 @@
 //! # realsyn-model
 //!
-//! The model library: CLIP (ViT image tower + causal text tower) in Burn, generic over
-//! the backend; GPT-2 (the builder's perplexity filter); the CLIP and GPT-2 BPE
-//! tokenizers; model configs in open_clip's JSON format; and
-//! weight interop with open_clip and Hugging Face. No training or data code lives
-//! here (that is `realsyn-train` / `realsyn-data`), as open_clip keeps its model
-//! library apart from its training script.
+//! The model library, one folder per model, as candle-transformers lays it out:
 //!
-//! One file per part: `transformer` (the shared residual block), `vision`, `text`,
-//! `clip` (the two towers + contrastive outputs), `gpt2`, `config`, `tokenizer`, `weights`.
+//! - `clip/`: CLIP (ViT image tower + causal text tower), its open_clip configs, the
+//!   CLIP BPE tokenizer, the contrastive loss and its weight formats (open_clip,
+//!   Hugging Face, realsyn checkpoints).
+//! - `gpt2/`: GPT-2 as a causal LM (the builder's perplexity filter), its BPE
+//!   tokenizer and Hugging Face weights.
+//! - `common/`: what models are built from: the pre-LN transformer block, host data
+//!   <-> tensors, the state dict, the one parameter walk that loads and exports
+//!   weights, and weight files.
+//! - `encoder`: the `DualEncoder` trait every consumer of an image-text model takes
+//!   (evaluation, the trainer's zero-shot hook, the builder's encoders).
+//! - `zero_shot`: the zero-shot classifier of any dual encoder (prompt ensembles).
+//! - `backend`: the Burn backends realsyn is built with.
+//!
+//! Models to come have their homes beside these (`eva02/`, a captioner, a
+//! Llama-family LLM). Generic over the Burn backend. Must not depend on training,
+//! data loading or any realsyn crate but `realsyn-io`, as open_clip keeps its model
+//! library apart from its training script; the factory that ties a model to its
+//! transforms lives in `realsyn-runtime`.
 
 pub mod backend;
-pub mod batch;
 pub mod clip;
-pub mod config;
+pub mod common;
+pub mod encoder;
 pub mod gpt2;
-pub mod loss;
-pub mod text;
-pub mod tokenizer;
-pub mod transformer;
-pub mod vision;
-pub mod weights;
+pub mod zero_shot;
 
+pub use clip::config::ClipConfig;
+pub use clip::tokenizer::ClipTokenizer;
 pub use clip::{Clip, ClipOutput, INIT_LOGIT_SCALE, l2_normalize};
-pub use config::ClipConfig;
+pub use encoder::DualEncoder;
+pub use gpt2::tokenizer::Gpt2Tokenizer;
 pub use gpt2::{Gpt2, Gpt2Config, Gpt2Perplexity};
-pub use tokenizer::{ClipTokenizer, Gpt2Tokenizer};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Int, Tensor, TensorData};
 use realsyn_model::backend::Cpu;
 use realsyn_model::gpt2::perplexity;
-use realsyn_model::tokenizer::default_gpt2_bpe_dir;
+use realsyn_model::gpt2::tokenizer::default_gpt2_bpe_dir;
 use realsyn_model::{Gpt2, Gpt2Perplexity, Gpt2Tokenizer};
 
 fn fixture(name: &str) -> PathBuf {

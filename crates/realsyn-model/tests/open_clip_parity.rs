@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use realsyn_model::backend::Cpu;
-use realsyn_model::weights::{WeightFormat, read_weights, write_weights};
+use realsyn_model::clip::weights::{WeightFormat, read_weights, write_weights};
 use realsyn_model::{Clip, ClipConfig};
 use safetensors::SafeTensors;
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 
-use realsyn_model::tokenizer::{CONTEXT_LENGTH, ClipTokenizer};
+use realsyn_model::clip::tokenizer::{CONTEXT_LENGTH, ClipTokenizer};
 
 fn fixture() -> Vec<(String, Vec<i32>)> {
     let path = concat!(

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use realsyn_data::DataPosition;
-use realsyn_data::fs::write_atomic;
+use realsyn_io::fs::write_atomic;
 use realsyn_model::Clip;
-use realsyn_model::weights::{StateDict, read_safetensors, write_safetensors};
+use realsyn_model::common::files::{read_safetensors, write_safetensors};
+use realsyn_model::common::state_dict::StateDict;
 use serde::{Deserialize, Serialize};
 
 use crate::optim::AdamW;

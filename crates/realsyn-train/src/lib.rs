@@ -11,10 +11,12 @@
 //!   that keeps the contrastive loss exact over the whole batch.
 //! - `checkpoint`: atomic checkpoints holding everything an exact resume needs.
 //! - `tensorboard`: a TensorBoard event-file writer (scalars, images).
+//! - `metrics`: the typed records of `metrics.jsonl`, written and read back.
 //! - `plot`: `curves.svg` (loss, lr, zero-shot) at the end of a run.
 //! - `trainer`: the loop that ties them together.
 
 pub mod checkpoint;
+pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod recipe;

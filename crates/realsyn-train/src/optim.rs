@@ -14,8 +14,10 @@ use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use realsyn_model::Clip;
-use realsyn_model::batch::to_scalar;
-use realsyn_model::weights::{HostTensor, Layout, ParamVisitor, StateDict, visit_params};
+use realsyn_model::clip::weights::visit_params;
+use realsyn_model::common::batch::to_scalar;
+use realsyn_model::common::state_dict::{HostTensor, StateDict};
+use realsyn_model::common::walk::{Layout, ParamVisitor};
 
 /// Flattened gradients by open_clip parameter name.
 pub struct NamedGrads<B: Backend> {

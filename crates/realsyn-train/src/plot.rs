@@ -1,22 +1,22 @@
 //! `OUT/curves.svg` and `OUT/curves.png`: training loss and learning rate per step,
 //! and zero-shot top-1 when evaluated, drawn from `metrics.jsonl`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
 use realsyn_data::plot::{PALETTE, Panel, Series, Style, write_chart};
 
-use crate::trainer::{metric_by_step, read_metrics};
+use crate::metrics::{read_metrics, steps, zero_shot_top1};
 
 /// Read `out/metrics.jsonl` and write `out/curves.{svg,png}`. Later lines win for a
 /// step logged twice (a resumed run).
 pub fn write_curves(out: &Path) -> Result<()> {
     let records = read_metrics(out)?;
-    let loss = metric_by_step(&records, |v| v["loss"].as_f64());
-    let lr = metric_by_step(&records, |v| {
-        v["loss"].as_f64().map(|_| v["lr"].as_f64().unwrap_or(0.0))
-    });
-    let zs = metric_by_step(&records, |v| v["zeroshot"]["acc1"].as_f64());
+    let steps = steps(&records);
+    let loss: BTreeMap<u64, f64> = steps.iter().map(|(&s, r)| (s, r.loss)).collect();
+    let lr: BTreeMap<u64, f64> = steps.iter().map(|(&s, r)| (s, r.lr)).collect();
+    let zs = zero_shot_top1(&records);
     let panels: Vec<Panel> = [
         ("training loss", &loss, Style::Line),
         ("learning rate", &lr, Style::Line),

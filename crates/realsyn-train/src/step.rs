@@ -23,9 +23,10 @@ use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
-use realsyn_model::batch::to_scalar;
-use realsyn_model::loss::clip_loss;
-use realsyn_model::weights::{Layout, ParamVisitor, visit_params};
+use realsyn_model::clip::loss::clip_loss;
+use realsyn_model::clip::weights::visit_params;
+use realsyn_model::common::batch::to_scalar;
+use realsyn_model::common::walk::{Layout, ParamVisitor};
 use realsyn_model::{Clip, l2_normalize};
 
 use crate::optim::NamedGrads;

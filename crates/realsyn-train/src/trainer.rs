@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,16 +12,17 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use realsyn_data::fs::write_atomic;
 use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
-use realsyn_model::batch::to_scalar;
+use realsyn_io::fs::write_atomic;
+use realsyn_model::common::batch::to_scalar;
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
+use crate::metrics::{StepRecord, ZeroShotRecord};
 use crate::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use crate::recipe::Recipe;
 use crate::step::{DeviceSlice, data_parallel_step, replicate};
@@ -35,19 +36,6 @@ pub struct TrainSummary {
     pub skips: BTreeMap<String, u64>,
     pub checkpoint: PathBuf,
     pub zeroshot: Option<ZeroShotMetrics>,
-}
-
-/// One line of `metrics.jsonl` (every step).
-#[derive(Serialize)]
-struct StepRecord {
-    step: u64,
-    epoch: u64,
-    loss: f64,
-    lr: f64,
-    logit_scale: f64,
-    grad_norm: f64,
-    samples_per_s: f64,
-    data_wait: f64,
 }
 
 /// Train as `recipe` says on `devices` (data parallel when several; the first holds
@@ -321,11 +309,11 @@ pub fn train<B: AutodiffBackend>(
                         m.mean_per_class_recall,
                         state.step,
                     )?;
-                    writeln!(
-                        metrics,
-                        "{}",
-                        serde_json::json!({"step": state.step, "zeroshot": m})
-                    )?;
+                    let rec = ZeroShotRecord {
+                        step: state.step,
+                        zeroshot: &m,
+                    };
+                    writeln!(metrics, "{}", serde_json::to_string(&rec)?)?;
                     say(format!(
                         "step {}: zero-shot top-1 {:.2}% top-5 {:.2}% on {} images",
                         state.step,
@@ -460,33 +448,4 @@ fn progress_bar(total: u64, at: u64) -> ProgressBar {
     );
     bar.set_position(at);
     bar
-}
-
-/// The records of a run's `metrics.jsonl`; a line cut by a kill is skipped.
-pub fn read_metrics(out_dir: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(out_dir.join("metrics.jsonl"))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
-}
-
-/// One value per step from those records. A step logged twice (it ran, the process
-/// was killed before the next checkpoint, and it ran again on resume) keeps its
-/// last value.
-pub fn metric_by_step(
-    records: &[serde_json::Value],
-    field: impl Fn(&serde_json::Value) -> Option<f64>,
-) -> BTreeMap<u64, f64> {
-    records
-        .iter()
-        .filter_map(|v| Some((v["step"].as_u64()?, field(v)?)))
-        .collect()
-}
-
-/// Losses per step (see `metric_by_step`).
-pub fn read_losses(out_dir: &Path) -> Result<BTreeMap<u64, f64>> {
-    Ok(metric_by_step(&read_metrics(out_dir)?, |v| {
-        v["loss"].as_f64()
-    }))
 }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use realsyn_model::backend::CpuAutodiff as B;
-use realsyn_model::weights::{StateDict, read_safetensors};
+use realsyn_model::clip::weights::read_safetensors;
+use realsyn_model::common::state_dict::StateDict;
 use realsyn_model::{Clip, ClipConfig};
 use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use realsyn_train::schedule::{Schedule, ScheduleKind};
@@ -41,7 +42,10 @@ fn step_fixture() -> StateDict {
                 .collect(),
             d => panic!("{name}: {d:?}"),
         };
-        sd.insert(name, realsyn_model::weights::HostTensor::new(shape, data));
+        sd.insert(
+            name,
+            realsyn_model::common::state_dict::HostTensor::new(shape, data),
+        );
     }
     sd
 }
@@ -52,7 +56,10 @@ fn to_torch_layout(key: &str, torch_shape: &[usize], ours: Vec<f32>) -> Vec<f32>
         && (key.ends_with("proj_weight")
             || (key.ends_with(".weight") && !key.contains("embedding")));
     if linear {
-        let h = realsyn_model::weights::HostTensor::new(vec![torch_shape[1], torch_shape[0]], ours);
+        let h = realsyn_model::common::state_dict::HostTensor::new(
+            vec![torch_shape[1], torch_shape[0]],
+            ours,
+        );
         h.transposed().unwrap().data
     } else {
         ours

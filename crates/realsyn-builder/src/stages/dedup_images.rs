@@ -22,6 +22,8 @@ use crate::dedup::{LshParams, UnionFind, link_cosine, link_hamming};
 use crate::embed::ImageEmbedder;
 use crate::funnel::Funnel;
 use crate::shard::{PartWriter, ShardSpec, complete_parts};
+use realsyn_data::image::IMAGE_EXTENSIONS;
+use realsyn_io::{Embeddings, encode_in_batches};
 
 pub const DEFAULT_MAX_HAMMING: u32 = 4;
 
@@ -79,15 +81,21 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     let mut ids: Vec<u128> = slim.iter().map(|r| r.id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut embedding: Option<(Vec<f32>, usize)> = None;
+    let mut embedding: Option<Embeddings> = None;
     if let Some(Semantic {
         embedder,
         threshold,
     }) = semantic
     {
-        let (emb, dim) = embed_store(&parts, &ids, embedder)?;
+        let emb = embed_store(&parts, &ids, embedder)?;
         let mut by_id = UnionFind::new(ids.len());
-        link_cosine(&emb, dim, threshold, &LshParams::default(), &mut by_id);
+        link_cosine(
+            emb.as_slice(),
+            emb.width(),
+            threshold,
+            &LshParams::default(),
+            &mut by_id,
+        );
         // Rows whose images are linked join one component.
         let mut first_row: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
         for (i, row) in slim.iter().enumerate() {
@@ -96,7 +104,7 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
             let r = *first_row.entry(root).or_insert(i as u32);
             uf.union(r, i as u32);
         }
-        embedding = Some((emb, dim));
+        embedding = Some(emb);
     }
     let comp = uf.components();
     // The kept row of each component: the most pixels, then the smallest id, then
@@ -160,19 +168,14 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     })?;
     dropped.finish()?;
     funnel.step("image dedup", "images");
-    if let Some((emb, dim)) = &embedding {
+    if let Some(emb) = &embedding {
         // Embeddings of the kept rows, aligned with images.jsonl (the retrieval and
         // balancing stages reuse them).
-        let mut out = Vec::with_capacity(kept_ids.len() * dim);
+        let mut out = Embeddings::empty(emb.width());
         for id in &kept_ids {
-            let k = ids.binary_search(id).unwrap();
-            out.extend_from_slice(&emb[k * dim..(k + 1) * dim]);
+            out.push_row(emb.row(ids.binary_search(id).unwrap()))?;
         }
-        realsyn_data::npy::write_npy(
-            &part.path("image_embeddings.npy"),
-            &out,
-            &[kept_ids.len(), *dim],
-        )?;
+        out.write_npy(&part.path("image_embeddings.npy"))?;
     }
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
@@ -185,68 +188,59 @@ fn embed_store(
     parts: &[std::path::PathBuf],
     ids: &[u128],
     embedder: &mut dyn ImageEmbedder,
-) -> Result<(Vec<f32>, usize)> {
+) -> Result<Embeddings> {
     use realsyn_data::wds::{SkipCounter, read_shard};
-    let bar = realsyn_data::progress::bar(ids.len() as u64, "embed");
-    let mut slot: Vec<Option<usize>> = vec![None; ids.len()];
-    let (mut emb, mut dim) = (Vec::new(), 0);
-    // Indices into `ids` and their decoded images, embedded 64 at a time.
-    let (mut keys, mut batch): (Vec<usize>, Vec<image::DynamicImage>) = (Vec::new(), Vec::new());
-    let mut flush = |keys: &mut Vec<usize>,
-                     batch: &mut Vec<image::DynamicImage>,
-                     emb: &mut Vec<f32>,
-                     dim: &mut usize,
-                     slot: &mut Vec<Option<usize>>|
-     -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (rows, d) = embedder.embed(batch)?;
-        *dim = d;
-        for (j, &k) in keys.iter().enumerate() {
-            slot[k] = Some(emb.len() / d);
-            emb.extend_from_slice(&rows[j * d..(j + 1) * d]);
-        }
-        bar.inc(batch.len() as u64);
-        keys.clear();
-        batch.clear();
-        Ok(())
-    };
-    let skips = SkipCounter::new();
+    let mut tars = Vec::new();
     for part in parts {
-        let mut tars: Vec<_> = std::fs::read_dir(part.join("images"))?
+        let mut in_part: Vec<_> = std::fs::read_dir(part.join("images"))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "tar"))
             .collect();
-        tars.sort();
-        for tar in tars {
-            for sample in read_shard(&tar, &skips) {
-                let Ok(k) = parse_id(&sample.key).map(|id| ids.binary_search(&id)) else {
-                    continue;
-                };
-                let Ok(k) = k else {
-                    continue;
-                };
-                if slot[k].is_some() || keys.contains(&k) {
-                    continue;
-                }
-                let Some(bytes) = sample.first_of(&["jpg", "png", "webp", "gif", "bmp", "tiff"])
-                else {
-                    continue;
-                };
-                let img = crate::images::decode(bytes)
-                    .map_err(|r| anyhow::anyhow!("{}: {r}", sample.key))?;
-                keys.push(k);
-                batch.push(img);
-                if batch.len() >= 64 {
-                    flush(&mut keys, &mut batch, &mut emb, &mut dim, &mut slot)?;
-                }
-            }
-        }
+        in_part.sort();
+        tars.extend(in_part);
     }
-    flush(&mut keys, &mut batch, &mut emb, &mut dim, &mut slot)?;
+    let skips = SkipCounter::new();
+    // The first copy of each indexed image, in store order, as (index into `ids`,
+    // decoded image); the first decode error ends the stream and is returned below.
+    let mut seen = vec![false; ids.len()];
+    let mut order = Vec::with_capacity(ids.len());
+    let mut error = None;
+    let images = tars
+        .iter()
+        .flat_map(|tar| read_shard(tar, &skips))
+        .filter_map(|sample| {
+            let k = ids.binary_search(&parse_id(&sample.key).ok()?).ok()?;
+            let bytes = sample.first_of(IMAGE_EXTENSIONS)?;
+            (!seen[k]).then(|| {
+                seen[k] = true;
+                crate::images::decode(bytes)
+                    .map(|img| (k, img))
+                    .map_err(|r| anyhow::anyhow!("{}: {r}", sample.key))
+            })
+        })
+        .map_while(|r| r.map_err(|e| error = Some(e)).ok())
+        .inspect(|(k, _)| order.push(*k));
+    let bar = realsyn_data::progress::bar(ids.len() as u64, "embed");
+    let emb = encode_in_batches(
+        images,
+        64,
+        |batch: &[(usize, image::DynamicImage)]| {
+            let images: Vec<image::DynamicImage> =
+                batch.iter().map(|(_, img)| img.clone()).collect();
+            embedder.embed(&images)
+        },
+        |n| bar.inc(n as u64),
+    )?;
     bar.finish_and_clear();
-    let mut out = vec![0f32; ids.len() * dim];
+    if let Some(e) = error {
+        return Err(e);
+    }
+    // Rows in `ids` order.
+    let mut slot: Vec<Option<usize>> = vec![None; ids.len()];
+    for (row, &k) in order.iter().enumerate() {
+        slot[k] = Some(row);
+    }
+    let mut out = Embeddings::empty(emb.width());
     for (k, s) in slot.iter().enumerate() {
         let s = s.ok_or_else(|| {
             anyhow::anyhow!(
@@ -254,7 +248,7 @@ fn embed_store(
                 ids[k]
             )
         })?;
-        out[k * dim..(k + 1) * dim].copy_from_slice(&emb[s * dim..(s + 1) * dim]);
+        out.push_row(emb.row(s))?;
     }
-    Ok((out, dim))
+    Ok(out)
 }

@@ -16,11 +16,14 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use realsyn_io::{Embeddings, encode_in_batches};
 use serde::Serialize;
 
 use super::extract::SentenceRow;
-use super::{DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, JsonlWriter, read_funnel, read_parts, write_funnel};
+use super::{
+    DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, JsonlWriter, iter_parts, read_funnel, read_parts, write_funnel,
+};
 use crate::dedup::{LshParams, UnionFind, link_cosine};
 use crate::embed::TextEmbedder;
 use crate::funnel::Funnel;
@@ -56,12 +59,12 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
         return Ok(None);
     };
     // Pass 1: embeddings only (the rows are streamed again to be written).
-    let (emb, dim) = embed_all(&parts, semantic.embedder)?;
-    let n = emb.len() / dim;
+    let emb = embed_all(&parts, semantic.embedder)?;
+    let n = emb.rows();
     let mut uf = UnionFind::new(n);
     link_cosine(
-        &emb,
-        dim,
+        emb.as_slice(),
+        emb.width(),
         semantic.threshold,
         &LshParams::default(),
         &mut uf,
@@ -83,7 +86,7 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
     // duplicates, so its text is at hand when they are named.
     let mut funnel = Funnel::default();
     let name = "semantic dedup";
-    let mut kept_emb = Vec::new();
+    let mut kept_emb = Embeddings::empty(emb.width());
     let mut kept_text: std::collections::HashMap<usize, (String, String)> =
         std::collections::HashMap::new();
     let mut kept = JsonlWriter::create(&part.path("sentences.jsonl"))?;
@@ -100,7 +103,7 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
             if has_dupes[i] {
                 kept_text.insert(i, (row.text.clone(), row.doc_id.clone()));
             }
-            kept_emb.extend_from_slice(&emb[i * dim..(i + 1) * dim]);
+            kept_emb.push_row(emb.row(i))?;
             kept.write(&row)
         } else {
             let (text, doc) = &kept_text[&keep];
@@ -115,54 +118,39 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
     kept.finish()?;
     dropped.finish()?;
     funnel.step(name, "sentences");
-    let rows = kept_emb.len() / dim;
-    realsyn_data::npy::write_npy(&part.path("text_embeddings.npy"), &kept_emb, &[rows, dim])?;
+    kept_emb.write_npy(&part.path("text_embeddings.npy"))?;
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
     Ok(Some(funnel))
 }
 
 /// Embed every row, EMBED_BATCH texts at a time, holding only the embeddings.
-fn embed_all(
-    parts: &[std::path::PathBuf],
-    embedder: &mut dyn TextEmbedder,
-) -> Result<(Vec<f32>, usize)> {
+fn embed_all(parts: &[std::path::PathBuf], embedder: &mut dyn TextEmbedder) -> Result<Embeddings> {
     // The rows to embed: what each dedup-text part's funnel says it kept.
     let total = parts
         .iter()
         .map(|p| Ok(read_funnel(p)?.steps.last().map_or(0, |s| s.output)))
         .sum::<Result<u64>>()?;
     let bar = realsyn_data::progress::bar(total, "embed text");
-    let (mut emb, mut dim) = (Vec::new(), 1);
-    let mut batch: Vec<String> = Vec::with_capacity(EMBED_BATCH);
-    let mut flush = |batch: &mut Vec<String>, emb: &mut Vec<f32>, dim: &mut usize| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
-        let (e, d) = embedder.embed(&texts)?;
-        if e.len() != d * texts.len() {
-            bail!(
-                "{} returned {} values for {} texts of dim {d}",
-                embedder.name(),
-                e.len(),
-                texts.len()
-            );
-        }
-        *dim = d;
-        emb.extend(e);
-        bar.inc(texts.len() as u64);
-        batch.clear();
-        Ok(())
-    };
-    read_parts(parts, "sentences.jsonl", |_, row: SentenceRow| {
-        batch.push(row.text);
-        if batch.len() == EMBED_BATCH {
-            flush(&mut batch, &mut emb, &mut dim)?;
-        }
-        Ok(())
-    })?;
-    flush(&mut batch, &mut emb, &mut dim)?;
+    // Streamed: only the embeddings are held (the first read error ends the stream
+    // and is returned).
+    let mut error = None;
+    let texts = iter_parts::<SentenceRow>(parts, "sentences.jsonl")
+        .map_while(|row| row.map_err(|e| error = Some(e)).ok())
+        .map(|row| row.text);
+    let emb = encode_in_batches(
+        texts,
+        EMBED_BATCH,
+        |batch: &[String]| {
+            let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
+            embedder.embed(&texts)
+        },
+        |n| bar.inc(n as u64),
+    )
+    .with_context(|| embedder.name())?;
+    if let Some(e) = error {
+        return Err(e);
+    }
     bar.finish_and_clear();
-    Ok((emb, dim))
+    Ok(emb)
 }

@@ -1,4 +1,5 @@
-//! The builder's stages. Each reads the previous stage's parts under the store
+//! The builder's stages, listed once in `list::STAGES` (each a type implementing
+//! `list::Stage`). Each reads the previous stage's parts under the store
 //! directory, writes its own parts (`STORE/STAGE/part-i-of-N/`) atomically, and
 //! skips parts that are already complete.
 //!
@@ -16,6 +17,7 @@ pub mod dedup_text;
 pub mod dedup_text_semantic;
 pub mod extract;
 pub mod filter_text;
+pub mod list;
 pub mod pipeline;
 
 use std::io::{BufRead, Write};
@@ -87,6 +89,35 @@ pub fn read_jsonl<T: DeserializeOwned>(
     Ok(())
 }
 
+/// The rows of `file` in every part, in corpus order (part, then line), pulled one at
+/// a time (for consumers that take an iterator, e.g. `encode_in_batches`).
+pub fn iter_parts<T: DeserializeOwned>(
+    parts: &[std::path::PathBuf],
+    file: &str,
+) -> impl Iterator<Item = Result<T>> {
+    let file = file.to_string();
+    parts.iter().flat_map(move |p| {
+        let path = p.join(&file);
+        let lines: Box<dyn Iterator<Item = Result<(usize, String)>>> =
+            match std::fs::File::open(&path) {
+                Ok(f) => Box::new(
+                    std::io::BufReader::new(f)
+                        .lines()
+                        .enumerate()
+                        .map(|(i, l)| Ok((i, l?))),
+                ),
+                Err(e) => Box::new(std::iter::once(Err(
+                    anyhow::Error::new(e).context(format!("opening {}", path.display()))
+                ))),
+            };
+        lines.map(move |line| {
+            let (i, line) = line?;
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a row of this stage", path.display(), i + 1))
+        })
+    })
+}
+
 /// Stream the rows of `file` in every part, in corpus order (part, then line), with
 /// their running index.
 pub fn read_parts<T: DeserializeOwned>(
@@ -120,14 +151,8 @@ pub fn read_funnel(part: &Path) -> Result<Funnel> {
 /// pipeline order.
 pub fn store_funnel(store: &Path) -> Result<Funnel> {
     let mut total = Funnel::default();
-    for stage in [
-        EXTRACT,
-        FILTER_TEXT,
-        DEDUP_TEXT,
-        DEDUP_TEXT_SEMANTIC,
-        DEDUP_IMAGES,
-    ] {
-        let dir = store.join(stage);
+    for stage in list::STAGES {
+        let dir = store.join(stage.name());
         if !dir.exists() {
             continue;
         }

@@ -1,25 +1,22 @@
-//! Running the stages in order in one process (`realsyn build all`), and the manifest
-//! that pins a store to its inputs and settings so that a re-run resumes the same
-//! build instead of mixing two.
+//! Running the stages of `list::STAGES` in order in one process (`realsyn build all`),
+//! and the manifest that pins a store to its inputs and settings so that a re-run
+//! resumes the same build instead of mixing two.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images, dedup_text,
-    dedup_text_semantic, extract, filter_text,
-};
+use super::dedup_text_semantic::TextSemantic;
+use super::filter_text::PerplexityFilter;
+use super::list::{STAGES, StageRun};
 use crate::cat::CatFilter;
 use crate::embed::{ImageEmbedder, TextEmbedder};
 use crate::fetch::FetchOptions;
 use crate::funnel::Funnel;
-use crate::ingest::{Format, Input};
+use crate::ingest::Format;
 use crate::perplexity::{PerplexityRange, PerplexityScorer};
 use crate::shard::ShardSpec;
-use dedup_text_semantic::TextSemantic;
-use filter_text::PerplexityFilter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -142,7 +139,7 @@ impl Manifest {
             }
             return Ok(());
         }
-        realsyn_data::fs::write_atomic(&path, &serde_json::to_vec_pretty(self)?)
+        realsyn_io::fs::write_atomic(&path, &serde_json::to_vec_pretty(self)?)
     }
 
     /// The CAT filter the manifest asks for, loaded.
@@ -167,77 +164,29 @@ impl Manifest {
     }
 }
 
-/// Every stage, every part, in order; finished parts are skipped. Returns the
-/// store's whole funnel (also written to `STORE/funnel.json` and `funnel.md`).
-/// `models` must hold every model the manifest asks for.
-pub fn run_all(store: &Path, manifest: &Manifest, mut models: Models) -> Result<Funnel> {
-    run_extract(store, manifest, ShardSpec::all(manifest.parts))?;
-    let counts = filter_text::corpus_counts(store)?;
-    for shard in ShardSpec::all(manifest.parts) {
-        let ppl = models.perplexity_filter(manifest)?;
-        report(
-            FILTER_TEXT,
-            shard,
-            filter_text::run(store, shard, &counts, manifest.min_entropy, ppl)?.is_some(),
-        );
-    }
-    for shard in ShardSpec::all(manifest.parts) {
-        report(DEDUP_TEXT, shard, dedup_text::run(store, shard)?.is_some());
-    }
-    if let Some(semantic) = models.text_semantic(manifest)? {
-        let ran = dedup_text_semantic::run(store, semantic)?;
-        report(DEDUP_TEXT_SEMANTIC, ShardSpec::default(), ran.is_some());
-    }
-    let semantic = match (&manifest.semantic, models.image) {
-        (None, _) => None,
-        (Some(sem), Some(embedder)) => Some(dedup_images::Semantic {
-            embedder,
-            threshold: sem.threshold,
-        }),
-        (Some(sem), None) => bail!(
-            "semantic dedup with {:?} needs its image encoder loaded",
-            sem.encoder
-        ),
-    };
-    report(
-        DEDUP_IMAGES,
-        ShardSpec::default(),
-        dedup_images::run(store, manifest.max_hamming, semantic)?.is_some(),
-    );
-    write_store_funnel(store)
-}
-
-/// Extract the given parts of the manifest's input (pinning the manifest first);
-/// finished parts are skipped.
-pub fn run_extract(
-    store: &Path,
-    manifest: &Manifest,
-    shards: impl IntoIterator<Item = ShardSpec>,
-) -> Result<()> {
+/// Every stage of `STAGES`, every part, in order; finished parts are skipped and
+/// stages the manifest leaves off are passed over. Returns the store's whole funnel
+/// (also written to `STORE/funnel.json` and `funnel.md`). `models` must hold every
+/// model `list::needs(STAGES, manifest)` asks for.
+pub fn run_all(store: &Path, manifest: &Manifest, models: Models) -> Result<Funnel> {
     manifest.pin(store)?;
-    let input = Input::list(manifest.format, &manifest.inputs)?;
-    let cat = manifest.cat_filter()?;
-    for shard in shards {
-        let opts = extract::ExtractOptions {
-            store: store.to_path_buf(),
-            shard,
-            images_per_tar: manifest.images_per_tar,
-            fetch: manifest.fetch.as_ref().map(FetchSettings::options),
-            cat: cat.clone(),
-        };
-        report(EXTRACT, shard, extract::run(&input, &opts)?.is_some());
+    let mut run = StageRun::new(store, manifest, models);
+    for stage in STAGES {
+        if !stage.off(manifest) {
+            run.run(*stage, None)?;
+        }
     }
-    Ok(())
+    write_store_funnel(store)
 }
 
 /// Sum every finished part's funnel and write `funnel.json` and `funnel.md`.
 pub fn write_store_funnel(store: &Path) -> Result<Funnel> {
     let funnel = super::store_funnel(store)?;
-    realsyn_data::fs::write_atomic(
+    realsyn_io::fs::write_atomic(
         &store.join("funnel.json"),
         &serde_json::to_vec_pretty(&funnel)?,
     )?;
-    realsyn_data::fs::write_atomic(&store.join("funnel.md"), funnel.table().as_bytes())?;
+    realsyn_io::fs::write_atomic(&store.join("funnel.md"), funnel.table().as_bytes())?;
     Ok(funnel)
 }
 

@@ -15,7 +15,7 @@ use realsyn_model::{Clip, ClipConfig};
 use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use realsyn_train::step::forward_backward;
 
-use crate::device::{BackendJob, dispatch};
+use realsyn_runtime::{BackendJob, dispatch};
 
 /// Time CLIP on random inputs: `encode-image` (inference, no autodiff) or
 /// `train-step` (the trainer's step: both towers, InfoNCE, backward, AdamW), or the
@@ -282,8 +282,8 @@ fn bench_data(a: &Args) -> Result<()> {
 
 /// Fit time of one logistic regression (scikit-learn's objective, lbfgs).
 fn bench_linear_probe(a: &Args) -> Result<()> {
-    use realsyn_data::npy::read_npy;
     use realsyn_eval::linear_probe::{Split, fit};
+    use realsyn_io::npy::read_npy;
     let need = || anyhow::anyhow!("--mode linear-probe needs --features X.npy --labels y.npy");
     let (x, shape) = read_npy::<f32>(a.features.as_deref().ok_or_else(need)?)?;
     let (y, _) = read_npy::<i32>(a.labels.as_deref().ok_or_else(need)?)?;
@@ -361,8 +361,7 @@ fn bench_image_filter(a: &Args) -> Result<()> {
         .images
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("--mode image-filter needs --images DIR"))?;
-    let files =
-        realsyn_builder::ingest::find_files(root, &["jpg", "jpeg", "png", "gif", "webp", "bmp"])?;
+    let files = realsyn_builder::ingest::find_files(root, realsyn_data::image::IMAGE_EXTENSIONS)?;
     let start = Instant::now();
     let mut kept = 0;
     for _ in 0..a.iters {
@@ -457,7 +456,7 @@ impl BackendJob for PerplexityBench {
                 .iter()
                 .map(|p| p.map_or("null".to_string(), |p| format!("{p}")) + "\n")
                 .collect();
-            realsyn_data::fs::write_atomic(out, text.as_bytes())?;
+            realsyn_io::fs::write_atomic(out, text.as_bytes())?;
         }
         seconds.sort_by(f64::total_cmp);
         let median = seconds[seconds.len() / 2];

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use realsyn_model::weights::{WeightFormat, read_weights, resolve_config, write_weights};
+use realsyn_model::clip::weights::{WeightFormat, read_weights, resolve_config, write_weights};
 
 /// Convert CLIP weights between formats.
 ///

@@ -5,13 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use rayon::prelude::*;
-use realsyn_data::npy::write_npy;
-use realsyn_data::{EvalTransform, load_image};
-use realsyn_model::batch::{image_batch, to_rows, token_batch};
-use realsyn_model::{Clip, ClipTokenizer, l2_normalize};
-
-use crate::device::{BackendJob, dispatch};
+use realsyn_data::load_image;
 use realsyn_data::progress::bar;
+use realsyn_io::{Embeddings, encode_in_batches};
+use realsyn_model::encoder::{embed_pixels, embed_texts};
+use realsyn_runtime::{BackendJob, create_model_and_transforms, dispatch};
 
 /// Embed images or texts with a CLIP model into a float32 [N, D] .npy.
 ///
@@ -54,37 +52,40 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let device = args.device.clone();
-    let (rows, dim, names) = dispatch(&device, EmbedJob(args.clone()))?;
-    let n = rows.len() / dim.max(1);
-    write_npy(&args.output, &rows, &[n, dim])?;
+    let (emb, names) = dispatch(&device, EmbedJob(args.clone()))?;
+    emb.write_npy(&args.output)?;
     if let Some(names) = names {
         let list = args.output.with_extension("files.txt");
-        realsyn_data::fs::write_atomic(&list, (names.join("\n") + "\n").as_bytes())?;
+        realsyn_io::fs::write_atomic(&list, (names.join("\n") + "\n").as_bytes())?;
     }
-    eprintln!("wrote {n} x {dim} embeddings to {}", args.output.display());
+    eprintln!(
+        "wrote {} x {} embeddings to {}",
+        emb.rows(),
+        emb.width(),
+        args.output.display()
+    );
     Ok(())
 }
 
 struct EmbedJob(Args);
 
 impl BackendJob for EmbedJob {
-    /// (row-major features, dim, image file names)
-    type Output = (Vec<f32>, usize, Option<Vec<String>>);
+    /// The features and, for images, the file behind each row.
+    type Output = (Embeddings, Option<Vec<String>>);
 
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
         let args = self.0;
-        let model = Clip::<B>::load(&args.weights, args.arch.as_deref(), &device)?;
-        let finish =
-            |t: burn::tensor::Tensor<B, 2>| if args.normalize { l2_normalize(t) } else { t };
-        let mut out = Vec::new();
-        let mut dim = model.config.embed_dim;
+        let loaded =
+            create_model_and_transforms::<B>(&args.weights, args.arch.as_deref(), &device)?;
+        let model = &loaded.model;
         if let Some(dir) = &args.images {
             let files = list_images(dir)?;
-            let size = model.config.vision_cfg.image_size;
-            let transform = EvalTransform::new(size as u32);
+            let transform = loaded.eval_transform;
             let pb = bar(files.len() as u64, "images");
+            // Decoded in parallel a batch of files at a time; unreadable files are
+            // reported by name and left out.
             let mut kept = Vec::new();
-            for chunk in files.chunks(args.batch_size) {
+            let pixels = files.chunks(args.batch_size).flat_map(|chunk| {
                 let decoded: Vec<(String, Result<Vec<f32>>)> = chunk
                     .par_iter()
                     .map(|p| {
@@ -94,25 +95,25 @@ impl BackendJob for EmbedJob {
                         )
                     })
                     .collect();
-                let mut batch = Vec::new();
-                for (name, result) in decoded {
-                    match result {
-                        Ok(chw) => {
-                            batch.push(chw);
-                            kept.push(name);
-                        }
-                        Err(e) => pb.suspend(|| eprintln!("skipping {name}: {e:#}")),
-                    }
-                }
-                if !batch.is_empty() {
-                    let (rows, [_, d]) = to_rows(finish(
-                        model.encode_image(image_batch::<B>(&batch, size, &device)),
-                    ));
-                    dim = d;
-                    out.extend(rows);
-                }
                 pb.inc(chunk.len() as u64);
-            }
+                decoded
+                    .into_iter()
+                    .filter_map(|(name, result)| match result {
+                        Ok(chw) => Some((name, chw)),
+                        Err(e) => {
+                            pb.suspend(|| eprintln!("skipping {name}: {e:#}"));
+                            None
+                        }
+                    })
+            });
+            let emb = encode_in_batches(
+                pixels
+                    .inspect(|(name, _)| kept.push(name.clone()))
+                    .map(|(_, chw)| chw),
+                args.batch_size,
+                |batch| embed_pixels(model, batch, args.normalize, &device),
+                |_| {},
+            )?;
             pb.finish_and_clear();
             let skipped = files.len() - kept.len();
             if skipped > 0 {
@@ -121,24 +122,33 @@ impl BackendJob for EmbedJob {
                     files.len()
                 );
             }
-            return Ok((out, dim, Some(kept)));
+            let emb = if emb.is_empty() {
+                Embeddings::empty(model.config.embed_dim)
+            } else {
+                emb
+            };
+            return Ok((emb, Some(kept)));
         }
         let texts_path = args
             .texts
             .as_ref()
             .expect("clap requires --images or --texts");
         let texts = super::tokenize::read_lines(texts_path)?;
-        let tok = ClipTokenizer::for_text_tower(&model.config.text_cfg)?;
+        let tok = loaded.tokenizer()?;
         let pb = bar(texts.len() as u64, "texts");
-        for chunk in texts.chunks(args.batch_size) {
-            let tokens = token_batch::<B>(&tok.tokenize_batch(chunk), &device);
-            let (rows, [_, d]) = to_rows(finish(model.encode_text(tokens)));
-            dim = d;
-            out.extend(rows);
-            pb.inc(chunk.len() as u64);
-        }
+        let emb = encode_in_batches(
+            texts.iter().map(String::as_str),
+            args.batch_size,
+            |batch| embed_texts(model, &tok, batch, args.normalize, &device),
+            |n| pb.inc(n as u64),
+        )?;
         pb.finish_and_clear();
-        Ok((out, dim, None))
+        let emb = if emb.is_empty() {
+            Embeddings::empty(model.config.embed_dim)
+        } else {
+            emb
+        };
+        Ok((emb, None))
     }
 }
 

@@ -10,9 +10,8 @@ use realsyn_eval::registry::{Registry, Suite, TemplateSet};
 use realsyn_eval::report::render;
 use realsyn_eval::results::read_results;
 use realsyn_eval::suite::{Outcome, SuiteOptions, run_suite};
-use realsyn_model::{Clip, ClipTokenizer};
 
-use crate::device::{BackendJob, dispatch};
+use realsyn_runtime::{BackendJob, create_model_and_transforms, dispatch};
 
 /// Evaluate a CLIP model: zero-shot, linear probe, retrieval, robustness.
 ///
@@ -136,9 +135,14 @@ struct SuiteJob {
 impl BackendJob for SuiteJob {
     type Output = Vec<(String, Outcome)>;
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
-        let model = Clip::<B>::load(&self.model, self.arch.as_deref(), &device)?;
-        let tok = ClipTokenizer::new().with_context_length(model.config.text_cfg.context_length)?;
-        run_suite(&model, &tok, &self.registry, &self.opts, &device)
+        let loaded = create_model_and_transforms::<B>(&self.model, self.arch.as_deref(), &device)?;
+        run_suite(
+            &loaded.model,
+            &loaded.tokenizer()?,
+            &self.registry,
+            &self.opts,
+            &device,
+        )
     }
 }
 
@@ -235,7 +239,7 @@ fn report(dirs: &[String], output: Option<PathBuf>) -> Result<()> {
     let text = render(&Registry::builtin(), &runs);
     print!("{text}");
     if let Some(out) = output {
-        realsyn_data::fs::write_atomic(&out, text.as_bytes())?;
+        realsyn_io::fs::write_atomic(&out, text.as_bytes())?;
     }
     Ok(())
 }

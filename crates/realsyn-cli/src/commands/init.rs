@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::backend::Backend;
 use realsyn_model::backend::Cpu;
-use realsyn_model::weights::{WeightFormat, write_weights};
+use realsyn_model::clip::weights::{WeightFormat, write_weights};
 use realsyn_model::{Clip, ClipConfig};
 
 /// Write a randomly initialised CLIP as a realsyn checkpoint (or open_clip safetensors).

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use realsyn_data::fs::write_atomic;
 use realsyn_data::plot::write_chart;
 use realsyn_eval::registry::Registry;
 use realsyn_eval::report::metric_by_name;
 use realsyn_eval::results::read_results;
 use realsyn_eval::scaling::{fit, panel};
+use realsyn_io::fs::write_atomic;
 
 /// Fit data scaling laws L(x) = a / ln(x - b) + c across runs.
 #[derive(clap::Args)]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use realsyn_data::npy::write_npy;
+use realsyn_io::npy::write_npy;
 use realsyn_model::ClipTokenizer;
 
 /// Tokenize one text per line into an int32 [N, context_length] .npy, with exactly

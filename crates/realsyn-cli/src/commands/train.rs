@@ -7,7 +7,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use realsyn_train::{Recipe, TrainSummary, train};
 
-use crate::device::{MultiDeviceJob, dispatch_devices};
+use realsyn_runtime::{MultiDeviceJob, dispatch_devices};
 
 /// Train CLIP on WebDataset shards as a recipe describes (recipes/*.toml).
 ///

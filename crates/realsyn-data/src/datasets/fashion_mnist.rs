@@ -20,8 +20,8 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 
 use super::idx::read_idx;
-use crate::fs::write_atomic;
 use crate::wds::ShardWriter;
+use realsyn_io::fs::write_atomic;
 
 pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
 

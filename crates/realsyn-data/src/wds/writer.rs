@@ -12,7 +12,7 @@ use bytes::Bytes;
 use webdataset::core::{Sample, Value};
 use webdataset::shard::{Compression, TarWriter};
 
-use crate::fs::write_atomic;
+use realsyn_io::fs::write_atomic;
 
 pub struct ShardWriter {
     dir: PathBuf,

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
+use super::imagenet_classes;
 use super::{LabelledDataset, image_files, read_lines, subdirs};
-use crate::registry;
 
 /// How an ImageFolder tree's folders map to classes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -37,7 +37,9 @@ impl ClassNames {
             "dirs" => Self::Dirs,
             "imagenet1k" => Self::Imagenet1k,
             "imagenet1k-index" => Self::Imagenet1kIndex,
-            "imagenet-a" | "imagenet-r" => Self::ImagenetSubset(registry::imagenet_subset(spec)),
+            "imagenet-a" | "imagenet-r" => {
+                Self::ImagenetSubset(imagenet_classes::imagenet_subset(spec))
+            }
             path => Self::List(read_lines(Path::new(path))?),
         })
     }
@@ -56,8 +58,8 @@ pub fn open(root: &Path, split: &str, classes: &ClassNames) -> Result<LabelledDa
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    let imagenet = registry::imagenet_classnames();
-    let wnid_index: HashMap<&str, usize> = registry::imagenet_wnids()
+    let imagenet = imagenet_classes::imagenet_classnames();
+    let wnid_index: HashMap<&str, usize> = imagenet_classes::imagenet_wnids()
         .iter()
         .enumerate()
         .map(|(i, w)| (w.as_str(), i))

@@ -11,8 +11,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::imagefolder::{self, ClassNames};
+use super::imagenet_classes;
 use super::{LabelledDataset, image_files, read_lines, subdirs};
-use crate::registry;
 
 pub fn open(root: &Path, split: &str) -> Result<LabelledDataset> {
     let split = if split == "test" { "val" } else { split };
@@ -24,7 +24,7 @@ pub fn open(root: &Path, split: &str) -> Result<LabelledDataset> {
         return imagefolder::open(root, split, &ClassNames::Imagenet1k);
     }
     let files = image_files(&dir)?;
-    let wnids = registry::imagenet_wnids();
+    let wnids = imagenet_classes::imagenet_wnids();
     let index: HashMap<&str, usize> = wnids
         .iter()
         .enumerate()
@@ -62,7 +62,7 @@ pub fn open(root: &Path, split: &str) -> Result<LabelledDataset> {
     }
     Ok(LabelledDataset::listed(
         root,
-        registry::imagenet_classnames().to_vec(),
+        imagenet_classes::imagenet_classnames().to_vec(),
         items,
     ))
 }

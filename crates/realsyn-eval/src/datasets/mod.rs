@@ -7,6 +7,7 @@
 mod cifar;
 mod imagefolder;
 mod imagenet;
+pub mod imagenet_classes;
 mod jsonl;
 mod objectnet;
 mod retrieval;
@@ -295,15 +296,14 @@ fn load(image: &ImageRef) -> Result<DynamicImage, &'static str> {
 
 /// Image files directly in `dir`, sorted by name.
 pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    const EXTS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif"];
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| EXTS.contains(&e.to_ascii_lowercase().as_str()))
+                && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    realsyn_data::image::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                })
         })
         .collect();
     files.sort();

@@ -42,7 +42,7 @@ pub fn open(root: &Path, split: &str, kind: Kind) -> Result<LabelledDataset> {
 
 /// One shard sample as an [`Item`], or `None` (counted) when it lacks its fields.
 pub fn item(s: RawSample, kind: Kind, skips: &SkipCounter) -> Option<Item> {
-    let Some(image) = s.first_of(&["webp", "png", "jpg", "jpeg"]).cloned() else {
+    let Some(image) = s.first_of(realsyn_data::image::IMAGE_EXTENSIONS).cloned() else {
         skips.skip("no image", &s.describe());
         return None;
     };

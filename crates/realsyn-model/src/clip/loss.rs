@@ -7,7 +7,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use crate::clip::ClipOutput;
+use super::ClipOutput;
 
 /// Mean cross-entropy of each row against its diagonal entry.
 fn diagonal_ce<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1> {

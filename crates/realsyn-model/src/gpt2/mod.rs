@@ -4,10 +4,13 @@
 //! GELU, a final LayerNorm, and the output head tied to the token embedding.
 //!
 //! Weights are Hugging Face `GPT2LMHeadModel` snapshots (`gpt2` ... `gpt2-xl`), read by
-//! `weights::gpt2`. Perplexity follows the paper: PPL(x) = exp(-1/t sum_i log p(x_i |
+//! `weights`; the BPE is `tokenizer`. Perplexity follows the paper: PPL(x) = exp(-1/t sum_i log p(x_i |
 //! x_<i)) over all t tokens of the sentence, the first one conditioned on
 //! `<|endoftext|>` (GPT-2's document separator), as `transformers` computes it for
 //! `[eot] + ids` with `labels = input_ids`.
+
+pub mod tokenizer;
+pub mod weights;
 
 use std::path::Path;
 
@@ -19,8 +22,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::tokenizer::{Gpt2Tokenizer, default_gpt2_bpe_dir};
-use crate::transformer::{Activation, Transformer};
+use crate::common::transformer::{Activation, Transformer};
+use tokenizer::{Gpt2Tokenizer, default_gpt2_bpe_dir};
 
 /// Rows of the output head computed at once: bounds the [rows, vocab] logits buffer
 /// (512 x 50,257 floats = 100 MB) whatever the batch size.

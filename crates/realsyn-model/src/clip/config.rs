@@ -104,24 +104,33 @@ fn plain_size<S: serde::Serializer>(v: &usize, s: S) -> Result<S::Ok, S::Error> 
 
 /// (name, JSON) of the configs shipped with realsyn.
 pub const BUILTIN_CONFIGS: &[(&str, &str)] = &[
-    ("ViT-B-32", include_str!("../model_configs/ViT-B-32.json")),
+    (
+        "ViT-B-32",
+        include_str!("../../model_configs/ViT-B-32.json"),
+    ),
     (
         "ViT-B-32-quickgelu",
-        include_str!("../model_configs/ViT-B-32-quickgelu.json"),
+        include_str!("../../model_configs/ViT-B-32-quickgelu.json"),
     ),
-    ("ViT-B-16", include_str!("../model_configs/ViT-B-16.json")),
+    (
+        "ViT-B-16",
+        include_str!("../../model_configs/ViT-B-16.json"),
+    ),
     (
         "ViT-B-16-quickgelu",
-        include_str!("../model_configs/ViT-B-16-quickgelu.json"),
+        include_str!("../../model_configs/ViT-B-16-quickgelu.json"),
     ),
-    ("ViT-L-14", include_str!("../model_configs/ViT-L-14.json")),
+    (
+        "ViT-L-14",
+        include_str!("../../model_configs/ViT-L-14.json"),
+    ),
     (
         "ViT-L-14-quickgelu",
-        include_str!("../model_configs/ViT-L-14-quickgelu.json"),
+        include_str!("../../model_configs/ViT-L-14-quickgelu.json"),
     ),
     (
         "ViT-L-14-336",
-        include_str!("../model_configs/ViT-L-14-336.json"),
+        include_str!("../../model_configs/ViT-L-14-336.json"),
     ),
 ];
 

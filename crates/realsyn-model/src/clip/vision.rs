@@ -7,8 +7,8 @@ use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::config::ClipConfig;
-use crate::transformer::{Activation, Transformer, layer_norm};
+use super::config::ClipConfig;
+use crate::common::transformer::{Activation, Transformer, layer_norm};
 
 #[derive(Module, Debug)]
 pub struct VisionTransformer<B: Backend> {

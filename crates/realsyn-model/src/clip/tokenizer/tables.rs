@@ -76,7 +76,7 @@ fn char_keyed(map: HashMap<String, String>) -> HashMap<char, String> {
 }
 
 pub static TABLES: LazyLock<TextTables> = LazyLock::new(|| {
-    let raw: RawTables = serde_json::from_str(include_str!("../../data/text_clean_tables.json"))
+    let raw: RawTables = serde_json::from_str(include_str!("../../../data/text_clean_tables.json"))
         .expect("bundled text_clean_tables.json is valid");
     let codec = |name: &str| SingleByteCodec::new(name, &raw.codecs[name]);
     TextTables {

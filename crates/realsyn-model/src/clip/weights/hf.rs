@@ -4,8 +4,8 @@
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::state_dict::{HostTensor, StateDict};
-use crate::config::ClipConfig;
+use crate::clip::config::ClipConfig;
+use crate::common::state_dict::{HostTensor, StateDict};
 
 const HF_BLOCK_RENAMES: &[(&str, &str)] = &[
     ("layer_norm1", "ln_1"),

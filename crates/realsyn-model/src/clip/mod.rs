@@ -1,13 +1,23 @@
-//! The two-tower CLIP model and its contrastive outputs.
+//! CLIP (Radford et al. 2021) as open_clip builds it: a ViT image tower and a causal
+//! text tower (`vision`, `text`) on the shared pre-LN blocks, the contrastive outputs
+//! and loss (`loss`), open_clip's model configs (`config`), the CLIP BPE tokenizer
+//! (`tokenizer`) and weight formats (`weights`: open_clip, Hugging Face, realsyn).
+
+pub mod config;
+pub mod loss;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;
+pub mod weights;
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use crate::config::ClipConfig;
-use crate::text::TextTransformer;
-use crate::transformer::Activation;
-use crate::vision::VisionTransformer;
+use crate::common::transformer::Activation;
+use config::ClipConfig;
+use text::TextTransformer;
+use vision::VisionTransformer;
 
 /// ln(1 / 0.07): CLIP's initial temperature.
 pub const INIT_LOGIT_SCALE: f64 = 2.659_260_036_932_778_3;

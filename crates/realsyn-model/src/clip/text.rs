@@ -7,8 +7,8 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use crate::config::ClipConfig;
-use crate::transformer::{Activation, Transformer, layer_norm};
+use super::config::ClipConfig;
+use crate::common::transformer::{Activation, Transformer, layer_norm};
 
 #[derive(Module, Debug)]
 pub struct TextTransformer<B: Backend> {

@@ -1,0 +1,343 @@
+//! The builder's stages as one ordered list (`STAGES`, the paper's order). Each stage
+//! is a type that says its name (= its folder in the store and its subcommand), the
+//! paper step it implements, how its work fans out, which models it needs, which of
+//! its paper steps a manifest leaves off, and how to run one part. `build all`, the
+//! single-stage subcommands, model loading, the funnel and the "steps not run"
+//! report all read this list; adding a stage is adding a type and a line here.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use super::pipeline::{FetchSettings, Manifest, Models};
+use super::{
+    DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images, dedup_text,
+    dedup_text_semantic, extract, filter_text,
+};
+use crate::cat::CatFilter;
+use crate::ingest::Input;
+use crate::shard::ShardSpec;
+use crate::text_filters::WordCounts;
+
+/// How a stage's work is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fan {
+    /// One job per part (`--shard i/N`, the manifest's part count): a scheduler can
+    /// run the parts anywhere, in any order.
+    Parts,
+    /// One job over the whole corpus (union-find needs every row at once).
+    Whole,
+}
+
+/// The models a stage needs loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelNeeds {
+    pub image_encoder: bool,
+    pub text_encoder: bool,
+    pub gpt2: bool,
+}
+
+impl ModelNeeds {
+    pub fn any(self) -> bool {
+        self.image_encoder || self.text_encoder || self.gpt2
+    }
+
+    pub fn union(self, other: ModelNeeds) -> ModelNeeds {
+        ModelNeeds {
+            image_encoder: self.image_encoder || other.image_encoder,
+            text_encoder: self.text_encoder || other.text_encoder,
+            gpt2: self.gpt2 || other.gpt2,
+        }
+    }
+}
+
+/// One stage of the builder.
+pub trait Stage: Sync {
+    /// Its subcommand and its folder in the store.
+    fn name(&self) -> &'static str;
+    /// The paper step it implements.
+    fn paper_step(&self) -> &'static str;
+    fn fan(&self) -> Fan;
+    /// The models it runs under `m`.
+    fn needs(&self, m: &Manifest) -> ModelNeeds;
+    /// The paper steps of this stage that `m` leaves off, each with the flag that
+    /// turns it on. A stage all of whose steps are off is not run.
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str>;
+    /// Whether the whole stage is off under `m` (it then writes nothing).
+    fn off(&self, _m: &Manifest) -> bool {
+        false
+    }
+    /// Run one part (`Fan::Whole`: the single part `0/1`); false when the part was
+    /// already complete and skipped.
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool>;
+}
+
+/// Every stage, in the paper's order (§3.1; the second half of §3.2-3.3 comes next:
+/// cluster, retrieve, generate, balance, write).
+pub static STAGES: &[&dyn Stage] = &[
+    &Extract,
+    &FilterText,
+    &DedupText,
+    &DedupTextSemantic,
+    &DedupImages,
+];
+
+/// The stage called `name`.
+pub fn stage(name: &str) -> Result<&'static dyn Stage> {
+    match STAGES.iter().find(|s| s.name() == name) {
+        Some(s) => Ok(*s),
+        None => bail!(
+            "no stage {name:?}; the stages are {}",
+            STAGES
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// What the models of `stages` need under `m`.
+pub fn needs(stages: &[&dyn Stage], m: &Manifest) -> ModelNeeds {
+    stages
+        .iter()
+        .filter(|s| !s.off(m))
+        .fold(ModelNeeds::default(), |acc, s| acc.union(s.needs(m)))
+}
+
+/// The paper steps `m` leaves off, in pipeline order.
+pub fn steps_off(m: &Manifest) -> Vec<&'static str> {
+    STAGES.iter().flat_map(|s| s.steps_off(m)).collect()
+}
+
+/// One run of stages on a store: the manifest, the loaded models, and what the
+/// stages of one run share (read once, on first use).
+pub struct StageRun<'a, 'm> {
+    pub store: &'a Path,
+    pub manifest: &'a Manifest,
+    pub models: Models<'m>,
+    input: Option<Input>,
+    cat: Option<Option<std::sync::Arc<CatFilter>>>,
+    counts: Option<WordCounts>,
+}
+
+impl<'a, 'm> StageRun<'a, 'm> {
+    pub fn new(store: &'a Path, manifest: &'a Manifest, models: Models<'m>) -> Self {
+        Self {
+            store,
+            manifest,
+            models,
+            input: None,
+            cat: None,
+            counts: None,
+        }
+    }
+
+    /// Run `stage` on `shard` (every part when `None`), logging each part.
+    pub fn run(&mut self, stage: &dyn Stage, shard: Option<ShardSpec>) -> Result<()> {
+        if stage.off(self.manifest) {
+            bail!(
+                "{} was started without {}: there is no {} to run",
+                self.store.display(),
+                stage.steps_off(self.manifest).join(", "),
+                stage.name()
+            );
+        }
+        let shards: Vec<ShardSpec> = match (stage.fan(), shard) {
+            (Fan::Whole, _) => vec![ShardSpec::default()],
+            (Fan::Parts, Some(s)) => vec![s],
+            (Fan::Parts, None) => ShardSpec::all(self.manifest.parts).collect(),
+        };
+        for s in shards {
+            let ran = stage.run(self, s)?;
+            super::pipeline::report(stage.name(), s, ran);
+        }
+        Ok(())
+    }
+}
+
+/// §3.1 "Real-World Data Extraction": documents -> images and sentences.
+pub struct Extract;
+
+impl Stage for Extract {
+    fn name(&self) -> &'static str {
+        EXTRACT
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.1 extraction: images (size/aspect, pHash) and sentences (Punkt, emoji/URL, length, CAT)"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Parts
+    }
+    fn needs(&self, _m: &Manifest) -> ModelNeeds {
+        ModelNeeds::default()
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        let mut off = Vec::new();
+        if m.cat_wordnet.is_none() {
+            off.push("CAT filter (--no-cat)");
+        }
+        off
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        if cx.input.is_none() {
+            cx.input = Some(Input::list(m.format, &m.inputs)?);
+        }
+        if cx.cat.is_none() {
+            cx.cat = Some(m.cat_filter()?);
+        }
+        let opts = extract::ExtractOptions {
+            store: cx.store.to_path_buf(),
+            shard,
+            images_per_tar: m.images_per_tar,
+            fetch: m.fetch.as_ref().map(FetchSettings::options),
+            cat: cx.cat.clone().flatten(),
+        };
+        let input = cx.input.as_ref().expect("listed above");
+        Ok(extract::run(input, &opts)?.is_some())
+    }
+}
+
+/// §3.1 step 2-3: entropy (Eq. 1) and GPT-2 perplexity.
+pub struct FilterText;
+
+impl Stage for FilterText {
+    fn name(&self) -> &'static str {
+        FILTER_TEXT
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.1 sentence filters: information entropy (Eq. 1), GPT-2 perplexity"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Parts
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        ModelNeeds {
+            gpt2: m.perplexity.is_some(),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        let mut off = Vec::new();
+        if m.perplexity.is_none() {
+            off.push("GPT-2 perplexity filter (no --gpt2)");
+        }
+        off
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool> {
+        // Corpus-wide word probabilities: every extract part, read once per run.
+        if cx.counts.is_none() {
+            cx.counts = Some(filter_text::corpus_counts(cx.store)?);
+        }
+        let (store, m) = (cx.store, cx.manifest);
+        let counts = cx.counts.as_ref().expect("counted above");
+        let ppl = cx.models.perplexity_filter(m)?;
+        Ok(filter_text::run(store, shard, counts, m.min_entropy, ppl)?.is_some())
+    }
+}
+
+/// §3.1 step 4, near-exact: sentences that normalise to the same key.
+pub struct DedupText;
+
+impl Stage for DedupText {
+    fn name(&self) -> &'static str {
+        DEDUP_TEXT
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.1 sentence deduplication, near-exact (normalised key, partitioned by hash)"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Parts
+    }
+    fn needs(&self, _m: &Manifest) -> ModelNeeds {
+        ModelNeeds::default()
+    }
+    fn steps_off(&self, _m: &Manifest) -> Vec<&'static str> {
+        Vec::new()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool> {
+        Ok(dedup_text::run(cx.store, shard)?.is_some())
+    }
+}
+
+/// §3.1 step 4, semantic: sentences whose text embeddings nearly coincide.
+pub struct DedupTextSemantic;
+
+impl Stage for DedupTextSemantic {
+    fn name(&self) -> &'static str {
+        DEDUP_TEXT_SEMANTIC
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.1 sentence deduplication, semantic (text embeddings, LSH, union-find)"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Whole
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        ModelNeeds {
+            text_encoder: m.text_semantic.is_some(),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        if m.text_semantic.is_none() {
+            vec!["semantic sentence dedup (no --text-encoder)"]
+        } else {
+            Vec::new()
+        }
+    }
+    fn off(&self, m: &Manifest) -> bool {
+        m.text_semantic.is_none()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, _shard: ShardSpec) -> Result<bool> {
+        let semantic = cx
+            .models
+            .text_semantic(cx.manifest)?
+            .expect("the stage is off without a text encoder");
+        Ok(dedup_text_semantic::run(cx.store, semantic)?.is_some())
+    }
+}
+
+/// §3.1 image deduplication: perceptual (pHash) and semantic (image embeddings).
+pub struct DedupImages;
+
+impl Stage for DedupImages {
+    fn name(&self) -> &'static str {
+        DEDUP_IMAGES
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.1 image deduplication: perceptual hash and image embeddings, union-find"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Whole
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        ModelNeeds {
+            image_encoder: m.semantic.is_some(),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        if m.semantic.is_none() {
+            vec!["semantic image dedup (no --image-encoder)"]
+        } else {
+            Vec::new()
+        }
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, _shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        let semantic = match (&m.semantic, cx.models.image.as_deref_mut()) {
+            (None, _) => None,
+            (Some(sem), Some(embedder)) => Some(dedup_images::Semantic {
+                embedder,
+                threshold: sem.threshold,
+            }),
+            (Some(sem), None) => bail!(
+                "semantic dedup with {:?} needs its image encoder loaded",
+                sem.encoder
+            ),
+        };
+        Ok(dedup_images::run(cx.store, m.max_hamming, semantic)?.is_some())
+    }
+}

@@ -1,0 +1,19 @@
+//! # realsyn-io
+//!
+//! The bottom of the workspace: what every other crate shares and nothing of realsyn
+//! underneath it.
+//!
+//! - `fs`: atomic writes (temp file + rename) and the asset cache directory.
+//! - `npy`: NumPy `.npy` arrays (f32, f16, i32), the exchange format with Python.
+//! - `embeddings`: an embedding matrix (`Embeddings`: rows x width, f32 in memory,
+//!   f32 or f16 on disk) and `encode_in_batches`, the one batched-encoding loop every
+//!   embedding path runs (embed, eval features, the builder's dedup, clustering and
+//!   balance stages).
+//!
+//! Must not depend on Burn, image decoding or any other realsyn crate.
+
+pub mod embeddings;
+pub mod fs;
+pub mod npy;
+
+pub use embeddings::{Embeddings, encode_in_batches};

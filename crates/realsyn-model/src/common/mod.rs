@@ -1,0 +1,10 @@
+//! What every model of the library is built from: the pre-LN transformer block
+//! (`transformer`), host data <-> tensors (`batch`), the framework-neutral state dict
+//! (`state_dict`), the one parameter walk that loads and exports weights (`walk`), and
+//! weight files (`files`: safetensors, torch pickles).
+
+pub mod batch;
+pub mod files;
+pub mod state_dict;
+pub mod transformer;
+pub mod walk;

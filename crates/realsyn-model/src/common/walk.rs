@@ -1,0 +1,167 @@
+//! The state-dict walk every model's weights go through: a model lists each of its
+//! parameters once with its PyTorch key and layout (`ParamVisitor`), and loading
+//! (`load_strict`) and exporting (`export`) are two visitors over that one walk, so
+//! they cannot disagree.
+
+use anyhow::{Context, Result, bail};
+use burn::module::Param;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::state_dict::{HostTensor, StateDict};
+
+/// How a PyTorch tensor maps onto the Burn parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Same shape and order.
+    Same,
+    /// `nn.Linear.weight` is [out, in]; Burn's `Linear` stores [in, out].
+    LinearWeight,
+    /// A 0-d tensor in PyTorch, shape [1] here.
+    Scalar,
+}
+
+impl Layout {
+    /// PyTorch tensor -> the Burn parameter's layout.
+    pub fn torch_to_burn(self, t: HostTensor) -> Result<HostTensor> {
+        match self {
+            Layout::Same => Ok(t),
+            Layout::LinearWeight => t.transposed(),
+            Layout::Scalar => Ok(HostTensor::new(vec![1], t.data)),
+        }
+    }
+
+    /// Burn parameter -> the PyTorch tensor's layout (inverse of `torch_to_burn`).
+    pub fn burn_to_torch(self, t: HostTensor) -> Result<HostTensor> {
+        match self {
+            Layout::Same => Ok(t),
+            Layout::LinearWeight => t.transposed(),
+            Layout::Scalar => Ok(HostTensor::new(vec![], t.data)),
+        }
+    }
+}
+
+pub trait ParamVisitor<B: Backend> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()>;
+}
+
+/// A linear layer: `{key}.weight` in `weight_layout` (torch `nn.Linear` is
+/// `LinearWeight`; GPT-2's `Conv1D` is already [in, out], `Same`), then the bias.
+pub fn visit_linear_as<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    l: &mut Linear<B>,
+    weight_layout: Layout,
+) -> Result<()> {
+    v.visit(&format!("{key}.weight"), weight_layout, &mut l.weight)?;
+    if let Some(bias) = l.bias.as_mut() {
+        v.visit(&format!("{key}.bias"), Layout::Same, bias)?;
+    }
+    Ok(())
+}
+
+/// A torch `nn.Linear`: `{key}.weight` ([out, in]), then the bias.
+pub fn visit_linear<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    l: &mut Linear<B>,
+) -> Result<()> {
+    visit_linear_as(v, key, l, Layout::LinearWeight)
+}
+
+pub fn visit_ln<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    ln: &mut LayerNorm<B>,
+) -> Result<()> {
+    v.visit(&format!("{key}.weight"), Layout::Same, &mut ln.gamma)?;
+    if let Some(beta) = ln.beta.as_mut() {
+        v.visit(&format!("{key}.bias"), Layout::Same, beta)?;
+    }
+    Ok(())
+}
+
+/// Moves each visited tensor out of the state dict into the parameter, checking its
+/// shape (shared by every model's loader).
+pub struct Loader<'a, B: Backend> {
+    sd: &'a mut StateDict,
+    device: B::Device,
+}
+
+impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()> {
+        let t = layout.torch_to_burn(self.sd.take(key)?)?;
+        let expected = param.lazy_shape().to_vec();
+        if t.shape != expected {
+            bail!(
+                "{key}: weights have shape {:?}, the model config expects {:?}",
+                t.shape,
+                expected
+            );
+        }
+        let tensor = Tensor::from_data(TensorData::new(t.data, t.shape), &self.device);
+        *param = Param::initialized(param.id, tensor);
+        Ok(())
+    }
+}
+
+/// Run `walk` with a loader over `sd`; like `load_state_dict(strict=True)`, every
+/// tensor must be taken (leftovers are an error naming them).
+pub fn load_strict<B: Backend>(
+    mut sd: StateDict,
+    device: &B::Device,
+    walk: impl FnOnce(&mut Loader<'_, B>) -> Result<()>,
+) -> Result<()> {
+    walk(&mut Loader {
+        sd: &mut sd,
+        device: device.clone(),
+    })?;
+    if !sd.is_empty() {
+        let extra: Vec<&String> = sd.keys().take(8).collect();
+        bail!(
+            "weights contain {} tensors this model does not use, e.g. {extra:?}",
+            sd.len()
+        );
+    }
+    Ok(())
+}
+
+/// Copies each visited parameter into a state dict in PyTorch's layout.
+pub struct Exporter {
+    sd: StateDict,
+}
+
+impl<B: Backend> ParamVisitor<B> for Exporter {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()> {
+        let host =
+            HostTensor::from_data(param.val().into_data()).with_context(|| key.to_string())?;
+        let t = layout.burn_to_torch(host)?;
+        self.sd.insert(key, t);
+        Ok(())
+    }
+}
+
+/// Run `walk` with an exporter: the visited parameters as a PyTorch-layout state dict.
+pub fn export(walk: impl FnOnce(&mut Exporter) -> Result<()>) -> Result<StateDict> {
+    let mut exporter = Exporter {
+        sd: StateDict::default(),
+    };
+    walk(&mut exporter)?;
+    Ok(exporter.sd)
+}

@@ -1,0 +1,25 @@
+//! # realsyn-runtime
+//!
+//! What sits between the libraries and the command line:
+//!
+//! - `device`: `--device cpu|ndarray|cuda[:N]` (or a list for data parallelism) picks
+//!   a Burn backend and runs a backend-generic job on it.
+//! - `factory`: a model from a name or weights file with its eval and train
+//!   transforms and its tokenizer, as open_clip's `create_model_and_transforms` +
+//!   `get_tokenizer` (`create_model_and_transforms`).
+//! - `build_models`: the models a builder run needs (image and text encoders, GPT-2),
+//!   loaded once on the chosen device and handed to the builder through its traits.
+//!
+//! Batching is `realsyn_io::encode_in_batches` around the model library's
+//! `embed_pixels` / `embed_texts`: every embedding path (embed, eval, the builder's
+//! stages) runs that one loop.
+//!
+//! Depends on the libraries (io, model, data, builder); must not depend on the
+//! trainer, the evaluator or the CLI, and parses no arguments.
+
+pub mod build_models;
+pub mod device;
+pub mod factory;
+
+pub use device::{BackendJob, MultiDeviceJob, dispatch, dispatch_devices};
+pub use factory::{ModelAndTransforms, create_model_and_transforms};
