@@ -83,3 +83,61 @@ impl TextEmbedder for BagOfWords {
         Embeddings::new(out, D)
     }
 }
+
+/// The encoder a semantic dedup step runs: a model-free baseline or dual-encoder
+/// weights. Written in the manifest as the string the user gave (`color-histogram`,
+/// `bag-of-words`, or the weights' path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncoderChoice {
+    /// `color-histogram`: the image baseline (`ColorHistogram`).
+    ColorHistogram,
+    /// `bag-of-words`: the sentence baseline (`BagOfWords`).
+    BagOfWords,
+    /// Weights of a dual encoder (any file or folder the model library reads).
+    Weights(String),
+}
+
+impl EncoderChoice {
+    /// The weights to load, if this is not a baseline.
+    pub fn weights(&self) -> Option<&str> {
+        match self {
+            EncoderChoice::Weights(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for EncoderChoice {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "color-histogram" => EncoderChoice::ColorHistogram,
+            "bag-of-words" => EncoderChoice::BagOfWords,
+            w => EncoderChoice::Weights(w.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for EncoderChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EncoderChoice::ColorHistogram => "color-histogram",
+            EncoderChoice::BagOfWords => "bag-of-words",
+            EncoderChoice::Weights(w) => w,
+        })
+    }
+}
+
+impl serde::Serialize for EncoderChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EncoderChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse()
+            .unwrap_or_else(|e: std::convert::Infallible| match e {}))
+    }
+}

@@ -1,4 +1,4 @@
-//! The first half of the RealSyn builder (paper section 3.1, SPEC.md 1.1): interleaved
+//! The first half of the RealSyn builder (paper §3.1, Fig. 2): interleaved
 //! documents in, an image store and a sentence store out, each filtered and
 //! deduplicated, with a funnel that counts every drop and its reason.
 //!
@@ -11,7 +11,13 @@
 //! - `dedup`, `embed`: union-find and non-quadratic near-duplicate linking
 //!   (perceptual hashes; embeddings from any `ImageEmbedder` or `TextEmbedder`).
 //! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
-//! - `stages`: extract -> filter-text -> dedup-text, and dedup-images.
+//! - `stages`: the stages as one ordered list (`stages::list::STAGES`: extract ->
+//!   filter-text -> dedup-text -> dedup-text-semantic -> dedup-images), each a type
+//!   naming its paper step, fan-out and models; the manifest and `build all`.
+//!
+//! Must not depend on Burn or the model library: models reach the stages through
+//! `ImageEmbedder`, `TextEmbedder` and `PerplexityScorer` (`realsyn-runtime` adapts
+//! the model library's to them).
 
 pub mod cat;
 pub mod dedup;

@@ -1,4 +1,4 @@
-//! The rule-based sentence filters of paper section 3.1 (SPEC.md 1.1), each a named
+//! The rule-based sentence filters of paper §3.1, each a named
 //! step of the funnel: emoji or URL, word count outside [3, 81], and information
 //! entropy below 0.3 with word probabilities from the whole corpus.
 //!

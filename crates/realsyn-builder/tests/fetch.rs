@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use realsyn_builder::fetch::{FetchOptions, Fetcher};
 use realsyn_builder::ingest::Format;
-use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, Models, run_all};
+use realsyn_builder::stages::list::run_all;
+use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, Models};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {

@@ -1,9 +1,12 @@
 //! # realsyn-data
 //!
 //! Data plumbing shared by the builder, the trainer, the evaluator and the CLI:
-//! image decoding and CLIP's image transforms (one implementation of each), and
-//! `.npy` array files; WebDataset shards (`wds`), the candidate texts of a sample
-//! (`texts`), and the streaming training pipeline (`loader`).
+//! image decoding, CLIP's image transforms (one implementation of each) and the one
+//! list of image extensions (`image`); WebDataset shards (`wds`), the candidate texts
+//! of a sample (`texts`), the streaming training pipeline (`loader`), registry
+//! datasets, progress bars and charts. Files and arrays are `realsyn-io`'s.
+//!
+//! Must not depend on Burn or the model library.
 
 pub mod datasets;
 pub mod image;

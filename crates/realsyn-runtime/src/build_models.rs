@@ -46,12 +46,12 @@ pub fn with_models<T>(
         .text_semantic
         .as_ref()
         .filter(|_| needs.text_encoder);
-    let weights = |s: Option<&realsyn_builder::stages::pipeline::SemanticSettings>, baseline| {
-        s.map(|s| s.encoder.clone()).filter(|e| e != baseline)
+    let weights = |s: Option<&realsyn_builder::stages::pipeline::SemanticSettings>| {
+        s.and_then(|s| s.encoder.weights()).map(str::to_string)
     };
     let job = LoadModels {
-        clip_image: weights(image, "color-histogram"),
-        clip_text: weights(text, "bag-of-words"),
+        clip_image: weights(image),
+        clip_text: weights(text),
         gpt2: manifest
             .perplexity
             .as_ref()

@@ -4,6 +4,7 @@
 //! its paper steps a manifest leaves off, and how to run one part. `build all`, the
 //! single-stage subcommands, model loading, the funnel and the "steps not run"
 //! report all read this list; adding a stage is adding a type and a line here.
+//! `run_all` is `build all`: every stage, every part, in order.
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use super::{
     dedup_text_semantic, extract, filter_text,
 };
 use crate::cat::CatFilter;
+use crate::funnel::Funnel;
 use crate::ingest::Input;
 use crate::shard::ShardSpec;
 use crate::text_filters::WordCounts;
@@ -150,7 +152,7 @@ impl<'a, 'm> StageRun<'a, 'm> {
         };
         for s in shards {
             let ran = stage.run(self, s)?;
-            super::pipeline::report(stage.name(), s, ran);
+            report(stage.name(), s, ran);
         }
         Ok(())
     }
@@ -335,9 +337,44 @@ impl Stage for DedupImages {
             }),
             (Some(sem), None) => bail!(
                 "semantic dedup with {:?} needs its image encoder loaded",
-                sem.encoder
+                sem.encoder.to_string()
             ),
         };
         Ok(dedup_images::run(cx.store, m.max_hamming, semantic)?.is_some())
+    }
+}
+
+/// Every stage of `STAGES`, every part, in order; finished parts are skipped and
+/// stages the manifest leaves off are passed over. Returns the store's whole funnel
+/// (also written to `STORE/funnel.json` and `funnel.md`). `models` must hold every
+/// model `list::needs(STAGES, manifest)` asks for.
+pub fn run_all(store: &Path, manifest: &Manifest, models: Models) -> Result<Funnel> {
+    manifest.pin(store)?;
+    let mut run = StageRun::new(store, manifest, models);
+    for stage in STAGES {
+        if !stage.off(manifest) {
+            run.run(*stage, None)?;
+        }
+    }
+    write_store_funnel(store)
+}
+
+/// Sum every finished part's funnel and write `funnel.json` and `funnel.md`.
+pub fn write_store_funnel(store: &Path) -> Result<Funnel> {
+    let funnel = super::store_funnel(store)?;
+    realsyn_io::fs::write_atomic(
+        &store.join("funnel.json"),
+        &serde_json::to_vec_pretty(&funnel)?,
+    )?;
+    realsyn_io::fs::write_atomic(&store.join("funnel.md"), funnel.table().as_bytes())?;
+    Ok(funnel)
+}
+
+/// Log one part: run now, or found complete and skipped.
+pub fn report(stage: &str, shard: ShardSpec, ran: bool) {
+    if ran {
+        eprintln!("{stage} {shard}: done");
+    } else {
+        eprintln!("{stage} {shard}: already complete, skipped");
     }
 }

@@ -1,6 +1,6 @@
-//! Running the stages of `list::STAGES` in order in one process (`realsyn build all`),
-//! and the manifest that pins a store to its inputs and settings so that a re-run
-//! resumes the same build instead of mixing two.
+//! The manifest that pins a store to its inputs and settings (so that a re-run
+//! resumes the same build instead of mixing two), and the loaded models a run hands
+//! its stages.
 
 use std::path::{Path, PathBuf};
 
@@ -9,14 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup_text_semantic::TextSemantic;
 use super::filter_text::PerplexityFilter;
-use super::list::{STAGES, StageRun};
 use crate::cat::CatFilter;
-use crate::embed::{ImageEmbedder, TextEmbedder};
+use crate::embed::{EncoderChoice, ImageEmbedder, TextEmbedder};
 use crate::fetch::FetchOptions;
-use crate::funnel::Funnel;
 use crate::ingest::Format;
 use crate::perplexity::{PerplexityRange, PerplexityScorer};
-use crate::shard::ShardSpec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -86,7 +83,7 @@ impl<'a> Models<'a> {
             })),
             (Some(s), None) => bail!(
                 "semantic sentence dedup needs text encoder {:?} loaded",
-                s.encoder
+                s.encoder.to_string()
             ),
         }
     }
@@ -96,7 +93,7 @@ impl<'a> Models<'a> {
 /// caller) and the cosine at which two images are duplicates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SemanticSettings {
-    pub encoder: String,
+    pub encoder: EncoderChoice,
     pub threshold: f32,
 }
 
@@ -161,40 +158,5 @@ impl Manifest {
             )
         })?;
         Ok(serde_json::from_slice(&bytes)?)
-    }
-}
-
-/// Every stage of `STAGES`, every part, in order; finished parts are skipped and
-/// stages the manifest leaves off are passed over. Returns the store's whole funnel
-/// (also written to `STORE/funnel.json` and `funnel.md`). `models` must hold every
-/// model `list::needs(STAGES, manifest)` asks for.
-pub fn run_all(store: &Path, manifest: &Manifest, models: Models) -> Result<Funnel> {
-    manifest.pin(store)?;
-    let mut run = StageRun::new(store, manifest, models);
-    for stage in STAGES {
-        if !stage.off(manifest) {
-            run.run(*stage, None)?;
-        }
-    }
-    write_store_funnel(store)
-}
-
-/// Sum every finished part's funnel and write `funnel.json` and `funnel.md`.
-pub fn write_store_funnel(store: &Path) -> Result<Funnel> {
-    let funnel = super::store_funnel(store)?;
-    realsyn_io::fs::write_atomic(
-        &store.join("funnel.json"),
-        &serde_json::to_vec_pretty(&funnel)?,
-    )?;
-    realsyn_io::fs::write_atomic(&store.join("funnel.md"), funnel.table().as_bytes())?;
-    Ok(funnel)
-}
-
-/// Log one part: run now, or found complete and skipped.
-pub fn report(stage: &str, shard: ShardSpec, ran: bool) {
-    if ran {
-        eprintln!("{stage} {shard}: done");
-    } else {
-        eprintln!("{stage} {shard}: already complete, skipped");
     }
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
+use realsyn_builder::embed::EncoderChoice;
 use realsyn_builder::ingest::Format;
 use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
-use realsyn_builder::stages::list::{self, STAGES, StageRun};
+use realsyn_builder::stages::list::{self, STAGES, StageRun, run_all, write_store_funnel};
 use realsyn_builder::stages::pipeline::{
-    FetchSettings, Manifest, PerplexitySettings, SemanticSettings, run_all, write_store_funnel,
+    FetchSettings, Manifest, PerplexitySettings, SemanticSettings,
 };
 use realsyn_builder::stages::{
     DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images,
@@ -224,7 +225,7 @@ struct EncoderArgs {
     /// .pt, a Hugging Face CLIP folder, a realsyn checkpoint) or `color-histogram`
     /// (a model-free baseline). Without it only perceptual dedup runs.
     #[arg(long)]
-    image_encoder: Option<String>,
+    image_encoder: Option<EncoderChoice>,
     /// Embedding cosine at which two images are duplicates.
     #[arg(long, default_value_t = dedup_images::DEFAULT_SEMANTIC_THRESHOLD)]
     semantic_threshold: f32,
@@ -232,13 +233,23 @@ struct EncoderArgs {
     /// same file as --image-encoder loads once) or `bag-of-words` (a model-free
     /// baseline that links reorderings). Without it only near-exact dedup runs.
     #[arg(long)]
-    text_encoder: Option<String>,
+    text_encoder: Option<EncoderChoice>,
     /// Embedding cosine at which two sentences are duplicates.
     #[arg(long, default_value_t = dedup_text_semantic::DEFAULT_TEXT_SEMANTIC_THRESHOLD)]
     text_semantic_threshold: f32,
 }
 
 fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
+    if s.encoder.image_encoder == Some(EncoderChoice::BagOfWords) {
+        anyhow::bail!(
+            "--image-encoder bag-of-words: bag-of-words embeds sentences; use color-histogram or CLIP weights"
+        );
+    }
+    if s.encoder.text_encoder == Some(EncoderChoice::ColorHistogram) {
+        anyhow::bail!(
+            "--text-encoder color-histogram: color-histogram embeds images; use bag-of-words or CLIP weights"
+        );
+    }
     Ok(Manifest {
         format: source.format.parse::<Format>()?,
         inputs: source
