@@ -377,7 +377,7 @@ fn retrieval<B: Backend, M: DualEncoder<B> + ?Sized>(
     }
     let pb = bar(texts.len() as u64, "captions");
     let text_rows = encode_in_batches(
-        texts.iter().copied(),
+        texts.iter().copied().map(Ok),
         batch.max(1),
         |chunk| embed_texts(model, tokenizer, chunk, true, device),
         |n| pb.inc(n as u64),

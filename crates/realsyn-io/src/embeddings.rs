@@ -130,9 +130,10 @@ impl Embeddings {
 
 /// Encode `items` in order, `batch_size` at a time, with `encode` (which returns one
 /// row per item of its batch); `progress` is told how many items each batch held.
-/// Every batch must give the same width.
+/// Every batch must give the same width. Items come as results (rows streamed from
+/// a store, images decoded on the way): the first error ends the run and is returned.
 pub fn encode_in_batches<T>(
-    items: impl IntoIterator<Item = T>,
+    items: impl IntoIterator<Item = Result<T>>,
     batch_size: usize,
     mut encode: impl FnMut(&[T]) -> Result<Embeddings>,
     mut progress: impl FnMut(usize),
@@ -160,7 +161,7 @@ pub fn encode_in_batches<T>(
         Ok(())
     };
     for item in items {
-        batch.push(item);
+        batch.push(item?);
         if batch.len() == batch_size {
             flush(&mut batch, &mut out)?;
         }
@@ -177,7 +178,7 @@ mod tests {
     fn batches_keep_order_and_check_rows() {
         let mut seen = Vec::new();
         let e = encode_in_batches(
-            0..5,
+            (0..5).map(Ok),
             2,
             |b: &[i32]| Embeddings::new(b.iter().flat_map(|&x| [x as f32, -x as f32]).collect(), 2),
             |n| seen.push(n),
@@ -186,7 +187,12 @@ mod tests {
         assert_eq!(seen, [2, 2, 1]);
         assert_eq!((e.rows(), e.width()), (5, 2));
         assert_eq!(e.row(3), [3.0, -3.0]);
-        let short = encode_in_batches(0..3, 2, |_: &[i32]| Ok(Embeddings::empty(2)), |_| {});
+        let short = encode_in_batches(
+            (0..3).map(Ok),
+            2,
+            |_: &[i32]| Ok(Embeddings::empty(2)),
+            |_| {},
+        );
         assert!(
             short
                 .unwrap_err()

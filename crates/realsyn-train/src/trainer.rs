@@ -132,8 +132,7 @@ pub fn train<B: AutodiffBackend>(
     model = track_gradients(model)?;
     let cfg = model.config.clone();
     let image_size = cfg.vision_cfg.image_size;
-    let tokenizer =
-        Arc::new(ClipTokenizer::new().with_context_length(cfg.text_cfg.context_length)?);
+    let tokenizer = Arc::new(ClipTokenizer::for_text_tower(&cfg.text_cfg)?);
 
     let skips = SkipCounter::new();
     skips.restore(&state.skips);

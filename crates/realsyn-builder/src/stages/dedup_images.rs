@@ -200,11 +200,10 @@ fn embed_store(
         tars.extend(in_part);
     }
     let skips = SkipCounter::new();
-    // The first copy of each indexed image, in store order, as (index into `ids`,
-    // decoded image); the first decode error ends the stream and is returned below.
+    // The first copy of each indexed image, in store order; `order` records the index
+    // into `ids` of each image embedded.
     let mut seen = vec![false; ids.len()];
     let mut order = Vec::with_capacity(ids.len());
-    let mut error = None;
     let images = tars
         .iter()
         .flat_map(|tar| read_shard(tar, &skips))
@@ -218,23 +217,20 @@ fn embed_store(
                     .map_err(|r| anyhow::anyhow!("{}: {r}", sample.key))
             })
         })
-        .map_while(|r| r.map_err(|e| error = Some(e)).ok())
-        .inspect(|(k, _)| order.push(*k));
+        .map(|decoded| {
+            decoded.map(|(k, img)| {
+                order.push(k);
+                img
+            })
+        });
     let bar = realsyn_data::progress::bar(ids.len() as u64, "embed");
     let emb = encode_in_batches(
         images,
         64,
-        |batch: &[(usize, image::DynamicImage)]| {
-            let images: Vec<image::DynamicImage> =
-                batch.iter().map(|(_, img)| img.clone()).collect();
-            embedder.embed(&images)
-        },
+        |batch: &[image::DynamicImage]| embedder.embed(batch),
         |n| bar.inc(n as u64),
     )?;
     bar.finish_and_clear();
-    if let Some(e) = error {
-        return Err(e);
-    }
     // Rows in `ids` order.
     let mut slot: Vec<Option<usize>> = vec![None; ids.len()];
     for (row, &k) in order.iter().enumerate() {

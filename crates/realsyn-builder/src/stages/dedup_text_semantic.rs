@@ -132,12 +132,8 @@ fn embed_all(parts: &[std::path::PathBuf], embedder: &mut dyn TextEmbedder) -> R
         .map(|p| Ok(read_funnel(p)?.steps.last().map_or(0, |s| s.output)))
         .sum::<Result<u64>>()?;
     let bar = realsyn_data::progress::bar(total, "embed text");
-    // Streamed: only the embeddings are held (the first read error ends the stream
-    // and is returned).
-    let mut error = None;
-    let texts = iter_parts::<SentenceRow>(parts, "sentences.jsonl")
-        .map_while(|row| row.map_err(|e| error = Some(e)).ok())
-        .map(|row| row.text);
+    // Streamed: only the embeddings are held.
+    let texts = iter_parts::<SentenceRow>(parts, "sentences.jsonl").map(|row| row.map(|r| r.text));
     let emb = encode_in_batches(
         texts,
         EMBED_BATCH,
@@ -148,9 +144,6 @@ fn embed_all(parts: &[std::path::PathBuf], embedder: &mut dyn TextEmbedder) -> R
         |n| bar.inc(n as u64),
     )
     .with_context(|| embedder.name())?;
-    if let Some(e) = error {
-        return Err(e);
-    }
     bar.finish_and_clear();
     Ok(emb)
 }

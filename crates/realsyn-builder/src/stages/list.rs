@@ -329,17 +329,7 @@ impl Stage for DedupImages {
     }
     fn run(&self, cx: &mut StageRun<'_, '_>, _shard: ShardSpec) -> Result<bool> {
         let m = cx.manifest;
-        let semantic = match (&m.semantic, cx.models.image.as_deref_mut()) {
-            (None, _) => None,
-            (Some(sem), Some(embedder)) => Some(dedup_images::Semantic {
-                embedder,
-                threshold: sem.threshold,
-            }),
-            (Some(sem), None) => bail!(
-                "semantic dedup with {:?} needs its image encoder loaded",
-                sem.encoder.to_string()
-            ),
-        };
+        let semantic = cx.models.image_semantic(m)?;
         Ok(dedup_images::run(cx.store, m.max_hamming, semantic)?.is_some())
     }
 }

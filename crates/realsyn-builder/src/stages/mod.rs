@@ -74,17 +74,37 @@ impl JsonlWriter {
     }
 }
 
+/// The rows of a JSON-lines file, pulled one at a time; a file that cannot be opened
+/// is one error, a line that is not a row names its file and line.
+pub fn iter_jsonl<T: DeserializeOwned>(path: &Path) -> impl Iterator<Item = Result<T>> + use<T> {
+    let path = path.to_path_buf();
+    let (open_error, lines) = match std::fs::File::open(&path) {
+        Ok(file) => (
+            None,
+            Some(std::io::BufReader::new(file).lines().enumerate()),
+        ),
+        Err(e) => (
+            Some(Err(
+                anyhow::Error::new(e).context(format!("opening {}", path.display()))
+            )),
+            None,
+        ),
+    };
+    open_error
+        .into_iter()
+        .chain(lines.into_iter().flatten().map(move |(i, line)| {
+            serde_json::from_str(&line?)
+                .with_context(|| format!("{}:{}: not a row of this stage", path.display(), i + 1))
+        }))
+}
+
 /// Stream the rows of a JSON-lines file.
 pub fn read_jsonl<T: DeserializeOwned>(
     path: &Path,
     mut f: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        let row = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a row of this stage", path.display(), i + 1))?;
-        f(row)?;
+    for row in iter_jsonl(path) {
+        f(row?)?;
     }
     Ok(())
 }
@@ -95,27 +115,7 @@ pub fn iter_parts<T: DeserializeOwned>(
     parts: &[std::path::PathBuf],
     file: &str,
 ) -> impl Iterator<Item = Result<T>> {
-    let file = file.to_string();
-    parts.iter().flat_map(move |p| {
-        let path = p.join(&file);
-        let lines: Box<dyn Iterator<Item = Result<(usize, String)>>> =
-            match std::fs::File::open(&path) {
-                Ok(f) => Box::new(
-                    std::io::BufReader::new(f)
-                        .lines()
-                        .enumerate()
-                        .map(|(i, l)| Ok((i, l?))),
-                ),
-                Err(e) => Box::new(std::iter::once(Err(
-                    anyhow::Error::new(e).context(format!("opening {}", path.display()))
-                ))),
-            };
-        lines.map(move |line| {
-            let (i, line) = line?;
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a row of this stage", path.display(), i + 1))
-        })
-    })
+    parts.iter().flat_map(move |p| iter_jsonl(&p.join(file)))
 }
 
 /// Stream the rows of `file` in every part, in corpus order (part, then line), with
@@ -125,13 +125,8 @@ pub fn read_parts<T: DeserializeOwned>(
     file: &str,
     mut f: impl FnMut(usize, T) -> Result<()>,
 ) -> Result<()> {
-    let mut i = 0;
-    for p in parts {
-        read_jsonl(&p.join(file), |row: T| {
-            f(i, row)?;
-            i += 1;
-            Ok(())
-        })?;
+    for (i, row) in iter_parts(parts, file).enumerate() {
+        f(i, row?)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::dedup_images::Semantic as ImageSemantic;
 use super::dedup_text_semantic::TextSemantic;
 use super::filter_text::PerplexityFilter;
 use crate::cat::CatFilter;
@@ -69,6 +70,21 @@ impl<'a> Models<'a> {
             (Some(s), None) => bail!(
                 "the perplexity filter needs GPT-2 {} loaded",
                 s.model.display()
+            ),
+        }
+    }
+
+    /// The semantic image dedup the manifest asks for, with its loaded encoder.
+    pub fn image_semantic(&mut self, manifest: &Manifest) -> Result<Option<ImageSemantic<'_>>> {
+        match (&manifest.semantic, self.image.as_deref_mut()) {
+            (None, _) => Ok(None),
+            (Some(s), Some(embedder)) => Ok(Some(ImageSemantic {
+                embedder,
+                threshold: s.threshold,
+            })),
+            (Some(s), None) => bail!(
+                "semantic dedup with {:?} needs its image encoder loaded",
+                s.encoder.to_string()
             ),
         }
     }

@@ -78,7 +78,7 @@ impl BackendJob for EmbedJob {
         let loaded =
             create_model_and_transforms::<B>(&args.weights, args.arch.as_deref(), &device)?;
         let model = &loaded.model;
-        if let Some(dir) = &args.images {
+        let (emb, names) = if let Some(dir) = &args.images {
             let files = list_images(dir)?;
             let transform = loaded.eval_transform;
             let pb = bar(files.len() as u64, "images");
@@ -107,9 +107,10 @@ impl BackendJob for EmbedJob {
                     })
             });
             let emb = encode_in_batches(
-                pixels
-                    .inspect(|(name, _)| kept.push(name.clone()))
-                    .map(|(_, chw)| chw),
+                pixels.map(|(name, chw)| {
+                    kept.push(name);
+                    Ok(chw)
+                }),
                 args.batch_size,
                 |batch| embed_pixels(model, batch, args.normalize, &device),
                 |_| {},
@@ -122,33 +123,31 @@ impl BackendJob for EmbedJob {
                     files.len()
                 );
             }
-            let emb = if emb.is_empty() {
-                Embeddings::empty(model.config.embed_dim)
-            } else {
-                emb
-            };
-            return Ok((emb, Some(kept)));
-        }
-        let texts_path = args
-            .texts
-            .as_ref()
-            .expect("clap requires --images or --texts");
-        let texts = super::tokenize::read_lines(texts_path)?;
-        let tok = loaded.tokenizer()?;
-        let pb = bar(texts.len() as u64, "texts");
-        let emb = encode_in_batches(
-            texts.iter().map(String::as_str),
-            args.batch_size,
-            |batch| embed_texts(model, &tok, batch, args.normalize, &device),
-            |n| pb.inc(n as u64),
-        )?;
-        pb.finish_and_clear();
+            (emb, Some(kept))
+        } else {
+            let texts_path = args
+                .texts
+                .as_ref()
+                .expect("clap requires --images or --texts");
+            let texts = super::tokenize::read_lines(texts_path)?;
+            let tok = loaded.tokenizer()?;
+            let pb = bar(texts.len() as u64, "texts");
+            let emb = encode_in_batches(
+                texts.iter().map(|t| Ok(t.as_str())),
+                args.batch_size,
+                |batch| embed_texts(model, &tok, batch, args.normalize, &device),
+                |n| pb.inc(n as u64),
+            )?;
+            pb.finish_and_clear();
+            (emb, None)
+        };
+        // No row at all still writes the model's width.
         let emb = if emb.is_empty() {
             Embeddings::empty(model.config.embed_dim)
         } else {
             emb
         };
-        Ok((emb, None))
+        Ok((emb, names))
     }
 }
 
