@@ -20,6 +20,7 @@
 //! the model library's to them).
 
 pub mod cat;
+pub mod cluster;
 pub mod dedup;
 pub mod document;
 pub mod embed;

@@ -4,7 +4,8 @@
 //! underneath it.
 //!
 //! - `fs`: atomic writes (temp file + rename) and the asset cache directory.
-//! - `npy`: NumPy `.npy` arrays (f32, f16, i32), the exchange format with Python.
+//! - `npy`: NumPy `.npy` arrays (f32, f16, i32, i64), the exchange format with Python;
+//!   memory-mapped matrices and row-streamed writes for stores larger than memory.
 //! - `embeddings`: an embedding matrix (`Embeddings`: rows x width, f32 in memory,
 //!   f32 or f16 on disk) and `encode_in_batches`, the one batched-encoding loop every
 //!   embedding path runs (embed, eval features, the builder's dedup, clustering and

@@ -1,0 +1,159 @@
+//! Exact inner-product top-m: every query row against every base row, as one GEMM
+//! per (query block, base block) pair (`matrixmultiply`'s sgemm, the cache-blocked
+//! kernel) and a running top-m per query. Query blocks run in parallel (rayon); the
+//! result does not depend on the thread count (each query's scan order is fixed).
+//!
+//! On unit vectors the inner product is the cosine, and the nearest centroid by
+//! inner product is the nearest by L2 distance (what faiss's `IndexFlatL2` finds
+//! for `spherical=True` k-means).
+
+use rayon::prelude::*;
+
+/// Query rows per block (and per rayon task).
+const QUERY_BLOCK: usize = 256;
+/// Base rows per GEMM: the score tile is QUERY_BLOCK x BASE_BLOCK f32 (4 MB).
+const BASE_BLOCK: usize = 4096;
+
+/// The m best base rows of each query, best first; ties keep the smaller index.
+/// Slots beyond the base's size hold `id = u32::MAX`, `score = f32::NEG_INFINITY`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopM {
+    pub m: usize,
+    pub scores: Vec<f32>,
+    pub ids: Vec<u32>,
+}
+
+impl TopM {
+    pub fn queries(&self) -> usize {
+        self.ids.len().checked_div(self.m).unwrap_or(0)
+    }
+
+    /// Query `q`'s (id, score) pairs, best first, without the empty slots.
+    pub fn row(&self, q: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let r = q * self.m..(q + 1) * self.m;
+        self.ids[r.clone()]
+            .iter()
+            .zip(&self.scores[r])
+            .filter(|(id, _)| **id != u32::MAX)
+            .map(|(&i, &s)| (i, s))
+    }
+}
+
+/// The `m` base rows with the largest inner product for each query row. `queries`
+/// and `base` are row-major with `d` columns. NaN scores never enter a top-m.
+pub fn top_m(queries: &[f32], base: &[f32], d: usize, m: usize) -> TopM {
+    assert!(d > 0 && queries.len() % d == 0 && base.len() % d == 0);
+    let (nq, nb) = (queries.len() / d, base.len() / d);
+    assert!(nb < u32::MAX as usize, "base rows are indexed by u32");
+    let mut scores = vec![f32::NEG_INFINITY; nq * m];
+    let mut ids = vec![u32::MAX; nq * m];
+    if m == 0 || nq == 0 {
+        return TopM { m, scores, ids };
+    }
+    queries
+        .par_chunks(QUERY_BLOCK * d)
+        .zip(scores.par_chunks_mut(QUERY_BLOCK * m))
+        .zip(ids.par_chunks_mut(QUERY_BLOCK * m))
+        .for_each(|((q, s), i)| block_top_m(q, base, d, m, nb, s, i));
+    TopM { m, scores, ids }
+}
+
+fn block_top_m(
+    q: &[f32],
+    base: &[f32],
+    d: usize,
+    m: usize,
+    nb: usize,
+    scores: &mut [f32],
+    ids: &mut [u32],
+) {
+    let rows = q.len() / d;
+    let mut tile = vec![0f32; rows * BASE_BLOCK.min(nb)];
+    for b0 in (0..nb).step_by(BASE_BLOCK) {
+        let cols = BASE_BLOCK.min(nb - b0);
+        // tile[r, c] = <q_r, base_{b0+c}>: A = q (rows x d), B = base block transposed.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                d,
+                cols,
+                1.0,
+                q.as_ptr(),
+                d as isize,
+                1,
+                base[b0 * d..].as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                tile.as_mut_ptr(),
+                cols as isize,
+                1,
+            );
+        }
+        for r in 0..rows {
+            let (s, i) = (
+                &mut scores[r * m..(r + 1) * m],
+                &mut ids[r * m..(r + 1) * m],
+            );
+            for (c, &v) in tile[r * cols..(r + 1) * cols].iter().enumerate() {
+                // Only a strictly better score enters (NaN never does), so among
+                // equal scores the first base row seen (the smaller index) stays.
+                if v > s[m - 1] {
+                    insert(s, i, v, (b0 + c) as u32);
+                }
+            }
+        }
+    }
+}
+
+/// Insert (v, id) into the descending list `s`/`i`, dropping its last entry; after
+/// entries of equal score.
+fn insert(s: &mut [f32], i: &mut [u32], v: f32, id: u32) {
+    let mut k = s.len() - 1;
+    while k > 0 && s[k - 1] < v {
+        s[k] = s[k - 1];
+        i[k] = i[k - 1];
+        k -= 1;
+    }
+    s[k] = v;
+    i[k] = id;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_a_naive_scan_across_block_edges() {
+        let d = 5;
+        let (nq, nb) = (QUERY_BLOCK + 7, BASE_BLOCK + 33);
+        let val = |k: usize| ((k * 7919 % 1009) as f32 / 1009.0) - 0.5;
+        let q: Vec<f32> = (0..nq * d).map(val).collect();
+        let b: Vec<f32> = (0..nb * d).map(|k| val(k + 17)).collect();
+        let got = top_m(&q, &b, d, 3);
+        for r in [0, 1, QUERY_BLOCK, nq - 1] {
+            let mut all: Vec<(f32, u32)> = (0..nb)
+                .map(|j| {
+                    let s: f32 = (0..d).map(|k| q[r * d + k] * b[j * d + k]).sum();
+                    (s, j as u32)
+                })
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let want: Vec<u32> = all[..3].iter().map(|x| x.1).collect();
+            let have: Vec<u32> = got.row(r).map(|x| x.0).collect();
+            assert_eq!(have, want, "query {r}");
+            for ((_, s), (w, _)) in got.row(r).zip(&all[..3]) {
+                assert!((s - w).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn short_base_leaves_empty_slots_and_ties_keep_the_first() {
+        let q = [1.0, 0.0];
+        let b = [0.5, 0.0, 0.5, 1.0, f32::NAN, 0.0];
+        let t = top_m(&q, &b, 2, 4);
+        assert_eq!(t.row(0).map(|x| x.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(t.ids[2..], [u32::MAX, u32::MAX]);
+    }
+}
