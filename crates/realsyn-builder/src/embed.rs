@@ -84,6 +84,13 @@ impl TextEmbedder for BagOfWords {
     }
 }
 
+/// One model with both towers, whose image and sentence embeddings share one space
+/// (a CLIP): what the pairing stages (`cluster-text`, `retrieve`) need, since they
+/// compare images with sentences.
+pub trait DualEmbedder: ImageEmbedder + TextEmbedder {}
+
+impl<T: ImageEmbedder + TextEmbedder> DualEmbedder for T {}
+
 /// The encoder a semantic dedup step runs: a model-free baseline or dual-encoder
 /// weights. Written in the manifest as the string the user gave (`color-histogram`,
 /// `bag-of-words`, or the weights' path).

@@ -176,6 +176,7 @@ fn extract_downloads_url_images_and_counts_failures() {
         cat_wordnet: None,
         perplexity: None,
         text_semantic: None,
+        pairing: None,
     };
     let store = tmp.path().join("store");
     let funnel = run_all(&store, &manifest, Models::default()).unwrap();

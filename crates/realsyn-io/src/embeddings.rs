@@ -135,15 +135,31 @@ impl Embeddings {
 pub fn encode_in_batches<T>(
     items: impl IntoIterator<Item = Result<T>>,
     batch_size: usize,
-    mut encode: impl FnMut(&[T]) -> Result<Embeddings>,
+    encode: impl FnMut(&[T]) -> Result<Embeddings>,
     mut progress: impl FnMut(usize),
 ) -> Result<Embeddings> {
+    let mut out = Embeddings::default();
+    encode_in_batches_to(items, batch_size, encode, |rows| {
+        progress(rows.rows());
+        out.extend(rows)
+    })?;
+    Ok(out)
+}
+
+/// `encode_in_batches` handing each batch's rows to `sink` instead of collecting
+/// them: for outputs larger than memory (streamed to an `NpyRowWriter`).
+pub fn encode_in_batches_to<T>(
+    items: impl IntoIterator<Item = Result<T>>,
+    batch_size: usize,
+    mut encode: impl FnMut(&[T]) -> Result<Embeddings>,
+    mut sink: impl FnMut(&Embeddings) -> Result<()>,
+) -> Result<()> {
     if batch_size == 0 {
         bail!("the batch size must be at least 1");
     }
-    let mut out = Embeddings::default();
+    let mut width: Option<usize> = None;
     let mut batch = Vec::with_capacity(batch_size);
-    let mut flush = |batch: &mut Vec<T>, out: &mut Embeddings| -> Result<()> {
+    let mut flush = |batch: &mut Vec<T>| -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -155,19 +171,24 @@ pub fn encode_in_batches<T>(
                 batch.len()
             );
         }
-        out.extend(&rows)?;
-        progress(batch.len());
+        match width {
+            Some(w) if w != rows.width() => bail!(
+                "the encoder returned rows of width {} after rows of width {w}",
+                rows.width()
+            ),
+            _ => width = Some(rows.width()),
+        }
+        sink(&rows)?;
         batch.clear();
         Ok(())
     };
     for item in items {
         batch.push(item?);
         if batch.len() == batch_size {
-            flush(&mut batch, &mut out)?;
+            flush(&mut batch)?;
         }
     }
-    flush(&mut batch, &mut out)?;
-    Ok(out)
+    flush(&mut batch)
 }
 
 #[cfg(test)]

@@ -17,4 +17,4 @@ pub mod embeddings;
 pub mod fs;
 pub mod npy;
 
-pub use embeddings::{Embeddings, encode_in_batches};
+pub use embeddings::{Embeddings, encode_in_batches, encode_in_batches_to};

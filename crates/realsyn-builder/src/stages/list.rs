@@ -12,8 +12,8 @@ use anyhow::{Result, bail};
 
 use super::pipeline::{FetchSettings, Manifest, Models};
 use super::{
-    DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images, dedup_text,
-    dedup_text_semantic, extract, filter_text,
+    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, RETRIEVE,
+    cluster_text, dedup_images, dedup_text, dedup_text_semantic, extract, filter_text, retrieve,
 };
 use crate::cat::CatFilter;
 use crate::funnel::Funnel;
@@ -37,11 +37,13 @@ pub struct ModelNeeds {
     pub image_encoder: bool,
     pub text_encoder: bool,
     pub gpt2: bool,
+    /// The pairing dual encoder (`Manifest::pairing`).
+    pub pair_encoder: bool,
 }
 
 impl ModelNeeds {
     pub fn any(self) -> bool {
-        self.image_encoder || self.text_encoder || self.gpt2
+        self.image_encoder || self.text_encoder || self.gpt2 || self.pair_encoder
     }
 
     pub fn union(self, other: ModelNeeds) -> ModelNeeds {
@@ -49,6 +51,7 @@ impl ModelNeeds {
             image_encoder: self.image_encoder || other.image_encoder,
             text_encoder: self.text_encoder || other.text_encoder,
             gpt2: self.gpt2 || other.gpt2,
+            pair_encoder: self.pair_encoder || other.pair_encoder,
         }
     }
 }
@@ -74,14 +77,16 @@ pub trait Stage: Sync {
     fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool>;
 }
 
-/// Every stage, in the paper's order (§3.1; the second half of §3.2-3.3 comes next:
-/// cluster, retrieve, generate, balance, write).
+/// Every stage, in the paper's order (§3.1, then §3.2's clustering and retrieval;
+/// generation, balance and the dataset writer come next).
 pub static STAGES: &[&dyn Stage] = &[
     &Extract,
     &FilterText,
     &DedupText,
     &DedupTextSemantic,
     &DedupImages,
+    &ClusterText,
+    &Retrieve,
 ];
 
 /// The stage called `name`.
@@ -331,6 +336,94 @@ impl Stage for DedupImages {
         let m = cx.manifest;
         let semantic = cx.models.image_semantic(m)?;
         Ok(dedup_images::run(cx.store, m.max_hamming, semantic)?.is_some())
+    }
+}
+
+const NO_PAIRING: &str = "text clustering and hierarchical retrieval (no --pair-encoder)";
+
+/// §3.2 text semantic clustering: k-means over the sentence embeddings.
+pub struct ClusterText;
+
+impl Stage for ClusterText {
+    fn name(&self) -> &'static str {
+        CLUSTER_TEXT
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.2 text semantic clustering: dual-encoder sentence embeddings, spherical k-means"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Whole
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        ModelNeeds {
+            pair_encoder: m.pairing.is_some() && !cluster_text::reuses_text_embeddings(m),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        if m.pairing.is_none() {
+            vec![NO_PAIRING]
+        } else {
+            Vec::new()
+        }
+    }
+    fn off(&self, m: &Manifest) -> bool {
+        m.pairing.is_none()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, _shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        let settings = m
+            .pairing
+            .as_ref()
+            .expect("the stage is off without pairing");
+        let text = cx
+            .models
+            .pair
+            .as_deref_mut()
+            .map(|e| e as &mut dyn crate::embed::TextEmbedder);
+        Ok(cluster_text::run(cx.store, m, settings, text)?.is_some())
+    }
+}
+
+/// §3.2 hierarchical retrieval: per image, the nearest sentences of its nearest
+/// text clusters.
+pub struct Retrieve;
+
+impl Stage for Retrieve {
+    fn name(&self) -> &'static str {
+        RETRIEVE
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.2 hierarchical retrieval: top-3 sentences per image from its nearest text clusters"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Parts
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        ModelNeeds {
+            pair_encoder: m.pairing.is_some() && !retrieve::reuses_image_embeddings(m),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, _m: &Manifest) -> Vec<&'static str> {
+        // Named once, by cluster-text.
+        Vec::new()
+    }
+    fn off(&self, m: &Manifest) -> bool {
+        m.pairing.is_none()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        let settings = m
+            .pairing
+            .as_ref()
+            .expect("the stage is off without pairing");
+        let image = cx
+            .models
+            .pair
+            .as_deref_mut()
+            .map(|e| e as &mut dyn crate::embed::ImageEmbedder);
+        Ok(retrieve::run(cx.store, m, settings, shard, image)?.is_some())
     }
 }
 

@@ -11,7 +11,12 @@
 //! - `dedup_text`: near-exact sentence dedup, partitioned by key.
 //! - `dedup_text_semantic`: sentence embeddings + union-find (with a text encoder).
 //! - `dedup_images`: perceptual dedup with union-find over the whole corpus.
+//! - `cluster_text`: sentence embeddings of the pairing dual encoder, k-means, and
+//!   the sentences grouped by cluster (paper §3.2, text semantic clustering).
+//! - `retrieve`: per image, the 3 nearest sentences of its nearest text clusters
+//!   (paper §3.2, hierarchical retrieval).
 
+pub mod cluster_text;
 pub mod dedup_images;
 pub mod dedup_text;
 pub mod dedup_text_semantic;
@@ -19,6 +24,7 @@ pub mod extract;
 pub mod filter_text;
 pub mod list;
 pub mod pipeline;
+pub mod retrieve;
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -34,6 +40,8 @@ pub const FILTER_TEXT: &str = "filter-text";
 pub const DEDUP_TEXT: &str = "dedup-text";
 pub const DEDUP_TEXT_SEMANTIC: &str = "dedup-text-semantic";
 pub const DEDUP_IMAGES: &str = "dedup-images";
+pub const CLUSTER_TEXT: &str = "cluster-text";
+pub const RETRIEVE: &str = "retrieve";
 
 /// Rows as JSON lines into a file (inside a part's temporary directory).
 pub fn write_jsonl<T: Serialize>(path: &Path, rows: impl IntoIterator<Item = T>) -> Result<u64> {

@@ -11,7 +11,7 @@ use super::dedup_images::Semantic as ImageSemantic;
 use super::dedup_text_semantic::TextSemantic;
 use super::filter_text::PerplexityFilter;
 use crate::cat::CatFilter;
-use crate::embed::{EncoderChoice, ImageEmbedder, TextEmbedder};
+use crate::embed::{DualEmbedder, EncoderChoice, ImageEmbedder, TextEmbedder};
 use crate::fetch::FetchOptions;
 use crate::ingest::Format;
 use crate::perplexity::{PerplexityRange, PerplexityScorer};
@@ -36,6 +36,30 @@ pub struct Manifest {
     /// Semantic sentence dedup (`bag-of-words` or CLIP weights); `None` skips it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_semantic: Option<SemanticSettings>,
+    /// Text clustering and hierarchical retrieval (paper §3.2) with one dual
+    /// encoder; `None` stops the build after deduplication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing: Option<PairingSettings>,
+}
+
+/// The second half's first steps: which dual encoder embeds both images and
+/// sentences, how the sentences are clustered, and how many texts each image gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairingSettings {
+    /// Dual-encoder weights (both towers are used).
+    pub encoder: EncoderChoice,
+    /// K = sentences / this (paper: 0.84B / 2M = 420), unless `clusters` is set.
+    pub sentences_per_cluster: usize,
+    pub clusters: Option<usize>,
+    pub iterations: usize,
+    pub seed: u64,
+    pub max_points_per_centroid: usize,
+    /// Two-level k-means; `None`: from `cluster_text::TWO_LEVEL_FROM` clusters on.
+    pub two_level: Option<bool>,
+    /// Text clusters searched per image (paper: 1).
+    pub probe: usize,
+    /// Realistic texts per image (paper: 3).
+    pub texts_per_image: usize,
 }
 
 /// The language model (a Hugging Face GPT-2 snapshot) and the kept perplexity range.
@@ -53,6 +77,8 @@ pub struct Models<'a> {
     pub image: Option<&'a mut dyn ImageEmbedder>,
     pub perplexity: Option<&'a mut dyn PerplexityScorer>,
     pub text: Option<&'a mut dyn TextEmbedder>,
+    /// The pairing dual encoder (both towers of one model).
+    pub pair: Option<&'a mut dyn DualEmbedder>,
 }
 
 impl<'a> Models<'a> {

