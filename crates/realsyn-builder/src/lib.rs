@@ -1,6 +1,7 @@
-//! The first half of the RealSyn builder (paper §3.1, Fig. 2): interleaved
-//! documents in, an image store and a sentence store out, each filtered and
-//! deduplicated, with a funnel that counts every drop and its reason.
+//! The RealSyn builder: interleaved documents in, an image store and a sentence
+//! store out, each filtered and deduplicated (paper §3.1, Fig. 2), then every
+//! image paired with its nearest sentences (§3.2, Fig. 3), with a funnel that
+//! counts every drop and its reason.
 //!
 //! - `document`, `ingest`: the normalised document and the readers (HTML, MMC4 JSONL).
 //! - `fetch`: URL images, img2dataset-style (timeouts, retries, size cap, opt-out).
@@ -10,13 +11,16 @@
 //! - `perplexity`: the GPT-2 perplexity range and the `PerplexityScorer` it plugs into.
 //! - `dedup`, `embed`: union-find and non-quadratic near-duplicate linking
 //!   (perceptual hashes; embeddings from any `ImageEmbedder` or `TextEmbedder`).
+//! - `cluster`: spherical k-means as faiss runs it (flat and two-level), exact top-m
+//!   search by GEMM, and hierarchical retrieval over an inverted file.
 //! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
 //! - `stages`: the stages as one ordered list (`stages::list::STAGES`: extract ->
-//!   filter-text -> dedup-text -> dedup-text-semantic -> dedup-images), each a type
+//!   filter-text -> dedup-text -> dedup-text-semantic -> dedup-images -> cluster-text
+//!   -> retrieve), each a type
 //!   naming its paper step, fan-out and models; the manifest and `build all`.
 //!
 //! Must not depend on Burn or the model library: models reach the stages through
-//! `ImageEmbedder`, `TextEmbedder` and `PerplexityScorer` (`realsyn-runtime` adapts
+//! `ImageEmbedder`, `TextEmbedder`, `DualEmbedder` and `PerplexityScorer` (`realsyn-runtime` adapts
 //! the model library's to them).
 
 pub mod cat;
@@ -28,6 +32,7 @@ pub mod fetch;
 pub mod funnel;
 pub mod images;
 pub mod ingest;
+pub mod own_page;
 pub mod perplexity;
 pub mod punkt;
 pub mod shard;

@@ -177,6 +177,7 @@ fn extract_downloads_url_images_and_counts_failures() {
         perplexity: None,
         text_semantic: None,
         pairing: None,
+        images_outside_input: false,
     };
     let store = tmp.path().join("store");
     let funnel = run_all(&store, &manifest, Models::default()).unwrap();

@@ -139,3 +139,14 @@ fn gimp_pages_keep_text_and_images_in_order() {
         "markup leaked into text"
     );
 }
+
+#[test]
+fn mmc4_lines_with_a_byte_order_mark_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("docs.jsonl");
+    let doc = r#"{"url": "https://example.org/a", "text_list": ["A red kite flies over the hill."], "image_info": []}"#;
+    std::fs::write(&file, format!("\u{feff}{doc}\n{doc}\n")).unwrap();
+    let input = Input::list(Format::Mmc4, &[file]).unwrap();
+    let (docs, skips) = read(&input, ShardSpec::default());
+    assert_eq!((docs.len(), skips.len()), (2, 0), "{skips:?}");
+}

@@ -69,6 +69,26 @@ fn embed_images_skips_bad_files_by_name_and_keeps_order() {
     }
     let names = std::fs::read_to_string(out.with_extension("files.txt")).unwrap();
     assert_eq!(names, "a.png\nc.jpg\n");
+
+    // Every file bad: an error, not an empty .npy.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("x.jpg"), b"not an image").unwrap();
+    let none = tmp.path().join("none.npy");
+    let o = realsyn(&[
+        "embed",
+        "--arch",
+        &fixture("tiny-gelu.json"),
+        "--weights",
+        &fixture("tiny-gelu.safetensors"),
+        "--images",
+        s(&bad),
+        "--output",
+        s(&none),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to embed"));
+    assert!(!none.exists());
 }
 
 #[test]

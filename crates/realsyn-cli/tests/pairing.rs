@@ -164,6 +164,60 @@ fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
         "{funnel}"
     );
 
+    // Pure images (no documents): a folder with real photos, a corrupt file, a tar
+    // shard and a link loop, paired with the store's sentences.
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(photos.join("sub")).unwrap();
+    let examples = Path::new(GIMP).join("images/filters/examples");
+    let mut some: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .collect();
+    some.sort();
+    for p in &some[..4] {
+        std::fs::copy(p, photos.join("sub").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(photos.join("broken.jpg"), b"\xff\xd8 not a jpeg").unwrap();
+    std::os::unix::fs::symlink("..", photos.join("sub/up")).unwrap();
+    {
+        let tar = std::fs::File::create(photos.join("shard.tar")).unwrap();
+        let mut b = tar::Builder::new(tar);
+        b.append_path_with_name(&some[4], "000001.png").unwrap();
+        b.finish().unwrap();
+    }
+    let pure = tmp.path().join("pure");
+    ok(&[
+        "build",
+        "pair-images",
+        "--store",
+        clean.to_str().unwrap(),
+        "--images",
+        photos.to_str().unwrap(),
+        "--out",
+        pure.to_str().unwrap(),
+    ]);
+    let part = pure.join("part-00000-of-00001");
+    let f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(part.join("funnel.json")).unwrap()).unwrap();
+    let step = &f["steps"][0];
+    assert_eq!(
+        (step["input"].as_u64(), step["output"].as_u64()),
+        (Some(6), Some(5)),
+        "{f}"
+    );
+    assert_eq!(step["dropped"]["truncated jpeg"].as_u64(), Some(1), "{f}");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(part.join("pairs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.iter().any(|r| r["key"] == "shard.tar/000001"));
+    assert!(
+        rows.iter()
+            .all(|r| r["texts"].as_array().unwrap().len() == 3)
+    );
+
     // SIGKILL once pairing has begun, then resume: the same bytes.
     let b = strs(&args(&killed));
     let mut child = Command::new(env!("CARGO_BIN_EXE_realsyn"))
@@ -188,6 +242,13 @@ fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
     for (path, bytes) in &x {
         assert!(bytes == &y[path], "{} differs after resume", path.display());
     }
+
+    // `build funnel` on a path that is no store: an error, no folder created.
+    let typo = tmp.path().join("clen");
+    let out = realsyn(&["build", "funnel", "--store", typo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no manifest.json"));
+    assert!(!typo.exists());
 
     // Bad settings: a clear error, nothing written.
     let bad = tmp.path().join("bad");

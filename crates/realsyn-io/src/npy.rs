@@ -224,6 +224,26 @@ impl NpyMatrix {
         }
     }
 
+    /// Rows `range` as f32, borrowed from the map when the file is f32 (no copy),
+    /// widened into a new vector when it is f16.
+    pub fn rows_f32(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [f32]> {
+        assert!(range.end <= self.rows, "rows {range:?} of {}", self.rows);
+        if self.half || cfg!(target_endian = "big") {
+            return std::borrow::Cow::Owned(self.read_rows(range));
+        }
+        let a = self.start + range.start * self.width * 4;
+        let b = self.start + range.end * self.width * 4;
+        let bytes = &self.map[a..b];
+        // SAFETY: `.npy` headers end on a 64-byte boundary of a page-aligned map, so
+        // the data is 4-byte aligned (checked); every bit pattern is a valid f32.
+        let (pre, floats, post) = unsafe { bytes.align_to::<f32>() };
+        if pre.is_empty() && post.is_empty() {
+            std::borrow::Cow::Borrowed(floats)
+        } else {
+            std::borrow::Cow::Owned(self.read_rows(range))
+        }
+    }
+
     /// Append row `i` (as f32) to `out`.
     pub fn push_row(&self, i: usize, out: &mut Vec<f32>) {
         out.extend(self.read_rows(i..i + 1));

@@ -9,6 +9,8 @@
 //! search: at the paper's ~420 vectors per cluster and N = 0.84B, K = 2M, about
 //! 400x fewer multiply-adds.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use super::search::top_m;
@@ -20,8 +22,9 @@ pub trait InvertedLists: Sync {
     /// K unit centroids, row-major.
     fn centroids(&self) -> &[f32];
     fn list_len(&self, c: usize) -> usize;
-    /// The vectors of cluster `c` (row-major) and their ids.
-    fn list(&self, c: usize) -> (Vec<f32>, &[i64]);
+    /// The vectors of cluster `c` (row-major; borrowed where they lie in memory) and
+    /// their ids.
+    fn list(&self, c: usize) -> (Cow<'_, [f32]>, &[i64]);
     fn k(&self) -> usize {
         self.centroids().len() / self.width()
     }
@@ -192,10 +195,10 @@ impl InvertedLists for MemoryLists {
     fn list_len(&self, c: usize) -> usize {
         self.offsets[c + 1] - self.offsets[c]
     }
-    fn list(&self, c: usize) -> (Vec<f32>, &[i64]) {
+    fn list(&self, c: usize) -> (Cow<'_, [f32]>, &[i64]) {
         let (a, b) = (self.offsets[c], self.offsets[c + 1]);
         (
-            self.vectors[a * self.d..b * self.d].to_vec(),
+            Cow::Borrowed(&self.vectors[a * self.d..b * self.d]),
             &self.ids[a..b],
         )
     }
@@ -204,17 +207,11 @@ impl InvertedLists for MemoryLists {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::kmeans::{KMeansParams, NoCheckpoint, normalise_rows, train};
+    use crate::cluster::kmeans::{KMeansParams, NoCheckpoint, train};
 
+    /// 20 topics; rows drawn with another seed share the topic centres.
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let centres: Vec<f32> = (0..20 * d).map(|_| rng.random::<f32>() - 0.5).collect();
-        let mut x: Vec<f32> = (0..n * d)
-            .map(|i| centres[(i / d % 20) * d + i % d] + 0.3 * (rng.random::<f32>() - 0.5))
-            .collect();
-        normalise_rows(&mut x, d);
-        x
+        crate::cluster::synthetic_topics(n, d, 20, 0.5, seed)
     }
 
     #[test]

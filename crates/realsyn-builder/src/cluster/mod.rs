@@ -11,3 +11,35 @@ pub mod search;
 
 pub use kmeans::{KMeans, KMeansParams, train, train_two_level};
 pub use search::{TopM, top_m};
+
+/// Synthetic sentence-like embeddings for benches: `n` unit vectors of width `d`
+/// around `topics` random centres (row i belongs to topic i mod topics) with
+/// Gaussian noise of `noise` per coordinate relative to unit-variance centres
+/// (noise 1.0: a row's cosine to its centre is about 0.7). The centres depend on
+/// `topics` and `d` only, so rows drawn with another `seed` share them.
+pub fn synthetic_topics(n: usize, d: usize, topics: usize, noise: f32, seed: u64) -> Vec<f32> {
+    use rand::SeedableRng;
+    use rayon::prelude::*;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed ^ (topics as u64) << 8 ^ d as u64);
+    let centres: Vec<f32> = (0..topics * d).map(|_| gaussian(&mut rng)).collect();
+    let mut x = vec![0f32; n * d];
+    x.par_chunks_mut(d * 1024)
+        .enumerate()
+        .for_each(|(block, rows)| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed << 32 ^ block as u64);
+            for (j, row) in rows.chunks_mut(d).enumerate() {
+                let t = (block * 1024 + j) % topics;
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v = centres[t * d + k] + noise * gaussian(&mut rng);
+                }
+            }
+        });
+    kmeans::normalise_rows(&mut x, d);
+    x
+}
+
+fn gaussian(rng: &mut impl rand::Rng) -> f32 {
+    // Box-Muller.
+    let (u, v): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random());
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}

@@ -48,6 +48,8 @@ pub fn read_file(
             on_skip("bad utf-8", &at);
             continue;
         };
+        // A byte-order mark (editors on Windows write one) is not part of the JSON.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.trim().is_empty() {
             continue;
         }

@@ -125,21 +125,39 @@ impl Input {
 }
 
 /// Files under `dir` (recursively) whose extension is one of `exts` (any case), sorted.
+/// Directory links are followed once: each real directory is read once, so a link
+/// loop (`ln -s .. d/up`) ends and a linked copy of a folder is not read twice.
+/// Only regular files are listed (a FIFO named `*.html` would block its reader).
 pub fn find_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    walk(dir, exts, &mut out)?;
+    let mut seen = std::collections::HashSet::new();
+    walk(dir, exts, &mut seen, &mut out)?;
     out.sort();
     Ok(out)
 }
 
-fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(
+    dir: &Path,
+    exts: &[&str],
+    seen: &mut std::collections::HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let real = std::fs::canonicalize(dir)?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, exts, out)?;
-        } else if path
-            .extension()
-            .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
+        // Follows links: `metadata`, not `symlink_metadata`; a dangling link is skipped.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&path, exts, seen, out)?;
+        } else if meta.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
         {
             out.push(path);
         }

@@ -76,6 +76,63 @@ pub struct ExtractOptions {
     pub fetch: Option<FetchOptions>,
     /// The CAT complexity + action filter; `None` skips it.
     pub cat: Option<std::sync::Arc<CatFilter>>,
+    /// Which local image files may be read, and how much of them.
+    pub local: LocalImages,
+}
+
+/// The rule for images named by local path (`<img src="...">`, MMC4 `image_name`): a
+/// document may only name regular files inside the input roots (not `/etc/...`,
+/// `../../`, `/dev/zero` or a FIFO), of at most `max_bytes`.
+#[derive(Debug, Clone)]
+pub struct LocalImages {
+    /// Canonical input folders (a file input's folder); `None`: any path allowed.
+    pub roots: Option<Vec<PathBuf>>,
+    pub max_bytes: u64,
+}
+
+impl LocalImages {
+    /// Inside `inputs` (folders, or the folders of input files), at most `max_bytes`.
+    pub fn inside(inputs: &[PathBuf], max_bytes: u64) -> Self {
+        let roots = inputs
+            .iter()
+            .filter_map(|p| {
+                let dir = if p.is_dir() { p.as_path() } else { p.parent()? };
+                std::fs::canonicalize(dir).ok()
+            })
+            .collect();
+        Self {
+            roots: Some(roots),
+            max_bytes,
+        }
+    }
+
+    /// Read `path` under the rule; `Err(reason)` for the funnel.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, &'static str> {
+        use std::io::Read;
+        let real = std::fs::canonicalize(path).map_err(|_| "missing file")?;
+        if let Some(roots) = &self.roots {
+            if !roots.iter().any(|r| real.starts_with(r)) {
+                return Err("local path outside the input");
+            }
+        }
+        let meta = std::fs::metadata(&real).map_err(|_| "missing file")?;
+        if !meta.is_file() {
+            return Err("not a regular file");
+        }
+        if meta.len() > self.max_bytes {
+            return Err("file too large");
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::fs::File::open(&real)
+            .map_err(|_| "missing file")?
+            .take(self.max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|_| "unreadable file")?;
+        if bytes.len() as u64 > self.max_bytes {
+            return Err("file too large");
+        }
+        Ok(bytes)
+    }
 }
 
 /// The download status of one URL image (`fetch.jsonl`).
@@ -156,7 +213,7 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
         };
         let outs: Vec<DocOutput> = batch
             .par_iter()
-            .map(|d| process(d, &splitter, &fetched, opts.cat.as_deref()))
+            .map(|d| process(d, &splitter, &fetched, opts.cat.as_deref(), &opts.local))
             .collect();
         for out in outs {
             funnel.merge(&out.funnel);
@@ -209,11 +266,12 @@ fn process(
     splitter: &SentenceSplitter,
     fetched: &HashMap<String, FetchResult>,
     cat: Option<&CatFilter>,
+    local: &LocalImages,
 ) -> DocOutput {
     let mut out = DocOutput::default();
     out.funnel.step("ingest", "documents").pass();
     for (position, src, alt) in doc.images() {
-        match image(src, fetched) {
+        match image(src, fetched, local) {
             Err((step, reason)) => {
                 // Passed every step before the failing one.
                 for s in ["read image", "size and aspect", "decode"] {
@@ -289,6 +347,7 @@ type Checked = (Vec<u8>, &'static str, u32, u32, u64);
 fn image(
     src: &str,
     fetched: &HashMap<String, FetchResult>,
+    local: &LocalImages,
 ) -> Result<Checked, (&'static str, &'static str)> {
     let read = "read image";
     let bytes = if src.starts_with("http://") || src.starts_with("https://") {
@@ -307,7 +366,7 @@ fn image(
         {
             return Err((read, "vector image (svg)"));
         }
-        std::fs::read(path).map_err(|_| (read, "missing file"))?
+        local.read(path).map_err(|r| (read, r))?
     };
     let (format, w, h) = images::header(&bytes).map_err(|r| (read, r))?;
     if let Some(r) = images::size_violation(w, h) {

@@ -200,6 +200,7 @@ impl Stage for Extract {
             images_per_tar: m.images_per_tar,
             fetch: m.fetch.as_ref().map(FetchSettings::options),
             cat: cx.cat.clone().flatten(),
+            local: m.local_images(),
         };
         let input = cx.input.as_ref().expect("listed above");
         Ok(extract::run(input, &opts)?.is_some())

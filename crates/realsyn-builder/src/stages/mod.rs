@@ -15,6 +15,8 @@
 //!   the sentences grouped by cluster (paper §3.2, text semantic clustering).
 //! - `retrieve`: per image, the 3 nearest sentences of its nearest text clusters
 //!   (paper §3.2, hierarchical retrieval).
+//! - `pair_images` (not in the list): images without documents paired with a
+//!   finished store's sentences (paper §4, pure images).
 
 pub mod cluster_text;
 pub mod dedup_images;
@@ -23,6 +25,7 @@ pub mod dedup_text_semantic;
 pub mod extract;
 pub mod filter_text;
 pub mod list;
+pub mod pair_images;
 pub mod pipeline;
 pub mod retrieve;
 

@@ -16,6 +16,9 @@ use crate::fetch::FetchOptions;
 use crate::ingest::Format;
 use crate::perplexity::{PerplexityRange, PerplexityScorer};
 
+/// The largest local image read when downloads are off (the download default).
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 20 << 20;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: Format,
@@ -36,6 +39,9 @@ pub struct Manifest {
     /// Semantic sentence dedup (`bag-of-words` or CLIP weights); `None` skips it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_semantic: Option<SemanticSettings>,
+    /// Let documents name local image files outside the input folders.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub images_outside_input: bool,
     /// Text clustering and hierarchical retrieval (paper §3.2) with one dual
     /// encoder; `None` stops the build after deduplication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +185,23 @@ impl Manifest {
             return Ok(());
         }
         realsyn_io::fs::write_atomic(&path, &serde_json::to_vec_pretty(self)?)
+    }
+
+    /// The rule for local image paths: inside the inputs unless allowed, and no
+    /// larger than a download may be.
+    pub fn local_images(&self) -> super::extract::LocalImages {
+        let max_bytes = self
+            .fetch
+            .as_ref()
+            .map_or(DEFAULT_MAX_IMAGE_BYTES, |f| f.max_bytes);
+        if self.images_outside_input {
+            super::extract::LocalImages {
+                roots: None,
+                max_bytes,
+            }
+        } else {
+            super::extract::LocalImages::inside(&self.inputs, max_bytes)
+        }
     }
 
     /// The CAT filter the manifest asks for, loaded.

@@ -20,7 +20,7 @@ use realsyn_io::npy::NpyMatrix;
 use serde::{Deserialize, Serialize};
 
 use super::cluster_text::Clusters;
-use super::extract::ImageRow;
+use super::extract::{ImageRow, SentenceRow};
 use super::pipeline::{Manifest, PairingSettings};
 use super::{DEDUP_IMAGES, JsonlWriter, RETRIEVE, read_parts, write_funnel};
 use crate::cluster::ivf::{self, InvertedLists};
@@ -74,9 +74,9 @@ impl InvertedLists for Clusters {
     fn list_len(&self, c: usize) -> usize {
         self.size(c)
     }
-    fn list(&self, c: usize) -> (Vec<f32>, &[i64]) {
+    fn list(&self, c: usize) -> (std::borrow::Cow<'_, [f32]>, &[i64]) {
         let r = self.rows(c);
-        (self.embeddings.read_rows(r.clone()), &self.ids[r])
+        (self.embeddings.rows_f32(r.clone()), &self.ids[r])
     }
 }
 
@@ -90,15 +90,7 @@ pub fn run(
     let images_dir = complete_parts(&store.join(DEDUP_IMAGES))
         .context("retrieve pairs the images dedup-images keeps: run dedup-images first")?
         .remove(0);
-    let clusters = Clusters::open(store)?;
-    if clusters.summary.encoder != settings.encoder.to_string() {
-        bail!(
-            "the text clusters were embedded with {:?} and the images would be with {:?}: \
-             image and text embeddings must come from one dual encoder",
-            clusters.summary.encoder,
-            settings.encoder.to_string()
-        );
-    }
+    let clusters = open_clusters(store, settings)?;
     let Some(part) = PartWriter::begin(&store.join(RETRIEVE), shard)? else {
         return Ok(None);
     };
@@ -136,10 +128,43 @@ pub fn run(
         })?;
         embed_images(store, &rows, embedder)?
     };
+    let paired = pair(&clusters, settings, embedded)?;
+    let mut out = JsonlWriter::create(&part.path("pairs.jsonl"))?;
+    for ((_, image), p) in rows.into_iter().zip(paired) {
+        let step = funnel.step(name, "images");
+        match p {
+            Err(reason) => step.drop(reason),
+            Ok((clusters, texts)) => {
+                step.pass();
+                out.write(&PairRow {
+                    image,
+                    clusters,
+                    texts,
+                })?;
+            }
+        }
+    }
+    out.finish()?;
+    funnel.step(name, "images");
+    write_funnel(&part.path("funnel.json"), &funnel)?;
+    part.commit()?;
+    Ok(Some(funnel))
+}
+
+/// What one image got: the clusters it searched and its texts, or why it got none.
+pub type Paired = Result<(Vec<(u32, f32)>, Vec<RetrievedText>), &'static str>;
+
+/// Hierarchical retrieval for a batch of image embeddings (or the reasons they are
+/// missing): search, then read the named sentences once each, by seek.
+pub fn pair(
+    clusters: &Clusters,
+    settings: &PairingSettings,
+    embedded: Vec<Result<Vec<f32>, &'static str>>,
+) -> Result<Vec<Paired>> {
     let d = clusters.width();
     let mut queries = Vec::new();
-    let mut query_of = vec![usize::MAX; rows.len()];
-    let mut reasons: Vec<Option<&'static str>> = vec![None; rows.len()];
+    let mut query_of = vec![usize::MAX; embedded.len()];
+    let mut reasons: Vec<Option<&'static str>> = vec![None; embedded.len()];
     for (j, e) in embedded.iter().enumerate() {
         match e {
             Ok(v) if v.len() != d => bail!(
@@ -157,8 +182,7 @@ pub fn run(
     drop(embedded);
     normalise_rows(&mut queries, d);
     let k = settings.texts_per_image;
-    let found = ivf::search(&clusters, &queries, settings.probe, k);
-    // The sentences named, read once each by seek.
+    let found = ivf::search(clusters, &queries, settings.probe, k);
     let mut wanted: Vec<usize> = found
         .iter()
         .flat_map(|f| f.hits.iter().map(|h| h.id as usize))
@@ -171,47 +195,49 @@ pub fn run(
         .copied()
         .zip(clusters.sentences(&wanted)?)
         .collect();
-    let mut out = JsonlWriter::create(&part.path("pairs.jsonl"))?;
-    for (j, (_, image)) in rows.into_iter().enumerate() {
-        let step = funnel.step(name, "images");
-        if let Some(r) = reasons[j] {
-            step.drop(r);
-            continue;
-        }
-        let f = &found[query_of[j]];
-        if f.hits.len() < k {
-            step.drop("fewer sentences in the corpus than texts per image");
-            continue;
-        }
-        step.pass();
-        let texts = f
-            .hits
-            .iter()
-            .map(|h| {
-                let s = &sentences[&(h.id as usize)];
-                RetrievedText {
-                    text: s.text.clone(),
-                    cosine: h.score,
-                    cluster: h.cluster,
-                    sentence_id: h.id,
-                    doc_id: s.doc_id.clone(),
-                    doc_url: s.doc_url.clone(),
-                    position: s.position,
-                    sentence: s.sentence,
-                }
-            })
-            .collect();
-        out.write(&PairRow {
-            image,
-            clusters: f.clusters.clone(),
-            texts,
-        })?;
+    Ok((0..query_of.len())
+        .map(|j| {
+            if let Some(r) = reasons[j] {
+                return Err(r);
+            }
+            let f = &found[query_of[j]];
+            if f.hits.len() < k {
+                return Err("fewer sentences in the corpus than texts per image");
+            }
+            let texts = f
+                .hits
+                .iter()
+                .map(|h| {
+                    let s: &SentenceRow = &sentences[&(h.id as usize)];
+                    RetrievedText {
+                        text: s.text.clone(),
+                        cosine: h.score,
+                        cluster: h.cluster,
+                        sentence_id: h.id,
+                        doc_id: s.doc_id.clone(),
+                        doc_url: s.doc_url.clone(),
+                        position: s.position,
+                        sentence: s.sentence,
+                    }
+                })
+                .collect();
+            Ok((f.clusters.clone(), texts))
+        })
+        .collect())
+}
+
+/// The store's text clusters, checked to come from the pairing encoder.
+pub fn open_clusters(store: &Path, settings: &PairingSettings) -> Result<Clusters> {
+    let clusters = Clusters::open(store)?;
+    if clusters.summary.encoder != settings.encoder.to_string() {
+        bail!(
+            "the text clusters were embedded with {:?} and the images would be with {:?}: \
+             image and text embeddings must come from one dual encoder",
+            clusters.summary.encoder,
+            settings.encoder.to_string()
+        );
     }
-    out.finish()?;
-    funnel.step(name, "images");
-    write_funnel(&part.path("funnel.json"), &funnel)?;
-    part.commit()?;
-    Ok(Some(funnel))
+    Ok(clusters)
 }
 
 /// Embed this part's images with `embedder`, reading them from the extract tar

