@@ -1,6 +1,7 @@
 //! Hostile local input: pages that name files outside the corpus (`/etc/...`,
 //! `../`), endless or blocking files (`/dev/zero`, a FIFO), an oversized file, and a
-//! corpus folder with link loops and a FIFO named `*.html`. The build ends, reads
+//! corpus folder with link loops, a FIFO named `*.html` and a page of 100k nested
+//! elements. The build ends (quickly), reads
 //! nothing it should not, names every drop, and ingests each page once.
 
 use std::path::Path;
@@ -41,6 +42,16 @@ fn local_paths_stay_inside_the_input_and_loops_end() {
         .unwrap();
     mkfifo(&corpus.join("fifo.png"));
     mkfifo(&corpus.join("blocked.html"));
+    // 100k nested elements (1.1 MB): quadratic in html5ever, skipped by depth.
+    std::fs::write(
+        corpus.join("a/deep.html"),
+        format!(
+            "<html><body>{}x{}</body></html>",
+            "<div>".repeat(100_000),
+            "</div>".repeat(100_000)
+        ),
+    )
+    .unwrap();
     // Loops: a link to the parent, a link to the folder itself.
     std::os::unix::fs::symlink("..", corpus.join("a/up")).unwrap();
     std::os::unix::fs::symlink(".", corpus.join("self")).unwrap();
