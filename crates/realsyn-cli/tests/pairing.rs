@@ -243,6 +243,47 @@ fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
         assert!(bytes == &y[path], "{} differs after resume", path.display());
     }
 
+    // The same weights for semantic dedup: their embeddings are reused, not recomputed.
+    let reuse = tmp.path().join("reuse");
+    let mut r = strs(&args(&reuse));
+    for (flag, value) in [
+        ("--image-encoder", weights.to_str().unwrap()),
+        ("--text-encoder", weights.to_str().unwrap()),
+        ("--semantic-threshold", "0.9999"),
+        ("--text-semantic-threshold", "0.9999"),
+    ] {
+        r.extend([flag.to_string(), value.to_string()]);
+    }
+    ok(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(reuse.join("cluster-text/part-00000-of-00001/clusters.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        summary["embeddings"]
+            .as_str()
+            .unwrap()
+            .starts_with("reused"),
+        "{summary}"
+    );
+    let kept = std::fs::read_to_string(reuse.join("dedup-images/part-00000-of-00001/images.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let paired: usize = ["part-00000-of-00002", "part-00001-of-00002"]
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(reuse.join("retrieve").join(p).join("pairs.jsonl"))
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        paired, kept,
+        "every kept image paired from reused embeddings"
+    );
+
     // `build funnel` on a path that is no store: an error, no folder created.
     let typo = tmp.path().join("clen");
     let out = realsyn(&["build", "funnel", "--store", typo.to_str().unwrap()]);

@@ -410,7 +410,7 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
         "{00000..00001}.tar",
         &out,
         "epochs = 1\nbatch_size = 32",
-        "",
+        "checkpoint_every = 3",
     );
     let err = run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args([
         "--set",
@@ -429,7 +429,19 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
     assert!((1..=2).contains(&no_text), "{summary}");
     assert_eq!(skipped["truncated or corrupt tar"], 1, "{summary}");
     // 98 good + ~half of shard 1 = 5 steps of 32 at least.
-    assert!(summary["steps"].as_u64().unwrap() >= 4, "{summary}");
+    let steps = summary["steps"].as_u64().unwrap();
+    assert!(steps >= 4, "{summary}");
+    // The epoch ended short of num_samples after the last periodic checkpoint
+    // (step 3): the end of the run is saved too, and the summary names it.
+    let last = out.join(format!("checkpoints/step_{steps:08}"));
+    assert!(last.join("model.safetensors").is_file(), "{summary}");
+    assert!(
+        summary["checkpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("step_{steps:08}")),
+        "{summary}"
+    );
 }
 
 #[test]

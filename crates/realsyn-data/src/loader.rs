@@ -87,9 +87,23 @@ impl Batch {
 /// One epoch of batches, from `start` on. Iterate it; it ends after
 /// `batches_per_epoch` batches or when non-resampled shards run out.
 pub struct EpochLoader {
-    rx: Receiver<Result<Batch>>,
+    rx: Receiver<Result<Assembled>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    skips: SkipCounter,
+}
+
+/// Samples dropped while decoding, as (reason, what).
+type Skipped = Vec<(&'static str, String)>;
+
+/// What the batcher sends: a batch with the samples skipped before its end (in raw
+/// order), or at the end of the epoch the samples skipped after its last batch.
+/// The skips are counted when the consumer takes the message, not when the batcher
+/// decodes ahead, so a checkpoint's counts cover exactly the data it has consumed
+/// and a resumed run counts each skip once.
+enum Assembled {
+    Batch(Batch, Skipped),
+    Tail(Skipped),
 }
 
 impl EpochLoader {
@@ -119,12 +133,13 @@ impl EpochLoader {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("realsyn-batcher".into())
-                .spawn(move || assemble(&cfg, start, &skips, &raw_rx, &tx, &stop))?
+                .spawn(move || assemble(&cfg, start, &raw_rx, &tx, &stop))?
         };
         Ok(Self {
             rx,
             stop,
             threads: vec![reader, assembler],
+            skips,
         })
     }
 }
@@ -132,7 +147,22 @@ impl EpochLoader {
 impl Iterator for EpochLoader {
     type Item = Result<Batch>;
     fn next(&mut self) -> Option<Result<Batch>> {
-        self.rx.recv().ok()
+        loop {
+            match self.rx.recv().ok()? {
+                Err(e) => return Some(Err(e)),
+                Ok(Assembled::Batch(batch, skipped)) => {
+                    for (reason, what) in skipped {
+                        self.skips.skip(reason, &what);
+                    }
+                    return Some(Ok(batch));
+                }
+                Ok(Assembled::Tail(skipped)) => {
+                    for (reason, what) in skipped {
+                        self.skips.skip(reason, &what);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -289,9 +319,8 @@ fn decode(
 fn assemble(
     cfg: &LoaderConfig,
     start: DataPosition,
-    skips: &SkipCounter,
     rx: &Receiver<(u64, RawSample)>,
-    tx: &Sender<Result<Batch>>,
+    tx: &Sender<Result<Assembled>>,
     stop: &AtomicBool,
 ) {
     let pool = match rayon::ThreadPoolBuilder::new()
@@ -306,6 +335,8 @@ fn assemble(
         }
     };
     let mut pending: Vec<Decoded> = Vec::new();
+    // Skipped samples not yet handed over, in raw order: (seq, reason, what).
+    let mut skipped: Vec<(u64, &'static str, String)> = Vec::new();
     let mut index = start.batch;
     let mut done = false;
     while !done && index < cfg.batches_per_epoch {
@@ -325,10 +356,10 @@ fn assemble(
                 .map(|(seq, s)| decode(cfg, start.epoch, *seq, s))
                 .collect()
         });
-        for (d, (_, s)) in decoded.into_iter().zip(&chunk) {
+        for (d, (seq, s)) in decoded.into_iter().zip(&chunk) {
             match d {
                 Ok(d) => pending.push(d),
-                Err(reason) => skips.skip(reason, &s.describe()),
+                Err(reason) => skipped.push((*seq, reason, s.describe())),
             }
         }
         while pending.len() >= cfg.batch_size && index < cfg.batches_per_epoch {
@@ -343,10 +374,18 @@ fn assemble(
                 std::mem::replace(&mut pending, rest),
             );
             index += 1;
-            if tx.send(Ok(batch)).is_err() {
+            // The skips before this batch's end go with it.
+            let cut = skipped.partition_point(|(seq, _, _)| *seq < batch.end.raw_pos);
+            let with: Skipped = skipped.drain(..cut).map(|(_, r, w)| (r, w)).collect();
+            if tx.send(Ok(Assembled::Batch(batch, with))).is_err() {
                 return;
             }
         }
+    }
+    // The epoch ran out: skips after the last batch are counted at its end.
+    if done && !skipped.is_empty() && !stop.load(Ordering::Relaxed) {
+        let tail = skipped.into_iter().map(|(_, r, w)| (r, w)).collect();
+        let _ = tx.send(Ok(Assembled::Tail(tail)));
     }
 }
 

@@ -238,3 +238,51 @@ fn resampled_shards_and_rank_split() {
     assert_eq!(k0.len() + k1.len(), 32);
     assert!(k0.is_disjoint(&k1));
 }
+
+#[test]
+fn skip_counts_after_a_resume_equal_an_uninterrupted_run() {
+    // 80 samples, every 5th with a corrupt image, every 7th without text.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ShardWriter::new(dir.path(), 20, 0).unwrap();
+    for i in 0..80u32 {
+        let key = w.next_key();
+        let mut fields = vec![("jpg", jpeg(i)), ("txt", Bytes::from(format!("text {i}")))];
+        if i % 5 == 0 {
+            fields[0].1 = Bytes::from_static(b"\xff\xd8\xff\xe0 not really a jpeg");
+        }
+        if i % 7 == 3 {
+            fields.truncate(1);
+        }
+        w.write(&key, &fields).unwrap();
+    }
+    let shards = w.finish().unwrap();
+    let cfg = config(shards, 4, 100);
+    let whole = SkipCounter::new();
+    let all = run(&cfg, DataPosition::default(), &whole);
+    assert!(all.len() >= 12, "{}", all.len());
+    // Stop after 3 batches (the batcher has decoded ahead by then), keep the counts
+    // as a checkpoint would, resume from the third batch's end with them restored.
+    let first = SkipCounter::new();
+    let mut loader =
+        EpochLoader::start(cfg.clone(), DataPosition::default(), first.clone()).unwrap();
+    let taken: Vec<Batch> = (0..3).map(|_| loader.next().unwrap().unwrap()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let at_checkpoint = first.snapshot();
+    drop(loader);
+    let resumed = SkipCounter::new();
+    resumed.restore(&at_checkpoint);
+    let rest = run(&cfg, taken[2].end, &resumed);
+    assert_eq!(3 + rest.len(), all.len());
+    assert_eq!(
+        resumed.snapshot(),
+        whole.snapshot(),
+        "checkpoint had {at_checkpoint:?}"
+    );
+    // The checkpoint's counts cover only the skips before its position.
+    let before: u64 = at_checkpoint.values().sum();
+    assert!(
+        before < whole.total(),
+        "{at_checkpoint:?} vs {:?}",
+        whole.snapshot()
+    );
+}

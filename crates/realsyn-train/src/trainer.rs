@@ -190,6 +190,9 @@ pub fn train<B: AutodiffBackend>(
     let start_step = state.step;
     let mut last_loss = f64::NAN;
     let mut last_saved: Option<PathBuf> = None;
+    // The step of `last_saved`: an epoch cut short by the data can end the run
+    // after the last periodic checkpoint, and that end must be saved too.
+    let mut last_saved_step = None;
     let mut zeroshot: Option<ZeroShotMetrics> = None;
     let (mut window_time, mut window_wait, mut window_samples) = (0.0f64, 0.0f64, 0u64);
 
@@ -295,6 +298,7 @@ pub fn train<B: AutodiffBackend>(
                     &state,
                     recipe.output.keep_checkpoints,
                 )?);
+                last_saved_step = Some(state.step);
             }
             if let Some(data) = &zeroshot_data {
                 let every = recipe.zeroshot.every;
@@ -350,8 +354,8 @@ pub fn train<B: AutodiffBackend>(
     tb.flush()?;
     state.skips = skips.snapshot();
     let checkpoint = match last_saved {
-        Some(p) => p,
-        None => checkpoint::save(
+        Some(p) if last_saved_step == Some(state.step) => p,
+        _ => checkpoint::save(
             &ckpt_dir,
             &model,
             &opt,
