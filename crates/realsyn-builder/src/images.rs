@@ -33,24 +33,10 @@ pub fn header(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), &'static str> {
     Ok((format, w, h))
 }
 
-/// Decode the pixels. A JPEG without its end-of-image marker is truncated: the
-/// decoder would fill the missing rows with grey, PIL refuses it ("image file is
-/// truncated"), and so do we.
+/// Decode the pixels with the rule every reader shares
+/// (`realsyn_data::image::decode_checked`: a truncated JPEG is refused).
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, &'static str> {
-    if bytes.starts_with(&[0xFF, 0xD8]) {
-        // Entropy-coded data never holds FF D9 (0xFF is stuffed as FF 00), so an
-        // FF D9 after the first start-of-scan is the end-of-image marker.
-        let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]);
-        let eoi = sos.is_some_and(|s| bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]));
-        if !eoi {
-            return Err("truncated jpeg");
-        }
-    }
-    ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| "unreadable image")?
-        .decode()
-        .map_err(|_| "corrupt image data")
+    realsyn_data::image::decode_checked(bytes)
 }
 
 /// File extension for a format, as WebDataset keys use it.

@@ -14,18 +14,40 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::{DynamicImage, RgbImage};
 use rand::Rng;
 
-/// OpenAI CLIP's normalisation constants (open_clip `OPENAI_DATASET_MEAN/STD`).
 /// The image file extensions and WebDataset members realsyn reads, in order of
 /// preference (open_clip's `jpg;png;jpeg;webp` first, then what the builder and
 /// ImageFolder datasets also hold). One list for every reader.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "png", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
 
+/// OpenAI CLIP's normalisation constants (open_clip `OPENAI_DATASET_MEAN/STD`).
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// Decode JPEG/PNG/WebP/... bytes; the format is sniffed from the content.
+/// Decode JPEG/PNG/WebP/... bytes (the format sniffed from the content), with the one
+/// rule every reader of realsyn applies (builder, training loader, `embed`, eval): a
+/// JPEG without its end-of-image marker is truncated and refused, as PIL refuses it
+/// ("image file is truncated"), where the decoder would fill the missing rows with
+/// grey. `Err` is the reason.
+pub fn decode_checked(bytes: &[u8]) -> Result<DynamicImage, &'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        // Entropy-coded data never holds FF D9 (0xFF is stuffed as FF 00), so an
+        // FF D9 after the first start-of-scan is the end-of-image marker.
+        let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]);
+        let eoi = sos.is_some_and(|s| bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]));
+        if !eoi {
+            return Err("truncated jpeg");
+        }
+    }
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| "unreadable image")?
+        .decode()
+        .map_err(|_| "corrupt image data")
+}
+
+/// `decode_checked` with the reason as an error.
 pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage> {
-    image::load_from_memory(bytes).map_err(|e| anyhow!("cannot decode image: {e}"))
+    decode_checked(bytes).map_err(|r| anyhow!("cannot decode image: {r}"))
 }
 
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
@@ -245,6 +267,25 @@ pub fn to_normalized_chw(img: &RgbImage) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncated_jpegs_are_refused_whole_ones_decode() {
+        let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 7]));
+        let mut jpg = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut jpg, image::ImageFormat::Jpeg)
+            .unwrap();
+        let jpg = jpg.into_inner();
+        assert_eq!(decode_checked(&jpg).unwrap().width(), 64);
+        // Cut after the start of scan: the decoder alone would return grey rows.
+        let cut = &jpg[..jpg.len() - 40];
+        assert!(
+            image::load_from_memory(cut).is_ok(),
+            "the plain decoder accepts it"
+        );
+        assert_eq!(decode_checked(cut).err(), Some("truncated jpeg"));
+        assert!(decode_image(cut).is_err());
+    }
 
     #[test]
     fn resize_keeps_aspect_and_crops_centre() {

@@ -250,6 +250,59 @@ impl NpyMatrix {
     }
 }
 
+/// A 1-D i64 `.npy` array, memory-mapped and read in place (ids and byte offsets of
+/// paper-scale stores: 0.84B x 8 bytes each, which every retrieval job would
+/// otherwise load).
+pub struct NpyI64 {
+    map: memmap2::Mmap,
+    start: usize,
+    len: usize,
+}
+
+impl NpyI64 {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: as for `NpyMatrix`: store files are written once and never
+        // modified in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .with_context(|| format!("mapping {}", path.display()))?;
+        let (shape, start) = parse_header::<i64>(&map, path)?;
+        let [len] = shape[..] else {
+            bail!("{}: expected a 1-D array, shape {shape:?}", path.display());
+        };
+        let out = Self { map, start, len };
+        if cfg!(target_endian = "big") || out.bytes().as_ptr().align_offset(8) != 0 {
+            bail!(
+                "{}: cannot be read in place on this machine",
+                path.display()
+            );
+        }
+        Ok(out)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len * 8]
+    }
+
+    /// The values, borrowed from the map.
+    pub fn as_slice(&self) -> &[i64] {
+        // SAFETY: alignment and endianness were checked in `open`; every bit
+        // pattern is a valid i64.
+        let (pre, values, post) = unsafe { self.bytes().align_to::<i64>() };
+        debug_assert!(pre.is_empty() && post.is_empty());
+        values
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A 2-D `.npy` file written row by row (its row count known up front), so a matrix
 /// larger than memory streams to disk; `finish` checks the count and renames it
 /// into place.
@@ -360,6 +413,13 @@ mod tests {
         let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
         write_npy(&h, &halves, &[4, 3]).unwrap();
         assert_eq!(NpyMatrix::open(&h).unwrap().read_rows(2..4), values[6..]);
+        let ids = dir.path().join("ids.npy");
+        write_npy(&ids, &[5i64, -1, 1 << 40], &[3]).unwrap();
+        assert_eq!(NpyI64::open(&ids).unwrap().as_slice(), [5, -1, 1 << 40]);
+        assert!(
+            NpyI64::open(&p).is_err(),
+            "an f32 matrix is not an i64 array"
+        );
         // A short write is refused, and nothing appears under the name.
         let q = dir.path().join("short.npy");
         let mut w = NpyRowWriter::<f32>::create(&q, 4, 3).unwrap();

@@ -19,6 +19,8 @@
 //! kept in `cluster-text/work/` until the part is committed, so a killed run picks
 //! up at the last iteration and ends with the same bytes.
 //!
+//! Readers (`Clusters`) map the ids and line offsets instead of loading them.
+//!
 //! Memory: the training sample (at most K x 256 rows, capped by
 //! `MAX_TRAINING_ROWS`), one u32 cluster id per sentence, and the offsets; the
 //! embeddings themselves are memory-mapped and read block by block.
@@ -27,7 +29,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use realsyn_io::npy::{NpyMatrix, NpyRowWriter, read_npy, write_npy};
+use realsyn_io::npy::{NpyI64, NpyMatrix, NpyRowWriter, read_npy, write_npy};
 use serde::{Deserialize, Serialize};
 
 use super::extract::SentenceRow;
@@ -392,9 +394,10 @@ pub struct Clusters {
     pub summary: ClusterSummary,
     pub centroids: Vec<f32>,
     pub offsets: Vec<i64>,
-    pub ids: Vec<i64>,
+    /// Grouped row -> sentence id, memory-mapped.
+    pub ids: NpyI64,
     pub embeddings: NpyMatrix,
-    sentence_offsets: Vec<i64>,
+    sentence_offsets: NpyI64,
 }
 
 impl Clusters {
@@ -407,12 +410,13 @@ impl Clusters {
                 .with_context(|| format!("{}/clusters.json", dir.display()))?;
         let (centroids, shape) = read_npy::<f32>(&dir.join("centroids.npy"))?;
         let (offsets, _) = read_npy::<i64>(&dir.join("offsets.npy"))?;
-        let (ids, _) = read_npy::<i64>(&dir.join("sentence_ids.npy"))?;
-        let (sentence_offsets, _) = read_npy::<i64>(&dir.join("sentence_offsets.npy"))?;
+        let ids = NpyI64::open(&dir.join("sentence_ids.npy"))?;
+        let sentence_offsets = NpyI64::open(&dir.join("sentence_offsets.npy"))?;
         let embeddings = NpyMatrix::open(&dir.join("text_embeddings.npy"))?;
         if shape != [summary.k, summary.width]
             || offsets.len() != summary.k + 1
             || ids.len() != embeddings.rows()
+            || sentence_offsets.len() != summary.sentences + 1
             || embeddings.width() != summary.width
         {
             bail!(
@@ -450,8 +454,9 @@ impl Clusters {
         let mut f = std::fs::File::open(self.dir.join("sentences.jsonl"))?;
         let mut out = Vec::with_capacity(ids.len());
         let mut buf = Vec::new();
+        let at = self.sentence_offsets.as_slice();
         for &i in ids {
-            let (a, b) = (self.sentence_offsets[i], self.sentence_offsets[i + 1]);
+            let (a, b) = (at[i], at[i + 1]);
             buf.resize((b - a) as usize, 0);
             f.seek(SeekFrom::Start(a as u64))?;
             f.read_exact(&mut buf)?;

@@ -76,7 +76,7 @@ impl InvertedLists for Clusters {
     }
     fn list(&self, c: usize) -> (std::borrow::Cow<'_, [f32]>, &[i64]) {
         let r = self.rows(c);
-        (self.embeddings.rows_f32(r.clone()), &self.ids[r])
+        (self.embeddings.rows_f32(r.clone()), &self.ids.as_slice()[r])
     }
 }
 
