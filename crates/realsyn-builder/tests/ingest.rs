@@ -150,3 +150,32 @@ fn mmc4_lines_with_a_byte_order_mark_are_read() {
     let (docs, skips) = read(&input, ShardSpec::default());
     assert_eq!((docs.len(), skips.len()), (2, 0), "{skips:?}");
 }
+
+#[test]
+fn mmc4_images_matched_past_the_last_sentence_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("docs.jsonl");
+    let doc = r#"{"url": "https://example.org/a", "text_list": ["One sentence.", "Two sentences."], "image_info": [{"raw_url": "https://example.org/0.jpg", "matched_text_index": 0}, {"raw_url": "https://example.org/9.jpg", "matched_text_index": 9}, {"raw_url": "https://example.org/n.jpg"}]}"#;
+    let bare = r#"{"url": "https://example.org/b", "text_list": [], "image_info": [{"raw_url": "https://example.org/x.jpg", "matched_text_index": 0}]}"#;
+    std::fs::write(&file, format!("{doc}\n{bare}\n")).unwrap();
+    let input = Input::list(Format::Mmc4, &[file]).unwrap();
+    let (docs, _) = read(&input, ShardSpec::default());
+    let srcs: Vec<Vec<&str>> = docs
+        .iter()
+        .map(|d| d.images().map(|(_, s, _)| s).collect())
+        .collect();
+    assert_eq!(
+        srcs,
+        vec![
+            vec![
+                "https://example.org/0.jpg",
+                "https://example.org/9.jpg",
+                "https://example.org/n.jpg"
+            ],
+            vec!["https://example.org/x.jpg"],
+        ]
+    );
+    // The out-of-range and unmatched images come after the last sentence.
+    assert!(matches!(docs[0].items[3], Item::Image { .. }));
+    assert!(matches!(docs[0].items[2], Item::Text { .. }));
+}

@@ -60,28 +60,39 @@ pub fn read_file(
                 continue;
             }
         };
+        // An image sits after the sentence it is matched to; one whose index is
+        // missing or past the last sentence goes after the last (or alone, in a
+        // document without text), so it is still read and counted by the image
+        // steps rather than lost.
+        let last = doc.text_list.len().saturating_sub(1);
+        let slot = |i: &ImageInfo| i.matched_text_index.filter(|&t| t <= last).unwrap_or(last);
+        let image_item = |img: &ImageInfo| {
+            let local = img
+                .image_name
+                .as_deref()
+                .map(|n| base.join(n))
+                .filter(|p| p.is_file());
+            let src = match (local, &img.raw_url) {
+                (Some(p), _) => p.display().to_string(),
+                (None, Some(u)) => resolve_src(u, base),
+                (None, None) => return None,
+            };
+            Some(Item::Image { src, alt: None })
+        };
         let mut items = Vec::new();
         for (t, sentence) in doc.text_list.iter().enumerate() {
             items.push(Item::Text {
                 text: sentence.clone(),
             });
-            for img in doc
-                .image_info
-                .iter()
-                .filter(|i| i.matched_text_index == Some(t))
-            {
-                let local = img
-                    .image_name
-                    .as_deref()
-                    .map(|n| base.join(n))
-                    .filter(|p| p.is_file());
-                let src = match (local, &img.raw_url) {
-                    (Some(p), _) => p.display().to_string(),
-                    (None, Some(u)) => resolve_src(u, base),
-                    (None, None) => continue,
-                };
-                items.push(Item::Image { src, alt: None });
-            }
+            items.extend(
+                doc.image_info
+                    .iter()
+                    .filter(|i| slot(i) == t)
+                    .filter_map(image_item),
+            );
+        }
+        if doc.text_list.is_empty() {
+            items.extend(doc.image_info.iter().filter_map(image_item));
         }
         emit(Document {
             id: format!(

@@ -17,7 +17,8 @@ use realsyn_runtime::{BackendJob, create_model_and_transforms, dispatch};
 /// unnormalised by default, like open_clip's encode_image / encode_text. Images go
 /// through CLIP's eval transform (bicubic resize of the shorter side, centre crop,
 /// OpenAI mean/std). A file that cannot be decoded is reported by name and skipped;
-/// for images, OUTPUT.files.txt lists the file behind each row.
+/// for images, a list of the file behind each row is written beside the output, its
+/// extension replaced by `.files.txt` (img.npy -> img.files.txt).
 #[derive(clap::Args, Clone)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["images", "texts"])))]
 pub struct Args {
