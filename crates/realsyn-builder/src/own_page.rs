@@ -63,11 +63,7 @@ pub fn write_training_shards(store: &Path, out: &Path, every: u64) -> Result<(us
     folders.dedup();
     let skips = realsyn_data::wds::SkipCounter::new();
     for folder in folders {
-        let mut tars: Vec<_> = std::fs::read_dir(store.join(folder))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-            .collect();
-        tars.sort();
+        let tars = crate::stages::tars_in(&store.join(folder))?;
         for sample in tars
             .iter()
             .flat_map(|t| realsyn_data::wds::read_shard(t, &skips))

@@ -1,7 +1,8 @@
 //! Progress bars, one style for the whole tool. Hidden when stderr is not a terminal
 //! unless REALSYN_PROGRESS=1.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+pub use indicatif::ProgressBar;
+use indicatif::{ProgressDrawTarget, ProgressStyle};
 
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);

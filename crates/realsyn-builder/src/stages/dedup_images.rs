@@ -192,12 +192,7 @@ fn embed_store(
     use realsyn_data::wds::{SkipCounter, read_shard};
     let mut tars = Vec::new();
     for part in parts {
-        let mut in_part: Vec<_> = std::fs::read_dir(part.join("images"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-            .collect();
-        in_part.sort();
-        tars.extend(in_part);
+        tars.extend(super::tars_in(&part.join("images"))?);
     }
     let skips = SkipCounter::new();
     // The first copy of each indexed image, in store order; `order` records the index

@@ -142,6 +142,18 @@ pub fn read_parts<T: DeserializeOwned>(
     Ok(())
 }
 
+/// The tar shards of an image folder of the store (an extract part's `images/`, the
+/// folder an image row's `shard` names), in name order.
+pub fn tars_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut tars: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+        .collect();
+    tars.sort();
+    Ok(tars)
+}
+
 pub fn write_funnel(path: &Path, funnel: &Funnel) -> Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(funnel)?)?;
     Ok(())

@@ -9,17 +9,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::pipeline::Manifest;
-use super::retrieve::{RetrievedText, open_clusters, pair};
+use super::retrieve::{BatchedEmbedding, RetrievedText, open_clusters, pair};
 use super::{JsonlWriter, write_funnel};
 use crate::embed::ImageEmbedder;
 use crate::funnel::Funnel;
 use crate::shard::{PartWriter, ShardSpec};
-
-const EMBED_BATCH: usize = 64;
 
 /// One image of the collection with its texts.
 #[derive(Serialize)]
@@ -96,31 +94,9 @@ pub fn run(
     let Some(part) = PartWriter::begin(out, shard)? else {
         return Ok(None);
     };
-    // This part's images, decoded and embedded EMBED_BATCH at a time.
+    // This part's images, decoded and embedded a batch at a time.
     let mut keys: Vec<(String, u32, u32)> = Vec::new();
-    let mut embedded: Vec<Result<Vec<f32>, &'static str>> = Vec::new();
-    let mut batch: Vec<(usize, image::DynamicImage)> = Vec::new();
-    let mut flush = |batch: &mut Vec<(usize, image::DynamicImage)>,
-                     embedded: &mut Vec<Result<Vec<f32>, &'static str>>|
-     -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (js, imgs): (Vec<usize>, Vec<image::DynamicImage>) = batch.drain(..).unzip();
-        let e = embedder.embed(&imgs).with_context(|| embedder.name())?;
-        if e.rows() != js.len() {
-            bail!(
-                "{} gave {} rows for {} images",
-                embedder.name(),
-                e.rows(),
-                js.len()
-            );
-        }
-        for (r, j) in js.into_iter().enumerate() {
-            embedded[j] = Ok(e.row(r).to_vec());
-        }
-        Ok(())
-    };
+    let mut embedded = BatchedEmbedding::new(embedder, 0, "not embedded", 0);
     let mut index = 0usize;
     let skips = realsyn_data::wds::SkipCounter::new();
     let mut take = |key: String, bytes: Option<Vec<u8>>| -> Result<()> {
@@ -129,25 +105,13 @@ pub fn run(
         if !mine {
             return Ok(());
         }
-        let j = keys.len();
         let decoded = bytes
             .ok_or("image unreadable")
             .and_then(|b| crate::images::decode(&b));
-        match decoded {
-            Ok(img) => {
-                keys.push((key, img.width(), img.height()));
-                embedded.push(Err("not embedded"));
-                batch.push((j, img));
-            }
-            Err(r) => {
-                keys.push((key, 0, 0));
-                embedded.push(Err(r));
-            }
-        }
-        if batch.len() == EMBED_BATCH {
-            flush(&mut batch, &mut embedded)?;
-        }
-        Ok(())
+        let (w, h) = decoded.as_ref().map_or((0, 0), |i| (i.width(), i.height()));
+        keys.push((key, w, h));
+        let j = embedded.add_slot(Err("not embedded"));
+        embedded.push(j, decoded)
     };
     for source in &sources {
         match source {
@@ -163,8 +127,7 @@ pub fn run(
             }
         }
     }
-    flush(&mut batch, &mut embedded)?;
-    let paired = pair(&clusters, settings, embedded)?;
+    let paired = pair(&clusters, settings, embedded.finish()?)?;
     let mut funnel = Funnel::default();
     let mut w = JsonlWriter::create(&part.path("pairs.jsonl"))?;
     for ((key, width, height), p) in keys.iter().zip(paired) {

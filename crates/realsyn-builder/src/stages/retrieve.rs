@@ -105,7 +105,7 @@ pub fn run(
     let mut funnel = Funnel::default();
     let name = "hierarchical retrieval";
     // Their embeddings (None: the image could not be embedded, with the reason).
-    let embedded: Vec<Result<Vec<f32>, &'static str>> = if reuses_image_embeddings(m) {
+    let embedded: Vec<Embedded> = if reuses_image_embeddings(m) {
         let emb = NpyMatrix::open(&images_dir.join("image_embeddings.npy"))
             .context("dedup-images kept no image embeddings (a store from an older realsyn?)")?;
         rows.iter()
@@ -159,7 +159,7 @@ pub type Paired = Result<(Vec<(u32, f32)>, Vec<RetrievedText>), &'static str>;
 pub fn pair(
     clusters: &Clusters,
     settings: &PairingSettings,
-    embedded: Vec<Result<Vec<f32>, &'static str>>,
+    embedded: Vec<Embedded>,
 ) -> Result<Vec<Paired>> {
     let d = clusters.width();
     let mut queries = Vec::new();
@@ -240,73 +240,125 @@ pub fn open_clusters(store: &Path, settings: &PairingSettings) -> Result<Cluster
     Ok(clusters)
 }
 
+/// An image embedding, or why there is none.
+pub type Embedded = Result<Vec<f32>, &'static str>;
+
+/// Decoded images embedded `EMBED_BATCH` at a time (never a whole shard held at
+/// once), each row landing in the slot it was pushed for.
+pub struct BatchedEmbedding<'e> {
+    embedder: &'e mut dyn ImageEmbedder,
+    batch: Vec<(usize, image::DynamicImage)>,
+    out: Vec<Embedded>,
+    bar: realsyn_data::progress::ProgressBar,
+}
+
+impl<'e> BatchedEmbedding<'e> {
+    /// `slots` slots holding `missing` until filled; `total` sizes the progress bar.
+    pub fn new(
+        embedder: &'e mut dyn ImageEmbedder,
+        slots: usize,
+        missing: &'static str,
+        total: u64,
+    ) -> Self {
+        Self {
+            embedder,
+            batch: Vec::with_capacity(EMBED_BATCH),
+            out: vec![Err(missing); slots],
+            bar: realsyn_data::progress::bar(total, "embed images"),
+        }
+    }
+
+    /// A new slot, holding `initial` until filled.
+    pub fn add_slot(&mut self, initial: Embedded) -> usize {
+        self.out.push(initial);
+        self.out.len() - 1
+    }
+
+    /// Slot `j` gets the embedding of `decoded`, or its reason.
+    pub fn push(
+        &mut self,
+        j: usize,
+        decoded: Result<image::DynamicImage, &'static str>,
+    ) -> Result<()> {
+        match decoded {
+            Ok(img) => self.batch.push((j, img)),
+            Err(r) => self.out[j] = Err(r),
+        }
+        if self.batch.len() == EMBED_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let (js, imgs): (Vec<usize>, Vec<image::DynamicImage>) = self.batch.drain(..).unzip();
+        let e = self
+            .embedder
+            .embed(&imgs)
+            .with_context(|| self.embedder.name())?;
+        if e.rows() != js.len() {
+            bail!(
+                "{} gave {} rows for {} images",
+                self.embedder.name(),
+                e.rows(),
+                js.len()
+            );
+        }
+        for (r, j) in js.into_iter().enumerate() {
+            self.out[j] = Ok(e.row(r).to_vec());
+        }
+        self.bar.inc(imgs.len() as u64);
+        Ok(())
+    }
+
+    /// Embed what is left; the slots in order.
+    pub fn finish(mut self) -> Result<Vec<Embedded>> {
+        self.flush()?;
+        self.bar.finish_and_clear();
+        Ok(self.out)
+    }
+}
+
 /// Embed this part's images with `embedder`, reading them from the extract tar
-/// shards of the folder their rows name; an image that cannot be read or decoded gets its reason.
+/// shards of the folder their rows name; an image that cannot be read or decoded
+/// gets its reason.
 fn embed_images(
     store: &Path,
     rows: &[(usize, ImageRow)],
     embedder: &mut dyn ImageEmbedder,
-) -> Result<Vec<Result<Vec<f32>, &'static str>>> {
+) -> Result<Vec<Embedded>> {
     use realsyn_data::image::IMAGE_EXTENSIONS;
     use realsyn_data::wds::{SkipCounter, read_shard};
     let mut by_shard: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (j, (_, r)) in rows.iter().enumerate() {
         by_shard.entry(r.shard.as_str()).or_default().push(j);
     }
-    let mut out: Vec<Result<Vec<f32>, &'static str>> =
-        vec![Err("image not in its tar shard"); rows.len()];
-    let bar = realsyn_data::progress::bar(rows.len() as u64, "embed images");
+    let mut embedded = BatchedEmbedding::new(
+        embedder,
+        rows.len(),
+        "image not in its tar shard",
+        rows.len() as u64,
+    );
     let skips = SkipCounter::new();
-    // Decoded images wait in batches of EMBED_BATCH (never a whole shard at once).
-    let mut flush = |batch: &mut Vec<(usize, image::DynamicImage)>,
-                     out: &mut Vec<Result<Vec<f32>, &'static str>>|
-     -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (js, imgs): (Vec<usize>, Vec<image::DynamicImage>) = batch.drain(..).unzip();
-        let e = embedder.embed(&imgs).with_context(|| embedder.name())?;
-        if e.rows() != js.len() {
-            bail!(
-                "{} gave {} rows for {} images",
-                embedder.name(),
-                e.rows(),
-                js.len()
-            );
-        }
-        for (r, j) in js.into_iter().enumerate() {
-            out[j] = Ok(e.row(r).to_vec());
-        }
-        bar.inc(imgs.len() as u64);
-        Ok(())
-    };
-    let mut batch: Vec<(usize, image::DynamicImage)> = Vec::with_capacity(EMBED_BATCH);
     for (shard, js) in by_shard {
         let want: BTreeMap<&str, usize> = js.iter().map(|&j| (rows[j].1.id.as_str(), j)).collect();
         // `shard` names the part's folder of tar shards.
-        let mut tars: Vec<_> = std::fs::read_dir(store.join(shard))
-            .with_context(|| format!("reading {}", store.join(shard).display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-            .collect();
-        tars.sort();
-        for sample in tars.iter().flat_map(|t| read_shard(t, &skips)) {
+        for sample in super::tars_in(&store.join(shard))?
+            .iter()
+            .flat_map(|t| read_shard(t, &skips))
+        {
             let Some(&j) = want.get(sample.key.as_str()) else {
                 continue;
             };
-            match sample
+            let decoded = sample
                 .first_of(IMAGE_EXTENSIONS)
-                .map(|b| crate::images::decode(b))
-            {
-                Some(Ok(img)) => batch.push((j, img)),
-                _ => out[j] = Err("image unreadable"),
-            }
-            if batch.len() == EMBED_BATCH {
-                flush(&mut batch, &mut out)?;
-            }
+                .ok_or("image unreadable")
+                .and_then(|b| crate::images::decode(b).map_err(|_| "image unreadable"));
+            embedded.push(j, decoded)?;
         }
     }
-    flush(&mut batch, &mut out)?;
-    bar.finish_and_clear();
-    Ok(out)
+    embedded.finish()
 }
