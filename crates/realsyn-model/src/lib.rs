@@ -7,6 +7,9 @@
 //!   Hugging Face, realsyn checkpoints).
 //! - `gpt2/`: GPT-2 as a causal LM (the builder's perplexity filter), its BPE
 //!   tokenizer and Hugging Face weights.
+//! - `llama/`: a Llama-family decoder (LLaMA 3, SmolLM2) for the builder's LLM merge,
+//!   loaded from GGUF or a Hugging Face snapshot, its tokenizer and chat template read
+//!   from the GGUF metadata, batched generation with a KV cache.
 //! - `common/`: what models are built from: the pre-LN transformer block, host data
 //!   <-> tensors, the state dict, the one parameter walk that loads and exports
 //!   weights, and weight files.
@@ -15,8 +18,7 @@
 //! - `zero_shot`: the zero-shot classifier of any dual encoder (prompt ensembles).
 //! - `backend`: the Burn backends realsyn is built with.
 //!
-//! Models to come have their homes beside these (`eva02/`, a captioner, a
-//! Llama-family LLM). Generic over the Burn backend. Must not depend on training,
+//! Models to come have their homes beside these (`eva02/`, a captioner). Generic over the Burn backend. Must not depend on training,
 //! data loading or any realsyn crate but `realsyn-io`, as open_clip keeps its model
 //! library apart from its training script; the factory that ties a model to its
 //! transforms lives in `realsyn-runtime`.
@@ -26,6 +28,7 @@ pub mod clip;
 pub mod common;
 pub mod encoder;
 pub mod gpt2;
+pub mod llama;
 pub mod zero_shot;
 
 pub use clip::config::ClipConfig;
