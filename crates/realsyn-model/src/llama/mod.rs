@@ -215,17 +215,6 @@ fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2
     x * cos + rotated * sin
 }
 
-/// Repeat each key/value head `n_rep` times: [b, kv, t, d] -> [b, kv * n_rep, t, d].
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [b, kv, t, d] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, n_rep, t, d])
-        .reshape([b, kv * n_rep, t, d])
-}
-
 impl<B: Backend> Attention<B> {
     fn forward(
         &self,
@@ -249,6 +238,9 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         *cache = Some((k.clone(), v.clone()));
+        // Grouped-query attention without copying keys: the `rep` query heads that
+        // share a key/value head become `rep` x n query rows of that head (query head
+        // g * rep + r reads key head g, as Hugging Face's `repeat_kv` pairs them).
         let rep = self.heads / self.kv_heads;
         let t = k.dims()[2];
         let options = AttentionModuleOptions {
@@ -256,15 +248,9 @@ impl<B: Backend> Attention<B> {
             softcap: None,
             is_causal: false,
         };
-        let mask = mask.clone().expand([b, self.heads, n, t]);
-        let out = attention(
-            q,
-            repeat_kv(k, rep),
-            repeat_kv(v, rep),
-            Some(mask),
-            None,
-            options,
-        );
+        let q = q.reshape([b, self.kv_heads, rep * n, d]);
+        let mask = mask.clone().expand([b, self.kv_heads, rep * n, t]);
+        let out = attention(q, k, v, Some(mask), None, options).reshape([b, self.heads, n, d]);
         linear_2d(&self.o_proj, out.swap_dims(1, 2).reshape([b, n, w]))
     }
 }
@@ -335,16 +321,24 @@ impl<B: Backend> Llama<B> {
         // Query i (position start + i) sees key j when j <= start + i and j is not
         // padding; a padding query sees only itself, so no row of the softmax is empty
         // (its output is discarded, and a padded key is never seen by a real query).
-        let mut masked = Vec::with_capacity(b * n * t);
+        // Rows are repeated for the query heads that share a key head (see Attention).
+        let rep = {
+            let a = &self.layers[0].self_attn;
+            a.heads / a.kv_heads
+        };
+        let mut masked = Vec::with_capacity(b * rep * n * t);
         for row in &cache.pad {
-            for i in 0..n {
-                let q = start + i;
-                for (j, &is_pad) in row.iter().enumerate() {
-                    masked.push(j > q || (is_pad && j != q));
+            for _ in 0..rep {
+                for i in 0..n {
+                    let q = start + i;
+                    for (j, &is_pad) in row.iter().enumerate() {
+                        masked.push(j > q || (is_pad && j != q));
+                    }
                 }
             }
         }
-        let mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(masked, [b, 1, n, t]), &device);
+        let mask =
+            Tensor::<B, 4, Bool>::from_data(TensorData::new(masked, [b, 1, rep * n, t]), &device);
         let rope = rope_tables::<B>(self.rope_theta, self.head_dim(), start, n, &device);
         let mut x = self.embed_tokens.forward(ids);
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
