@@ -229,6 +229,18 @@ impl CatFilter {
         (r, verb_form, verb_lemma)
     }
 
+    /// The words of `sentence` the tagger reads as nouns, lower-cased (the tagger's
+    /// tags, one per word of `text_filters::words`).
+    pub fn nouns(&self, sentence: &str) -> Vec<String> {
+        let tags = self.judge(sentence).tags;
+        words(sentence)
+            .into_iter()
+            .zip(tags)
+            .filter(|(w, t)| *t == Tag::Noun && w.chars().all(char::is_alphabetic))
+            .map(|(w, _)| w.into_owned())
+            .collect()
+    }
+
     pub fn judge(&self, sentence: &str) -> CatResult {
         let ws = words(sentence);
         let ws: Vec<&str> = ws.iter().map(|w| w.as_ref()).collect();

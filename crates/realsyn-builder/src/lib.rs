@@ -29,6 +29,7 @@ pub mod dedup;
 pub mod document;
 pub mod embed;
 pub mod fetch;
+pub mod generate;
 pub mod funnel;
 pub mod images;
 pub mod ingest;

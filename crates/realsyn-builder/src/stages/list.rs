@@ -12,8 +12,9 @@ use anyhow::{Result, bail};
 
 use super::pipeline::{FetchSettings, Manifest, Models};
 use super::{
-    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, RETRIEVE,
-    cluster_text, dedup_images, dedup_text, dedup_text_semantic, extract, filter_text, retrieve,
+    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, GENERATE,
+    RETRIEVE, cluster_text, dedup_images, dedup_text, dedup_text_semantic, extract, filter_text,
+    generate, retrieve,
 };
 use crate::cat::CatFilter;
 use crate::funnel::Funnel;
@@ -39,11 +40,13 @@ pub struct ModelNeeds {
     pub gpt2: bool,
     /// The pairing dual encoder (`Manifest::pairing`).
     pub pair_encoder: bool,
+    /// The generation's LLM and captioner (`Manifest::generation`).
+    pub generation: bool,
 }
 
 impl ModelNeeds {
     pub fn any(self) -> bool {
-        self.image_encoder || self.text_encoder || self.gpt2 || self.pair_encoder
+        self.image_encoder || self.text_encoder || self.gpt2 || self.pair_encoder || self.generation
     }
 
     pub fn union(self, other: ModelNeeds) -> ModelNeeds {
@@ -52,6 +55,7 @@ impl ModelNeeds {
             text_encoder: self.text_encoder || other.text_encoder,
             gpt2: self.gpt2 || other.gpt2,
             pair_encoder: self.pair_encoder || other.pair_encoder,
+            generation: self.generation || other.generation,
         }
     }
 }
@@ -77,8 +81,8 @@ pub trait Stage: Sync {
     fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool>;
 }
 
-/// Every stage, in the paper's order (§3.1, then §3.2's clustering and retrieval;
-/// generation, balance and the dataset writer come next).
+/// Every stage, in the paper's order (§3.1, then §3.2's clustering, retrieval and
+/// generation; balance and the dataset writer come next).
 pub static STAGES: &[&dyn Stage] = &[
     &Extract,
     &FilterText,
@@ -87,6 +91,7 @@ pub static STAGES: &[&dyn Stage] = &[
     &DedupImages,
     &ClusterText,
     &Retrieve,
+    &Generate,
 ];
 
 /// The stage called `name`.
@@ -425,6 +430,79 @@ impl Stage for Retrieve {
             .as_deref_mut()
             .map(|e| e as &mut dyn crate::embed::ImageEmbedder);
         Ok(retrieve::run(cx.store, m, settings, shard, image)?.is_some())
+    }
+}
+
+/// §3.2 image semantic augmented generation: caption + open-set tags + LLM merge
+/// of the top retrieved text into a synthetic text.
+pub struct Generate;
+
+impl Stage for Generate {
+    fn name(&self) -> &'static str {
+        GENERATE
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.2 image semantic augmented generation: caption, open-set tags, LLM merge (App. A.2 prompt)"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Parts
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        let g = m.generation.as_ref();
+        ModelNeeds {
+            generation: g.is_some(),
+            pair_encoder: g.is_some_and(|g| g.tags.is_some()),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        match &m.generation {
+            None if m.pairing.is_some() => vec!["image semantic augmented generation (no --llm)"],
+            None => Vec::new(),
+            Some(g) => {
+                let mut off = Vec::new();
+                if g.captioner == super::pipeline::CaptionerChoice::AltText {
+                    off.push("captioner (no --captioner: alt text stands in)");
+                }
+                if g.tags.is_none() {
+                    off.push("open-set tagger (--no-tags)");
+                }
+                off
+            }
+        }
+    }
+    fn off(&self, m: &Manifest) -> bool {
+        m.generation.is_none() || m.pairing.is_none()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        let settings = m
+            .generation
+            .as_ref()
+            .expect("the stage is off without generation");
+        // Re-borrowed as shorter-lived trait objects (`&mut dyn` is invariant).
+        let Some(llm) = cx
+            .models
+            .llm
+            .as_deref_mut()
+            .map(|l| l as &mut dyn crate::generate::llm::ChatLlm)
+        else {
+            bail!("generate needs its LLM loaded");
+        };
+        let models = generate::GenerateModels {
+            llm,
+            captioner: cx
+                .models
+                .captioner
+                .as_deref_mut()
+                .map(|c| c as &mut dyn crate::generate::caption::Captioner),
+            tagger: cx
+                .models
+                .pair
+                .as_deref_mut()
+                .map(|p| p as &mut dyn crate::embed::DualEmbedder),
+        };
+        Ok(generate::run(cx.store, m, settings, shard, models)?.is_some())
     }
 }
 

@@ -15,6 +15,8 @@
 //!   the sentences grouped by cluster (paper §3.2, text semantic clustering).
 //! - `retrieve`: per image, the 3 nearest sentences of its nearest text clusters
 //!   (paper §3.2, hierarchical retrieval).
+//! - `generate`: per image a caption, open-set tags and an LLM-merged synthetic text
+//!   (paper §3.2, image semantic augmented generation).
 //! - `pair_images` (not in the list): images without documents paired with a
 //!   finished store's sentences (paper §4, pure images).
 
@@ -24,6 +26,7 @@ pub mod dedup_text;
 pub mod dedup_text_semantic;
 pub mod extract;
 pub mod filter_text;
+pub mod generate;
 pub mod list;
 pub mod pair_images;
 pub mod pipeline;
@@ -45,6 +48,7 @@ pub const DEDUP_TEXT_SEMANTIC: &str = "dedup-text-semantic";
 pub const DEDUP_IMAGES: &str = "dedup-images";
 pub const CLUSTER_TEXT: &str = "cluster-text";
 pub const RETRIEVE: &str = "retrieve";
+pub const GENERATE: &str = "generate";
 
 /// Rows as JSON lines into a file (inside a part's temporary directory).
 pub fn write_jsonl<T: Serialize>(path: &Path, rows: impl IntoIterator<Item = T>) -> Result<u64> {

@@ -13,6 +13,8 @@ use super::filter_text::PerplexityFilter;
 use crate::cat::CatFilter;
 use crate::embed::{DualEmbedder, EncoderChoice, ImageEmbedder, TextEmbedder};
 use crate::fetch::FetchOptions;
+use crate::generate::caption::Captioner;
+use crate::generate::llm::ChatLlm;
 use crate::ingest::Format;
 use crate::perplexity::{PerplexityRange, PerplexityScorer};
 
@@ -46,6 +48,55 @@ pub struct Manifest {
     /// encoder; `None` stops the build after deduplication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairing: Option<PairingSettings>,
+    /// Image semantic augmented generation (paper §3.2): caption, tags, LLM merge;
+    /// `None` stops the build after retrieval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationSettings>,
+}
+
+/// Which language model merges the texts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmChoice {
+    /// realsyn's Llama in Burn over a GGUF file.
+    Embedded { gguf: PathBuf },
+    /// An OpenAI-compatible server (vLLM, llama.cpp, `realsyn llm serve`).
+    Endpoint { base_url: String, model: String },
+}
+
+/// Which model captions the images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptionerChoice {
+    /// The image's alt text from its document (no model).
+    AltText,
+    /// A vision chat model behind an OpenAI-compatible server.
+    Endpoint { base_url: String, model: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagSettings {
+    /// Nouns mined from the kept sentences added to RAM's 4,585 tags (paper: 4,000).
+    pub mined: usize,
+    pub top_k: usize,
+    /// Lowest CLIP cosine between image and tag kept.
+    pub min_cosine: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationSettings {
+    pub llm: LlmChoice,
+    pub captioner: CaptionerChoice,
+    /// The merge prompt (the paper's App. A.2 unless replaced).
+    pub template: String,
+    /// Synthetic texts per image (paper: 1).
+    pub synthetic_per_image: usize,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+    /// `None`: no tags (the merge prompt gets none).
+    pub tags: Option<TagSettings>,
 }
 
 /// The second half's first steps: which dual encoder embeds both images and
@@ -85,6 +136,10 @@ pub struct Models<'a> {
     pub text: Option<&'a mut dyn TextEmbedder>,
     /// The pairing dual encoder (both towers of one model).
     pub pair: Option<&'a mut dyn DualEmbedder>,
+    /// The language model of the generation's merge step.
+    pub llm: Option<&'a mut dyn ChatLlm>,
+    /// The captioner of the generation (`None`: alt text).
+    pub captioner: Option<&'a mut dyn Captioner>,
 }
 
 impl<'a> Models<'a> {

@@ -322,26 +322,50 @@ impl<'e> BatchedEmbedding<'e> {
     }
 }
 
-/// Embed this part's images with `embedder`, reading them from the extract tar
-/// shards of the folder their rows name; an image that cannot be read or decoded
-/// gets its reason.
-fn embed_images(
+/// Embed these images with `embedder`, reading them from the extract tar shards of
+/// the folder their rows name; an image that cannot be read or decoded gets its
+/// reason. Results in row order.
+pub fn embed_images(
     store: &Path,
     rows: &[(usize, ImageRow)],
     embedder: &mut dyn ImageEmbedder,
 ) -> Result<Vec<Embedded>> {
-    use realsyn_data::image::IMAGE_EXTENSIONS;
-    use realsyn_data::wds::{SkipCounter, read_shard};
-    let mut by_shard: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (j, (_, r)) in rows.iter().enumerate() {
-        by_shard.entry(r.shard.as_str()).or_default().push(j);
-    }
     let mut embedded = BatchedEmbedding::new(
         embedder,
         rows.len(),
         "image not in its tar shard",
         rows.len() as u64,
     );
+    for_each_image(store, rows, |j, decoded| embedded.push(j, decoded))?;
+    embedded.finish()
+}
+
+/// These images decoded (or why not), in row order: for small batches.
+pub fn decode_images(
+    store: &Path,
+    rows: &[(usize, ImageRow)],
+) -> Result<Vec<Result<image::DynamicImage, &'static str>>> {
+    let mut out: Vec<Result<image::DynamicImage, &'static str>> =
+        vec![Err("image not in its tar shard"); rows.len()];
+    for_each_image(store, rows, |j, decoded| {
+        out[j] = decoded;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Visit each row's image (by position in `rows`), one tar shard at a time.
+fn for_each_image(
+    store: &Path,
+    rows: &[(usize, ImageRow)],
+    mut visit: impl FnMut(usize, Result<image::DynamicImage, &'static str>) -> Result<()>,
+) -> Result<()> {
+    use realsyn_data::image::IMAGE_EXTENSIONS;
+    use realsyn_data::wds::{SkipCounter, read_shard};
+    let mut by_shard: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (j, (_, r)) in rows.iter().enumerate() {
+        by_shard.entry(r.shard.as_str()).or_default().push(j);
+    }
     let skips = SkipCounter::new();
     for (shard, js) in by_shard {
         let want: BTreeMap<&str, usize> = js.iter().map(|&j| (rows[j].1.id.as_str(), j)).collect();
@@ -357,8 +381,8 @@ fn embed_images(
                 .first_of(IMAGE_EXTENSIONS)
                 .ok_or("image unreadable")
                 .and_then(|b| crate::images::decode(b).map_err(|_| "image unreadable"));
-            embedded.push(j, decoded)?;
+            visit(j, decoded)?;
         }
     }
-    embedded.finish()
+    Ok(())
 }

@@ -11,14 +11,18 @@ use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRang
 use realsyn_builder::stages::list::{
     self, ModelNeeds, STAGES, StageRun, run_all, write_store_funnel,
 };
+use realsyn_builder::generate::prompt::A2_MERGE_PROMPT;
 use realsyn_builder::stages::pipeline::{
-    FetchSettings, Manifest, PairingSettings, PerplexitySettings, SemanticSettings,
+    CaptionerChoice, FetchSettings, GenerationSettings, LlmChoice, Manifest, PairingSettings,
+    PerplexitySettings, SemanticSettings, TagSettings,
 };
 use realsyn_builder::stages::{
-    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, RETRIEVE,
+    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, GENERATE,
+    RETRIEVE,
     cluster_text, dedup_images, dedup_text_semantic, filter_text,
 };
 use realsyn_runtime::build_models::{ModelOptions, with_models};
+use realsyn_runtime::llm::LlmOptions;
 
 /// Build the image store and sentence store from interleaved documents (paper 3.1),
 /// then pair every image with its 3 nearest sentences (paper 3.2).
@@ -26,7 +30,8 @@ use realsyn_runtime::build_models::{ModelOptions, with_models};
 /// Stages, in order: extract -> filter-text (entropy; GPT-2 perplexity with --gpt2)
 /// -> dedup-text [-> dedup-text-semantic with --text-encoder], and dedup-images
 /// (semantic too with --image-encoder); with --pair-encoder: cluster-text (k-means
-/// over sentence embeddings) -> retrieve (hierarchical top-3 per image). Each writes STORE/STAGE/part-i-of-N/
+/// over sentence embeddings) -> retrieve (hierarchical top-3 per image); with --llm:
+/// generate (caption + tags + LLM merge -> one synthetic text per image). Each writes STORE/STAGE/part-i-of-N/
 /// atomically and skips parts already done, so a killed run resumes where it
 /// stopped; `--shard i/N` runs one part (fan it out on a cluster, then run the next
 /// stage). `all` runs everything in one process. Models run on --device cpu or cuda.
@@ -138,6 +143,19 @@ enum Stage {
         #[command(flatten)]
         runtime: Runtime,
     },
+    /// Image semantic augmented generation (paper 3.2, App. A.2): per image a caption
+    /// (--captioner, else its alt text), open-set tags (RAM's 4,585 tags + nouns mined
+    /// from the sentences, scored by --pair-encoder) and an LLM merge of its top
+    /// retrieved text with them into a synthetic text. Part i reads retrieve's part i;
+    /// finished requests are journaled, so a killed run resumes without redoing them.
+    Generate {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        shard: Option<ShardSpec>,
+        #[command(flatten)]
+        runtime: Runtime,
+    },
     /// Pure images (paper 4, Table 12): pair images with no documents (a folder, or
     /// WebDataset .tar shards, e.g. ImageNet) with the sentences of a store built
     /// with --pair-encoder, 3 per image, using the store's encoder and clusters.
@@ -190,6 +208,22 @@ struct Runtime {
     /// Padded tokens per GPT-2 forward pass (batch size x longest sentence).
     #[arg(long, default_value_t = 8192)]
     gpt2_batch_tokens: usize,
+    /// Requests in flight to an --llm / --captioner server.
+    #[arg(long, default_value_t = 8)]
+    llm_concurrency: usize,
+    /// Seconds per server request (connect + whole response).
+    #[arg(long, default_value_t = 120.0)]
+    llm_timeout: f64,
+    /// Retries of a server request after a 429 (Retry-After honoured), 5xx, timeout,
+    /// reset connection or malformed reply (exponential backoff from 0.5 s).
+    #[arg(long, default_value_t = 4)]
+    llm_retries: u32,
+    /// Environment variable holding the servers' API key (sent as a Bearer token).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    llm_api_key_env: String,
+    /// Prompts per forward pass of the embedded LLM.
+    #[arg(long, default_value_t = 8)]
+    llm_batch: usize,
 }
 
 impl Default for Runtime {
@@ -201,6 +235,11 @@ impl Default for Runtime {
             pair_encoder_arch: None,
             gpt2_bpe: None,
             gpt2_batch_tokens: 8192,
+            llm_concurrency: 8,
+            llm_timeout: 120.0,
+            llm_retries: 4,
+            llm_api_key_env: "OPENAI_API_KEY".into(),
+            llm_batch: 8,
         }
     }
 }
@@ -214,6 +253,13 @@ impl Runtime {
             pair_encoder_arch: self.pair_encoder_arch.clone(),
             gpt2_bpe: self.gpt2_bpe.clone(),
             gpt2_batch_tokens: self.gpt2_batch_tokens,
+            llm: LlmOptions {
+                concurrency: self.llm_concurrency,
+                timeout: std::time::Duration::from_secs_f64(self.llm_timeout),
+                retries: self.llm_retries,
+                api_key: std::env::var(&self.llm_api_key_env).ok(),
+                embedded_batch: self.llm_batch,
+            },
         }
     }
 }
@@ -271,6 +317,124 @@ struct Settings {
     encoder: EncoderArgs,
     #[command(flatten)]
     pairing: PairingArgs,
+    #[command(flatten)]
+    generation: GenerationArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct GenerationArgs {
+    /// Generate synthetic texts (paper 3.2) with this LLM: `embedded` (SmolLM2-135M
+    /// Instruct Q4_1 from setup-system.sh, run by realsyn's Llama in Burn), a .gguf
+    /// file (llama architecture: LLaMA 3, SmolLM2, ...), or an OpenAI-compatible
+    /// server's base URL, e.g. http://127.0.0.1:8000/v1 (vLLM with the paper's
+    /// fine-tuned LLaMA3-8B). Needs --pair-encoder. Without it the build stops after
+    /// retrieval.
+    #[arg(long)]
+    llm: Option<String>,
+    /// The served model name sent to an --llm server.
+    #[arg(long, default_value = "default")]
+    llm_model: String,
+    /// Caption images with a vision chat model behind an OpenAI-compatible server
+    /// (base URL); without it the image's alt text is the caption.
+    #[arg(long)]
+    captioner: Option<String>,
+    /// The served model name sent to the --captioner server.
+    #[arg(long, default_value = "default")]
+    captioner_model: String,
+    /// Replace the paper's App. A.2 merge prompt: a text file with {raw_caption},
+    /// {synthetic_caption} and {detection_tags}.
+    #[arg(long)]
+    merge_template: Option<PathBuf>,
+    /// Synthetic texts per image (paper: 1, from the top retrieved text; more are
+    /// merged from the 2nd, 3rd, ... retrieved texts in turn).
+    #[arg(long, default_value_t = 1)]
+    synthetic_per_image: usize,
+    /// Most tokens per synthetic text; a reply cut at this limit is counted, not kept.
+    #[arg(long, default_value_t = 128)]
+    llm_max_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    llm_temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    llm_top_p: f32,
+    /// Base of the per-request seeds (each request's seed also hashes its image).
+    #[arg(long, default_value_t = 0)]
+    llm_seed: u64,
+    /// No open-set tags in the merge prompt.
+    #[arg(long)]
+    no_tags: bool,
+    /// Nouns mined from the kept sentences added to RAM's tags (paper: 4,000).
+    #[arg(long, default_value_t = 4000)]
+    mined_tags: usize,
+    /// Tags per image at most.
+    #[arg(long, default_value_t = 8)]
+    tag_top_k: usize,
+    /// Lowest image-tag cosine kept (CLIP ViT-B scale; see docs/generation.md).
+    #[arg(long, default_value_t = 0.22, allow_negative_numbers = true)]
+    tag_min_cosine: f32,
+}
+
+fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSettings>> {
+    let Some(llm) = g.llm.as_deref() else {
+        return Ok(None);
+    };
+    if !pairing {
+        anyhow::bail!("--llm merges the texts retrieval finds: it needs --pair-encoder");
+    }
+    if g.synthetic_per_image == 0 || g.llm_max_tokens == 0 {
+        anyhow::bail!("--synthetic-per-image and --llm-max-tokens must be at least 1");
+    }
+    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+    let llm = if llm == "embedded" {
+        LlmChoice::Embedded {
+            gguf: realsyn_runtime::llm::default_gguf(),
+        }
+    } else if is_url(llm) {
+        LlmChoice::Endpoint {
+            base_url: llm.trim_end_matches('/').to_string(),
+            model: g.llm_model.clone(),
+        }
+    } else {
+        let p = PathBuf::from(llm);
+        if !p.exists() {
+            anyhow::bail!("--llm {llm}: no such file (embedded, a .gguf file, or http(s)://host:port/v1)");
+        }
+        LlmChoice::Embedded {
+            gguf: std::fs::canonicalize(&p)?,
+        }
+    };
+    let captioner = match g.captioner.as_deref() {
+        None => CaptionerChoice::AltText,
+        Some(u) if is_url(u) => CaptionerChoice::Endpoint {
+            base_url: u.trim_end_matches('/').to_string(),
+            model: g.captioner_model.clone(),
+        },
+        Some(u) => anyhow::bail!(
+            "--captioner {u}: give an OpenAI-compatible server's base URL (a vision chat model); \
+             without --captioner the alt text is the caption"
+        ),
+    };
+    let template = match &g.merge_template {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("--merge-template {}: {e}", p.display()))?,
+        None => A2_MERGE_PROMPT.to_string(),
+    };
+    realsyn_builder::generate::prompt::MergePrompt::new(&template)?;
+    Ok(Some(GenerationSettings {
+        llm,
+        captioner,
+        template,
+        synthetic_per_image: g.synthetic_per_image,
+        max_tokens: g.llm_max_tokens,
+        temperature: g.llm_temperature,
+        top_p: g.llm_top_p,
+        seed: g.llm_seed,
+        tags: (!g.no_tags).then_some(TagSettings {
+            mined: g.mined_tags,
+            top_k: g.tag_top_k,
+            min_cosine: g.tag_min_cosine,
+        }),
+    }))
 }
 
 #[derive(clap::Args, Clone)]
@@ -353,6 +517,7 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
         anyhow::bail!("--texts-per-image, --probe and --sentences-per-cluster must be at least 1");
     }
     Ok(Manifest {
+        generation: generation(&s.generation, p.pair_encoder.is_some())?,
         pairing: p.pair_encoder.as_ref().map(|e| PairingSettings {
             encoder: e.clone(),
             sentences_per_cluster: p.sentences_per_cluster,
@@ -466,6 +631,11 @@ pub fn run(args: Args) -> Result<()> {
             shard,
             runtime,
         } => (store, shard, Some(runtime), vec![list::stage(RETRIEVE)?]),
+        Stage::Generate {
+            store,
+            shard,
+            runtime,
+        } => (store, shard, Some(runtime), vec![list::stage(GENERATE)?]),
         Stage::PairImages {
             store,
             images,
