@@ -237,7 +237,11 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
                         gguf.display()
                     );
                 }
-                Some(crate::llm::EmbeddedLlm::<B>::load(gguf, rt.llm.embedded_batch, &device)?)
+                Some(crate::llm::EmbeddedLlm::<B>::load(
+                    gguf,
+                    rt.llm.embedded_batch,
+                    &device,
+                )?)
             }
             None => None,
         };

@@ -147,7 +147,10 @@ impl<B: Backend> ChatLlm for EmbeddedLlm<B> {
         let mut start = 0;
         while start < requests.len() {
             let mut end = start + 1;
-            while end < requests.len() && end - start < self.batch && requests[end].stop == requests[start].stop {
+            while end < requests.len()
+                && end - start < self.batch
+                && requests[end].stop == requests[start].stop
+            {
                 end += 1;
             }
             match self.run(&requests[start..end]) {

@@ -115,11 +115,20 @@ mod tests {
     #[test]
     fn replies_are_checked() {
         let r = req("Please merge the information from the given raw text.");
-        assert_eq!(validate(&r, &reply("  A red bus.\n", "stop")), Ok("A red bus.".into()));
+        assert_eq!(
+            validate(&r, &reply("  A red bus.\n", "stop")),
+            Ok("A red bus.".into())
+        );
         assert_eq!(validate(&r, &reply(" \n", "stop")), Err(failure::EMPTY));
         assert_eq!(validate(&r, &reply("A red", "length")), Err(failure::CUT));
         assert_eq!(
-            validate(&r, &reply("Sure: Please merge the information from the given raw text.", "stop")),
+            validate(
+                &r,
+                &reply(
+                    "Sure: Please merge the information from the given raw text.",
+                    "stop"
+                )
+            ),
             Err(failure::ECHO)
         );
     }

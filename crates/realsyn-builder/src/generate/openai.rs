@@ -180,7 +180,12 @@ impl OpenAiClient {
         });
         results
             .into_iter()
-            .map(|m| m.into_inner().ok().flatten().unwrap_or(Err(failure::CONNECTION)))
+            .map(|m| {
+                m.into_inner()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Err(failure::CONNECTION))
+            })
             .collect()
     }
 }
@@ -287,7 +292,11 @@ impl BatchResults {
                     .get("body")
                     .and_then(|b| parse_completion(&b.to_string()))
                     .ok_or(failure::MALFORMED),
-                Some(r) if r.get("status_code").and_then(Value::as_u64).is_some_and(|c| c >= 500) => {
+                Some(r)
+                    if r.get("status_code")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|c| c >= 500) =>
+                {
                     Err(failure::SERVER)
                 }
                 _ => Err(failure::REJECTED),

@@ -55,8 +55,15 @@ mod tests {
     #[test]
     fn the_paper_prompt_is_filled_in() {
         let p = MergePrompt::paper();
-        assert!(p.template.starts_with("Please merge the information from the given raw text"));
-        let s = p.render("A bus in Rome.", "a red bus on a street", &["bus", "street"]);
+        assert!(
+            p.template
+                .starts_with("Please merge the information from the given raw text")
+        );
+        let s = p.render(
+            "A bus in Rome.",
+            "a red bus on a street",
+            &["bus", "street"],
+        );
         assert!(s.ends_with(
             "Raw caption:A bus in Rome., synthetic caption:a red bus on a street, and highly relevant detection tags:bus, street"
         ));

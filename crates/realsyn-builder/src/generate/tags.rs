@@ -114,7 +114,10 @@ impl TagIndex {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         self.embeddings.write_npy(&dir.join("tag_embeddings.npy"))?;
-        realsyn_io::fs::write_atomic(&dir.join("tags.txt"), (self.tags.join("\n") + "\n").as_bytes())
+        realsyn_io::fs::write_atomic(
+            &dir.join("tags.txt"),
+            (self.tags.join("\n") + "\n").as_bytes(),
+        )
     }
 
     pub fn load(dir: &Path) -> Result<Option<Self>> {
@@ -128,7 +131,12 @@ impl TagIndex {
             .collect();
         let embeddings = Embeddings::read_npy(&e)?;
         if embeddings.rows() != tags.len() {
-            bail!("{}: {} tags but {} embeddings", dir.display(), tags.len(), embeddings.rows());
+            bail!(
+                "{}: {} tags but {} embeddings",
+                dir.display(),
+                tags.len(),
+                embeddings.rows()
+            );
         }
         Ok(Some(Self { tags, embeddings }))
     }

@@ -103,7 +103,12 @@ fn request_seed(base: u64, image_id: &str, k: usize) -> u64 {
 
 /// The tag vocabulary and its embeddings: built once per store (RAM's tags + mined
 /// nouns), kept in `generate/work/tags/`.
-fn tag_index(store: &Path, m: &Manifest, s: &GenerationSettings, enc: &mut dyn DualEmbedder) -> Result<TagIndex> {
+fn tag_index(
+    store: &Path,
+    m: &Manifest,
+    s: &GenerationSettings,
+    enc: &mut dyn DualEmbedder,
+) -> Result<TagIndex> {
     let dir = work_dir(store).join("tags");
     if let Some(idx) = TagIndex::load(&dir)? {
         return Ok(idx);
@@ -115,14 +120,26 @@ fn tag_index(store: &Path, m: &Manifest, s: &GenerationSettings, enc: &mut dyn D
         match m.cat_filter()? {
             Some(cat) => {
                 let part = complete_parts(&store.join(CLUSTER_TEXT))?.remove(0);
-                let texts: Vec<String> = iter_jsonl::<super::extract::SentenceRow>(&part.join("sentences.jsonl"))
-                    .map(|r| r.map(|r| r.text))
-                    .collect::<Result<_>>()?;
-                let mined = mine_tags(texts.iter().map(String::as_str), &cat, tags_cfg.mined, &known);
-                eprintln!("generate: {} RAM tags + {} mined from the sentences", tags.len(), mined.len());
+                let texts: Vec<String> =
+                    iter_jsonl::<super::extract::SentenceRow>(&part.join("sentences.jsonl"))
+                        .map(|r| r.map(|r| r.text))
+                        .collect::<Result<_>>()?;
+                let mined = mine_tags(
+                    texts.iter().map(String::as_str),
+                    &cat,
+                    tags_cfg.mined,
+                    &known,
+                );
+                eprintln!(
+                    "generate: {} RAM tags + {} mined from the sentences",
+                    tags.len(),
+                    mined.len()
+                );
                 tags.extend(mined);
             }
-            None => eprintln!("generate: no tags mined (the store runs without the CAT tagger, --no-cat)"),
+            None => eprintln!(
+                "generate: no tags mined (the store runs without the CAT tagger, --no-cat)"
+            ),
         }
     }
     let idx = TagIndex::build(tags, enc)?;
@@ -142,10 +159,10 @@ pub fn run(
 ) -> Result<Option<Funnel>> {
     let retrieved = complete_parts(&store.join(RETRIEVE))
         .context("generate merges the texts retrieve finds: run retrieve first")?;
-    let Some(pairs_dir) = retrieved
-        .iter()
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == shard.dir_name()))
-    else {
+    let Some(pairs_dir) = retrieved.iter().find(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy() == shard.dir_name())
+    }) else {
         bail!(
             "retrieve has {} parts and generate was asked for part {shard}: generate runs with retrieve's parts",
             retrieved.len()
@@ -170,8 +187,11 @@ pub fn run(
         (Some(_), None) => bail!("the tagger needs the pairing dual encoder loaded"),
         (Some(t), Some(enc)) => {
             let index = tag_index(store, m, s, enc)?;
-            let rows: Vec<(usize, super::extract::ImageRow)> =
-                pairs.iter().enumerate().map(|(i, p)| (i, p.image.clone())).collect();
+            let rows: Vec<(usize, super::extract::ImageRow)> = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i, p.image.clone()))
+                .collect();
             let embedded = embed_images(store, &rows, enc)?;
             embedded
                 .iter()
@@ -202,15 +222,23 @@ pub fn run(
         Some(c) => caption_all(store, shard, &pairs, c)?,
         None => pairs
             .iter()
-            .map(|p| match p.image.alt.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-                Some(alt) => Caption {
-                    text: Some(alt.to_string()),
-                    source: "alt-text".into(),
-                },
-                None => Caption {
-                    text: None,
-                    source: "none".into(),
-                },
+            .map(|p| {
+                match p
+                    .image
+                    .alt
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                {
+                    Some(alt) => Caption {
+                        text: Some(alt.to_string()),
+                        source: "alt-text".into(),
+                    },
+                    None => Caption {
+                        text: None,
+                        source: "none".into(),
+                    },
+                }
             })
             .collect(),
     };
@@ -250,7 +278,11 @@ pub fn run(
                 let Some(raw) = p.texts.get(k % p.texts.len().max(1)) else {
                     continue;
                 };
-                let content = prompt.render(&raw.text, captions[r].text.as_deref().unwrap_or(""), &tag_names);
+                let content = prompt.render(
+                    &raw.text,
+                    captions[r].text.as_deref().unwrap_or(""),
+                    &tag_names,
+                );
                 requests.push(ChatRequest {
                     messages: vec![Message {
                         role: "user".into(),
@@ -267,7 +299,11 @@ pub fn run(
         }
         let replies = llm.complete(&requests);
         if replies.len() != requests.len() {
-            bail!("{model_id} answered {} of {} requests", replies.len(), requests.len());
+            bail!(
+                "{model_id} answered {} of {} requests",
+                replies.len(),
+                requests.len()
+            );
         }
         let mut finished: BTreeMap<usize, GeneratedRow> = todo
             .iter()
@@ -322,7 +358,9 @@ pub fn run(
 
     let mut out = JsonlWriter::create(&part.path("samples.jsonl"))?;
     for r in 0..pairs.len() {
-        let row = rows.get(&r).with_context(|| format!("row {r} missing from the journal"))?;
+        let row = rows
+            .get(&r)
+            .with_context(|| format!("row {r} missing from the journal"))?;
         let step = funnel.step(STEP_MERGE, "synthetic texts");
         for _ in &row.synthetic {
             step.pass();

@@ -6,20 +6,19 @@ use std::path::PathBuf;
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
 use realsyn_builder::embed::EncoderChoice;
+use realsyn_builder::generate::prompt::A2_MERGE_PROMPT;
 use realsyn_builder::ingest::Format;
 use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
 use realsyn_builder::stages::list::{
     self, ModelNeeds, STAGES, StageRun, run_all, write_store_funnel,
 };
-use realsyn_builder::generate::prompt::A2_MERGE_PROMPT;
 use realsyn_builder::stages::pipeline::{
     CaptionerChoice, FetchSettings, GenerationSettings, LlmChoice, Manifest, PairingSettings,
     PerplexitySettings, SemanticSettings, TagSettings,
 };
 use realsyn_builder::stages::{
     CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, GENERATE,
-    RETRIEVE,
-    cluster_text, dedup_images, dedup_text_semantic, filter_text,
+    RETRIEVE, cluster_text, dedup_images, dedup_text_semantic, filter_text,
 };
 use realsyn_runtime::build_models::{ModelOptions, with_models};
 use realsyn_runtime::llm::LlmOptions;
@@ -397,7 +396,9 @@ fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSett
     } else {
         let p = PathBuf::from(llm);
         if !p.exists() {
-            anyhow::bail!("--llm {llm}: no such file (embedded, a .gguf file, or http(s)://host:port/v1)");
+            anyhow::bail!(
+                "--llm {llm}: no such file (embedded, a .gguf file, or http(s)://host:port/v1)"
+            );
         }
         LlmChoice::Embedded {
             gguf: std::fs::canonicalize(&p)?,

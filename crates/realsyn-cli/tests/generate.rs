@@ -1,0 +1,322 @@
+//! The generate stage (paper §3.2 image semantic augmented generation) end to end on
+//! the GIMP manual: captions from alt text, CLIP tags, and the merge through (1) an
+//! OpenAI-compatible server on loopback that fails on purpose, with a SIGKILL in the
+//! middle of the stage and a rerun giving byte-identical samples; (2) the embedded
+//! SmolLM2 GGUF on a few pages. The CLIP is a small random one (`realsyn init`): the
+//! test checks mechanics and provenance, not relevance.
+
+#[path = "../../../tests/common/fault_server.rs"]
+mod fault_server;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fault_server::{Fault, FaultServer};
+
+const GIMP: &str = "/usr/share/gimp/2.0/help/en";
+
+fn ok(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "realsyn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn tiny_clip(dir: &Path) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("tiny-gelu.json")).unwrap()).unwrap();
+    cfg["text_cfg"]["vocab_size"] = 49408.into();
+    let cfg_path = dir.join("tiny.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let weights = dir.join("tiny.safetensors");
+    ok(&[
+        "init",
+        "--arch",
+        cfg_path.to_str().unwrap(),
+        "--output",
+        weights.to_str().unwrap(),
+    ]);
+    weights
+}
+
+/// `n` GIMP pages with the images they show, copied under `dir/en`.
+fn gimp_pages(dir: &Path, prefix: &str, n: usize) -> PathBuf {
+    let root = dir.join("en");
+    let img = regex::Regex::new(r#"src="(images/[^"]+)""#).unwrap();
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(GIMP)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    pages.sort();
+    for page in pages.into_iter().take(n) {
+        let html = std::fs::read_to_string(&page).unwrap();
+        for c in img.captures_iter(&html) {
+            let (src, dst) = (Path::new(GIMP).join(&c[1]), root.join(&c[1]));
+            if src.is_file() {
+                std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::copy(&page, root.join(page.file_name().unwrap())).unwrap();
+    }
+    root
+}
+
+fn samples(store: &Path) -> Vec<serde_json::Value> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(store.join("generate"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    parts
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p.join("samples.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn read_parts(store: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(store.join("generate")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+        {
+            for f in ["samples.jsonl", "funnel.json"] {
+                out.push((p.join(f), std::fs::read(p.join(f)).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn server_merge_counts_failures_and_resumes_identically_after_sigkill() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tiny_clip(tmp.path());
+    let input = gimp_pages(tmp.path(), "gimp-tool-", 60);
+    // Transient faults first (retried, so they change nothing), then normal answers;
+    // one prompt in ten gets an empty reply, every time.
+    let server = FaultServer::start(vec![
+        Fault::Status500,
+        Fault::RateLimited(0),
+        Fault::Reset,
+        Fault::Malformed,
+    ]);
+    let store_a = tmp.path().join("a");
+    let args = |store: &Path| -> Vec<String> {
+        [
+            "build",
+            "all",
+            "--input",
+            input.to_str().unwrap(),
+            "--parts",
+            "2",
+            "--store",
+            store.to_str().unwrap(),
+            "--pair-encoder",
+            weights.to_str().unwrap(),
+            "--llm",
+            &server.url,
+            "--llm-model",
+            "fault-server",
+            "--mined-tags",
+            "100",
+            "--tag-min-cosine",
+            "-1",
+            "--tag-top-k",
+            "5",
+            "--llm-retries",
+            "3",
+            "--llm-timeout",
+            "5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a: Vec<String> = args(&store_a);
+    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let rows = samples(&store_a);
+    assert!(rows.len() > 50, "{} paired images", rows.len());
+    let mut empty = 0;
+    for r in &rows {
+        let raw = r["texts"][0]["text"].as_str().unwrap();
+        assert_eq!(r["tags"].as_array().unwrap().len(), 5);
+        let cap = &r["caption"];
+        match r["alt"].as_str().map(str::trim).filter(|a| !a.is_empty()) {
+            Some(alt) => assert_eq!(
+                (cap["text"].as_str(), cap["source"].as_str()),
+                (Some(alt), Some("alt-text"))
+            ),
+            None => assert_eq!(cap["source"], "none"),
+        }
+        match r["synthetic"].as_array().unwrap().first() {
+            Some(s) => {
+                let text = s["text"].as_str().unwrap();
+                assert!(
+                    text.starts_with("A synthetic text about: ")
+                        && raw.starts_with(&text[24..].trim_end()[..10.min(text.len() - 24)]),
+                    "{text} / {raw}"
+                );
+                assert_eq!(s["from_text"], 0);
+                assert_eq!(s["finish_reason"], "stop");
+                assert!(
+                    s["model"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("fault-server @ http://127.0.0.1")
+                );
+                assert_eq!(s["template_sha256"].as_str().unwrap().len(), 16);
+            }
+            None => {
+                assert_eq!(r["synthetic_missing"][0], "LLM reply empty");
+                empty += 1;
+            }
+        }
+    }
+    assert!(
+        empty > 0 && empty < rows.len() / 4,
+        "{empty} empty of {}",
+        rows.len()
+    );
+    let funnel = std::fs::read_to_string(store_a.join("funnel.md")).unwrap();
+    assert!(
+        funnel.contains("LLM merge (synthetic text)") && funnel.contains("LLM reply empty"),
+        "{funnel}"
+    );
+
+    // Store b: the same build up to retrieve, then generate killed mid-way and rerun.
+    let store_b = tmp.path().join("b");
+    std::fs::create_dir_all(&store_b).unwrap();
+    for e in std::fs::read_dir(&store_a).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name != "generate" {
+            let status = Command::new("cp")
+                .arg("-r")
+                .arg(&p)
+                .arg(store_b.join(&name))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    *server.delay.lock().unwrap() = Duration::from_millis(60);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(["build", "generate", "--store", store_b.to_str().unwrap()])
+        .args(["--llm-concurrency", "2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = store_b.join("generate/work/part-00000-of-00002.merge.jsonl");
+    let start = Instant::now();
+    while std::fs::read(&journal).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no journal written"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "generate finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!store_b.join("generate/part-00000-of-00002").exists());
+    let before = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    *server.delay.lock().unwrap() = Duration::ZERO;
+    ok(&["build", "generate", "--store", store_b.to_str().unwrap()]);
+    let resent = server.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        resent < rows.len(),
+        "the rerun sent {resent} requests for {} images: journaled work was redone",
+        rows.len()
+    );
+    assert_eq!(read_parts(&store_a).len(), 4);
+    let (a_parts, b_parts) = (read_parts(&store_a), read_parts(&store_b));
+    for ((pa, ba), (_, bb)) in a_parts.iter().zip(&b_parts) {
+        assert!(ba == bb, "{} differs after SIGKILL + resume", pa.display());
+    }
+    assert!(
+        !journal.exists(),
+        "the journal is removed once the part is committed"
+    );
+}
+
+#[test]
+fn embedded_smollm2_writes_synthetic_texts_with_provenance() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tiny_clip(tmp.path());
+    let input = gimp_pages(tmp.path(), "gimp-tool-airbrush", 1);
+    let store = tmp.path().join("s");
+    ok(&[
+        "build",
+        "all",
+        "--input",
+        input.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--pair-encoder",
+        weights.to_str().unwrap(),
+        "--clusters",
+        "2",
+        "--llm",
+        "embedded",
+        "--no-tags",
+        "--llm-max-tokens",
+        "160",
+        "--llm-batch",
+        "4",
+    ]);
+    let rows = samples(&store);
+    assert!(!rows.is_empty());
+    let texts: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| r["synthetic"].as_array().unwrap().clone())
+        .map(|s| {
+            assert_eq!(s["model"], "embedded SmolLM2-135M-Instruct.Q4_1.gguf");
+            s["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for r in &rows {
+        let n = r["synthetic"].as_array().unwrap().len()
+            + r.get("synthetic_missing")
+                .map_or(0, |m| m.as_array().unwrap().len());
+        assert_eq!(n, 1, "one synthetic text or its reason per image");
+    }
+    assert!(
+        !texts.is_empty(),
+        "SmolLM2 wrote no synthetic text for {} images",
+        rows.len()
+    );
+    eprintln!("{} images, e.g. {:?}", rows.len(), texts.iter().next());
+}
