@@ -4,7 +4,9 @@
 # 1. Fashion-MNIST (Debian's dataset-fashion-mnist) as RealSyn-layout shards, a tiny
 #    CLIP trained from scratch on it, zero-shot accuracy on the 10,000 test images;
 # 2. photos from the scikit-image wheel and Wikipedia sentences from the gensim
-#    wheel: tokenize, initialise a ViT-B/32, embed, export to open_clip and HF.
+#    wheel: tokenize, initialise a ViT-B/32, embed, export to open_clip and HF;
+# 3. the builder's second half on five GIMP pages: clustering, retrieval, and
+#    synthetic texts from the embedded SmolLM2 (docs/generation.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/demo}
@@ -41,5 +43,21 @@ set -x
 "$BIN" embed --weights "$OUT/vit-b-32.safetensors" --texts "$OUT/texts.txt" --output "$OUT/text_features.npy" --normalize
 "$BIN" convert --input "$OUT/vit-b-32.safetensors" --output "$OUT/vit-b-32.open_clip.safetensors" --to open_clip
 "$BIN" convert --input "$OUT/vit-b-32.safetensors" --output "$OUT/vit-b-32-hf" --to hf
+# The second half on five GIMP pages (paper 3.2): sentences clustered and retrieved
+# for each image with the (random) ViT-B/32 as dual encoder, then one synthetic text
+# per image merged by the embedded SmolLM2 from the top text, the alt-text caption and
+# the tags (random weights: the tags and texts show the mechanics, not relevance).
+G=/usr/share/gimp/2.0/help/en
+"$BIN" build all --input $G/gimp-tool-airbrush.html $G/gimp-tool-clone.html $G/gimp-tool-crop.html \
+    $G/gimp-tool-rotate.html $G/gimp-tool-text.html --allow-images-outside-input \
+    --store "$OUT/build-gimp-synthetic" --pair-encoder "$OUT/vit-b-32.safetensors" --clusters 4 \
+    --llm embedded --mined-tags 50 --tag-min-cosine -1 --tag-top-k 5 --llm-max-tokens 160
 set +x
+python3 - "$OUT/build-gimp-synthetic" <<'PY'
+import glob, json, sys
+rows = [json.loads(l) for f in sorted(glob.glob(sys.argv[1] + "/generate/part-*/samples.jsonl")) for l in open(f)]
+for r in rows[:3]:
+    print(f"\nimage:     {r['src']}\nrealistic: {r['texts'][0]['text']}\ncaption:   {r['caption']}\n"
+          f"tags:      {[t for t, _ in r['tags']]}\nsynthetic: {[s['text'] for s in r['synthetic']] or r.get('synthetic_missing')}")
+PY
 ls -la "$OUT"

@@ -36,6 +36,7 @@ enum Command {
     Eval(commands::eval::Args),
     Dataset(commands::dataset::Args),
     Scaling(commands::scaling::Args),
+    Llm(commands::llm::Args),
 }
 
 fn main() {
@@ -51,6 +52,7 @@ fn main() {
         Command::Eval(a) => commands::eval::run(a),
         Command::Dataset(a) => commands::dataset::run(a),
         Command::Scaling(a) => commands::scaling::run(a),
+        Command::Llm(a) => commands::llm::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -320,3 +320,116 @@ fn embedded_smollm2_writes_synthetic_texts_with_provenance() {
     );
     eprintln!("{} images, e.g. {:?}", rows.len(), texts.iter().next());
 }
+
+/// `realsyn llm serve` answers as transformers generates: the greedy texts of the
+/// SmolLM2 fixture, for requests sent one at a time and four at once (one batch); and
+/// the builder uses it as its --llm server.
+#[test]
+fn llm_serve_gives_the_peer_greedy_texts_and_serves_the_builder() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    /// Kills the server however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        Command::new(env!("CARGO_BIN_EXE_realsyn"))
+            .args(["llm", "serve", "--addr", &addr, "--batch", "4"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{addr}/v1");
+    let start = Instant::now();
+    while ureq::get(&format!("http://{addr}/health")).call().is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "llm serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fixture: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama/prompts.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rows = fixture["prompts"].as_array().unwrap();
+    let ask = |i: usize| -> serde_json::Value {
+        let body = serde_json::json!({
+            "model": "smollm2", "temperature": 0, "max_tokens": 40, "seed": 1,
+            "messages": [{"role": "user", "content": rows[i]["user"]}],
+        });
+        let resp = ureq::post(&format!("{base}/chat/completions"))
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+            .unwrap();
+        serde_json::from_str(&resp.into_string().unwrap()).unwrap()
+    };
+    let check = |i: usize, v: &serde_json::Value| {
+        let want = rows[i]["greedy_text"].as_str().unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"].as_str().unwrap(),
+            want,
+            "prompt {i}"
+        );
+        let stopped =
+            rows[i]["greedy_ids"].as_array().unwrap().last() == Some(&serde_json::json!(2));
+        assert_eq!(
+            v["choices"][0]["finish_reason"],
+            if stopped { "stop" } else { "length" }
+        );
+    };
+    check(30, &ask(30));
+    let answers: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let hs: Vec<_> = (40..44).map(|i| s.spawn(move || ask(i))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (k, v) in answers.iter().enumerate() {
+        check(40 + k, v);
+    }
+    let bad = ureq::post(&format!("{base}/chat/completions")).send_string("{oops");
+    assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
+
+    // The builder with the server as its LLM.
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tiny_clip(tmp.path());
+    let input = gimp_pages(tmp.path(), "gimp-tool-airbrush", 1);
+    let store = tmp.path().join("s");
+    ok(&[
+        "build",
+        "all",
+        "--input",
+        input.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--pair-encoder",
+        weights.to_str().unwrap(),
+        "--clusters",
+        "2",
+        "--llm",
+        &base,
+        "--no-tags",
+        "--llm-max-tokens",
+        "160",
+    ]);
+    let rows = samples(&store);
+    assert!(
+        rows.iter()
+            .any(|r| !r["synthetic"].as_array().unwrap().is_empty())
+    );
+    for r in &rows {
+        for s in r["synthetic"].as_array().unwrap() {
+            assert_eq!(s["model"].as_str().unwrap(), format!("default @ {base}"));
+        }
+    }
+}

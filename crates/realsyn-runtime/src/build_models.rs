@@ -258,7 +258,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
 /// A dual encoder as the builder's image and sentence encoder: image tower for
 /// images (eval transform), text tower for sentences; rows L2-normalised.
 #[derive(Clone)]
-struct TowerEmbedder<B: Backend> {
+pub struct TowerEmbedder<B: Backend> {
     name: String,
     model: ModelAndTransforms<B>,
     device: B::Device,
@@ -266,7 +266,7 @@ struct TowerEmbedder<B: Backend> {
 }
 
 impl<B: Backend> TowerEmbedder<B> {
-    fn load(weights: &str, arch: Option<&str>, device: &B::Device) -> Result<Self> {
+    pub fn load(weights: &str, arch: Option<&str>, device: &B::Device) -> Result<Self> {
         Ok(Self {
             name: format!("clip {weights}"),
             model: create_model_and_transforms(Path::new(weights), arch, device)?,
@@ -276,7 +276,7 @@ impl<B: Backend> TowerEmbedder<B> {
     }
 
     /// The tokenizer for the text tower, checked against the model's vocabulary.
-    fn prepare_text(&mut self) -> Result<()> {
+    pub fn prepare_text(&mut self) -> Result<()> {
         let tok = self.model.tokenizer();
         self.tokenizer = Some(tok.with_context(|| self.name.clone())?);
         Ok(())

@@ -10,7 +10,8 @@
 //! - `build_models`: the models a builder run needs (image and text encoders, GPT-2),
 //!   loaded once on the chosen device and handed to the builder through its traits.
 //! - `llm`: the generation's LLM (realsyn's Llama over GGUF, or an OpenAI-compatible
-//!   server) and captioner, as the builder's `ChatLlm` / `Captioner`.
+//!   server) and captioner, as the builder's `ChatLlm` / `Captioner`; `llm_server`
+//!   serves the embedded LLM over an OpenAI-compatible HTTP API (`realsyn llm serve`).
 //!
 //! Batching is `realsyn_io::encode_in_batches` around the model library's
 //! `embed_pixels` / `embed_texts`: every embedding path (embed, eval, the builder's
@@ -23,6 +24,7 @@ pub mod build_models;
 pub mod device;
 pub mod factory;
 pub mod llm;
+pub mod llm_server;
 
 pub use device::{BackendJob, MultiDeviceJob, dispatch, dispatch_devices};
 pub use factory::{ModelAndTransforms, create_model_and_transforms};

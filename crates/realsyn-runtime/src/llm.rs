@@ -165,3 +165,97 @@ impl<B: Backend> ChatLlm for EmbeddedLlm<B> {
         out
     }
 }
+
+/// Generation throughput of the embedded engine for `benches/llm.sh`: the first `n`
+/// prompts of a `tests/fixtures/llama/prompts.json` (their token ids), `new_tokens`
+/// greedy tokens each (end-of-sequence ignored), `batch` prompts per forward pass.
+/// One JSON line.
+pub fn bench_generation(
+    device: &str,
+    gguf: &Path,
+    prompts: &Path,
+    n: usize,
+    new_tokens: usize,
+    batch: usize,
+) -> Result<String> {
+    struct Job<'a> {
+        gguf: &'a Path,
+        prompts: Vec<Vec<u32>>,
+        new_tokens: usize,
+        batch: usize,
+    }
+    impl crate::device::BackendJob for Job<'_> {
+        type Output = serde_json::Value;
+        fn run<B: Backend>(self, device: B::Device) -> Result<serde_json::Value> {
+            let chat = LlamaChat::<B>::load_gguf(self.gguf, &device)?;
+            let params = |k: usize| {
+                vec![
+                    SamplingParams {
+                        max_new_tokens: self.new_tokens,
+                        ..Default::default()
+                    };
+                    k
+                ]
+            };
+            let generate = |ps: &[Vec<u32>]| {
+                realsyn_model::llama::generate::generate(
+                    &chat.model,
+                    ps,
+                    &params(ps.len()),
+                    &[],
+                    &|_, _| false,
+                    chat.config.max_position_embeddings,
+                    &device,
+                )
+            };
+            generate(
+                &self.prompts[..1]
+                    .iter()
+                    .map(|p| p[..p.len().min(8)].to_vec())
+                    .collect::<Vec<_>>(),
+            )?;
+            let start = std::time::Instant::now();
+            let mut generated = 0;
+            for chunk in self.prompts.chunks(self.batch.max(1)) {
+                generated += generate(chunk)?.iter().map(|g| g.ids.len()).sum::<usize>();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            Ok(serde_json::json!({
+                "impl": format!("realsyn-burn (batch {})", self.batch),
+                "prompts": self.prompts.len(),
+                "prompt_tokens": self.prompts.iter().map(Vec::len).sum::<usize>(),
+                "new_tokens": generated,
+                "seconds": secs,
+                "tokens_per_s": generated as f64 / secs,
+            }))
+        }
+    }
+    let fixture: serde_json::Value = serde_json::from_slice(&std::fs::read(prompts)?)?;
+    let prompts: Vec<Vec<u32>> = fixture["prompts"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{}: no prompts array", prompts.display()))?
+        .iter()
+        .take(n)
+        .map(|r| {
+            r["prompt_ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_u64())
+                        .map(|x| x as u32)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let report = crate::device::dispatch(
+        device,
+        Job {
+            gguf,
+            prompts,
+            new_tokens,
+            batch,
+        },
+    )?;
+    Ok(report.to_string())
+}

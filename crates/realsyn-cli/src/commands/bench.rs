@@ -32,7 +32,9 @@ use realsyn_runtime::{BackendJob, dispatch};
 /// length-sorted batches of --batch-tokens padded tokens), or `kmeans` (spherical
 /// k-means on --features with --k clusters, --iters iterations), or `retrieval`
 /// (hierarchical against exact search on --n synthetic --dim embeddings, 420 per
-/// cluster, --queries queries). Prints one JSON line per run.
+/// cluster, --queries queries), or `llm` (the embedded LLM generating --new-tokens
+/// per prompt for --n prompts of a prompts.json, --batch-size at a time). Prints one
+/// JSON line per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step | data | linear-probe | features
@@ -99,6 +101,14 @@ pub struct Args {
     /// the line has no tokens), to compare with the peer's.
     #[arg(long)]
     output: Option<std::path::PathBuf>,
+    /// `llm` mode: a GGUF file; --text is a prompts.json of tests/fixtures/llama
+    /// (its first --n prompts' ids), generated --batch-size at a time.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    /// `llm` mode: tokens generated per prompt (end-of-sequence ignored, as the peer's
+    /// min_new_tokens).
+    #[arg(long, default_value_t = 40)]
+    new_tokens: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -122,6 +132,21 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.mode == "retrieval" {
         return bench_retrieval(&args);
+    }
+    if args.mode == "llm" {
+        let (Some(gguf), Some(prompts)) = (&args.weights, &args.text) else {
+            anyhow::bail!("--mode llm needs --weights FILE.gguf and --text PROMPTS.json");
+        };
+        let report = realsyn_runtime::llm::bench_generation(
+            &args.device,
+            gguf,
+            prompts,
+            args.n,
+            args.new_tokens,
+            args.batch_size,
+        )?;
+        println!("{report}");
+        return Ok(());
     }
     if args.mode == "perplexity" {
         let report = dispatch(&args.device.clone(), PerplexityBench(args.clone()))?;

@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod embed;
 pub mod eval;
 pub mod init;
+pub mod llm;
 pub mod scaling;
 pub mod tokenize;
 pub mod train;
