@@ -7,7 +7,6 @@
 //! its batch-mates under sampling. Invalid requests get a 400 with OpenAI's error
 //! shape; `n` other than 1 is refused.
 
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
