@@ -433,3 +433,73 @@ fn llm_serve_gives_the_peer_greedy_texts_and_serves_the_builder() {
         }
     }
 }
+
+/// Offline batch mode: the first run writes every request as OpenAI Batch JSONL and
+/// stops with the `vllm run-batch` command; once the results file exists (played here
+/// by answering each request as the fault server would), the rerun finishes the part.
+#[test]
+fn offline_batch_mode_writes_requests_then_reads_the_results() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tiny_clip(tmp.path());
+    let input = gimp_pages(tmp.path(), "gimp-tool-airbrush", 1);
+    let (store, batch) = (tmp.path().join("s"), tmp.path().join("batch"));
+    let llm = format!("batch:{}", batch.display());
+    let args = [
+        "build",
+        "all",
+        "--input",
+        input.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--pair-encoder",
+        weights.to_str().unwrap(),
+        "--clusters",
+        "2",
+        "--llm",
+        &llm,
+        "--llm-model",
+        "realsyn-merge",
+        "--no-tags",
+    ];
+    let first = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!first.status.success());
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        err.contains("vllm run-batch -i") && err.contains("--model realsyn-merge"),
+        "{err}"
+    );
+    let requests = std::fs::read_to_string(batch.join("requests.jsonl")).unwrap();
+    let mut results = String::new();
+    for line in requests.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["url"], "/v1/chat/completions");
+        assert_eq!(v["body"]["model"], "realsyn-merge");
+        let prompt = v["body"]["messages"][0]["content"].as_str().unwrap();
+        let content = format!("Batch answer: {}", &prompt[prompt.len() - 30..]);
+        results += &serde_json::json!({"id": "x", "custom_id": v["custom_id"], "error": null,
+            "response": {"status_code": 200, "body": {"choices": [{"index": 0,
+            "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}}})
+        .to_string();
+        results.push('\n');
+    }
+    std::fs::write(batch.join("results.jsonl"), results).unwrap();
+    ok(&args);
+    let rows = samples(&store);
+    assert_eq!(
+        rows.len(),
+        requests.lines().count(),
+        "one request per image"
+    );
+    for r in &rows {
+        let s = &r["synthetic"][0];
+        assert!(
+            s["text"].as_str().unwrap().starts_with("Batch answer: "),
+            "{r}"
+        );
+        assert_eq!(s["model"], "realsyn-merge (offline batch)");
+    }
+}

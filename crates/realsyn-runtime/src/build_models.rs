@@ -80,7 +80,10 @@ pub fn with_models<T>(
     });
     let job = LoadModels {
         llm_gguf,
-        endpoint: generation.and_then(|g| crate::llm::endpoint_llm(&g.llm, &runtime.llm)),
+        endpoint: match generation {
+            Some(g) => crate::llm::endpoint_llm(&g.llm, &runtime.llm)?,
+            None => None,
+        },
         captioner: generation.and_then(|g| crate::llm::captioner(&g.captioner, &runtime.llm)),
         clip_image: weights(image),
         clip_text: weights(text),
@@ -110,8 +113,8 @@ pub fn with_models<T>(
 struct LoadModels<F, T> {
     /// The embedded LLM's GGUF file.
     llm_gguf: Option<PathBuf>,
-    /// A server LLM (no backend needed).
-    endpoint: Option<realsyn_builder::generate::openai::OpenAiClient>,
+    /// A server LLM or the offline batch folder (no backend needed).
+    endpoint: Option<Box<dyn ChatLlm>>,
     captioner: Option<realsyn_builder::generate::caption::VisionChat>,
     clip_image: Option<String>,
     clip_text: Option<String>,
@@ -161,7 +164,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
         };
         let llm: Option<&mut dyn ChatLlm> = match llm {
             Some(m) => Some(m),
-            None => endpoint.as_mut().map(|c| c as &mut dyn ChatLlm),
+            None => endpoint.as_deref_mut().map(|c| c as &mut dyn ChatLlm),
         };
         (self.f)(Models {
             image,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use burn::tensor::backend::Backend;
 use realsyn_builder::generate::caption::VisionChat;
 use realsyn_builder::generate::llm::{ChatLlm, ChatReply, ChatRequest, failure};
-use realsyn_builder::generate::openai::{ClientOptions, OpenAiClient};
+use realsyn_builder::generate::openai::{BatchDir, ClientOptions, OpenAiClient};
 use realsyn_builder::stages::pipeline::{CaptionerChoice, LlmChoice};
 use realsyn_model::llama::generate::{FinishReason, LlamaChat, SamplingParams};
 use realsyn_model::llama::tokenizer::ChatMessage;
@@ -58,15 +58,16 @@ fn client_options(base_url: &str, model: &str, o: &LlmOptions) -> ClientOptions 
     }
 }
 
-/// The server-side LLM of `choice` (`None` for the embedded engine, which needs a
-/// backend: `EmbeddedLlm::load`).
-pub fn endpoint_llm(choice: &LlmChoice, o: &LlmOptions) -> Option<OpenAiClient> {
-    match choice {
-        LlmChoice::Endpoint { base_url, model } => {
-            Some(OpenAiClient::new(client_options(base_url, model, o)))
-        }
+/// The LLM of `choice` that needs no backend: a server client, or the offline batch
+/// folder (`None` for the embedded engine: `EmbeddedLlm::load`).
+pub fn endpoint_llm(choice: &LlmChoice, o: &LlmOptions) -> Result<Option<Box<dyn ChatLlm>>> {
+    Ok(match choice {
+        LlmChoice::Endpoint { base_url, model } => Some(Box::new(OpenAiClient::new(
+            client_options(base_url, model, o),
+        ))),
+        LlmChoice::Batch { dir, model } => Some(Box::new(BatchDir::open(dir, model)?)),
         LlmChoice::Embedded { .. } => None,
-    }
+    })
 }
 
 pub fn captioner(choice: &CaptionerChoice, o: &LlmOptions) -> Option<VisionChat> {

@@ -47,6 +47,9 @@ pub mod failure {
     pub const MALFORMED: &str = "LLM reply not valid chat-completion JSON";
     pub const REJECTED: &str = "LLM request rejected (4xx)";
     pub const ENGINE: &str = "embedded LLM failed";
+    /// Offline batch mode: written to the batch file, not answered yet. Never a
+    /// final outcome: the stage stops before committing such a row.
+    pub const QUEUED: &str = "queued for the offline batch run";
 }
 
 /// A language model that answers chat requests in batches. Results come back in

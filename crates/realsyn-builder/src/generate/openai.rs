@@ -263,6 +263,91 @@ pub fn write_batch(path: &Path, model: &str, requests: &[ChatRequest]) -> Result
     Ok(())
 }
 
+/// Offline batch mode as an LLM: requests answered by `DIR/results.jsonl` (the output
+/// of `vllm run-batch` or OpenAI's Batch API) are answered from it; the others are
+/// appended once each to `DIR/requests.jsonl` and come back as `failure::QUEUED`.
+pub struct BatchDir {
+    pub requests: std::path::PathBuf,
+    pub results: std::path::PathBuf,
+    model: String,
+    answers: Option<BatchResults>,
+    written: std::collections::HashSet<String>,
+    pub queued: usize,
+}
+
+impl BatchDir {
+    pub fn open(dir: &Path, model: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (requests, results) = (dir.join("requests.jsonl"), dir.join("results.jsonl"));
+        let answers = if results.exists() {
+            Some(BatchResults::read(&results, model)?)
+        } else {
+            None
+        };
+        let mut written = std::collections::HashSet::new();
+        if let Ok(f) = std::fs::File::open(&requests) {
+            for line in std::io::BufReader::new(f).lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(&line?)
+                    && let Some(id) = v.get("custom_id").and_then(Value::as_str)
+                {
+                    written.insert(id.to_string());
+                }
+            }
+        }
+        Ok(Self {
+            requests,
+            results,
+            model: model.to_string(),
+            answers,
+            written,
+            queued: 0,
+        })
+    }
+
+    /// The command that answers the queued requests.
+    pub fn instructions(&self) -> String {
+        format!(
+            "vllm run-batch -i {} -o {} --model {}",
+            self.requests.display(),
+            self.results.display(),
+            self.model
+        )
+    }
+}
+
+impl ChatLlm for BatchDir {
+    fn model_id(&self) -> String {
+        format!("{} (offline batch)", self.model)
+    }
+    fn batch_size(&self) -> usize {
+        1024
+    }
+    fn complete(&mut self, requests: &[ChatRequest]) -> Vec<Result<ChatReply, &'static str>> {
+        let client = OpenAiClient::new(ClientOptions::new("http://unused", &self.model));
+        let mut out = Vec::with_capacity(requests.len());
+        let mut new = Vec::new();
+        for r in requests {
+            let id = custom_id(&client.body(r));
+            match self.answers.as_ref().and_then(|a| a.answers.get(&id)) {
+                Some(answer) => out.push(answer.clone()),
+                None => {
+                    self.queued += 1;
+                    if self.written.insert(id) {
+                        new.push(r.clone());
+                    }
+                    out.push(Err(failure::QUEUED));
+                }
+            }
+        }
+        if !new.is_empty()
+            && let Err(e) = write_batch(&self.requests, &self.model, &new)
+        {
+            eprintln!("offline batch: {e:#}");
+        }
+        out
+    }
+}
+
 /// The output of a batch run (`vllm run-batch -o FILE`, or OpenAI's Batch API) as
 /// an LLM: each request is answered from the line with its `custom_id`.
 pub struct BatchResults {

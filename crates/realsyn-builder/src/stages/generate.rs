@@ -31,7 +31,7 @@ use crate::embed::DualEmbedder;
 use crate::funnel::Funnel;
 use crate::generate::caption::Captioner;
 use crate::generate::journal::Journal;
-use crate::generate::llm::{ChatLlm, ChatRequest, Message, validate};
+use crate::generate::llm::{ChatLlm, ChatRequest, Message, failure, validate};
 use crate::generate::prompt::MergePrompt;
 use crate::generate::tags::{TagIndex, mine_tags, ram_tags};
 use crate::shard::{PartWriter, ShardSpec, complete_parts};
@@ -260,7 +260,7 @@ pub fn run(
     let model_id = llm.model_id();
     let template_sha = prompt.hash();
     let started = Instant::now();
-    let (mut new_images, mut new_tokens) = (0usize, 0usize);
+    let (mut new_images, mut new_tokens, mut queued) = (0usize, 0usize, 0usize);
     let bar = realsyn_data::progress::bar(pairs.len() as u64, "LLM merge");
     bar.inc(rows.len() as u64);
     for start in (0..pairs.len()).step_by(batch) {
@@ -305,6 +305,15 @@ pub fn run(
                 requests.len()
             );
         }
+        // Offline batch mode: rows with a request still queued are not final; they
+        // are left out of the journal and the part stays open.
+        let waiting: HashSet<usize> = replies
+            .iter()
+            .zip(&owners)
+            .filter(|(r, _)| *r == &Err(failure::QUEUED))
+            .map(|(_, (row, _))| *row)
+            .collect();
+        queued += waiting.len();
         let mut finished: BTreeMap<usize, GeneratedRow> = todo
             .iter()
             .map(|&r| {
@@ -338,7 +347,10 @@ pub fn run(
                 Err(reason) => row.synthetic_missing.push(reason.to_string()),
             }
         }
-        let records: Vec<GeneratedRow> = finished.into_values().collect();
+        let records: Vec<GeneratedRow> = finished
+            .into_values()
+            .filter(|r| !waiting.contains(&r.row))
+            .collect();
         journal.append(&records)?;
         new_images += records.len();
         bar.inc(records.len() as u64);
@@ -347,6 +359,20 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
+    if queued > 0 {
+        let run = match &s.llm {
+            super::pipeline::LlmChoice::Batch { dir, model } => format!(
+                "vllm run-batch -i {} -o {} --model {model}",
+                dir.join("requests.jsonl").display(),
+                dir.join("results.jsonl").display()
+            ),
+            _ => "the batch run".into(),
+        };
+        bail!(
+            "{queued} requests of part {shard} are queued for the offline batch run: run\n  {run}\n\
+             then rerun this command (finished rows are kept; results.jsonl may hold every part's answers)"
+        );
+    }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     if new_images > 0 {
         eprintln!(

@@ -62,6 +62,9 @@ pub enum LlmChoice {
     Embedded { gguf: PathBuf },
     /// An OpenAI-compatible server (vLLM, llama.cpp, `realsyn llm serve`).
     Endpoint { base_url: String, model: String },
+    /// Offline: requests written to `dir/requests.jsonl` as OpenAI Batch JSONL for
+    /// `vllm run-batch`, answers read from `dir/results.jsonl`.
+    Batch { dir: PathBuf, model: String },
 }
 
 /// Which model captions the images.

@@ -326,11 +326,12 @@ struct GenerationArgs {
     /// Instruct Q4_1 from setup-system.sh, run by realsyn's Llama in Burn), a .gguf
     /// file (llama architecture: LLaMA 3, SmolLM2, ...), or an OpenAI-compatible
     /// server's base URL, e.g. http://127.0.0.1:8000/v1 (vLLM with the paper's
-    /// fine-tuned LLaMA3-8B). Needs --pair-encoder. Without it the build stops after
-    /// retrieval.
+    /// fine-tuned LLaMA3-8B), or `batch:DIR` (offline: the requests are written to
+    /// DIR/requests.jsonl for `vllm run-batch`; rerun once DIR/results.jsonl exists).
+    /// Needs --pair-encoder. Without it the build stops after retrieval.
     #[arg(long)]
     llm: Option<String>,
-    /// The served model name sent to an --llm server.
+    /// The served model name sent to an --llm server (or written into batch requests).
     #[arg(long, default_value = "default")]
     llm_model: String,
     /// Caption images with a vision chat model behind an OpenAI-compatible server
@@ -387,6 +388,12 @@ fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSett
     let llm = if llm == "embedded" {
         LlmChoice::Embedded {
             gguf: realsyn_runtime::llm::default_gguf(),
+        }
+    } else if let Some(dir) = llm.strip_prefix("batch:") {
+        std::fs::create_dir_all(dir)?;
+        LlmChoice::Batch {
+            dir: std::fs::canonicalize(dir)?,
+            model: g.llm_model.clone(),
         }
     } else if is_url(llm) {
         LlmChoice::Endpoint {
