@@ -44,18 +44,21 @@ set -x
 "$BIN" convert --input "$OUT/vit-b-32.safetensors" --output "$OUT/vit-b-32.open_clip.safetensors" --to open_clip
 "$BIN" convert --input "$OUT/vit-b-32.safetensors" --output "$OUT/vit-b-32-hf" --to hf
 # The second half on five GIMP pages (paper 3.2): sentences clustered and retrieved
-# for each image with the (random) ViT-B/32 as dual encoder, then one synthetic text
-# per image merged by the embedded SmolLM2 from the top text, the alt-text caption and
-# the tags (random weights: the tags and texts show the mechanics, not relevance).
+# for each image, tags scored, with a small random CLIP (the tagger test's, CLIP's
+# vocabulary) as the dual encoder, then one synthetic text per image merged by the
+# embedded SmolLM2 from the top text, the alt-text caption and the tags (random
+# weights: tags and retrieved texts show the mechanics, not relevance).
 G=/usr/share/gimp/2.0/help/en
 "$BIN" build all --input $G/gimp-tool-airbrush.html $G/gimp-tool-clone.html $G/gimp-tool-crop.html \
     $G/gimp-tool-rotate.html $G/gimp-tool-text.html --allow-images-outside-input \
-    --store "$OUT/build-gimp-synthetic" --pair-encoder "$OUT/vit-b-32.safetensors" --clusters 4 \
+    --store "$OUT/build-gimp-synthetic" --pair-encoder tests/fixtures/tagger/clip.safetensors \
+    --pair-encoder-arch tests/fixtures/tagger/tagger-tiny.json --clusters 4 \
     --llm embedded --mined-tags 50 --tag-min-cosine -1 --tag-top-k 5 --llm-max-tokens 160
 set +x
 python3 - "$OUT/build-gimp-synthetic" <<'PY'
 import glob, json, sys
 rows = [json.loads(l) for f in sorted(glob.glob(sys.argv[1] + "/generate/part-*/samples.jsonl")) for l in open(f)]
+rows.sort(key=lambda r: not r["synthetic"])  # images that got a synthetic text first
 for r in rows[:3]:
     print(f"\nimage:     {r['src']}\nrealistic: {r['texts'][0]['text']}\ncaption:   {r['caption']}\n"
           f"tags:      {[t for t, _ in r['tags']]}\nsynthetic: {[s['text'] for s in r['synthetic']] or r.get('synthetic_missing')}")
