@@ -10,20 +10,12 @@ use std::time::{Duration, Instant};
 
 use realsyn_builder::Funnel;
 
-const GIMP: &str = "/usr/share/gimp/2.0/help/en";
+mod common;
 
-fn realsyn(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
-        .args(args)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "realsyn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+// `realsyn` here always expects success.
+use common::{ok as realsyn, tree};
+
+const GIMP: &str = "/usr/share/gimp/2.0/help/en";
 
 /// A path as a command-line argument.
 fn s(p: &Path) -> String {
@@ -42,26 +34,6 @@ fn step(f: &Funnel, name: &str) -> (u64, u64, BTreeMap<String, u64>) {
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no step {name}: {f:?}"));
     (s.input, s.output, s.dropped.clone())
-}
-
-/// Every file under `dir`, relative path -> bytes.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! SmolLM2 GGUF on a few pages. The CLIP is a small random one (`realsyn init`): the
 //! test checks mechanics and provenance, not relevance.
 
+mod common;
 #[path = "../../../tests/common/fault_server.rs"]
 mod fault_server;
 
@@ -13,40 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{ok, tiny_clip};
 use fault_server::{Fault, FaultServer};
 
 const GIMP: &str = "/usr/share/gimp/2.0/help/en";
-
-fn ok(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
-        .args(args)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "realsyn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn tiny_clip(dir: &Path) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity");
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("tiny-gelu.json")).unwrap()).unwrap();
-    cfg["text_cfg"]["vocab_size"] = 49408.into();
-    let cfg_path = dir.join("tiny.json");
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let weights = dir.join("tiny.safetensors");
-    ok(&[
-        "init",
-        "--arch",
-        cfg_path.to_str().unwrap(),
-        "--output",
-        weights.to_str().unwrap(),
-    ]);
-    weights
-}
 
 /// `n` GIMP pages with the images they show, copied under `dir/en`.
 fn gimp_pages(dir: &Path, prefix: &str, n: usize) -> PathBuf {
