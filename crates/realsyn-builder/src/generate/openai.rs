@@ -76,19 +76,7 @@ impl OpenAiClient {
 
     /// The JSON body of one request.
     pub fn body(&self, r: &ChatRequest) -> Value {
-        let mut body = json!({
-            "model": self.opts.model,
-            "messages": r.messages,
-            "max_tokens": r.max_tokens,
-            "temperature": r.temperature,
-            "top_p": r.top_p,
-            "seed": r.seed,
-            "n": 1,
-        });
-        if !r.stop.is_empty() {
-            body["stop"] = json!(r.stop);
-        }
-        body
+        request_body(&self.opts.model, r)
     }
 
     /// POST one body, with retries.
@@ -190,6 +178,23 @@ impl OpenAiClient {
     }
 }
 
+/// The chat-completions body of one request for `model` (also what batch files hold).
+pub fn request_body(model: &str, r: &ChatRequest) -> Value {
+    let mut body = json!({
+        "model": model,
+        "messages": r.messages,
+        "max_tokens": r.max_tokens,
+        "temperature": r.temperature,
+        "top_p": r.top_p,
+        "seed": r.seed,
+        "n": 1,
+    });
+    if !r.stop.is_empty() {
+        body["stop"] = json!(r.stop);
+    }
+    body
+}
+
 /// A chat-completion response body -> the reply, `None` when it is not one.
 pub fn parse_completion(text: &str) -> Option<ChatReply> {
     let v: Value = serde_json::from_str(text).ok()?;
@@ -241,7 +246,6 @@ pub fn custom_id(body: &Value) -> String {
 
 /// Append requests to an OpenAI Batch JSONL file (`vllm run-batch -i FILE`).
 pub fn write_batch(path: &Path, model: &str, requests: &[ChatRequest]) -> Result<()> {
-    let client = OpenAiClient::new(ClientOptions::new("http://unused", model));
     let mut f = std::io::BufWriter::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -250,7 +254,7 @@ pub fn write_batch(path: &Path, model: &str, requests: &[ChatRequest]) -> Result
             .with_context(|| format!("opening {}", path.display()))?,
     );
     for r in requests {
-        let body = client.body(r);
+        let body = request_body(model, r);
         let line = json!({
             "custom_id": custom_id(&body),
             "method": "POST",
@@ -323,11 +327,10 @@ impl ChatLlm for BatchDir {
         1024
     }
     fn complete(&mut self, requests: &[ChatRequest]) -> Vec<Result<ChatReply, &'static str>> {
-        let client = OpenAiClient::new(ClientOptions::new("http://unused", &self.model));
         let mut out = Vec::with_capacity(requests.len());
         let mut new = Vec::new();
         for r in requests {
-            let id = custom_id(&client.body(r));
+            let id = custom_id(&request_body(&self.model, r));
             match self.answers.as_ref().and_then(|a| a.answers.get(&id)) {
                 Some(answer) => out.push(answer.clone()),
                 None => {
@@ -403,12 +406,11 @@ impl ChatLlm for BatchResults {
         1024
     }
     fn complete(&mut self, requests: &[ChatRequest]) -> Vec<Result<ChatReply, &'static str>> {
-        let client = OpenAiClient::new(ClientOptions::new("http://unused", &self.model));
         requests
             .iter()
             .map(|r| {
                 self.answers
-                    .get(&custom_id(&client.body(r)))
+                    .get(&custom_id(&request_body(&self.model, r)))
                     .cloned()
                     .unwrap_or(Err("request missing from the batch results"))
             })
