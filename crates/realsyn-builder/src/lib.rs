@@ -23,8 +23,10 @@
 //! `ImageEmbedder`, `TextEmbedder`, `DualEmbedder` and `PerplexityScorer` (`realsyn-runtime` adapts
 //! the model library's to them).
 
+pub mod balance;
 pub mod cat;
 pub mod cluster;
+pub mod dataset;
 pub mod dedup;
 pub mod document;
 pub mod embed;

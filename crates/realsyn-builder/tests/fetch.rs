@@ -178,6 +178,8 @@ fn extract_downloads_url_images_and_counts_failures() {
         text_semantic: None,
         pairing: None,
         generation: None,
+        balance: None,
+        dataset: None,
         images_outside_input: false,
     };
     let store = tmp.path().join("store");

@@ -92,6 +92,8 @@ fn local_paths_stay_inside_the_input_and_loops_end() {
         text_semantic: None,
         pairing: None,
         generation: None,
+        balance: None,
+        dataset: None,
         images_outside_input: false,
     };
     assert!(png(400, 400, 5).len() > 300_000 && png(200, 160, 3).len() < 100_000 + 10);

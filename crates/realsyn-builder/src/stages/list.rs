@@ -12,9 +12,9 @@ use anyhow::{Result, bail};
 
 use super::pipeline::{FetchSettings, Manifest, Models};
 use super::{
-    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, GENERATE,
-    RETRIEVE, cluster_text, dedup_images, dedup_text, dedup_text_semantic, extract, filter_text,
-    generate, retrieve,
+    BALANCE, CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT,
+    GENERATE, RETRIEVE, WRITE, balance, cluster_text, dedup_images, dedup_text,
+    dedup_text_semantic, extract, filter_text, generate, retrieve, write,
 };
 use crate::cat::CatFilter;
 use crate::funnel::Funnel;
@@ -82,7 +82,7 @@ pub trait Stage: Sync {
 }
 
 /// Every stage, in the paper's order (§3.1, then §3.2's clustering, retrieval and
-/// generation; balance and the dataset writer come next).
+/// generation, then §3.3's balance and the dataset writer).
 pub static STAGES: &[&dyn Stage] = &[
     &Extract,
     &FilterText,
@@ -92,6 +92,8 @@ pub static STAGES: &[&dyn Stage] = &[
     &ClusterText,
     &Retrieve,
     &Generate,
+    &Balance,
+    &Write,
 ];
 
 /// The stage called `name`.
@@ -503,6 +505,87 @@ impl Stage for Generate {
                 .map(|p| p as &mut dyn crate::embed::DualEmbedder),
         };
         Ok(generate::run(cx.store, m, settings, shard, models)?.is_some())
+    }
+}
+
+/// §3.3 semantic balance sampling: image-text cosine band, then per image cluster
+/// at most `cap` samples (one variant per cap) and the random baseline.
+pub struct Balance;
+
+impl Stage for Balance {
+    fn name(&self) -> &'static str {
+        BALANCE
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.3 semantic balance sampling: cosine band on image vs synthetic text, image k-means, per-cluster caps"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Whole
+    }
+    fn needs(&self, m: &Manifest) -> ModelNeeds {
+        ModelNeeds {
+            pair_encoder: m.balance.is_some() && m.pairing.is_some(),
+            ..ModelNeeds::default()
+        }
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        if m.pairing.is_some() && m.balance.is_none() {
+            vec!["semantic balance sampling (no --balance-caps)"]
+        } else {
+            Vec::new()
+        }
+    }
+    fn off(&self, m: &Manifest) -> bool {
+        m.balance.is_none() || m.pairing.is_none()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, _shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        let settings = m
+            .balance
+            .as_ref()
+            .expect("the stage is off without balance");
+        let encoder = cx
+            .models
+            .pair
+            .as_deref_mut()
+            .map(|p| p as &mut dyn crate::embed::DualEmbedder);
+        Ok(balance::run(cx.store, m, settings, encoder)?.is_some())
+    }
+}
+
+/// The dataset: WebDataset shards as img2dataset writes them (Table 13's format).
+pub struct Write;
+
+impl Stage for Write {
+    fn name(&self) -> &'static str {
+        WRITE
+    }
+    fn paper_step(&self) -> &'static str {
+        "§3.3 / Table 13 the dataset: WebDataset shards (jpg, txt = text1, json with text2, text3, syn_text)"
+    }
+    fn fan(&self) -> Fan {
+        Fan::Parts
+    }
+    fn needs(&self, _m: &Manifest) -> ModelNeeds {
+        ModelNeeds::default()
+    }
+    fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
+        if m.pairing.is_some() && m.dataset.is_none() {
+            vec!["dataset writer (no --dataset)"]
+        } else {
+            Vec::new()
+        }
+    }
+    fn off(&self, m: &Manifest) -> bool {
+        m.dataset.is_none() || m.pairing.is_none()
+    }
+    fn run(&self, cx: &mut StageRun<'_, '_>, shard: ShardSpec) -> Result<bool> {
+        let m = cx.manifest;
+        let settings = m
+            .dataset
+            .as_ref()
+            .expect("the stage is off without a dataset");
+        Ok(write::run(cx.store, m, settings, shard)?.is_some())
     }
 }
 

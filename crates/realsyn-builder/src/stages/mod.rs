@@ -17,9 +17,13 @@
 //!   (paper §3.2, hierarchical retrieval).
 //! - `generate`: per image a caption, open-set tags and an LLM-merged synthetic text
 //!   (paper §3.2, image semantic augmented generation).
+//! - `balance`: image-text cosine band and per-image-cluster caps (paper §3.3,
+//!   semantic balance sampling), every cap's variant and the random baseline.
+//! - `write`: the dataset as WebDataset shards (img2dataset's layout).
 //! - `pair_images` (not in the list): images without documents paired with a
 //!   finished store's sentences (paper §4, pure images).
 
+pub mod balance;
 pub mod cluster_text;
 pub mod dedup_images;
 pub mod dedup_text;
@@ -31,6 +35,7 @@ pub mod list;
 pub mod pair_images;
 pub mod pipeline;
 pub mod retrieve;
+pub mod write;
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -49,6 +54,8 @@ pub const DEDUP_IMAGES: &str = "dedup-images";
 pub const CLUSTER_TEXT: &str = "cluster-text";
 pub const RETRIEVE: &str = "retrieve";
 pub const GENERATE: &str = "generate";
+pub const BALANCE: &str = "balance";
+pub const WRITE: &str = "write";
 
 /// Rows as JSON lines into a file (inside a part's temporary directory).
 pub fn write_jsonl<T: Serialize>(path: &Path, rows: impl IntoIterator<Item = T>) -> Result<u64> {

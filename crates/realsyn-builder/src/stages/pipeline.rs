@@ -52,6 +52,43 @@ pub struct Manifest {
     /// `None` stops the build after retrieval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationSettings>,
+    /// Semantic balance sampling (paper §3.3); `None` writes every pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<BalanceSettings>,
+    /// The dataset writer (WebDataset shards); `None` stops before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetSettings>,
+}
+
+/// Semantic balance sampling (paper §3.3): the cosine band and the image clusters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalanceSettings {
+    /// Which image-text cosines are kept (paper: 0.51..0.61 on EVA02-CLIP E/14-plus).
+    pub band: crate::balance::Band,
+    /// Samples per image cluster at most, one dataset variant each (paper: 20, 35,
+    /// 180 for RealSyn15M, 30M, 100M).
+    pub caps: Vec<usize>,
+    /// Image clusters K; `None`: pairs / `pairs_per_cluster` (paper: 1M, 168 each).
+    pub clusters: Option<usize>,
+    pub pairs_per_cluster: usize,
+    pub iterations: usize,
+    pub kmeans_seed: u64,
+    /// Seed of the per-cluster draws and of the random baseline.
+    pub sample_seed: u64,
+}
+
+/// What the dataset writer writes (img2dataset's options where they exist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSettings {
+    pub samples_per_shard: usize,
+    /// The variants: balanced caps (default: every cap of the balance), `all`
+    /// (every pair, the only one without a balance) and the random baselines.
+    pub variants: Vec<crate::dataset::Variant>,
+    /// Resize images (img2dataset's `--resize_mode`, `--image_size`); `None`
+    /// keeps the original bytes (non-JPEG images are re-encoded to JPEG).
+    pub resize: Option<crate::dataset::Resize>,
+    /// JPEG quality of re-encoded images (img2dataset: 95).
+    pub jpeg_quality: u8,
 }
 
 /// Which language model merges the texts.

@@ -360,6 +360,19 @@ fn for_each_image(
     rows: &[(usize, ImageRow)],
     mut visit: impl FnMut(usize, Result<image::DynamicImage, &'static str>) -> Result<()>,
 ) -> Result<()> {
+    for_each_image_bytes(store, rows, |j, bytes| {
+        let decoded = bytes.and_then(|b| crate::images::decode(b).map_err(|_| "image unreadable"));
+        visit(j, decoded)
+    })
+}
+
+/// Visit each row's stored image bytes (by position in `rows`), reading each tar
+/// shard of the store once; rows whose image is not found are not visited.
+pub fn for_each_image_bytes(
+    store: &Path,
+    rows: &[(usize, ImageRow)],
+    mut visit: impl FnMut(usize, Result<&[u8], &'static str>) -> Result<()>,
+) -> Result<()> {
     use realsyn_data::image::IMAGE_EXTENSIONS;
     use realsyn_data::wds::{SkipCounter, read_shard};
     let mut by_shard: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -377,11 +390,11 @@ fn for_each_image(
             let Some(&j) = want.get(sample.key.as_str()) else {
                 continue;
             };
-            let decoded = sample
+            let bytes = sample
                 .first_of(IMAGE_EXTENSIONS)
-                .ok_or("image unreadable")
-                .and_then(|b| crate::images::decode(b).map_err(|_| "image unreadable"));
-            visit(j, decoded)?;
+                .map(|b| b.as_ref())
+                .ok_or("image unreadable");
+            visit(j, bytes)?;
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
+use realsyn_builder::dataset::Variant;
 use realsyn_builder::embed::EncoderChoice;
 use realsyn_builder::generate::prompt::A2_MERGE_PROMPT;
 use realsyn_builder::ingest::Format;
@@ -13,12 +14,12 @@ use realsyn_builder::stages::list::{
     self, ModelNeeds, STAGES, StageRun, run_all, write_store_funnel,
 };
 use realsyn_builder::stages::pipeline::{
-    CaptionerChoice, FetchSettings, GenerationSettings, LlmChoice, Manifest, PairingSettings,
-    PerplexitySettings, SemanticSettings, TagSettings,
+    BalanceSettings, CaptionerChoice, DatasetSettings, FetchSettings, GenerationSettings,
+    LlmChoice, Manifest, PairingSettings, PerplexitySettings, SemanticSettings, TagSettings,
 };
 use realsyn_builder::stages::{
-    CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT, GENERATE,
-    RETRIEVE, cluster_text, dedup_images, dedup_text_semantic, filter_text,
+    BALANCE, CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT,
+    GENERATE, RETRIEVE, WRITE, cluster_text, dedup_images, dedup_text_semantic, filter_text,
 };
 use realsyn_runtime::build_models::{ModelOptions, with_models};
 use realsyn_runtime::llm::LlmOptions;
@@ -30,7 +31,9 @@ use realsyn_runtime::llm::LlmOptions;
 /// -> dedup-text [-> dedup-text-semantic with --text-encoder], and dedup-images
 /// (semantic too with --image-encoder); with --pair-encoder: cluster-text (k-means
 /// over sentence embeddings) -> retrieve (hierarchical top-3 per image); with --llm:
-/// generate (caption + tags + LLM merge -> one synthetic text per image). Each writes STORE/STAGE/part-i-of-N/
+/// generate (caption + tags + LLM merge -> one synthetic text per image); with
+/// --balance-caps: balance (cosine band + per-image-cluster caps); with --dataset:
+/// write (WebDataset shards in STORE/dataset/VARIANT/). Each writes STORE/STAGE/part-i-of-N/
 /// atomically and skips parts already done, so a killed run resumes where it
 /// stopped; `--shard i/N` runs one part (fan it out on a cluster, then run the next
 /// stage). `all` runs everything in one process. Models run on --device cpu or cuda.
@@ -154,6 +157,27 @@ enum Stage {
         shard: Option<ShardSpec>,
         #[command(flatten)]
         runtime: Runtime,
+    },
+    /// Semantic balance sampling (paper 3.3): cosine(image, synthetic text) with
+    /// --pair-encoder, the --balance-band, image k-means, and per cluster at most
+    /// each --balance-caps samples (one variant per cap, plus the random baseline
+    /// of the same size). Writes balance/part-0-of-1/balance.json (what the band
+    /// drops, cluster sizes before and after).
+    Balance {
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        runtime: Runtime,
+    },
+    /// The dataset: STORE/dataset/VARIANT/{00000..N}.tar as img2dataset writes them
+    /// (KEY.jpg, KEY.txt = text1, KEY.json with text2, text3, syn_text and the
+    /// provenance of each), a .parquet and _stats.json beside each tar, sizes.json.
+    /// Part i of N writes shards s with s mod N = i.
+    Write {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        shard: Option<ShardSpec>,
     },
     /// Pure images (paper 4, Table 12): pair images with no documents (a folder, or
     /// WebDataset .tar shards, e.g. ImageNet) with the sentences of a store built
@@ -318,6 +342,114 @@ struct Settings {
     pairing: PairingArgs,
     #[command(flatten)]
     generation: GenerationArgs,
+    #[command(flatten)]
+    balance: BalanceArgs,
+    #[command(flatten)]
+    dataset: DatasetArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct BalanceArgs {
+    /// Semantic balance sampling (paper 3.3) with these per-image-cluster caps, one
+    /// dataset variant each (paper: 20,35,180 for RealSyn15M/30M/100M). Needs
+    /// --pair-encoder. Without it every pair is written.
+    #[arg(long, value_delimiter = ',')]
+    balance_caps: Vec<usize>,
+    /// Image-text cosines kept: LOW..HIGH (the paper's 0.51..0.61, on EVA02-CLIP
+    /// E/14-plus), qLOW..qHIGH (quantiles of the observed cosines, for encoders of
+    /// another scale, e.g. q0.05..q0.90) or off. The report gives both.
+    #[arg(long, default_value = "0.51..0.61")]
+    balance_band: realsyn_builder::balance::Band,
+    /// Image clusters K (default: kept pairs / --pairs-per-image-cluster).
+    #[arg(long)]
+    image_clusters: Option<usize>,
+    /// Pairs per image cluster (paper: 168.3M pairs in 1M clusters).
+    #[arg(long, default_value_t = realsyn_builder::balance::PAPER_PAIRS_PER_CLUSTER)]
+    pairs_per_image_cluster: usize,
+    /// Seed of the per-cluster draws and of the random baseline.
+    #[arg(long, default_value_t = 0)]
+    balance_seed: u64,
+}
+
+#[derive(clap::Args, Clone)]
+struct DatasetArgs {
+    /// Write the dataset as WebDataset shards into STORE/dataset/VARIANT/ (the
+    /// `write` stage; img2dataset's layout, open_clip's --train-data reads it).
+    #[arg(long)]
+    dataset: bool,
+    /// Variants to write: all, balanced-CAP, random-CAP (the same size as
+    /// balanced-CAP, Table 5's baseline). Default: balanced-CAP for every
+    /// --balance-caps, else all.
+    #[arg(long, value_delimiter = ',')]
+    dataset_variants: Vec<realsyn_builder::dataset::Variant>,
+    /// Samples per tar (img2dataset: 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    samples_per_shard: usize,
+    /// Resize images: SIZE[:keep_ratio|center_crop][+only_if_bigger]. Default: the
+    /// original bytes (non-JPEG images re-encoded as JPEG).
+    #[arg(long)]
+    resize: Option<realsyn_builder::dataset::Resize>,
+    /// JPEG quality of re-encoded images.
+    #[arg(long, default_value_t = 95)]
+    jpeg_quality: u8,
+}
+
+fn balance(b: &BalanceArgs, pairing: bool) -> Result<Option<BalanceSettings>> {
+    if b.balance_caps.is_empty() {
+        return Ok(None);
+    }
+    if !pairing {
+        anyhow::bail!("--balance-caps balances image-text pairs: it needs --pair-encoder");
+    }
+    if b.balance_caps.contains(&0) || b.pairs_per_image_cluster == 0 {
+        anyhow::bail!("--balance-caps and --pairs-per-image-cluster must be at least 1");
+    }
+    Ok(Some(BalanceSettings {
+        band: b.balance_band,
+        caps: b.balance_caps.clone(),
+        clusters: b.image_clusters,
+        pairs_per_cluster: b.pairs_per_image_cluster,
+        iterations: 25,
+        kmeans_seed: 1234,
+        sample_seed: b.balance_seed,
+    }))
+}
+
+fn dataset(
+    d: &DatasetArgs,
+    balance: Option<&BalanceSettings>,
+    pairing: bool,
+) -> Result<Option<DatasetSettings>> {
+    if !d.dataset {
+        return Ok(None);
+    }
+    if !pairing {
+        anyhow::bail!("--dataset writes image-text pairs: it needs --pair-encoder");
+    }
+    let variants = if d.dataset_variants.is_empty() {
+        match balance {
+            Some(b) => b
+                .caps
+                .iter()
+                .map(|&cap| Variant::Balanced { cap })
+                .collect(),
+            None => vec![Variant::All],
+        }
+    } else {
+        d.dataset_variants.clone()
+    };
+    if balance.is_none() && variants.iter().any(|v| *v != Variant::All) {
+        anyhow::bail!("--dataset-variants balanced-*/random-* need --balance-caps");
+    }
+    if d.samples_per_shard == 0 || !(1..=100).contains(&d.jpeg_quality) {
+        anyhow::bail!("--samples-per-shard must be at least 1 and --jpeg-quality 1..100");
+    }
+    Ok(Some(DatasetSettings {
+        samples_per_shard: d.samples_per_shard,
+        variants,
+        resize: d.resize,
+        jpeg_quality: d.jpeg_quality,
+    }))
 }
 
 #[derive(clap::Args, Clone)]
@@ -524,8 +656,12 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
     if p.texts_per_image == 0 || p.probe == 0 || p.sentences_per_cluster == 0 {
         anyhow::bail!("--texts-per-image, --probe and --sentences-per-cluster must be at least 1");
     }
+    let paired = p.pair_encoder.is_some();
+    let balance = balance(&s.balance, paired)?;
     Ok(Manifest {
-        generation: generation(&s.generation, p.pair_encoder.is_some())?,
+        dataset: dataset(&s.dataset, balance.as_ref(), paired)?,
+        balance,
+        generation: generation(&s.generation, paired)?,
         pairing: p.pair_encoder.as_ref().map(|e| PairingSettings {
             encoder: e.clone(),
             sentences_per_cluster: p.sentences_per_cluster,
@@ -602,6 +738,10 @@ pub fn run(args: Args) -> Result<()> {
                 "store: {} (funnel.json, funnel.md beside it)",
                 store.store.display()
             );
+            for v in m.dataset.iter().flat_map(|d| &d.variants) {
+                let pattern = realsyn_builder::stages::write::shard_pattern(&store.store, *v)?;
+                eprintln!("dataset {v}: {pattern}");
+            }
             return Ok(());
         }
         Stage::Extract {
@@ -644,6 +784,10 @@ pub fn run(args: Args) -> Result<()> {
             shard,
             runtime,
         } => (store, shard, Some(runtime), vec![list::stage(GENERATE)?]),
+        Stage::Balance { store, runtime } => {
+            (store, None, Some(runtime), vec![list::stage(BALANCE)?])
+        }
+        Stage::Write { store, shard } => (store, shard, None, vec![list::stage(WRITE)?]),
         Stage::PairImages {
             store,
             images,

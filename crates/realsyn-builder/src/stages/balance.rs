@@ -1,0 +1,452 @@
+//! Stage `balance`: semantic balance sampling (paper §3.3). One job over every
+//! paired image (generate's rows, or retrieve's when the store generates nothing):
+//!
+//! 1. cosine(image, synthetic text) with the pairing dual encoder (text1's when an
+//!    image has no synthetic text), and the band (`crate::balance::Band`) drops
+//!    OCR-like pairs above it and mismatched pairs below it. The report gives what
+//!    the paper's band and the quantile band drop on these cosines, whichever is
+//!    applied, since the paper's bounds are on EVA02-CLIP E/14-plus's scale.
+//! 2. Spherical k-means (`crate::cluster::kmeans`) over the image embeddings of the
+//!    pairs the band keeps (paper: 168.3M pairs into 1M clusters).
+//! 3. Each cluster's members get a seeded random rank; a variant with cap c keeps
+//!    ranks below c (paper: 20 / 35 / 180 for RealSyn15M / 30M / 100M), and the
+//!    random-sampling baseline of Table 5 gets one seeded rank over the whole pool.
+//!
+//! Image embeddings are dedup-images' when they came from the pairing encoder
+//! (the same file), computed here otherwise.
+//!
+//! Output (`balance/part-0-of-1/`): `samples.jsonl`, one row per paired image in
+//! the source's order (its part and line, cosine, verdict, cluster, rank, random
+//! rank); `image_centroids.npy`; `balance.json` (the band's effect, cluster sizes
+//! before and after each cap and for the random baseline of the same size).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use realsyn_io::npy::NpyMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::cluster_text::{SizeStats, TWO_LEVEL_FROM};
+use super::extract::ImageRow;
+use super::generate::{Caption, GeneratedRow};
+use super::pipeline::{BalanceSettings, Manifest};
+use super::retrieve::{PairRow, embed_images, reuses_image_embeddings};
+use super::{BALANCE, DEDUP_IMAGES, GENERATE, JsonlWriter, RETRIEVE, iter_jsonl, write_funnel};
+use crate::balance::{self, Band, BandEffect, Verdict};
+use crate::cluster::kmeans::{self, KMeansParams, NoCheckpoint};
+use crate::cluster::search::top_m;
+use crate::embed::DualEmbedder;
+use crate::funnel::Funnel;
+use crate::shard::{PartWriter, ShardSpec, complete_parts};
+
+const EMBED_BATCH: usize = 64;
+const ASSIGN_BLOCK: usize = 65_536;
+
+/// One paired image's place in the balance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalancedRow {
+    /// Index of the source part (`SamplesSource::parts`) and line in its file.
+    pub part: usize,
+    pub line: usize,
+    pub image_id: String,
+    /// cosine(image, scored text); NaN (null) when the image could not be embedded.
+    pub cosine: Option<f32>,
+    /// `syn_text`, or `text1` for an image without a synthetic text.
+    pub scored_text: String,
+    pub verdict: Option<Verdict>,
+    /// The image cluster, the rank within it and the rank in the random baseline,
+    /// for pairs the band keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_rank: Option<u32>,
+}
+
+impl BalancedRow {
+    /// Whether the variant with this cap keeps the row.
+    pub fn in_balanced(&self, cap: usize) -> bool {
+        self.rank.is_some_and(|r| (r as usize) < cap)
+    }
+    /// Whether the random baseline of `size` samples keeps the row.
+    pub fn in_random(&self, size: usize) -> bool {
+        self.random_rank.is_some_and(|r| (r as usize) < size)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariantSummary {
+    pub cap: usize,
+    pub samples: usize,
+    /// Cluster sizes after the cap, and of the random baseline of the same size.
+    pub sizes: SizeStats,
+    pub random_sizes: SizeStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BalanceSummary {
+    pub encoder: String,
+    pub source: String,
+    pub pairs: usize,
+    pub not_embedded: usize,
+    /// cosines scored against text1 (no synthetic text).
+    pub scored_on_text1: usize,
+    /// The band applied, and the paper's band and the quantiles that drop the
+    /// same share, measured on these cosines.
+    pub applied: BandEffect,
+    pub paper_band: BandEffect,
+    pub applied_as_quantiles: (f64, f64),
+    pub clusters: usize,
+    pub kmeans_objective: Vec<f64>,
+    pub sizes_before: SizeStats,
+    pub variants: Vec<VariantSummary>,
+    pub settings: BalanceSettings,
+}
+
+/// The paired images of a store: generate's rows, or retrieve's when the store
+/// generates nothing (then without caption, tags or synthetic text).
+pub struct SamplesSource {
+    pub stage: &'static str,
+    pub parts: Vec<PathBuf>,
+    file: &'static str,
+}
+
+impl SamplesSource {
+    pub fn open(store: &Path, m: &Manifest) -> Result<Self> {
+        let (stage, file) = if m.generation.is_some() {
+            (GENERATE, "samples.jsonl")
+        } else {
+            (RETRIEVE, "pairs.jsonl")
+        };
+        let parts = complete_parts(&store.join(stage))
+            .with_context(|| format!("the dataset is made of {stage}'s rows: run {stage} first"))?;
+        Ok(Self { stage, parts, file })
+    }
+
+    /// The rows of part `p`, in order.
+    pub fn rows(&self, p: usize) -> impl Iterator<Item = Result<GeneratedRow>> + use<> {
+        let generated = self.stage == GENERATE;
+        iter_jsonl::<serde_json::Value>(&self.parts[p].join(self.file))
+            .enumerate()
+            .map(move |(line, v)| {
+                let v = v?;
+                if generated {
+                    return Ok(serde_json::from_value(v)?);
+                }
+                let pair: PairRow = serde_json::from_value(v)?;
+                Ok(GeneratedRow {
+                    row: line,
+                    pair,
+                    caption: Caption {
+                        text: None,
+                        source: "none".into(),
+                    },
+                    tags: Vec::new(),
+                    synthetic: Vec::new(),
+                    synthetic_missing: Vec::new(),
+                })
+            })
+    }
+
+    /// Every row with its part and line.
+    pub fn all(&self) -> impl Iterator<Item = Result<(usize, usize, GeneratedRow)>> + '_ {
+        (0..self.parts.len()).flat_map(move |p| {
+            self.rows(p)
+                .enumerate()
+                .map(move |(line, r)| r.map(|r| (p, line, r)))
+        })
+    }
+}
+
+/// The text a pair is scored on: its first synthetic text, else text1.
+fn scored_text(r: &GeneratedRow) -> (&str, &'static str) {
+    match r.synthetic.first() {
+        Some(s) => (s.text.as_str(), "syn_text"),
+        None => (
+            r.pair.texts.first().map_or("", |t| t.text.as_str()),
+            "text1",
+        ),
+    }
+}
+
+pub fn run(
+    store: &Path,
+    m: &Manifest,
+    settings: &BalanceSettings,
+    encoder: Option<&mut dyn DualEmbedder>,
+) -> Result<Option<Funnel>> {
+    let source = SamplesSource::open(store, m)?;
+    let Some(part) = PartWriter::begin(&store.join(BALANCE), ShardSpec::default())? else {
+        return Ok(None);
+    };
+    let pairing = m
+        .pairing
+        .as_ref()
+        .context("balance compares images with texts: the store needs --pair-encoder")?;
+    let encoder = encoder.ok_or_else(|| {
+        anyhow::anyhow!(
+            "balance needs the pairing encoder {} loaded",
+            pairing.encoder
+        )
+    })?;
+    // 1. The rows and the texts they are scored on.
+    let mut rows: Vec<BalancedRow> = Vec::new();
+    let mut images: Vec<(usize, ImageRow)> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    for r in source.all() {
+        let (p, line, g) = r?;
+        let (text, which) = scored_text(&g);
+        texts.push(text.to_string());
+        rows.push(BalancedRow {
+            part: p,
+            line,
+            image_id: g.pair.image.id.clone(),
+            cosine: None,
+            scored_text: which.into(),
+            verdict: None,
+            cluster: None,
+            rank: None,
+            random_rank: None,
+        });
+        images.push((rows.len() - 1, g.pair.image));
+    }
+    let n = rows.len();
+    eprintln!("balance: {n} paired images from {}", source.stage);
+    // 2. Embeddings: images (reused or computed) and scored texts.
+    let image_emb = image_embeddings(store, m, &images, &mut *encoder)?;
+    drop(images);
+    let bar = realsyn_data::progress::bar(n as u64, "embed texts");
+    let text_emb = realsyn_io::encode_in_batches(
+        texts.into_iter().map(Ok),
+        EMBED_BATCH,
+        |b: &[String]| {
+            let t: Vec<&str> = b.iter().map(String::as_str).collect();
+            TextEmbedderRef(&mut *encoder).embed(&t)
+        },
+        |k| bar.inc(k as u64),
+    )?;
+    bar.finish_and_clear();
+    let d = text_emb.width();
+    let mut cosines = Vec::with_capacity(n);
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.cosine = image_emb[i]
+            .as_ref()
+            .ok()
+            .filter(|e| e.len() == d)
+            .map(|e| dot_normalised(e, text_emb.row(i)));
+        if let Some(c) = row.cosine {
+            cosines.push(c);
+        }
+    }
+    drop(text_emb);
+    // 3. The band.
+    let applied = balance::band_effect(settings.band, &cosines);
+    let bounds = (applied.low, applied.high);
+    let mut funnel = Funnel::default();
+    let band_step = "semantic balance: cosine band";
+    let (above, below) = (
+        format!("cosine above {:.4} (OCR-like)", bounds.1),
+        format!("cosine below {:.4} (mismatched)", bounds.0),
+    );
+    let mut kept: Vec<usize> = Vec::new();
+    let mut x: Vec<f32> = Vec::new();
+    for (i, row) in rows.iter_mut().enumerate() {
+        let step = funnel.step(band_step, "images");
+        let Some(c) = row.cosine else {
+            step.drop("image could not be embedded");
+            continue;
+        };
+        let v = balance::verdict(c, bounds);
+        row.verdict = Some(v);
+        match v {
+            Verdict::Kept => {
+                step.pass();
+                kept.push(i);
+                x.extend_from_slice(image_emb[i].as_ref().expect("embedded"));
+            }
+            Verdict::Above => step.drop(&above),
+            Verdict::Below => step.drop(&below),
+        }
+    }
+    drop(image_emb);
+    if kept.is_empty() {
+        bail!(
+            "balance: the band {} keeps none of {n} pairs (cosines {}); widen it, e.g. --balance-band q0.05..q0.90",
+            settings.band,
+            describe(&cosines)
+        );
+    }
+    // 4. Image clusters of the kept pairs.
+    kmeans::normalise_rows(&mut x, d);
+    let k = settings
+        .clusters
+        .unwrap_or_else(|| kept.len().div_ceil(settings.pairs_per_cluster.max(1)))
+        .clamp(1, kept.len());
+    let params = KMeansParams {
+        k,
+        iterations: settings.iterations,
+        seed: settings.kmeans_seed,
+        max_points_per_centroid: 256,
+    };
+    eprintln!(
+        "balance: {} pairs in the band -> {k} image clusters",
+        kept.len()
+    );
+    let km = if k >= TWO_LEVEL_FROM {
+        kmeans::train_two_level(&x, d, &params, &mut NoCheckpoint)?
+    } else {
+        kmeans::train(&x, d, &params, &mut NoCheckpoint)?
+    };
+    let mut assign = Vec::with_capacity(kept.len());
+    for block in x.chunks(ASSIGN_BLOCK * d) {
+        assign.extend(top_m(block, &km.centroids, d, 1).ids);
+    }
+    drop(x);
+    let k = km.k();
+    // 5. Ranks: per cluster and for the random baseline.
+    let ranks = balance::cluster_ranks(&assign, k, settings.sample_seed);
+    let random = balance::random_ranks(kept.len(), settings.sample_seed ^ 0x5eed);
+    for (j, &i) in kept.iter().enumerate() {
+        rows[i].cluster = Some(assign[j]);
+        rows[i].rank = Some(ranks[j]);
+        rows[i].random_rank = Some(random[j]);
+    }
+    let largest = settings.caps.iter().copied().max().unwrap_or(usize::MAX);
+    let cap_step = funnel.step(
+        &format!("semantic balance: cluster cap {largest}"),
+        "images",
+    );
+    for &r in &ranks {
+        cap_step.record(((r as usize) >= largest).then_some("over its cluster's cap"));
+    }
+    let variants = settings
+        .caps
+        .iter()
+        .map(|&cap| {
+            let samples = balance::variant_size(&ranks, cap);
+            VariantSummary {
+                cap,
+                samples,
+                sizes: SizeStats::of(&balance::cluster_sizes(&assign, k, |j| {
+                    (ranks[j] as usize) < cap
+                })),
+                random_sizes: SizeStats::of(&balance::cluster_sizes(&assign, k, |j| {
+                    (random[j] as usize) < samples
+                })),
+            }
+        })
+        .collect();
+    let dropped_share = applied.dropped_fraction;
+    let sorted = {
+        let mut s = cosines.clone();
+        s.sort_by(f32::total_cmp);
+        s
+    };
+    let share_below = applied.below as f64 / cosines.len().max(1) as f64;
+    let summary = BalanceSummary {
+        encoder: pairing.encoder.to_string(),
+        source: source.stage.into(),
+        pairs: n,
+        not_embedded: n - cosines.len(),
+        scored_on_text1: rows.iter().filter(|r| r.scored_text == "text1").count(),
+        paper_band: balance::band_effect(Band::default(), &cosines),
+        applied_as_quantiles: (share_below, 1.0 - (dropped_share - share_below)),
+        applied,
+        clusters: k,
+        kmeans_objective: km.objective.clone(),
+        sizes_before: SizeStats::of(&balance::cluster_sizes(&assign, k, |_| true)),
+        variants,
+        settings: settings.clone(),
+    };
+    eprintln!(
+        "balance: band {} drops {:.1}% (paper's 0.51..0.61 would drop {:.1}%; cosines {})",
+        settings.band,
+        100.0 * summary.applied.dropped_fraction,
+        100.0 * summary.paper_band.dropped_fraction,
+        describe(&sorted)
+    );
+    let mut out = JsonlWriter::create(&part.path("samples.jsonl"))?;
+    for r in &rows {
+        out.write(r)?;
+    }
+    out.finish()?;
+    realsyn_io::npy::write_npy(&part.path("image_centroids.npy"), &km.centroids, &[k, d])?;
+    std::fs::write(
+        part.path("balance.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    write_funnel(&part.path("funnel.json"), &funnel)?;
+    part.commit()?;
+    Ok(Some(funnel))
+}
+
+/// The finished balance of a store: its rows and summary.
+pub fn open(store: &Path) -> Result<(Vec<BalancedRow>, BalanceSummary)> {
+    let part = complete_parts(&store.join(BALANCE))
+        .context("run `realsyn build balance` first")?
+        .remove(0);
+    let rows = iter_jsonl(&part.join("samples.jsonl")).collect::<Result<Vec<_>>>()?;
+    let summary = serde_json::from_slice(&std::fs::read(part.join("balance.json"))?)
+        .context("balance.json")?;
+    Ok((rows, summary))
+}
+
+/// min / median / max of some cosines, for messages.
+fn describe(c: &[f32]) -> String {
+    let mut s = c.to_vec();
+    s.sort_by(f32::total_cmp);
+    format!(
+        "min {:.3}, median {:.3}, max {:.3}",
+        balance::quantile(&s, 0.0),
+        balance::quantile(&s, 0.5),
+        balance::quantile(&s, 1.0)
+    )
+}
+
+fn dot_normalised(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(1e-12)
+}
+
+/// The text tower of a dual encoder (both traits name `embed`).
+struct TextEmbedderRef<'a>(&'a mut dyn DualEmbedder);
+
+impl TextEmbedderRef<'_> {
+    fn embed(&mut self, texts: &[&str]) -> Result<realsyn_io::Embeddings> {
+        crate::embed::TextEmbedder::embed(self.0, texts)
+    }
+}
+
+/// Each image's embedding, in `images` order: dedup-images' rows when they came
+/// from the pairing encoder, else computed now.
+fn image_embeddings(
+    store: &Path,
+    m: &Manifest,
+    images: &[(usize, ImageRow)],
+    encoder: &mut dyn DualEmbedder,
+) -> Result<Vec<super::retrieve::Embedded>> {
+    if !reuses_image_embeddings(m) {
+        return embed_images(store, images, encoder);
+    }
+    let dir = complete_parts(&store.join(DEDUP_IMAGES))?.remove(0);
+    let emb = NpyMatrix::open(&dir.join("image_embeddings.npy"))
+        .context("dedup-images kept no image embeddings")?;
+    let mut row_of: HashMap<String, usize> = HashMap::new();
+    for (i, r) in iter_jsonl::<ImageRow>(&dir.join("images.jsonl")).enumerate() {
+        row_of.insert(r?.id, i);
+    }
+    Ok(images
+        .iter()
+        .map(|(_, img)| match row_of.get(&img.id) {
+            Some(&i) if i < emb.rows() => Ok(emb.read_rows(i..i + 1)),
+            _ => Err("image not among dedup-images' rows"),
+        })
+        .collect())
+}
