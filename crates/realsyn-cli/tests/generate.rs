@@ -14,35 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ok, tiny_clip};
+use common::{GIMP, gimp_pages, ok, tiny_clip};
 use fault_server::{Fault, FaultServer};
-
-const GIMP: &str = "/usr/share/gimp/2.0/help/en";
-
-/// `n` GIMP pages with the images they show, copied under `dir/en`.
-fn gimp_pages(dir: &Path, prefix: &str, n: usize) -> PathBuf {
-    let root = dir.join("en");
-    let img = regex::Regex::new(r#"src="(images/[^"]+)""#).unwrap();
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(GIMP)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .collect();
-    pages.sort();
-    for page in pages.into_iter().take(n) {
-        let html = std::fs::read_to_string(&page).unwrap();
-        for c in img.captures_iter(&html) {
-            let (src, dst) = (Path::new(GIMP).join(&c[1]), root.join(&c[1]));
-            if src.is_file() {
-                std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-                std::fs::copy(&src, &dst).unwrap();
-            }
-        }
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::copy(&page, root.join(page.file_name().unwrap())).unwrap();
-    }
-    root
-}
 
 fn samples(store: &Path) -> Vec<serde_json::Value> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(store.join("generate"))

@@ -221,7 +221,7 @@ fn write_shard(
         }
         meta.push(json);
     }
-    tar.finish()?;
+    tar.close()?;
     let stats = ShardStats {
         count: samples.len(),
         successes: status_dict.get("success").copied().unwrap_or(0),
@@ -272,10 +272,20 @@ fn shard_table(meta: &[SampleJson]) -> Table {
 /// Once every part of the stage is done: each variant's `sizes.json` from the
 /// parts' records (written again by whichever part finishes last).
 fn write_sizes(store: &Path, parts: usize) -> Result<()> {
-    let done = complete_parts(&store.join(WRITE))?;
-    if done.len() < parts {
+    let dir = store.join(WRITE);
+    let finished = (0..parts)
+        .filter(|&i| {
+            let part = ShardSpec {
+                index: i,
+                count: parts,
+            };
+            dir.join(part.dir_name()).join("funnel.json").exists()
+        })
+        .count();
+    if finished < parts {
         return Ok(());
     }
+    let done = complete_parts(&dir)?;
     let mut sizes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for p in &done {
         let r: PartRecord = serde_json::from_slice(&std::fs::read(p.join("shards.json"))?)

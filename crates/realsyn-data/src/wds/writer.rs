@@ -123,6 +123,18 @@ impl ShardWriter {
     /// shard paths written by this writer.
     pub fn finish(mut self) -> Result<Vec<PathBuf>> {
         self.close_shard()?;
+        self.merge_sizes()?;
+        Ok(self.sizes.keys().map(|n| self.dir.join(n)).collect())
+    }
+
+    /// Close the last shard without touching `sizes.json` (for a fan-out job whose
+    /// `sizes.json` is written once every part is done); `shard file -> samples`.
+    pub fn close(mut self) -> Result<BTreeMap<String, u64>> {
+        self.close_shard()?;
+        Ok(std::mem::take(&mut self.sizes))
+    }
+
+    fn merge_sizes(&self) -> Result<()> {
         let sizes_path = self.dir.join("sizes.json");
         let mut all: BTreeMap<String, u64> = match std::fs::read(&sizes_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
@@ -131,8 +143,7 @@ impl ShardWriter {
             Err(_) => BTreeMap::new(),
         };
         all.extend(self.sizes.iter().map(|(k, v)| (k.clone(), *v)));
-        write_atomic(&sizes_path, &serde_json::to_vec_pretty(&all)?)?;
-        Ok(self.sizes.keys().map(|n| self.dir.join(n)).collect())
+        write_atomic(&sizes_path, &serde_json::to_vec_pretty(&all)?)
     }
 }
 
