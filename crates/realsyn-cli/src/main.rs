@@ -37,6 +37,7 @@ enum Command {
     Dataset(commands::dataset::Args),
     Scaling(commands::scaling::Args),
     Llm(commands::llm::Args),
+    Run(commands::run::Args),
 }
 
 fn main() {
@@ -53,6 +54,7 @@ fn main() {
         Command::Dataset(a) => commands::dataset::run(a),
         Command::Scaling(a) => commands::scaling::run(a),
         Command::Llm(a) => commands::llm::run(a),
+        Command::Run(a) => commands::run::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

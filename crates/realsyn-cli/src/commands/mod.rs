@@ -6,6 +6,7 @@ pub mod embed;
 pub mod eval;
 pub mod init;
 pub mod llm;
+pub mod run;
 pub mod scaling;
 pub mod tokenize;
 pub mod train;

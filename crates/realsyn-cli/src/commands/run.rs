@@ -1,0 +1,260 @@
+//! `realsyn run RECIPE.toml`: documents -> dataset -> checkpoint -> eval results ->
+//! report, from one recipe. Each step is the realsyn subcommand a user would type,
+//! run as a child process (as a scheduler would run it), skipped when its output is
+//! complete and resumed when it is not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Run a whole recipe: build the dataset, train on one of its variants, evaluate
+/// the checkpoint, and print the report beside the paper's tables.
+///
+/// Under [run].dir: store/ (the builder's store, dataset/VARIANT/ shards inside),
+/// train/ (the training run), eval/ (result JSONs) and report.md. Rerunning skips
+/// finished steps (a store whose funnel.json and variant sizes.json exist, a run
+/// with summary.json, an eval with done.json), resumes a killed build (finished
+/// parts are kept) or training (`--resume latest`).
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  realsyn run recipes/gimp-tiny.toml")]
+pub struct Args {
+    /// The recipe: [run] dir; [build] variant and args (flags of `realsyn build
+    /// all`, without --store); [train] recipe and set; [eval] args and label;
+    /// optional [[prepare]] commands (args, creates) run before the eval.
+    recipe: PathBuf,
+    /// Put the run here instead of [run].dir.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRecipe {
+    run: RunSection,
+    build: BuildSection,
+    train: TrainSection,
+    #[serde(default)]
+    prepare: Vec<Prepare>,
+    eval: Option<EvalSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunSection {
+    dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildSection {
+    /// The dataset variant trained on (all, balanced-CAP, random-CAP).
+    variant: String,
+    args: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainSection {
+    /// A training recipe; data.train and output.dir are set by the run.
+    recipe: PathBuf,
+    #[serde(default)]
+    set: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Prepare {
+    args: Vec<String>,
+    /// Skipped when this path exists.
+    creates: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalSection {
+    /// Flags of `realsyn eval` (without --model and --output).
+    args: Vec<String>,
+    label: Option<String>,
+}
+
+fn realsyn(args: &[String]) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    eprintln!("run: realsyn {}", args.join(" "));
+    let status = Command::new(&exe)
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    if !status.success() {
+        bail!(
+            "`realsyn {}` failed ({status}); fix it and rerun: finished steps are kept",
+            args.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let text = std::fs::read_to_string(&args.recipe)
+        .with_context(|| format!("reading {}", args.recipe.display()))?;
+    let r: RunRecipe =
+        toml::from_str(&text).with_context(|| format!("{} is not a run recipe", args.recipe.display()))?;
+    let dir = args.dir.unwrap_or(r.run.dir);
+    std::fs::create_dir_all(&dir)?;
+    let variant: realsyn_builder::dataset::Variant = r.build.variant.parse()?;
+    if r.build.args.iter().any(|a| a == "--store") {
+        bail!("[build] args must not give --store: the store is {}/store", dir.display());
+    }
+
+    // 1. Documents -> dataset.
+    let store = dir.join("store");
+    let sizes = realsyn_builder::stages::write::variant_dir(&store, variant).join("sizes.json");
+    if store.join("funnel.json").exists() && sizes.exists() {
+        eprintln!("run: build done ({}), skipped", sizes.display());
+    } else {
+        let mut a = vec!["build".into(), "all".into(), "--store".into(), s(&store)];
+        a.extend(r.build.args.iter().cloned());
+        realsyn(&a)?;
+    }
+    let pattern = realsyn_builder::stages::write::shard_pattern(&store, variant)?;
+
+    // 2. Dataset -> checkpoint.
+    let train_dir = dir.join("train");
+    let summary_path = train_dir.join("summary.json");
+    if summary_path.exists() {
+        eprintln!("run: training done ({}), skipped", summary_path.display());
+    } else {
+        let mut a = vec![
+            "train".into(),
+            "--recipe".into(),
+            s(&r.train.recipe),
+            "--set".into(),
+            format!("data.train={}", toml_string(&pattern)),
+            "--set".into(),
+            format!("output.dir={}", toml_string(&s(&train_dir))),
+        ];
+        for kv in &r.train.set {
+            a.extend(["--set".into(), kv.clone()]);
+        }
+        if train_dir.join("checkpoints/latest").exists() {
+            a.extend(["--resume".into(), "latest".into()]);
+        }
+        realsyn(&a)?;
+    }
+    let Some(eval) = r.eval else {
+        return Ok(());
+    };
+
+    // 3. Checkpoint -> results.
+    for p in &r.prepare {
+        if p.creates.exists() {
+            continue;
+        }
+        realsyn(&p.args)?;
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+    let checkpoint = PathBuf::from(
+        summary["checkpoint"]
+            .as_str()
+            .context("summary.json names no checkpoint")?,
+    );
+    let eval_dir = dir.join("eval");
+    let done = eval_dir.join("done.json");
+    if done.exists() {
+        eprintln!("run: evaluation done ({}), skipped", done.display());
+    } else {
+        let mut a = vec![
+            "eval".into(),
+            "--model".into(),
+            s(&checkpoint.join("model.safetensors")),
+            "--output".into(),
+            s(&eval_dir),
+        ];
+        a.extend(eval.args.iter().cloned());
+        realsyn(&a)?;
+        realsyn_io::fs::write_atomic(
+            &done,
+            &serde_json::to_vec_pretty(&serde_json::json!({
+                "checkpoint": checkpoint,
+                "dataset": pattern,
+            }))?,
+        )?;
+    }
+
+    // 4. Results -> report beside the paper's tables.
+    let label = eval.label.unwrap_or_else(|| variant.name());
+    realsyn(&[
+        "eval".into(),
+        "report".into(),
+        format!("{}={label}", s(&eval_dir)),
+        "--output".into(),
+        s(&dir.join("report.md")),
+    ])?;
+    let report = dir.join("report.md");
+    let mut md = std::fs::read_to_string(&report).unwrap_or_default();
+    md.push_str(&run_report(&store, variant, &eval_dir, &summary)?);
+    realsyn_io::fs::write_atomic(&report, md.as_bytes())?;
+    eprintln!("run: report in {}", report.display());
+    Ok(())
+}
+
+/// This run's own numbers: the dataset's funnel and balance, the training, and
+/// every result JSON (the paper's tables above only show the paper's benchmarks).
+fn run_report(
+    store: &Path,
+    variant: realsyn_builder::dataset::Variant,
+    eval_dir: &Path,
+    train: &serde_json::Value,
+) -> Result<String> {
+    let mut md = String::from("\n\n## This run\n\n### Dataset (documents -> pairs)\n\n");
+    md.push_str(&std::fs::read_to_string(store.join("funnel.md")).unwrap_or_default());
+    if let Ok((_, b)) = realsyn_builder::stages::balance::open(store) {
+        md.push_str(&format!(
+            "\nBalance: band {} dropped {:.1}% of {} pairs (the paper's 0.51..0.61 would drop {:.1}% on \
+             these cosines); {} image clusters.\n\n| variant | samples | largest cluster | random baseline's largest |\n|---|---:|---:|---:|\n",
+            b.settings.band,
+            100.0 * b.applied.dropped_fraction,
+            b.pairs,
+            100.0 * b.paper_band.dropped_fraction,
+            b.clusters
+        ));
+        for v in &b.variants {
+            md.push_str(&format!(
+                "| balanced-{} | {} | {} | {} |\n",
+                v.cap, v.samples, v.sizes.max, v.random_sizes.max
+            ));
+        }
+    }
+    md.push_str(&format!(
+        "\nTrained on `{variant}`: {} steps, last loss {:.4}.\n\n### Results\n\n| dataset | task | metric | value |\n|---|---|---|---:|\n",
+        train["steps"], train["last_loss"].as_f64().unwrap_or(f64::NAN)
+    ));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(eval_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("done.json"))
+        .collect();
+    files.sort();
+    for f in files {
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&f)?)?;
+        for (k, v) in r["metrics"].as_object().into_iter().flatten() {
+            if let Some(x) = v.as_f64().filter(|_| !matches!(k.as_str(), "n" | "skipped" | "templates")) {
+                md.push_str(&format!(
+                    "| {} | {} | {k} | {x:.4} |\n",
+                    r["dataset"].as_str().unwrap_or("?"),
+                    r["task"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(md)
+}
+
+/// A TOML string literal (for --set values).
+fn toml_string(v: &str) -> String {
+    toml::Value::String(v.to_string()).to_string()
+}
