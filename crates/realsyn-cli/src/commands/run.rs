@@ -102,13 +102,16 @@ fn s(p: &Path) -> String {
 pub fn run(args: Args) -> Result<()> {
     let text = std::fs::read_to_string(&args.recipe)
         .with_context(|| format!("reading {}", args.recipe.display()))?;
-    let r: RunRecipe =
-        toml::from_str(&text).with_context(|| format!("{} is not a run recipe", args.recipe.display()))?;
+    let r: RunRecipe = toml::from_str(&text)
+        .with_context(|| format!("{} is not a run recipe", args.recipe.display()))?;
     let dir = args.dir.unwrap_or(r.run.dir);
     std::fs::create_dir_all(&dir)?;
     let variant: realsyn_builder::dataset::Variant = r.build.variant.parse()?;
     if r.build.args.iter().any(|a| a == "--store") {
-        bail!("[build] args must not give --store: the store is {}/store", dir.display());
+        bail!(
+            "[build] args must not give --store: the store is {}/store",
+            dir.display()
+        );
     }
 
     // 1. Documents -> dataset.
@@ -242,7 +245,10 @@ fn run_report(
     for f in files {
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&f)?)?;
         for (k, v) in r["metrics"].as_object().into_iter().flatten() {
-            if let Some(x) = v.as_f64().filter(|_| !matches!(k.as_str(), "n" | "skipped" | "templates")) {
+            if let Some(x) = v
+                .as_f64()
+                .filter(|_| !matches!(k.as_str(), "n" | "skipped" | "templates"))
+            {
                 md.push_str(&format!(
                     "| {} | {} | {k} | {x:.4} |\n",
                     r["dataset"].as_str().unwrap_or("?"),

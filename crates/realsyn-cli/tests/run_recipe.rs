@@ -1,0 +1,137 @@
+//! `realsyn run recipes/gimp-tiny.toml` end to end (GIMP manual -> balanced dataset
+//! -> tiny CLIP -> Fashion-MNIST zero-shot and linear probe -> report), once
+//! straight through and once killed (SIGKILL to the whole process group) during the
+//! build and again during training, then rerun: the same dataset bytes, the same
+//! training losses and the same results.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{GIMP, tree};
+
+fn root() -> PathBuf {
+    std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
+}
+
+/// The shipped recipe with its run folder moved to `dir`.
+fn recipe(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("recipes/gimp-tiny.toml")).unwrap();
+    assert!(text.contains("runs/gimp-tiny"));
+    let p = dir.with_extension("toml");
+    std::fs::write(&p, text.replace("runs/gimp-tiny", dir.to_str().unwrap())).unwrap();
+    p
+}
+
+fn start(recipe: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(["run", recipe.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn finish(recipe: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(["run", recipe.to_str().unwrap()])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "realsyn run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// SIGKILL the run and every step it started, once `ready` holds.
+fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {what}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(600), "waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pgid = child.id() as i32;
+    assert!(pgid > 1);
+    // SAFETY: signals the process group the child leads (process_group(0)).
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+}
+
+fn results(dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut out: Vec<(String, serde_json::Value)> = std::fs::read_dir(dir.join("eval"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("done.json"))
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (
+                p.file_name().unwrap().to_string_lossy().into(),
+                v["metrics"].clone(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let ra = recipe(&a);
+    finish(&ra);
+    let report = std::fs::read_to_string(a.join("report.md")).unwrap();
+    for want in [
+        "semantic balance: cosine band",
+        "dataset writer: balanced-16",
+        "| balanced-16 |",
+        "| fashion-mnist | zeroshot_classification | acc1 |",
+        "| fashion-mnist | linear_probe | acc1 |",
+    ] {
+        assert!(report.contains(want), "report.md lacks {want:?}:\n{report}");
+    }
+    let ra_results = results(&a);
+    assert_eq!(ra_results.len(), 2);
+    // A rerun finds everything done.
+    finish(&ra);
+    assert_eq!(results(&a), ra_results);
+
+    let b = tmp.path().join("b");
+    let rb = recipe(&b);
+    let mut child = start(&rb);
+    kill_when(&mut child, "retrieval", || {
+        b.join("store/cluster-text").exists()
+    });
+    assert!(!b.join("store/funnel.json").exists());
+    let mut child = start(&rb);
+    kill_when(&mut child, "training step 10", || {
+        std::fs::read_to_string(b.join("train/metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 2)
+            && b.join("train/checkpoints/latest").exists()
+    });
+    assert!(!b.join("train/summary.json").exists());
+    finish(&rb);
+
+    assert!(
+        tree(&a.join("store/dataset")) == tree(&b.join("store/dataset")),
+        "the dataset differs after the kills"
+    );
+    let losses = |d: &Path| realsyn_train::metrics::read_losses(&d.join("train")).unwrap();
+    assert_eq!(
+        losses(&a),
+        losses(&b),
+        "training losses differ after resume"
+    );
+    assert_eq!(results(&b), ra_results);
+}
