@@ -13,10 +13,13 @@
 //!   (perceptual hashes; embeddings from any `ImageEmbedder` or `TextEmbedder`).
 //! - `cluster`: spherical k-means as faiss runs it (flat and two-level), exact top-m
 //!   search by GEMM, and hierarchical retrieval over an inverted file.
+//! - `balance`, `dataset`, `report`: semantic balance sampling's arithmetic, the
+//!   dataset's files (WebDataset samples, parquet, the released format both ways)
+//!   and the dataset report's numbers and charts.
 //! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
 //! - `stages`: the stages as one ordered list (`stages::list::STAGES`: extract ->
 //!   filter-text -> dedup-text -> dedup-text-semantic -> dedup-images -> cluster-text
-//!   -> retrieve), each a type
+//!   -> retrieve -> generate -> balance -> write), each a type
 //!   naming its paper step, fan-out and models; the manifest and `build all`.
 //!
 //! Must not depend on Burn or the model library: models reach the stages through
@@ -38,6 +41,7 @@ pub mod ingest;
 pub mod own_page;
 pub mod perplexity;
 pub mod punkt;
+pub mod report;
 pub mod shard;
 pub mod stages;
 pub mod text_filters;

@@ -125,6 +125,9 @@ pub fn run(args: Args) -> Result<()> {
         realsyn(&a)?;
     }
     let pattern = realsyn_builder::stages::write::shard_pattern(&store, variant)?;
+    if !store.join("report/report.json").exists() {
+        realsyn(&["build".into(), "report".into(), "--store".into(), s(&store)])?;
+    }
 
     // 2. Dataset -> checkpoint.
     let train_dir = dir.join("train");
@@ -215,6 +218,10 @@ fn run_report(
     train: &serde_json::Value,
 ) -> Result<String> {
     let mut md = String::from("\n\n## This run\n\n### Dataset (documents -> pairs)\n\n");
+    md.push_str(
+        "![image-text cosines](store/report/cosines.svg) ![image-cluster sizes](store/report/clusters.svg) \
+         ![text lengths](store/report/lengths.svg)\n\n",
+    );
     md.push_str(&std::fs::read_to_string(store.join("funnel.md")).unwrap_or_default());
     if let Ok((_, b)) = realsyn_builder::stages::balance::open(store) {
         md.push_str(&format!(

@@ -198,6 +198,16 @@ enum Stage {
         #[command(flatten)]
         runtime: Runtime,
     },
+    /// The dataset report (paper Fig. 5a, Fig. 8): image-text cosine histograms of
+    /// text1 and the synthetic text, text lengths, image-cluster sizes before and
+    /// after balancing beside random sampling, the funnel; report.json and
+    /// cosines/lengths/clusters .svg + .png in STORE/report (or --out).
+    Report {
+        #[command(flatten)]
+        store: StoreArg,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
         #[command(flatten)]
@@ -823,6 +833,18 @@ pub fn run(args: Args) -> Result<()> {
                 }
                 Ok(())
             });
+        }
+        Stage::Report { store, out } => {
+            let out = out.unwrap_or_else(|| store.store.join("report"));
+            let r = realsyn_builder::report::write(&store.store, &out)?;
+            for (name, h) in &r.cosine {
+                eprintln!("cosine(image, {name}): mean {:.3} over {}", h.mean, h.n);
+            }
+            eprintln!(
+                "report: {}/report.json and cosines, lengths, clusters (.svg, .png)",
+                out.display()
+            );
+            return Ok(());
         }
         Stage::Funnel { store, json } => {
             // Not a store (a typo): say so instead of creating it.
