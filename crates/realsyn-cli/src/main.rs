@@ -38,6 +38,7 @@ enum Command {
     Scaling(commands::scaling::Args),
     Llm(commands::llm::Args),
     Run(commands::run::Args),
+    View(commands::view::Args),
 }
 
 fn main() {
@@ -55,6 +56,7 @@ fn main() {
         Command::Scaling(a) => commands::scaling::run(a),
         Command::Llm(a) => commands::llm::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::View(a) => commands::view::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -232,3 +232,173 @@ fn written_dataset_is_what_python_and_open_clip_read() {
         "26 samples in full batches of 8: {summary}"
     );
 }
+
+/// Chromium (headless) on the `realsyn view` page: `?q=` filters, images render.
+fn chromium_dom(url: &str) -> String {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .expect("chromium runs (scripts/setup-system.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn count(dom: &str, needle: &str) -> usize {
+    dom.matches(needle).count()
+}
+
+#[test]
+fn view_page_lists_searches_and_renders_samples_in_chromium() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let fx = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = gimp_pages(
+        tmp.path(),
+        "gimp-tool-",
+        fx["pages"].as_u64().unwrap() as usize,
+    );
+    let store = tmp.path().join("store");
+    run(&build_args(&fx, &input, &store));
+    let s = store.to_str().unwrap();
+    ok(&["build", "report", "--store", s]);
+    let samples = read_variant(&store.join("dataset/balanced-4"));
+    let site = tmp.path().join("site");
+    ok(&[
+        "view",
+        "--store",
+        s,
+        "--variant",
+        "balanced-4",
+        "--no-serve",
+        "--out",
+        site.to_str().unwrap(),
+    ]);
+    // A word of some sample's texts that not every sample has; the page must show
+    // exactly the samples whose texts, caption or tags contain it.
+    let haystack = |j: &Value| {
+        let tags: Vec<&str> = j["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|x| x[0].as_str()).collect())
+            .unwrap_or_default();
+        ["text1", "text2", "text3", "syn_text", "caption"]
+            .iter()
+            .filter_map(|k| j[*k].as_str())
+            .chain(tags)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let matching = |w: &str| {
+        samples
+            .values()
+            .filter(|(_, j, _)| haystack(j).contains(w))
+            .count()
+    };
+    let word = samples
+        .values()
+        .flat_map(|(_, j, _)| {
+            haystack(j)
+                .split_whitespace()
+                .filter(|w| w.len() > 4 && w.chars().all(char::is_alphabetic))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .find(|w| (1..samples.len()).contains(&matching(w)))
+        .expect("a word some samples have");
+    let expected = matching(&word);
+    assert!(
+        expected >= 1 && expected < samples.len(),
+        "{word}: {expected}"
+    );
+    let n = samples.len();
+
+    let file = format!("file://{}/index.html", site.display());
+    let dom = chromium_dom(&file);
+    assert_eq!(
+        count(&dom, "class=\"sample shown\""),
+        n,
+        "every sample listed"
+    );
+    assert_eq!(count(&dom, "data-loaded=\"1\""), n, "every image rendered");
+    assert_eq!(
+        count(&dom, "class=\"t realistic\""),
+        3 * n,
+        "3 realistic texts each"
+    );
+    assert!(dom.contains("semantic balance: cosine band"), "the funnel");
+    assert!(dom.contains("report/clusters.svg"), "the charts");
+    let dom = chromium_dom(&format!("{file}?q={word}"));
+    assert_eq!(
+        count(&dom, "class=\"sample shown\""),
+        expected,
+        "search {word:?}"
+    );
+    // A screenshot of the page: a real picture, not a blank one.
+    let shot = tmp.path().join("view.png");
+    let status = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=8000",
+        ])
+        .args([
+            "--window-size=1200,900",
+            &format!("--screenshot={}", shot.display()),
+            &file,
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let png = image::open(&shot).unwrap().to_rgb8();
+    let distinct: std::collections::HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+    assert!(
+        distinct.len() > 500,
+        "a near-blank screenshot: {} colours",
+        distinct.len()
+    );
+
+    // Served on loopback by the binary: the same page.
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args([
+            "view",
+            "--store",
+            s,
+            "--variant",
+            "balanced-4",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--out")
+        .arg(tmp.path().join("served"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stderr.take().unwrap()));
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it serves")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("view: serving ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let dom = chromium_dom(&format!("{url}?q={word}"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(count(&dom, "class=\"sample shown\""), expected);
+    assert_eq!(count(&dom, "data-loaded=\"1\""), n);
+}

@@ -25,6 +25,7 @@ pub mod device;
 pub mod factory;
 pub mod llm;
 pub mod llm_server;
+pub mod static_server;
 
 pub use device::{BackendJob, MultiDeviceJob, dispatch, dispatch_devices};
 pub use factory::{ModelAndTransforms, create_model_and_transforms};

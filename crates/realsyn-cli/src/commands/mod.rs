@@ -10,3 +10,4 @@ pub mod run;
 pub mod scaling;
 pub mod tokenize;
 pub mod train;
+pub mod view;
