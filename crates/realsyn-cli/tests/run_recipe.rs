@@ -108,6 +108,51 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
     finish(&ra);
     assert_eq!(results(&a), ra_results);
 
+    // The scaling sweep on three tiny sizes of the same dataset: three runs, the
+    // fit and its plot; a rerun redoes nothing and fits the same.
+    let sweep = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+            .args(["scaling", "sweep", "--recipe", ra.to_str().unwrap()])
+            .args(["--sizes", "100,200,300", "--samples-per-shard", "128"])
+            .args(["--metric", "fashion-mnist:linear_probe:acc1"])
+            .args(extra)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    sweep(&[]);
+    for n in [100, 200, 300] {
+        let run = a.join(format!("sweep/{n}-samples"));
+        let sizes: std::collections::BTreeMap<String, u64> =
+            serde_json::from_slice(&std::fs::read(run.join("data/sizes.json")).unwrap()).unwrap();
+        assert_eq!(sizes.values().sum::<u64>(), n);
+        assert!(run.join("eval/fashion-mnist_linear_probe.json").is_file());
+    }
+    let fit = std::fs::read(a.join("sweep/fit/scaling.json")).unwrap();
+    let fitted: serde_json::Value = serde_json::from_slice(&fit).unwrap();
+    assert!(
+        fitted
+            .to_string()
+            .contains("fashion-mnist:linear_probe:acc1"),
+        "{fitted}"
+    );
+    assert!(a.join("sweep/fit/scaling.png").is_file());
+    let again = sweep(&[]);
+    assert!(
+        !again.contains("realsyn train"),
+        "a rerun trained again:\n{again}"
+    );
+    assert_eq!(
+        std::fs::read(a.join("sweep/fit/scaling.json")).unwrap(),
+        fit
+    );
+
     let b = tmp.path().join("b");
     let rb = recipe(&b);
     let mut child = start(&rb);

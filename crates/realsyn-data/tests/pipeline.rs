@@ -286,3 +286,51 @@ fn skip_counts_after_a_resume_equal_an_uninterrupted_run() {
         whole.snapshot()
     );
 }
+
+/// Random subsets of one seed are nested, in the source's order, with their bytes
+/// and sizes.json; another seed draws other samples.
+#[test]
+fn subsets_are_nested_and_keep_samples_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_realsyn_shards(&tmp.path().join("src"), 40, 10);
+    let pattern = format!("{}/{{00000..00003}}.tar", tmp.path().join("src").display());
+    let keys = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let skips = SkipCounter::new();
+        let mut tars: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+            .collect();
+        tars.sort();
+        tars.iter()
+            .flat_map(|t| read_shard(t, &skips))
+            .map(|s| (s.key.clone(), s.get("txt").unwrap().to_vec()))
+            .collect()
+    };
+    let small = tmp.path().join("s10");
+    let big = tmp.path().join("s25");
+    let other = tmp.path().join("o10");
+    assert_eq!(
+        realsyn_data::wds::write_subset(&pattern, 10, 7, 4, &small).unwrap(),
+        10
+    );
+    assert_eq!(
+        realsyn_data::wds::write_subset(&pattern, 25, 7, 4, &big).unwrap(),
+        25
+    );
+    realsyn_data::wds::write_subset(&pattern, 10, 8, 4, &other).unwrap();
+    let (s, b, o) = (keys(&small), keys(&big), keys(&other));
+    assert!(s.iter().all(|k| b.contains(k)), "nested");
+    assert_ne!(s, o);
+    let mut sorted = b.clone();
+    sorted.sort();
+    assert_eq!(b, sorted, "the source's order");
+    for (key, txt) in &b {
+        let i: u32 = key[5..].parse::<u32>().unwrap() + 10 * key[..5].parse::<u32>().unwrap();
+        assert_eq!(txt, format!("first text {i}").as_bytes());
+    }
+    let sizes: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(big.join("sizes.json")).unwrap()).unwrap();
+    assert_eq!(sizes.values().sum::<u64>(), 25);
+    assert!(realsyn_data::wds::write_subset(&pattern, 41, 7, 4, &tmp.path().join("x")).is_err());
+}

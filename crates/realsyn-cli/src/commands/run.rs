@@ -79,7 +79,7 @@ struct EvalSection {
     label: Option<String>,
 }
 
-fn realsyn(args: &[String]) -> Result<()> {
+pub fn realsyn(args: &[String]) -> Result<()> {
     let exe = std::env::current_exe()?;
     eprintln!("run: realsyn {}", args.join(" "));
     let status = Command::new(&exe)
@@ -99,87 +99,111 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let text = std::fs::read_to_string(&args.recipe)
-        .with_context(|| format!("reading {}", args.recipe.display()))?;
+/// A loaded run recipe and the folder of its run.
+pub struct Loaded {
+    r: RunRecipe,
+    pub dir: PathBuf,
+    pub variant: realsyn_builder::dataset::Variant,
+}
+
+pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
+    let text =
+        std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
     let r: RunRecipe = toml::from_str(&text)
-        .with_context(|| format!("{} is not a run recipe", args.recipe.display()))?;
-    let dir = args.dir.unwrap_or(r.run.dir);
+        .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
+    let dir = dir.unwrap_or_else(|| r.run.dir.clone());
     std::fs::create_dir_all(&dir)?;
-    let variant: realsyn_builder::dataset::Variant = r.build.variant.parse()?;
+    let variant = r.build.variant.parse()?;
     if r.build.args.iter().any(|a| a == "--store") {
         bail!(
             "[build] args must not give --store: the store is {}/store",
             dir.display()
         );
     }
+    Ok(Loaded { r, dir, variant })
+}
 
-    // 1. Documents -> dataset.
-    let store = dir.join("store");
-    let sizes = realsyn_builder::stages::write::variant_dir(&store, variant).join("sizes.json");
-    if store.join("funnel.json").exists() && sizes.exists() {
-        eprintln!("run: build done ({}), skipped", sizes.display());
-    } else {
-        let mut a = vec!["build".into(), "all".into(), "--store".into(), s(&store)];
-        a.extend(r.build.args.iter().cloned());
-        realsyn(&a)?;
-    }
-    let pattern = realsyn_builder::stages::write::shard_pattern(&store, variant)?;
-    if !store.join("report/report.json").exists() {
-        realsyn(&["build".into(), "report".into(), "--store".into(), s(&store)])?;
+impl Loaded {
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("store")
     }
 
-    // 2. Dataset -> checkpoint.
-    let train_dir = dir.join("train");
-    let summary_path = train_dir.join("summary.json");
-    if summary_path.exists() {
-        eprintln!("run: training done ({}), skipped", summary_path.display());
-    } else {
-        let mut a = vec![
-            "train".into(),
-            "--recipe".into(),
-            s(&r.train.recipe),
-            "--set".into(),
-            format!("data.train={}", toml_string(&pattern)),
-            "--set".into(),
-            format!("output.dir={}", toml_string(&s(&train_dir))),
-        ];
-        for kv in &r.train.set {
-            a.extend(["--set".into(), kv.clone()]);
+    /// Documents -> dataset (and its report); the variant's shard pattern.
+    pub fn build(&self) -> Result<String> {
+        let store = self.store();
+        let sizes =
+            realsyn_builder::stages::write::variant_dir(&store, self.variant).join("sizes.json");
+        if store.join("funnel.json").exists() && sizes.exists() {
+            eprintln!("run: build done ({}), skipped", sizes.display());
+        } else {
+            let mut a = vec!["build".into(), "all".into(), "--store".into(), s(&store)];
+            a.extend(self.r.build.args.iter().cloned());
+            realsyn(&a)?;
         }
-        if train_dir.join("checkpoints/latest").exists() {
-            a.extend(["--resume".into(), "latest".into()]);
+        if !store.join("report/report.json").exists() {
+            realsyn(&["build".into(), "report".into(), "--store".into(), s(&store)])?;
         }
-        realsyn(&a)?;
+        realsyn_builder::stages::write::shard_pattern(&store, self.variant)
     }
-    let Some(eval) = r.eval else {
-        return Ok(());
-    };
 
-    // 3. Checkpoint -> results.
-    for p in &r.prepare {
-        if p.creates.exists() {
-            continue;
+    /// Dataset -> checkpoint in `train_dir`; its summary.json.
+    pub fn train(&self, train_dir: &Path, pattern: &str) -> Result<serde_json::Value> {
+        let summary_path = train_dir.join("summary.json");
+        if summary_path.exists() {
+            eprintln!("run: training done ({}), skipped", summary_path.display());
+        } else {
+            let mut a = vec![
+                "train".into(),
+                "--recipe".into(),
+                s(&self.r.train.recipe),
+                "--set".into(),
+                format!("data.train={}", toml_string(pattern)),
+                "--set".into(),
+                format!("output.dir={}", toml_string(&s(train_dir))),
+            ];
+            for kv in &self.r.train.set {
+                a.extend(["--set".into(), kv.clone()]);
+            }
+            if train_dir.join("checkpoints/latest").exists() {
+                a.extend(["--resume".into(), "latest".into()]);
+            }
+            realsyn(&a)?;
         }
-        realsyn(&p.args)?;
+        Ok(serde_json::from_slice(&std::fs::read(&summary_path)?)?)
     }
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
-    let checkpoint = PathBuf::from(
-        summary["checkpoint"]
-            .as_str()
-            .context("summary.json names no checkpoint")?,
-    );
-    let eval_dir = dir.join("eval");
-    let done = eval_dir.join("done.json");
-    if done.exists() {
-        eprintln!("run: evaluation done ({}), skipped", done.display());
-    } else {
+
+    /// Checkpoint -> result JSONs in `eval_dir` (after the [[prepare]] commands);
+    /// false when the recipe has no [eval].
+    pub fn evaluate(
+        &self,
+        eval_dir: &Path,
+        summary: &serde_json::Value,
+        pattern: &str,
+    ) -> Result<bool> {
+        let Some(eval) = &self.r.eval else {
+            return Ok(false);
+        };
+        for p in &self.r.prepare {
+            if !p.creates.exists() {
+                realsyn(&p.args)?;
+            }
+        }
+        let checkpoint = PathBuf::from(
+            summary["checkpoint"]
+                .as_str()
+                .context("summary.json names no checkpoint")?,
+        );
+        let done = eval_dir.join("done.json");
+        if done.exists() {
+            eprintln!("run: evaluation done ({}), skipped", done.display());
+            return Ok(true);
+        }
         let mut a = vec![
             "eval".into(),
             "--model".into(),
             s(&checkpoint.join("model.safetensors")),
             "--output".into(),
-            s(&eval_dir),
+            s(eval_dir),
         ];
         a.extend(eval.args.iter().cloned());
         realsyn(&a)?;
@@ -190,10 +214,25 @@ pub fn run(args: Args) -> Result<()> {
                 "dataset": pattern,
             }))?,
         )?;
+        Ok(true)
     }
+}
 
-    // 4. Results -> report beside the paper's tables.
-    let label = eval.label.unwrap_or_else(|| variant.name());
+pub fn run(args: Args) -> Result<()> {
+    let l = load(&args.recipe, args.dir)?;
+    let (dir, variant, store) = (l.dir.clone(), l.variant, l.store());
+    let pattern = l.build()?;
+    let summary = l.train(&dir.join("train"), &pattern)?;
+    let eval_dir = dir.join("eval");
+    if !l.evaluate(&eval_dir, &summary, &pattern)? {
+        return Ok(());
+    }
+    // Results -> report beside the paper's tables.
+    let label =
+        l.r.eval
+            .as_ref()
+            .and_then(|e| e.label.clone())
+            .unwrap_or_else(|| variant.name());
     realsyn(&[
         "eval".into(),
         "report".into(),

@@ -42,16 +42,129 @@ enum Sub {
         #[arg(long)]
         output: PathBuf,
     },
+    /// The data-scaling sweep of a run recipe (realsyn run's format): build its
+    /// dataset once, then for each size a seeded random subset of its variant
+    /// (nested: each size adds samples to the smaller ones), trained and evaluated
+    /// as the recipe says, and the law fitted across them with its plot. Each run
+    /// resumes like `realsyn run`. Under DIR/sweep: N-SAMPLES/{data,train,eval},
+    /// fit/ (scaling.json, scaling.svg/png).
+    Sweep {
+        /// The run recipe.
+        #[arg(long)]
+        recipe: PathBuf,
+        /// Dataset sizes in samples (at least 3), e.g. 150,300,450.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sizes: Vec<usize>,
+        /// Metrics to fit (as `scaling fit --metric`), e.g.
+        /// fashion-mnist:linear_probe:acc1.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "linear-probe-avg,zero-shot-avg"
+        )]
+        metric: Vec<String>,
+        /// Seed of the subsets.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Samples per shard of the subsets.
+        #[arg(long, default_value_t = 10_000)]
+        samples_per_shard: usize,
+        /// The run folder instead of the recipe's [run].dir.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Extrapolate the fit to this many million samples.
+        #[arg(long, default_value_t = 100.0)]
+        extrapolate: f64,
+    },
+}
+
+fn sweep(
+    recipe: &std::path::Path,
+    sizes: &[usize],
+    metric: &[String],
+    seed: u64,
+    per_shard: usize,
+    dir: Option<PathBuf>,
+    extrapolate: f64,
+) -> Result<()> {
+    if sizes.len() < 3 {
+        bail!("--sizes: a 3-parameter law needs at least 3 dataset sizes");
+    }
+    let l = super::run::load(recipe, dir)?;
+    let pattern = l.build()?;
+    let root = l.dir.join("sweep");
+    let mut fit_args: Vec<String> = vec!["scaling".into(), "fit".into()];
+    for &n in sizes {
+        let run = root.join(format!("{n}-samples"));
+        let data = run.join("data");
+        if !data.join("sizes.json").exists() {
+            let w = realsyn_data::wds::write_subset(&pattern, n, seed, per_shard, &data)?;
+            eprintln!("sweep: {w} samples of {pattern} in {}", data.display());
+        }
+        let tars = std::fs::read_dir(&data)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+            .count();
+        let sub = if tars == 1 {
+            data.join("00000.tar").display().to_string()
+        } else {
+            format!("{}/{{00000..{:05}}}.tar", data.display(), tars - 1)
+        };
+        let summary = l.train(&run.join("train"), &sub)?;
+        let eval = run.join("eval");
+        if !l.evaluate(&eval, &summary, &sub)? {
+            bail!(
+                "{} has no [eval] section: there is nothing to fit",
+                recipe.display()
+            );
+        }
+        fit_args.extend([
+            "--run".into(),
+            format!("{}={}", n as f64 / 1e6, eval.display()),
+        ]);
+    }
+    fit_args.extend([
+        "--metric".into(),
+        metric.join(","),
+        "--extrapolate".into(),
+        extrapolate.to_string(),
+        "--output".into(),
+        root.join("fit").display().to_string(),
+    ]);
+    super::run::realsyn(&fit_args)
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Sub::Sweep {
+        recipe,
+        sizes,
+        metric,
+        seed,
+        samples_per_shard,
+        dir,
+        extrapolate,
+    } = &args.command
+    {
+        return sweep(
+            recipe,
+            sizes,
+            metric,
+            *seed,
+            *samples_per_shard,
+            dir.clone(),
+            *extrapolate,
+        );
+    }
     let Sub::Fit {
         run,
         points,
         metric,
         extrapolate,
         output,
-    } = args.command;
+    } = args.command
+    else {
+        unreachable!("sweep returned above")
+    };
     let registry = Registry::builtin();
     let wanted = |m: &str| {
         metric

@@ -8,9 +8,11 @@
 mod reader;
 mod shards;
 mod skips;
+mod subset;
 mod writer;
 
 pub use reader::{RawSample, read_shard};
 pub use shards::{ShardList, expand_shards, split_for_rank};
 pub use skips::SkipCounter;
+pub use subset::write_subset;
 pub use writer::ShardWriter;
