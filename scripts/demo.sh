@@ -5,7 +5,9 @@
 #    CLIP trained from scratch on it, zero-shot accuracy on the 10,000 test images;
 # 2. photos from the scikit-image wheel and Wikipedia sentences from the gensim
 #    wheel: tokenize, initialise a ViT-B/32, embed, export to open_clip and HF;
-# 3. the builder's second half on five GIMP pages: clustering, retrieval, and
+# 3. one recipe: GIMP manual -> balanced RealSyn shards -> tiny CLIP -> results + report
+#    (realsyn run, docs/dataset.md), and the static page of `realsyn view`;
+# 4. the builder's second half on five GIMP pages: clustering, retrieval, and
 #    synthetic texts from the embedded SmolLM2 (docs/generation.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,10 @@ CKPT=$(ls -d "$OUT"/fashion-mnist-run/checkpoints/step_* | tail -n 1)/model.safe
 "$BIN" eval --model "$CKPT" --suite zero-shot,linear-probe --templates dataset --max-train 3000 \
     --datasets "fashion-mnist=wds:$OUT/fashion-mnist,mnist=imagefolder:$OUT/mnist" \
     --output "$OUT/eval"
+# One recipe from documents to tables (docs/dataset.md): the GIMP manual -> balanced
+# RealSyn shards -> a tiny CLIP -> Fashion-MNIST zero-shot and linear probe -> report.md.
+"$BIN" run recipes/gimp-tiny.toml --dir "$OUT/gimp-tiny"
+"$BIN" view --store "$OUT/gimp-tiny/store" --no-serve
 set +x
 python3 scripts/fetch-registry-data.py "$OUT/data"
 head -n 256 "$OUT/data/wiki.txt" > "$OUT/texts.txt"

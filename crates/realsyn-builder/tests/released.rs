@@ -176,4 +176,20 @@ fn released_parquet_downloads_to_shards_and_exports_back() {
     assert_eq!(export(&out, &exported).unwrap(), 2);
     let round = read_released(&exported, |_, _| panic!("no bad rows")).unwrap();
     assert_eq!(round, vec![rows[0].clone(), rows[2].clone()]);
+
+    // Hostile input: a truncated tar is not exported as if whole; a file that is
+    // not parquet is named.
+    let tar = std::fs::read(out.join("00001.tar")).unwrap();
+    std::fs::write(out.join("00001.tar"), &tar[..tar.len() / 3]).unwrap();
+    let err = export(&out, &tmp.path().join("x.parquet"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unreadable"), "{err}");
+    let bogus = tmp.path().join("bogus.parquet");
+    std::fs::write(&bogus, b"PAR1 but not really").unwrap();
+    let err = format!(
+        "{:#}",
+        download(&[bogus], &tmp.path().join("y"), &opts).unwrap_err()
+    );
+    assert!(err.contains("not a parquet file"), "{err}");
 }

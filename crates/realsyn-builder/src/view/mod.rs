@@ -42,6 +42,8 @@ struct Site {
 pub struct SiteSummary {
     pub shown: usize,
     pub total: usize,
+    /// Unreadable samples (a truncated or corrupt tar), by reason.
+    pub skipped: std::collections::BTreeMap<String, u64>,
 }
 
 /// Write the site for `variant` of `store` into `out` (at most `limit` samples,
@@ -112,5 +114,9 @@ pub fn write_site(store: &Path, variant: Variant, out: &Path, limit: usize) -> R
     );
     realsyn_io::fs::write_atomic(&out.join("samples.js"), js.as_bytes())?;
     realsyn_io::fs::write_atomic(&out.join("index.html"), INDEX.as_bytes())?;
-    Ok(SiteSummary { shown, total })
+    Ok(SiteSummary {
+        shown,
+        total,
+        skipped: skips.snapshot(),
+    })
 }

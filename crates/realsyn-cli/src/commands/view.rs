@@ -59,6 +59,9 @@ pub fn run(args: Args) -> Result<()> {
         s.total,
         out.join("index.html").display()
     );
+    if !s.skipped.is_empty() {
+        eprintln!("view: skipped unreadable samples: {:?}", s.skipped);
+    }
     if args.no_serve {
         return Ok(());
     }
