@@ -100,6 +100,16 @@ fn server_merge_counts_failures_and_resumes_identically_after_sigkill() {
             "3",
             "--llm-timeout",
             "5",
+            // Balance on the synthetic texts and the dataset with them.
+            "--balance-caps",
+            "6",
+            "--balance-band",
+            "q0.02..q0.98",
+            "--pairs-per-image-cluster",
+            "16",
+            "--dataset",
+            "--samples-per-shard",
+            "32",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -155,6 +165,44 @@ fn server_merge_counts_failures_and_resumes_identically_after_sigkill() {
         funnel.contains("LLM merge (synthetic text)") && funnel.contains("LLM reply empty"),
         "{funnel}"
     );
+    // Balance scored the synthetic texts (text1 only where the merge failed), and
+    // the shards carry them.
+    let balance: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store_a.join("balance/part-00000-of-00001/balance.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(balance["source"], "generate");
+    assert_eq!(balance["scored_on_text1"], empty);
+    let by_image: std::collections::HashMap<String, &serde_json::Value> = rows
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r))
+        .collect();
+    let skips = realsyn_data::wds::SkipCounter::new();
+    let mut written = 0;
+    for e in std::fs::read_dir(store_a.join("dataset/balanced-6")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "tar") {
+            continue;
+        }
+        for s in realsyn_data::wds::read_shard(&p, &skips) {
+            let j: serde_json::Value = serde_json::from_slice(s.get("json").unwrap()).unwrap();
+            let row = by_image[j["image_id"].as_str().unwrap()];
+            let syn = row["synthetic"]
+                .as_array()
+                .unwrap()
+                .first()
+                .map(|x| &x["text"]);
+            assert_eq!(j.get("syn_text"), syn, "{j}");
+            assert_eq!(
+                j["balance_text"],
+                if syn.is_some() { "syn_text" } else { "text1" }
+            );
+            assert_eq!(j["caption_source"], row["caption"]["source"]);
+            assert_eq!(j["tags"].as_array().unwrap().len(), 5);
+            written += 1;
+        }
+    }
+    assert!(written > 20, "{written} samples in balanced-6");
 
     // Store b: the same build up to retrieve, then generate killed mid-way and rerun.
     let store_b = tmp.path().join("b");

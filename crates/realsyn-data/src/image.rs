@@ -38,12 +38,27 @@ pub fn decode_checked(bytes: &[u8]) -> Result<DynamicImage, &'static str> {
             return Err("truncated jpeg");
         }
     }
-    image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| "unreadable image")?
-        .decode()
-        .map_err(|_| "corrupt image data")
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|_| "unreadable image")
+    };
+    // The header's size first: a small file that expands to gigapixels is refused
+    // before any allocation, as PIL's DecompressionBombError does.
+    if let Ok((w, h)) = reader()?.into_dimensions()
+        && u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS
+    {
+        return Err(OVER_PIXEL_LIMIT);
+    }
+    reader()?.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => OVER_PIXEL_LIMIT,
+        _ => "corrupt image data",
+    })
 }
+
+/// PIL's `DecompressionBombError` threshold: 2 x `Image.MAX_IMAGE_PIXELS`.
+pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
+const OVER_PIXEL_LIMIT: &str = "over the pixel limit (decompression bomb)";
 
 /// `decode_checked` with the reason as an error.
 pub fn decode_image(bytes: &[u8]) -> Result<DynamicImage> {
@@ -267,6 +282,52 @@ pub fn to_normalized_chw(img: &RgbImage) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A valid 20,000 x 20,000 grey PNG of a few hundred kilobytes: every row is
+    /// zeros, which deflate shrinks ~1000-fold (a decompression bomb).
+    fn png_bomb() -> Vec<u8> {
+        use std::io::Write;
+        let (w, h) = (20_000u32, 20_000u32);
+        let chunk = |out: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend(kind);
+            out.extend(data);
+            out.extend(crc.sum().to_be_bytes());
+        };
+        let mut ihdr = Vec::new();
+        ihdr.extend(w.to_be_bytes());
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 0, 0, 0, 0]); // 8-bit greyscale
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let row = vec![0u8; w as usize + 1];
+        for _ in 0..h {
+            z.write_all(&row).unwrap();
+        }
+        let idat = z.finish().unwrap();
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &idat);
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn decompression_bombs_are_named_and_refused_before_decoding() {
+        let bomb = png_bomb();
+        assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+        let t = std::time::Instant::now();
+        assert_eq!(
+            decode_checked(&bomb).unwrap_err(),
+            "over the pixel limit (decompression bomb)"
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "decoded first"
+        );
+    }
 
     #[test]
     fn truncated_jpegs_are_refused_whole_ones_decode() {

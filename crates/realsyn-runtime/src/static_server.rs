@@ -16,22 +16,28 @@ pub fn serve(root: &Path, addr: &str, ready: impl FnOnce(&str)) -> Result<()> {
         .unwrap_or_else(|| addr.to_string());
     ready(&bound);
     for req in server.incoming_requests() {
-        let resp = match file_for(root, req.url()) {
-            Some(p) if *req.method() == tiny_http::Method::Get => match std::fs::read(&p) {
-                Ok(bytes) => {
-                    let ct = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type(&p))
-                        .expect("static header");
-                    tiny_http::Response::from_data(bytes).with_header(ct)
-                }
-                Err(_) => {
-                    tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
-                }
-            },
-            _ => tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404),
-        };
-        let _ = req.respond(resp);
+        // One thread per request: a browser's idle or slow connection never holds
+        // up the others.
+        let root = root.to_path_buf();
+        std::thread::spawn(move || respond(&root, req));
     }
     Ok(())
+}
+
+fn respond(root: &Path, req: tiny_http::Request) {
+    let not_found = || tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404);
+    let resp = match file_for(root, req.url()) {
+        Some(p) if *req.method() == tiny_http::Method::Get => match std::fs::read(&p) {
+            Ok(bytes) => {
+                let ct = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type(&p))
+                    .expect("static header");
+                tiny_http::Response::from_data(bytes).with_header(ct)
+            }
+            Err(_) => not_found(),
+        },
+        _ => not_found(),
+    };
+    let _ = req.respond(resp);
 }
 
 /// The file a URL names under `root` (`/` is index.html); `None` for anything that

@@ -88,8 +88,10 @@ impl Iterator for SampleIter {
                     // not data), so the sample being assembled is kept, as Python
                     // webdataset keeps it; if it lacks its image or text it is
                     // skipped downstream for that reason.
-                    self.skips
-                        .skip("truncated or corrupt tar", &format!("{} ({e})", self.shard));
+                    self.skips.skip(
+                        "truncated or corrupt tar",
+                        &format!("{} ({})", self.shard, tar_error(&e)),
+                    );
                     self.files = None;
                     match self.grouper.finish() {
                         Some(s) => Grouped::Sample(s),
@@ -111,6 +113,16 @@ impl Iterator for SampleIter {
     }
 }
 
+/// A tar reader's error as one clause: the crate wraps errors in a context that
+/// may be empty, which printed as "(: malformed input: ...)".
+fn tar_error(e: &dyn std::fmt::Display) -> String {
+    let mut msg = e.to_string();
+    while let Some(rest) = msg.strip_prefix(": ") {
+        msg = rest.to_string();
+    }
+    msg
+}
+
 impl SampleIter {
     fn convert(&self, sample: webdataset::core::Sample) -> RawSample {
         let key = sample.key().unwrap_or_default().to_string();
@@ -129,5 +141,25 @@ impl SampleIter {
             shard: self.shard.clone(),
             fields,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use webdataset::core::error::Error;
+
+    #[test]
+    fn tar_errors_read_as_one_clause() {
+        let e = Error::format("unexpected end of archive").context("");
+        assert_eq!(
+            e.to_string(),
+            ": malformed input: unexpected end of archive"
+        );
+        assert_eq!(
+            super::tar_error(&e),
+            "malformed input: unexpected end of archive"
+        );
+        let e = Error::format("bad header").context("shard 3");
+        assert_eq!(super::tar_error(&e), "shard 3: malformed input: bad header");
     }
 }
