@@ -234,10 +234,12 @@ fn written_dataset_is_what_python_and_open_clip_read() {
 }
 
 /// Chromium (headless) on the `realsyn view` page: `?q=` filters, images render.
-/// Each call gets a fresh profile and a time limit; a call that hangs (seen once in
-/// a loaded run, in Chromium's virtual-time mode) is retried once.
+/// Each call gets a fresh profile and a time limit; a call that hangs (Chromium's
+/// virtual-time mode now and then never ends a load, even of a file:// page) is
+/// retried, twice at most.
 fn chromium(args: &[&str]) -> std::process::Output {
-    for attempt in 0..2 {
+    const ATTEMPTS: usize = 3;
+    for attempt in 0..ATTEMPTS {
         let profile = tempfile::tempdir().unwrap();
         let out = std::process::Command::new("timeout")
             .args([
@@ -252,7 +254,7 @@ fn chromium(args: &[&str]) -> std::process::Output {
             .args(args)
             .output()
             .expect("chromium runs (scripts/setup-system.sh installs it)");
-        if out.status.code() != Some(124) || attempt == 1 {
+        if out.status.code() != Some(124) || attempt == ATTEMPTS - 1 {
             assert!(
                 out.status.success(),
                 "{}",

@@ -13,21 +13,26 @@
 //!    random-sampling baseline of Table 5 gets one seeded rank over the whole pool.
 //!
 //! Image embeddings are dedup-images' when they came from the pairing encoder
-//! (the same file), computed here otherwise.
+//! (the same file), computed here otherwise; either way they are scored 4,096
+//! rows at a time and stream to `image_embeddings.npy`, from which k-means
+//! trains on a sample and every kept row is assigned block by block. What stays
+//! in memory is about 9 bytes per pair and 16 per kept pair (4 GB at the paper's
+//! 168M), plus, when embeddings are reused, the map from image id to
+//! dedup-images' row.
 //!
 //! Output (`balance/part-0-of-1/`): `samples.jsonl`, one row per paired image in
 //! the source's order (its part and line, cosine, verdict, cluster, rank, random
-//! rank); `image_centroids.npy`; `balance.json` (the band's effect, cluster sizes
+//! rank); `image_embeddings.npy` (its rows); `image_centroids.npy`; `balance.json` (the band's effect, cluster sizes
 //! before and after each cap and for the random baseline of the same size).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use realsyn_io::npy::NpyMatrix;
+use realsyn_io::npy::{NpyMatrix, NpyRowWriter};
 use serde::{Deserialize, Serialize};
 
-use super::cluster_text::{SizeStats, TWO_LEVEL_FROM};
+use super::cluster_text::{MAX_TRAINING_ROWS, SizeStats, TWO_LEVEL_FROM};
 use super::extract::ImageRow;
 use super::generate::{Caption, GeneratedRow};
 use super::pipeline::{BalanceSettings, Manifest};
@@ -150,6 +155,18 @@ impl SamplesSource {
             })
     }
 
+    /// How many rows the parts hold (their lines, counted without parsing).
+    pub fn count(&self) -> Result<usize> {
+        let mut n = 0;
+        for p in &self.parts {
+            let path = p.join(self.file);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            n += bytes.iter().filter(|&&b| b == b'\n').count();
+        }
+        Ok(n)
+    }
+
     /// Every row with its part and line.
     pub fn all(&self) -> impl Iterator<Item = Result<(usize, usize, GeneratedRow)>> + '_ {
         (0..self.parts.len()).flat_map(move |p| {
@@ -171,6 +188,9 @@ fn scored_text(r: &GeneratedRow) -> (&str, &'static str) {
     }
 }
 
+/// Rows embedded per round: image and text embeddings are never held for more.
+const CHUNK: usize = 4096;
+
 pub fn run(
     store: &Path,
     m: &Manifest,
@@ -191,58 +211,59 @@ pub fn run(
             pairing.encoder
         )
     })?;
-    // 1. The rows and the texts they are scored on.
-    let mut rows: Vec<BalancedRow> = Vec::new();
-    let mut images: Vec<(usize, ImageRow)> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    for r in source.all() {
-        let (p, line, g) = r?;
-        let (text, which) = scored_text(&g);
-        texts.push(text.to_string());
-        rows.push(BalancedRow {
-            part: p,
-            line,
-            image_id: g.pair.image.id.clone(),
-            cosine: None,
-            scored_text: which.into(),
-            verdict: None,
-            cluster: None,
-            rank: None,
-            random_rank: None,
-        });
-        images.push((rows.len() - 1, g.pair.image));
+    let n = source.count()?;
+    if n == 0 {
+        bail!("balance: {} has no paired images", source.stage);
     }
-    let n = rows.len();
     eprintln!("balance: {n} paired images from {}", source.stage);
-    // 2. Embeddings: images (reused or computed) and scored texts.
-    let image_emb = image_embeddings(store, m, &images, &mut *encoder)?;
-    drop(images);
-    let bar = realsyn_data::progress::bar(n as u64, "embed texts");
-    let text_emb = realsyn_io::encode_in_batches(
-        texts.into_iter().map(Ok),
-        EMBED_BATCH,
-        |b: &[String]| {
-            let t: Vec<&str> = b.iter().map(String::as_str).collect();
-            TextEmbedderRef(&mut *encoder).embed(&t)
-        },
-        |k| bar.inc(k as u64),
-    )?;
-    bar.finish_and_clear();
-    let d = text_emb.width();
-    let mut cosines = Vec::with_capacity(n);
-    for (i, row) in rows.iter_mut().enumerate() {
-        row.cosine = image_emb[i]
-            .as_ref()
-            .ok()
-            .filter(|e| e.len() == d)
-            .map(|e| dot_normalised(e, text_emb.row(i)));
-        if let Some(c) = row.cosine {
-            cosines.push(c);
+    // 1. Cosines, CHUNK rows at a time; every image embedding streams to
+    //    image_embeddings.npy (zeros where the image could not be embedded).
+    let emb_path = part.path("image_embeddings.npy");
+    let reuse = if reuses_image_embeddings(m) {
+        Some(DedupEmbeddings::open(store)?)
+    } else {
+        None
+    };
+    let mut scoring = Scoring {
+        n,
+        writer: None,
+        path: emb_path.clone(),
+        cosines: Vec::with_capacity(n),
+        on_text1: Vec::with_capacity(n),
+        bar: realsyn_data::progress::bar(n as u64, "balance: embed"),
+    };
+    let mut chunk: Vec<(usize, ImageRow, String, bool)> = Vec::with_capacity(CHUNK);
+    for r in source.all() {
+        let (_, _, g) = r?;
+        let (text, which) = scored_text(&g);
+        let (text, on_text1) = (text.to_string(), which == "text1");
+        chunk.push((chunk.len(), g.pair.image, text, on_text1));
+        if chunk.len() == CHUNK {
+            scoring.score(
+                store,
+                reuse.as_ref(),
+                &mut *encoder,
+                std::mem::take(&mut chunk),
+            )?;
         }
     }
-    drop(text_emb);
-    // 3. The band.
-    let applied = balance::band_effect(settings.band, &cosines);
+    scoring.score(store, reuse.as_ref(), &mut *encoder, chunk)?;
+    let Scoring {
+        writer,
+        cosines,
+        on_text1,
+        bar,
+        ..
+    } = scoring;
+    bar.finish_and_clear();
+    let d = writer
+        .map(|(w, d)| w.finish().map(|_| d))
+        .transpose()?
+        .expect("n > 0 rows were scored");
+    drop(reuse);
+    // 2. The band.
+    let finite: Vec<f32> = cosines.iter().copied().filter(|c| c.is_finite()).collect();
+    let applied = balance::band_effect(settings.band, &finite);
     let bounds = (applied.low, applied.high);
     let mut funnel = Funnel::default();
     let band_step = "semantic balance: cosine band";
@@ -250,36 +271,32 @@ pub fn run(
         format!("cosine above {:.4} (OCR-like)", bounds.1),
         format!("cosine below {:.4} (mismatched)", bounds.0),
     );
-    let mut kept: Vec<usize> = Vec::new();
-    let mut x: Vec<f32> = Vec::new();
-    for (i, row) in rows.iter_mut().enumerate() {
+    let mut kept: Vec<u32> = Vec::new();
+    for (i, &c) in cosines.iter().enumerate() {
         let step = funnel.step(band_step, "images");
-        let Some(c) = row.cosine else {
+        if !c.is_finite() {
             step.drop("image could not be embedded");
             continue;
-        };
-        let v = balance::verdict(c, bounds);
-        row.verdict = Some(v);
-        match v {
+        }
+        match balance::verdict(c, bounds) {
             Verdict::Kept => {
                 step.pass();
-                kept.push(i);
-                x.extend_from_slice(image_emb[i].as_ref().expect("embedded"));
+                kept.push(i as u32);
             }
             Verdict::Above => step.drop(&above),
             Verdict::Below => step.drop(&below),
         }
     }
-    drop(image_emb);
     if kept.is_empty() {
         bail!(
             "balance: the band {} keeps none of {n} pairs (cosines {}); widen it, e.g. --balance-band q0.05..q0.90",
             settings.band,
-            describe(&cosines)
+            describe(&finite)
         );
     }
-    // 4. Image clusters of the kept pairs.
-    kmeans::normalise_rows(&mut x, d);
+    // 3. Image clusters of the kept pairs: k-means on a sample (faiss's rule, capped
+    //    as cluster-text's), then every kept row assigned block by block.
+    let emb = NpyMatrix::open(&emb_path)?;
     let k = settings
         .clusters
         .unwrap_or_else(|| kept.len().div_ceil(settings.pairs_per_cluster.max(1)))
@@ -288,31 +305,49 @@ pub fn run(
         k,
         iterations: settings.iterations,
         seed: settings.kmeans_seed,
-        max_points_per_centroid: 256,
+        max_points_per_centroid: 256.min(MAX_TRAINING_ROWS / k).max(1),
     };
-    eprintln!(
-        "balance: {} pairs in the band -> {k} image clusters",
-        kept.len()
+    let two_level = k >= TWO_LEVEL_FROM;
+    let sample = kmeans::training_sample(
+        kept.len(),
+        &KMeansParams {
+            max_points_per_centroid: if two_level {
+                MAX_TRAINING_ROWS / k
+            } else {
+                params.max_points_per_centroid
+            },
+            ..params
+        },
     );
-    let km = if k >= TWO_LEVEL_FROM {
+    let mut x = Vec::with_capacity(sample.len() * d);
+    for &j in &sample {
+        emb.push_row(kept[j] as usize, &mut x);
+    }
+    kmeans::normalise_rows(&mut x, d);
+    eprintln!(
+        "balance: {} pairs in the band -> {k} image clusters ({} training rows)",
+        kept.len(),
+        sample.len()
+    );
+    let km = if two_level {
         kmeans::train_two_level(&x, d, &params, &mut NoCheckpoint)?
     } else {
         kmeans::train(&x, d, &params, &mut NoCheckpoint)?
     };
-    let mut assign = Vec::with_capacity(kept.len());
-    for block in x.chunks(ASSIGN_BLOCK * d) {
-        assign.extend(top_m(block, &km.centroids, d, 1).ids);
-    }
     drop(x);
     let k = km.k();
-    // 5. Ranks: per cluster and for the random baseline.
+    let mut assign = Vec::with_capacity(kept.len());
+    for block in kept.chunks(ASSIGN_BLOCK) {
+        let mut x = Vec::with_capacity(block.len() * d);
+        for &i in block {
+            emb.push_row(i as usize, &mut x);
+        }
+        kmeans::normalise_rows(&mut x, d);
+        assign.extend(top_m(&x, &km.centroids, d, 1).ids);
+    }
+    // 4. Ranks: per cluster and for the random baseline.
     let ranks = balance::cluster_ranks(&assign, k, settings.sample_seed);
     let random = balance::random_ranks(kept.len(), settings.sample_seed ^ 0x5eed);
-    for (j, &i) in kept.iter().enumerate() {
-        rows[i].cluster = Some(assign[j]);
-        rows[i].rank = Some(ranks[j]);
-        rows[i].random_rank = Some(random[j]);
-    }
     let largest = settings.caps.iter().copied().max().unwrap_or(usize::MAX);
     let cap_step = funnel.step(
         &format!("semantic balance: cluster cap {largest}"),
@@ -338,21 +373,16 @@ pub fn run(
             }
         })
         .collect();
-    let dropped_share = applied.dropped_fraction;
-    let sorted = {
-        let mut s = cosines.clone();
-        s.sort_by(f32::total_cmp);
-        s
-    };
-    let share_below = applied.below as f64 / cosines.len().max(1) as f64;
+    let share_below = applied.below as f64 / finite.len().max(1) as f64;
+    let share_above = applied.above as f64 / finite.len().max(1) as f64;
     let summary = BalanceSummary {
         encoder: pairing.encoder.to_string(),
         source: source.stage.into(),
         pairs: n,
-        not_embedded: n - cosines.len(),
-        scored_on_text1: rows.iter().filter(|r| r.scored_text == "text1").count(),
-        paper_band: balance::band_effect(Band::default(), &cosines),
-        applied_as_quantiles: (share_below, 1.0 - (dropped_share - share_below)),
+        not_embedded: n - finite.len(),
+        scored_on_text1: on_text1.iter().filter(|&&t| t).count(),
+        paper_band: balance::band_effect(Band::default(), &finite),
+        applied_as_quantiles: (share_below, 1.0 - share_above),
         applied,
         clusters: k,
         kmeans_objective: km.objective.clone(),
@@ -365,11 +395,30 @@ pub fn run(
         settings.band,
         100.0 * summary.applied.dropped_fraction,
         100.0 * summary.paper_band.dropped_fraction,
-        describe(&sorted)
+        describe(&finite)
     );
+    // 5. One row per paired image, in the source's order (a second pass over it).
+    let mut at = vec![u32::MAX; n];
+    for (j, &i) in kept.iter().enumerate() {
+        at[i as usize] = j as u32;
+    }
     let mut out = JsonlWriter::create(&part.path("samples.jsonl"))?;
-    for r in &rows {
-        out.write(r)?;
+    for (i, r) in source.all().enumerate() {
+        let (p, line, g) = r?;
+        let c = cosines[i];
+        let j = at[i] as usize;
+        let in_band = j != u32::MAX as usize;
+        out.write(&BalancedRow {
+            part: p,
+            line,
+            image_id: g.pair.image.id,
+            cosine: c.is_finite().then_some(c),
+            scored_text: if on_text1[i] { "text1" } else { "syn_text" }.into(),
+            verdict: c.is_finite().then(|| balance::verdict(c, bounds)),
+            cluster: in_band.then(|| assign[j]),
+            rank: in_band.then(|| ranks[j]),
+            random_rank: in_band.then(|| random[j]),
+        })?;
     }
     out.finish()?;
     realsyn_io::npy::write_npy(&part.path("image_centroids.npy"), &km.centroids, &[k, d])?;
@@ -380,6 +429,64 @@ pub fn run(
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
     Ok(Some(funnel))
+}
+
+/// The cosines scored so far and the image-embedding file being written.
+struct Scoring {
+    n: usize,
+    /// Created with the first chunk (the width is the text tower's).
+    writer: Option<(NpyRowWriter<f32>, usize)>,
+    path: PathBuf,
+    /// NaN where the image could not be embedded.
+    cosines: Vec<f32>,
+    on_text1: Vec<bool>,
+    bar: realsyn_data::progress::ProgressBar,
+}
+
+impl Scoring {
+    fn score(
+        &mut self,
+        store: &Path,
+        reuse: Option<&DedupEmbeddings>,
+        encoder: &mut dyn DualEmbedder,
+        chunk: Vec<(usize, ImageRow, String, bool)>,
+    ) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let images: Vec<(usize, ImageRow)> = chunk
+            .iter()
+            .map(|(j, img, _, _)| (*j, img.clone()))
+            .collect();
+        let image_emb = match reuse {
+            Some(r) => r.lookup(&images),
+            None => embed_images(store, &images, encoder)?,
+        };
+        let texts: Vec<&str> = chunk.iter().map(|(_, _, t, _)| t.as_str()).collect();
+        let mut text_emb = realsyn_io::Embeddings::default();
+        for batch in texts.chunks(EMBED_BATCH) {
+            text_emb.extend(&TextEmbedderRef(encoder).embed(batch)?)?;
+        }
+        let d = text_emb.width();
+        if self.writer.is_none() {
+            self.writer = Some((NpyRowWriter::create(&self.path, self.n, d)?, d));
+        }
+        let (writer, _) = self.writer.as_mut().expect("created above");
+        let mut rows: Vec<f32> = Vec::with_capacity(chunk.len() * d);
+        for (i, (_, _, _, on_text1)) in chunk.iter().enumerate() {
+            let img = image_emb[i].as_ref().ok().filter(|e| e.len() == d);
+            match img {
+                Some(e) => rows.extend_from_slice(e),
+                None => rows.extend(std::iter::repeat_n(0.0, d)),
+            }
+            self.cosines
+                .push(img.map_or(f32::NAN, |e| dot_normalised(e, text_emb.row(i))));
+            self.on_text1.push(*on_text1);
+        }
+        writer.write_rows(&rows)?;
+        self.bar.inc(chunk.len() as u64);
+        Ok(())
+    }
 }
 
 /// The finished balance of a store: its rows and summary.
@@ -424,29 +531,32 @@ impl TextEmbedderRef<'_> {
     }
 }
 
-/// Each image's embedding, in `images` order: dedup-images' rows when they came
-/// from the pairing encoder, else computed now.
-fn image_embeddings(
-    store: &Path,
-    m: &Manifest,
-    images: &[(usize, ImageRow)],
-    encoder: &mut dyn DualEmbedder,
-) -> Result<Vec<super::retrieve::Embedded>> {
-    if !reuses_image_embeddings(m) {
-        return embed_images(store, images, encoder);
+/// dedup-images' embeddings, looked up by image id (when they came from the
+/// pairing encoder).
+struct DedupEmbeddings {
+    emb: NpyMatrix,
+    row_of: HashMap<String, usize>,
+}
+
+impl DedupEmbeddings {
+    fn open(store: &Path) -> Result<Self> {
+        let dir = complete_parts(&store.join(DEDUP_IMAGES))?.remove(0);
+        let emb = NpyMatrix::open(&dir.join("image_embeddings.npy"))
+            .context("dedup-images kept no image embeddings")?;
+        let mut row_of: HashMap<String, usize> = HashMap::new();
+        for (i, r) in iter_jsonl::<ImageRow>(&dir.join("images.jsonl")).enumerate() {
+            row_of.insert(r?.id, i);
+        }
+        Ok(Self { emb, row_of })
     }
-    let dir = complete_parts(&store.join(DEDUP_IMAGES))?.remove(0);
-    let emb = NpyMatrix::open(&dir.join("image_embeddings.npy"))
-        .context("dedup-images kept no image embeddings")?;
-    let mut row_of: HashMap<String, usize> = HashMap::new();
-    for (i, r) in iter_jsonl::<ImageRow>(&dir.join("images.jsonl")).enumerate() {
-        row_of.insert(r?.id, i);
+
+    fn lookup(&self, images: &[(usize, ImageRow)]) -> Vec<super::retrieve::Embedded> {
+        images
+            .iter()
+            .map(|(_, img)| match self.row_of.get(&img.id) {
+                Some(&i) if i < self.emb.rows() => Ok(self.emb.read_rows(i..i + 1)),
+                _ => Err("image not among dedup-images' rows"),
+            })
+            .collect()
     }
-    Ok(images
-        .iter()
-        .map(|(_, img)| match row_of.get(&img.id) {
-            Some(&i) if i < emb.rows() => Ok(emb.read_rows(i..i + 1)),
-            _ => Err("image not among dedup-images' rows"),
-        })
-        .collect())
 }

@@ -22,7 +22,8 @@ use serde::Deserialize;
 pub struct Args {
     /// The recipe: [run] dir; [build] variant and args (flags of `realsyn build
     /// all`, without --store); [train] recipe and set; [eval] args and label;
-    /// optional [[prepare]] commands (args, creates) run before the eval.
+    /// optional [[prepare]] commands (args: a realsyn command line, creates: the
+    /// path that marks it done) run first.
     recipe: PathBuf,
     /// Put the run here instead of [run].dir.
     #[arg(long)]
@@ -128,8 +129,20 @@ impl Loaded {
         self.dir.join("store")
     }
 
+    /// The [[prepare]] commands whose output is missing (inputs the build or the
+    /// evaluation reads).
+    pub fn prepare(&self) -> Result<()> {
+        for p in &self.r.prepare {
+            if !p.creates.exists() {
+                realsyn(&p.args)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Documents -> dataset (and its report); the variant's shard pattern.
     pub fn build(&self) -> Result<String> {
+        self.prepare()?;
         let store = self.store();
         let sizes =
             realsyn_builder::stages::write::variant_dir(&store, self.variant).join("sizes.json");
@@ -172,8 +185,7 @@ impl Loaded {
         Ok(serde_json::from_slice(&std::fs::read(&summary_path)?)?)
     }
 
-    /// Checkpoint -> result JSONs in `eval_dir` (after the [[prepare]] commands);
-    /// false when the recipe has no [eval].
+    /// Checkpoint -> result JSONs in `eval_dir`; false when the recipe has no [eval].
     pub fn evaluate(
         &self,
         eval_dir: &Path,
@@ -183,11 +195,6 @@ impl Loaded {
         let Some(eval) = &self.r.eval else {
             return Ok(false);
         };
-        for p in &self.r.prepare {
-            if !p.creates.exists() {
-                realsyn(&p.args)?;
-            }
-        }
         let checkpoint = PathBuf::from(
             summary["checkpoint"]
                 .as_str()
