@@ -180,3 +180,72 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
     );
     assert_eq!(results(&b), ra_results);
 }
+
+/// Every shipped run recipe parses, names a variant and a training recipe that
+/// loads, and plans the paper's steps; a recipe with an unknown field is refused.
+#[test]
+fn shipped_run_recipes_check_and_plan() {
+    let mut recipes: Vec<PathBuf> = std::fs::read_dir(root().join("recipes/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    recipes.sort();
+    assert_eq!(
+        recipes.len(),
+        9,
+        "RealSyn15M/30M/100M x ViT-B/32, B/16, L/14"
+    );
+    recipes.push(root().join("recipes/gimp-tiny.toml"));
+    // A fresh run folder each: a finished run in the checkout would plan nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, r) in recipes.iter().enumerate() {
+        let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+            .args(["run", "--dry-run"])
+            .arg(r)
+            .arg("--dir")
+            .arg(tmp.path().join(i.to_string()))
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let plan = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            r.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for step in [
+            "realsyn build all --store",
+            "realsyn train --recipe",
+            "realsyn eval --model",
+        ] {
+            assert!(
+                plan.contains(step),
+                "{}: no {step:?} in\n{plan}",
+                r.display()
+            );
+        }
+        if r.starts_with(root().join("recipes/runs")) {
+            assert!(plan.contains("--balance-caps 20,35,180"), "{plan}");
+        }
+        assert!(
+            !tmp.path().join(i.to_string()).exists(),
+            "a dry run wrote files"
+        );
+    }
+    let bad = tmp.path().join("bad.toml");
+    let text = std::fs::read_to_string(&recipes[9]).unwrap();
+    std::fs::write(&bad, text.replace("[run]", "[run]\nepochs = 3")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
+        .args(["run", "--dry-run"])
+        .arg(&bad)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a run recipe") && err.contains("epochs"),
+        "{err}"
+    );
+}

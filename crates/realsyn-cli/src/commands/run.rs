@@ -28,6 +28,10 @@ pub struct Args {
     /// Put the run here instead of [run].dir.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Check the recipe (its sections, variant and training recipe) and print the
+    /// commands the run would start, without running them.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +109,8 @@ pub struct Loaded {
     r: RunRecipe,
     pub dir: PathBuf,
     pub variant: realsyn_builder::dataset::Variant,
+    /// Print the steps instead of running them.
+    pub dry_run: bool,
 }
 
 pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
@@ -113,7 +119,6 @@ pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
     let r: RunRecipe = toml::from_str(&text)
         .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
     let dir = dir.unwrap_or_else(|| r.run.dir.clone());
-    std::fs::create_dir_all(&dir)?;
     let variant = r.build.variant.parse()?;
     if r.build.args.iter().any(|a| a == "--store") {
         bail!(
@@ -121,7 +126,25 @@ pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
             dir.display()
         );
     }
-    Ok(Loaded { r, dir, variant })
+    // The training recipe must load, with the fields the run sets.
+    realsyn_train::Recipe::load(
+        &r.train.recipe,
+        &[
+            vec![
+                "data.train=\"check\"".to_string(),
+                "output.dir=\"check\"".to_string(),
+            ],
+            r.train.set.clone(),
+        ]
+        .concat(),
+    )
+    .with_context(|| format!("[train] recipe of {}", recipe.display()))?;
+    Ok(Loaded {
+        r,
+        dir,
+        variant,
+        dry_run: false,
+    })
 }
 
 impl Loaded {
@@ -134,10 +157,19 @@ impl Loaded {
     pub fn prepare(&self) -> Result<()> {
         for p in &self.r.prepare {
             if !p.creates.exists() {
-                realsyn(&p.args)?;
+                self.step(&p.args)?;
             }
         }
         Ok(())
+    }
+
+    /// Run one realsyn command line (or print it, in a dry run).
+    fn step(&self, args: &[String]) -> Result<()> {
+        if self.dry_run {
+            println!("realsyn {}", args.join(" "));
+            return Ok(());
+        }
+        realsyn(args)
     }
 
     /// Documents -> dataset (and its report); the variant's shard pattern.
@@ -151,10 +183,14 @@ impl Loaded {
         } else {
             let mut a = vec!["build".into(), "all".into(), "--store".into(), s(&store)];
             a.extend(self.r.build.args.iter().cloned());
-            realsyn(&a)?;
+            self.step(&a)?;
         }
         if !store.join("report/report.json").exists() {
-            realsyn(&["build".into(), "report".into(), "--store".into(), s(&store)])?;
+            self.step(&["build".into(), "report".into(), "--store".into(), s(&store)])?;
+        }
+        if self.dry_run {
+            let dir = realsyn_builder::stages::write::variant_dir(&store, self.variant);
+            return Ok(format!("{}/{{00000..N}}.tar", dir.display()));
         }
         realsyn_builder::stages::write::shard_pattern(&store, self.variant)
     }
@@ -180,7 +216,11 @@ impl Loaded {
             if train_dir.join("checkpoints/latest").exists() {
                 a.extend(["--resume".into(), "latest".into()]);
             }
-            realsyn(&a)?;
+            self.step(&a)?;
+        }
+        if self.dry_run {
+            let last = train_dir.join("checkpoints/step_N");
+            return Ok(serde_json::json!({ "checkpoint": last }));
         }
         Ok(serde_json::from_slice(&std::fs::read(&summary_path)?)?)
     }
@@ -213,7 +253,10 @@ impl Loaded {
             s(eval_dir),
         ];
         a.extend(eval.args.iter().cloned());
-        realsyn(&a)?;
+        self.step(&a)?;
+        if self.dry_run {
+            return Ok(true);
+        }
         realsyn_io::fs::write_atomic(
             &done,
             &serde_json::to_vec_pretty(&serde_json::json!({
@@ -226,12 +269,24 @@ impl Loaded {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let l = load(&args.recipe, args.dir)?;
+    let mut l = load(&args.recipe, args.dir)?;
+    l.dry_run = args.dry_run;
+    if !l.dry_run {
+        std::fs::create_dir_all(&l.dir)?;
+    }
     let (dir, variant, store) = (l.dir.clone(), l.variant, l.store());
     let pattern = l.build()?;
     let summary = l.train(&dir.join("train"), &pattern)?;
     let eval_dir = dir.join("eval");
     if !l.evaluate(&eval_dir, &summary, &pattern)? {
+        return Ok(());
+    }
+    if l.dry_run {
+        println!(
+            "realsyn eval report {}=... --output {}",
+            s(&eval_dir),
+            s(&dir.join("report.md"))
+        );
         return Ok(());
     }
     // Results -> report beside the paper's tables.

@@ -91,6 +91,7 @@ fn sweep(
         bail!("--sizes: a 3-parameter law needs at least 3 dataset sizes");
     }
     let l = super::run::load(recipe, dir)?;
+    std::fs::create_dir_all(&l.dir)?;
     let pattern = l.build()?;
     let root = l.dir.join("sweep");
     let mut fit_args: Vec<String> = vec!["scaling".into(), "fit".into()];
