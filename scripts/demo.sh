@@ -37,7 +37,7 @@ CKPT=$(ls -d "$OUT"/fashion-mnist-run/checkpoints/step_* | tail -n 1)/model.safe
     --output "$OUT/eval"
 # One recipe from documents to tables (docs/dataset.md): the GIMP manual -> balanced
 # RealSyn shards -> a tiny CLIP -> Fashion-MNIST zero-shot and linear probe -> report.md.
-"$BIN" run recipes/gimp-tiny.toml --dir "$OUT/gimp-tiny"
+"$BIN" run recipes/runs/gimp-tiny.toml --dir "$OUT/gimp-tiny"
 "$BIN" view --store "$OUT/gimp-tiny/store" --no-serve
 set +x
 python3 scripts/fetch-registry-data.py "$OUT/data"

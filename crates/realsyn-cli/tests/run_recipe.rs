@@ -1,4 +1,4 @@
-//! `realsyn run recipes/gimp-tiny.toml` end to end (GIMP manual -> balanced dataset
+//! `realsyn run recipes/runs/gimp-tiny.toml` end to end (GIMP manual -> balanced dataset
 //! -> tiny CLIP -> Fashion-MNIST zero-shot and linear probe -> report), once
 //! straight through and once killed (SIGKILL to the whole process group) during the
 //! build and again during training, then rerun: the same dataset bytes, the same
@@ -19,7 +19,7 @@ fn root() -> PathBuf {
 
 /// The shipped recipe with its run folder moved to `dir`.
 fn recipe(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("recipes/gimp-tiny.toml")).unwrap();
+    let text = std::fs::read_to_string(root().join("recipes/runs/gimp-tiny.toml")).unwrap();
     assert!(text.contains("runs/gimp-tiny"));
     let p = dir.with_extension("toml");
     std::fs::write(&p, text.replace("runs/gimp-tiny", dir.to_str().unwrap())).unwrap();
@@ -195,7 +195,7 @@ fn shipped_run_recipes_check_and_plan() {
         9,
         "RealSyn15M/30M/100M x ViT-B/32, B/16, L/14"
     );
-    recipes.push(root().join("recipes/gimp-tiny.toml"));
+    recipes.push(root().join("recipes/runs/gimp-tiny.toml"));
     // A fresh run folder each: a finished run in the checkout would plan nothing.
     let tmp = tempfile::tempdir().unwrap();
     for (i, r) in recipes.iter().enumerate() {
@@ -225,7 +225,11 @@ fn shipped_run_recipes_check_and_plan() {
                 r.display()
             );
         }
-        if r.starts_with(root().join("recipes/runs")) {
+        if r.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("realsyn")
+        {
             assert!(plan.contains("--balance-caps 20,35,180"), "{plan}");
         }
         assert!(
@@ -234,7 +238,7 @@ fn shipped_run_recipes_check_and_plan() {
         );
     }
     let bad = tmp.path().join("bad.toml");
-    let text = std::fs::read_to_string(&recipes[9]).unwrap();
+    let text = std::fs::read_to_string(root().join("recipes/runs/gimp-tiny.toml")).unwrap();
     std::fs::write(&bad, text.replace("[run]", "[run]\nepochs = 3")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
         .args(["run", "--dry-run"])

@@ -18,7 +18,7 @@ use serde::Deserialize;
 /// with summary.json, an eval with done.json), resumes a killed build (finished
 /// parts are kept) or training (`--resume latest`).
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  realsyn run recipes/gimp-tiny.toml")]
+#[command(after_help = "Example:\n  realsyn run recipes/runs/gimp-tiny.toml")]
 pub struct Args {
     /// The recipe: [run] dir; [build] variant and args (flags of `realsyn build
     /// all`, without --store); [train] recipe and set; [eval] args and label;
