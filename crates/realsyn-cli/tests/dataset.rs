@@ -48,14 +48,8 @@ fn run(args: &[String]) {
 /// Every sample of a variant folder: key -> (txt, json, jpg bytes).
 fn read_variant(dir: &Path) -> BTreeMap<String, (String, Value, Vec<u8>)> {
     let skips = SkipCounter::new();
-    let mut tars: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
-        .collect();
-    tars.sort();
     let mut out = BTreeMap::new();
-    for t in &tars {
+    for t in &realsyn_builder::stages::tars_in(dir).unwrap() {
         for s in read_shard(t, &skips) {
             let txt = String::from_utf8(s.get("txt").unwrap().to_vec()).unwrap();
             let json: Value = serde_json::from_slice(s.get("json").unwrap()).unwrap();

@@ -120,6 +120,20 @@ impl std::str::FromStr for Resize {
     }
 }
 
+/// img2dataset's `NNNNN_stats.json` (without times, so a rerun writes the same),
+/// for the `write` stage's shards and the released parquet's downloads.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShardStats {
+    pub count: usize,
+    pub successes: usize,
+    pub failed_to_download: usize,
+    pub failed_to_resize: usize,
+    pub status_dict: std::collections::BTreeMap<String, usize>,
+    /// The variant a `write` shard belongs to (none for downloads).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+}
+
 /// What one image becomes in the dataset: JPEG bytes and their size.
 pub struct Encoded {
     pub jpg: Vec<u8>,

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::parquet::{ReleasedRow, Table, read_released, write_released};
-use super::{Resize, encode, sample_key};
+use super::{Resize, ShardStats, encode, sample_key};
 use crate::fetch::{FetchOptions, Fetcher};
 use realsyn_data::wds::{ShardWriter, SkipCounter, read_shard};
 
@@ -198,13 +198,14 @@ pub fn download(
         // Written last: its presence marks the shard done.
         realsyn_io::fs::write_atomic(
             &stats_path,
-            &serde_json::to_vec_pretty(&serde_json::json!({
-                "count": chunk.len(),
-                "successes": successes,
-                "failed_to_download": failed_to_download,
-                "failed_to_resize": chunk.len() - successes - failed_to_download,
-                "status_dict": status_dict,
-            }))?,
+            &serde_json::to_vec_pretty(&ShardStats {
+                count: chunk.len(),
+                successes,
+                failed_to_download,
+                failed_to_resize: chunk.len() - successes - failed_to_download,
+                status_dict,
+                variant: String::new(),
+            })?,
         )?;
         bar.inc(chunk.len() as u64);
     }
@@ -221,10 +222,10 @@ fn write_sizes(out: &Path, n_shards: usize) -> Result<()> {
         let Ok(bytes) = std::fs::read(&p) else {
             return Ok(());
         };
-        let stats: serde_json::Value = serde_json::from_slice(&bytes)?;
-        let n = stats["successes"].as_u64().unwrap_or(0);
-        if n > 0 {
-            sizes.insert(format!("{s:05}.tar"), n);
+        let stats: ShardStats = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a shard's stats", p.display()))?;
+        if stats.successes > 0 {
+            sizes.insert(format!("{s:05}.tar"), stats.successes as u64);
         }
     }
     realsyn_io::fs::write_atomic(&out.join("sizes.json"), &serde_json::to_vec_pretty(&sizes)?)

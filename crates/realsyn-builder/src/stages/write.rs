@@ -28,7 +28,7 @@ use super::retrieve::for_each_image_bytes;
 use super::{WRITE, write_funnel};
 use crate::dataset::parquet::Table;
 use crate::dataset::sample::SampleJson;
-use crate::dataset::{Variant, encode, sample_key};
+use crate::dataset::{ShardStats, Variant, encode, sample_key};
 use crate::funnel::Funnel;
 use crate::shard::{PartWriter, ShardSpec, complete_parts};
 use realsyn_data::wds::ShardWriter;
@@ -158,17 +158,6 @@ pub fn run(
     part.commit()?;
     write_sizes(store, shard.count)?;
     Ok(Some(funnel))
-}
-
-/// img2dataset's `NNNNN_stats.json` (without times, so a rerun writes the same).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ShardStats {
-    pub count: usize,
-    pub successes: usize,
-    pub failed_to_download: usize,
-    pub failed_to_resize: usize,
-    pub status_dict: BTreeMap<String, usize>,
-    pub variant: String,
 }
 
 fn write_shard(
@@ -307,8 +296,12 @@ fn write_sizes(store: &Path, parts: usize) -> Result<()> {
 /// The brace pattern of a written variant's shards (`DIR/{00000..00012}.tar`), for
 /// `realsyn train` and open_clip's `--train-data`.
 pub fn shard_pattern(store: &Path, v: Variant) -> Result<String> {
-    let dir = variant_dir(store, v);
-    let tars = super::tars_in(&dir)?;
+    dir_pattern(&variant_dir(store, v))
+}
+
+/// The brace pattern of the `.tar` shards in `dir` (the one file when there is one).
+pub fn dir_pattern(dir: &Path) -> Result<String> {
+    let tars = super::tars_in(dir)?;
     let (Some(first), Some(last)) = (tars.first(), tars.last()) else {
         bail!("{} holds no shards", dir.display());
     };

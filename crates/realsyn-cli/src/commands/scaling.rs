@@ -102,15 +102,7 @@ fn sweep(
             let w = realsyn_data::wds::write_subset(&pattern, n, seed, per_shard, &data)?;
             eprintln!("sweep: {w} samples of {pattern} in {}", data.display());
         }
-        let tars = std::fs::read_dir(&data)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
-            .count();
-        let sub = if tars == 1 {
-            data.join("00000.tar").display().to_string()
-        } else {
-            format!("{}/{{00000..{:05}}}.tar", data.display(), tars - 1)
-        };
+        let sub = realsyn_builder::stages::write::dir_pattern(&data)?;
         let summary = l.train(&run.join("train"), &sub)?;
         let eval = run.join("eval");
         if !l.evaluate(&eval, &summary, &sub)? {
