@@ -1,15 +1,18 @@
-//! `realsyn convert`: between open_clip, Hugging Face and realsyn weight formats.
+//! `realsyn convert`: between open_clip, Hugging Face and realsyn weight formats (and
+//! from the EVA-CLIP release's layout).
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use realsyn_model::clip::weights::{WeightFormat, read_weights, resolve_config, write_weights};
 
-/// Convert CLIP weights between formats.
+/// Convert CLIP and EVA02-CLIP weights between formats.
 ///
-/// Reads open_clip (.safetensors, .pt/.pth/.bin, also training checkpoints), Hugging
-/// Face CLIPModel (a directory or model.safetensors beside config.json) and realsyn
-/// checkpoints. Writes open_clip safetensors (loadable with
+/// Reads open_clip (.safetensors, .pt/.pth/.bin, also training checkpoints; CLIP ViT
+/// and EVA02-CLIP `visual.trunk.*`), Hugging Face CLIPModel (a directory or
+/// model.safetensors beside config.json), the EVA-CLIP release's checkpoints
+/// (BAAI `EVA02_CLIP_*`, `visual.blocks.*`) and realsyn checkpoints; f16/bf16 files
+/// are read as f32. Writes open_clip safetensors (loadable with
 /// `open_clip.create_model(name, pretrained=FILE)`), a Hugging Face directory
 /// (model.safetensors + config.json) or a realsyn checkpoint (open_clip safetensors
 /// with the model config embedded).
@@ -21,12 +24,13 @@ pub struct Args {
     /// Where to write (a directory for --to hf).
     #[arg(long)]
     output: PathBuf,
-    /// Output format: open_clip, hf or realsyn. Default: from the output name
-    /// (a path without extension means hf, *.safetensors means realsyn).
+    /// Output format: open_clip, hf or realsyn (EVA02 has no hf layout). Default: from
+    /// the output name (a path without extension means hf, *.safetensors means realsyn).
     #[arg(long)]
     to: Option<WeightFormat>,
-    /// Architecture (ViT-B-32, ... or an open_clip config JSON) when the input does not
-    /// carry one; otherwise it is read from the file or inferred from tensor shapes.
+    /// Architecture (ViT-B-32, EVA02-B-16, ... or an open_clip config JSON) when the
+    /// input does not carry one; otherwise it is read from the file or inferred from
+    /// tensor shapes.
     #[arg(long)]
     arch: Option<String>,
 }

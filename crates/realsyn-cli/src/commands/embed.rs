@@ -22,7 +22,8 @@ use realsyn_runtime::{BackendJob, create_model_and_transforms, dispatch};
 #[derive(clap::Args, Clone)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["images", "texts"])))]
 pub struct Args {
-    /// Architecture (ViT-B-32, ViT-B-16, ViT-L-14, ... or an open_clip config JSON).
+    /// Architecture (ViT-B-32, ViT-B-16, ViT-L-14, EVA02-B-16, EVA02-E-14-plus, ... or an
+    /// open_clip config JSON).
     /// Optional when the weights carry their config (realsyn checkpoints, HF dirs).
     #[arg(long)]
     arch: Option<String>,

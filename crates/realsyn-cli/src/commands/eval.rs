@@ -61,7 +61,7 @@ struct RunArgs {
     /// Weights: realsyn checkpoint, open_clip .safetensors/.pt, or HF directory.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Architecture when the weights do not say it (ViT-B-32, config JSON, ...).
+    /// Architecture when the weights do not say it (ViT-B-32, EVA02-B-16, config JSON, ...).
     #[arg(long)]
     arch: Option<String>,
     /// Suites to run (comma-separated): zero-shot, linear-probe, retrieval, robustness, all.

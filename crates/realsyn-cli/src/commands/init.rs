@@ -12,7 +12,7 @@ use realsyn_model::{Clip, ClipConfig};
 /// Write a randomly initialised CLIP as a realsyn checkpoint (or open_clip safetensors).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Architecture: ViT-B-32, ViT-B-16, ViT-L-14, ... or an open_clip config JSON.
+    /// Architecture: ViT-B-32, ViT-B-16, ViT-L-14, EVA02-B-16, ... or an open_clip config JSON.
     #[arg(long)]
     arch: String,
     /// Output .safetensors.

@@ -1,10 +1,18 @@
 //! Model configuration in open_clip's `model_configs/*.json` format, so any config a
 //! user already has loads as is. The shipped ones live in `model_configs/`.
+//!
+//! An EVA02-CLIP config names its image tower by a timm model (`timm_model_name`);
+//! loading it resolves that name into explicit fields (`width`, `layers`, `patch_size`,
+//! `head_width`, `mlp_ratio` and the `eva` design flags, see `crate::eva02::config`),
+//! so the network built is the one written in the config, never a hidden default.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+
+pub use crate::eva02::config::EvaDesign;
+use crate::eva02::config::resolve_timm_tower;
 
 /// `embed_dim` + `vision_cfg` + `text_cfg`, as open_clip writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,23 +23,50 @@ pub struct ClipConfig {
     pub quick_gelu: bool,
     pub vision_cfg: VisionConfig,
     pub text_cfg: TextConfig,
+    /// open_clip's `CustomTextCLIP` (every EVA02 config): the same text tower, its
+    /// weights under `text.` instead of at the top level.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub custom_text: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisionConfig {
     #[serde(deserialize_with = "square_size", serialize_with = "plain_size")]
     pub image_size: usize,
-    #[serde(deserialize_with = "square_size", serialize_with = "plain_size")]
+    /// Patch side, depth and width: given for open_clip's ViT, resolved from the timm
+    /// name for an EVA02 tower (open_clip's EVA02 JSONs leave them out).
+    #[serde(
+        default,
+        deserialize_with = "square_size",
+        serialize_with = "plain_size"
+    )]
     pub patch_size: usize,
+    #[serde(default)]
     pub layers: usize,
+    #[serde(default)]
     pub width: usize,
     #[serde(default = "default_head_width")]
     pub head_width: usize,
     #[serde(default = "default_mlp_ratio")]
     pub mlp_ratio: f64,
-    /// Options of open_clip we do not implement; present only to reject them clearly.
+    /// The image tower is timm's `Eva` (EVA02-CLIP) with this design, instead of
+    /// open_clip's ViT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eva: Option<EvaDesign>,
+    /// open_clip's timm tower fields: the model name (resolved into the fields above),
+    /// its pooling (class token only) and extra projection (none: timm's own head
+    /// projects to `embed_dim`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timm_model_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timm_model_pretrained: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timm_pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timm_proj: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timm_proj_bias: Option<bool>,
+    /// Options of open_clip we do not implement; present only to reject them clearly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ls_init_value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +167,26 @@ pub const BUILTIN_CONFIGS: &[(&str, &str)] = &[
         "ViT-L-14-336",
         include_str!("../../model_configs/ViT-L-14-336.json"),
     ),
+    (
+        "EVA02-B-16",
+        include_str!("../../model_configs/EVA02-B-16.json"),
+    ),
+    (
+        "EVA02-L-14",
+        include_str!("../../model_configs/EVA02-L-14.json"),
+    ),
+    (
+        "EVA02-L-14-336",
+        include_str!("../../model_configs/EVA02-L-14-336.json"),
+    ),
+    (
+        "EVA02-E-14",
+        include_str!("../../model_configs/EVA02-E-14.json"),
+    ),
+    (
+        "EVA02-E-14-plus",
+        include_str!("../../model_configs/EVA02-E-14-plus.json"),
+    ),
 ];
 
 impl ClipConfig {
@@ -157,9 +212,21 @@ impl ClipConfig {
     }
 
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: ClipConfig = serde_json::from_str(json).context("parsing model config JSON")?;
+        let mut cfg: ClipConfig =
+            serde_json::from_str(json).context("parsing model config JSON")?;
+        resolve_timm_tower(&mut cfg.vision_cfg)?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The image tower is EVA02's (timm `Eva`) rather than open_clip's ViT.
+    pub fn is_eva(&self) -> bool {
+        self.vision_cfg.eva.is_some()
+    }
+
+    /// Where the text tower's weights sit in an open_clip state dict.
+    pub fn text_prefix(&self) -> &'static str {
+        if self.custom_text { "text." } else { "" }
     }
 
     pub fn to_json(&self) -> String {
@@ -171,9 +238,36 @@ impl ClipConfig {
     pub fn validate(&self) -> Result<()> {
         let v = &self.vision_cfg;
         let t = &self.text_cfg;
-        if v.timm_model_name.is_some() || t.hf_model_name.is_some() {
+        if t.hf_model_name.is_some() {
+            bail!("Hugging Face text towers are not supported: only open_clip's text transformer");
+        }
+        if let Some(name) = &v.timm_model_name
+            && v.eva.is_none()
+        {
             bail!(
-                "timm / Hugging Face towers are not supported: only open_clip's native ViT + text transformer"
+                "timm image tower {name:?} is not supported: realsyn builds open_clip's ViT and the EVA02-CLIP towers ({})",
+                crate::eva02::config::known_timm_towers()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some(eva) = &v.eva {
+            eva.validate()?;
+            if eva.rope_ref_grid.is_some() && v.head_width % 4 != 0 {
+                bail!(
+                    "EVA02 RoPE splits each head into 4 parts: head_width {} is not a multiple of 4",
+                    v.head_width
+                );
+            }
+        }
+        if v.eva.is_some()
+            && (v.timm_pool.as_deref().is_some_and(|p| p != "token")
+                || v.timm_proj.as_deref().is_some_and(|p| !p.is_empty()))
+        {
+            bail!(
+                "EVA02 towers are supported with class-token pooling and timm's own head (timm_pool \"token\", timm_proj null); got pool {:?}, proj {:?}",
+                v.timm_pool,
+                v.timm_proj
             );
         }
         if v.ls_init_value.is_some() || t.ls_init_value.is_some() {
@@ -266,6 +360,51 @@ mod tests {
                 .quick_gelu
         );
         assert!(!b32.quick_gelu);
+    }
+
+    /// Each shipped EVA02 config is open_clip's JSON plus the fields its timm name
+    /// resolves to: dropping them and resolving again gives the same config.
+    #[test]
+    fn shipped_eva02_configs_are_their_timm_names_resolved() {
+        for (name, json) in BUILTIN_CONFIGS
+            .iter()
+            .filter(|(n, _)| n.starts_with("EVA02"))
+        {
+            let shipped = ClipConfig::from_json(json).unwrap();
+            assert!(shipped.is_eva() && shipped.custom_text, "{name}");
+            let mut bare: serde_json::Value = serde_json::from_str(json).unwrap();
+            let v = bare["vision_cfg"].as_object_mut().unwrap();
+            for k in [
+                "eva",
+                "patch_size",
+                "width",
+                "layers",
+                "head_width",
+                "mlp_ratio",
+            ] {
+                v.remove(k);
+            }
+            let resolved = ClipConfig::from_json(&bare.to_string()).unwrap();
+            assert_eq!(resolved, shipped, "{name}");
+        }
+        let e = ClipConfig::from_name_or_path("EVA02-E-14-plus").unwrap();
+        let v = &e.vision_cfg;
+        assert_eq!((v.width, v.layers, v.width / v.head_width), (1792, 64, 16));
+        assert_eq!((v.width as f64 * v.mlp_ratio) as usize, 15360);
+        assert!(v.eva.unwrap().post_norm);
+        let b = ClipConfig::from_name_or_path("EVA02-B-16").unwrap();
+        assert_eq!(
+            (b.vision_cfg.width as f64 * b.vision_cfg.mlp_ratio) as usize,
+            2048
+        );
+        // A timm tower realsyn does not build is refused by name.
+        let json = r#"{"embed_dim": 8, "vision_cfg": {"image_size": 224, "timm_model_name": "convnext_base"},
+                       "text_cfg": {"width": 32, "heads": 2, "layers": 1}}"#;
+        let err = ClipConfig::from_json(json).unwrap_err().to_string();
+        assert!(
+            err.contains("convnext_base") && err.contains("eva02_base_patch16_clip_224"),
+            "{err}"
+        );
     }
 
     #[test]

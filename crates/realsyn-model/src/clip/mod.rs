@@ -2,6 +2,9 @@
 //! text tower (`vision`, `text`) on the shared pre-LN blocks, the contrastive outputs
 //! and loss (`loss`), open_clip's model configs (`config`), the CLIP BPE tokenizer
 //! (`tokenizer`) and weight formats (`weights`: open_clip, Hugging Face, realsyn).
+//!
+//! As in open_clip, the image tower is chosen by the config: open_clip's ViT, or
+//! EVA02's (`crate::eva02`, open_clip's timm tower) for the EVA02-CLIP configs.
 
 pub mod config;
 pub mod loss;
@@ -15,16 +18,35 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use crate::common::transformer::Activation;
+use crate::eva02::EvaVisionTower;
 use config::ClipConfig;
 use text::TextTransformer;
 use vision::VisionTransformer;
+
+/// The image tower a config asks for (open_clip's `_build_vision_tower`).
+#[derive(Module, Debug)]
+pub enum ImageTower<B: Backend> {
+    /// open_clip's `VisionTransformer`.
+    Vit(VisionTransformer<B>),
+    /// timm's `Eva` through open_clip's `TimmModel` (EVA02-CLIP).
+    Eva(EvaVisionTower<B>),
+}
+
+impl<B: Backend> ImageTower<B> {
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        match self {
+            ImageTower::Vit(t) => t.forward(images),
+            ImageTower::Eva(t) => t.forward(images),
+        }
+    }
+}
 
 /// ln(1 / 0.07): CLIP's initial temperature.
 pub const INIT_LOGIT_SCALE: f64 = 2.659_260_036_932_778_3;
 
 #[derive(Module, Debug)]
 pub struct Clip<B: Backend> {
-    pub visual: VisionTransformer<B>,
+    pub visual: ImageTower<B>,
     pub text: TextTransformer<B>,
     /// Learnable log temperature, shape [1] (a 0-d tensor in open_clip).
     pub logit_scale: Param<Tensor<B, 1>>,
@@ -40,7 +62,10 @@ impl<B: Backend> Clip<B> {
             Activation::Gelu
         };
         Self {
-            visual: VisionTransformer::new(config, act, device),
+            visual: match &config.vision_cfg.eva {
+                Some(design) => ImageTower::Eva(EvaVisionTower::new(config, design, device)),
+                None => ImageTower::Vit(VisionTransformer::new(config, act, device)),
+            },
             text: TextTransformer::new(config, act, device),
             logit_scale: Param::from_tensor(Tensor::from_floats([INIT_LOGIT_SCALE as f32], device)),
             config: config.clone(),

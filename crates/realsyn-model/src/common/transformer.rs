@@ -47,7 +47,7 @@ pub fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> 
 
 /// A Linear over `[batch, tokens, d]` as ONE `[batch * tokens, d]` GEMM: CPU backends
 /// otherwise run `batch` small matrix products against a broadcast weight.
-fn linear_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub(crate) fn linear_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, n, d] = x.dims();
     let y = linear.forward(x.reshape([b * n, d]));
     let [_, out] = y.dims();
@@ -102,6 +102,14 @@ pub struct Mlp<B: Backend> {
     pub activation: Activation,
 }
 
+impl<B: Backend> Mlp<B> {
+    /// `c_proj(act(c_fc(x)))` over `[batch, tokens, width]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let hidden = self.activation.apply(linear_2d(&self.c_fc, x));
+        linear_2d(&self.c_proj, hidden)
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct ResidualAttentionBlock<B: Backend> {
     pub ln_1: LayerNorm<B>,
@@ -132,11 +140,7 @@ impl<B: Backend> ResidualAttentionBlock<B> {
 
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        let hidden = self
-            .mlp
-            .activation
-            .apply(linear_2d(&self.mlp.c_fc, self.ln_2.forward(x.clone())));
-        x + linear_2d(&self.mlp.c_proj, hidden)
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }
 

@@ -32,6 +32,15 @@ impl Layout {
         }
     }
 
+    /// The PyTorch shape of a Burn parameter of shape `burn` (for messages and listings).
+    pub fn torch_shape(self, burn: &[usize]) -> Vec<usize> {
+        match self {
+            Layout::Same => burn.to_vec(),
+            Layout::LinearWeight => burn.iter().rev().copied().collect(),
+            Layout::Scalar => Vec::new(),
+        }
+    }
+
     /// Burn parameter -> the PyTorch tensor's layout (inverse of `torch_to_burn`).
     pub fn burn_to_torch(self, t: HostTensor) -> Result<HostTensor> {
         match self {
@@ -101,13 +110,19 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         layout: Layout,
         param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
-        let t = layout.torch_to_burn(self.sd.take(key)?)?;
+        // Shapes in messages are PyTorch's, as the user's file and open_clip print them.
         let expected = param.lazy_shape().to_vec();
+        let torch_expected = layout.torch_shape(&expected);
+        let Some(t) = self.sd.tensors.remove(key) else {
+            bail!(
+                "{key}: missing from the weights (the model config expects shape {torch_expected:?})"
+            );
+        };
+        let file_shape = t.shape.clone();
+        let t = layout.torch_to_burn(t)?;
         if t.shape != expected {
             bail!(
-                "{key}: weights have shape {:?}, the model config expects {:?}",
-                t.shape,
-                expected
+                "{key}: weights have shape {file_shape:?}, the model config expects {torch_expected:?}"
             );
         }
         let tensor = Tensor::from_data(TensorData::new(t.data, t.shape), &self.device);
@@ -164,4 +179,33 @@ pub fn export(walk: impl FnOnce(&mut Exporter) -> Result<()>) -> Result<StateDic
     };
     walk(&mut exporter)?;
     Ok(exporter.sd)
+}
+
+/// The shapes a model's parameters have in PyTorch's layout, by key, read off the walk
+/// without allocating a parameter (Burn's parameters are lazy until used): parameter
+/// counts and architecture matching for models too large to build, such as EVA02-E.
+pub struct ShapeLister {
+    pub shapes: Vec<(String, Vec<usize>)>,
+}
+
+impl<B: Backend> ParamVisitor<B> for ShapeLister {
+    fn visit<const D: usize>(
+        &mut self,
+        key: &str,
+        layout: Layout,
+        param: &mut Param<Tensor<B, D>>,
+    ) -> Result<()> {
+        let shape = layout.torch_shape(&param.lazy_shape());
+        self.shapes.push((key.to_string(), shape));
+        Ok(())
+    }
+}
+
+/// Run `walk` with a [`ShapeLister`].
+pub fn param_shapes(
+    walk: impl FnOnce(&mut ShapeLister) -> Result<()>,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    let mut lister = ShapeLister { shapes: Vec::new() };
+    walk(&mut lister)?;
+    Ok(lister.shapes)
 }

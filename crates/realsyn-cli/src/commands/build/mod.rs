@@ -225,7 +225,8 @@ struct Runtime {
     /// Device for the models: cpu, or cuda[:N] in a --features cuda build.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Architecture of --image-encoder weights when they do not say (e.g. ViT-B-32).
+    /// Architecture of --image-encoder weights when they do not say (e.g. ViT-B-32,
+    /// EVA02-E-14-plus).
     #[arg(long)]
     image_encoder_arch: Option<String>,
     /// Architecture of --text-encoder weights when they do not say.

@@ -6,6 +6,7 @@
 //! | open_clip `.pt` / `.bin` / `.pth` (torch pickle, also training checkpoints with `state_dict`) | yes, through burn-store's PyTorch reader | no (write safetensors) |
 //! | Hugging Face `CLIPModel` (`model.safetensors` / `pytorch_model.bin` + `config.json`) | yes | yes |
 //! | realsyn checkpoint | yes | yes |
+//! | EVA-CLIP release (BAAI `EVA02_CLIP_*`: `visual.blocks.*`, `mlp.w1`, `inner_attn_ln`) | yes, mapped to open_clip's `visual.trunk.*` | no (write open_clip) |
 //!
 //! A realsyn checkpoint *is* an open_clip safetensors file whose header metadata also
 //! carries the model config (`realsyn_config`), so it needs no `--arch` to load and
@@ -21,12 +22,13 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 
 pub use hf::{config_from_hf_json, hf_config_json, hf_to_open_clip, is_hf, open_clip_to_hf};
-pub use open_clip::{infer_config, visit_params};
+pub use open_clip::{infer_config, param_count, param_shapes_of, visit_params};
 
 use crate::clip::Clip;
 use crate::clip::config::ClipConfig;
 use crate::common::files::{self, read_torch_pickle, write_safetensors};
 use crate::common::state_dict::StateDict;
+use crate::eva02::weights::{eva_clip_release_to_open_clip, is_eva_clip_release, is_open_clip_eva};
 use realsyn_io::fs::write_atomic;
 
 /// Safetensors metadata key holding the model config JSON.
@@ -38,6 +40,8 @@ pub enum WeightFormat {
     HuggingFace,
     /// open_clip safetensors with the config embedded.
     Realsyn,
+    /// The original EVA-CLIP release's key layout (read only).
+    EvaClipRelease,
 }
 
 impl std::str::FromStr for WeightFormat {
@@ -94,10 +98,17 @@ pub fn read_weights(path: &Path) -> Result<LoadedWeights> {
             format: WeightFormat::HuggingFace,
         });
     }
-    if !sd.contains("visual.conv1.weight") {
+    if is_eva_clip_release(&sd) {
+        return Ok(LoadedWeights {
+            state_dict: eva_clip_release_to_open_clip(sd),
+            config,
+            format: WeightFormat::EvaClipRelease,
+        });
+    }
+    if !sd.contains("visual.conv1.weight") && !is_open_clip_eva(&sd) {
         let sample: Vec<&String> = sd.keys().take(5).collect();
         bail!(
-            "{}: not a CLIP ViT state dict (no visual.conv1.weight or vision_model.* keys; first keys: {sample:?})",
+            "{}: not a CLIP or EVA02-CLIP state dict (no visual.conv1.weight, visual.trunk.*, visual.blocks.* or vision_model.* keys; first keys: {sample:?})",
             file.display()
         );
     }
@@ -160,8 +171,16 @@ pub fn write_weights(
     format: WeightFormat,
 ) -> Result<()> {
     let mut meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    if config.is_eva() && format == WeightFormat::HuggingFace {
+        bail!(
+            "EVA02-CLIP has no Hugging Face CLIPModel layout: write open_clip or realsyn weights"
+        );
+    }
     match format {
         WeightFormat::OpenClip => write_safetensors(path, sd, meta),
+        WeightFormat::EvaClipRelease => {
+            bail!("writing the EVA-CLIP release layout is not supported: write open_clip weights")
+        }
         WeightFormat::Realsyn => {
             meta.insert(CONFIG_METADATA_KEY.into(), serde_json::to_string(config)?);
             write_safetensors(path, sd, meta)

@@ -1,0 +1,229 @@
+//! timm's `EvaAttention`, `SwiGLU` and `EvaBlock` / `EvaBlockPostNorm`, as the
+//! EVA02-CLIP towers use them.
+
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::config::EvaDesign;
+use super::rope::Rope;
+use crate::common::transformer::{Activation, Mlp, linear_2d};
+
+/// timm's `LayerNorm` default (open_clip's own towers use 1e-5).
+pub const EVA_LN_EPS: f64 = 1e-6;
+
+pub fn eva_layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(width)
+        .with_epsilon(EVA_LN_EPS)
+        .init(device)
+}
+
+/// A Linear initialised as timm's `Eva._init_weights` (trunc-normal std 0.02, zero bias).
+pub fn eva_linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    device: &B::Device,
+) -> Linear<B> {
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
+        .init(device)
+}
+
+/// One `[d, 3d]` matrix without bias, plus learned q and v biases (k's bias is a
+/// fixed zero in timm: a constant added to every key cancels in the softmax).
+#[derive(Module, Debug)]
+pub struct FusedQkv<B: Backend> {
+    pub qkv: Linear<B>,
+    pub q_bias: Param<Tensor<B, 1>>,
+    pub v_bias: Param<Tensor<B, 1>>,
+}
+
+/// Three projections; k has no bias.
+#[derive(Module, Debug)]
+pub struct SeparateQkv<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub enum Qkv<B: Backend> {
+    Fused(FusedQkv<B>),
+    Separate(SeparateQkv<B>),
+}
+
+#[derive(Module, Debug)]
+pub struct EvaAttention<B: Backend> {
+    pub qkv: Qkv<B>,
+    /// Sub-LN (`scale_attn_inner`): a LayerNorm on the merged heads before `proj`.
+    pub norm: Option<LayerNorm<B>>,
+    pub proj: Linear<B>,
+    pub heads: usize,
+}
+
+impl<B: Backend> EvaAttention<B> {
+    pub fn new(width: usize, heads: usize, design: &EvaDesign, device: &B::Device) -> Self {
+        let qkv = if design.qkv_fused {
+            Qkv::Fused(FusedQkv {
+                qkv: eva_linear(width, 3 * width, false, device),
+                q_bias: Initializer::Zeros.init([width], device),
+                v_bias: Initializer::Zeros.init([width], device),
+            })
+        } else {
+            Qkv::Separate(SeparateQkv {
+                q_proj: eva_linear(width, width, true, device),
+                k_proj: eva_linear(width, width, false, device),
+                v_proj: eva_linear(width, width, true, device),
+            })
+        };
+        Self {
+            qkv,
+            norm: design.sub_ln.then(|| eva_layer_norm(width, device)),
+            proj: eva_linear(width, width, true, device),
+            heads,
+        }
+    }
+
+    /// `x`: `[batch, tokens, width]` -> same shape.
+    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+        let [b, n, w] = x.dims();
+        let h = self.heads;
+        let heads = |t: Tensor<B, 3>| t.reshape([b, n, h, w / h]).swap_dims(1, 2);
+        let (q, k, v) = match &self.qkv {
+            Qkv::Separate(s) => (
+                heads(linear_2d(&s.q_proj, x.clone())),
+                heads(linear_2d(&s.k_proj, x.clone())),
+                heads(linear_2d(&s.v_proj, x)),
+            ),
+            Qkv::Fused(f) => {
+                let zeros = Tensor::zeros([w], &x.device());
+                let bias = Tensor::cat(vec![f.q_bias.val(), zeros, f.v_bias.val()], 0);
+                let qkv = (linear_2d(&f.qkv, x) + bias.reshape([1, 1, 3 * w]))
+                    .reshape([b, n, 3, h, w / h])
+                    .permute([2, 0, 3, 1, 4])
+                    .reshape([3 * b, h, n, w / h]);
+                (
+                    qkv.clone().slice([0..b]),
+                    qkv.clone().slice([b..2 * b]),
+                    qkv.slice([2 * b..3 * b]),
+                )
+            }
+        };
+        let (q, k) = match rope {
+            Some(r) => (r.apply(q), r.apply(k)),
+            None => (q, k),
+        };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let out = attention(q, k, v, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([b, n, w]);
+        let out = match &self.norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        };
+        linear_2d(&self.proj, out)
+    }
+}
+
+/// timm's `SwiGLU` with `norm_layer`: `fc2(norm(silu(fc1_g(x)) * fc1_x(x)))`.
+#[derive(Module, Debug)]
+pub struct SwiGlu<B: Backend> {
+    pub fc1_g: Linear<B>,
+    pub fc1_x: Linear<B>,
+    pub norm: LayerNorm<B>,
+    pub fc2: Linear<B>,
+}
+
+impl<B: Backend> SwiGlu<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(linear_2d(&self.fc1_g, x.clone()));
+        let hidden = self.norm.forward(gate * linear_2d(&self.fc1_x, x));
+        linear_2d(&self.fc2, hidden)
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum EvaMlp<B: Backend> {
+    /// EVA02-B/L.
+    SwiGlu(SwiGlu<B>),
+    /// EVA02-E: timm's `Mlp` (`fc1`, exact GELU, `fc2`), the same computation as
+    /// open_clip's ViT MLP.
+    Gelu(Mlp<B>),
+}
+
+impl<B: Backend> EvaMlp<B> {
+    fn new(width: usize, hidden: usize, design: &EvaDesign, device: &B::Device) -> Self {
+        if design.swiglu {
+            EvaMlp::SwiGlu(SwiGlu {
+                fc1_g: eva_linear(width, hidden, true, device),
+                fc1_x: eva_linear(width, hidden, true, device),
+                norm: eva_layer_norm(hidden, device),
+                fc2: eva_linear(hidden, width, true, device),
+            })
+        } else {
+            EvaMlp::Gelu(Mlp {
+                c_fc: eva_linear(width, hidden, true, device),
+                c_proj: eva_linear(hidden, width, true, device),
+                activation: Activation::Gelu,
+            })
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self {
+            EvaMlp::SwiGlu(m) => m.forward(x),
+            EvaMlp::Gelu(m) => m.forward(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct EvaBlock<B: Backend> {
+    pub norm1: LayerNorm<B>,
+    pub attn: EvaAttention<B>,
+    pub norm2: LayerNorm<B>,
+    pub mlp: EvaMlp<B>,
+    /// `x + norm(f(x))` (EVA02-E) instead of `x + f(norm(x))`.
+    pub post_norm: bool,
+}
+
+impl<B: Backend> EvaBlock<B> {
+    pub fn new(
+        width: usize,
+        heads: usize,
+        mlp_hidden: usize,
+        design: &EvaDesign,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            norm1: eva_layer_norm(width, device),
+            attn: EvaAttention::new(width, heads, design, device),
+            norm2: eva_layer_norm(width, device),
+            mlp: EvaMlp::new(width, mlp_hidden, design, device),
+            post_norm: design.post_norm,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+        if self.post_norm {
+            let x = x.clone() + self.norm1.forward(self.attn.forward(x, rope));
+            x.clone() + self.norm2.forward(self.mlp.forward(x))
+        } else {
+            let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope);
+            x.clone() + self.mlp.forward(self.norm2.forward(x))
+        }
+    }
+}
