@@ -151,24 +151,44 @@ fn embed_and_convert_eva02_match_open_clip() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("Hugging Face"));
 }
 
+/// The three evaluation protocols with an EVA02 model: zero-shot and linear probe on
+/// an ImageFolder of the photos (5 training copies, 1 test copy per class), retrieval
+/// on a Karpathy-format set pairing each photo with its sentence.
 #[test]
-fn eval_zero_shot_with_an_eva02_model() {
+fn eval_zero_shot_linear_probe_and_retrieval_with_an_eva02_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("folder");
-    for (class, name) in [
-        ("cat", "chelsea"),
-        ("cup", "coffee"),
-        ("rocket", "rocket"),
+    let (cls, ret) = (tmp.path().join("cls"), tmp.path().join("ret"));
+    let sentences = std::fs::read_to_string(eva("sentences.txt")).unwrap();
+    let mut karpathy = Vec::new();
+    std::fs::create_dir_all(&ret).unwrap();
+    for (i, (class, name)) in [
         ("person", "astronaut"),
-    ] {
-        let dir = root.join("test").join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(
-            eva(&format!("photos/{name}-336.png")),
-            dir.join(format!("{name}.png")),
-        )
-        .unwrap();
+        ("cup", "coffee"),
+        ("cat", "chelsea"),
+        ("rocket", "rocket"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let photo = eva(&format!("photos/{name}-336.png"));
+        for (split, copies) in [("train", 5), ("test", 1)] {
+            let dir = cls.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for k in 0..copies {
+                std::fs::copy(&photo, dir.join(format!("{name}{k}.png"))).unwrap();
+            }
+        }
+        std::fs::copy(&photo, ret.join(format!("{name}.png"))).unwrap();
+        karpathy.push(
+            serde_json::json!({"filename": format!("{name}.png"), "split": "test",
+            "sentences": [{"raw": sentences.lines().nth(i).unwrap()}]}),
+        );
     }
+    std::fs::write(
+        ret.join("dataset.json"),
+        serde_json::json!({ "images": karpathy }).to_string(),
+    )
+    .unwrap();
     let out = tmp.path().join("out");
     ok(&[
         "eval",
@@ -177,24 +197,36 @@ fn eval_zero_shot_with_an_eva02_model() {
         "--arch",
         &eva("l336-design-tiny.json"),
         "--suite",
-        "zero-shot",
-        "--datasets",
+        "zero-shot,linear-probe,retrieval",
         // A SLIP key gives the prompt templates (an ImageFolder brings none).
-        &format!("cifar10=imagefolder:{}", root.display()),
+        "--datasets",
+        &format!("cifar10=imagefolder:{}", cls.display()),
+        "--datasets",
+        &format!("flickr30k=karpathy:{}", ret.display()),
         "--output",
         out.to_str().unwrap(),
     ]);
-    let mut found = false;
-    for e in walk(&out) {
-        if e.extension().is_some_and(|x| x == "json") {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&e).unwrap()).unwrap();
-            if let Some(acc) = v["metrics"]["acc1"].as_f64() {
-                assert!((0.0..=1.0).contains(&acc), "{v}");
-                found = true;
-            }
+    let metrics = |file: &str| -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(file)).unwrap()).unwrap();
+        v["metrics"].clone()
+    };
+    let zs = metrics("cifar10_zeroshot_classification.json");
+    assert_eq!(zs["n"], 4, "{zs}");
+    // The test photos are copies of training photos: distinct EVA02 features separate them.
+    let lp = metrics("cifar10_linear_probe.json");
+    assert_eq!(
+        (lp["n_train"].as_u64(), lp["acc1"].as_f64()),
+        (Some(20), Some(1.0)),
+        "{lp}"
+    );
+    let ret = metrics("flickr30k_zeroshot_retrieval.json");
+    for side in ["image", "text"] {
+        for k in [1, 5, 10] {
+            let r = ret[format!("{side}_retrieval_recall@{k}")].as_f64();
+            assert!(r.is_some_and(|r| (0.0..=1.0).contains(&r)), "{ret}");
         }
     }
-    assert!(found, "no zero-shot result under {}", out.display());
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
