@@ -13,7 +13,7 @@ use realsyn_builder::Funnel;
 mod common;
 
 // `realsyn` here always expects success.
-use common::{ok as realsyn, tree};
+use common::{glob, ok as realsyn, tree};
 
 const GIMP: &str = "/usr/share/gimp/2.0/help/en";
 
@@ -140,20 +140,6 @@ fn builds_the_gimp_manual_and_resumes_identically_after_sigkill() {
     for (path, bytes) in &x {
         assert!(bytes == &y[path], "{} differs after resume", path.display());
     }
-}
-
-fn glob(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(glob(&p, suffix));
-        } else if p.to_string_lossy().ends_with(suffix) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 fn jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{GIMP, gimp_pages, ok, realsyn};
+use common::{GIMP, gimp_pages, glob, ok, realsyn};
 use realsyn_io::npy::read_npy;
 use safetensors::SafeTensors;
 
@@ -229,19 +229,6 @@ fn eval_zero_shot_linear_probe_and_retrieval_with_an_eva02_model() {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn the_builder_dedups_clusters_and_pairs_with_eva02() {
     assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
@@ -270,9 +257,8 @@ fn the_builder_dedups_clusters_and_pairs_with_eva02() {
         "--pair-encoder-arch",
         &arch,
     ]);
-    let pairs: Vec<serde_json::Value> = walk(&store.join("retrieve"))
+    let pairs: Vec<serde_json::Value> = glob(&store.join("retrieve"), "/pairs.jsonl")
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == "pairs.jsonl"))
         .flat_map(|p| {
             std::fs::read_to_string(p)
                 .unwrap()
@@ -288,9 +274,9 @@ fn the_builder_dedups_clusters_and_pairs_with_eva02() {
             .all(|r| r["texts"].as_array().unwrap().len() == 3)
     );
     // One encoder for images and texts: the dedup embeddings were reused.
-    let clusters = walk(&store.join("cluster-text"))
+    let clusters = glob(&store.join("cluster-text"), "/clusters.json")
         .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "clusters.json"))
+        .next()
         .unwrap();
     let summary = std::fs::read_to_string(clusters).unwrap();
     assert!(summary.contains("reused"), "{summary}");

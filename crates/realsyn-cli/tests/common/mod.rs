@@ -25,6 +25,21 @@ pub fn ok(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Every file under `dir` whose path ends with `suffix`, sorted.
+pub fn glob(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(glob(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Every file under `dir`, relative path -> bytes.
 pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {

@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::config::ClipConfig;
-use crate::common::transformer::{Activation, Transformer, layer_norm};
+use crate::common::transformer::{Activation, Transformer, layer_norm, patch_tokens};
 
 #[derive(Module, Debug)]
 pub struct VisionTransformer<B: Backend> {
@@ -65,23 +65,8 @@ impl<B: Backend> VisionTransformer<B> {
 
     /// `images`: [batch, 3, image_size, image_size], normalised. Returns [batch, embed_dim].
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let [b, c, h, w] = images.dims();
-        assert!(
-            h == self.image_size && w == self.image_size,
-            "image tower expects {0}x{0} inputs, got {h}x{w}",
-            self.image_size
-        );
-        let p = self.patch_size;
-        let g = h / p;
-        let [width, ..] = self.conv1.dims();
-        // A stride-p conv is a matmul over non-overlapping patches; doing it as one
-        // GEMM is faster than a general conv on every backend we run on.
-        let patches = images
-            .reshape([b, c, g, p, g, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b * g * g, c * p * p]);
-        let kernel = self.conv1.val().reshape([width, c * p * p]).transpose();
-        let x = patches.matmul(kernel).reshape([b, g * g, width]);
+        let x = patch_tokens(images, self.conv1.val(), self.image_size);
+        let [b, _, width] = x.dims();
         let cls = self
             .class_embedding
             .val()

@@ -174,3 +174,27 @@ impl<B: Backend> Transformer<B> {
         x
     }
 }
+
+/// The patch embedding of a ViT: a stride-p conv over square images, as ONE GEMM over
+/// non-overlapping patches (faster than a general conv on every backend we run on).
+/// `images` `[batch, c, image_size, image_size]`, `kernel` `[width, c, p, p]` (no bias)
+/// -> `[batch, (image_size / p)^2, width]` tokens in row-major order.
+pub fn patch_tokens<B: Backend>(
+    images: Tensor<B, 4>,
+    kernel: Tensor<B, 4>,
+    image_size: usize,
+) -> Tensor<B, 3> {
+    let [b, c, h, w] = images.dims();
+    assert!(
+        h == image_size && w == image_size,
+        "image tower expects {image_size}x{image_size} inputs, got {h}x{w}"
+    );
+    let [width, _, p, _] = kernel.dims();
+    let g = h / p;
+    let patches = images
+        .reshape([b, c, g, p, g, p])
+        .permute([0, 2, 4, 1, 3, 5])
+        .reshape([b * g * g, c * p * p]);
+    let kernel = kernel.reshape([width, c * p * p]).transpose();
+    patches.matmul(kernel).reshape([b, g * g, width])
+}

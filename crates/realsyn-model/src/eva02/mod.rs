@@ -23,6 +23,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::clip::config::ClipConfig;
+use crate::common::transformer::patch_tokens;
 use block::{EvaBlock, eva_layer_norm, eva_linear};
 use config::EvaDesign;
 use rope::Rope;
@@ -84,30 +85,10 @@ impl<B: Backend> EvaVisionTower<B> {
 
     /// `images`: `[batch, 3, image_size, image_size]`, normalised. Returns `[batch, embed_dim]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let [b, c, h, w] = images.dims();
-        assert!(
-            h == self.image_size && w == self.image_size,
-            "image tower expects {0}x{0} inputs, got {h}x{w}",
-            self.image_size
-        );
-        let p = self.patch_size;
-        let g = h / p;
-        let [width, ..] = self.patch_weight.dims();
-        // The stride-p conv as one GEMM over non-overlapping patches (as in the ViT tower).
-        let patches = images
-            .reshape([b, c, g, p, g, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b * g * g, c * p * p]);
-        let kernel = self
-            .patch_weight
-            .val()
-            .reshape([width, c * p * p])
-            .transpose();
-        let x = (patches.matmul(kernel) + self.patch_bias.val().unsqueeze_dim(0)).reshape([
-            b,
-            g * g,
-            width,
-        ]);
+        let x = patch_tokens(images, self.patch_weight.val(), self.image_size);
+        let [b, _, width] = x.dims();
+        let x = x + self.patch_bias.val().reshape([1, 1, width]);
+        let g = self.image_size / self.patch_size;
         let cls = self.cls_token.val().expand([b, 1, width]);
         let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();
         let rope = (self.rope_ref_grid > 0)
