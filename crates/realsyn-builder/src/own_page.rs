@@ -19,11 +19,7 @@ use crate::stages::{DEDUP_IMAGES, RETRIEVE, cluster_text, read_parts};
 
 /// Whether `doc_id` belongs to the held-out pages (1 in `every`, by a stable hash).
 pub fn held_out(doc_id: &str, every: u64) -> bool {
-    // FNV-1a: stable across runs and platforms.
-    let h = doc_id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    });
-    every > 0 && h % every == 0
+    every > 0 && realsyn_io::hash::fnv1a(doc_id.as_bytes()) % every == 0
 }
 
 /// RealSyn-layout shards (`KEY.jpg|png`, `KEY.txt`, `KEY.json` with `text2`,

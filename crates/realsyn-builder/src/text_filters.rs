@@ -233,17 +233,14 @@ impl Information {
 /// Near-exact duplicate key: the words joined by single spaces (case, punctuation
 /// and spacing ignored), hashed.
 pub fn dedup_key<W: AsRef<str>>(words: &[W]) -> u64 {
-    // FNV-1a: stable across runs and platforms (std's SipHash keys are not promised).
-    let mut h: u64 = 0xcbf29ce484222325;
+    let mut h = realsyn_io::hash::Fnv1a::new();
     for (i, w) in words.iter().enumerate() {
         if i > 0 {
-            h = (h ^ b' ' as u64).wrapping_mul(0x100000001b3);
+            h.write(b" ");
         }
-        for b in w.as_ref().bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-        }
+        h.write(w.as_ref().as_bytes());
     }
-    h
+    h.finish()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! underneath it.
 //!
 //! - `fs`: atomic writes (temp file + rename) and the asset cache directory.
+//! - `hash`: FNV-1a, the stable hash behind every key that must not change.
 //! - `npy`: NumPy `.npy` arrays (f32, f16, i32, i64), the exchange format with Python;
 //!   memory-mapped matrices and row-streamed writes for stores larger than memory.
 //! - `embeddings`: an embedding matrix (`Embeddings`: rows x width, f32 in memory,
@@ -15,6 +16,7 @@
 
 pub mod embeddings;
 pub mod fs;
+pub mod hash;
 pub mod npy;
 
 pub use embeddings::{Embeddings, encode_in_batches, encode_in_batches_to};

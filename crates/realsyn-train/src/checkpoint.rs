@@ -26,8 +26,12 @@ use crate::optim::AdamW;
 pub struct TrainState {
     /// Optimiser steps completed.
     pub step: u64,
-    /// Where the next batch starts.
+    /// Where the next batch starts (of the first data stream).
     pub data: DataPosition,
+    /// Every data stream's position, when the run reads more than one
+    /// (`crate::streams`); absent for one stream, which `data` describes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<DataPosition>,
     pub samples_seen: u64,
     pub skips: BTreeMap<String, u64>,
     pub total_steps: u64,

@@ -9,6 +9,10 @@
 //! - `optim`: AdamW with open_clip's weight-decay groups, over named gradients.
 //! - `step`: one optimisation step's forward/backward, with gradient accumulation
 //!   that keeps the contrastive loss exact over the whole batch.
+//! - `distributed`: data parallelism across processes (torchrun / Slurm launch,
+//!   ring all-reduce and all-gather over TCP), as PyTorch DDP + open_clip.
+//! - `streams`: a rank's share of the global batch as fixed data streams, so a run
+//!   is the same on any number of ranks that divides them.
 //! - `checkpoint`: atomic checkpoints holding everything an exact resume needs.
 //! - `tensorboard`: a TensorBoard event-file writer (scalars, images).
 //! - `metrics`: the typed records of `metrics.jsonl`, written and read back.
@@ -16,14 +20,16 @@
 //! - `trainer`: the loop that ties them together.
 
 pub mod checkpoint;
+pub mod distributed;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod recipe;
 pub mod schedule;
 pub mod step;
+pub mod streams;
 pub mod tensorboard;
 pub mod trainer;
 
 pub use recipe::Recipe;
-pub use trainer::{TrainSummary, train};
+pub use trainer::{TrainSummary, train, train_in_group};

@@ -52,6 +52,11 @@ pub struct DataSection {
     pub resampled: bool,
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
+    /// Fixed data streams the global batch is cut into (0 = one per rank). A run
+    /// reproduces and resumes on any number of ranks that divides it; set it to,
+    /// e.g., 16 to move a job between 1, 2, 4, 8 and 16 GPUs.
+    #[serde(default)]
+    pub streams: usize,
 }
 
 /// Missing fields take the paper's values (Table 7).

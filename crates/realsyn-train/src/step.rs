@@ -14,6 +14,15 @@
 //!   cached features of all the others, so the loss always sees the whole batch as
 //!   negatives and the summed gradients equal the whole-batch gradient.
 //!
+//! - **Several processes** (`distributed`, one rank per device): each rank's
+//!   features are all-gathered as values, and each rank computes the same loss over
+//!   the whole global batch with its own rows still differentiable and the other
+//!   ranks' rows constant. Its backward pass gives the part of the gradient that
+//!   flows through its own rows; the all-reduce sums those parts, which is exactly
+//!   the global-batch gradient: what open_clip gets from `gather_with_grad` (whose
+//!   all-gather backward sums every rank's gradient of its slice) followed by DDP's
+//!   average. The logit scale, seen whole by every rank, is divided by the world.
+//!
 //! One deliberate difference from open_clip: every micro-batch's loss depends on
 //! the logit scale directly, so summing `accum` backward passes counts its gradient
 //! `accum` times (open_clip does). Here it is divided by `accum`, which makes every
@@ -22,20 +31,24 @@
 use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use realsyn_model::clip::loss::clip_loss;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
 use realsyn_model::common::walk::{Layout, ParamVisitor};
 use realsyn_model::{Clip, l2_normalize};
 
+use crate::distributed::ProcessGroup;
 use crate::optim::NamedGrads;
 
 pub struct StepOutput<B: AutodiffBackend> {
     pub loss: f64,
-    /// Summed over replicas, on the first device.
+    /// The global batch's gradient: summed over devices and ranks, on the first device.
     pub grads: NamedGrads<B::InnerBackend>,
 }
+
+/// Features of one tower, `[rows, dim]`, held without a graph.
+type Frozen<B> = Tensor<<B as AutodiffBackend>::InnerBackend, 2>;
 
 /// One device's share of a step: its replica and its slice of the batch.
 pub struct DeviceSlice<B: AutodiffBackend> {
@@ -82,11 +95,21 @@ pub fn forward_backward<B: AutodiffBackend>(
     )
 }
 
-/// The general step: `slices[k]` on device k (slice 0's device gathers), each
-/// split into `accum` micro-batches.
+/// One process: `slices[k]` on device k (slice 0's device gathers), each split into
+/// `accum` micro-batches.
 pub fn data_parallel_step<B: AutodiffBackend>(
     slices: Vec<DeviceSlice<B>>,
     accum: usize,
+) -> Result<StepOutput<B>> {
+    distributed_step(slices, accum, &mut ProcessGroup::single())
+}
+
+/// The general step: this rank's `slices` (as in [`data_parallel_step`]) in a job
+/// of `group.world()` ranks, each holding the same number of rows.
+pub fn distributed_step<B: AutodiffBackend>(
+    slices: Vec<DeviceSlice<B>>,
+    accum: usize,
+    group: &mut ProcessGroup,
 ) -> Result<StepOutput<B>> {
     if slices.is_empty() {
         bail!("a step needs at least one device");
@@ -114,7 +137,7 @@ pub fn data_parallel_step<B: AutodiffBackend>(
         .collect();
 
     // Pass 1 (only with accumulation): every micro-batch's features, no graph kept.
-    let cached: Vec<Vec<(Tensor<B::InnerBackend, 2>, Tensor<B::InnerBackend, 2>)>> = if accum > 1 {
+    let cached: Vec<Vec<(Frozen<B>, Frozen<B>)>> = if accum > 1 {
         slices
             .iter()
             .zip(&micro)
@@ -137,6 +160,14 @@ pub fn data_parallel_step<B: AutodiffBackend>(
         Vec::new()
     };
 
+    // Every other rank's features, [rank][device][micro-batch]: from the cache with
+    // accumulation (one all-gather per step), else gathered in pass 2.
+    let (rank, world) = (group.rank(), group.world());
+    let mut others: Vec<Vec<Vec<(Frozen<B>, Frozen<B>)>>> = Vec::new();
+    if world > 1 && accum > 1 {
+        others = gather_features::<B>(group, &cached)?;
+    }
+
     // Pass 2: micro-batch j on every device with gradients, the rest from the cache.
     let mut grads: NamedGrads<B::InnerBackend> = NamedGrads::default();
     let mut loss_value = f64::NAN;
@@ -151,17 +182,31 @@ pub fn data_parallel_step<B: AutodiffBackend>(
                 (gather(img), gather(txt))
             })
             .collect();
+        if world > 1 && accum == 1 {
+            let values: Vec<Vec<_>> = fresh
+                .iter()
+                .map(|(i, t)| vec![(i.clone().inner(), t.clone().inner())])
+                .collect();
+            others = gather_features::<B>(group, &values)?;
+        }
         let mut img = Vec::new();
         let mut txt = Vec::new();
-        // Global order: micro-batch major, then device; the same for both towers.
+        // Global order: micro-batch major, then rank, then device; the same for both
+        // towers (the loss does not depend on the order, only on the pairing).
         for jj in 0..accum {
-            for (k, f) in fresh.iter().enumerate() {
-                if jj == j {
-                    img.push(f.0.clone());
-                    txt.push(f.1.clone());
-                } else {
-                    img.push(Tensor::from_inner(cached[k][jj].0.clone()));
-                    txt.push(Tensor::from_inner(cached[k][jj].1.clone()));
+            for q in 0..world {
+                for k in 0..fresh.len() {
+                    let (i, t) = if q != rank {
+                        let (i, t) = &others[q][k][jj];
+                        (Tensor::from_inner(i.clone()), Tensor::from_inner(t.clone()))
+                    } else if jj == j {
+                        fresh[k].clone()
+                    } else {
+                        let (i, t) = &cached[k][jj];
+                        (Tensor::from_inner(i.clone()), Tensor::from_inner(t.clone()))
+                    };
+                    img.push(i);
+                    txt.push(t);
                 }
             }
         }
@@ -175,13 +220,69 @@ pub fn data_parallel_step<B: AutodiffBackend>(
             grads.accumulate(g);
         }
     }
-    if accum > 1 {
+    // Every micro-batch's loss, on every rank, sees the logit scale whole.
+    let seen = accum * world;
+    if seen > 1 {
         if let Some(g) = grads.grads.get_mut("logit_scale") {
-            *g = g.clone().div_scalar(accum as f64);
+            *g = g.clone().div_scalar(seen as f64);
         }
     }
+    group.all_reduce_grads(&mut grads)?;
     Ok(StepOutput {
         loss: loss_value,
         grads,
     })
+}
+
+/// All-gather this rank's features `mine[device][micro-batch]` (image, text); the
+/// result is indexed `[rank][device][micro-batch]`, this rank's entry left empty.
+fn gather_features<B: AutodiffBackend>(
+    group: &mut ProcessGroup,
+    mine: &[Vec<(Frozen<B>, Frozen<B>)>],
+) -> Result<Vec<Vec<Vec<(Frozen<B>, Frozen<B>)>>>> {
+    let [rows, dim] = mine[0][0].0.dims();
+    let device = &mine[0][0].0.device();
+    let mut flat = Vec::new();
+    for per_device in mine {
+        for (i, t) in per_device {
+            for x in [i, t] {
+                let v = x.to_data().convert::<f32>().into_vec::<f32>();
+                flat.extend(v.map_err(|e| anyhow::anyhow!("features: {e:?}"))?);
+            }
+        }
+    }
+    let all = group.all_gather_f32(&flat, "the feature all-gather")?;
+    let block = rows * dim;
+    let mut out = Vec::with_capacity(all.len());
+    for (q, values) in all.into_iter().enumerate() {
+        if q == group.rank() {
+            out.push(Vec::new());
+            continue;
+        }
+        if values.len() != flat.len() {
+            bail!(
+                "rank {q} sent {} feature values, this rank {}: every rank needs the same batch, model and micro-batches",
+                values.len(),
+                flat.len()
+            );
+        }
+        let tensor = |at: usize| {
+            Frozen::<B>::from_data(
+                TensorData::new(values[at * block..(at + 1) * block].to_vec(), [rows, dim]),
+                device,
+            )
+        };
+        let mut at = 0;
+        let mut per_rank = Vec::with_capacity(mine.len());
+        for per_device in mine {
+            let mut micro = Vec::with_capacity(per_device.len());
+            for _ in per_device {
+                micro.push((tensor(at), tensor(at + 1)));
+                at += 2;
+            }
+            per_rank.push(micro);
+        }
+        out.push(per_rank);
+    }
+    Ok(out)
 }

@@ -1,4 +1,8 @@
 //! The training loop: data -> step -> AdamW -> logs -> checkpoints, resumable.
+//!
+//! In a job of several processes (`distributed`) every rank runs this loop on its
+//! own data streams and replica; the step's collectives keep the replicas equal,
+//! and rank 0 alone writes logs, checkpoints and evaluations.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -12,7 +16,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
+use realsyn_data::loader::{DataPosition, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
@@ -22,10 +26,12 @@ use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
+use crate::distributed::{LaunchEnv, ProcessGroup, streams_of_rank};
 use crate::metrics::{StepRecord, ZeroShotRecord};
 use crate::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use crate::recipe::Recipe;
-use crate::step::{DeviceSlice, data_parallel_step, replicate};
+use crate::step::{DeviceSlice, distributed_step, replicate};
+use crate::streams::RankLoader;
 use crate::tensorboard::EventWriter;
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,23 +46,39 @@ pub struct TrainSummary {
 
 /// Train as `recipe` says on `devices` (data parallel when several; the first holds
 /// the master weights and the optimiser). `resume` is `latest` or a checkpoint dir.
+/// Started by torchrun or Slurm, the process joins its job as the rank they say.
 pub fn train<B: AutodiffBackend>(
     recipe: &Recipe,
     resume: Option<&str>,
     devices: &[B::Device],
 ) -> Result<TrainSummary> {
+    let env = LaunchEnv::from_env()?;
+    let group = ProcessGroup::join(env, &recipe.output.dir.display().to_string())?;
+    train_in_group::<B>(recipe, resume, devices, group)
+}
+
+/// [`train`] as one rank of `group`.
+pub fn train_in_group<B: AutodiffBackend>(
+    recipe: &Recipe,
+    resume: Option<&str>,
+    devices: &[B::Device],
+    mut group: ProcessGroup,
+) -> Result<TrainSummary> {
     let device = devices.first().context("no device to train on")?;
-    if recipe.train.batch_size % (devices.len() * recipe.train.accum_freq) != 0 {
+    let (rank, world, leader) = (group.rank(), group.world(), group.is_leader());
+    if recipe.train.batch_size % (world * devices.len() * recipe.train.accum_freq) != 0 {
         bail!(
-            "train.batch_size ({}) must split evenly over {} devices x {} micro-batches",
+            "train.batch_size ({}) must split evenly over {world} ranks x {} devices x {} micro-batches",
             recipe.train.batch_size,
             devices.len(),
             recipe.train.accum_freq
         );
     }
     let out = &recipe.output.dir;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomic(&out.join("config.toml"), recipe.to_toml()?.as_bytes())?;
+    if leader {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        write_atomic(&out.join("config.toml"), recipe.to_toml()?.as_bytes())?;
+    }
     let ckpt_dir = out.join("checkpoints");
     let t = &recipe.train;
 
@@ -119,9 +141,18 @@ pub fn train<B: AutodiffBackend>(
                 Some(p) => Clip::<B>::load(p, Some(&recipe.model.arch), device)?,
                 None => Clip::<B>::new(&config, device),
             };
+            let streams = match recipe.data.streams {
+                0 => world,
+                n => n,
+            };
             let state = TrainState {
                 step: 0,
                 data: DataPosition::default(),
+                streams: if streams > 1 {
+                    vec![DataPosition::default(); streams]
+                } else {
+                    Vec::new()
+                },
                 samples_seen: 0,
                 skips: BTreeMap::new(),
                 total_steps,
@@ -129,13 +160,34 @@ pub fn train<B: AutodiffBackend>(
             (model, state)
         }
     };
+    // DDP's start: every replica begins from rank 0's weights.
+    model = group.broadcast_parameters(model)?;
     model = track_gradients(model)?;
     let cfg = model.config.clone();
     let image_size = cfg.vision_cfg.image_size;
     let tokenizer = Arc::new(ClipTokenizer::for_text_tower(&cfg.text_cfg)?);
 
+    // The data streams (see `streams`): fixed when the run starts, kept on resume.
+    let total_streams = state.streams.len().max(1);
+    if recipe.data.streams > 0 && recipe.data.streams != total_streams {
+        bail!(
+            "the checkpoint reads {total_streams} data streams and the recipe says data.streams = {}: \
+             a run keeps its streams; resume without changing it",
+            recipe.data.streams
+        );
+    }
+    let my_streams = streams_of_rank(total_streams, rank, world)?;
+    let mut positions: Vec<DataPosition> = if state.streams.is_empty() {
+        vec![state.data]
+    } else {
+        state.streams[my_streams.clone()].to_vec()
+    };
+
     let skips = SkipCounter::new();
-    skips.restore(&state.skips);
+    if leader {
+        // The checkpoint holds the job's total; the other ranks count from zero.
+        skips.restore(&state.skips);
+    }
     let loader_cfg = LoaderConfig {
         shards: shards.shards.clone(),
         rank: 0,
@@ -159,28 +211,47 @@ pub fn train<B: AutodiffBackend>(
         None => None,
     };
 
-    // Logs.
-    let mut tb = EventWriter::create(&out.join("tensorboard"))?;
-    let mut metrics = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out.join("metrics.jsonl"))
-        .context("opening metrics.jsonl")?;
-    let bar = progress_bar(stop_at, state.step);
+    // Logs (rank 0's).
+    let mut logs = if leader {
+        Some(Logs {
+            tb: EventWriter::create(&out.join("tensorboard"))?,
+            metrics: OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(out.join("metrics.jsonl"))
+                .context("opening metrics.jsonl")?,
+        })
+    } else {
+        None
+    };
+    let bar = if leader {
+        progress_bar(stop_at, state.step)
+    } else {
+        ProgressBar::hidden()
+    };
     let say = |msg: String| {
-        if bar.is_hidden() {
+        if !leader {
+        } else if bar.is_hidden() {
             eprintln!("{msg}");
         } else {
             bar.println(msg);
         }
     };
     say(format!(
-        "training {} on {num_samples} samples/epoch: {total_steps} steps ({batches_per_epoch}/epoch x {} epochs) of {} samples{}",
+        "training {} on {num_samples} samples/epoch: {total_steps} steps ({batches_per_epoch}/epoch x {} epochs) of {} samples{}{}",
         recipe.model.arch,
         t.epochs,
         t.batch_size,
         if t.accum_freq > 1 {
             format!(" in {} micro-batches", t.accum_freq)
+        } else {
+            String::new()
+        },
+        if world > 1 {
+            format!(
+                " over {world} ranks ({:?}), {total_streams} data streams",
+                group.env.launcher
+            )
         } else {
             String::new()
         }
@@ -201,21 +272,36 @@ pub fn train<B: AutodiffBackend>(
         if epoch >= t.epochs {
             break;
         }
-        let mut loader = EpochLoader::start(loader_cfg.clone(), state.data, skips.clone())?;
+        let mut loader = RankLoader::start(
+            &loader_cfg,
+            my_streams.clone(),
+            total_streams,
+            &positions,
+            &skips,
+        )?;
         let mut got_any = false;
         loop {
             let t0 = Instant::now();
-            let Some(batch) = loader.next() else { break };
-            let batch = batch?;
+            let next = loader.next_batch().transpose()?;
+            if world > 1 {
+                // A step happens only if every rank has its share of the batch.
+                let mut ready = [if next.is_some() { 1.0f32 } else { 0.0 }];
+                group.all_reduce_sum(&mut ready, "the end-of-epoch check")?;
+                if ready[0] < world as f32 {
+                    break;
+                }
+            }
+            let Some(next) = next else { break };
+            let batch = next.batch;
             got_any = true;
             let wait = t0.elapsed().as_secs_f64();
-            let n = batch.len();
+            let n = batch.len() * world;
             let slices = split_over_devices(&model, &batch, devices, image_size)?;
 
             let step_index = state.step;
             let lr = schedule.lr(step_index);
             let beta1 = schedule.beta1(step_index, t.beta1);
-            let mut out_step = data_parallel_step(slices, t.accum_freq)?;
+            let mut out_step = distributed_step(slices, t.accum_freq, &mut group)?;
             let grad_norm = out_step.grads.global_norm();
             if !out_step.loss.is_finite() || !grad_norm.is_finite() {
                 let last = last_saved
@@ -238,6 +324,7 @@ pub fn train<B: AutodiffBackend>(
 
             state.step += 1;
             state.data = batch.end;
+            positions = next.ends;
             state.samples_seen += n as u64;
             last_loss = out_step.loss;
             let dt = t0.elapsed().as_secs_f64();
@@ -255,7 +342,9 @@ pub fn train<B: AutodiffBackend>(
                 samples_per_s: n as f64 / dt,
                 data_wait: wait / dt,
             };
-            writeln!(metrics, "{}", serde_json::to_string(&rec)?)?;
+            if let Some(l) = &mut logs {
+                writeln!(l.metrics, "{}", serde_json::to_string(&rec)?)?;
+            }
             bar.set_position(state.step);
             bar.set_message(format!(
                 "epoch {epoch} loss {:.4} lr {lr:.2e}",
@@ -264,19 +353,21 @@ pub fn train<B: AutodiffBackend>(
 
             if state.step % recipe.output.log_every == 0 || state.step == stop_at {
                 let s = state.step;
-                tb.scalar("train/loss", out_step.loss, s)?;
-                tb.scalar("train/lr", lr, s)?;
-                tb.scalar("train/logit_scale", logit_scale, s)?;
-                tb.scalar("train/grad_norm", grad_norm, s)?;
-                tb.scalar(
-                    "train/samples_per_s",
-                    window_samples as f64 / window_time,
-                    s,
-                )?;
-                tb.scalar("train/data_wait_fraction", window_wait / window_time, s)?;
-                tb.scalar("train/skipped_samples", skips.total() as f64, s)?;
-                tb.flush()?;
-                metrics.flush()?;
+                if let Some(Logs { tb, metrics }) = &mut logs {
+                    tb.scalar("train/loss", out_step.loss, s)?;
+                    tb.scalar("train/lr", lr, s)?;
+                    tb.scalar("train/logit_scale", logit_scale, s)?;
+                    tb.scalar("train/grad_norm", grad_norm, s)?;
+                    tb.scalar(
+                        "train/samples_per_s",
+                        window_samples as f64 / window_time,
+                        s,
+                    )?;
+                    tb.scalar("train/data_wait_fraction", window_wait / window_time, s)?;
+                    tb.scalar("train/skipped_samples", skips.total() as f64, s)?;
+                    tb.flush()?;
+                    metrics.flush()?;
+                }
                 if bar.is_hidden() {
                     say(format!(
                         "step {s}/{stop_at} epoch {epoch} loss {:.4} lr {lr:.3e} scale {logit_scale:.2} {:.1} samples/s data-wait {:.0}%",
@@ -289,18 +380,16 @@ pub fn train<B: AutodiffBackend>(
             }
             let done = state.step >= stop_at;
             if state.step % recipe.output.checkpoint_every == 0 || done {
-                metrics.flush()?;
-                state.skips = skips.snapshot();
-                last_saved = Some(checkpoint::save(
-                    &ckpt_dir,
-                    &model,
-                    &opt,
-                    &state,
-                    recipe.output.keep_checkpoints,
+                if let Some(l) = &mut logs {
+                    l.metrics.flush()?;
+                }
+                sync_state(&mut group, &mut state, &positions, &skips)?;
+                last_saved = Some(save_checkpoint(
+                    leader, &ckpt_dir, &model, &opt, &state, recipe,
                 )?);
                 last_saved_step = Some(state.step);
             }
-            if let Some(data) = &zeroshot_data {
+            if let (Some(data), Some(Logs { tb, metrics })) = (&zeroshot_data, &mut logs) {
                 let every = recipe.zeroshot.every;
                 if (every > 0 && state.step % every == 0) || done {
                     let m =
@@ -333,9 +422,10 @@ pub fn train<B: AutodiffBackend>(
         }
         drop(loader);
         if !got_any && state.data.batch == 0 {
+            sync_state(&mut group, &mut state, &positions, &skips)?;
             bail!(
                 "epoch {epoch} produced no batch: every sample was skipped ({:?})",
-                skips.snapshot()
+                state.skips
             );
         }
         if state.data.batch < batches_per_epoch {
@@ -349,19 +439,16 @@ pub fn train<B: AutodiffBackend>(
             batch: 0,
             raw_pos: 0,
         };
+        positions = vec![state.data; positions.len()];
     }
     bar.finish_and_clear();
-    tb.flush()?;
-    state.skips = skips.snapshot();
+    if let Some(l) = &mut logs {
+        l.tb.flush()?;
+    }
+    sync_state(&mut group, &mut state, &positions, &skips)?;
     let checkpoint = match last_saved {
         Some(p) if last_saved_step == Some(state.step) => p,
-        _ => checkpoint::save(
-            &ckpt_dir,
-            &model,
-            &opt,
-            &state,
-            recipe.output.keep_checkpoints,
-        )?,
+        _ => save_checkpoint(leader, &ckpt_dir, &model, &opt, &state, recipe)?,
     };
     let steps_run = state.step - start_step;
     let summary = TrainSummary {
@@ -372,12 +459,64 @@ pub fn train<B: AutodiffBackend>(
         checkpoint,
         zeroshot,
     };
-    write_atomic(
-        &out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    crate::plot::write_curves(out)?;
+    if leader {
+        write_atomic(
+            &out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        crate::plot::write_curves(out)?;
+    }
     Ok(summary)
+}
+
+/// Rank 0's log writers.
+struct Logs {
+    tb: EventWriter,
+    metrics: std::fs::File,
+}
+
+/// Bring every rank's stream positions and skip counts into `state` (what a
+/// checkpoint records): a collective, so every rank calls it at the same steps.
+fn sync_state(
+    group: &mut ProcessGroup,
+    state: &mut TrainState,
+    mine: &[DataPosition],
+    skips: &SkipCounter,
+) -> Result<()> {
+    let local = serde_json::to_vec(&(mine, skips.snapshot()))?;
+    let mut all_positions = Vec::new();
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for bytes in group.all_gather(&local, "the checkpoint's data positions")? {
+        let (p, s): (Vec<DataPosition>, BTreeMap<String, u64>) = serde_json::from_slice(&bytes)?;
+        all_positions.extend(p);
+        for (reason, n) in s {
+            *total.entry(reason).or_default() += n;
+        }
+    }
+    state.data = all_positions[0];
+    state.streams = if all_positions.len() > 1 {
+        all_positions
+    } else {
+        Vec::new()
+    };
+    state.skips = total;
+    Ok(())
+}
+
+/// Rank 0 writes the checkpoint; every rank knows where it went.
+fn save_checkpoint<B: AutodiffBackend>(
+    leader: bool,
+    dir: &std::path::Path,
+    model: &Clip<B>,
+    opt: &AdamW<B::InnerBackend>,
+    state: &TrainState,
+    recipe: &Recipe,
+) -> Result<PathBuf> {
+    if leader {
+        checkpoint::save(dir, model, opt, state, recipe.output.keep_checkpoints)
+    } else {
+        Ok(dir.join(format!("step_{:08}", state.step)))
+    }
 }
 
 /// Rows `[k n/D, (k+1) n/D)` of the batch go to device k, with a replica of the

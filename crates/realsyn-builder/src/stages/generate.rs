@@ -92,11 +92,10 @@ fn work_dir(store: &Path) -> PathBuf {
 
 /// A stable per-request seed: the settings' seed, the image and the text index.
 fn request_seed(base: u64, image_id: &str, k: usize) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325 ^ base;
-    for b in image_id.bytes().chain((k as u64).to_le_bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
+    let h = realsyn_io::hash::Fnv1a::salted(base)
+        .write(image_id.as_bytes())
+        .write(&(k as u64).to_le_bytes())
+        .finish();
     // JSON and most servers take seeds as signed 64-bit (vLLM: int); stay positive.
     h >> 1
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
+use realsyn_train::distributed::LaunchEnv;
 use realsyn_train::{Recipe, TrainSummary, train};
 
 use realsyn_runtime::{MultiDeviceJob, dispatch_devices};
@@ -15,11 +16,19 @@ use realsyn_runtime::{MultiDeviceJob, dispatch_devices};
 /// released RealSyn layout: txt, json.text2, json.text3, json.syn_text). The run
 /// directory (output.dir) receives config.toml (the resolved recipe),
 /// checkpoints/step_N/, metrics.jsonl, tensorboard/, summary.json and curves.svg.
+///
+/// Many GPUs or nodes: start one process per device with torchrun or Slurm's srun;
+/// each reads RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT (or SLURM_PROCID,
+/// SLURM_NTASKS, SLURM_LOCALID and the node list), trains on its share of the
+/// global batch and joins the others for the all-gather and all-reduce; rank 0
+/// writes the run directory. `--device cuda` becomes cuda:LOCAL_RANK.
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  realsyn train --recipe recipes/fashion-mnist.toml\n  \
 realsyn train --recipe recipes/realsyn15m-vit-b-32.toml --set train.accum_freq=4   # 4096 as 4 x 1024, loss still over 4096\n  \
-realsyn train --recipe recipes/fashion-mnist.toml --resume latest\n\n\
+realsyn train --recipe recipes/fashion-mnist.toml --resume latest\n  \
+torchrun --nproc-per-node 8 --no-python realsyn train --recipe recipes/realsyn15m-vit-b-32.toml --device cuda\n  \
+srun --ntasks-per-node 8 realsyn train --recipe R --device cuda   # see recipes/slurm/\n\n\
 Watch it: tensorboard --logdir OUTPUT_DIR/tensorboard"
 )]
 pub struct Args {
@@ -56,13 +65,17 @@ pub fn run(args: Args) -> Result<()> {
         overrides.push(format!("train.device=\"{d}\""));
     }
     let recipe = Recipe::load(&args.recipe, &overrides)?;
+    let launch = LaunchEnv::from_env()?;
     let summary = dispatch_devices(
-        &recipe.train.device,
+        &launch.device_for_rank(&recipe.train.device),
         Job {
             recipe: &recipe,
             resume: args.resume.as_deref(),
         },
     )?;
+    if launch.rank != 0 {
+        return Ok(());
+    }
     eprintln!(
         "trained {} steps, last loss {:.4}, {:.1} samples/s; checkpoint {}",
         summary.steps,
