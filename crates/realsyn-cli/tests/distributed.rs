@@ -179,6 +179,25 @@ fn losses(run: &Path) -> BTreeMap<u64, f64> {
     realsyn_train::metrics::read_losses(run).unwrap()
 }
 
+/// The global gradient norm per step: AdamW hides a gradient off by a constant
+/// factor (e.g. averaged where it must be summed), the norm does not.
+fn grad_norms(run: &Path) -> BTreeMap<u64, f64> {
+    let records = realsyn_train::metrics::read_metrics(run).unwrap();
+    realsyn_train::metrics::steps(&records)
+        .into_iter()
+        .map(|(s, r)| (s, r.grad_norm))
+        .collect()
+}
+
+/// The logit scale after each update (clamped, so its own path is checked too).
+fn logit_scales(run: &Path) -> BTreeMap<u64, f64> {
+    let records = realsyn_train::metrics::read_metrics(run).unwrap();
+    realsyn_train::metrics::steps(&records)
+        .into_iter()
+        .map(|(s, r)| (s, r.logit_scale))
+        .collect()
+}
+
 fn state(run: &Path, step: u64) -> serde_json::Value {
     serde_json::from_slice(
         &std::fs::read(run.join(format!("checkpoints/step_{step:08}/state.json"))).unwrap(),
@@ -225,6 +244,22 @@ fn two_and_four_processes_train_like_one() {
                 (l[step] - loss).abs() < 1e-5,
                 "{name}, step {step}: loss {} vs {loss}",
                 l[step]
+            );
+        }
+        let (g1, g) = (grad_norms(&single), grad_norms(run));
+        for (step, norm) in &g1 {
+            assert!(
+                (g[step] - norm).abs() < 1e-5 * norm,
+                "{name}, step {step}: gradient norm {} vs {norm}",
+                g[step]
+            );
+        }
+        let (s1, s) = (logit_scales(&single), logit_scales(run));
+        for (step, scale) in &s1 {
+            assert!(
+                (s[step] - scale).abs() < 1e-6,
+                "{name}, step {step}: logit scale {} vs {scale}",
+                s[step]
             );
         }
         // Rank 0 alone writes the run; the state lists all 4 streams.

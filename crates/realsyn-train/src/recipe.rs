@@ -87,6 +87,17 @@ pub struct TrainSection {
     /// `cpu`, `ndarray`, `cuda`, `cuda:N`, or a comma-separated list of one kind
     /// (`cuda:0,cuda:1,...`) for data parallelism in one process.
     pub device: String,
+    /// `f32`, or `amp_bf16` (open_clip's `--precision amp_bf16`): bf16 forward and
+    /// backward, f32 master weights, optimiser state, loss and logit scale.
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    AmpBf16,
 }
 
 impl Default for TrainSection {
@@ -111,6 +122,7 @@ impl Default for TrainSection {
             seed: 0,
             max_steps: 0,
             device: "cpu".into(),
+            precision: Precision::F32,
         }
     }
 }

@@ -23,6 +23,13 @@
 //!   all-gather backward sums every rank's gradient of its slice) followed by DDP's
 //!   average. The logit scale, seen whole by every rank, is divided by the world.
 //!
+//! - **Mixed precision** (`Precision::AmpBf16`): each replica's parameters are cast
+//!   to bf16 for the forward pass (a differentiable cast, so the gradients land on
+//!   the f32 master weights as f32), images enter as bf16, and the features are cast
+//!   back to f32 before normalisation, so the logits, the loss and the logit scale
+//!   stay f32, as under open_clip's autocast. Unlike autocast, LayerNorm and softmax
+//!   also run in bf16.
+//!
 //! One deliberate difference from open_clip: every micro-batch's loss depends on
 //! the logit scale directly, so summing `accum` backward passes counts its gradient
 //! `accum` times (open_clip does). Here it is divided by `accum`, which makes every
@@ -31,7 +38,8 @@
 use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::backend::Backend;
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use realsyn_model::clip::loss::clip_loss;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
@@ -40,6 +48,7 @@ use realsyn_model::{Clip, l2_normalize};
 
 use crate::distributed::ProcessGroup;
 use crate::optim::NamedGrads;
+use crate::recipe::Precision;
 
 pub struct StepOutput<B: AutodiffBackend> {
     pub loss: f64,
@@ -101,7 +110,52 @@ pub fn data_parallel_step<B: AutodiffBackend>(
     slices: Vec<DeviceSlice<B>>,
     accum: usize,
 ) -> Result<StepOutput<B>> {
-    distributed_step(slices, accum, &mut ProcessGroup::single())
+    distributed_step(slices, accum, Precision::F32, &mut ProcessGroup::single())
+}
+
+/// `model` with every parameter cast to `dtype` (through a differentiable cast when
+/// `B` is an autodiff backend); the identity for f32.
+fn in_precision<B: Backend>(model: &Clip<B>, precision: Precision) -> Result<Clip<B>> {
+    struct Cast;
+    impl<B: Backend> ParamVisitor<B> for Cast {
+        fn visit<const D: usize>(
+            &mut self,
+            _: &str,
+            _: Layout,
+            p: &mut Param<Tensor<B, D>>,
+        ) -> Result<()> {
+            *p = Param::initialized(p.id, p.val().cast(FloatDType::BF16));
+            Ok(())
+        }
+    }
+    let mut m = model.clone();
+    if precision == Precision::AmpBf16 {
+        visit_params(&mut m, &mut Cast)?;
+    }
+    Ok(m)
+}
+
+/// The normalised f32 features of one micro-batch under `precision`.
+fn encode<B: Backend>(
+    model: &Clip<B>,
+    images: Tensor<B, 4>,
+    tokens: Tensor<B, 2, Int>,
+    precision: Precision,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    match precision {
+        Precision::F32 => (
+            l2_normalize(model.encode_image(images)),
+            l2_normalize(model.encode_text(tokens)),
+        ),
+        Precision::AmpBf16 => (
+            l2_normalize(
+                model
+                    .encode_image(images.cast(FloatDType::BF16))
+                    .cast(FloatDType::F32),
+            ),
+            l2_normalize(model.encode_text(tokens).cast(FloatDType::F32)),
+        ),
+    }
 }
 
 /// The general step: this rank's `slices` (as in [`data_parallel_step`]) in a job
@@ -109,6 +163,7 @@ pub fn data_parallel_step<B: AutodiffBackend>(
 pub fn distributed_step<B: AutodiffBackend>(
     slices: Vec<DeviceSlice<B>>,
     accum: usize,
+    precision: Precision,
     group: &mut ProcessGroup,
 ) -> Result<StepOutput<B>> {
     if slices.is_empty() {
@@ -142,20 +197,17 @@ pub fn distributed_step<B: AutodiffBackend>(
             .iter()
             .zip(&micro)
             .map(|(s, parts)| {
-                let frozen = s.model.valid();
-                parts
+                let frozen = in_precision(&s.model.valid(), precision)?;
+                Ok(parts
                     .iter()
                     .map(|(i, t)| {
-                        (
-                            l2_normalize(frozen.encode_image(i.clone().inner()))
-                                .to_device(&gather_device),
-                            l2_normalize(frozen.encode_text(t.clone().inner()))
-                                .to_device(&gather_device),
-                        )
+                        let (i, t) =
+                            encode(&frozen, i.clone().inner(), t.clone().inner(), precision);
+                        (i.to_device(&gather_device), t.to_device(&gather_device))
                     })
-                    .collect()
+                    .collect())
             })
-            .collect()
+            .collect::<Result<_>>()?
     } else {
         Vec::new()
     };
@@ -177,11 +229,10 @@ pub fn distributed_step<B: AutodiffBackend>(
             .zip(&micro)
             .map(|(s, parts)| {
                 let (i, t) = parts[j].clone();
-                let img = l2_normalize(s.model.encode_image(i));
-                let txt = l2_normalize(s.model.encode_text(t));
-                (gather(img), gather(txt))
+                let (img, txt) = encode(&in_precision(&s.model, precision)?, i, t, precision);
+                Ok((gather(img), gather(txt)))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         if world > 1 && accum == 1 {
             let values: Vec<Vec<_>> = fresh
                 .iter()

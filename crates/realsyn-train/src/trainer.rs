@@ -301,7 +301,7 @@ pub fn train_in_group<B: AutodiffBackend>(
             let step_index = state.step;
             let lr = schedule.lr(step_index);
             let beta1 = schedule.beta1(step_index, t.beta1);
-            let mut out_step = distributed_step(slices, t.accum_freq, &mut group)?;
+            let mut out_step = distributed_step(slices, t.accum_freq, t.precision, &mut group)?;
             let grad_norm = out_step.grads.global_norm();
             if !out_step.loss.is_finite() || !grad_norm.is_finite() {
                 let last = last_saved

@@ -12,13 +12,17 @@ use realsyn_data::loader::{DataPosition, EpochLoader, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_model::{Clip, ClipConfig};
+use realsyn_train::distributed::{LaunchEnv, ProcessGroup};
 use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
-use realsyn_train::step::forward_backward;
+use realsyn_train::recipe::Precision;
+use realsyn_train::step::{DeviceSlice, distributed_step};
 
 use realsyn_runtime::{BackendJob, dispatch};
 
 /// Time CLIP on random inputs: `encode-image` (inference, no autodiff) or
-/// `train-step` (the trainer's step: both towers, InfoNCE, backward, AdamW), or the
+/// `train-step` (the trainer's step: both towers, InfoNCE, backward, AdamW; started
+/// as several processes by torchrun/Slurm variables, the distributed step with
+/// --batch-size per rank, which times the all-gather and all-reduce too), or the
 /// training data pipeline: `data` (shards -> decode -> RandomResizedCrop(224) ->
 /// normalised batches, on --workers threads), or `linear-probe` (one logistic
 /// regression fit on --features/--labels), or `features` (the evaluator's feature
@@ -109,6 +113,10 @@ pub struct Args {
     /// min_new_tokens).
     #[arg(long, default_value_t = 40)]
     new_tokens: usize,
+    /// `train-step` mode: f32, or amp_bf16 (bf16 forward/backward, f32 master
+    /// weights, as open_clip's --precision amp_bf16 and model_bench.py --amp).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "amp_bf16"])]
+    precision: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -153,17 +161,28 @@ pub fn run(args: Args) -> Result<()> {
         println!("{report}");
         return Ok(());
     }
-    let seconds = dispatch(&args.device.clone(), BenchJob(args.clone()))?;
+    let launch = LaunchEnv::from_env()?;
+    let (rank, world) = (launch.rank, launch.world);
+    let seconds = dispatch(
+        &launch.device_for_rank(&args.device),
+        BenchJob(args.clone()),
+    )?;
+    if rank != 0 {
+        return Ok(());
+    }
     let mut sorted = seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     println!(
         "{}",
         serde_json::json!({
-            "impl": "realsyn-burn", "backend": args.device, "mode": args.mode, "arch": args.arch,
+            "impl": "realsyn-burn",
+            "backend": if args.precision == "amp_bf16" { format!("{}-bf16", args.device) } else { args.device.clone() },
+            "mode": args.mode, "arch": args.arch,
             "batch_size": args.batch_size, "seconds": seconds, "median_s": median,
             "items_per_s": if args.mode == "features" { args.max_images } else { args.batch_size } as f64 / median,
             "threads": rayon::current_num_threads(),
+            "world": world,
             "images": (args.mode == "features").then_some(args.max_images),
         })
     );
@@ -231,7 +250,13 @@ impl BackendJob for BenchJob {
             }
             "train-step" => {
                 // The trainer's own step: forward, InfoNCE, backward, AdamW, clamp.
-                let mut model = track_gradients(Clip::<Autodiff<B>>::new(&cfg, &device))?;
+                let precision = match a.precision.as_str() {
+                    "amp_bf16" => Precision::AmpBf16,
+                    _ => Precision::F32,
+                };
+                let mut group = ProcessGroup::join(LaunchEnv::from_env()?, "realsyn bench")?;
+                let model = group.broadcast_parameters(Clip::<Autodiff<B>>::new(&cfg, &device))?;
+                let mut model = track_gradients(model)?;
                 let mut optim = AdamW::new(AdamWConfig {
                     weight_decay: 0.2,
                     beta1: 0.9,
@@ -246,7 +271,12 @@ impl BackendJob for BenchJob {
                         &device,
                     );
                     let tokens = random_tokens::<Autodiff<B>>(&cfg, a.batch_size, &device);
-                    let out = forward_backward(&model, images, tokens, 1)?;
+                    let slice = DeviceSlice {
+                        model: model.clone(),
+                        images,
+                        tokens,
+                    };
+                    let out = distributed_step(vec![slice], 1, precision, &mut group)?;
                     optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
                     model = clamp_logit_scale(model);
                     let _ = model.logit_scale.val().into_data();
