@@ -93,7 +93,7 @@ for arch in dict.fromkeys(r["arch"] for r in rows):
     for r in mine:
         world = r.get("world", 1)
         per_gpu = r["items_per_s"]  # realsyn: per rank (--batch-size is per rank)
-        prec = "bf16 autocast" if r["backend"].endswith("-bf16") else "f32"
+        prec = "amp_bf16" if r["backend"].endswith("-bf16") else "f32"
         mfu = f"{100 * per_gpu * flops / peak:.1f}%" if peak else "-"
         note = ""
         if r["impl"].startswith("realsyn") and prec != "f32":
