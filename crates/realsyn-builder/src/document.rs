@@ -12,6 +12,10 @@ pub struct Document {
     /// Ingest format and input file, e.g. `html:/usr/share/gimp/2.0/help/en`.
     pub source: String,
     pub items: Vec<Item>,
+    /// How the reader repaired the document's text, if it had to (e.g. a Latin-1
+    /// page decoded by its declared charset); counted in the funnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

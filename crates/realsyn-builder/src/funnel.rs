@@ -19,6 +19,9 @@ pub struct Step {
     pub input: u64,
     pub output: u64,
     pub dropped: BTreeMap<String, u64>,
+    /// Items kept after a repair, by kind (e.g. a page decoded by its declared charset).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub repaired: BTreeMap<String, u64>,
 }
 
 impl Funnel {
@@ -48,6 +51,9 @@ impl Funnel {
             for (reason, n) in &s.dropped {
                 *mine.dropped.entry(reason.clone()).or_default() += n;
             }
+            for (how, n) in &s.repaired {
+                *mine.repaired.entry(how.clone()).or_default() += n;
+            }
         }
     }
 
@@ -57,7 +63,12 @@ impl Funnel {
             "| step | unit | in | out | kept | dropped (reason: count) |\n|---|---|---:|---:|---:|---|\n",
         );
         for s in &self.steps {
-            let reasons: Vec<String> = s.dropped.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            let reasons: Vec<String> = s
+                .dropped
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .chain(s.repaired.iter().map(|(r, n)| format!("kept, {r}: {n}")))
+                .collect();
             let kept = if s.input > 0 {
                 format!("{:.1}%", 100.0 * s.output as f64 / s.input as f64)
             } else {
@@ -81,6 +92,11 @@ impl Step {
     pub fn pass(&mut self) {
         self.input += 1;
         self.output += 1;
+    }
+
+    /// Count an item kept after a repair (it also passes).
+    pub fn repair(&mut self, how: &str) {
+        *self.repaired.entry(how.to_string()).or_default() += 1;
     }
 
     pub fn drop(&mut self, reason: &str) {

@@ -199,6 +199,12 @@ fn bad_inputs_are_counted_and_skipped() {
     let mut bad = b"<html><body><p>Broken \xff\xfe bytes here.</p></body></html>".to_vec();
     bad.extend_from_slice(b"\xc3");
     std::fs::write(pages.join("bad-utf8.html"), bad).unwrap();
+    // A Latin-1 page that says so: decoded by its charset, not dropped.
+    std::fs::write(
+        pages.join("latin1.html"),
+        b"<html><head><meta charset=\"iso-8859-1\"></head><body><p>The caf\xe9 on the corner serves the best cr\xe8me br\xfbl\xe9e in the whole old town of Lyon.</p></body></html>",
+    )
+    .unwrap();
     let store = tmp.path().join("store");
     realsyn(&[
         "build",
@@ -213,7 +219,21 @@ fn bad_inputs_are_counted_and_skipped() {
     ]);
     let f = funnel(&store);
     let (din, dout, ddrop) = step(&f, "ingest");
-    assert_eq!((din, dout, ddrop["bad utf-8"]), (2, 1, 1));
+    // Nothing is dropped for its encoding: both pages are kept and their repair counted.
+    assert_eq!((din, dout), (3, 3), "{ddrop:?}");
+    let repaired = &f
+        .steps
+        .iter()
+        .find(|s| s.name == "ingest")
+        .unwrap()
+        .repaired;
+    assert_eq!(repaired["invalid utf-8 replaced"], 1);
+    assert_eq!(repaired["decoded as windows-1252 (declared charset)"], 1);
+    let sentences = std::fs::read_to_string(glob(&store, "sentences.jsonl")[0].clone()).unwrap();
+    assert!(
+        sentences.contains("caf\u{e9} on the corner serves the best cr\u{e8}me br\u{fb}l\u{e9}e"),
+        "{sentences}"
+    );
     let (iin, iout, idrop) = step(&f, "read image");
     assert_eq!((iin, iout), (9, 6), "{idrop:?}");
     assert_eq!(idrop["missing file"], 1);
@@ -237,15 +257,17 @@ fn bad_inputs_are_counted_and_skipped() {
     let (_, unique, dup) = step(&f, "image dedup");
     assert_eq!((unique, dup["identical bytes"]), (2, 1));
     let (_, _, rules) = step(&f, "emoji, url, length");
+    // The third short one is the repaired page's stray byte after </html> ("\u{fffd}").
     assert_eq!(
         (rules["emoji"], rules["url"], rules["fewer than 3 words"]),
-        (1, 1, 2),
+        (1, 1, 3),
         "{rules:?}"
     );
     let (_, kept, dups) = step(&f, "near-exact dedup");
+    // Kept: the good page's sentence, the repaired page's and the Latin-1 page's.
     assert_eq!(
         (kept, dups["duplicate text"]),
-        (1, 1),
+        (3, 1),
         "the repeated sentence is dropped once"
     );
 

@@ -63,7 +63,7 @@ pub fn read_page(root: &Path, file: &Path) -> Result<Document, &'static str> {
     if nesting_depth(&bytes) > MAX_NESTING {
         return Err("nesting too deep");
     }
-    let text = String::from_utf8(bytes).map_err(|_| "bad utf-8")?;
+    let (text, repaired) = decode_page(bytes);
     let base = file.parent().unwrap_or(Path::new("."));
     let items = parse(&text, base);
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
@@ -77,7 +77,59 @@ pub fn read_page(root: &Path, file: &Path) -> Result<Document, &'static str> {
         url: Some(format!("file://{}", abs.display())),
         source: format!("html:{}", root.display()),
         items,
+        repaired: repaired.map(str::to_string),
     })
+}
+
+/// The page's text and, when it was not valid UTF-8, how it was repaired: by its
+/// declared charset when that is the Latin-1 family (decoded as windows-1252, as
+/// browsers do for `iso-8859-1` too, WHATWG Encoding), otherwise as UTF-8 with the
+/// invalid bytes replaced by U+FFFD. A page is never dropped for its encoding.
+pub fn decode_page(bytes: Vec<u8>) -> (String, Option<&'static str>) {
+    let bytes = match String::from_utf8(bytes) {
+        Ok(text) => return (text, None),
+        Err(e) => e.into_bytes(),
+    };
+    match declared_charset(&bytes).as_deref() {
+        Some(
+            "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" | "windows-1252" | "cp1252"
+            | "x-cp1252" | "us-ascii" | "ascii" | "iso-8859-15" | "latin9",
+        ) => (
+            bytes.iter().map(|&b| windows_1252(b)).collect(),
+            Some("decoded as windows-1252 (declared charset)"),
+        ),
+        _ => (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            Some("invalid utf-8 replaced"),
+        ),
+    }
+}
+
+/// The `charset` a page declares in its first 1,024 bytes (`<meta charset=...>` or
+/// `content="text/html; charset=..."`), lower-cased: the HTML prescan's window.
+fn declared_charset(bytes: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
+    let at = head.find("charset")? + "charset".len();
+    let rest = head[at..].trim_start().strip_prefix('=')?.trim_start();
+    let rest = rest.trim_start_matches(['"', '\'']);
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// One windows-1252 byte as a char (WHATWG's table: Latin-1 except 0x80-0x9F).
+fn windows_1252(b: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
+        0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    match b {
+        0x80..=0x9F => char::from_u32(HIGH[(b - 0x80) as usize] as u32).expect("valid table"),
+        _ => b as char,
+    }
 }
 
 /// An upper estimate of the element nesting of a page, from one pass over its bytes:
@@ -233,6 +285,28 @@ pub fn parse(html: &str, base: &Path) -> Vec<Item> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_in_latin_1_or_with_bad_bytes_are_repaired_not_dropped() {
+        let latin1 = b"<html><head><meta charset=\"ISO-8859-1\"></head><body><p>Caf\xe9 \x80 5 \x93quoted\x94</p></body></html>";
+        let (text, how) = decode_page(latin1.to_vec());
+        assert!(
+            text.contains("Caf\u{e9} \u{20ac} 5 \u{201c}quoted\u{201d}"),
+            "{text}"
+        );
+        assert_eq!(how, Some("decoded as windows-1252 (declared charset)"));
+        let http_equiv = b"<meta http-equiv='Content-Type' content='text/html; charset=windows-1252'><p>na\xefve</p>";
+        assert!(decode_page(http_equiv.to_vec()).0.contains("na\u{ef}ve"));
+        let (text, how) = decode_page(b"<p>Broken \xff bytes</p>".to_vec());
+        assert_eq!(text, "<p>Broken \u{fffd} bytes</p>");
+        assert_eq!(how, Some("invalid utf-8 replaced"));
+        // Valid UTF-8 is untouched, whatever it declares.
+        let utf8 = "<meta charset=iso-8859-1><p>Caf\u{e9}</p>";
+        assert_eq!(
+            decode_page(utf8.as_bytes().to_vec()),
+            (utf8.to_string(), None)
+        );
+    }
 
     #[test]
     fn deep_nesting_is_measured_and_unclosed_paragraphs_are_not() {

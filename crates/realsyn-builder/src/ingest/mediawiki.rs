@@ -83,6 +83,7 @@ fn finish(title: &str, raw: &str, redirect: bool, source: &str, emit: &mut dyn F
         )),
         source: format!("mediawiki:{source}"),
         items,
+        repaired: None,
     });
 }
 

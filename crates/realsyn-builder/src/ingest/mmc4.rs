@@ -102,6 +102,7 @@ pub fn read_file(
             url: doc.url,
             source: format!("mmc4:{}", file.display()),
             items,
+            repaired: None,
         });
     }
     Ok(())

@@ -87,6 +87,7 @@ pub fn read_file(file: &Path, emit: &mut dyn FnMut(Document), on_skip: &mut dyn 
             url,
             source: format!("obelics:{name}"),
             items,
+            repaired: None,
         });
     }
 }

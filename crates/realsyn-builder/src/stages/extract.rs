@@ -269,7 +269,11 @@ fn process(
     local: &LocalImages,
 ) -> DocOutput {
     let mut out = DocOutput::default();
-    out.funnel.step("ingest", "documents").pass();
+    let ingest = out.funnel.step("ingest", "documents");
+    ingest.pass();
+    if let Some(how) = &doc.repaired {
+        ingest.repair(how);
+    }
     for (position, src, alt) in doc.images() {
         match image(src, fetched, local) {
             Err((step, reason)) => {
