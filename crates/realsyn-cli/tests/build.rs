@@ -27,6 +27,24 @@ fn funnel(store: &Path) -> Funnel {
 }
 
 /// (in, out, drops) of a step.
+/// (step, what, reason) of every `skips.jsonl` row of a store's extract parts.
+fn skip_log(store: &Path) -> Vec<(String, String, String)> {
+    glob(store, "skips.jsonl")
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let s = |k: &str| v[k].as_str().unwrap().to_string();
+                    (s("step"), s("what"), s("reason"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn step(f: &Funnel, name: &str) -> (u64, u64, BTreeMap<String, u64>) {
     let s = f
         .steps
@@ -264,6 +282,26 @@ fn bad_inputs_are_counted_and_skipped() {
         "{rules:?}"
     );
     let (_, kept, dups) = step(&f, "near-exact dedup");
+    // Every document or image that was not read is listed, with its reason.
+    let skips = skip_log(&store);
+    let dropped: u64 = ["read image", "size and aspect", "decode"]
+        .iter()
+        .map(|s| step(&f, s).2.values().sum::<u64>())
+        .sum();
+    assert_eq!(skips.len() as u64, dropped, "{skips:?}");
+    let reason_of = |what: &str| {
+        skips
+            .iter()
+            .find(|(_, w, _)| w.ends_with(what))
+            .map(|(_, _, r)| r.as_str())
+    };
+    assert_eq!(reason_of("missing.png"), Some("missing file"));
+    assert_eq!(reason_of("truncated.jpg"), Some("truncated jpeg"));
+    assert_eq!(reason_of("tiny.png"), Some("shorter side < 100 px"));
+    assert_eq!(
+        reason_of("example.invalid/a.jpg"),
+        Some("url (fetch disabled)")
+    );
     // Kept: the good page's sentence, the repaired page's and the Latin-1 page's.
     assert_eq!(
         (kept, dups["duplicate text"]),
@@ -299,6 +337,15 @@ fn bad_inputs_are_counted_and_skipped() {
         (din, dout, ddrop["malformed json"], ddrop["bad utf-8"]),
         (3, 1, 1, 1)
     );
+    let reasons: Vec<(String, String)> = skip_log(&store2)
+        .into_iter()
+        .filter(|(step, _, _)| step == "ingest")
+        .map(|(_, what, reason)| (what, reason))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().all(|(what, _)| what.contains("docs.jsonl")));
+    assert!(reasons.iter().any(|(_, r)| r == "malformed json"));
+    assert!(reasons.iter().any(|(_, r)| r == "bad utf-8"));
     assert_eq!(
         step(&f, "decode").1,
         1,

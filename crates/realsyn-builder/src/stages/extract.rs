@@ -6,6 +6,9 @@
 //! size/aspect rule, one decode for the perceptual hash, then the bytes go into the part's tar shards under their content address.
 //! Per text item: Punkt sentences, then the emoji/URL and word-count rules. Kept
 //! sentences feed the part's word counts (the entropy filter's counting pass).
+//! Every document or image that could not be read is listed with its reason in the
+//! part's `skips.jsonl` (img2dataset keeps a status per sample the same way); the
+//! funnel only counts them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -145,8 +148,22 @@ pub struct FetchRow {
 }
 
 /// What one document yields, computed in parallel and written in input order.
+/// One document or image that could not be read, and why (`skips.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkipRow {
+    /// The funnel step that dropped it (`ingest`, `read image`, `size and aspect`, `decode`).
+    pub step: String,
+    /// The input file (documents) or the image's `src` (images).
+    pub what: String,
+    /// The document it belongs to (images only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_id: Option<String>,
+    pub reason: String,
+}
+
 #[derive(Default)]
 struct DocOutput {
+    skips: Vec<SkipRow>,
     images: Vec<(ImageRow, Bytes)>,
     sentences: Vec<SentenceRow>,
     /// Words of the kept sentences (the entropy filter's counting pass).
@@ -179,6 +196,7 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     let tar_dir = part.path("images");
     let mut tars = ShardWriter::new(&tar_dir, opts.images_per_tar, 0)?;
     let mut image_rows = Vec::new();
+    let mut image_skips: Vec<SkipRow> = Vec::new();
     let mut sentence_rows = Vec::new();
     let mut counts = WordCounts::default();
     let mut stored = std::collections::HashSet::new();
@@ -217,6 +235,7 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
             .collect();
         for out in outs {
             funnel.merge(&out.funnel);
+            image_skips.extend(out.skips);
             for (mut row, bytes) in out.images {
                 if stored.insert(row.id.clone()) {
                     tars.write(&row.id, &[(row.ext.as_str(), bytes)])?;
@@ -233,6 +252,7 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     };
     let mut error = None;
     let mut skipped = Funnel::default();
+    let mut ingest_skips: Vec<SkipRow> = Vec::new();
     input.documents(
         opts.shard,
         &mut |d| {
@@ -243,7 +263,15 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
                 }
             }
         },
-        &mut |reason, _what| skipped.step("ingest", "documents").drop(reason),
+        &mut |reason, what| {
+            skipped.step("ingest", "documents").drop(reason);
+            ingest_skips.push(SkipRow {
+                step: "ingest".into(),
+                what: what.to_string(),
+                doc_id: None,
+                reason: reason.to_string(),
+            });
+        },
     )?;
     funnel.merge(&skipped);
     if let Some(e) = error {
@@ -255,6 +283,8 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     write_jsonl(&part.path("images.jsonl"), &image_rows)?;
     write_jsonl(&part.path("sentences.jsonl"), &sentence_rows)?;
     write_jsonl(&part.path("fetch.jsonl"), &fetch_rows)?;
+    ingest_skips.append(&mut image_skips);
+    write_jsonl(&part.path("skips.jsonl"), &ingest_skips)?;
     std::fs::write(part.path("word_counts.tsv"), counts.to_tsv())?;
     write_funnel(&part.path("funnel.json"), &funnel)?;
     part.commit()?;
@@ -281,6 +311,12 @@ fn process(
                 for s in ["read image", "size and aspect", "decode"] {
                     if s == step {
                         out.funnel.step(s, "images").drop(reason);
+                        out.skips.push(SkipRow {
+                            step: s.to_string(),
+                            what: src.to_string(),
+                            doc_id: Some(doc.id.clone()),
+                            reason: reason.to_string(),
+                        });
                         break;
                     }
                     out.funnel.step(s, "images").pass();
