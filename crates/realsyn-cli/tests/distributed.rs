@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use realsyn_data::datasets::fashion_mnist::{self, DEBIAN_DIR};
 
 /// Launcher variables a test run must not inherit.
-const LAUNCH_VARS: [&str; 11] = [
+const LAUNCH_VARS: [&str; 13] = [
     "RANK",
     "WORLD_SIZE",
     "LOCAL_RANK",
@@ -27,6 +27,8 @@ const LAUNCH_VARS: [&str; 11] = [
     "SLURM_JOB_NODELIST",
     "SLURM_STEP_NODELIST",
     "SLURM_JOB_ID",
+    "SLURM_STEP_ID",
+    "SLURM_STEP_NUM_TASKS",
 ];
 
 #[derive(Clone, Copy)]
@@ -120,6 +122,8 @@ fn launch(world: usize, launcher: Launcher, recipe: &Path, extra: &[&str]) -> Ve
                         .env("MASTER_PORT", &port),
                     // srun's variables; the rendezvous host comes from the node list.
                     Launcher::Slurm => cmd
+                        .env("SLURM_STEP_ID", "0")
+                        .env("SLURM_STEP_NUM_TASKS", &w)
                         .env("SLURM_PROCID", &r)
                         .env("SLURM_NTASKS", &w)
                         .env("SLURM_LOCALID", &r)

@@ -6,11 +6,14 @@
 //!
 //! - **torchrun** (or any launcher that mimics it, e.g. `torchrun --no-python`):
 //!   `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`;
-//! - **Slurm** `srun`: `SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`, and the
-//!   node list (`SLURM_STEP_NODELIST` or `SLURM_JOB_NODELIST`), whose first host is
-//!   the rendezvous unless `MASTER_ADDR` says otherwise. The port is `MASTER_PORT`,
-//!   else one derived from `SLURM_JOB_ID` (so two jobs on one node do not collide),
-//!   as open_clip's and Lightning's Slurm paths do.
+//! - **Slurm** `srun`: `SLURM_PROCID`, `SLURM_STEP_NUM_TASKS` (else
+//!   `SLURM_NTASKS`), `SLURM_LOCALID`, and the node list (`SLURM_STEP_NODELIST` or
+//!   `SLURM_JOB_NODELIST`), whose first host is the rendezvous unless `MASTER_ADDR`
+//!   says otherwise. The port is `MASTER_PORT`, else one derived from `SLURM_JOB_ID`
+//!   (so two jobs on one node do not collide), as open_clip's and Lightning's Slurm
+//!   paths do. Only inside a job step (`SLURM_STEP_ID` set, i.e. under srun): an
+//!   sbatch script itself also has `SLURM_PROCID=0` and `SLURM_NTASKS=N`, and a
+//!   `realsyn train` run there directly is one process, not rank 0 of N.
 //!
 //! torchrun's variables win when both are set (a torchrun inside an allocation).
 
@@ -88,9 +91,12 @@ impl LaunchEnv {
                 master_addr,
                 master_port,
             }
-        } else if let Some(world) = num("SLURM_NTASKS")? {
-            let rank =
-                num("SLURM_PROCID")?.context("SLURM_NTASKS is set but SLURM_PROCID is not")?;
+        } else if let (Some(world), Some(_)) = (
+            num("SLURM_STEP_NUM_TASKS")?.or(num("SLURM_NTASKS")?),
+            get("SLURM_STEP_ID"),
+        ) {
+            let rank = num("SLURM_PROCID")?
+                .context("a Slurm job step (SLURM_STEP_ID) without SLURM_PROCID")?;
             let local_rank = num("SLURM_LOCALID")?.unwrap_or(0);
             let master_addr = match get("MASTER_ADDR") {
                 Some(a) => a.to_string(),
@@ -221,9 +227,21 @@ mod tests {
         assert_eq!(t.device_for_rank("cuda"), "cuda:1");
         assert_eq!(t.device_for_rank("cpu"), "cpu");
 
-        let s = LaunchEnv::from_vars(&vars(&[
-            ("SLURM_PROCID", "9"),
+        // An sbatch script's own environment (no job step): one process.
+        let batch = [
+            ("SLURM_PROCID", "0"),
             ("SLURM_NTASKS", "16"),
+            ("SLURM_JOB_ID", "7"),
+        ];
+        assert_eq!(
+            LaunchEnv::from_vars(&vars(&batch)).unwrap(),
+            LaunchEnv::single()
+        );
+        let s = LaunchEnv::from_vars(&vars(&[
+            ("SLURM_STEP_ID", "0"),
+            ("SLURM_STEP_NUM_TASKS", "16"),
+            ("SLURM_PROCID", "9"),
+            ("SLURM_NTASKS", "32"),
             ("SLURM_LOCALID", "1"),
             ("SLURM_JOB_NODELIST", "gpu[12-13]"),
             ("SLURM_JOB_ID", "123456"),
