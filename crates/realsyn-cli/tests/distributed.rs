@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use realsyn_data::datasets::fashion_mnist::{self, DEBIAN_DIR};
+use realsyn_train::metrics::StepRecord;
 
 /// Launcher variables a test run must not inherit.
 const LAUNCH_VARS: [&str; 13] = [
@@ -183,23 +184,24 @@ fn losses(run: &Path) -> BTreeMap<u64, f64> {
     realsyn_train::metrics::read_losses(run).unwrap()
 }
 
-/// The global gradient norm per step: AdamW hides a gradient off by a constant
-/// factor (e.g. averaged where it must be summed), the norm does not.
-fn grad_norms(run: &Path) -> BTreeMap<u64, f64> {
+/// One field of every step record of `metrics.jsonl`, by step.
+fn per_step(run: &Path, field: fn(&StepRecord) -> f64) -> BTreeMap<u64, f64> {
     let records = realsyn_train::metrics::read_metrics(run).unwrap();
     realsyn_train::metrics::steps(&records)
         .into_iter()
-        .map(|(s, r)| (s, r.grad_norm))
+        .map(|(s, r)| (s, field(r)))
         .collect()
+}
+
+/// The global gradient norm per step: AdamW hides a gradient off by a constant
+/// factor (e.g. averaged where it must be summed), the norm does not.
+fn grad_norms(run: &Path) -> BTreeMap<u64, f64> {
+    per_step(run, |r| r.grad_norm)
 }
 
 /// The logit scale after each update (clamped, so its own path is checked too).
 fn logit_scales(run: &Path) -> BTreeMap<u64, f64> {
-    let records = realsyn_train::metrics::read_metrics(run).unwrap();
-    realsyn_train::metrics::steps(&records)
-        .into_iter()
-        .map(|(s, r)| (s, r.logit_scale))
-        .collect()
+    per_step(run, |r| r.logit_scale)
 }
 
 fn state(run: &Path, step: u64) -> serde_json::Value {

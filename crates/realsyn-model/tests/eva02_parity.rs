@@ -137,12 +137,6 @@ fn assert_matches_open_clip(model: &Clip<Cpu>, name: &str, image_size: usize, wh
     }
 }
 
-fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// `generated` of `tests/peer/eva02_fixture.py`: splitmix64 of fnv1a64(key) + index,
 /// uniform in [-1, 1), with a centre and half-width per kind of tensor.
 fn generated(key: &str, shape: &[usize]) -> HostTensor {
@@ -159,7 +153,7 @@ fn generated(key: &str, shape: &[usize]) -> HostTensor {
             (3.0 / shape[1..].iter().product::<usize>() as f64).sqrt(),
         )
     };
-    let seed = fnv1a64(key);
+    let seed = realsyn_io::hash::fnv1a(key.as_bytes());
     let data = (0..n as u64)
         .map(|i| {
             let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));

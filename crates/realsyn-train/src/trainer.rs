@@ -231,7 +231,9 @@ pub fn train_in_group<B: AutodiffBackend>(
     };
     let say = |msg: String| {
         if !leader {
-        } else if bar.is_hidden() {
+            return; // rank 0 speaks for the job
+        }
+        if bar.is_hidden() {
             eprintln!("{msg}");
         } else {
             bar.println(msg);

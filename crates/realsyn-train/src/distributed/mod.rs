@@ -98,15 +98,10 @@ impl ProcessGroup {
     }
 
     pub fn all_gather_f32(&mut self, mine: &[f32], what: &str) -> Result<Vec<Vec<f32>>> {
-        let bytes: Vec<u8> = mine.iter().flat_map(|x| x.to_le_bytes()).collect();
         Ok(self
-            .all_gather(&bytes, what)?
-            .into_iter()
-            .map(|b| {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect()
-            })
+            .all_gather(&ring::to_bytes(mine), what)?
+            .iter()
+            .map(|b| ring::from_bytes(b))
             .collect())
     }
 
@@ -153,8 +148,7 @@ impl ProcessGroup {
         let mut model = model;
         let mut flat = Vec::new();
         visit_params(&mut model, &mut Flatten(&mut flat))?;
-        let bytes: Vec<u8> = flat.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let got = self.broadcast(bytes, "the start-up parameter broadcast")?;
+        let got = self.broadcast(ring::to_bytes(&flat), "the start-up parameter broadcast")?;
         if got.len() != flat.len() * 4 {
             bail!(
                 "rank 0's model has {} parameters, this rank's {}: every rank must build the same model",
@@ -162,10 +156,7 @@ impl ProcessGroup {
                 flat.len()
             );
         }
-        let values: Vec<f32> = got
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
+        let values = ring::from_bytes(&got);
         visit_params(
             &mut model,
             &mut Assign {

@@ -170,7 +170,6 @@ impl TcpRing {
     /// (concurrently: two ranks writing large frames at each other would otherwise
     /// both block on full socket buffers).
     fn shift(&mut self, out: &[u8], what: &str) -> Result<Vec<u8>> {
-        let (rank, world, timeout) = (self.rank, self.world, self.timeout);
         let next = &mut self.next;
         let prev = &mut self.prev;
         let (sent, received) = std::thread::scope(|scope| {
@@ -178,25 +177,36 @@ impl TcpRing {
             let received = read_frame(prev);
             (sender.join().expect("sender thread"), received)
         });
-        let peer_err = |e: anyhow::Error, peer: usize| {
-            let timed_out = e
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
-            if timed_out {
-                anyhow::anyhow!(
-                    "rank {rank}: rank {peer} sent nothing for {}s during {what}: it hangs or is much slower than the others \
-                     (raise REALSYN_DIST_TIMEOUT, in seconds, if that is expected)",
-                    timeout.as_secs()
-                )
-            } else {
-                anyhow::anyhow!(
-                    "rank {rank}: lost rank {peer} during {what} ({e}): that rank has stopped (killed, crashed or out of memory), \
-                     so this one stops too. Start all {world} ranks again with --resume latest"
-                )
-            }
-        };
-        sent.map_err(|e| peer_err(e, (rank + 1) % world))?;
-        received.map_err(|e| peer_err(e, (rank + world - 1) % world))
+        sent.map_err(|e| self.peer_error(e, self.next_rank(), what))?;
+        received.map_err(|e| self.peer_error(e, self.prev_rank(), what))
+    }
+
+    fn next_rank(&self) -> usize {
+        (self.rank + 1) % self.world
+    }
+
+    fn prev_rank(&self) -> usize {
+        (self.rank + self.world - 1) % self.world
+    }
+
+    /// What a failed read or write from `peer` means, in words a user can act on.
+    fn peer_error(&self, e: anyhow::Error, peer: usize, what: &str) -> anyhow::Error {
+        let (rank, world) = (self.rank, self.world);
+        let timed_out = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        if timed_out {
+            anyhow::anyhow!(
+                "rank {rank}: rank {peer} sent nothing for {}s during {what}: it hangs or is much slower than the others \
+                 (raise REALSYN_DIST_TIMEOUT, in seconds, if that is expected)",
+                self.timeout.as_secs()
+            )
+        } else {
+            anyhow::anyhow!(
+                "rank {rank}: lost rank {peer} during {what} ({e}): that rank has stopped (killed, crashed or out of memory), \
+                 so this one stops too. Start all {world} ranks again with --resume latest"
+            )
+        }
     }
 
     /// Element-wise sum over all ranks, in place; every rank gets the same bits.
@@ -246,19 +256,39 @@ impl TcpRing {
             .collect())
     }
 
-    /// Rank 0's `data` on every rank.
+    /// Rank 0's `data` on every rank, passed once around the ring (rank 0 sends,
+    /// each other rank receives and forwards to its successor, the last one keeps
+    /// it): every link carries the data once, where an all-gather would carry
+    /// `world` copies (a whole model's weights at start-up).
     pub fn broadcast(&mut self, data: Vec<u8>, what: &str) -> Result<Vec<u8>> {
-        // Small and rare (start-up, resume): an all-gather keeps one code path.
-        Ok(self.all_gather(&data, what)?.swap_remove(0))
+        let data = if self.rank == 0 {
+            data
+        } else {
+            read_frame(&mut self.prev).map_err(|e| self.peer_error(e, self.prev_rank(), what))?
+        };
+        if self.next_rank() != 0 {
+            write_frame(&mut self.next, &data)
+                .map_err(|e| self.peer_error(e, self.next_rank(), what))?;
+        }
+        Ok(data)
     }
 }
 
-fn to_bytes(xs: &[f32]) -> Vec<u8> {
+/// `f32`s as little-endian bytes (the wire format of every float collective).
+pub(crate) fn to_bytes(xs: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(xs.len() * 4);
     for x in xs {
         out.extend_from_slice(&x.to_le_bytes());
     }
     out
+}
+
+/// The inverse of [`to_bytes`] (a trailing partial value is ignored).
+pub(crate) fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
 }
 
 fn check_len(got: &[u8], want: usize, what: &str) -> Result<()> {
@@ -450,6 +480,12 @@ mod tests {
                             gathered,
                             (0..world).map(|r| vec![r as u8; 3]).collect::<Vec<_>>()
                         );
+                        let mine = if ring.rank() == 0 {
+                            vec![9u8; 5]
+                        } else {
+                            Vec::new()
+                        };
+                        assert_eq!(ring.broadcast(mine, "a test").unwrap(), vec![9u8; 5]);
                         out
                     })
                 })
