@@ -495,3 +495,69 @@ fn offline_batch_mode_writes_requests_then_reads_the_results() {
         assert_eq!(s["model"], "realsyn-merge (offline batch)");
     }
 }
+
+/// `--captioner DIR` runs GIT from a Hugging Face snapshot (the reduced GIT of the
+/// parity fixture, random weights: mechanics and provenance, not relevance): every
+/// image gets a caption from it, recorded with the model id, and the funnel counts
+/// captions as passed; a second build of the same store gives the same captions.
+#[test]
+fn git_snapshot_captions_every_image() {
+    assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = tiny_clip(tmp.path());
+    let input = gimp_pages(tmp.path(), "gimp-tool-", 3);
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/git/tiny");
+    let server = FaultServer::start(vec![]);
+    let build = |store: &Path, beams: &str| {
+        ok(&[
+            "build",
+            "all",
+            "--input",
+            input.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--pair-encoder",
+            weights.to_str().unwrap(),
+            "--clusters",
+            "2",
+            "--llm",
+            &server.url,
+            "--no-tags",
+            "--captioner",
+            snapshot.to_str().unwrap(),
+            "--caption-beams",
+            beams,
+            "--caption-max-tokens",
+            "12",
+        ]);
+        samples(store)
+    };
+    let rows = build(&tmp.path().join("greedy"), "1");
+    assert!(rows.len() >= 3, "{} images", rows.len());
+    for r in &rows {
+        let cap = &r["caption"];
+        assert_eq!(cap["source"], "git tiny (greedy)", "{r}");
+        let text = cap["text"].as_str().expect("a caption for every image");
+        assert!(
+            !text.is_empty() && text.split_whitespace().count() <= 12,
+            "{text}"
+        );
+    }
+    let again = build(&tmp.path().join("greedy-again"), "1");
+    let caps = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["caption"]["text"].to_string())
+            .collect()
+    };
+    assert_eq!(caps(&rows), caps(&again), "captions are deterministic");
+    let beams = build(&tmp.path().join("beam"), "3");
+    assert!(
+        beams
+            .iter()
+            .all(|r| r["caption"]["source"] == "git tiny (beam 3)")
+    );
+    eprintln!(
+        "e.g. {} / {}",
+        rows[0]["caption"]["text"], beams[0]["caption"]["text"]
+    );
+}

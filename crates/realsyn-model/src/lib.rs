@@ -8,6 +8,9 @@
 //! - `eva02/`: EVA02-CLIP's image tower (timm's `Eva`: SwiGLU, sub-LN, 2-D RoPE,
 //!   post-norm for E), a `Clip` image tower chosen by the config, and the EVA-CLIP
 //!   release's weight layout.
+//! - `git/`: GIT (CLIP ViT image encoder + BERT decoder over image tokens), the
+//!   builder's captioner: Hugging Face snapshots, greedy and beam search with a KV
+//!   cache, its WordPiece tokenizer.
 //! - `gpt2/`: GPT-2 as a causal LM (the builder's perplexity filter), its BPE
 //!   tokenizer and Hugging Face weights.
 //! - `llama/`: a Llama-family decoder (LLaMA 3, SmolLM2) for the builder's LLM merge,
@@ -21,7 +24,7 @@
 //! - `zero_shot`: the zero-shot classifier of any dual encoder (prompt ensembles).
 //! - `backend`: the Burn backends realsyn is built with.
 //!
-//! Models to come have their homes beside these (a captioner). Generic over the Burn backend. Must not depend on training,
+//! Generic over the Burn backend. Must not depend on training,
 //! data loading or any realsyn crate but `realsyn-io`, as open_clip keeps its model
 //! library apart from its training script; the factory that ties a model to its
 //! transforms lives in `realsyn-runtime`.
@@ -31,6 +34,7 @@ pub mod clip;
 pub mod common;
 pub mod encoder;
 pub mod eva02;
+pub mod git;
 pub mod gpt2;
 pub mod llama;
 pub mod zero_shot;

@@ -24,6 +24,9 @@ use realsyn_model::common::state_dict::{HostTensor, StateDict};
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 use safetensors::SafeTensors;
 
+mod common;
+use common::generated;
+
 const TOL: f32 = 1e-4;
 const PHOTOS: [&str; 4] = ["astronaut", "coffee", "chelsea", "rocket"];
 /// OpenAI's CLIP normalisation, which open_clip's EVA02 configs use.
@@ -135,36 +138,6 @@ fn assert_matches_open_clip(model: &Clip<Cpu>, name: &str, image_size: usize, wh
             "{what}: {kind} features differ by {raw} ({unit} normalised)"
         );
     }
-}
-
-/// `generated` of `tests/peer/eva02_fixture.py`: splitmix64 of fnv1a64(key) + index,
-/// uniform in [-1, 1), with a centre and half-width per kind of tensor.
-fn generated(key: &str, shape: &[usize]) -> HostTensor {
-    let n: usize = shape.iter().product();
-    let (center, half) = if key == "logit_scale" {
-        ((1.0f64 / 0.07).ln(), 0.0)
-    } else if shape.len() == 1 && key.ends_with(".weight") {
-        (1.0, 0.1)
-    } else if shape.len() <= 1 {
-        (0.0, 0.02)
-    } else {
-        (
-            0.0,
-            (3.0 / shape[1..].iter().product::<usize>() as f64).sqrt(),
-        )
-    };
-    let seed = realsyn_io::hash::fnv1a(key.as_bytes());
-    let data = (0..n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let s = (z >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0;
-            (center + s * half) as f32
-        })
-        .collect();
-    HostTensor::new(shape.to_vec(), data)
 }
 
 fn tiny(name: &str) -> ClipConfig {

@@ -85,6 +85,14 @@ pub fn with_models<T>(
             None => None,
         },
         captioner: generation.and_then(|g| crate::llm::captioner(&g.captioner, &runtime.llm)),
+        git: generation.and_then(|g| match &g.captioner {
+            realsyn_builder::stages::pipeline::CaptionerChoice::Git {
+                snapshot,
+                beams,
+                max_tokens,
+            } => Some((snapshot.clone(), *beams, *max_tokens)),
+            _ => None,
+        }),
         clip_image: weights(image),
         clip_text: weights(text),
         pair,
@@ -104,8 +112,9 @@ pub fn with_models<T>(
         && job.gpt2.is_none()
         && job.pair.is_none()
         && job.llm_gguf.is_none()
+        && job.git.is_none()
     {
-        return job.call(None, None, None, None, None);
+        return job.call(None, None, None, None, None, None);
     }
     crate::device::dispatch(&runtime.device, job)
 }
@@ -116,6 +125,8 @@ struct LoadModels<F, T> {
     /// A server LLM or the offline batch folder (no backend needed).
     endpoint: Option<Box<dyn ChatLlm>>,
     captioner: Option<realsyn_builder::generate::caption::VisionChat>,
+    /// The GIT captioner's snapshot, beams and token limit (loaded on the device).
+    git: Option<(PathBuf, usize, usize)>,
     clip_image: Option<String>,
     clip_text: Option<String>,
     /// The pairing dual encoder's weights.
@@ -137,6 +148,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
         perplexity: Option<&mut dyn PerplexityScorer>,
         pair: Option<&mut dyn DualEmbedder>,
         llm: Option<&mut dyn ChatLlm>,
+        git: Option<&mut dyn Captioner>,
     ) -> Result<T> {
         let (mut histogram, mut bag) = (ColorHistogram, BagOfWords);
         let (mut endpoint, mut captioner) = (self.endpoint, self.captioner);
@@ -172,7 +184,10 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
             text,
             pair,
             llm,
-            captioner: captioner.as_mut().map(|c| c as &mut dyn Captioner),
+            captioner: match git {
+                Some(c) => Some(c),
+                None => captioner.as_mut().map(|c| c as &mut dyn Captioner),
+            },
         })
     }
 }
@@ -248,12 +263,23 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
             }
             None => None,
         };
+        let mut git = match &self.git {
+            Some((snapshot, beams, max_tokens)) => Some(crate::llm::GitImageCaptioner::<B>::load(
+                snapshot,
+                *beams,
+                *max_tokens,
+                rt.llm.embedded_batch,
+                &device,
+            )?),
+            None => None,
+        };
         self.call(
             image.as_mut().map(|m| m as &mut dyn ImageEmbedder),
             text.as_mut().map(|m| m as &mut dyn TextEmbedder),
             gpt2.as_mut().map(|g| g as &mut dyn PerplexityScorer),
             pair.as_mut().map(|p| p as &mut dyn DualEmbedder),
             llm.as_mut().map(|l| l as &mut dyn ChatLlm),
+            git.as_mut().map(|g| g as &mut dyn Captioner),
         )
     }
 }

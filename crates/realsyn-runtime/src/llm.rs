@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
-use realsyn_builder::generate::caption::VisionChat;
+use realsyn_builder::generate::caption::{Captioner, VisionChat};
 use realsyn_builder::generate::llm::{ChatLlm, ChatReply, ChatRequest, failure};
 use realsyn_builder::generate::openai::{BatchDir, ClientOptions, OpenAiClient};
 use realsyn_builder::stages::pipeline::{CaptionerChoice, LlmChoice};
+use realsyn_data::EvalTransform;
+use realsyn_model::git::generate::{CaptionParams, GitCaptioner};
 use realsyn_model::llama::generate::{FinishReason, LlamaChat, SamplingParams};
 use realsyn_model::llama::tokenizer::ChatMessage;
 
@@ -70,12 +72,82 @@ pub fn endpoint_llm(choice: &LlmChoice, o: &LlmOptions) -> Result<Option<Box<dyn
     })
 }
 
+/// The captioner of `choice` that needs no backend: a vision chat server (`None` for
+/// alt text and for GIT, which `GitImageCaptioner::load` runs on the device).
 pub fn captioner(choice: &CaptionerChoice, o: &LlmOptions) -> Option<VisionChat> {
     match choice {
-        CaptionerChoice::AltText => None,
+        CaptionerChoice::AltText | CaptionerChoice::Git { .. } => None,
         CaptionerChoice::Endpoint { base_url, model } => {
             Some(VisionChat::new(client_options(base_url, model, o)))
         }
+    }
+}
+
+/// realsyn's GIT as the builder's captioner: CLIP's eval transform (GIT's processor:
+/// shorter side bicubic, centre crop, OpenAI mean/std), then batched decoding.
+pub struct GitImageCaptioner<B: Backend> {
+    pub git: GitCaptioner<B>,
+    pub batch: usize,
+}
+
+impl<B: Backend> GitImageCaptioner<B> {
+    pub fn load(
+        snapshot: &Path,
+        beams: usize,
+        max_tokens: usize,
+        batch: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let params = CaptionParams {
+            max_new_tokens: max_tokens,
+            num_beams: beams.max(1),
+            length_penalty: 1.0,
+        };
+        Ok(Self {
+            git: GitCaptioner::load(snapshot, params, device)?,
+            batch: batch.max(1),
+        })
+    }
+}
+
+impl<B: Backend> Captioner for GitImageCaptioner<B> {
+    fn model_id(&self) -> String {
+        let p = &self.git.params;
+        if p.num_beams > 1 {
+            format!("git {} (beam {})", self.git.name, p.num_beams)
+        } else {
+            format!("git {} (greedy)", self.git.name)
+        }
+    }
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+    fn caption(&mut self, images: &[image::DynamicImage]) -> Vec<Result<String, &'static str>> {
+        use rayon::prelude::*;
+        let transform = EvalTransform::new(self.git.image_size() as u32);
+        let pixels: Vec<Option<Vec<f32>>> = images
+            .par_iter()
+            .map(|img| transform.apply(img).ok())
+            .collect();
+        let ready: Vec<Vec<f32>> = pixels.iter().flatten().cloned().collect();
+        let mut captions = match self.git.caption(&ready) {
+            Ok(c) => c.into_iter(),
+            Err(e) => {
+                eprintln!("GIT captioner: {e:#}");
+                return images.iter().map(|_| Err("GIT captioner failed")).collect();
+            }
+        };
+        pixels
+            .iter()
+            .map(|p| match p {
+                None => Err("image could not be prepared for the captioner"),
+                Some(_) => match captions.next() {
+                    Some((text, _)) if text.is_empty() => Err("captioner gave an empty caption"),
+                    Some((text, _)) => Ok(text),
+                    None => Err("GIT captioner failed"),
+                },
+            })
+            .collect()
     }
 }
 
@@ -255,6 +327,98 @@ pub fn bench_generation(
             gguf,
             prompts,
             new_tokens,
+            batch,
+        },
+    )?;
+    Ok(report.to_string())
+}
+
+/// GIT captioning throughput for `benches/git.sh`: the first `n` images of `images`
+/// (sorted file names) through GIT's eval transform, `new_tokens` tokens each (a random
+/// snapshot rarely ends early; the tokens actually made are counted), `beams` beams,
+/// `batch` images per call. Preprocessing is timed too, as the peer's processor is.
+/// One JSON line.
+pub fn bench_captions(
+    device: &str,
+    snapshot: &Path,
+    images: &Path,
+    n: usize,
+    new_tokens: usize,
+    beams: usize,
+    batch: usize,
+) -> Result<String> {
+    struct Job<'a> {
+        snapshot: &'a Path,
+        files: Vec<PathBuf>,
+        new_tokens: usize,
+        beams: usize,
+        batch: usize,
+    }
+    impl crate::device::BackendJob for Job<'_> {
+        type Output = serde_json::Value;
+        fn run<B: Backend>(self, device: B::Device) -> Result<serde_json::Value> {
+            use realsyn_model::git::Git;
+            use realsyn_model::git::generate::caption_ids;
+            let (model, config) = Git::<B>::load(self.snapshot, &device)?;
+            let params = CaptionParams {
+                max_new_tokens: self.new_tokens,
+                num_beams: self.beams.max(1),
+                length_penalty: 1.0,
+            };
+            let transform = EvalTransform::new(model.image_size() as u32);
+            let run = |files: &[PathBuf]| -> Result<usize> {
+                let pixels: Vec<Vec<f32>> = files
+                    .iter()
+                    .map(|f| transform.apply(&realsyn_data::load_image(f)?))
+                    .collect::<Result<_>>()?;
+                let images = realsyn_model::common::batch::image_batch::<B>(
+                    &pixels,
+                    model.image_size(),
+                    &device,
+                );
+                let out = caption_ids(
+                    &model,
+                    images,
+                    &[config.bos_token_id],
+                    &params,
+                    config.eos_token_id,
+                )?;
+                Ok(out.iter().map(|g| g.ids.len()).sum())
+            };
+            run(&self.files[..1])?; // warm-up
+            let start = std::time::Instant::now();
+            let mut tokens = 0;
+            for chunk in self.files.chunks(self.batch.max(1)) {
+                tokens += run(chunk)?;
+            }
+            let secs = start.elapsed().as_secs_f64();
+            Ok(serde_json::json!({
+                "impl": format!("realsyn-burn (batch {})", self.batch),
+                "images": self.files.len(),
+                "beams": params.num_beams,
+                "new_tokens": tokens,
+                "seconds": secs,
+                "captions_per_s": self.files.len() as f64 / secs,
+                "tokens_per_s": tokens as f64 / secs,
+            }))
+        }
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(images)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files.truncate(n);
+    if files.is_empty() {
+        anyhow::bail!("{}: no images", images.display());
+    }
+    let report = crate::device::dispatch(
+        device,
+        Job {
+            snapshot,
+            files,
+            new_tokens,
+            beams,
             batch,
         },
     )?;

@@ -112,6 +112,14 @@ pub enum CaptionerChoice {
     AltText,
     /// A vision chat model behind an OpenAI-compatible server.
     Endpoint { base_url: String, model: String },
+    /// GIT (`GitForCausalLM`, e.g. microsoft/git-base-coco) from a Hugging Face
+    /// snapshot folder, run on the build's device: the stand-in for the paper's OFA.
+    Git {
+        snapshot: PathBuf,
+        /// 1 = greedy.
+        beams: usize,
+        max_tokens: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,8 +37,10 @@ use realsyn_runtime::{BackendJob, dispatch};
 /// k-means on --features with --k clusters, --iters iterations), or `retrieval`
 /// (hierarchical against exact search on --n synthetic --dim embeddings, 420 per
 /// cluster, --queries queries), or `llm` (the embedded LLM generating --new-tokens
-/// per prompt for --n prompts of a prompts.json, --batch-size at a time). Prints one
-/// JSON line per run.
+/// per prompt for --n prompts of a prompts.json, --batch-size at a time), or
+/// `caption` (GIT from a snapshot --weights captioning the first --n images of --images,
+/// --new-tokens each, --beams, --batch-size images at a time). Prints one JSON line
+/// per run.
 #[derive(clap::Args, Clone)]
 pub struct Args {
     /// encode-image | encode-text | train-step | data | linear-probe | features
@@ -117,6 +119,9 @@ pub struct Args {
     /// weights, as open_clip's --precision amp_bf16 and model_bench.py --amp).
     #[arg(long, default_value = "f32", value_parser = ["f32", "amp_bf16"])]
     precision: String,
+    /// `caption` mode: beams of GIT's beam search (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    beams: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -151,6 +156,22 @@ pub fn run(args: Args) -> Result<()> {
             prompts,
             args.n,
             args.new_tokens,
+            args.batch_size,
+        )?;
+        println!("{report}");
+        return Ok(());
+    }
+    if args.mode == "caption" {
+        let (Some(snapshot), Some(images)) = (&args.weights, &args.images) else {
+            anyhow::bail!("--mode caption needs --weights GIT_SNAPSHOT_DIR and --images DIR");
+        };
+        let report = realsyn_runtime::llm::bench_captions(
+            &args.device,
+            snapshot,
+            images,
+            args.n,
+            args.new_tokens,
+            args.beams,
             args.batch_size,
         )?;
         println!("{report}");

@@ -73,13 +73,8 @@ enum Which {
         parquet: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        samples_per_shard: usize,
-        /// SIZE[:keep_ratio|center_crop][+only_if_bigger]; default: original bytes.
-        #[arg(long)]
-        resize: Option<realsyn_builder::dataset::Resize>,
-        #[arg(long, default_value_t = 95)]
-        jpeg_quality: u8,
+        #[command(flatten)]
+        shard_images: ShardImageArgs,
         /// Concurrent downloads.
         #[arg(long, default_value_t = 32)]
         threads: usize,
@@ -104,6 +99,31 @@ enum Which {
     },
 }
 
+/// How images go into WebDataset shards, as img2dataset's options: shared by
+/// `build --dataset` and `dataset from-released`, which write the same shards.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ShardImageArgs {
+    /// Samples per tar (img2dataset: 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub samples_per_shard: usize,
+    /// Resize images: SIZE[:keep_ratio|center_crop][+only_if_bigger]. Default: the
+    /// original bytes (non-JPEG images re-encoded as JPEG).
+    #[arg(long)]
+    pub resize: Option<realsyn_builder::dataset::Resize>,
+    /// JPEG quality of re-encoded images (1..100).
+    #[arg(long, default_value_t = 95)]
+    pub jpeg_quality: u8,
+}
+
+impl ShardImageArgs {
+    pub fn validate(&self) -> Result<()> {
+        if self.samples_per_shard == 0 || !(1..=100).contains(&self.jpeg_quality) {
+            anyhow::bail!("--samples-per-shard must be at least 1 and --jpeg-quality 1..100");
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     match args.which {
         Which::ExportReleased { shards, out } => {
@@ -114,9 +134,7 @@ pub fn run(args: Args) -> Result<()> {
         Which::FromReleased {
             parquet,
             out,
-            samples_per_shard,
-            resize,
-            jpeg_quality,
+            shard_images,
             threads,
             timeout,
             retries,
@@ -131,10 +149,11 @@ pub fn run(args: Args) -> Result<()> {
                     Some(a.parse()?..b.parse()?)
                 }
             };
+            shard_images.validate()?;
             let opts = realsyn_builder::dataset::released::DownloadOptions {
-                samples_per_shard,
-                resize,
-                jpeg_quality,
+                samples_per_shard: shard_images.samples_per_shard,
+                resize: shard_images.resize,
+                jpeg_quality: shard_images.jpeg_quality,
                 fetch: realsyn_builder::fetch::FetchOptions {
                     timeout: std::time::Duration::from_secs_f64(timeout),
                     retries,

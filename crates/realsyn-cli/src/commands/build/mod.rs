@@ -1,7 +1,7 @@
 //! `realsyn build`: the builder's stages (crate `realsyn-builder`); the models they
 //! run are loaded by `realsyn_runtime::build_models`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
@@ -393,16 +393,8 @@ struct DatasetArgs {
     /// --balance-caps, else all.
     #[arg(long, value_delimiter = ',')]
     dataset_variants: Vec<realsyn_builder::dataset::Variant>,
-    /// Samples per tar (img2dataset: 10,000).
-    #[arg(long, default_value_t = 10_000)]
-    samples_per_shard: usize,
-    /// Resize images: SIZE[:keep_ratio|center_crop][+only_if_bigger]. Default: the
-    /// original bytes (non-JPEG images re-encoded as JPEG).
-    #[arg(long)]
-    resize: Option<realsyn_builder::dataset::Resize>,
-    /// JPEG quality of re-encoded images.
-    #[arg(long, default_value_t = 95)]
-    jpeg_quality: u8,
+    #[command(flatten)]
+    shard_images: crate::commands::dataset::ShardImageArgs,
 }
 
 fn balance(b: &BalanceArgs, pairing: bool) -> Result<Option<BalanceSettings>> {
@@ -452,14 +444,13 @@ fn dataset(
     if balance.is_none() && variants.iter().any(|v| *v != Variant::All) {
         anyhow::bail!("--dataset-variants balanced-*/random-* need --balance-caps");
     }
-    if d.samples_per_shard == 0 || !(1..=100).contains(&d.jpeg_quality) {
-        anyhow::bail!("--samples-per-shard must be at least 1 and --jpeg-quality 1..100");
-    }
+    let images = &d.shard_images;
+    images.validate()?;
     Ok(Some(DatasetSettings {
-        samples_per_shard: d.samples_per_shard,
+        samples_per_shard: images.samples_per_shard,
         variants,
-        resize: d.resize,
-        jpeg_quality: d.jpeg_quality,
+        resize: images.resize,
+        jpeg_quality: images.jpeg_quality,
     }))
 }
 
@@ -477,10 +468,19 @@ struct GenerationArgs {
     /// The served model name sent to an --llm server (or written into batch requests).
     #[arg(long, default_value = "default")]
     llm_model: String,
-    /// Caption images with a vision chat model behind an OpenAI-compatible server
-    /// (base URL); without it the image's alt text is the caption.
+    /// Caption images with GIT, given a Hugging Face snapshot folder of a
+    /// `GitForCausalLM` (e.g. microsoft/git-base-coco: config.json, model.safetensors,
+    /// tokenizer.json or vocab.txt), run on --device; or with a vision chat model behind
+    /// an OpenAI-compatible server (base URL). Without it the image's alt text is the
+    /// caption.
     #[arg(long)]
     captioner: Option<String>,
+    /// Beams of the GIT captioner's beam search (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    caption_beams: usize,
+    /// Most tokens per GIT caption (its [SEP] included).
+    #[arg(long, default_value_t = 40)]
+    caption_max_tokens: usize,
     /// The served model name sent to the --captioner server.
     #[arg(long, default_value = "default")]
     captioner_model: String,
@@ -560,9 +560,20 @@ fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSett
             base_url: u.trim_end_matches('/').to_string(),
             model: g.captioner_model.clone(),
         },
+        Some(dir) if Path::new(dir).is_dir() => {
+            if g.caption_beams == 0 || g.caption_max_tokens == 0 {
+                anyhow::bail!("--caption-beams and --caption-max-tokens must be at least 1");
+            }
+            CaptionerChoice::Git {
+                snapshot: std::fs::canonicalize(dir)?,
+                beams: g.caption_beams,
+                max_tokens: g.caption_max_tokens,
+            }
+        }
         Some(u) => anyhow::bail!(
-            "--captioner {u}: give an OpenAI-compatible server's base URL (a vision chat model); \
-             without --captioner the alt text is the caption"
+            "--captioner {u}: no such folder; give a GIT snapshot folder (config.json + \
+             model.safetensors, e.g. microsoft/git-base-coco) or an OpenAI-compatible server's \
+             base URL (a vision chat model); without --captioner the alt text is the caption"
         ),
     };
     let template = match &g.merge_template {
