@@ -22,8 +22,8 @@ def prepare(out):
     from generated_weights import generated
 
     os.makedirs(f"{out}/images", exist_ok=True)
-    names = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field",
-             "immunohistochemistry", "retina"]
+    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+             "colorwheel", "logo"]
     for i, name in enumerate(names):
         img = getattr(skimage.data, name)()
         Image.fromarray(img).convert("RGB").save(f"{out}/images/{i:02d}-{name}.png")

@@ -40,6 +40,8 @@ pub mod failure {
     pub const EMPTY: &str = "LLM reply empty";
     pub const CUT: &str = "LLM reply cut at max_tokens (finish_reason = length)";
     pub const ECHO: &str = "LLM reply echoes the prompt";
+    /// The reply copies the merge template's field labels ("synthetic caption: ...").
+    pub const TEMPLATE: &str = "LLM reply copies the prompt template's labels";
     pub const SERVER: &str = "LLM server error (5xx) after retries";
     pub const RATE: &str = "LLM rate-limited (429) after retries";
     pub const TIMEOUT: &str = "LLM request timed out after retries";

@@ -40,6 +40,39 @@ impl MergePrompt {
             .collect()
     }
 
+    /// The label text just before each placeholder ("Raw caption:", "synthetic
+    /// caption:", "highly relevant detection tags:" in A.2): back to the previous
+    /// placeholder or sentence end, without a leading ", and".
+    pub fn labels(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        for p in ["{raw_caption}", "{synthetic_caption}", "{detection_tags}"] {
+            let Some(at) = self.template.find(p) else {
+                continue;
+            };
+            let before = &self.template[from.min(at)..at];
+            let start = before.rfind(['.', '}', '\n']).map_or(0, |i| i + 1);
+            let label = before[start..]
+                .trim_start_matches(|c: char| c == ',' || c.is_whitespace())
+                .trim_start_matches("and ")
+                .trim();
+            if label.chars().count() >= 8 {
+                out.push(label.to_string());
+            }
+            from = at + p.len();
+        }
+        out
+    }
+
+    /// Does a reply copy one of the template's labels (a small LLM filling the
+    /// template in instead of merging)? Case-insensitive.
+    pub fn copied_by(&self, reply: &str) -> bool {
+        let reply = reply.to_lowercase();
+        self.labels()
+            .iter()
+            .any(|l| reply.contains(&l.to_lowercase()))
+    }
+
     pub fn render(&self, raw_caption: &str, synthetic_caption: &str, tags: &[&str]) -> String {
         self.template
             .replace("{raw_caption}", raw_caption)
@@ -68,5 +101,16 @@ mod tests {
             "Raw caption:A bus in Rome., synthetic caption:a red bus on a street, and highly relevant detection tags:bus, street"
         ));
         assert!(MergePrompt::new("no placeholders").is_err());
+        assert_eq!(
+            p.labels(),
+            [
+                "Raw caption:",
+                "synthetic caption:",
+                "highly relevant detection tags:"
+            ]
+        );
+        // SmolLM2-135M's habit: the template's fields filled in, not a merge.
+        assert!(p.copied_by("A bus in Rome, Synthetic caption: a red bus, and tags: bus"));
+        assert!(!p.copied_by("A red bus drives down a street in Rome."));
     }
 }

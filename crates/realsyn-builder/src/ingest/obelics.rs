@@ -21,20 +21,35 @@ struct Row {
     general_metadata: Option<String>,
 }
 
+/// Why a file the parquet decoder panicked on is skipped (found by fuzzing: the
+/// `parquet` crate asserts on some corrupt pages instead of returning an error).
+const DECODER_PANIC: &str = "malformed parquet file (the decoder panicked)";
+
 pub fn read_file(file: &Path, emit: &mut dyn FnMut(Document), on_skip: &mut dyn FnMut(&str, &str)) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
     let name = file.display().to_string();
-    let reader = match std::fs::File::open(file)
-        .map_err(|_| ())
-        .and_then(|f| SerializedFileReader::new(f).map_err(|_| ()))
-    {
-        Ok(r) => r,
-        Err(()) => return on_skip("malformed parquet file", &name),
+    let opened = catch_unwind(|| {
+        std::fs::File::open(file)
+            .map_err(|_| ())
+            .and_then(|f| SerializedFileReader::new(f).map_err(|_| ()))
+    });
+    let reader = match opened {
+        Ok(Ok(r)) => r,
+        Ok(Err(())) => return on_skip("malformed parquet file", &name),
+        Err(_) => return on_skip(DECODER_PANIC, &name),
     };
-    for (k, row) in reader.into_iter().enumerate() {
+    let mut rows = reader.into_iter();
+    for k in 0.. {
         let at = format!("{name}#{k}");
-        let row = match row {
-            Ok(r) => r.to_json_value(),
-            Err(_) => return on_skip("truncated parquet file", &at),
+        let row = match catch_unwind(AssertUnwindSafe(|| rows.next())) {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(_) => return on_skip(DECODER_PANIC, &at),
+        };
+        let row = match catch_unwind(AssertUnwindSafe(|| row.map(|r| r.to_json_value()))) {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => return on_skip("truncated parquet file", &at),
+            Err(_) => return on_skip(DECODER_PANIC, &at),
         };
         let row: Row = match serde_json::from_value(row) {
             Ok(r) => r,

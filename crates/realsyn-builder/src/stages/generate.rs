@@ -333,7 +333,12 @@ pub fn run(
             let row = finished.get_mut(&r).expect("owner row");
             match reply.and_then(|rep| {
                 new_tokens += rep.completion_tokens;
-                validate(req, &rep).map(|t| (t, rep.finish_reason))
+                validate(req, &rep)
+                    .and_then(|t| match prompt.copied_by(&t) {
+                        true => Err(failure::TEMPLATE),
+                        false => Ok(t),
+                    })
+                    .map(|t| (t, rep.finish_reason))
             }) {
                 Ok((text, finish_reason)) => row.synthetic.push(SyntheticText {
                     text,

@@ -1,0 +1,206 @@
+//! # realsyn-fuzz
+//!
+//! A mutation fuzzer for every reader that meets hostile input, on the stable
+//! toolchain (cargo-fuzz needs nightly): each target feeds bytes to the reader the
+//! builder or trainer really calls, through its public entry point (a document file
+//! through `ingest::Input`, a tar through `wds::read_shard`, image bytes through
+//! `decode_checked`, weights through the model library's readers, a recipe through
+//! `Recipe::load`). An execution fails when the reader panics, runs past a time cap
+//! (a watchdog aborts the process), or makes the process allocate past a cap (a
+//! counting global allocator aborts it); the input is kept under `artifacts/`.
+//!
+//! Guidance without coverage instrumentation: every input whose outcome is new (a
+//! new error reason, a new count of documents or samples) joins the working corpus,
+//! so mutations build on inputs that reach new behaviour.
+//!
+//! Owns the harness and the seed corpora (`corpus/TARGET/`); depends on the readers'
+//! crates and on nothing that depends on it.
+
+pub mod alloc;
+pub mod mutate;
+pub mod targets;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use targets::{Target, targets};
+
+/// Most inputs kept in a target's working corpus.
+const MAX_CORPUS: usize = 512;
+
+/// Nanoseconds since `EPOCH` when the running execution started; 0 when idle.
+static EXEC_STARTED: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static E: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+/// A campaign's limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub execs: u64,
+    /// Stop earlier after this long.
+    pub max_time: Duration,
+    /// One execution longer than this is a hang.
+    pub exec_timeout: Duration,
+    pub seed: u64,
+}
+
+/// What one campaign found.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub target: String,
+    pub execs: u64,
+    pub seconds: f64,
+    /// Executions the reader refused with an error or a counted skip (fine).
+    pub refused: u64,
+    /// Distinct outcomes seen (the corpus's guidance signal).
+    pub behaviours: usize,
+    pub corpus: usize,
+    /// Panics: (message, saved input).
+    pub crashes: Vec<(String, PathBuf)>,
+    pub slowest: Duration,
+    /// Highest bytes allocated and live at once during the campaign.
+    pub peak_bytes: usize,
+}
+
+/// The seeds of a target: its `corpus/NAME/` files and the repository fixtures it lists.
+pub fn seeds(t: &Target, repo: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(t.name);
+    if dir.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            out.push(std::fs::read(&f).with_context(|| f.display().to_string())?);
+        }
+    }
+    for f in t.fixtures {
+        let p = repo.join(f);
+        out.push(std::fs::read(&p).with_context(|| p.display().to_string())?);
+    }
+    if out.is_empty() {
+        anyhow::bail!(
+            "{}: no seeds (commit some under corpus/{}/)",
+            t.name,
+            t.name
+        );
+    }
+    Ok(out)
+}
+
+/// A watchdog that aborts the process when one execution runs past `timeout` (its
+/// input is the `current` file of the campaign). Started once per process.
+pub fn start_watchdog(timeout: Duration) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let started = EXEC_STARTED.load(Ordering::Relaxed);
+                if started == 0 {
+                    continue;
+                }
+                let now = epoch().elapsed().as_nanos() as u64;
+                if now.saturating_sub(started) > timeout.as_nanos() as u64 {
+                    let _ = std::io::stderr().write_all(
+                        b"realsyn-fuzz: HANG: one execution ran past --exec-timeout; its input is artifacts/TARGET/current.*\n",
+                    );
+                    std::process::abort();
+                }
+            }
+        });
+    });
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Run `t` on mutations of its seeds within `limits`; crashing inputs are saved under
+/// `artifacts/NAME/`.
+pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) -> Result<Report> {
+    let dir = artifacts.join(t.name);
+    std::fs::create_dir_all(&dir)?;
+    let current = dir.join(format!("current.{}", t.ext));
+    start_watchdog(limits.exec_timeout);
+    let mut rng = StdRng::seed_from_u64(limits.seed ^ fnv(t.name.as_bytes()));
+    let mut corpus = seeds;
+    let mut seen = std::collections::HashSet::new();
+    let mut report = Report {
+        target: t.name.into(),
+        ..Default::default()
+    };
+    // Quiet panics: they are counted and saved, not printed per execution.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = Instant::now();
+    alloc::reset_peak();
+    let mut exec = 0u64;
+    while exec < limits.execs && started.elapsed() < limits.max_time {
+        // The seeds themselves first, then mutations.
+        let input = if (exec as usize) < corpus.len() {
+            corpus[exec as usize].clone()
+        } else {
+            let base = corpus[rng.random_range(0..corpus.len())].clone();
+            let other = &corpus[rng.random_range(0..corpus.len())];
+            mutate::mutate(base, other, t.dictionary, &mut rng)
+        };
+        exec += 1;
+        std::fs::write(&current, &input)?;
+        let t0 = Instant::now();
+        EXEC_STARTED.store(
+            epoch().elapsed().as_nanos().max(1) as u64,
+            Ordering::Relaxed,
+        );
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (t.run)(&current, &input)));
+        EXEC_STARTED.store(0, Ordering::Relaxed);
+        report.slowest = report.slowest.max(t0.elapsed());
+        match outcome {
+            Ok(o) => {
+                if o.refused {
+                    report.refused += 1;
+                }
+                if seen.insert(o.signature) && corpus.len() < MAX_CORPUS {
+                    corpus.push(input);
+                }
+            }
+            Err(p) => {
+                let msg = panic_message(p.as_ref());
+                let saved = dir.join(format!("crash-{:016x}.{}", fnv(&input), t.ext));
+                std::fs::write(&saved, &input)?;
+                report.crashes.push((msg, saved));
+            }
+        }
+    }
+    std::panic::set_hook(hook);
+    let _ = std::fs::remove_file(&current);
+    report.execs = exec;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.behaviours = seen.len();
+    report.corpus = corpus.len();
+    report.peak_bytes = alloc::peak();
+    Ok(report)
+}

@@ -1,0 +1,279 @@
+//! The fuzz targets: each runs one reader through the entry point realsyn itself
+//! calls and reduces what it did to an outcome signature (counts and reasons, never
+//! paths), which guides the corpus.
+
+use std::path::Path;
+
+use realsyn_builder::ingest::{Format, Input};
+use realsyn_builder::shard::ShardSpec;
+
+/// What one execution did.
+pub struct Outcome {
+    /// The input was refused (an error, or everything in it skipped with a reason).
+    pub refused: bool,
+    pub signature: String,
+}
+
+pub struct Target {
+    pub name: &'static str,
+    /// The extension of the input file (readers pick formats by it).
+    pub ext: &'static str,
+    /// What the reader is, for reports.
+    pub reader: &'static str,
+    /// Repository files (relative to the root) added to `corpus/NAME/` as seeds.
+    pub fixtures: &'static [&'static str],
+    pub dictionary: &'static [&'static [u8]],
+    /// `(path, bytes)`: the input as a file and as bytes.
+    pub run: fn(&Path, &[u8]) -> Outcome,
+}
+
+fn short(e: &str) -> String {
+    // Error chains name the input file; keep the reason only.
+    e.rsplit(": ")
+        .next()
+        .unwrap_or(e)
+        .chars()
+        .take(60)
+        .collect()
+}
+
+fn documents(format: Format, path: &Path) -> Outcome {
+    let (mut docs, mut items) = (0usize, 0usize);
+    let mut skips = std::collections::BTreeSet::new();
+    let result = Input::list(format, &[path.to_path_buf()]).and_then(|input| {
+        input.documents(
+            ShardSpec { index: 0, count: 1 },
+            &mut |d| {
+                docs += 1;
+                items += d.items.len();
+            },
+            &mut |reason, _| {
+                skips.insert(reason.to_string());
+            },
+        )
+    });
+    let refused = result.is_err() || docs == 0;
+    let signature = match result {
+        Err(e) => format!("err {}", short(&format!("{e:#}"))),
+        Ok(()) => format!(
+            "docs {} items {} skips {skips:?}",
+            docs.min(8),
+            items.min(16)
+        ),
+    };
+    Outcome { refused, signature }
+}
+
+fn html(p: &Path, _: &[u8]) -> Outcome {
+    documents(Format::Html, p)
+}
+fn mmc4(p: &Path, _: &[u8]) -> Outcome {
+    documents(Format::Mmc4, p)
+}
+fn obelics(p: &Path, _: &[u8]) -> Outcome {
+    documents(Format::Obelics, p)
+}
+fn mediawiki(p: &Path, _: &[u8]) -> Outcome {
+    documents(Format::Mediawiki, p)
+}
+
+fn tar(p: &Path, _: &[u8]) -> Outcome {
+    let skips = realsyn_data::wds::SkipCounter::new();
+    let samples = realsyn_data::wds::read_shard(p, &skips).count();
+    let reasons: Vec<String> = skips.snapshot().into_keys().collect();
+    Outcome {
+        refused: samples == 0,
+        signature: format!("samples {} skips {reasons:?}", samples.min(8)),
+    }
+}
+
+fn image(_: &Path, bytes: &[u8]) -> Outcome {
+    match realsyn_data::image::decode_checked(bytes) {
+        Ok(img) => Outcome {
+            refused: false,
+            signature: format!("ok {:?}", img.color()),
+        },
+        Err(why) => Outcome {
+            refused: true,
+            signature: format!("err {why}"),
+        },
+    }
+}
+
+fn result<T>(r: anyhow::Result<T>, ok: impl Fn(&T) -> String) -> Outcome {
+    match r {
+        Ok(v) => Outcome {
+            refused: false,
+            signature: ok(&v),
+        },
+        Err(e) => Outcome {
+            refused: true,
+            signature: format!("err {}", short(&format!("{e:#}"))),
+        },
+    }
+}
+
+fn safetensors(p: &Path, _: &[u8]) -> Outcome {
+    result(
+        realsyn_model::common::files::read_safetensors(p),
+        |(sd, _)| format!("ok {}", sd.len().min(8)),
+    )
+}
+
+fn pickle(p: &Path, _: &[u8]) -> Outcome {
+    result(realsyn_model::common::files::read_torch_pickle(p), |sd| {
+        format!("ok {}", sd.len().min(8))
+    })
+}
+
+fn recipe(p: &Path, _: &[u8]) -> Outcome {
+    result(realsyn_train::Recipe::load(p, &[]), |_| "ok".into())
+}
+
+const BINARY: &[&[u8]] = &[
+    b"\x00\x00\x00\x00",
+    b"\xff\xff\xff\xff",
+    b"\xff\xff\xff\x7f",
+    b"\x00\x00\x00\x80",
+    b"\x01",
+];
+
+pub fn targets() -> Vec<Target> {
+    vec![
+        Target {
+            name: "html",
+            ext: "html",
+            reader: "local HTML pages (ingest::html via Input)",
+            fixtures: &[],
+            dictionary: &[
+                b"<div>",
+                b"</div>",
+                b"<img src=\"a.png\" alt=\"an image\">",
+                b"<img src=\"/dev/zero\">",
+                b"<img src=\"../../etc/passwd\">",
+                b"<p>",
+                b"</p>",
+                b"<meta charset=\"iso-8859-1\">",
+                b"<table><tr><td>",
+                b"&amp;",
+                b"&#x0;",
+                b"<script>",
+                b"<!--",
+                b"\xff\xfe",
+                b"\xc3\x28",
+                b". ",
+            ],
+            run: html,
+        },
+        Target {
+            name: "mmc4",
+            ext: "jsonl",
+            reader: "MMC4 JSONL (ingest::mmc4 via Input)",
+            fixtures: &[],
+            dictionary: &[
+                b"{",
+                b"}",
+                b"[",
+                b"]",
+                b"\"text_list\": ",
+                b"\"image_info\": ",
+                b"\"matched_text_index\": 18446744073709551615",
+                b"\"image_name\": \"/dev/zero\"",
+                b"\"raw_url\": \"http://127.0.0.1:1/x.jpg\"",
+                b"null",
+                b"\\u0000",
+                b"\xef\xbb\xbf",
+                b"\n",
+            ],
+            run: mmc4,
+        },
+        Target {
+            name: "obelics",
+            ext: "parquet",
+            reader: "OBELICS parquet (ingest::obelics via Input)",
+            fixtures: &[
+                "tests/fixtures/obelics/snappy.parquet",
+                "tests/fixtures/obelics/zstd.parquet",
+            ],
+            dictionary: BINARY,
+            run: obelics,
+        },
+        Target {
+            name: "mediawiki",
+            ext: "xml",
+            reader: "MediaWiki XML dumps (ingest::mediawiki via Input)",
+            fixtures: &[],
+            dictionary: &[
+                b"<page>",
+                b"</page>",
+                b"<text xml:space=\"preserve\">",
+                b"</text>",
+                b"<title>",
+                b"{{",
+                b"}}",
+                b"[[",
+                b"]]",
+                b"&lt;",
+                b"<ref>",
+                b"'''",
+                b"\n== H ==\n",
+            ],
+            run: mediawiki,
+        },
+        Target {
+            name: "tar",
+            ext: "tar",
+            reader: "WebDataset tar shards (wds::read_shard, the training loader's)",
+            fixtures: &[],
+            dictionary: BINARY,
+            run: tar,
+        },
+        Target {
+            name: "image",
+            ext: "img",
+            reader: "image decoding (image::decode_checked, every reader's)",
+            fixtures: &[],
+            dictionary: BINARY,
+            run: image,
+        },
+        Target {
+            name: "safetensors",
+            ext: "safetensors",
+            reader: "safetensors weights (model common::files)",
+            fixtures: &[],
+            dictionary: BINARY,
+            run: safetensors,
+        },
+        Target {
+            name: "pickle",
+            ext: "pt",
+            reader: "torch pickles (model common::files via burn-store)",
+            fixtures: &[],
+            dictionary: BINARY,
+            run: pickle,
+        },
+        Target {
+            name: "recipe",
+            ext: "toml",
+            reader: "training recipes (Recipe::load)",
+            fixtures: &[
+                "recipes/realsyn15m-vit-b-32.toml",
+                "recipes/gimp-tiny-train.toml",
+            ],
+            dictionary: &[
+                b"[train]\n",
+                b"[data]\n",
+                b"batch_size = ",
+                b"-1",
+                b"1e309",
+                b"nan",
+                b"\"",
+                b"[[",
+                b"= {",
+                b"18446744073709551616",
+                b"\n",
+            ],
+            run: recipe,
+        },
+    ]
+}
