@@ -51,6 +51,9 @@ pub struct Limits {
     /// One execution longer than this is a hang.
     pub exec_timeout: Duration,
     pub seed: u64,
+    /// Write every input with a new outcome to `DIR/NAME/` (a grown corpus to commit
+    /// as seeds), with its outcome in `DIR/NAME/outcomes.tsv`.
+    pub keep: Option<PathBuf>,
 }
 
 /// What one campaign found.
@@ -155,6 +158,14 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
     // Quiet panics: they are counted and saved, not printed per execution.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
+    let keep = match &limits.keep {
+        Some(k) => {
+            std::fs::create_dir_all(k.join(t.name))?;
+            Some(k.join(t.name))
+        }
+        None => None,
+    };
+    let mut outcomes = String::new();
     let started = Instant::now();
     alloc::reset_peak();
     let mut exec = 0u64;
@@ -183,8 +194,15 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
                 if o.refused {
                     report.refused += 1;
                 }
-                if seen.insert(o.signature) && corpus.len() < MAX_CORPUS {
-                    corpus.push(input);
+                if seen.insert(o.signature.clone()) {
+                    if let Some(k) = &keep {
+                        let name = format!("{:016x}.{}", fnv(&input), t.ext);
+                        std::fs::write(k.join(&name), &input)?;
+                        outcomes.push_str(&format!("{name}\t{}\n", o.signature));
+                    }
+                    if corpus.len() < MAX_CORPUS {
+                        corpus.push(input);
+                    }
                 }
             }
             Err(p) => {
@@ -196,6 +214,9 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
         }
     }
     std::panic::set_hook(hook);
+    if let Some(k) = &keep {
+        std::fs::write(k.join("outcomes.tsv"), outcomes)?;
+    }
     let _ = std::fs::remove_file(&current);
     report.execs = exec;
     report.seconds = started.elapsed().as_secs_f64();

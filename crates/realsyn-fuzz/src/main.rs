@@ -42,6 +42,9 @@ struct Args {
     /// Where crashing inputs are kept.
     #[arg(long, default_value = "fuzz-artifacts")]
     artifacts: PathBuf,
+    /// Write each input with a new outcome under DIR/TARGET/ (seeds to commit).
+    #[arg(long)]
+    keep_corpus: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -53,6 +56,7 @@ fn main() -> Result<()> {
         max_time: Duration::from_secs(args.seconds),
         exec_timeout: Duration::from_secs(args.exec_timeout),
         seed: args.seed,
+        keep: args.keep_corpus.clone(),
     };
     let chosen: Vec<_> = targets()
         .into_iter()

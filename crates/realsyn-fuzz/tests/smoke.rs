@@ -18,6 +18,7 @@ fn limits(execs: u64) -> Limits {
         max_time: Duration::from_secs(60),
         exec_timeout: Duration::from_secs(60),
         seed: 7,
+        keep: None,
     }
 }
 

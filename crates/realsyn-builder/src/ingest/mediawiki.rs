@@ -158,25 +158,53 @@ fn links(s: &str) -> String {
     ext
 }
 
+/// The first match of a needle at or after a position, remembered: searches from
+/// increasing positions reuse the last answer while it is still ahead.
+#[derive(Default)]
+struct NextMatch {
+    /// `(searched from, first match at or after it)`
+    last: Option<(usize, Option<usize>)>,
+}
+
+impl NextMatch {
+    fn find(&mut self, hay: &str, from: usize, needle: &str) -> Option<usize> {
+        if let Some((start, found)) = self.last
+            && start <= from
+            && found.is_none_or(|f| f >= from)
+        {
+            return found;
+        }
+        let found = hay[from..].find(needle).map(|k| from + k);
+        self.last = Some((from, found));
+        found
+    }
+}
+
 fn paragraphs(raw: &str) -> Vec<String> {
     let mut s = strip_nested(raw, "{{", "}}");
     s = strip_nested(&s, "{|", "|}");
     s = strip_nested(&s, "<!--", "-->");
     // References: <ref .../> and <ref>...</ref>.
     let mut out = String::with_capacity(s.len());
-    let mut rest = s.as_str();
-    while let Some(i) = rest.find("<ref") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let tag_end = after.find('>').map_or(after.len(), |k| k + 1);
-        if after[..tag_end].ends_with("/>") {
-            rest = &after[tag_end..];
-        } else if let Some(close) = after.find("</ref>") {
-            rest = &after[close + 6..];
+    // Each search for the next `>` or `</ref>` is cached by position, so a page of
+    // thousands of unclosed `<ref` stays linear (found by fuzzing: searching again
+    // after every open tag made it quadratic).
+    let mut next_gt = NextMatch::default();
+    let mut next_close = NextMatch::default();
+    let mut pos = 0;
+    while let Some(i) = s[pos..].find("<ref") {
+        let open = pos + i;
+        out.push_str(&s[pos..open]);
+        let tag_end = next_gt.find(&s, open, ">").map_or(s.len(), |k| k + 1);
+        pos = if s[open..tag_end].ends_with("/>") {
+            tag_end
+        } else if let Some(close) = next_close.find(&s, open, "</ref>") {
+            close + "</ref>".len()
         } else {
-            rest = &after[tag_end..];
-        }
+            tag_end
+        };
     }
+    let rest = &s[pos..];
     out.push_str(rest);
     // Any other tag.
     let mut plain = String::with_capacity(out.len());
@@ -224,5 +252,32 @@ mod tests {
                 "Second paragraph here &amp; now."
             ]
         );
+    }
+
+    /// 200,000 unclosed `<ref` (1.2 MB) and as many self-closed ones before one far
+    /// `</ref>`: linear now; searching again after every tag took minutes.
+    #[test]
+    fn unclosed_refs_do_not_make_a_page_quadratic() {
+        let bomb = format!(
+            "Text before the references here.{}{} Text after.",
+            "<ref".repeat(200_000),
+            "<ref/>".repeat(200_000)
+        );
+        let started = std::time::Instant::now();
+        let p = paragraphs(&bomb);
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        let text = p.join(" ");
+        assert!(
+            text.starts_with("Text before the references here.") && text.ends_with("Text after."),
+            "{text}"
+        );
+        let closed = format!("A.{}</ref> B is kept.", "<ref/><ref>".repeat(100_000));
+        let started = std::time::Instant::now();
+        let text = paragraphs(&closed).join(" ");
+        assert!(
+            text.contains("B is kept.") && !text.contains("ref"),
+            "{text}"
+        );
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
     }
 }
