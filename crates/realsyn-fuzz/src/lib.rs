@@ -90,6 +90,7 @@ pub fn seeds(t: &Target, repo: &Path) -> Result<Vec<Vec<u8>>> {
             out.push(std::fs::read(&f).with_context(|| f.display().to_string())?);
         }
     }
+    out.extend((t.made_seeds)());
     for f in t.fixtures {
         let p = repo.join(f);
         out.push(std::fs::read(&p).with_context(|| p.display().to_string())?);

@@ -23,6 +23,8 @@ pub struct Target {
     /// Repository files (relative to the root) added to `corpus/NAME/` as seeds.
     pub fixtures: &'static [&'static str],
     pub dictionary: &'static [&'static [u8]],
+    /// Seeds made in code by realsyn's own writer of the format.
+    pub made_seeds: fn() -> Vec<Vec<u8>>,
     /// `(path, bytes)`: the input as a file and as bytes.
     pub run: fn(&Path, &[u8]) -> Outcome,
 }
@@ -75,6 +77,16 @@ fn obelics(p: &Path, _: &[u8]) -> Outcome {
 }
 fn mediawiki(p: &Path, _: &[u8]) -> Outcome {
     documents(Format::Mediawiki, p)
+}
+
+fn released(p: &Path, _: &[u8]) -> Outcome {
+    let mut skips = std::collections::BTreeSet::new();
+    result(
+        realsyn_builder::dataset::parquet::read_released(p, |_, why| {
+            skips.insert(why);
+        }),
+        |rows| format!("rows {} skips {skips:?}", rows.len().min(8)),
+    )
 }
 
 fn tar(p: &Path, _: &[u8]) -> Outcome {
@@ -130,6 +142,39 @@ fn recipe(p: &Path, _: &[u8]) -> Outcome {
     result(realsyn_train::Recipe::load(p, &[]), |_| "ok".into())
 }
 
+fn none() -> Vec<Vec<u8>> {
+    Vec::new()
+}
+
+/// Two released-format parquets (snappy-compressed by realsyn's writer), one with a
+/// row lacking its optional texts.
+fn released_seeds() -> Vec<Vec<u8>> {
+    use realsyn_builder::dataset::parquet::{ReleasedRow, write_released};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let row = |url: &str, t2: Option<&str>| ReleasedRow {
+        raw_image_url: url.into(),
+        text1: "A red bus drives through Rome.".into(),
+        text2: t2.map(str::to_string),
+        text3: t2.map(|t| format!("{t} again")),
+        syn_text: Some("A red double-decker bus on a street in Rome.".into()),
+    };
+    let sets = [
+        vec![row("http://127.0.0.1:1/a.jpg", Some("The bus is red."))],
+        vec![
+            row("http://127.0.0.1:1/b.jpg", None),
+            row("", Some("No URL here.")),
+        ],
+    ];
+    sets.iter()
+        .enumerate()
+        .map(|(i, rows)| {
+            let p = dir.path().join(format!("{i}.parquet"));
+            write_released(&p, rows).expect("writing a seed");
+            std::fs::read(&p).expect("reading a seed")
+        })
+        .collect()
+}
+
 const BINARY: &[&[u8]] = &[
     b"\x00\x00\x00\x00",
     b"\xff\xff\xff\xff",
@@ -163,6 +208,7 @@ pub fn targets() -> Vec<Target> {
                 b"\xc3\x28",
                 b". ",
             ],
+            made_seeds: none,
             run: html,
         },
         Target {
@@ -185,6 +231,7 @@ pub fn targets() -> Vec<Target> {
                 b"\xef\xbb\xbf",
                 b"\n",
             ],
+            made_seeds: none,
             run: mmc4,
         },
         Target {
@@ -196,7 +243,17 @@ pub fn targets() -> Vec<Target> {
                 "tests/fixtures/obelics/zstd.parquet",
             ],
             dictionary: BINARY,
+            made_seeds: none,
             run: obelics,
+        },
+        Target {
+            name: "released",
+            ext: "parquet",
+            reader: "released RealSyn parquet (dataset from-released)",
+            fixtures: &[],
+            dictionary: BINARY,
+            made_seeds: released_seeds,
+            run: released,
         },
         Target {
             name: "mediawiki",
@@ -218,6 +275,7 @@ pub fn targets() -> Vec<Target> {
                 b"'''",
                 b"\n== H ==\n",
             ],
+            made_seeds: none,
             run: mediawiki,
         },
         Target {
@@ -226,6 +284,7 @@ pub fn targets() -> Vec<Target> {
             reader: "WebDataset tar shards (wds::read_shard, the training loader's)",
             fixtures: &[],
             dictionary: BINARY,
+            made_seeds: none,
             run: tar,
         },
         Target {
@@ -234,6 +293,7 @@ pub fn targets() -> Vec<Target> {
             reader: "image decoding (image::decode_checked, every reader's)",
             fixtures: &[],
             dictionary: BINARY,
+            made_seeds: none,
             run: image,
         },
         Target {
@@ -242,6 +302,7 @@ pub fn targets() -> Vec<Target> {
             reader: "safetensors weights (model common::files)",
             fixtures: &[],
             dictionary: BINARY,
+            made_seeds: none,
             run: safetensors,
         },
         Target {
@@ -250,6 +311,7 @@ pub fn targets() -> Vec<Target> {
             reader: "torch pickles (model common::files via burn-store)",
             fixtures: &[],
             dictionary: BINARY,
+            made_seeds: none,
             run: pickle,
         },
         Target {
@@ -273,6 +335,7 @@ pub fn targets() -> Vec<Target> {
                 b"18446744073709551616",
                 b"\n",
             ],
+            made_seeds: none,
             run: recipe,
         },
     ]

@@ -65,6 +65,7 @@ fn a_panicking_reader_is_caught_and_its_input_kept() {
         reader: "a reader with a planted bug",
         fixtures: &[],
         dictionary: &[b"!"],
+        made_seeds: Vec::new,
         run: panics_on_bang,
     };
     let tmp = tempfile::tempdir().unwrap();
