@@ -45,6 +45,10 @@ struct Args {
     /// Write each input with a new outcome under DIR/TARGET/ (seeds to commit).
     #[arg(long)]
     keep_corpus: Option<PathBuf>,
+    /// Run one file through --target once and print its outcome and time (to
+    /// reproduce a finding), instead of fuzzing.
+    #[arg(long)]
+    input: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -58,6 +62,23 @@ fn main() -> Result<()> {
         seed: args.seed,
         keep: args.keep_corpus.clone(),
     };
+    if let Some(input) = &args.input {
+        let t = targets()
+            .into_iter()
+            .find(|t| t.name == args.target)
+            .ok_or_else(|| anyhow::anyhow!("--input needs one --target name"))?;
+        let bytes = std::fs::read(input)?;
+        let started = std::time::Instant::now();
+        let o = (t.run)(input, &bytes);
+        println!(
+            "{}: {} (refused: {}) in {:.3} s",
+            t.name,
+            o.signature,
+            o.refused,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let chosen: Vec<_> = targets()
         .into_iter()
         .filter(|t| args.target == "all" || args.target == t.name)

@@ -171,7 +171,10 @@ fn read_released_unguarded(
             // forever (found by fuzzing: an 8 KB file spun at 100% CPU): the rest of
             // the file is unreadable, so stop.
             Err(_) => {
-                skip(i, "unreadable parquet row (the rest of the file is skipped)");
+                skip(
+                    i,
+                    "unreadable parquet row (the rest of the file is skipped)",
+                );
                 break;
             }
         };

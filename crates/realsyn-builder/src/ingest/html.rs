@@ -49,9 +49,10 @@ const SKIP: &[&str] = &[
 /// hundred KB; a bigger one is a dump or an attack.
 pub const MAX_PAGE_BYTES: u64 = 16 << 20;
 /// Element nesting deeper than this skips the page ("nesting too deep"): html5ever's
-/// open-element scope search is linear in the depth, so 100k nested `<div>`s take
-/// minutes; real pages stay under a few hundred (Blink caps its DOM at 512).
-pub const MAX_NESTING: usize = 4096;
+/// open-element scope search is linear in the depth for every start tag, so a page of
+/// many tags nested thousands deep takes minutes; real pages stay under a few hundred
+/// (Blink caps its DOM at 512).
+pub const MAX_NESTING: usize = 1024;
 
 /// One page; `Err` is the reason it was skipped.
 pub fn read_page(root: &Path, file: &Path) -> Result<Document, &'static str> {
@@ -132,10 +133,15 @@ fn windows_1252(b: u8) -> char {
     }
 }
 
-/// An upper estimate of the element nesting of a page, from one pass over its bytes:
-/// start tags deepen, end tags return; void elements, self-closing tags, comments,
-/// and elements whose end tag HTML lets a page omit (p, li, td, ...) do not count,
-/// so unclosed paragraphs do not look deep.
+/// The element nesting html5ever will build for a page, estimated in one pass over
+/// its bytes with the tokenizer's rules: a tag name runs to whitespace, `/` or `>`
+/// (so `<div<img ...>` opens an element named `div<img`, as browsers do); an end tag
+/// closes only an element of its name that is open (and those above it), so stray
+/// end tags do not hide depth; `<x/>` opens `x` outside SVG/MathML (HTML ignores the
+/// slash there); void elements, comments, raw text (script, style, ...) and elements
+/// whose end tag HTML lets a page omit (p, li, td, ...) do not nest. Found by fuzzing:
+/// the byte-prefix estimate it replaces let a 2.5 MB page of `<div<img>`s past the cap
+/// into a 30 s parse.
 pub fn nesting_depth(html: &[u8]) -> usize {
     const NOT_NESTING: &[&[u8]] = &[
         b"area",
@@ -173,54 +179,96 @@ pub fn nesting_depth(html: &[u8]) -> usize {
         b"head",
         b"body",
     ];
-    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    // A start tag of these closes an open element of the same name first (the
+    // adoption agency for `a`, scope rules for the others): `<a/><a/>` does not nest.
+    const REPLACES_ITSELF: &[&[u8]] = &[b"a", b"button", b"nobr", b"form"];
+    const RAW_TEXT: &[&[u8]] = &[
+        b"script",
+        b"style",
+        b"textarea",
+        b"title",
+        b"xmp",
+        b"iframe",
+        b"noembed",
+        b"noframes",
+    ];
+    let is_space = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut open: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    let mut foreign = 0usize;
+    let (mut max, mut i) = (0usize, 0usize);
     while let Some(off) = html[i..].iter().position(|&b| b == b'<') {
         i += off + 1;
-        if html[i..].starts_with(b"!--") {
-            match html[i..].windows(3).position(|w| w == b"-->") {
-                Some(end) => i += end + 3,
+        let rest = &html[i..];
+        if rest.starts_with(b"!--") {
+            match rest[3..].windows(3).position(|w| w == b"-->") {
+                Some(end) => i += 3 + end + 3,
+                None => break, // the rest of the page is a comment
+            }
+            continue;
+        }
+        if rest.first().is_some_and(|&b| b == b'!' || b == b'?') {
+            // A bogus comment or doctype, to the next `>`.
+            match rest.iter().position(|&b| b == b'>') {
+                Some(end) => i += end + 1,
                 None => break,
             }
             continue;
         }
-        let closing = html.get(i) == Some(&b'/');
+        let closing = rest.first() == Some(&b'/');
         let start = if closing { i + 1 } else { i };
+        if !html.get(start).is_some_and(u8::is_ascii_alphabetic) {
+            continue; // a `<` in text
+        }
         let name_len = html[start..]
             .iter()
-            .take_while(|b| b.is_ascii_alphanumeric())
+            .take_while(|&&b| !is_space(b) && b != b'/' && b != b'>')
             .count();
-        if name_len == 0 {
-            continue;
-        }
         let name = html[start..start + name_len].to_ascii_lowercase();
-        if NOT_NESTING.contains(&name.as_slice()) {
+        i = start + name_len;
+        if closing {
+            if open.get(&name).is_some_and(|&n| n > 0) {
+                while let Some(top) = stack.pop() {
+                    *open.get_mut(&top).expect("counted") -= 1;
+                    if top == b"svg" || top == b"math" {
+                        foreign -= 1;
+                    }
+                    if top == name {
+                        break;
+                    }
+                }
+            }
             continue;
         }
-        let end = html[start..]
-            .iter()
-            .position(|&b| b == b'>')
-            .map(|e| start + e);
-        let self_closing = end.is_some_and(|e| e > 0 && html[e - 1] == b'/');
-        if closing {
-            depth = depth.saturating_sub(1);
-        } else if !self_closing {
-            depth += 1;
-            max = max.max(depth);
-            // Raw text: skip to the matching end tag.
-            if name == b"script" || name == b"style" {
-                let close: &[u8] = if name == b"script" {
-                    b"</script"
-                } else {
-                    b"</style"
-                };
-                let from = end.unwrap_or(start);
-                match html[from..]
-                    .windows(close.len())
-                    .position(|w| w.eq_ignore_ascii_case(close))
-                {
-                    Some(p) => i = from + p,
-                    None => break,
-                }
+        if NOT_NESTING.contains(&name.as_slice())
+            || (REPLACES_ITSELF.contains(&name.as_slice())
+                && open.get(&name).is_some_and(|&n| n > 0))
+        {
+            continue;
+        }
+        let end = html[i..].iter().position(|&b| b == b'>').map(|e| i + e);
+        if foreign > 0 && end.is_some_and(|e| html[e - 1] == b'/') {
+            continue; // `<path/>` inside SVG: self-closing really closes
+        }
+        if name == b"svg" || name == b"math" {
+            foreign += 1;
+        }
+        *open.entry(name.clone()).or_default() += 1;
+        stack.push(name.clone());
+        max = max.max(stack.len());
+        if name == b"plaintext" {
+            break;
+        }
+        if RAW_TEXT.contains(&name.as_slice()) {
+            // Raw text: skip to the matching end tag (the element closes there).
+            let close = [b"</".as_slice(), &name].concat();
+            let from = end.unwrap_or(i);
+            match html[from..]
+                .windows(close.len())
+                .position(|w| w.eq_ignore_ascii_case(&close))
+            {
+                Some(p) => i = from + p,
+                None => break,
             }
         }
     }
@@ -326,6 +374,18 @@ mod tests {
         let script =
             "<div><script>if (a<b) { x = '<div><div>'; }</script><!-- <div><div> --></div>";
         assert_eq!(nesting_depth(script.as_bytes()), 2);
+        // The fuzzer's page: names run to whitespace or `>`, stray end tags close
+        // nothing, `<div/>` opens a div in HTML but `<path/>` closes in SVG.
+        let glued = "<div<img src=a.png>".repeat(3000) + &"</div<x>".repeat(3000);
+        assert_eq!(nesting_depth(glued.as_bytes()), 3000);
+        let slashed = "<div/>".repeat(3000);
+        assert_eq!(nesting_depth(slashed.as_bytes()), 3000);
+        let svg = format!("<div><svg>{}</svg></div>", "<path d='M0 0'/>".repeat(3000));
+        assert_eq!(nesting_depth(svg.as_bytes()), 2);
+        let anchors = "<a name=x/>".repeat(3000);
+        assert_eq!(nesting_depth(anchors.as_bytes()), 1);
+        let stray = format!("{}{}", "<section>".repeat(10), "</div>".repeat(3000));
+        assert_eq!(nesting_depth(stray.as_bytes()), 10);
     }
 
     #[test]
