@@ -187,6 +187,7 @@ impl Recipe {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading recipe {}", path.display()))?;
+        check_nesting(&text).with_context(|| format!("parsing {}", path.display()))?;
         let mut table: toml::Table =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         for o in overrides {
@@ -259,6 +260,52 @@ fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
     Ok(())
 }
 
+/// Arrays and inline tables nested deeper than this are refused before parsing.
+pub const MAX_TOML_NESTING: usize = 64;
+
+/// Refuse TOML whose arrays or inline tables nest deeper than [`MAX_TOML_NESTING`]:
+/// the `toml` parser recurses per level, and a corrupt recipe of 450,000 `[` (found by
+/// fuzzing) overflowed the stack, which aborts the process instead of failing. One
+/// pass, skipping strings and comments; table headers (`[a]`, `[[a]]`) close at once.
+pub fn check_nesting(text: &str) -> Result<()> {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' | '\'' => {
+                let quote = c;
+                while let Some(c) = chars.next() {
+                    if c == '\\' && quote == '"' {
+                        chars.next();
+                    } else if c == quote || c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+                if max > MAX_TOML_NESTING {
+                    bail!(
+                        "arrays or inline tables nest deeper than {MAX_TOML_NESTING} levels \
+                         (a corrupt recipe?)"
+                    );
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +371,19 @@ dir = "runs/x"
             .is_err()
         );
         assert!(Recipe::load(&p, &["train.lr".into()]).is_err());
+    }
+
+    #[test]
+    fn deeply_nested_toml_is_refused_before_parsing() {
+        let bomb = format!(
+            "[train]\nx = {}1{}\n",
+            "[".repeat(450_000),
+            "]".repeat(450_000)
+        );
+        let e = check_nesting(&bomb).unwrap_err();
+        assert!(format!("{e}").contains("deeper than 64"), "{e}");
+        let fine = "[train]\nx = [[1, 2], {a = [3]}] # [[[[ in a comment\ns = \"[[[[\"\n";
+        check_nesting(fine).unwrap();
+        assert!(toml::from_str::<toml::Table>(fine).is_ok());
     }
 }

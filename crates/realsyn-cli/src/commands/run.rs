@@ -116,6 +116,8 @@ pub struct Loaded {
 pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
     let text =
         std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
+    realsyn_train::recipe::check_nesting(&text)
+        .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
     let r: RunRecipe = toml::from_str(&text)
         .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
     let dir = dir.unwrap_or_else(|| r.run.dir.clone());
