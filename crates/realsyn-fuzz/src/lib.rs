@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use realsyn_io::hash::fnv1a;
 
 pub use targets::{Target, targets};
 
@@ -136,12 +137,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// Run `t` on mutations of its seeds within `limits`; crashing inputs are saved under
 /// `artifacts/NAME/`.
 pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) -> Result<Report> {
@@ -149,7 +144,7 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
     std::fs::create_dir_all(&dir)?;
     let current = dir.join(format!("current.{}", t.ext));
     start_watchdog(limits.exec_timeout);
-    let mut rng = StdRng::seed_from_u64(limits.seed ^ fnv(t.name.as_bytes()));
+    let mut rng = StdRng::seed_from_u64(limits.seed ^ fnv1a(t.name.as_bytes()));
     let mut corpus = seeds;
     let mut seen = std::collections::HashSet::new();
     let mut report = Report {
@@ -197,7 +192,7 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
                 }
                 if seen.insert(o.signature.clone()) {
                     if let Some(k) = &keep {
-                        let name = format!("{:016x}.{}", fnv(&input), t.ext);
+                        let name = format!("{:016x}.{}", fnv1a(&input), t.ext);
                         std::fs::write(k.join(&name), &input)?;
                         outcomes.push_str(&format!("{name}\t{}\n", o.signature));
                     }
@@ -208,7 +203,7 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
             }
             Err(p) => {
                 let msg = panic_message(p.as_ref());
-                let saved = dir.join(format!("crash-{:016x}.{}", fnv(&input), t.ext));
+                let saved = dir.join(format!("crash-{:016x}.{}", fnv1a(&input), t.ext));
                 std::fs::write(&saved, &input)?;
                 report.crashes.push((msg, saved));
             }

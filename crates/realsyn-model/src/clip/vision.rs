@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::config::ClipConfig;
-use crate::common::transformer::{Activation, Transformer, layer_norm, patch_tokens};
+use crate::common::transformer::{Activation, Transformer, layer_norm, vit_trunk};
 
 #[derive(Module, Debug)]
 pub struct VisionTransformer<B: Backend> {
@@ -65,15 +65,16 @@ impl<B: Backend> VisionTransformer<B> {
 
     /// `images`: [batch, 3, image_size, image_size], normalised. Returns [batch, embed_dim].
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = patch_tokens(images, self.conv1.val(), self.image_size);
+        let x = vit_trunk(
+            images,
+            self.conv1.val(),
+            self.class_embedding.val(),
+            self.positional_embedding.val(),
+            &self.ln_pre,
+            &self.transformer,
+            self.image_size,
+        );
         let [b, _, width] = x.dims();
-        let cls = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, width])
-            .expand([b, 1, width]);
-        let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
-        let x = self.transformer.forward(self.ln_pre.forward(x), false);
         // ln_post is per token, so normalising only the class token is identical.
         let cls_out = x.slice([0..b, 0..1]).reshape([b, width]);
         self.ln_post.forward(cls_out).matmul(self.proj.val())

@@ -96,6 +96,17 @@ impl StateDict {
         self.tensors.contains_key(key)
     }
 
+    /// Remove Hugging Face's separate `{prefix}{q,k,v}_proj.{suffix}` and return them
+    /// stacked along the first dimension: the packed `in_proj` layout of the shared
+    /// attention block.
+    pub fn take_packed_qkv(&mut self, prefix: &str, suffix: &str) -> Result<HostTensor> {
+        let qkv: Vec<HostTensor> = ["q", "k", "v"]
+            .iter()
+            .map(|p| self.take(&format!("{prefix}{p}_proj.{suffix}")))
+            .collect::<Result<_>>()?;
+        HostTensor::cat_rows(&qkv)
+    }
+
     /// Remove and return a tensor; a missing key is an error naming it.
     pub fn take(&mut self, key: &str) -> Result<HostTensor> {
         self.tensors

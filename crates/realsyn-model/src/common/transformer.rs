@@ -175,6 +175,25 @@ impl<B: Backend> Transformer<B> {
     }
 }
 
+/// A ViT's tokens before its final LayerNorm: patch embedding, the class token in
+/// front, learned positional embedding, `ln_pre`, the transformer. Shared by CLIP's
+/// image tower (which keeps the class token) and GIT's (which keeps every token).
+pub fn vit_trunk<B: Backend>(
+    images: Tensor<B, 4>,
+    conv1: Tensor<B, 4>,
+    class_embedding: Tensor<B, 1>,
+    positional_embedding: Tensor<B, 2>,
+    ln_pre: &LayerNorm<B>,
+    transformer: &Transformer<B>,
+    image_size: usize,
+) -> Tensor<B, 3> {
+    let x = patch_tokens(images, conv1, image_size);
+    let [b, _, width] = x.dims();
+    let cls = class_embedding.reshape([1, 1, width]).expand([b, 1, width]);
+    let x = Tensor::cat(vec![cls, x], 1) + positional_embedding.unsqueeze_dim(0);
+    transformer.forward(ln_pre.forward(x), false)
+}
+
 /// The patch embedding of a ViT: a stride-p conv over square images, as ONE GEMM over
 /// non-overlapping patches (faster than a general conv on every backend we run on).
 /// `images` `[batch, c, image_size, image_size]`, `kernel` `[width, c, p, p]` (no bias)

@@ -14,7 +14,7 @@ use tokenizers::Tokenizer;
 
 use super::{Git, GitConfig, ImagePrefix, TextCache};
 use crate::common::batch::{image_batch, to_rows};
-use crate::llama::generate::{FinishReason, Generated};
+use crate::llama::generate::{FinishReason, Generated, argmax};
 
 /// transformers' score for "never": added to scores that must not be chosen.
 const NEG: f32 = -1.0e9;
@@ -78,17 +78,6 @@ fn next_logits<B: Backend>(
     let w = h.dims()[2];
     let last = h.slice([0..rows, n - 1..n]).reshape([rows, w]);
     to_rows(model.head(last)).0
-}
-
-/// The index of the first maximum (`torch.argmax`).
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Greedy captions of `images` ([batch, 3, s, s]) after `prompt`. Rows that reach

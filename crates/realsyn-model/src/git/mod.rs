@@ -30,7 +30,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 pub use config::{GitConfig, GitVisionConfig};
 
-use crate::common::transformer::{Activation, Transformer, layer_norm, linear_2d, patch_tokens};
+use crate::common::transformer::{Activation, Transformer, layer_norm, linear_2d, vit_trunk};
 
 /// The image encoder (`git.image_encoder.vision_model`).
 #[derive(Module, Debug)]
@@ -74,16 +74,15 @@ impl<B: Backend> GitVision<B> {
 
     /// `images` [batch, 3, size, size], normalised -> every token, [batch, n, width].
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
-        let x = patch_tokens(images, self.conv1.val(), self.image_size);
-        let [b, _, width] = x.dims();
-        let cls = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, width])
-            .expand([b, 1, width]);
-        let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
-        let x = self.transformer.forward(self.ln_pre.forward(x), false);
-        self.ln_post.forward(x)
+        self.ln_post.forward(vit_trunk(
+            images,
+            self.conv1.val(),
+            self.class_embedding.val(),
+            self.positional_embedding.val(),
+            &self.ln_pre,
+            &self.transformer,
+            self.image_size,
+        ))
     }
 }
 

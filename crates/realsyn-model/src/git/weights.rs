@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 
 use super::{Git, GitConfig};
 use crate::common::files::{read_safetensors, read_torch_pickle};
-use crate::common::state_dict::{HostTensor, StateDict};
+use crate::common::state_dict::StateDict;
 use crate::common::walk::{Layout, ParamVisitor, load_strict, visit_linear, visit_ln};
 
 const VISION: &str = "git.image_encoder.vision_model";
@@ -97,16 +97,10 @@ pub fn visit_git_params<B: Backend, V: ParamVisitor<B>>(m: &mut Git<B>, v: &mut 
 pub fn pack_vision_qkv(mut sd: StateDict, layers: usize) -> Result<StateDict> {
     sd.tensors.retain(|k, _| !k.ends_with("position_ids"));
     for i in 0..layers {
-        let p = format!("{VISION}.encoder.layers.{i}.self_attn");
+        let p = format!("{VISION}.encoder.layers.{i}.self_attn.");
         for suffix in ["weight", "bias"] {
-            let qkv: Vec<HostTensor> = ["q", "k", "v"]
-                .iter()
-                .map(|x| sd.take(&format!("{p}.{x}_proj.{suffix}")))
-                .collect::<Result<_>>()?;
-            sd.insert(
-                format!("{}.{suffix}", packed_qkv(i)),
-                HostTensor::cat_rows(&qkv)?,
-            );
+            let packed = sd.take_packed_qkv(&p, suffix)?;
+            sd.insert(format!("{}.{suffix}", packed_qkv(i)), packed);
         }
     }
     Ok(sd)
@@ -199,6 +193,11 @@ impl<B: Backend> Git<B> {
     /// Build from a transformers-keyed state dict; every tensor must be used.
     pub fn from_state_dict(cfg: &GitConfig, sd: StateDict, device: &B::Device) -> Result<Self> {
         let sd = pack_vision_qkv(sd, cfg.vision_config.num_hidden_layers)?;
+        Self::from_packed(cfg, sd, device)
+    }
+
+    /// Build from a state dict already in the walk's keys (`pack_vision_qkv`).
+    fn from_packed(cfg: &GitConfig, sd: StateDict, device: &B::Device) -> Result<Self> {
         let mut model = Git::new(cfg, device)?;
         load_strict(sd, device, |loader| visit_git_params(&mut model, loader))?;
         Ok(model)
@@ -207,8 +206,7 @@ impl<B: Backend> Git<B> {
     /// Load a Hugging Face GIT snapshot directory.
     pub fn load(dir: &Path, device: &B::Device) -> Result<(Self, GitConfig)> {
         let (sd, config) = read_git(dir)?;
-        let mut model = Git::new(&config, device)?;
-        load_strict(sd, device, |loader| visit_git_params(&mut model, loader))
+        let model = Self::from_packed(&config, sd, device)
             .with_context(|| format!("loading GIT weights from {}", dir.display()))?;
         Ok((model, config))
     }

@@ -56,8 +56,8 @@ pub struct Generated {
     pub finish: FinishReason,
 }
 
-/// The index of the first maximum.
-fn argmax(row: &[f32]) -> u32 {
+/// The index of the first maximum (`torch.argmax`).
+pub(crate) fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {

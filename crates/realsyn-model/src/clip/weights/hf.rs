@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::clip::config::ClipConfig;
-use crate::common::state_dict::{HostTensor, StateDict};
+use crate::common::state_dict::StateDict;
 
 const HF_BLOCK_RENAMES: &[(&str, &str)] = &[
     ("layer_norm1", "ln_1"),
@@ -87,11 +87,8 @@ pub fn hf_to_open_clip(mut hf: StateDict) -> Result<StateDict> {
                 }
             }
             for (suffix, oc_key) in [("weight", "in_proj_weight"), ("bias", "in_proj_bias")] {
-                let qkv: Vec<HostTensor> = ["q", "k", "v"]
-                    .iter()
-                    .map(|p| hf.take(&format!("{h}self_attn.{p}_proj.{suffix}")))
-                    .collect::<Result<_>>()?;
-                out.insert(format!("{o}attn.{oc_key}"), HostTensor::cat_rows(&qkv)?);
+                let packed = hf.take_packed_qkv(&format!("{h}self_attn."), suffix)?;
+                out.insert(format!("{o}attn.{oc_key}"), packed);
             }
         }
     }
