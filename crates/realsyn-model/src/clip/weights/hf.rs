@@ -1,11 +1,12 @@
-//! Hugging Face `CLIPModel` naming <-> open_clip naming. HF splits the attention
-//! projection into q/k/v and stores projections as `nn.Linear` ([out, in]).
+//! Hugging Face `CLIPModel` naming <-> open_clip naming, as ONE key table
+//! (`key_table`) walked in either direction. HF splits the attention projection
+//! into q/k/v and stores projections as `nn.Linear` ([out, in]).
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::clip::config::ClipConfig;
-use crate::common::state_dict::StateDict;
+use crate::common::state_dict::{HostTensor, StateDict};
 
 const HF_BLOCK_RENAMES: &[(&str, &str)] = &[
     ("layer_norm1", "ln_1"),
@@ -22,6 +23,12 @@ const TOWERS: &[(&str, &str)] = &[
         "visual.transformer.resblocks.",
     ),
     ("text_model.encoder.layers.", "transformer.resblocks."),
+];
+
+/// Projections: HF `nn.Linear` [out, in] <-> open_clip's [in, out] matrices.
+const HF_TRANSPOSED: &[(&str, &str)] = &[
+    ("visual_projection.weight", "visual.proj"),
+    ("text_projection.weight", "text_projection"),
 ];
 
 const HF_RENAMES: &[(&str, &str)] = &[
@@ -62,34 +69,78 @@ pub fn is_hf(sd: &StateDict) -> bool {
     sd.contains("vision_model.embeddings.patch_embedding.weight")
 }
 
-pub fn hf_to_open_clip(mut hf: StateDict) -> Result<StateDict> {
-    let mut out = StateDict::default();
-    for (from, to) in HF_RENAMES {
-        out.insert(*to, hf.take(from)?);
-    }
-    out.insert(
-        "visual.proj",
-        hf.take("visual_projection.weight")?.transposed()?,
-    );
-    out.insert(
-        "text_projection",
-        hf.take("text_projection.weight")?.transposed()?,
-    );
-    for (hf_prefix, oc_prefix) in TOWERS {
-        for i in 0..hf.count_blocks(hf_prefix) {
+/// One row of the key table: a tensor's name on each side and how its value maps.
+enum Key {
+    /// The same tensor; `transposed` for the projections.
+    One {
+        hf: String,
+        oc: String,
+        transposed: bool,
+    },
+    /// HF's `{attn}q_proj/k_proj/v_proj.{suffix}` <-> open_clip's packed `oc`.
+    Qkv {
+        hf_attn: String,
+        suffix: &'static str,
+        oc: String,
+    },
+}
+
+/// Every tensor of a CLIP with `blocks[t]` transformer blocks in tower `t` of
+/// [`TOWERS`], named both ways.
+fn key_table(blocks: [usize; 2]) -> Vec<Key> {
+    let one = |hf: String, oc: String, transposed| Key::One { hf, oc, transposed };
+    let mut table: Vec<Key> = HF_RENAMES
+        .iter()
+        .map(|(h, o)| one(h.to_string(), o.to_string(), false))
+        .chain(
+            HF_TRANSPOSED
+                .iter()
+                .map(|(h, o)| one(h.to_string(), o.to_string(), true)),
+        )
+        .collect();
+    for ((hf_prefix, oc_prefix), n) in TOWERS.iter().zip(blocks) {
+        for i in 0..n {
             let (h, o) = (format!("{hf_prefix}{i}."), format!("{oc_prefix}{i}."));
             for (hf_name, oc_name) in HF_BLOCK_RENAMES {
                 for suffix in ["weight", "bias"] {
-                    out.insert(
+                    table.push(one(
+                        format!("{h}{hf_name}.{suffix}"),
                         format!("{o}{oc_name}.{suffix}"),
-                        hf.take(&format!("{h}{hf_name}.{suffix}"))?,
-                    );
+                        false,
+                    ));
                 }
             }
             for (suffix, oc_key) in [("weight", "in_proj_weight"), ("bias", "in_proj_bias")] {
-                let packed = hf.take_packed_qkv(&format!("{h}self_attn."), suffix)?;
-                out.insert(format!("{o}attn.{oc_key}"), packed);
+                table.push(Key::Qkv {
+                    hf_attn: format!("{h}self_attn."),
+                    suffix,
+                    oc: format!("{o}attn.{oc_key}"),
+                });
             }
+        }
+    }
+    table
+}
+
+fn transpose_if(t: HostTensor, yes: bool) -> Result<HostTensor> {
+    if yes { t.transposed() } else { Ok(t) }
+}
+
+pub fn hf_to_open_clip(mut hf: StateDict) -> Result<StateDict> {
+    let blocks = [hf.count_blocks(TOWERS[0].0), hf.count_blocks(TOWERS[1].0)];
+    let mut out = StateDict::default();
+    for key in key_table(blocks) {
+        match key {
+            Key::One {
+                hf: h,
+                oc,
+                transposed,
+            } => out.insert(oc, transpose_if(hf.take(&h)?, transposed)?),
+            Key::Qkv {
+                hf_attn,
+                suffix,
+                oc,
+            } => out.insert(oc, hf.take_packed_qkv(&hf_attn, suffix)?),
         }
     }
     // Buffers HF may save.
@@ -105,33 +156,23 @@ pub fn hf_to_open_clip(mut hf: StateDict) -> Result<StateDict> {
 }
 
 pub fn open_clip_to_hf(mut oc: StateDict) -> Result<StateDict> {
+    let blocks = [oc.count_blocks(TOWERS[0].1), oc.count_blocks(TOWERS[1].1)];
     let mut out = StateDict::default();
-    for (hf_key, oc_key) in HF_RENAMES {
-        out.insert(*hf_key, oc.take(oc_key)?);
-    }
-    out.insert(
-        "visual_projection.weight",
-        oc.take("visual.proj")?.transposed()?,
-    );
-    out.insert(
-        "text_projection.weight",
-        oc.take("text_projection")?.transposed()?,
-    );
-    for (hf_prefix, oc_prefix) in TOWERS {
-        for i in 0..oc.count_blocks(oc_prefix) {
-            let (h, o) = (format!("{hf_prefix}{i}."), format!("{oc_prefix}{i}."));
-            for (hf_name, oc_name) in HF_BLOCK_RENAMES {
-                for suffix in ["weight", "bias"] {
-                    out.insert(
-                        format!("{h}{hf_name}.{suffix}"),
-                        oc.take(&format!("{o}{oc_name}.{suffix}"))?,
-                    );
-                }
-            }
-            for (suffix, oc_key) in [("weight", "in_proj_weight"), ("bias", "in_proj_bias")] {
-                let qkv = oc.take(&format!("{o}attn.{oc_key}"))?.chunk_rows(3)?;
+    for key in key_table(blocks) {
+        match key {
+            Key::One {
+                hf,
+                oc: o,
+                transposed,
+            } => out.insert(hf, transpose_if(oc.take(&o)?, transposed)?),
+            Key::Qkv {
+                hf_attn,
+                suffix,
+                oc: o,
+            } => {
+                let qkv = oc.take(&o)?.chunk_rows(3)?;
                 for (p, t) in ["q", "k", "v"].iter().zip(qkv) {
-                    out.insert(format!("{h}self_attn.{p}_proj.{suffix}"), t);
+                    out.insert(format!("{hf_attn}{p}_proj.{suffix}"), t);
                 }
             }
         }
