@@ -18,7 +18,7 @@ PATTERN="$DATA/shards/{00000..00003}.tar"
 out=$(mktemp)
 for w in 1 2; do
   "$PY" benches/data_pipeline.py bench "$PATTERN" $w "$BATCH" 3 | tee -a "$out"
-  "$BIN" bench --mode data --shards "$PATTERN" --workers $w --batch-size "$BATCH" --iters 3 | tee -a "$out"
+  "$BIN" bench data --shards "$PATTERN" --workers $w --batch-size "$BATCH" --iters 3 | tee -a "$out"
 done
 python3 - "$out" <<'PY'
 import json, sys

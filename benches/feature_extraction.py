@@ -2,7 +2,7 @@
 """Peer side of the feature-extraction benchmark: open_clip + webdataset, the way
 CLIP_benchmark extracts features from a wds export (decode -> open_clip's eval
 preprocess -> encode_image -> L2 normalise), on the same shards as `realsyn bench
---mode features`. Prints one JSON line.
+features`. Prints one JSON line.
 
     python benches/feature_extraction.py ROOT [ARCH] [BATCH] [IMAGES] [ITERS]
 """

@@ -13,7 +13,7 @@ BIN=$CARGO_TARGET_DIR/release/realsyn
 DATA=out/bench-features/fashion-mnist
 [ -d "$DATA/test" ] || "$BIN" dataset fashion-mnist --out "$DATA"
 peer=$("$PY" benches/feature_extraction.py "$DATA" "$ARCH" "$BATCH" "$IMAGES" | tail -n 1)
-ours=$("$BIN" bench --mode features --shards "$DATA" --arch "$ARCH" --batch-size "$BATCH" \
+ours=$("$BIN" bench features --shards "$DATA" --arch "$ARCH" --batch-size "$BATCH" \
     --max-images "$IMAGES" --iters 1 | tail -n 1)
 echo "$peer"; echo "$ours"
 python3 - "$peer" "$ours" <<'PY'

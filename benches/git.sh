@@ -15,7 +15,7 @@ cargo build --release -q -p realsyn-cli
 rows=()
 for beams in 1 3; do
     rows+=("$("$PY" benches/git.py run "$DIR" "$N" "$NEW" $beams "$BATCH" "$THREADS" | tail -n 1)")
-    rows+=("$(RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/realsyn" bench --mode caption \
+    rows+=("$(RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/realsyn" bench caption \
         --weights "$DIR/git-base-generated" --images "$DIR/images" --n "$N" --new-tokens "$NEW" \
         --beams $beams --batch-size "$BATCH" | tail -n 1)")
 done

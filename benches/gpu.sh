@@ -35,18 +35,18 @@ out=$(mktemp)
 echo "realsyn: $BIN; peer: $("$PY" -c 'import torch, open_clip; print("torch", torch.__version__, "open_clip", open_clip.__version__)'); GPUs: $NGPU" >&2
 for arch in $ARCHS; do
   b=$(batch_for "$arch")
-  common=(--mode train-step --arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
-  "$PY" benches/model_bench.py "${common[@]}" --amp | tee -a "$out"
-  "$PY" benches/model_bench.py "${common[@]}" | tee -a "$out"
-  "$BIN" bench "${common[@]}" --precision amp_bf16 | tee -a "$out"
-  "$BIN" bench "${common[@]}" | tee -a "$out"
+  common=(--arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
+  "$PY" benches/model_bench.py --mode train-step "${common[@]}" --amp | tee -a "$out"
+  "$PY" benches/model_bench.py --mode train-step "${common[@]}" | tee -a "$out"
+  "$BIN" bench train-step "${common[@]}" --precision amp_bf16 | tee -a "$out"
+  "$BIN" bench train-step "${common[@]}" | tee -a "$out"
   if [ "$NGPU" -gt 1 ]; then
     # One process per GPU, as torchrun would start them; rank 0 prints.
     port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pids=()
     for r in $(seq 0 $((NGPU - 1))); do
       RANK=$r WORLD_SIZE=$NGPU LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-        "$BIN" bench "${common[@]}" --precision amp_bf16 | tee -a "$out" &
+        "$BIN" bench train-step "${common[@]}" --precision amp_bf16 | tee -a "$out" &
       pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done

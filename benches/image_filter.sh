@@ -9,7 +9,7 @@ PY=${PEER_PYTHON:-.peer-venv/bin/python}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/realsyn-target}
 cargo build --release -q -p realsyn-cli
 peer=$("$PY" benches/image_filter.py "$DIR" "$REPEAT" | tail -n 1)
-ours=$(RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/release/realsyn" bench --mode image-filter --images "$DIR" --iters "$REPEAT" | tail -n 1)
+ours=$(RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/release/realsyn" bench image-filter --images "$DIR" --iters "$REPEAT" | tail -n 1)
 echo "$peer"; echo "$ours"
 python3 - "$peer" "$ours" <<'PY'
 import json, sys

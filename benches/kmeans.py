@@ -1,4 +1,4 @@
-"""faiss-cpu spherical k-means timing, the peer of `realsyn bench --mode kmeans`.
+"""faiss-cpu spherical k-means timing, the peer of `realsyn bench kmeans`.
 
 python benches/kmeans.py VECTORS.npy K ITERS  -> one JSON line (seconds per
 iteration, GFLOP/s of the assignment, objective over all rows).

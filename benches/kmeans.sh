@@ -22,7 +22,7 @@ x /= np.linalg.norm(x, axis=1, keepdims=True)
 np.save(out, x.astype(np.float32))
 PY
 peer=$("$PY" benches/kmeans.py $OUT/vectors.npy "$K" $ITERS | tail -n 1)
-ours=$("$CARGO_TARGET_DIR/release/realsyn" bench --mode kmeans --features $OUT/vectors.npy --k "$K" --iters $ITERS | tail -n 1)
+ours=$("$CARGO_TARGET_DIR/release/realsyn" bench kmeans --features $OUT/vectors.npy --k "$K" --iters $ITERS | tail -n 1)
 echo "$peer"; echo "$ours"
 python3 - "$peer" "$ours" <<'PY'
 import json, sys

@@ -10,4 +10,4 @@ cargo build --release -q -p realsyn-cli
 DIR=out/bench-probe
 [ -f "$DIR/X.npy" ] || "$PY" benches/linear_probe.py make "$DIR" 50000 512
 "$PY" benches/linear_probe.py bench "$DIR" "$C"
-"$CARGO_TARGET_DIR/release/realsyn" bench --mode linear-probe --features "$DIR/X.npy" --labels "$DIR/y.npy" --c "$C"
+"$CARGO_TARGET_DIR/release/realsyn" bench linear-probe --features "$DIR/X.npy" --labels "$DIR/y.npy" --c "$C"

@@ -1,4 +1,4 @@
-"""The peer of `realsyn bench --mode llm`: transformers generating greedily from the same
+"""The peer of `realsyn bench llm`: transformers generating greedily from the same
 GGUF (SmolLM2-135M-Instruct Q4_1, dequantised to f32 by PyPI gguf) on the same prompts
 (tests/fixtures/llama/prompts.json), one prompt at a time, with the same thread count.
 Prints one JSON line: prompts, prompt and generated tokens, seconds, tokens/s.

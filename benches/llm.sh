@@ -13,8 +13,8 @@ PROMPTS=tests/fixtures/llama/prompts.json
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/realsyn-target}
 cargo build --release -q -p realsyn-cli
 peer=$("$PY" benches/llm.py "$GGUF" $PROMPTS "$N" "$NEW" "$THREADS" | tail -n 1)
-ours=$(RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/realsyn" bench --mode llm --weights "$GGUF" --text $PROMPTS --n "$N" --new-tokens "$NEW" --batch-size 1 | tail -n 1)
-batched=$(RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/realsyn" bench --mode llm --weights "$GGUF" --text $PROMPTS --n "$N" --new-tokens "$NEW" --batch-size "$N" | tail -n 1)
+ours=$(RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/realsyn" bench llm --weights "$GGUF" --text $PROMPTS --n "$N" --new-tokens "$NEW" --batch-size 1 | tail -n 1)
+batched=$(RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/realsyn" bench llm --weights "$GGUF" --text $PROMPTS --n "$N" --new-tokens "$NEW" --batch-size "$N" | tail -n 1)
 echo "$peer"; echo "$ours"; echo "$batched"
 python3 - "$peer" "$ours" "$batched" <<'PY'
 import json, sys

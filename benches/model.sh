@@ -19,7 +19,7 @@ MODES=${MODES:-encode-image train-step}; DEVICES=${DEVICES:-cpu ndarray}
 for mode in $MODES; do
   "$PY" benches/model_bench.py --mode $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" | tee -a "$out"
   for dev in $DEVICES; do
-    "$BIN" bench --mode $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" --device $dev | tee -a "$out"
+    "$BIN" bench $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" --device $dev | tee -a "$out"
   done
 done
 python3 - "$out" <<'PY'

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The peer of `realsyn bench --mode perplexity`: transformers' GPT-2 (float32, eager,
+"""The peer of `realsyn bench perplexity`: transformers' GPT-2 (float32, eager,
 torch threads = the machine's cores) scoring each line of a text file the way realsyn
 does: ids = [<|endoftext|>] + tiktoken gpt2 ids (truncated to n_positions), sequences
 sorted by length and padded on the right into batches of BATCH_TOKENS tokens, the output

@@ -31,7 +31,7 @@ sents = [d["text"][a:b].replace("\n", " ") for a, b in d["spans"]]
 print("\n".join(sents[: int(sys.argv[1])]))
 PY
 peer=$("$PY" benches/perplexity.py $MODEL $OUT/sentences.txt 8192 3 $OUT/peer.txt | tail -n 1)
-ours=$("$CARGO_TARGET_DIR/release/realsyn" bench --mode perplexity --gpt2 $MODEL \
+ours=$("$CARGO_TARGET_DIR/release/realsyn" bench perplexity --gpt2 $MODEL \
     --text $OUT/sentences.txt --batch-tokens 8192 --iters 3 --output $OUT/ours.txt | tail -n 1)
 echo "$peer"; echo "$ours"
 python3 - "$peer" "$ours" $OUT/peer.txt $OUT/ours.txt <<'PY'

@@ -16,7 +16,7 @@ print('\n\n'.join(json.load(open(f'tests/fixtures/punkt/{n}.json'))['text'] for 
 peer=$("$PY" benches/sentences.py $TEXT "$REPEAT" | tail -n 1)
 # Ours runs 5x the text (a 0.2 s run is too short to time on a shared machine), three
 # times; the median run is reported.
-ours=$(for k in 1 2 3; do RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/release/realsyn" bench --mode sentences \
+ours=$(for k in 1 2 3; do RAYON_NUM_THREADS=1 "$CARGO_TARGET_DIR/release/realsyn" bench sentences \
     --text $TEXT --iters $((REPEAT * 5)) | tail -n 1; done | python3 -c "
 import json, sys
 runs = sorted((json.loads(l) for l in sys.stdin), key=lambda r: r['sentences_per_s'])

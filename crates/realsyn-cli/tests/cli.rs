@@ -186,6 +186,47 @@ fn help_explains_the_commands() {
     }
 }
 
+/// Each bench mode is a subcommand with its own options and prints one JSON line.
+#[test]
+fn bench_modes_are_subcommands_that_print_one_json_line() {
+    let run = |args: &[&str]| -> serde_json::Value {
+        let o = realsyn(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    let arch = fixture("tiny-gelu.json");
+    let v = run(&[
+        "bench",
+        "encode-image",
+        "--arch",
+        &arch,
+        "--batch-size",
+        "2",
+        "--warmup",
+        "0",
+        "--iters",
+        "2",
+    ]);
+    assert_eq!(
+        (v["mode"].as_str(), v["batch_size"].as_u64()),
+        (Some("encode-image"), Some(2))
+    );
+    assert_eq!(v["seconds"].as_array().unwrap().len(), 2);
+    let v = run(&["bench", "semantic-dedup", "--n", "2000", "--dim", "16"]);
+    assert_eq!(v["mode"], "semantic-dedup");
+    assert!(v["recall"].as_f64().unwrap() > 0.9, "{v}");
+    // A mode's own options only: k-means has --k, not --workers.
+    let help = String::from_utf8_lossy(&realsyn(&["bench", "kmeans", "--help"]).stdout).to_string();
+    assert!(
+        help.contains("--k ") && !help.contains("--workers"),
+        "{help}"
+    );
+    let missing = realsyn(&["bench", "kmeans"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--features"));
+}
+
 /// `realsyn scaling fit` recovers the paper's Eq. 3 from points on its curves (the
 /// 12M-60M range of appendix B.3), reads `realsyn eval` result directories, and draws
 /// the fit as SVG and PNG.

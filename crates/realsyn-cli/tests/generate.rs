@@ -59,6 +59,28 @@ fn read_parts(store: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// `realsyn build all` over `input` into `store`, paired by `weights` and merged by
+/// `llm`, then `extra` (the part each test varies).
+fn build_all(input: &Path, store: &Path, weights: &Path, llm: &str, extra: &[&str]) -> Vec<String> {
+    let common = [
+        "build",
+        "all",
+        "--input",
+        input.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--pair-encoder",
+        weights.to_str().unwrap(),
+        "--llm",
+        llm,
+    ];
+    common.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+fn ok_all(args: &[String]) -> std::process::Output {
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 #[test]
 fn server_merge_counts_failures_and_resumes_identically_after_sigkill() {
     assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
@@ -74,20 +96,14 @@ fn server_merge_counts_failures_and_resumes_identically_after_sigkill() {
         Fault::Malformed,
     ]);
     let store_a = tmp.path().join("a");
-    let args = |store: &Path| -> Vec<String> {
-        [
-            "build",
-            "all",
-            "--input",
-            input.to_str().unwrap(),
+    ok_all(&build_all(
+        &input,
+        &store_a,
+        &weights,
+        &server.url,
+        &[
             "--parts",
             "2",
-            "--store",
-            store.to_str().unwrap(),
-            "--pair-encoder",
-            weights.to_str().unwrap(),
-            "--llm",
-            &server.url,
             "--llm-model",
             "fault-server",
             "--mined-tags",
@@ -110,13 +126,8 @@ fn server_merge_counts_failures_and_resumes_identically_after_sigkill() {
             "--dataset",
             "--samples-per-shard",
             "32",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let a: Vec<String> = args(&store_a);
-    ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        ],
+    ));
     let rows = samples(&store_a);
     assert!(rows.len() > 50, "{} paired images", rows.len());
     let mut empty = 0;
@@ -270,25 +281,21 @@ fn embedded_smollm2_writes_synthetic_texts_with_provenance() {
     let weights = tiny_clip(tmp.path());
     let input = gimp_pages(tmp.path(), "gimp-tool-airbrush", 1);
     let store = tmp.path().join("s");
-    ok(&[
-        "build",
-        "all",
-        "--input",
-        input.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--pair-encoder",
-        weights.to_str().unwrap(),
-        "--clusters",
-        "2",
-        "--llm",
+    ok_all(&build_all(
+        &input,
+        &store,
+        &weights,
         "embedded",
-        "--no-tags",
-        "--llm-max-tokens",
-        "160",
-        "--llm-batch",
-        "4",
-    ]);
+        &[
+            "--clusters",
+            "2",
+            "--no-tags",
+            "--llm-max-tokens",
+            "160",
+            "--llm-batch",
+            "4",
+        ],
+    ));
     let rows = samples(&store);
     assert!(!rows.is_empty());
     let texts: BTreeSet<String> = rows
@@ -397,23 +404,13 @@ fn llm_serve_gives_the_peer_greedy_texts_and_serves_the_builder() {
     let weights = tiny_clip(tmp.path());
     let input = gimp_pages(tmp.path(), "gimp-tool-airbrush", 1);
     let store = tmp.path().join("s");
-    ok(&[
-        "build",
-        "all",
-        "--input",
-        input.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--pair-encoder",
-        weights.to_str().unwrap(),
-        "--clusters",
-        "2",
-        "--llm",
+    ok_all(&build_all(
+        &input,
+        &store,
+        &weights,
         &base,
-        "--no-tags",
-        "--llm-max-tokens",
-        "160",
-    ]);
+        &["--clusters", "2", "--no-tags", "--llm-max-tokens", "160"],
+    ));
     let rows = samples(&store);
     assert!(
         rows.iter()
@@ -437,25 +434,21 @@ fn offline_batch_mode_writes_requests_then_reads_the_results() {
     let input = gimp_pages(tmp.path(), "gimp-tool-airbrush", 1);
     let (store, batch) = (tmp.path().join("s"), tmp.path().join("batch"));
     let llm = format!("batch:{}", batch.display());
-    let args = [
-        "build",
-        "all",
-        "--input",
-        input.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--pair-encoder",
-        weights.to_str().unwrap(),
-        "--clusters",
-        "2",
-        "--llm",
+    let args = build_all(
+        &input,
+        &store,
+        &weights,
         &llm,
-        "--llm-model",
-        "realsyn-merge",
-        "--no-tags",
-    ];
+        &[
+            "--clusters",
+            "2",
+            "--llm-model",
+            "realsyn-merge",
+            "--no-tags",
+        ],
+    );
     let first = Command::new(env!("CARGO_BIN_EXE_realsyn"))
-        .args(args)
+        .args(&args)
         .output()
         .unwrap();
     assert!(!first.status.success());
@@ -479,7 +472,7 @@ fn offline_batch_mode_writes_requests_then_reads_the_results() {
         results.push('\n');
     }
     std::fs::write(batch.join("results.jsonl"), results).unwrap();
-    ok(&args);
+    ok_all(&args);
     let rows = samples(&store);
     assert_eq!(
         rows.len(),
@@ -509,27 +502,23 @@ fn git_snapshot_captions_every_image() {
     let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/git/tiny");
     let server = FaultServer::start(vec![]);
     let build = |store: &Path, beams: &str| {
-        ok(&[
-            "build",
-            "all",
-            "--input",
-            input.to_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-            "--pair-encoder",
-            weights.to_str().unwrap(),
-            "--clusters",
-            "2",
-            "--llm",
+        ok_all(&build_all(
+            &input,
+            store,
+            &weights,
             &server.url,
-            "--no-tags",
-            "--captioner",
-            snapshot.to_str().unwrap(),
-            "--caption-beams",
-            beams,
-            "--caption-max-tokens",
-            "12",
-        ]);
+            &[
+                "--clusters",
+                "2",
+                "--no-tags",
+                "--captioner",
+                snapshot.to_str().unwrap(),
+                "--caption-beams",
+                beams,
+                "--caption-max-tokens",
+                "12",
+            ],
+        ));
         samples(store)
     };
     let rows = build(&tmp.path().join("greedy"), "1");

@@ -1,0 +1,239 @@
+//! CLIP on a Burn backend: encode-image, encode-text and the training step on random
+//! inputs, and the evaluator's feature extraction on a real dataset. The peer is
+//! `benches/model_bench.py` (PyTorch open_clip); `benches/model.sh` runs both.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use realsyn_model::{Clip, ClipConfig};
+use realsyn_runtime::{BackendJob, dispatch};
+use realsyn_train::distributed::{LaunchEnv, ProcessGroup};
+use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
+use realsyn_train::recipe::Precision;
+use realsyn_train::step::{DeviceSlice, distributed_step};
+
+/// Which model, where, how many times.
+#[derive(clap::Args, Clone)]
+pub struct ModelRun {
+    /// A model config name (ViT-B-32, EVA02-B-16, ...) or a config .json.
+    #[arg(long, default_value = "ViT-B-32")]
+    arch: String,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// cpu (flex), ndarray (build with --features ndarray), cuda[:N] (--features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct TrainStep {
+    #[command(flatten)]
+    pub run: ModelRun,
+    /// f32, or amp_bf16 (bf16 forward/backward, f32 master weights, as open_clip's
+    /// --precision amp_bf16 and model_bench.py --amp).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "amp_bf16"])]
+    precision: String,
+}
+
+impl TrainStep {
+    pub fn precision(&self) -> Precision {
+        match self.precision.as_str() {
+            "amp_bf16" => Precision::AmpBf16,
+            _ => Precision::F32,
+        }
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Features {
+    #[command(flatten)]
+    pub run: ModelRun,
+    /// A wds export root (ROOT/test/*.tar), e.g. from `realsyn dataset fashion-mnist`.
+    #[arg(long)]
+    pub shards: PathBuf,
+    /// Images encoded per timed run.
+    #[arg(long, default_value_t = 256)]
+    pub max_images: usize,
+}
+
+/// What is timed.
+#[derive(Clone)]
+pub enum What {
+    EncodeImage,
+    EncodeText,
+    TrainStep(Precision),
+    Features { root: PathBuf, max_images: usize },
+}
+
+impl What {
+    fn name(&self) -> &'static str {
+        match self {
+            What::EncodeImage => "encode-image",
+            What::EncodeText => "encode-text",
+            What::TrainStep(_) => "train-step",
+            What::Features { .. } => "features",
+        }
+    }
+}
+
+pub fn run(what: What, r: ModelRun) -> Result<()> {
+    let launch = LaunchEnv::from_env()?;
+    let (rank, world) = (launch.rank, launch.world);
+    let seconds = dispatch(
+        &launch.device_for_rank(&r.device),
+        BenchJob {
+            what: what.clone(),
+            run: r.clone(),
+        },
+    )?;
+    if rank != 0 {
+        return Ok(());
+    }
+    let median = super::median(seconds.clone());
+    let (bf16, images) = match what {
+        What::TrainStep(p) => (p == Precision::AmpBf16, None),
+        What::Features { max_images, .. } => (false, Some(max_images)),
+        _ => (false, None),
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "realsyn-burn",
+            "backend": if bf16 { format!("{}-bf16", r.device) } else { r.device.clone() },
+            "mode": what.name(), "arch": r.arch,
+            "batch_size": r.batch_size, "seconds": seconds, "median_s": median,
+            "items_per_s": images.unwrap_or(r.batch_size) as f64 / median,
+            "threads": rayon::current_num_threads(),
+            "world": world,
+            "images": images,
+        })
+    );
+    Ok(())
+}
+
+struct BenchJob {
+    what: What,
+    run: ModelRun,
+}
+
+impl BackendJob for BenchJob {
+    type Output = Vec<f64>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<Vec<f64>> {
+        let a = self.run;
+        let cfg = ClipConfig::from_name_or_path(&a.arch)?;
+        let s = cfg.vision_cfg.image_size;
+        let mut times = Vec::new();
+        match self.what {
+            What::EncodeImage | What::EncodeText => {
+                let image = matches!(self.what, What::EncodeImage);
+                let model = Clip::<B>::new(&cfg, &device);
+                for i in 0..a.warmup + a.iters {
+                    let start = Instant::now();
+                    let out = if image {
+                        let images = Tensor::<B, 4>::random(
+                            [a.batch_size, 3, s, s],
+                            Distribution::Normal(0.0, 1.0),
+                            &device,
+                        );
+                        model.encode_image(images)
+                    } else {
+                        model.encode_text(random_tokens::<B>(&cfg, a.batch_size, &device))
+                    };
+                    let _ = out.into_data(); // forces execution on lazy backends
+                    if i >= a.warmup {
+                        times.push(start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            What::Features { root, max_images } => {
+                let data = realsyn_eval::LabelledDataset::open(&root, "test")?;
+                let model = Clip::<B>::new(&cfg, &device);
+                for i in 0..a.warmup + a.iters {
+                    let start = Instant::now();
+                    let limit = if i < a.warmup {
+                        a.batch_size
+                    } else {
+                        max_images
+                    };
+                    let f = realsyn_eval::image_features(
+                        &model,
+                        &data,
+                        limit,
+                        a.batch_size,
+                        &device,
+                        &mut |_| {},
+                    )?;
+                    anyhow::ensure!(
+                        f.len() == limit,
+                        "only {} images in {}/test",
+                        f.len(),
+                        root.display()
+                    );
+                    if i >= a.warmup {
+                        times.push(start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            What::TrainStep(precision) => {
+                // The trainer's own step: forward, InfoNCE, backward, AdamW, clamp.
+                let mut group = ProcessGroup::join(LaunchEnv::from_env()?, "realsyn bench")?;
+                let model = group.broadcast_parameters(Clip::<Autodiff<B>>::new(&cfg, &device))?;
+                let mut model = track_gradients(model)?;
+                let mut optim = AdamW::new(AdamWConfig {
+                    weight_decay: 0.2,
+                    beta1: 0.9,
+                    beta2: 0.98,
+                    eps: 1e-6,
+                });
+                for i in 0..a.warmup + a.iters {
+                    let start = Instant::now();
+                    let images = Tensor::random(
+                        [a.batch_size, 3, s, s],
+                        Distribution::Normal(0.0, 1.0),
+                        &device,
+                    );
+                    let tokens = random_tokens::<Autodiff<B>>(&cfg, a.batch_size, &device);
+                    let slice = DeviceSlice {
+                        model: model.clone(),
+                        images,
+                        tokens,
+                    };
+                    let out = distributed_step(vec![slice], 1, precision, &mut group)?;
+                    optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
+                    model = clamp_logit_scale(model);
+                    let _ = model.logit_scale.val().into_data();
+                    if i >= a.warmup {
+                        times.push(start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+        }
+        Ok(times)
+    }
+}
+
+/// Rows shaped like real captions: SOT, ~20 ids, EOT, padding.
+fn random_tokens<B: Backend>(cfg: &ClipConfig, n: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+    let ctx = cfg.text_cfg.context_length;
+    let len = 20.min(ctx - 2);
+    let mut rows = vec![0i32; n * ctx];
+    for r in 0..n {
+        rows[r * ctx] = 49406;
+        for j in 1..=len {
+            rows[r * ctx + j] = ((r * 7919 + j * 104729) % 49000) as i32 + 1;
+        }
+        rows[r * ctx + len + 1] = 49407;
+    }
+    Tensor::from_data(TensorData::new(rows, [n, ctx]), device)
+}
