@@ -21,6 +21,7 @@ pub trait PerplexityScorer {
 
 /// The kept range, inclusive at both ends.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PerplexityRange {
     pub min: f64,
     pub max: f64,

@@ -63,3 +63,66 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// Every settings flag of `build all` is refused beside --recipe (a flag the
+    /// recipe would silently shadow); only how to run (device, model options, the
+    /// store, --set) goes with it.
+    #[test]
+    fn build_recipe_refuses_every_settings_flag() {
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let all = cmd
+            .find_subcommand("build")
+            .and_then(|b| b.find_subcommand("all"))
+            .unwrap();
+        let runtime = [
+            "store",
+            "recipe",
+            "set",
+            "print_recipe",
+            "device",
+            "image_encoder_arch",
+            "text_encoder_arch",
+            "pair_encoder_arch",
+            "gpt2_bpe",
+            "gpt2_batch_tokens",
+            "llm_concurrency",
+            "llm_timeout",
+            "llm_retries",
+            "llm_api_key_env",
+            "llm_batch",
+            "help",
+        ];
+        let mut checked = 0;
+        for arg in all.get_arguments() {
+            let id = arg.get_id().as_str();
+            if runtime.contains(&id) {
+                continue;
+            }
+            let flag = format!("--{}", arg.get_long().unwrap());
+            let mut argv = vec![
+                "realsyn", "build", "all", "--recipe", "r.toml", "--store", "s", &flag,
+            ];
+            let default = arg.get_default_values().first().and_then(|v| v.to_str());
+            let value = match id {
+                "dataset_variants" => "all",
+                _ => default.unwrap_or("1"),
+            };
+            if arg.get_num_args().is_none_or(|n| n.takes_values()) {
+                argv.push(value);
+            }
+            let err = super::Cli::try_parse_from(&argv).err();
+            assert_eq!(
+                err.map(|e| e.kind()),
+                Some(clap::error::ErrorKind::ArgumentConflict),
+                "{flag} is accepted beside --recipe"
+            );
+            checked += 1;
+        }
+        assert!(checked > 40, "{checked} settings flags");
+    }
+}

@@ -694,3 +694,103 @@ fn semantic_sentence_dedup_links_reorderings() {
         realsyn_io::npy::read_npy::<f32>(&part(&store).join("text_embeddings.npy")).unwrap();
     assert_eq!(shape[0], 4);
 }
+
+/// The build recipe: a store started with flags records its settings as
+/// `recipe.toml`; `--recipe` with that file builds a byte-identical store, `--set`
+/// changes one key (and a store started otherwise refuses it), and typos are refused
+/// with the keys that exist.
+#[test]
+fn a_build_recipe_rebuilds_the_same_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = common::gimp_pages(tmp.path(), "gimp-tool-", 8);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let flags = [
+        "--input",
+        &s(&input),
+        "--parts",
+        "2",
+        "--no-fetch",
+        "--min-entropy",
+        "0.35",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        ["build", "all"]
+            .iter()
+            .chain(flags.iter())
+            .chain(extra)
+            .map(|x| x.to_string())
+            .collect()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    realsyn(&args(&with(&["--store", &s(&a)])));
+    let recipe = a.join("recipe.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    assert!(
+        text.contains("min_entropy = 0.35") && text.contains("parts = 2"),
+        "{text}"
+    );
+    let printed = realsyn(&args(&with(&["--print-recipe"])));
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), text);
+
+    realsyn(&["build", "all", "--recipe", &s(&recipe), "--store", &s(&b)]);
+    assert_eq!(tree(&a), tree(&b));
+
+    // --set changes a key: the store started with 0.35 refuses it, a new one takes it.
+    let set = ["--set", "min_entropy=0.5"];
+    let refused = common::realsyn(
+        &[
+            &["build", "all", "--recipe", &s(&recipe), "--store", &s(&a)][..],
+            &set[..],
+        ]
+        .concat(),
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("other settings"));
+    let c = tmp.path().join("c");
+    realsyn(
+        &[
+            &["build", "all", "--recipe", &s(&recipe), "--store", &s(&c)][..],
+            &set[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        std::fs::read_to_string(c.join("recipe.toml"))
+            .unwrap()
+            .contains("min_entropy = 0.5")
+    );
+    let (_, kept_a, _) = step(&funnel(&a), "entropy >= 0.35");
+    let (_, kept_c, _) = step(&funnel(&c), "entropy >= 0.5");
+    assert!(
+        kept_c < kept_a,
+        "a higher entropy floor keeps fewer: {kept_c} vs {kept_a}"
+    );
+
+    let typo = common::realsyn(&[
+        "build",
+        "all",
+        "--recipe",
+        &s(&recipe),
+        "--set",
+        "min_entropi=0.5",
+        "--print-recipe",
+    ]);
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        !typo.status.success() && err.contains("min_entropi") && err.contains("min_entropy"),
+        "{err}"
+    );
+    // Flags beside a recipe would be silently shadowed: refused.
+    let both = common::realsyn(&[
+        "build",
+        "all",
+        "--recipe",
+        &s(&recipe),
+        "--min-entropy",
+        "0.4",
+        "--print-recipe",
+    ]);
+    assert!(!both.status.success());
+}

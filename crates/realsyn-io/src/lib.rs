@@ -11,6 +11,8 @@
 //!   f32 or f16 on disk) and `encode_in_batches`, the one batched-encoding loop every
 //!   embedding path runs (embed, eval features, the builder's dedup, clustering and
 //!   balance stages).
+//! - `recipe`: TOML recipes (training and build): nesting cap, `--set` overrides,
+//!   unknown keys refused.
 //!
 //! Must not depend on Burn, image decoding or any other realsyn crate.
 
@@ -18,5 +20,6 @@ pub mod embeddings;
 pub mod fs;
 pub mod hash;
 pub mod npy;
+pub mod recipe;
 
 pub use embeddings::{Embeddings, encode_in_batches, encode_in_batches_to};

@@ -185,14 +185,7 @@ impl Recipe {
     /// Read `path` and apply `KEY=VALUE` overrides (dotted keys, TOML values; a
     /// value that is not valid TOML is taken as a string).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading recipe {}", path.display()))?;
-        check_nesting(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        for o in overrides {
-            apply_override(&mut table, o)?;
-        }
+        let table = realsyn_io::recipe::load_with_overrides(path, overrides)?;
         let recipe: Recipe = table
             .try_into()
             .with_context(|| format!("recipe {} (after overrides)", path.display()))?;
@@ -237,73 +230,6 @@ impl Recipe {
             max_momentum: 0.95,
         }
     }
-}
-
-fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
-    let (key, raw) = spec
-        .split_once('=')
-        .with_context(|| format!("override {spec:?} must be KEY=VALUE, e.g. train.lr=5e-4"))?;
-    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").expect("parsed"),
-        Err(_) => toml::Value::String(raw.to_string()),
-    };
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    let mut cur = table;
-    for p in &parts[..parts.len() - 1] {
-        cur = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .with_context(|| format!("override {spec:?}: {p} is not a section"))?;
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
-}
-
-/// Arrays and inline tables nested deeper than this are refused before parsing.
-pub const MAX_TOML_NESTING: usize = 64;
-
-/// Refuse TOML whose arrays or inline tables nest deeper than [`MAX_TOML_NESTING`]:
-/// the `toml` parser recurses per level, and a corrupt recipe of 450,000 `[` (found by
-/// fuzzing) overflowed the stack, which aborts the process instead of failing. One
-/// pass, skipping strings and comments; table headers (`[a]`, `[[a]]`) close at once.
-pub fn check_nesting(text: &str) -> Result<()> {
-    let (mut depth, mut max) = (0usize, 0usize);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '#' => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' | '\'' => {
-                let quote = c;
-                while let Some(c) = chars.next() {
-                    if c == '\\' && quote == '"' {
-                        chars.next();
-                    } else if c == quote || c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '[' | '{' => {
-                depth += 1;
-                max = max.max(depth);
-                if max > MAX_TOML_NESTING {
-                    bail!(
-                        "arrays or inline tables nest deeper than {MAX_TOML_NESTING} levels \
-                         (a corrupt recipe?)"
-                    );
-                }
-            }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -380,10 +306,10 @@ dir = "runs/x"
             "[".repeat(450_000),
             "]".repeat(450_000)
         );
-        let e = check_nesting(&bomb).unwrap_err();
+        let e = realsyn_io::recipe::check_nesting(&bomb).unwrap_err();
         assert!(format!("{e}").contains("deeper than 64"), "{e}");
         let fine = "[train]\nx = [[1, 2], {a = [3]}] # [[[[ in a comment\ns = \"[[[[\"\n";
-        check_nesting(fine).unwrap();
+        realsyn_io::recipe::check_nesting(fine).unwrap();
         assert!(toml::from_str::<toml::Table>(fine).is_ok());
     }
 }

@@ -66,6 +66,8 @@ pub trait Stage: Sync {
     fn name(&self) -> &'static str;
     /// The paper step it implements.
     fn paper_step(&self) -> &'static str;
+    /// The keys of the build recipe (`Manifest`) it reads: its settings section.
+    fn settings(&self) -> &'static [&'static str];
     fn fan(&self) -> Fan;
     /// The models it runs under `m`.
     fn needs(&self, m: &Manifest) -> ModelNeeds;
@@ -180,6 +182,17 @@ impl Stage for Extract {
     fn paper_step(&self) -> &'static str {
         "§3.1 extraction: images (size/aspect, pHash) and sentences (Punkt, emoji/URL, length, CAT)"
     }
+    fn settings(&self) -> &'static [&'static str] {
+        &[
+            "format",
+            "inputs",
+            "parts",
+            "images_per_tar",
+            "fetch",
+            "cat_wordnet",
+            "images_outside_input",
+        ]
+    }
     fn fan(&self) -> Fan {
         Fan::Parts
     }
@@ -224,6 +237,9 @@ impl Stage for FilterText {
     fn paper_step(&self) -> &'static str {
         "§3.1 sentence filters: information entropy (Eq. 1), GPT-2 perplexity"
     }
+    fn settings(&self) -> &'static [&'static str] {
+        &["min_entropy", "perplexity"]
+    }
     fn fan(&self) -> Fan {
         Fan::Parts
     }
@@ -262,6 +278,9 @@ impl Stage for DedupText {
     fn paper_step(&self) -> &'static str {
         "§3.1 sentence deduplication, near-exact (normalised key, partitioned by hash)"
     }
+    fn settings(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn fan(&self) -> Fan {
         Fan::Parts
     }
@@ -285,6 +304,9 @@ impl Stage for DedupTextSemantic {
     }
     fn paper_step(&self) -> &'static str {
         "§3.1 sentence deduplication, semantic (text embeddings, LSH, union-find)"
+    }
+    fn settings(&self) -> &'static [&'static str] {
+        &["text_semantic"]
     }
     fn fan(&self) -> Fan {
         Fan::Whole
@@ -324,6 +346,9 @@ impl Stage for DedupImages {
     fn paper_step(&self) -> &'static str {
         "§3.1 image deduplication: perceptual hash and image embeddings, union-find"
     }
+    fn settings(&self) -> &'static [&'static str] {
+        &["max_hamming", "semantic"]
+    }
     fn fan(&self) -> Fan {
         Fan::Whole
     }
@@ -358,6 +383,9 @@ impl Stage for ClusterText {
     }
     fn paper_step(&self) -> &'static str {
         "§3.2 text semantic clustering: dual-encoder sentence embeddings, spherical k-means"
+    }
+    fn settings(&self) -> &'static [&'static str] {
+        &["pairing"]
     }
     fn fan(&self) -> Fan {
         Fan::Whole
@@ -404,6 +432,9 @@ impl Stage for Retrieve {
     fn paper_step(&self) -> &'static str {
         "§3.2 hierarchical retrieval: top-3 sentences per image from its nearest text clusters"
     }
+    fn settings(&self) -> &'static [&'static str] {
+        &["pairing"]
+    }
     fn fan(&self) -> Fan {
         Fan::Parts
     }
@@ -445,6 +476,9 @@ impl Stage for Generate {
     }
     fn paper_step(&self) -> &'static str {
         "§3.2 image semantic augmented generation: caption, open-set tags, LLM merge (App. A.2 prompt)"
+    }
+    fn settings(&self) -> &'static [&'static str] {
+        &["generation", "cat_wordnet"]
     }
     fn fan(&self) -> Fan {
         Fan::Parts
@@ -519,6 +553,9 @@ impl Stage for Balance {
     fn paper_step(&self) -> &'static str {
         "§3.3 semantic balance sampling: cosine band on image vs synthetic text, image k-means, per-cluster caps"
     }
+    fn settings(&self) -> &'static [&'static str] {
+        &["balance"]
+    }
     fn fan(&self) -> Fan {
         Fan::Whole
     }
@@ -562,6 +599,9 @@ impl Stage for Write {
     }
     fn paper_step(&self) -> &'static str {
         "§3.3 / Table 13 the dataset: WebDataset shards (jpg, txt = text1, json with text2, text3, syn_text)"
+    }
+    fn settings(&self) -> &'static [&'static str] {
+        &["dataset"]
     }
     fn fan(&self) -> Fan {
         Fan::Parts

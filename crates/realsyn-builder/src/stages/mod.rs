@@ -24,6 +24,7 @@
 //!   finished store's sentences (paper §4, pure images).
 
 pub mod balance;
+pub mod build_recipe;
 pub mod cluster_text;
 pub mod dedup_images;
 pub mod dedup_text;

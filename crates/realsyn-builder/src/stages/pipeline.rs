@@ -21,19 +21,32 @@ use crate::perplexity::{PerplexityRange, PerplexityScorer};
 /// The largest local image read when downloads are off (the download default).
 pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 20 << 20;
 
+/// A build's settings: the build recipe (`STORE/recipe.toml`, `--recipe`, `--set`;
+/// see `build_recipe`) and the store's pin (`STORE/manifest.json`). Each stage reads
+/// the keys its `Stage::settings` names. A key left out of a recipe takes the
+/// default below; an optional section left out turns its step off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    #[serde(default = "default_format")]
     pub format: Format,
+    #[serde(default)]
     pub inputs: Vec<PathBuf>,
+    #[serde(default = "default_parts")]
     pub parts: usize,
+    #[serde(default = "default_min_entropy")]
     pub min_entropy: f64,
+    #[serde(default = "default_max_hamming")]
     pub max_hamming: u32,
+    #[serde(default = "default_images_per_tar")]
     pub images_per_tar: usize,
     /// URL image downloads; `None` leaves URL images out.
+    #[serde(default)]
     pub fetch: Option<FetchSettings>,
     /// Semantic image dedup; `None` runs the perceptual pass only.
+    #[serde(default)]
     pub semantic: Option<SemanticSettings>,
     /// WordNet folder for the CAT filter; `None` skips the filter.
+    #[serde(default)]
     pub cat_wordnet: Option<PathBuf>,
     /// GPT-2 perplexity filter; `None` skips it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,8 +73,25 @@ pub struct Manifest {
     pub dataset: Option<DatasetSettings>,
 }
 
+fn default_format() -> Format {
+    Format::Html
+}
+fn default_parts() -> usize {
+    1
+}
+fn default_min_entropy() -> f64 {
+    super::filter_text::DEFAULT_MIN_ENTROPY
+}
+fn default_max_hamming() -> u32 {
+    super::dedup_images::DEFAULT_MAX_HAMMING
+}
+fn default_images_per_tar() -> usize {
+    10_000
+}
+
 /// Semantic balance sampling (paper §3.3): the cosine band and the image clusters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BalanceSettings {
     /// Which image-text cosines are kept (paper: 0.51..0.61 on EVA02-CLIP E/14-plus).
     pub band: crate::balance::Band,
@@ -77,8 +107,26 @@ pub struct BalanceSettings {
     pub sample_seed: u64,
 }
 
+impl Default for BalanceSettings {
+    fn default() -> Self {
+        Self {
+            band: crate::balance::Band::Cosine {
+                low: 0.51,
+                high: 0.61,
+            },
+            caps: Vec::new(),
+            clusters: None,
+            pairs_per_cluster: crate::balance::PAPER_PAIRS_PER_CLUSTER,
+            iterations: 25,
+            kmeans_seed: 1234,
+            sample_seed: 0,
+        }
+    }
+}
+
 /// What the dataset writer writes (img2dataset's options where they exist).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DatasetSettings {
     pub samples_per_shard: usize,
     /// The variants: balanced caps (default: every cap of the balance), `all`
@@ -89,6 +137,17 @@ pub struct DatasetSettings {
     pub resize: Option<crate::dataset::Resize>,
     /// JPEG quality of re-encoded images (img2dataset: 95).
     pub jpeg_quality: u8,
+}
+
+impl Default for DatasetSettings {
+    fn default() -> Self {
+        Self {
+            samples_per_shard: 10_000,
+            variants: Vec::new(),
+            resize: None,
+            jpeg_quality: 95,
+        }
+    }
 }
 
 /// Which language model merges the texts.
@@ -123,6 +182,7 @@ pub enum CaptionerChoice {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TagSettings {
     /// Nouns mined from the kept sentences added to RAM's 4,585 tags (paper: 4,000).
     pub mined: usize,
@@ -131,7 +191,18 @@ pub struct TagSettings {
     pub min_cosine: f32,
 }
 
+impl Default for TagSettings {
+    fn default() -> Self {
+        Self {
+            mined: 4000,
+            top_k: 8,
+            min_cosine: 0.22,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GenerationSettings {
     pub llm: LlmChoice,
     pub captioner: CaptionerChoice,
@@ -147,9 +218,30 @@ pub struct GenerationSettings {
     pub tags: Option<TagSettings>,
 }
 
+impl Default for GenerationSettings {
+    /// `llm` has no default: a recipe names one (`validate` says so).
+    fn default() -> Self {
+        Self {
+            llm: LlmChoice::Endpoint {
+                base_url: String::new(),
+                model: "default".into(),
+            },
+            captioner: CaptionerChoice::AltText,
+            template: crate::generate::prompt::A2_MERGE_PROMPT.to_string(),
+            synthetic_per_image: 1,
+            max_tokens: 128,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            tags: None,
+        }
+    }
+}
+
 /// The second half's first steps: which dual encoder embeds both images and
 /// sentences, how the sentences are clustered, and how many texts each image gets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PairingSettings {
     /// Dual-encoder weights (both towers are used).
     pub encoder: EncoderChoice,
@@ -165,6 +257,23 @@ pub struct PairingSettings {
     pub probe: usize,
     /// Realistic texts per image (paper: 3).
     pub texts_per_image: usize,
+}
+
+impl Default for PairingSettings {
+    /// `encoder` has no default: a recipe names one (`validate` says so).
+    fn default() -> Self {
+        Self {
+            encoder: EncoderChoice::Weights(String::new()),
+            sentences_per_cluster: super::cluster_text::DEFAULT_SENTENCES_PER_CLUSTER,
+            clusters: None,
+            iterations: 25,
+            seed: 1234,
+            max_points_per_centroid: 256,
+            two_level: None,
+            probe: 1,
+            texts_per_image: 3,
+        }
+    }
 }
 
 /// The language model (a Hugging Face GPT-2 snapshot) and the kept perplexity range.
@@ -250,11 +359,23 @@ pub struct SemanticSettings {
 
 /// The download settings a store is pinned to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FetchSettings {
     pub timeout_secs: f64,
     pub retries: u32,
     pub max_bytes: u64,
     pub threads: usize,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 10.0,
+            retries: 2,
+            max_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            threads: 32,
+        }
+    }
 }
 
 impl FetchSettings {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 #[command(after_help = "Example:\n  realsyn run recipes/runs/gimp-tiny.toml")]
 pub struct Args {
     /// The recipe: [run] dir; [build] variant and args (flags of `realsyn build
-    /// all`, without --store); [train] recipe and set; [eval] args and label;
+    /// all`, without --store) or recipe (a build recipe) and set (its overrides); [train] recipe and set; [eval] args and label;
     /// optional [[prepare]] commands (args: a realsyn command line, creates: the
     /// path that marks it done) run first.
     recipe: PathBuf,
@@ -56,7 +56,13 @@ struct RunSection {
 struct BuildSection {
     /// The dataset variant trained on (all, balanced-CAP, random-CAP).
     variant: String,
+    /// Flags of `realsyn build all` (without --store).
+    #[serde(default)]
     args: Vec<String>,
+    /// A build recipe (TOML) instead of flags, with `set` overrides (KEY=VALUE).
+    recipe: Option<PathBuf>,
+    #[serde(default)]
+    set: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +122,7 @@ pub struct Loaded {
 pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
     let text =
         std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
-    realsyn_train::recipe::check_nesting(&text)
+    realsyn_io::recipe::check_nesting(&text)
         .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
     let r: RunRecipe = toml::from_str(&text)
         .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
@@ -184,6 +190,12 @@ impl Loaded {
             eprintln!("run: build done ({}), skipped", sizes.display());
         } else {
             let mut a = vec!["build".into(), "all".into(), "--store".into(), s(&store)];
+            if let Some(recipe) = &self.r.build.recipe {
+                a.extend(["--recipe".into(), s(recipe)]);
+            }
+            for kv in &self.r.build.set {
+                a.extend(["--set".into(), kv.clone()]);
+            }
             a.extend(self.r.build.args.iter().cloned());
             self.step(&a)?;
         }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
-use realsyn_builder::dataset::Variant;
 use realsyn_builder::embed::EncoderChoice;
 use realsyn_builder::generate::prompt::A2_MERGE_PROMPT;
 use realsyn_builder::ingest::Format;
@@ -46,13 +45,72 @@ pub struct Args {
 #[derive(clap::Args, Clone)]
 struct Source {
     /// Input files or folders (searched recursively), e.g. /usr/share/gimp/2.0/help/en.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "recipe", num_args = 1..)]
     input: Vec<PathBuf>,
     /// html (local pages, <img> resolved), mmc4 (JSONL with text_list + image_info),
     /// obelics (parquet with images, texts, metadata, general_metadata) or mediawiki
     /// (XML dump, .xml or .xml.bz2; text only).
     #[arg(long, default_value = "html")]
     format: String,
+}
+
+/// The build recipe: the settings as TOML instead of flags (see docs/builder.md).
+#[derive(clap::Args, Clone)]
+struct RecipeArgs {
+    /// Read the settings from a build recipe (TOML, one section per step; a store's
+    /// recipe.toml resumes it). The settings flags are refused beside it: change a
+    /// key with --set.
+    // The flattened structs' groups, and the own flags of `Settings` and
+    // `DatasetArgs` (clap gives a struct that flattens others no group).
+    #[arg(long, conflicts_with_all = ["Source", "EncoderArgs", "PairingArgs",
+        "GenerationArgs", "BalanceArgs", "DatasetArgs", "ShardImageArgs", "parts",
+        "min_entropy", "max_hamming", "images_per_tar", "no_fetch", "fetch_timeout",
+        "fetch_retries", "fetch_max_bytes", "allow_images_outside_input", "fetch_threads",
+        "wordnet", "no_cat", "gpt2", "min_perplexity", "max_perplexity", "dataset",
+        "dataset_variants"])]
+    recipe: Option<PathBuf>,
+    /// Override a recipe key, e.g. --set balance.caps=[20,35] --set pairing.probe=2
+    /// (dotted keys, TOML values; repeatable). Applies to the flags' settings too.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the resolved recipe (TOML) and exit without building: a starting point
+    /// for --recipe.
+    #[arg(long)]
+    print_recipe: bool,
+}
+
+impl RecipeArgs {
+    /// The build's settings: the recipe, else the flags; then --set; resolved and
+    /// checked.
+    fn manifest(&self, source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
+        let m = match &self.recipe {
+            Some(path) => Manifest::from_recipe(path, &self.set)?,
+            None => manifest(source, parts, s)?.with_overrides(&self.set)?,
+        };
+        resolved(m)
+    }
+}
+
+fn resolved(mut m: Manifest) -> Result<Manifest> {
+    m.resolve();
+    m.validate()?;
+    Ok(m)
+}
+
+/// The store a build starts (not needed to --print-recipe).
+#[derive(clap::Args, Clone)]
+struct NewStoreArg {
+    /// The store directory (created).
+    #[arg(long, required_unless_present = "print_recipe")]
+    store: Option<PathBuf>,
+}
+
+impl NewStoreArg {
+    fn store(self) -> StoreArg {
+        StoreArg {
+            store: self.store.expect("clap requires --store"),
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -69,10 +127,12 @@ enum Stage {
         #[command(flatten)]
         source: Source,
         #[command(flatten)]
-        store: StoreArg,
+        store: NewStoreArg,
         /// Parts to split the input into.
         #[arg(long, default_value_t = 1)]
         parts: usize,
+        #[command(flatten)]
+        recipe: RecipeArgs,
         #[command(flatten)]
         settings: Settings,
         #[command(flatten)]
@@ -84,12 +144,14 @@ enum Stage {
         #[command(flatten)]
         source: Source,
         #[command(flatten)]
-        store: StoreArg,
+        store: NewStoreArg,
         /// The part to run, i/N (default: all parts one after another).
         #[arg(long)]
         shard: Option<ShardSpec>,
         #[arg(long)]
         parts: Option<usize>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
         #[command(flatten)]
         settings: Settings,
     },
@@ -208,6 +270,9 @@ enum Stage {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The stages in order: the paper step each implements, how it fans out, and
+    /// the build-recipe keys it reads.
+    Stages,
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
         #[command(flatten)]
@@ -397,61 +462,29 @@ struct DatasetArgs {
     shard_images: crate::commands::dataset::ShardImageArgs,
 }
 
-fn balance(b: &BalanceArgs, pairing: bool) -> Result<Option<BalanceSettings>> {
-    if b.balance_caps.is_empty() {
-        return Ok(None);
-    }
-    if !pairing {
-        anyhow::bail!("--balance-caps balances image-text pairs: it needs --pair-encoder");
-    }
-    if b.balance_caps.contains(&0) || b.pairs_per_image_cluster == 0 {
-        anyhow::bail!("--balance-caps and --pairs-per-image-cluster must be at least 1");
-    }
-    Ok(Some(BalanceSettings {
+// The flags -> the manifest's sections. What is checked across sections (a balance
+// needs a pair encoder, ...) is `Manifest::validate`, shared with build recipes.
+
+fn balance(b: &BalanceArgs) -> Option<BalanceSettings> {
+    (!b.balance_caps.is_empty()).then(|| BalanceSettings {
         band: b.balance_band,
         caps: b.balance_caps.clone(),
         clusters: b.image_clusters,
         pairs_per_cluster: b.pairs_per_image_cluster,
-        iterations: 25,
-        kmeans_seed: 1234,
         sample_seed: b.balance_seed,
-    }))
+        ..BalanceSettings::default()
+    })
 }
 
-fn dataset(
-    d: &DatasetArgs,
-    balance: Option<&BalanceSettings>,
-    pairing: bool,
-) -> Result<Option<DatasetSettings>> {
-    if !d.dataset {
-        return Ok(None);
-    }
-    if !pairing {
-        anyhow::bail!("--dataset writes image-text pairs: it needs --pair-encoder");
-    }
-    let variants = if d.dataset_variants.is_empty() {
-        match balance {
-            Some(b) => b
-                .caps
-                .iter()
-                .map(|&cap| Variant::Balanced { cap })
-                .collect(),
-            None => vec![Variant::All],
-        }
-    } else {
-        d.dataset_variants.clone()
-    };
-    if balance.is_none() && variants.iter().any(|v| *v != Variant::All) {
-        anyhow::bail!("--dataset-variants balanced-*/random-* need --balance-caps");
-    }
+fn dataset(d: &DatasetArgs) -> Option<DatasetSettings> {
     let images = &d.shard_images;
-    images.validate()?;
-    Ok(Some(DatasetSettings {
+    d.dataset.then(|| DatasetSettings {
         samples_per_shard: images.samples_per_shard,
-        variants,
+        // Empty: every balance cap, else `all` (`Manifest::resolve`).
+        variants: d.dataset_variants.clone(),
         resize: images.resize,
         jpeg_quality: images.jpeg_quality,
-    }))
+    })
 }
 
 #[derive(clap::Args, Clone)]
@@ -517,16 +550,10 @@ struct GenerationArgs {
     tag_min_cosine: f32,
 }
 
-fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSettings>> {
+fn generation(g: &GenerationArgs) -> Result<Option<GenerationSettings>> {
     let Some(llm) = g.llm.as_deref() else {
         return Ok(None);
     };
-    if !pairing {
-        anyhow::bail!("--llm merges the texts retrieval finds: it needs --pair-encoder");
-    }
-    if g.synthetic_per_image == 0 || g.llm_max_tokens == 0 {
-        anyhow::bail!("--synthetic-per-image and --llm-max-tokens must be at least 1");
-    }
     let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
     let llm = if llm == "embedded" {
         LlmChoice::Embedded {
@@ -560,16 +587,11 @@ fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSett
             base_url: u.trim_end_matches('/').to_string(),
             model: g.captioner_model.clone(),
         },
-        Some(dir) if Path::new(dir).is_dir() => {
-            if g.caption_beams == 0 || g.caption_max_tokens == 0 {
-                anyhow::bail!("--caption-beams and --caption-max-tokens must be at least 1");
-            }
-            CaptionerChoice::Git {
-                snapshot: std::fs::canonicalize(dir)?,
-                beams: g.caption_beams,
-                max_tokens: g.caption_max_tokens,
-            }
-        }
+        Some(dir) if Path::new(dir).is_dir() => CaptionerChoice::Git {
+            snapshot: std::fs::canonicalize(dir)?,
+            beams: g.caption_beams,
+            max_tokens: g.caption_max_tokens,
+        },
         Some(u) => anyhow::bail!(
             "--captioner {u}: no such folder; give a GIT snapshot folder (config.json + \
              model.safetensors, e.g. microsoft/git-base-coco) or an OpenAI-compatible server's \
@@ -581,7 +603,6 @@ fn generation(g: &GenerationArgs, pairing: bool) -> Result<Option<GenerationSett
             .map_err(|e| anyhow::anyhow!("--merge-template {}: {e}", p.display()))?,
         None => A2_MERGE_PROMPT.to_string(),
     };
-    realsyn_builder::generate::prompt::MergePrompt::new(&template)?;
     Ok(Some(GenerationSettings {
         llm,
         captioner,
@@ -654,36 +675,13 @@ struct EncoderArgs {
     text_semantic_threshold: f32,
 }
 
+/// The manifest the flags describe (before --set, `resolve` and `validate`).
 fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
-    if s.encoder.image_encoder == Some(EncoderChoice::BagOfWords) {
-        anyhow::bail!(
-            "--image-encoder bag-of-words: bag-of-words embeds sentences; use color-histogram or CLIP weights"
-        );
-    }
-    if s.encoder.text_encoder == Some(EncoderChoice::ColorHistogram) {
-        anyhow::bail!(
-            "--text-encoder color-histogram: color-histogram embeds images; use bag-of-words or CLIP weights"
-        );
-    }
     let p = &s.pairing;
-    if matches!(
-        p.pair_encoder,
-        Some(EncoderChoice::BagOfWords | EncoderChoice::ColorHistogram)
-    ) {
-        anyhow::bail!(
-            "--pair-encoder needs CLIP weights: pairing compares images with sentences, so one \
-             model must embed both"
-        );
-    }
-    if p.texts_per_image == 0 || p.probe == 0 || p.sentences_per_cluster == 0 {
-        anyhow::bail!("--texts-per-image, --probe and --sentences-per-cluster must be at least 1");
-    }
-    let paired = p.pair_encoder.is_some();
-    let balance = balance(&s.balance, paired)?;
     Ok(Manifest {
-        dataset: dataset(&s.dataset, balance.as_ref(), paired)?,
-        balance,
-        generation: generation(&s.generation, paired)?,
+        dataset: dataset(&s.dataset),
+        balance: balance(&s.balance),
+        generation: generation(&s.generation)?,
         pairing: p.pair_encoder.as_ref().map(|e| PairingSettings {
             encoder: e.clone(),
             sentences_per_cluster: p.sentences_per_cluster,
@@ -700,11 +698,7 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
             texts_per_image: p.texts_per_image,
         }),
         format: source.format.parse::<Format>()?,
-        inputs: source
-            .input
-            .iter()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-            .collect(),
+        inputs: source.input.clone(),
         parts,
         min_entropy: s.min_entropy,
         max_hamming: s.max_hamming,
@@ -741,12 +735,19 @@ pub fn run(args: Args) -> Result<()> {
             source,
             store,
             parts,
+            recipe,
             settings,
             runtime,
         } => {
-            let m = manifest(&source, parts, &settings)?;
+            let m = recipe.manifest(&source, parts, &settings)?;
+            if recipe.print_recipe {
+                print!("{}", m.to_recipe_toml()?);
+                return Ok(());
+            }
+            let store = store.store();
             // Pin first: a clash with an existing store is reported before models load.
             m.pin(&store.store)?;
+            m.write_recipe(&store.store)?;
             let needs = list::needs(STAGES, &m);
             let funnel = with_models(&m, needs, &runtime.options(), |models| {
                 run_all(&store.store, &m, models)
@@ -771,11 +772,24 @@ pub fn run(args: Args) -> Result<()> {
             store,
             shard,
             parts,
+            recipe,
             settings,
         } => {
             let n = shard.map(|s| s.count).or(parts).unwrap_or(1);
-            let m = manifest(&source, n, &settings)?;
+            let mut m = recipe.manifest(&source, n, &settings)?;
+            if let Some(s) = shard
+                && recipe.recipe.is_some()
+            {
+                // The part count is the --shard's, as with flags.
+                m.parts = s.count;
+            }
+            if recipe.print_recipe {
+                print!("{}", m.to_recipe_toml()?);
+                return Ok(());
+            }
+            let store = store.store();
             m.pin(&store.store)?;
+            m.write_recipe(&store.store)?;
             (store, shard, None, vec![list::stage(EXTRACT)?])
         }
         Stage::FilterText {
@@ -856,6 +870,24 @@ pub fn run(args: Args) -> Result<()> {
                 "report: {}/report.json and cosines, lengths, clusters (.svg, .png)",
                 out.display()
             );
+            return Ok(());
+        }
+        Stage::Stages => {
+            println!("| # | stage | paper step | fans out | recipe keys |");
+            println!("|---|---|---|---|---|");
+            for (i, s) in STAGES.iter().enumerate() {
+                let fan = match s.fan() {
+                    list::Fan::Parts => "per part",
+                    list::Fan::Whole => "whole corpus",
+                };
+                println!(
+                    "| {} | {} | {} | {fan} | {} |",
+                    i + 1,
+                    s.name(),
+                    s.paper_step(),
+                    s.settings().join(", ")
+                );
+            }
             return Ok(());
         }
         Stage::Funnel { store, json } => {
