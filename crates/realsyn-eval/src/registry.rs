@@ -16,7 +16,8 @@ const BENCHMARKS: &str = include_str!("../../../eval/benchmarks.toml");
 const SLIP_TEMPLATES: &str = include_str!("../../../eval/templates/slip.json");
 const CLIP_BENCHMARK_TEMPLATES: &str = include_str!("../../../eval/templates/clip_benchmark.json");
 /// The evaluation suites of `realsyn eval --suite`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Suite {
     LinearProbe,
@@ -96,7 +97,8 @@ pub struct Benchmark {
 }
 
 /// Which template set zero-shot uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TemplateSet {
     /// SLIP's (the paper's).
     Slip,

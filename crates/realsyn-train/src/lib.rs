@@ -17,15 +17,21 @@
 //! - `tensorboard`: a TensorBoard event-file writer (scalars, images).
 //! - `metrics`: the typed records of `metrics.jsonl`, written and read back.
 //! - `plot`: `curves.svg` (loss, lr, zero-shot) at the end of a run.
-//! - `trainer`: the loop that ties them together.
+//! - `setup`: a run before its first step (data, schedule, model, optimiser, state,
+//!   this rank's streams).
+//! - `logger`: the progress bar, `metrics.jsonl` and TensorBoard (rank 0).
+//! - `trainer`: the loop (`train_one_epoch`, the optimisation step, the hooks after
+//!   it: log, checkpoint, zero-shot) and the run's summary.
 
 pub mod checkpoint;
 pub mod distributed;
+mod logger;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod recipe;
 pub mod schedule;
+mod setup;
 pub mod step;
 pub mod streams;
 pub mod tensorboard;

@@ -1,38 +1,38 @@
-//! The training loop: data -> step -> AdamW -> logs -> checkpoints, resumable.
+//! The training loop (open_clip's `train_one_epoch` and the loop around it):
+//! `setup` makes the [`Run`], each epoch streams batches through one optimisation
+//! step each, the `logger` reports, checkpoints are written every
+//! `checkpoint_every` steps and at the end, and the zero-shot hook evaluates every
+//! `zeroshot.every` steps. Resumable from any checkpoint.
 //!
 //! In a job of several processes (`distributed`) every rank runs this loop on its
 //! own data streams and replica; the step's collectives keep the replicas equal,
 //! and rank 0 alone writes logs, checkpoints and evaluations.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
-use realsyn_data::loader::{DataPosition, LoaderConfig};
-use realsyn_data::wds::{ShardList, SkipCounter};
-use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
+use realsyn_data::loader::DataPosition;
+use realsyn_data::wds::SkipCounter;
 use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
 use realsyn_io::fs::write_atomic;
 use realsyn_model::common::batch::to_scalar;
-use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
+use realsyn_model::{Clip, ClipTokenizer};
 use serde::Serialize;
 
 use crate::checkpoint::{self, TrainState};
-use crate::distributed::{LaunchEnv, ProcessGroup, streams_of_rank};
-use crate::metrics::{StepRecord, ZeroShotRecord};
-use crate::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
+use crate::distributed::{LaunchEnv, ProcessGroup};
+use crate::logger::Logger;
+use crate::metrics::StepRecord;
+use crate::optim::{AdamW, clamp_logit_scale};
 use crate::recipe::Recipe;
+use crate::setup::{Run, setup};
 use crate::step::{DeviceSlice, distributed_step, replicate};
-use crate::streams::RankLoader;
-use crate::tensorboard::EventWriter;
+use crate::streams::{RankBatch, RankLoader};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
@@ -57,191 +57,54 @@ pub fn train<B: AutodiffBackend>(
     train_in_group::<B>(recipe, resume, devices, group)
 }
 
+/// What the loop carries across epochs besides the [`Run`].
+#[derive(Default)]
+struct Progress {
+    last_loss: f64,
+    /// The newest checkpoint and its step: an epoch cut short by the data can end
+    /// the run after the last periodic checkpoint, and that end must be saved too.
+    last_saved: Option<(PathBuf, u64)>,
+    zeroshot: Option<ZeroShotMetrics>,
+}
+
 /// [`train`] as one rank of `group`.
 pub fn train_in_group<B: AutodiffBackend>(
     recipe: &Recipe,
     resume: Option<&str>,
     devices: &[B::Device],
-    mut group: ProcessGroup,
+    group: ProcessGroup,
 ) -> Result<TrainSummary> {
-    let device = devices.first().context("no device to train on")?;
-    let (rank, world, leader) = (group.rank(), group.world(), group.is_leader());
-    if recipe.train.batch_size % (world * devices.len() * recipe.train.accum_freq) != 0 {
-        bail!(
-            "train.batch_size ({}) must split evenly over {world} ranks x {} devices x {} micro-batches",
-            recipe.train.batch_size,
-            devices.len(),
-            recipe.train.accum_freq
-        );
-    }
-    let out = &recipe.output.dir;
-    if leader {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        write_atomic(&out.join("config.toml"), recipe.to_toml()?.as_bytes())?;
-    }
-    let ckpt_dir = out.join("checkpoints");
-    let t = &recipe.train;
-
-    // Data.
-    let shards = ShardList::resolve(&recipe.data.train)?;
-    let num_samples = match (recipe.data.num_samples, shards.num_samples()) {
-        (Some(n), _) | (None, Some(n)) => n,
-        (None, None) => bail!(
-            "the sample count of {} is unknown: put a sizes.json beside the shards or set data.num_samples",
-            recipe.data.train
-        ),
+    let mut run = setup::<B>(recipe, resume, devices, group)?;
+    let mut log = Logger::new(
+        run.leader(),
+        &recipe.output.dir,
+        run.stop_at,
+        run.state.step,
+    )?;
+    announce(&run, &log);
+    let started = Instant::now();
+    let start_step = run.state.step;
+    let mut progress = Progress {
+        last_loss: f64::NAN,
+        ..Progress::default()
     };
-    let batches_per_epoch = num_samples / t.batch_size as u64;
-    if batches_per_epoch == 0 {
-        bail!(
-            "{num_samples} samples do not fill one batch of {}",
-            t.batch_size
-        );
-    }
-    let total_steps = batches_per_epoch * t.epochs;
-    let schedule = recipe.schedule(total_steps);
-    schedule.validate()?;
-    let stop_at = if t.max_steps > 0 {
-        t.max_steps.min(total_steps)
-    } else {
-        total_steps
-    };
-
-    // Model, optimiser, state.
-    let adamw = AdamWConfig {
-        weight_decay: t.weight_decay,
-        beta1: t.beta1,
-        beta2: t.beta2,
-        eps: t.eps,
-    };
-    let mut opt = AdamW::<B::InnerBackend>::new(adamw);
-    let (mut model, mut state) = match resume {
-        Some(which) => {
-            let dir = checkpoint::resolve(&ckpt_dir, which)?;
-            let loaded = checkpoint::load::<B>(&dir, device)?;
-            opt.load_state_dict(&loaded.model, loaded.optimizer, loaded.state.step, device)?;
-            eprintln!(
-                "resuming from {} (step {})",
-                dir.display(),
-                loaded.state.step
-            );
-            if loaded.state.total_steps != total_steps {
-                bail!(
-                    "the checkpoint's schedule spans {} steps, this recipe's {total_steps}: resume with the recipe it was trained with ({})",
-                    loaded.state.total_steps,
-                    out.join("config.toml").display()
-                );
-            }
-            (loaded.model, loaded.state)
+    while run.state.step < run.stop_at && run.state.data.epoch < recipe.train.epochs {
+        if train_one_epoch(&mut run, &mut log, &mut progress)? {
+            break;
         }
-        None => {
-            let config = ClipConfig::from_name_or_path(&recipe.model.arch)?;
-            B::seed(device, t.seed);
-            let model = match &recipe.model.pretrained {
-                Some(p) => Clip::<B>::load(p, Some(&recipe.model.arch), device)?,
-                None => Clip::<B>::new(&config, device),
-            };
-            let streams = match recipe.data.streams {
-                0 => world,
-                n => n,
-            };
-            let state = TrainState {
-                step: 0,
-                data: DataPosition::default(),
-                streams: if streams > 1 {
-                    vec![DataPosition::default(); streams]
-                } else {
-                    Vec::new()
-                },
-                samples_seen: 0,
-                skips: BTreeMap::new(),
-                total_steps,
-            };
-            (model, state)
-        }
-    };
-    // DDP's start: every replica begins from rank 0's weights.
-    model = group.broadcast_parameters(model)?;
-    model = track_gradients(model)?;
-    let cfg = model.config.clone();
-    let image_size = cfg.vision_cfg.image_size;
-    let tokenizer = Arc::new(ClipTokenizer::for_text_tower(&cfg.text_cfg)?);
-
-    // The data streams (see `streams`): fixed when the run starts, kept on resume.
-    let total_streams = state.streams.len().max(1);
-    if recipe.data.streams > 0 && recipe.data.streams != total_streams {
-        bail!(
-            "the checkpoint reads {total_streams} data streams and the recipe says data.streams = {}: \
-             a run keeps its streams; resume without changing it",
-            recipe.data.streams
-        );
     }
-    let my_streams = streams_of_rank(total_streams, rank, world)?;
-    let mut positions: Vec<DataPosition> = if state.streams.is_empty() {
-        vec![state.data]
-    } else {
-        state.streams[my_streams.clone()].to_vec()
-    };
+    log.finish()?;
+    finish(&mut run, progress, started, start_step)
+}
 
-    let skips = SkipCounter::new();
-    if leader {
-        // The checkpoint holds the job's total; the other ranks count from zero.
-        skips.restore(&state.skips);
-    }
-    let loader_cfg = LoaderConfig {
-        shards: shards.shards.clone(),
-        rank: 0,
-        world: 1,
-        batch_size: t.batch_size,
-        batches_per_epoch,
-        seed: t.seed,
-        shuffle_buffer: recipe.data.shuffle_buffer,
-        resampled: recipe.data.resampled,
-        workers: recipe.data.workers,
-        prefetch: recipe.data.prefetch,
-        text_keys: TextKeys::parse(&recipe.data.text_keys)?,
-        transform: ImageTransform::Train(RandomResizedCrop::new(image_size as u32)),
-        tokenize: Some({
-            let tok = tokenizer.clone();
-            Arc::new(move |texts: &[String]| tok.tokenize_batch(texts).concat())
-        }),
-    };
-    let zeroshot_data = match &recipe.zeroshot.data {
-        Some(root) => Some(LabelledDataset::open(root, "test")?),
-        None => None,
-    };
-
-    // Logs (rank 0's).
-    let mut logs = if leader {
-        Some(Logs {
-            tb: EventWriter::create(&out.join("tensorboard"))?,
-            metrics: OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(out.join("metrics.jsonl"))
-                .context("opening metrics.jsonl")?,
-        })
-    } else {
-        None
-    };
-    let bar = if leader {
-        progress_bar(stop_at, state.step)
-    } else {
-        ProgressBar::hidden()
-    };
-    let say = |msg: String| {
-        if !leader {
-            return; // rank 0 speaks for the job
-        }
-        if bar.is_hidden() {
-            eprintln!("{msg}");
-        } else {
-            bar.println(msg);
-        }
-    };
-    say(format!(
-        "training {} on {num_samples} samples/epoch: {total_steps} steps ({batches_per_epoch}/epoch x {} epochs) of {} samples{}{}",
+fn announce<B: AutodiffBackend>(run: &Run<'_, B>, log: &Logger) {
+    let (recipe, t, world) = (run.recipe, &run.recipe.train, run.group.world());
+    log.say(format!(
+        "training {} on {} samples/epoch: {} steps ({}/epoch x {} epochs) of {} samples{}{}",
         recipe.model.arch,
+        run.num_samples,
+        run.total_steps,
+        run.batches_per_epoch,
         t.epochs,
         t.batch_size,
         if t.accum_freq > 1 {
@@ -251,217 +114,233 @@ pub fn train_in_group<B: AutodiffBackend>(
         },
         if world > 1 {
             format!(
-                " over {world} ranks ({:?}), {total_streams} data streams",
-                group.env.launcher
+                " over {world} ranks ({:?}), {} data streams",
+                run.group.env.launcher, run.total_streams
             )
         } else {
             String::new()
         }
     ));
+}
 
-    let started = Instant::now();
-    let start_step = state.step;
-    let mut last_loss = f64::NAN;
-    let mut last_saved: Option<PathBuf> = None;
-    // The step of `last_saved`: an epoch cut short by the data can end the run
-    // after the last periodic checkpoint, and that end must be saved too.
-    let mut last_saved_step = None;
-    let mut zeroshot: Option<ZeroShotMetrics> = None;
-    let (mut window_time, mut window_wait, mut window_samples) = (0.0f64, 0.0f64, 0u64);
-
-    'epochs: while state.step < stop_at {
-        let epoch = state.data.epoch;
-        if epoch >= t.epochs {
-            break;
-        }
-        let mut loader = RankLoader::start(
-            &loader_cfg,
-            my_streams.clone(),
-            total_streams,
-            &positions,
-            &skips,
-        )?;
-        let mut got_any = false;
-        loop {
-            let t0 = Instant::now();
-            let next = loader.next_batch().transpose()?;
-            if world > 1 {
-                // A step happens only if every rank has its share of the batch.
-                let mut ready = [if next.is_some() { 1.0f32 } else { 0.0 }];
-                group.all_reduce_sum(&mut ready, "the end-of-epoch check")?;
-                if ready[0] < world as f32 {
-                    break;
-                }
-            }
-            let Some(next) = next else { break };
-            let batch = next.batch;
-            got_any = true;
-            let wait = t0.elapsed().as_secs_f64();
-            let n = batch.len() * world;
-            let slices = split_over_devices(&model, &batch, devices, image_size)?;
-
-            let step_index = state.step;
-            let lr = schedule.lr(step_index);
-            let beta1 = schedule.beta1(step_index, t.beta1);
-            let mut out_step = distributed_step(slices, t.accum_freq, t.precision, &mut group)?;
-            let grad_norm = out_step.grads.global_norm();
-            if !out_step.loss.is_finite() || !grad_norm.is_finite() {
-                let last = last_saved
-                    .clone()
-                    .or_else(|| checkpoint::resolve(&ckpt_dir, "latest").ok())
-                    .map_or("none yet".into(), |p| p.display().to_string());
-                bail!(
-                    "training diverged at step {} (epoch {epoch}): loss {}, gradient norm {grad_norm}. The model was not updated. \
-                     Last good checkpoint: {last}. Resume from it with a lower learning rate (--set train.lr=...) \
-                     or gradient clipping (--set train.grad_clip_norm=1.0).",
-                    step_index + 1,
-                    out_step.loss
-                );
-            }
-            if t.grad_clip_norm > 0.0 {
-                out_step.grads.clip_norm(t.grad_clip_norm, grad_norm);
-            }
-            opt.update(&mut model, &out_step.grads, lr, beta1)?;
-            model = clamp_logit_scale(model);
-
-            state.step += 1;
-            state.data = batch.end;
-            positions = next.ends;
-            state.samples_seen += n as u64;
-            last_loss = out_step.loss;
-            let dt = t0.elapsed().as_secs_f64();
-            window_time += dt;
-            window_wait += wait;
-            window_samples += n as u64;
-            let logit_scale = to_scalar(model.logit_scale.val().inner()).exp();
-            let rec = StepRecord {
-                step: state.step,
-                epoch,
-                loss: out_step.loss,
-                lr,
-                logit_scale,
-                grad_norm,
-                samples_per_s: n as f64 / dt,
-                data_wait: wait / dt,
-            };
-            if let Some(l) = &mut logs {
-                writeln!(l.metrics, "{}", serde_json::to_string(&rec)?)?;
-            }
-            bar.set_position(state.step);
-            bar.set_message(format!(
-                "epoch {epoch} loss {:.4} lr {lr:.2e}",
-                out_step.loss
-            ));
-
-            if state.step % recipe.output.log_every == 0 || state.step == stop_at {
-                let s = state.step;
-                if let Some(Logs { tb, metrics }) = &mut logs {
-                    tb.scalar("train/loss", out_step.loss, s)?;
-                    tb.scalar("train/lr", lr, s)?;
-                    tb.scalar("train/logit_scale", logit_scale, s)?;
-                    tb.scalar("train/grad_norm", grad_norm, s)?;
-                    tb.scalar(
-                        "train/samples_per_s",
-                        window_samples as f64 / window_time,
-                        s,
-                    )?;
-                    tb.scalar("train/data_wait_fraction", window_wait / window_time, s)?;
-                    tb.scalar("train/skipped_samples", skips.total() as f64, s)?;
-                    tb.flush()?;
-                    metrics.flush()?;
-                }
-                if bar.is_hidden() {
-                    say(format!(
-                        "step {s}/{stop_at} epoch {epoch} loss {:.4} lr {lr:.3e} scale {logit_scale:.2} {:.1} samples/s data-wait {:.0}%",
-                        out_step.loss,
-                        window_samples as f64 / window_time,
-                        100.0 * window_wait / window_time
-                    ));
-                }
-                (window_time, window_wait, window_samples) = (0.0, 0.0, 0);
-            }
-            let done = state.step >= stop_at;
-            if state.step % recipe.output.checkpoint_every == 0 || done {
-                if let Some(l) = &mut logs {
-                    l.metrics.flush()?;
-                }
-                sync_state(&mut group, &mut state, &positions, &skips)?;
-                last_saved = Some(save_checkpoint(
-                    leader, &ckpt_dir, &model, &opt, &state, recipe,
-                )?);
-                last_saved_step = Some(state.step);
-            }
-            if let (Some(data), Some(Logs { tb, metrics })) = (&zeroshot_data, &mut logs) {
-                let every = recipe.zeroshot.every;
-                if (every > 0 && state.step % every == 0) || done {
-                    let m =
-                        run_zeroshot(&model, &tokenizer, data, recipe.zeroshot.batch_size, device)?;
-                    tb.scalar("zeroshot/acc1", m.acc1, state.step)?;
-                    tb.scalar("zeroshot/acc5", m.acc5, state.step)?;
-                    tb.scalar(
-                        "zeroshot/mean_per_class_recall",
-                        m.mean_per_class_recall,
-                        state.step,
-                    )?;
-                    let rec = ZeroShotRecord {
-                        step: state.step,
-                        zeroshot: &m,
-                    };
-                    writeln!(metrics, "{}", serde_json::to_string(&rec)?)?;
-                    say(format!(
-                        "step {}: zero-shot top-1 {:.2}% top-5 {:.2}% on {} images",
-                        state.step,
-                        100.0 * m.acc1,
-                        100.0 * m.acc5,
-                        m.n
-                    ));
-                    zeroshot = Some(m);
-                }
-            }
-            if done {
-                break 'epochs;
+/// One epoch (or what is left of it after a resume): every batch the data gives,
+/// until the run's last step. True when the run is done.
+fn train_one_epoch<B: AutodiffBackend>(
+    run: &mut Run<'_, B>,
+    log: &mut Logger,
+    progress: &mut Progress,
+) -> Result<bool> {
+    let epoch = run.state.data.epoch;
+    let world = run.group.world();
+    let mut loader = RankLoader::start(
+        &run.loader,
+        run.my_streams.clone(),
+        run.total_streams,
+        &run.positions,
+        &run.skips,
+    )?;
+    let mut got_any = false;
+    loop {
+        let t0 = Instant::now();
+        let next = loader.next_batch().transpose()?;
+        if world > 1 {
+            // A step happens only if every rank has its share of the batch.
+            let mut ready = [if next.is_some() { 1.0f32 } else { 0.0 }];
+            run.group
+                .all_reduce_sum(&mut ready, "the end-of-epoch check")?;
+            if ready[0] < world as f32 {
+                break;
             }
         }
-        drop(loader);
-        if !got_any && state.data.batch == 0 {
-            sync_state(&mut group, &mut state, &positions, &skips)?;
-            bail!(
-                "epoch {epoch} produced no batch: every sample was skipped ({:?})",
-                state.skips
-            );
-        }
-        if state.data.batch < batches_per_epoch {
-            say(format!(
-                "epoch {epoch} ended after {} of {batches_per_epoch} batches: the shards hold fewer usable samples than {num_samples}",
-                state.data.batch
-            ));
-        }
-        state.data = DataPosition {
-            epoch: epoch + 1,
-            batch: 0,
-            raw_pos: 0,
+        let Some(next) = next else { break };
+        got_any = true;
+        let wait = t0.elapsed().as_secs_f64();
+        let samples = (next.batch.len() * world) as u64;
+        let rec = optimisation_step(run, next, progress)?;
+        let dt = t0.elapsed().as_secs_f64();
+        let rec = StepRecord {
+            samples_per_s: samples as f64 / dt,
+            data_wait: wait / dt,
+            ..rec
         };
-        positions = vec![state.data; positions.len()];
+        log.step(&rec, dt, wait, samples)?;
+        progress.last_loss = rec.loss;
+        if after_step(run, log, progress, &rec)? {
+            return Ok(true);
+        }
     }
-    bar.finish_and_clear();
-    if let Some(l) = &mut logs {
-        l.tb.flush()?;
+    drop(loader);
+    end_of_epoch(run, log, epoch, got_any)?;
+    Ok(false)
+}
+
+/// Forward, backward, the all-reduce, AdamW and the logit-scale clamp on one batch;
+/// refuses a non-finite loss or gradient before it touches the weights.
+fn optimisation_step<B: AutodiffBackend>(
+    run: &mut Run<'_, B>,
+    next: RankBatch,
+    progress: &Progress,
+) -> Result<StepRecord> {
+    let t = &run.recipe.train;
+    let epoch = run.state.data.epoch;
+    let batch = next.batch;
+    let samples = batch.len() * run.group.world();
+    let slices = split_over_devices(&run.model, &batch, run.devices, run.image_size)?;
+    let step_index = run.state.step;
+    let lr = run.schedule.lr(step_index);
+    let beta1 = run.schedule.beta1(step_index, t.beta1);
+    let mut out = distributed_step(slices, t.accum_freq, t.precision, &mut run.group)?;
+    let grad_norm = out.grads.global_norm();
+    if !out.loss.is_finite() || !grad_norm.is_finite() {
+        let last = progress
+            .last_saved
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .or_else(|| checkpoint::resolve(&run.ckpt_dir, "latest").ok())
+            .map_or("none yet".into(), |p| p.display().to_string());
+        bail!(
+            "training diverged at step {} (epoch {epoch}): loss {}, gradient norm {grad_norm}. The model was not updated. \
+             Last good checkpoint: {last}. Resume from it with a lower learning rate (--set train.lr=...) \
+             or gradient clipping (--set train.grad_clip_norm=1.0).",
+            step_index + 1,
+            out.loss
+        );
     }
-    sync_state(&mut group, &mut state, &positions, &skips)?;
-    let checkpoint = match last_saved {
-        Some(p) if last_saved_step == Some(state.step) => p,
-        _ => save_checkpoint(leader, &ckpt_dir, &model, &opt, &state, recipe)?,
+    if t.grad_clip_norm > 0.0 {
+        out.grads.clip_norm(t.grad_clip_norm, grad_norm);
+    }
+    run.opt.update(&mut run.model, &out.grads, lr, beta1)?;
+    run.model = clamp_logit_scale(run.model.clone());
+
+    run.state.step += 1;
+    run.state.data = batch.end;
+    run.positions = next.ends;
+    run.state.samples_seen += samples as u64;
+    Ok(StepRecord {
+        step: run.state.step,
+        epoch,
+        loss: out.loss,
+        lr,
+        logit_scale: to_scalar(run.model.logit_scale.val().inner()).exp(),
+        grad_norm,
+        samples_per_s: 0.0,
+        data_wait: 0.0,
+    })
+}
+
+/// The hooks after a step: the log window, the checkpoint, the zero-shot
+/// evaluation. True when this was the run's last step.
+fn after_step<B: AutodiffBackend>(
+    run: &mut Run<'_, B>,
+    log: &mut Logger,
+    progress: &mut Progress,
+    rec: &StepRecord,
+) -> Result<bool> {
+    let (recipe, step) = (run.recipe, run.state.step);
+    if step % recipe.output.log_every == 0 || step == run.stop_at {
+        log.log(rec, run.skips.total(), run.stop_at)?;
+    }
+    let done = step >= run.stop_at;
+    if step % recipe.output.checkpoint_every == 0 || done {
+        log.flush_metrics()?;
+        let saved = checkpoint_now(run)?;
+        progress.last_saved = Some((saved, step));
+    }
+    if let Some(data) = &run.zeroshot_data
+        && log.writes()
+    {
+        let every = recipe.zeroshot.every;
+        if (every > 0 && step % every == 0) || done {
+            let device = &run.devices[0];
+            let m = run_zeroshot(
+                &run.model,
+                &run.tokenizer,
+                data,
+                recipe.zeroshot.batch_size,
+                device,
+            )?;
+            log.zero_shot(step, &m)?;
+            progress.zeroshot = Some(m);
+        }
+    }
+    Ok(done)
+}
+
+/// An epoch's end: refuse one that gave no batch at all, say when the data ran out
+/// before `batches_per_epoch`, and move every stream to the next epoch's start.
+fn end_of_epoch<B: AutodiffBackend>(
+    run: &mut Run<'_, B>,
+    log: &Logger,
+    epoch: u64,
+    got_any: bool,
+) -> Result<()> {
+    if !got_any && run.state.data.batch == 0 {
+        sync_state(&mut run.group, &mut run.state, &run.positions, &run.skips)?;
+        bail!(
+            "epoch {epoch} produced no batch: every sample was skipped ({:?})",
+            run.state.skips
+        );
+    }
+    if run.state.data.batch < run.batches_per_epoch {
+        log.say(format!(
+            "epoch {epoch} ended after {} of {} batches: the shards hold fewer usable samples than {}",
+            run.state.data.batch, run.batches_per_epoch, run.num_samples
+        ));
+    }
+    run.state.data = DataPosition {
+        epoch: epoch + 1,
+        batch: 0,
+        raw_pos: 0,
     };
-    let steps_run = state.step - start_step;
+    run.positions = vec![run.state.data; run.positions.len()];
+    Ok(())
+}
+
+/// The job's data positions and skips into the state, then rank 0 saves.
+fn checkpoint_now<B: AutodiffBackend>(run: &mut Run<'_, B>) -> Result<PathBuf> {
+    sync_state(&mut run.group, &mut run.state, &run.positions, &run.skips)?;
+    save_checkpoint(
+        run.leader(),
+        &run.ckpt_dir,
+        &run.model,
+        &run.opt,
+        &run.state,
+        run.recipe,
+    )
+}
+
+/// The run's end: the final checkpoint (unless the last step's is it), then
+/// `summary.json` and the curves.
+fn finish<B: AutodiffBackend>(
+    run: &mut Run<'_, B>,
+    progress: Progress,
+    started: Instant,
+    start_step: u64,
+) -> Result<TrainSummary> {
+    sync_state(&mut run.group, &mut run.state, &run.positions, &run.skips)?;
+    let checkpoint = match progress.last_saved {
+        Some((p, step)) if step == run.state.step => p,
+        _ => save_checkpoint(
+            run.leader(),
+            &run.ckpt_dir,
+            &run.model,
+            &run.opt,
+            &run.state,
+            run.recipe,
+        )?,
+    };
+    let steps_run = run.state.step - start_step;
     let summary = TrainSummary {
-        steps: state.step,
-        last_loss,
-        samples_per_s: (steps_run * t.batch_size as u64) as f64 / started.elapsed().as_secs_f64(),
-        skips: state.skips.clone(),
+        steps: run.state.step,
+        last_loss: progress.last_loss,
+        samples_per_s: (steps_run * run.recipe.train.batch_size as u64) as f64
+            / started.elapsed().as_secs_f64(),
+        skips: run.state.skips.clone(),
         checkpoint,
-        zeroshot,
+        zeroshot: progress.zeroshot,
     };
-    if leader {
+    if run.leader() {
+        let out = &run.recipe.output.dir;
         write_atomic(
             &out.join("summary.json"),
             serde_json::to_string_pretty(&summary)?.as_bytes(),
@@ -469,12 +348,6 @@ pub fn train_in_group<B: AutodiffBackend>(
         crate::plot::write_curves(out)?;
     }
     Ok(summary)
-}
-
-/// Rank 0's log writers.
-struct Logs {
-    tb: EventWriter,
-    metrics: std::fs::File,
 }
 
 /// Bring every rank's stream positions and skip counts into `state` (what a
@@ -575,21 +448,4 @@ fn run_zeroshot<B: AutodiffBackend>(
 ) -> Result<ZeroShotMetrics> {
     let frozen = model.valid();
     zero_shot_eval(&frozen, tokenizer, data, batch, device)
-}
-
-fn progress_bar(total: u64, at: u64) -> ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps, ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(at);
-    bar
 }
