@@ -70,8 +70,8 @@ impl TextEmbedder for BagOfWords {
         const D: usize = 512;
         let mut out = vec![0f32; texts.len() * D];
         for (text, row) in texts.iter().zip(out.chunks_mut(D)) {
-            for w in crate::text_filters::words(text) {
-                let h = crate::text_filters::dedup_key(&[w.to_lowercase()]);
+            for w in crate::filter::text_filters::words(text) {
+                let h = crate::filter::text_filters::dedup_key(&[w.to_lowercase()]);
                 let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
                 row[(h % D as u64) as usize] += sign;
             }

@@ -1,53 +1,51 @@
 //! The RealSyn builder: interleaved documents in, an image store and a sentence
 //! store out, each filtered and deduplicated (paper §3.1, Fig. 2), then every
-//! image paired with its nearest sentences (§3.2, Fig. 3), with a funnel that
-//! counts every drop and its reason.
+//! image paired with its nearest sentences (§3.2, Fig. 3), a synthetic text
+//! generated, the pairs balanced (§3.3) and the dataset written (Table 13), with a
+//! funnel that counts every drop and its reason.
 //!
-//! - `document`, `ingest`: the normalised document and the readers (HTML, MMC4 JSONL).
-//! - `fetch`: URL images, img2dataset-style (timeouts, retries, size cap, opt-out).
-//! - `punkt`: NLTK's Punkt sentence segmentation on stable Rust.
-//! - `text_filters`, `cat`, `images`: the paper's sentence rules, the CAT complexity +
-//!   action filter (WordNet-lexicon tagger), image rules and perceptual hash.
-//! - `perplexity`: the GPT-2 perplexity range and the `PerplexityScorer` it plugs into.
-//! - `dedup`, `embed`: union-find and non-quadratic near-duplicate linking
-//!   (perceptual hashes; embeddings from any `ImageEmbedder` or `TextEmbedder`).
+//! One folder per paper phase, each holding its library code and its stage(s):
+//!
+//! - `extract`: documents (`ingest`, `document`), URL images (`fetch`), image rules
+//!   and hashes (`images`), Punkt (`punkt`); the `extract` stage.
+//! - `filter`: sentence rules, the CAT filter, entropy, GPT-2 perplexity; the
+//!   `filter-text` stage.
+//! - `dedup`: union-find and near-duplicate linking (`link`); the `dedup-text`,
+//!   `dedup-text-semantic` and `dedup-images` stages.
 //! - `cluster`: spherical k-means as faiss runs it (flat and two-level), exact top-m
-//!   search by GEMM, and hierarchical retrieval over an inverted file.
-//! - `balance`, `dataset`, `report`: semantic balance sampling's arithmetic, the
-//!   dataset's files (WebDataset samples, parquet, the released format both ways)
-//!   and the dataset report's numbers and charts.
-//! - `shard`, `funnel`: `--shard i/N` parts written atomically, drop accounting.
-//! - `stages`: the stages as one ordered list (`stages::list::STAGES`: extract ->
-//!   filter-text -> dedup-text -> dedup-text-semantic -> dedup-images -> cluster-text
-//!   -> retrieve -> generate -> balance -> write), each a type
-//!   naming its paper step, fan-out and models; the manifest and `build all`.
+//!   search by GEMM, the inverted file; the `cluster-text` stage.
+//! - `retrieve`: the `retrieve` stage (hierarchical top-3 per image), pure images
+//!   (`pair_images`), the own-page check.
+//! - `generate`: captions, open-set tags, the LLM merge; the `generate` stage.
+//! - `balance`: semantic balance sampling's arithmetic; the `balance` stage.
+//! - `write`: the dataset's files (WebDataset samples, parquet, the released format
+//!   both ways); the `write` stage.
+//!
+//! Shared by the phases: `store` (the manifest and build recipe, parts, funnel,
+//! JSON lines), `pipeline` (the stages as one ordered list, `pipeline::STAGES`, each
+//! a type naming its paper step, recipe keys, fan-out and models; `build all`),
+//! `embed` (the embedder traits models plug into), `report` (the dataset report's
+//! numbers and charts) and `view` (the browser view).
 //!
 //! Must not depend on Burn or the model library: models reach the stages through
-//! `ImageEmbedder`, `TextEmbedder`, `DualEmbedder` and `PerplexityScorer` (`realsyn-runtime` adapts
-//! the model library's to them).
+//! `ImageEmbedder`, `TextEmbedder`, `DualEmbedder`, `PerplexityScorer`, `ChatLlm`
+//! and `Captioner` (`realsyn-runtime` adapts the model library's to them).
 
 pub mod balance;
-pub mod cat;
 pub mod cluster;
-pub mod dataset;
 pub mod dedup;
-pub mod document;
 pub mod embed;
-pub mod fetch;
-pub mod funnel;
+pub mod extract;
+pub mod filter;
 pub mod generate;
-pub mod images;
-pub mod ingest;
-pub mod own_page;
-pub mod perplexity;
-pub mod punkt;
+pub mod pipeline;
 pub mod report;
-pub mod shard;
-pub mod stages;
-pub mod text_filters;
+pub mod retrieve;
+pub mod store;
 pub mod view;
+pub mod write;
 
-pub use document::{Document, Item};
-pub use funnel::Funnel;
-pub use punkt::{PunktParameters, SentenceSplitter};
-pub use shard::ShardSpec;
+pub use extract::document::{Document, Item};
+pub use extract::punkt::{PunktParameters, SentenceSplitter};
+pub use store::funnel::Funnel;
+pub use store::shard::ShardSpec;

@@ -11,9 +11,9 @@ use anyhow::Result;
 use realsyn_data::plot::{PALETTE, Panel, Series, Style, write_chart};
 use serde::{Deserialize, Serialize};
 
-use crate::funnel::Funnel;
-use crate::stages::balance::{self, SamplesSource};
-use crate::stages::pipeline::Manifest;
+use crate::balance::stage::{self as balance, SamplesSource};
+use crate::store::funnel::Funnel;
+use crate::store::manifest::Manifest;
 
 const BINS: usize = 40;
 
@@ -129,7 +129,7 @@ pub fn write(store: &Path, out: &Path) -> Result<DatasetReport> {
             );
         }
     }
-    let funnel: Funnel = crate::stages::store_funnel(store)?;
+    let funnel: Funnel = crate::store::store_funnel(store)?;
     let report = DatasetReport {
         cosine: cos
             .iter()

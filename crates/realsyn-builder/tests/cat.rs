@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use realsyn_builder::cat::{CatFilter, WORDNET_DIR};
+use realsyn_builder::filter::cat::{CatFilter, WORDNET_DIR};
 
 #[test]
 fn agrees_with_hand_labels() {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use realsyn_builder::fetch::{FetchOptions, Fetcher};
-use realsyn_builder::ingest::Format;
-use realsyn_builder::stages::list::run_all;
-use realsyn_builder::stages::pipeline::{FetchSettings, Manifest, Models};
+use realsyn_builder::extract::fetch::{FetchOptions, Fetcher};
+use realsyn_builder::extract::ingest::Format;
+use realsyn_builder::pipeline::run_all;
+use realsyn_builder::store::manifest::{FetchSettings, Manifest, Models};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use realsyn_builder::ingest::{Format, Input};
+use realsyn_builder::extract::ingest::{Format, Input};
 use realsyn_builder::{Document, Item, ShardSpec};
 
 fn fixtures() -> PathBuf {

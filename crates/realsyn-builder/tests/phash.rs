@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use realsyn_builder::images::{decode, phash};
+use realsyn_builder::extract::images::{decode, phash};
 
 #[test]
 fn phash_matches_imagehash() {

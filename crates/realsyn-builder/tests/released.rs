@@ -9,9 +9,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use realsyn_builder::dataset::parquet::{ReleasedRow, read_released, write_released};
-use realsyn_builder::dataset::released::{DownloadOptions, download, export};
-use realsyn_builder::fetch::FetchOptions;
+use realsyn_builder::extract::fetch::FetchOptions;
+use realsyn_builder::write::parquet::{ReleasedRow, read_released, write_released};
+use realsyn_builder::write::released::{DownloadOptions, download, export};
 use realsyn_data::wds::{SkipCounter, read_shard};
 
 fn image(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
@@ -140,7 +140,7 @@ fn released_parquet_downloads_to_shards_and_exports_back() {
         assert_eq!(json["url"], rows[i].raw_image_url);
         let img = image::load_from_memory(s.get("jpg").unwrap()).unwrap();
         assert_eq!((img.width(), img.height()), (96, 96));
-        assert!(realsyn_builder::dataset::is_jpeg(s.get("jpg").unwrap()));
+        assert!(realsyn_builder::write::is_jpeg(s.get("jpg").unwrap()));
     }
     assert!(!out.join("00002.tar").exists(), "a shard of failures only");
     let sizes: serde_json::Value =
@@ -152,7 +152,7 @@ fn released_parquet_downloads_to_shards_and_exports_back() {
     assert_eq!(stats["failed_to_resize"], 1, "garbage bytes: {stats}");
     // The shard's parquet lists every row tried, with its status.
     let mut listed = Vec::new();
-    let back = realsyn_builder::dataset::parquet::read_columns(
+    let back = realsyn_builder::write::parquet::read_columns(
         &out.join("00000.parquet"),
         &["url", "status"],
     )

@@ -49,7 +49,7 @@ fn run(args: &[String]) {
 fn read_variant(dir: &Path) -> BTreeMap<String, (String, Value, Vec<u8>)> {
     let skips = SkipCounter::new();
     let mut out = BTreeMap::new();
-    for t in &realsyn_builder::stages::tars_in(dir).unwrap() {
+    for t in &realsyn_builder::store::tars_in(dir).unwrap() {
         for s in read_shard(t, &skips) {
             let txt = String::from_utf8(s.get("txt").unwrap().to_vec()).unwrap();
             let json: Value = serde_json::from_slice(s.get("json").unwrap()).unwrap();

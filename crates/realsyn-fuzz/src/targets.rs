@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use realsyn_builder::ingest::{Format, Input};
-use realsyn_builder::shard::ShardSpec;
+use realsyn_builder::extract::ingest::{Format, Input};
+use realsyn_builder::store::shard::ShardSpec;
 
 /// What one execution did.
 pub struct Outcome {
@@ -82,7 +82,7 @@ fn mediawiki(p: &Path, _: &[u8]) -> Outcome {
 fn released(p: &Path, _: &[u8]) -> Outcome {
     let mut skips = std::collections::BTreeSet::new();
     result(
-        realsyn_builder::dataset::parquet::read_released(p, |_, why| {
+        realsyn_builder::write::parquet::read_released(p, |_, why| {
             skips.insert(why);
         }),
         |rows| format!("rows {} skips {skips:?}", rows.len().min(8)),
@@ -149,7 +149,7 @@ fn none() -> Vec<Vec<u8>> {
 /// Two released-format parquets (snappy-compressed by realsyn's writer), one with a
 /// row lacking its optional texts.
 fn released_seeds() -> Vec<Vec<u8>> {
-    use realsyn_builder::dataset::parquet::{ReleasedRow, write_released};
+    use realsyn_builder::write::parquet::{ReleasedRow, write_released};
     let dir = tempfile::tempdir().expect("temp dir");
     let row = |url: &str, t2: Option<&str>| ReleasedRow {
         raw_image_url: url.into(),

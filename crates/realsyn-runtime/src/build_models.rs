@@ -13,11 +13,11 @@ use burn::tensor::backend::Backend;
 use realsyn_builder::embed::{
     BagOfWords, ColorHistogram, DualEmbedder, ImageEmbedder, TextEmbedder,
 };
+use realsyn_builder::filter::perplexity::PerplexityScorer;
 use realsyn_builder::generate::caption::Captioner;
 use realsyn_builder::generate::llm::ChatLlm;
-use realsyn_builder::perplexity::PerplexityScorer;
-use realsyn_builder::stages::list::ModelNeeds;
-use realsyn_builder::stages::pipeline::{Manifest, Models};
+use realsyn_builder::pipeline::ModelNeeds;
+use realsyn_builder::store::manifest::{Manifest, Models};
 use realsyn_io::Embeddings;
 use realsyn_model::encoder::{embed_pixels, embed_texts};
 
@@ -56,7 +56,7 @@ pub fn with_models<T>(
         .text_semantic
         .as_ref()
         .filter(|_| needs.text_encoder);
-    let weights = |s: Option<&realsyn_builder::stages::pipeline::SemanticSettings>| {
+    let weights = |s: Option<&realsyn_builder::store::manifest::SemanticSettings>| {
         s.and_then(|s| s.encoder.weights()).map(str::to_string)
     };
     let pair = manifest
@@ -75,7 +75,7 @@ pub fn with_models<T>(
         .transpose()?;
     let generation = manifest.generation.as_ref().filter(|_| needs.generation);
     let llm_gguf = generation.and_then(|g| match &g.llm {
-        realsyn_builder::stages::pipeline::LlmChoice::Embedded { gguf } => Some(gguf.clone()),
+        realsyn_builder::store::manifest::LlmChoice::Embedded { gguf } => Some(gguf.clone()),
         _ => None,
     });
     let job = LoadModels {
@@ -86,7 +86,7 @@ pub fn with_models<T>(
         },
         captioner: generation.and_then(|g| crate::llm::captioner(&g.captioner, &runtime.llm)),
         git: generation.and_then(|g| match &g.captioner {
-            realsyn_builder::stages::pipeline::CaptionerChoice::Git {
+            realsyn_builder::store::manifest::CaptionerChoice::Git {
                 snapshot,
                 beams,
                 max_tokens,

@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use realsyn_builder::generate::caption::{Captioner, VisionChat};
 use realsyn_builder::generate::llm::{ChatLlm, ChatReply, ChatRequest, failure};
 use realsyn_builder::generate::openai::{BatchDir, ClientOptions, OpenAiClient};
-use realsyn_builder::stages::pipeline::{CaptionerChoice, LlmChoice};
+use realsyn_builder::store::manifest::{CaptionerChoice, LlmChoice};
 use realsyn_data::EvalTransform;
 use realsyn_model::git::generate::{CaptionParams, GitCaptioner};
 use realsyn_model::llama::generate::{FinishReason, LlamaChat, SamplingParams};

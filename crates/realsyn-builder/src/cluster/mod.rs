@@ -3,11 +3,13 @@
 //! 2M clusters), and inner-product top-m search by blocked GEMM. The `cluster-text`
 //! and `retrieve` stages use both; the balance stage reuses `kmeans` on images.
 //!
-//! Plain f32 slices in, plain results out: no store layout, no models.
+//! Plain f32 slices in, plain results out: no store layout, no models; `stage` is
+//! the `cluster-text` stage (sentence embeddings, k-means, the inverted-file layout).
 
 pub mod ivf;
 pub mod kmeans;
 pub mod search;
+pub mod stage;
 
 pub use kmeans::{KMeans, KMeansParams, train, train_two_level};
 pub use search::{TopM, top_m};

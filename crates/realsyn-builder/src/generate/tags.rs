@@ -14,8 +14,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use realsyn_io::Embeddings;
 
-use crate::cat::CatFilter;
 use crate::embed::TextEmbedder;
+use crate::filter::cat::CatFilter;
 
 /// RAM's tag list (Recognize Anything, Apache-2.0).
 pub const RAM_TAGS: &str = include_str!("../../data/ram/ram_tag_list.txt");

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::dataset::Variant;
-use crate::stages::write::variant_dir;
+use crate::write::Variant;
+use crate::write::stage::variant_dir;
 
 const INDEX: &str = include_str!("index.html");
 
@@ -34,7 +34,7 @@ struct Site {
     variant: String,
     total: usize,
     samples: Vec<ViewSample>,
-    funnel: Vec<crate::funnel::Step>,
+    funnel: Vec<crate::store::funnel::Step>,
     charts: Vec<String>,
 }
 
@@ -50,7 +50,7 @@ pub struct SiteSummary {
 /// in key order).
 pub fn write_site(store: &Path, variant: Variant, out: &Path, limit: usize) -> Result<SiteSummary> {
     let dir = variant_dir(store, variant);
-    let tars = crate::stages::tars_in(&dir).with_context(|| {
+    let tars = crate::store::tars_in(&dir).with_context(|| {
         format!("{variant} was not written: run `realsyn build write` (the store needs --dataset)")
     })?;
     if tars.is_empty() {
@@ -102,7 +102,7 @@ pub fn write_site(store: &Path, variant: Variant, out: &Path, limit: usize) -> R
         store: store.display().to_string(),
         variant: variant.name(),
         total,
-        funnel: crate::stages::store_funnel(store)?.steps,
+        funnel: crate::store::store_funnel(store)?.steps,
         samples,
         charts,
     };

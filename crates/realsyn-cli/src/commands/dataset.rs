@@ -109,7 +109,7 @@ pub struct ShardImageArgs {
     /// Resize images: SIZE[:keep_ratio|center_crop][+only_if_bigger]. Default: the
     /// original bytes (non-JPEG images re-encoded as JPEG).
     #[arg(long)]
-    pub resize: Option<realsyn_builder::dataset::Resize>,
+    pub resize: Option<realsyn_builder::write::Resize>,
     /// JPEG quality of re-encoded images (1..100).
     #[arg(long, default_value_t = 95)]
     pub jpeg_quality: u8,
@@ -127,7 +127,7 @@ impl ShardImageArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.which {
         Which::ExportReleased { shards, out } => {
-            let n = realsyn_builder::dataset::released::export(&shards, &out)?;
+            let n = realsyn_builder::write::released::export(&shards, &out)?;
             eprintln!("wrote {n} rows to {}", out.display());
             Ok(())
         }
@@ -150,11 +150,11 @@ pub fn run(args: Args) -> Result<()> {
                 }
             };
             shard_images.validate()?;
-            let opts = realsyn_builder::dataset::released::DownloadOptions {
+            let opts = realsyn_builder::write::released::DownloadOptions {
                 samples_per_shard: shard_images.samples_per_shard,
                 resize: shard_images.resize,
                 jpeg_quality: shard_images.jpeg_quality,
-                fetch: realsyn_builder::fetch::FetchOptions {
+                fetch: realsyn_builder::extract::fetch::FetchOptions {
                     timeout: std::time::Duration::from_secs_f64(timeout),
                     retries,
                     threads,
@@ -162,7 +162,7 @@ pub fn run(args: Args) -> Result<()> {
                 },
                 shards,
             };
-            let s = realsyn_builder::dataset::released::download(&parquet, &out, &opts)?;
+            let s = realsyn_builder::write::released::download(&parquet, &out, &opts)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
             Ok(())
         }
@@ -171,8 +171,11 @@ pub fn run(args: Args) -> Result<()> {
             out,
             holdout_every,
         } => {
-            let (train, held) =
-                realsyn_builder::own_page::write_training_shards(&store, &out, holdout_every)?;
+            let (train, held) = realsyn_builder::retrieve::own_page::write_training_shards(
+                &store,
+                &out,
+                holdout_every,
+            )?;
             eprintln!(
                 "wrote {train} training images to {}; {held} images of held-out pages left out",
                 out.display()
@@ -184,8 +187,11 @@ pub fn run(args: Args) -> Result<()> {
             holdout_every,
             training_pages,
         } => {
-            let r =
-                realsyn_builder::own_page::own_page_rate(&store, holdout_every, !training_pages)?;
+            let r = realsyn_builder::retrieve::own_page::own_page_rate(
+                &store,
+                holdout_every,
+                !training_pages,
+            )?;
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }

@@ -114,7 +114,7 @@ fn s(p: &Path) -> String {
 pub struct Loaded {
     r: RunRecipe,
     pub dir: PathBuf,
-    pub variant: realsyn_builder::dataset::Variant,
+    pub variant: realsyn_builder::write::Variant,
     /// Print the steps instead of running them.
     pub dry_run: bool,
 }
@@ -185,7 +185,7 @@ impl Loaded {
         self.prepare()?;
         let store = self.store();
         let sizes =
-            realsyn_builder::stages::write::variant_dir(&store, self.variant).join("sizes.json");
+            realsyn_builder::write::stage::variant_dir(&store, self.variant).join("sizes.json");
         if store.join("funnel.json").exists() && sizes.exists() {
             eprintln!("run: build done ({}), skipped", sizes.display());
         } else {
@@ -203,10 +203,10 @@ impl Loaded {
             self.step(&["build".into(), "report".into(), "--store".into(), s(&store)])?;
         }
         if self.dry_run {
-            let dir = realsyn_builder::stages::write::variant_dir(&store, self.variant);
+            let dir = realsyn_builder::write::stage::variant_dir(&store, self.variant);
             return Ok(format!("{}/{{00000..N}}.tar", dir.display()));
         }
-        realsyn_builder::stages::write::shard_pattern(&store, self.variant)
+        realsyn_builder::write::stage::shard_pattern(&store, self.variant)
     }
 
     /// Dataset -> checkpoint in `train_dir`; its summary.json.
@@ -328,7 +328,7 @@ pub fn run(args: Args) -> Result<()> {
 /// every result JSON (the paper's tables above only show the paper's benchmarks).
 fn run_report(
     store: &Path,
-    variant: realsyn_builder::dataset::Variant,
+    variant: realsyn_builder::write::Variant,
     eval_dir: &Path,
     train: &serde_json::Value,
 ) -> Result<String> {
@@ -338,7 +338,7 @@ fn run_report(
          ![text lengths](store/report/lengths.svg)\n\n",
     );
     md.push_str(&std::fs::read_to_string(store.join("funnel.md")).unwrap_or_default());
-    if let Ok((_, b)) = realsyn_builder::stages::balance::open(store) {
+    if let Ok((_, b)) = realsyn_builder::balance::stage::open(store) {
         md.push_str(&format!(
             "\nBalance: band {} dropped {:.1}% of {} pairs (the paper's 0.51..0.61 would drop {:.1}% on \
              these cosines); {} image clusters.\n\n| variant | samples | largest cluster | random baseline's largest |\n|---|---:|---:|---:|\n",

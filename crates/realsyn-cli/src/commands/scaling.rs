@@ -102,7 +102,7 @@ fn sweep(
             let w = realsyn_data::wds::write_subset(&pattern, n, seed, per_shard, &data)?;
             eprintln!("sweep: {w} samples of {pattern} in {}", data.display());
         }
-        let sub = realsyn_builder::stages::write::dir_pattern(&data)?;
+        let sub = realsyn_builder::write::stage::dir_pattern(&data)?;
         let summary = l.train(&run.join("train"), &sub)?;
         let eval = run.join("eval");
         if !l.evaluate(&eval, &summary, &sub)? {

@@ -19,7 +19,7 @@ pub struct Args {
     store: PathBuf,
     /// The variant to show (all, balanced-CAP, random-CAP); default: the first written.
     #[arg(long)]
-    variant: Option<realsyn_builder::dataset::Variant>,
+    variant: Option<realsyn_builder::write::Variant>,
     /// Samples on the page at most (in key order).
     #[arg(long, default_value_t = 2000)]
     limit: usize,
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let m = realsyn_builder::stages::pipeline::Manifest::read(&args.store)?;
+    let m = realsyn_builder::store::manifest::Manifest::read(&args.store)?;
     let variant = match args.variant {
         Some(v) => v,
         None => *m

@@ -69,7 +69,7 @@ pub struct Retrieval {
 /// rules, the word-count pass and the entropy filter (as `benches/sentences.py`).
 pub fn sentences(a: &Sentences) -> Result<()> {
     use realsyn_builder::SentenceSplitter;
-    use realsyn_builder::text_filters::{MIN_ENTROPY, WordCounts, rule_violation, words};
+    use realsyn_builder::filter::text_filters::{MIN_ENTROPY, WordCounts, rule_violation, words};
     let text = std::fs::read_to_string(&a.text)?;
     let paragraphs: Vec<&str> = text
         .split("\n\n")
@@ -109,9 +109,11 @@ pub fn sentences(a: &Sentences) -> Result<()> {
 /// Images/s of the extract stage's size/aspect filter: read the file, size from the
 /// header only, the paper's rule (as `benches/image_filter.py` with PIL).
 pub fn image_filter(a: &ImageFilter) -> Result<()> {
-    use realsyn_builder::images::{header, size_violation};
-    let files =
-        realsyn_builder::ingest::find_files(&a.images, realsyn_data::image::IMAGE_EXTENSIONS)?;
+    use realsyn_builder::extract::images::{header, size_violation};
+    let files = realsyn_builder::extract::ingest::find_files(
+        &a.images,
+        realsyn_data::image::IMAGE_EXTENSIONS,
+    )?;
     let start = Instant::now();
     let mut kept = 0;
     for _ in 0..a.iters {
@@ -138,7 +140,7 @@ pub fn image_filter(a: &ImageFilter) -> Result<()> {
 }
 
 pub fn semantic_dedup(a: &SemanticDedup) -> Result<()> {
-    use realsyn_builder::dedup::{
+    use realsyn_builder::dedup::link::{
         LshParams, UnionFind, cosine_recall, link_cosine, synthetic_embeddings,
     };
     let (n, dim) = (a.n, a.dim);
@@ -233,7 +235,7 @@ pub fn retrieval(a: &Retrieval) -> Result<()> {
         .collect();
     kmeans::normalise_rows(&mut q, d);
     let p = KMeansParams::new(k);
-    let two_level = k >= realsyn_builder::stages::cluster_text::TWO_LEVEL_FROM;
+    let two_level = k >= realsyn_builder::cluster::stage::TWO_LEVEL_FROM;
     let t0 = Instant::now();
     let km = if two_level {
         kmeans::train_two_level(&x, d, &p, &mut NoCheckpoint)?

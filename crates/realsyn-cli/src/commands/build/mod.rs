@@ -5,20 +5,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use realsyn_builder::ShardSpec;
+use realsyn_builder::cluster::stage as cluster_text;
+use realsyn_builder::dedup::{images as dedup_images, text_semantic as dedup_text_semantic};
 use realsyn_builder::embed::EncoderChoice;
+use realsyn_builder::extract::ingest::Format;
+use realsyn_builder::filter::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
+use realsyn_builder::filter::stage as filter_text;
 use realsyn_builder::generate::prompt::A2_MERGE_PROMPT;
-use realsyn_builder::ingest::Format;
-use realsyn_builder::perplexity::{MAX_PERPLEXITY, MIN_PERPLEXITY, PerplexityRange};
-use realsyn_builder::stages::list::{
-    self, ModelNeeds, STAGES, StageRun, run_all, write_store_funnel,
-};
-use realsyn_builder::stages::pipeline::{
+use realsyn_builder::pipeline::{self, ModelNeeds, STAGES, StageRun, run_all, write_store_funnel};
+use realsyn_builder::store::manifest::{
     BalanceSettings, CaptionerChoice, DatasetSettings, FetchSettings, GenerationSettings,
     LlmChoice, Manifest, PairingSettings, PerplexitySettings, SemanticSettings, TagSettings,
 };
-use realsyn_builder::stages::{
+use realsyn_builder::store::{
     BALANCE, CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT,
-    GENERATE, RETRIEVE, WRITE, cluster_text, dedup_images, dedup_text_semantic, filter_text,
+    GENERATE, RETRIEVE, WRITE,
 };
 use realsyn_runtime::build_models::{ModelOptions, with_models};
 use realsyn_runtime::llm::LlmOptions;
@@ -396,7 +397,7 @@ struct Settings {
     #[arg(long, default_value_t = 32)]
     fetch_threads: usize,
     /// WordNet folder (Debian wordnet-base) for the CAT complexity + action filter.
-    #[arg(long, default_value = realsyn_builder::cat::WORDNET_DIR)]
+    #[arg(long, default_value = realsyn_builder::filter::cat::WORDNET_DIR)]
     wordnet: PathBuf,
     /// Skip the CAT filter.
     #[arg(long)]
@@ -457,7 +458,7 @@ struct DatasetArgs {
     /// balanced-CAP, Table 5's baseline). Default: balanced-CAP for every
     /// --balance-caps, else all.
     #[arg(long, value_delimiter = ',')]
-    dataset_variants: Vec<realsyn_builder::dataset::Variant>,
+    dataset_variants: Vec<realsyn_builder::write::Variant>,
     #[command(flatten)]
     shard_images: crate::commands::dataset::ShardImageArgs,
 }
@@ -748,12 +749,12 @@ pub fn run(args: Args) -> Result<()> {
             // Pin first: a clash with an existing store is reported before models load.
             m.pin(&store.store)?;
             m.write_recipe(&store.store)?;
-            let needs = list::needs(STAGES, &m);
+            let needs = pipeline::needs(STAGES, &m);
             let funnel = with_models(&m, needs, &runtime.options(), |models| {
                 run_all(&store.store, &m, models)
             })?;
             println!("{}", funnel.table());
-            let off = list::steps_off(&m);
+            let off = pipeline::steps_off(&m);
             if !off.is_empty() {
                 eprintln!("paper steps not run: {}", off.join(", "));
             }
@@ -762,7 +763,7 @@ pub fn run(args: Args) -> Result<()> {
                 store.store.display()
             );
             for v in m.dataset.iter().flat_map(|d| &d.variants) {
-                let pattern = realsyn_builder::stages::write::shard_pattern(&store.store, *v)?;
+                let pattern = realsyn_builder::write::stage::shard_pattern(&store.store, *v)?;
                 eprintln!("dataset {v}: {pattern}");
             }
             return Ok(());
@@ -790,40 +791,63 @@ pub fn run(args: Args) -> Result<()> {
             let store = store.store();
             m.pin(&store.store)?;
             m.write_recipe(&store.store)?;
-            (store, shard, None, vec![list::stage(EXTRACT)?])
+            (store, shard, None, vec![pipeline::stage(EXTRACT)?])
         }
         Stage::FilterText {
             store,
             shard,
             runtime,
-        } => (store, shard, Some(runtime), vec![list::stage(FILTER_TEXT)?]),
-        Stage::DedupText { store, shard } => (store, shard, None, vec![list::stage(DEDUP_TEXT)?]),
+        } => (
+            store,
+            shard,
+            Some(runtime),
+            vec![pipeline::stage(FILTER_TEXT)?],
+        ),
+        Stage::DedupText { store, shard } => {
+            (store, shard, None, vec![pipeline::stage(DEDUP_TEXT)?])
+        }
         Stage::DedupTextSemantic { store, runtime } => (
             store,
             None,
             Some(runtime),
-            vec![list::stage(DEDUP_TEXT_SEMANTIC)?],
+            vec![pipeline::stage(DEDUP_TEXT_SEMANTIC)?],
         ),
-        Stage::DedupImages { store, runtime } => {
-            (store, None, Some(runtime), vec![list::stage(DEDUP_IMAGES)?])
-        }
-        Stage::ClusterText { store, runtime } => {
-            (store, None, Some(runtime), vec![list::stage(CLUSTER_TEXT)?])
-        }
+        Stage::DedupImages { store, runtime } => (
+            store,
+            None,
+            Some(runtime),
+            vec![pipeline::stage(DEDUP_IMAGES)?],
+        ),
+        Stage::ClusterText { store, runtime } => (
+            store,
+            None,
+            Some(runtime),
+            vec![pipeline::stage(CLUSTER_TEXT)?],
+        ),
         Stage::Retrieve {
             store,
             shard,
             runtime,
-        } => (store, shard, Some(runtime), vec![list::stage(RETRIEVE)?]),
+        } => (
+            store,
+            shard,
+            Some(runtime),
+            vec![pipeline::stage(RETRIEVE)?],
+        ),
         Stage::Generate {
             store,
             shard,
             runtime,
-        } => (store, shard, Some(runtime), vec![list::stage(GENERATE)?]),
+        } => (
+            store,
+            shard,
+            Some(runtime),
+            vec![pipeline::stage(GENERATE)?],
+        ),
         Stage::Balance { store, runtime } => {
-            (store, None, Some(runtime), vec![list::stage(BALANCE)?])
+            (store, None, Some(runtime), vec![pipeline::stage(BALANCE)?])
         }
-        Stage::Write { store, shard } => (store, shard, None, vec![list::stage(WRITE)?]),
+        Stage::Write { store, shard } => (store, shard, None, vec![pipeline::stage(WRITE)?]),
         Stage::PairImages {
             store,
             images,
@@ -848,14 +872,14 @@ pub fn run(args: Args) -> Result<()> {
                     );
                 };
                 for s in shards {
-                    let ran = realsyn_builder::stages::pair_images::run(
+                    let ran = realsyn_builder::retrieve::pair_images::run(
                         &store.store,
                         &images,
                         &out,
                         s,
                         embedder,
                     )?;
-                    list::report("pair-images", s, ran.is_some());
+                    pipeline::report("pair-images", s, ran.is_some());
                 }
                 Ok(())
             });
@@ -877,8 +901,8 @@ pub fn run(args: Args) -> Result<()> {
             println!("|---|---|---|---|---|");
             for (i, s) in STAGES.iter().enumerate() {
                 let fan = match s.fan() {
-                    list::Fan::Parts => "per part",
-                    list::Fan::Whole => "whole corpus",
+                    pipeline::Fan::Parts => "per part",
+                    pipeline::Fan::Whole => "whole corpus",
                 };
                 println!(
                     "| {} | {} | {} | {fan} | {} |",
@@ -907,7 +931,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = runtime
         .map(|r| r.options())
         .unwrap_or_else(|| Runtime::default().options());
-    with_models(&m, list::needs(&stages, &m), &options, |models| {
+    with_models(&m, pipeline::needs(&stages, &m), &options, |models| {
         let mut run = StageRun::new(&store.store, &m, models);
         for stage in stages {
             run.run(stage, shard)?;
