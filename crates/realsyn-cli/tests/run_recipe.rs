@@ -230,6 +230,20 @@ fn shipped_run_recipes_check_and_plan() {
             .starts_with("realsyn")
         {
             assert!(plan.contains("--balance-caps 20,35,180"), "{plan}");
+        } else {
+            // gimp-tiny prepares its evaluation data under {dir}: --dir moves it.
+            let data = format!(
+                "{}/data/fashion-mnist",
+                tmp.path().join(i.to_string()).display()
+            );
+            assert!(
+                plan.contains(&format!("--out {data}")) && plan.contains(&format!("wds:{data}")),
+                "{plan}"
+            );
+            assert!(
+                !plan.contains("runs/gimp-tiny") && !plan.contains("{dir}"),
+                "{plan}"
+            );
         }
         assert!(
             !tmp.path().join(i.to_string()).exists(),

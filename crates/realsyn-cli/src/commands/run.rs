@@ -21,7 +21,8 @@ use serde::Deserialize;
 #[command(after_help = "Example:\n  realsyn run recipes/runs/gimp-tiny.toml")]
 pub struct Args {
     /// The recipe: [run] dir; [build] variant and args (flags of `realsyn build
-    /// all`, without --store) or recipe (a build recipe) and set (its overrides); [train] recipe and set; [eval] args and label;
+    /// all`, without --store) or recipe (a build recipe) and set (its overrides);
+    /// `{dir}` anywhere stands for the run's folder; [train] recipe and set; [eval] args and label;
     /// optional [[prepare]] commands (args: a realsyn command line, creates: the
     /// path that marks it done) run first.
     recipe: PathBuf,
@@ -90,6 +91,31 @@ struct EvalSection {
     label: Option<String>,
 }
 
+impl RunRecipe {
+    /// `{dir}` in any command line, path or override means the run's folder
+    /// ([run].dir, or `--dir`), so inputs a recipe prepares move with the run.
+    fn place_in(&mut self, dir: &Path) {
+        let d = dir.display().to_string();
+        let sub = |v: &mut String| *v = v.replace("{dir}", &d);
+        let sub_path =
+            |p: &mut PathBuf| *p = PathBuf::from(p.to_string_lossy().replace("{dir}", &d));
+        self.build.args.iter_mut().for_each(sub);
+        self.build.set.iter_mut().for_each(sub);
+        if let Some(p) = &mut self.build.recipe {
+            sub_path(p);
+        }
+        self.train.set.iter_mut().for_each(sub);
+        sub_path(&mut self.train.recipe);
+        for p in &mut self.prepare {
+            p.args.iter_mut().for_each(sub);
+            sub_path(&mut p.creates);
+        }
+        if let Some(e) = &mut self.eval {
+            e.args.iter_mut().for_each(sub);
+        }
+    }
+}
+
 pub fn realsyn(args: &[String]) -> Result<()> {
     let exe = std::env::current_exe()?;
     eprintln!("run: realsyn {}", args.join(" "));
@@ -124,9 +150,10 @@ pub fn load(recipe: &Path, dir: Option<PathBuf>) -> Result<Loaded> {
         std::fs::read_to_string(recipe).with_context(|| format!("reading {}", recipe.display()))?;
     realsyn_io::recipe::check_nesting(&text)
         .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
-    let r: RunRecipe = toml::from_str(&text)
+    let mut r: RunRecipe = toml::from_str(&text)
         .with_context(|| format!("{} is not a run recipe", recipe.display()))?;
     let dir = dir.unwrap_or_else(|| r.run.dir.clone());
+    r.place_in(&dir);
     let variant = r.build.variant.parse()?;
     if r.build.args.iter().any(|a| a == "--store") {
         bail!(
