@@ -4,12 +4,15 @@
 //! image decoding, CLIP's image transforms (one implementation of each) and the one
 //! list of image extensions (`image`); WebDataset shards (`wds`), the candidate texts
 //! of a sample (`texts`), the streaming training pipeline (`loader`), registry
-//! datasets, progress bars and charts. Files and arrays are `realsyn-io`'s.
+//! datasets, labelled evaluation sets in the layouts of their releases (`labelled`:
+//! read by the evaluator and by the trainer's zero-shot hook), progress bars and
+//! charts. Files and arrays are `realsyn-io`'s.
 //!
 //! Must not depend on Burn or the model library.
 
 pub mod datasets;
 pub mod image;
+pub mod labelled;
 pub mod loader;
 pub mod plot;
 pub mod progress;

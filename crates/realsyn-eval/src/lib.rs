@@ -2,14 +2,13 @@
 //!
 //! Evaluation as CLIP_benchmark does it, on the RealSyn paper's benchmarks. This crate
 //! owns the benchmark registry (`registry`, data under `eval/`), the dataset readers
-//! for the layouts of the official releases and for users' own sets (`datasets`),
+//! for the layouts of the official releases and for users' own sets (`datasets`, from
+//! `realsyn_data::labelled`),
 //! frozen image features and their on-disk cache (`features`, `cache`), the tasks
-//! (zero-shot classification, which the trainer also calls as its periodic hook; the
-//! linear probe; retrieval), their metrics, the suite runner, the result files, the
+//! (zero-shot classification; the linear probe; retrieval), their metrics, the suite runner, the result files, the
 //! report beside the paper's tables, and the data-scaling-law fits (`scaling`).
 
 pub mod cache;
-pub mod datasets;
 pub mod features;
 pub mod linear_probe;
 pub mod metrics;
@@ -20,6 +19,10 @@ pub mod retrieval;
 pub mod scaling;
 pub mod suite;
 pub mod zeroshot;
+
+/// The dataset readers live in `realsyn-data` (the trainer's zero-shot hook reads
+/// them too); `realsyn_eval::datasets` names them as before.
+pub use realsyn_data::labelled as datasets;
 
 pub use datasets::LabelledDataset;
 pub use features::{Features, image_features};

@@ -22,6 +22,8 @@
 //! - `logger`: the progress bar, `metrics.jsonl` and TensorBoard (rank 0).
 //! - `trainer`: the loop (`train_one_epoch`, the optimisation step, the hooks after
 //!   it: log, checkpoint, zero-shot) and the run's summary.
+//! - `zero_shot`: the zero-shot hook (the model library's classifier, top-1/top-5),
+//!   so training does not need the evaluator.
 
 pub mod checkpoint;
 pub mod distributed;
@@ -36,6 +38,7 @@ pub mod step;
 pub mod streams;
 pub mod tensorboard;
 pub mod trainer;
+pub mod zero_shot;
 
 pub use recipe::Recipe;
 pub use trainer::{TrainSummary, train, train_in_group};

@@ -9,9 +9,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use realsyn_eval::ZeroShotMetrics;
+
 
 use crate::metrics::{StepRecord, ZeroShotRecord};
+use crate::zero_shot::ZeroShotAccuracy;
 use crate::tensorboard::EventWriter;
 
 pub(crate) struct Logger {
@@ -129,7 +130,7 @@ impl Logger {
     }
 
     /// A zero-shot evaluation after `step`.
-    pub fn zero_shot(&mut self, step: u64, m: &ZeroShotMetrics) -> Result<()> {
+    pub fn zero_shot(&mut self, step: u64, m: &ZeroShotAccuracy) -> Result<()> {
         if let Some(Files { tb, metrics }) = &mut self.files {
             tb.scalar("zeroshot/acc1", m.acc1, step)?;
             tb.scalar("zeroshot/acc5", m.acc5, step)?;

@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 use realsyn_data::loader::{DataPosition, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
-use realsyn_eval::LabelledDataset;
+use realsyn_data::labelled::LabelledDataset;
 use realsyn_io::fs::write_atomic;
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 

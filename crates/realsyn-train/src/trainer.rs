@@ -18,7 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use realsyn_data::loader::DataPosition;
 use realsyn_data::wds::SkipCounter;
-use realsyn_eval::{LabelledDataset, ZeroShotMetrics, zero_shot_eval};
+use realsyn_data::labelled::LabelledDataset;
 use realsyn_io::fs::write_atomic;
 use realsyn_model::common::batch::to_scalar;
 use realsyn_model::{Clip, ClipTokenizer};
@@ -33,6 +33,7 @@ use crate::recipe::Recipe;
 use crate::setup::{Run, setup};
 use crate::step::{DeviceSlice, distributed_step, replicate};
 use crate::streams::{RankBatch, RankLoader};
+use crate::zero_shot::{ZeroShotAccuracy, zero_shot_accuracy};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
@@ -41,7 +42,7 @@ pub struct TrainSummary {
     pub samples_per_s: f64,
     pub skips: BTreeMap<String, u64>,
     pub checkpoint: PathBuf,
-    pub zeroshot: Option<ZeroShotMetrics>,
+    pub zeroshot: Option<ZeroShotAccuracy>,
 }
 
 /// Train as `recipe` says on `devices` (data parallel when several; the first holds
@@ -64,7 +65,7 @@ struct Progress {
     /// The newest checkpoint and its step: an epoch cut short by the data can end
     /// the run after the last periodic checkpoint, and that end must be saved too.
     last_saved: Option<(PathBuf, u64)>,
-    zeroshot: Option<ZeroShotMetrics>,
+    zeroshot: Option<ZeroShotAccuracy>,
 }
 
 /// [`train`] as one rank of `group`.
@@ -445,7 +446,7 @@ fn run_zeroshot<B: AutodiffBackend>(
     data: &LabelledDataset,
     batch: usize,
     device: &B::Device,
-) -> Result<ZeroShotMetrics> {
+) -> Result<ZeroShotAccuracy> {
     let frozen = model.valid();
-    zero_shot_eval(&frozen, tokenizer, data, batch, device)
+    zero_shot_accuracy(&frozen, tokenizer, data, batch, device)
 }

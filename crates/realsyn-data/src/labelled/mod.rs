@@ -19,8 +19,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
-use realsyn_data::wds::{SkipCounter, read_shard};
-use realsyn_data::{EvalTransform, decode_image};
+use crate::wds::{SkipCounter, read_shard};
+use crate::{EvalTransform, decode_image};
 
 pub use imagefolder::ClassNames;
 
@@ -302,7 +302,7 @@ pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .filter(|p| {
             p.is_file()
                 && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    realsyn_data::image::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    crate::image::IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
                 })
         })
         .collect();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use image::RgbImage;
-use realsyn_data::wds::SkipCounter;
+use crate::wds::SkipCounter;
 
 use super::{ImageRef, Item, Kind, LabelledDataset, Source, read_lines};
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use realsyn_data::wds::{RawSample, SkipCounter};
+use crate::wds::{RawSample, SkipCounter};
 
 use super::{ImageRef, Item, Kind, LabelledDataset, Source, read_lines};
 
@@ -42,7 +42,7 @@ pub fn open(root: &Path, split: &str, kind: Kind) -> Result<LabelledDataset> {
 
 /// One shard sample as an [`Item`], or `None` (counted) when it lacks its fields.
 pub fn item(s: RawSample, kind: Kind, skips: &SkipCounter) -> Option<Item> {
-    let Some(image) = s.first_of(realsyn_data::image::IMAGE_EXTENSIONS).cloned() else {
+    let Some(image) = s.first_of(crate::image::IMAGE_EXTENSIONS).cloned() else {
         skips.skip("no image", &s.describe());
         return None;
     };
