@@ -98,6 +98,34 @@ fn tiny_clip_learns_fashion_mnist_zero_shot() {
         "zero-shot top-1 {acc1} (chance is 0.10; 60 steps reach ~0.63)"
     );
     assert_eq!(summary["steps"], 60);
+    // The hook (the model library's classifier, no evaluator) agrees with `realsyn
+    // eval` on the same checkpoint, templates and images.
+    let ckpt = PathBuf::from(summary["checkpoint"].as_str().unwrap()).join("model.safetensors");
+    let eval_out = tmp.path().join("eval");
+    run_ok(
+        realsyn()
+            .args(["eval", "--model"])
+            .arg(&ckpt)
+            .args([
+                "--suite",
+                "zero-shot",
+                "--templates",
+                "dataset",
+                "--max-test",
+                "10000",
+            ])
+            .arg("--datasets")
+            .arg(format!("fashion-mnist=wds:{}", data.display()))
+            .arg("--output")
+            .arg(&eval_out),
+    );
+    let zs: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(eval_out.join("fashion-mnist_zeroshot_classification.json")).unwrap(),
+    )
+    .unwrap();
+    for key in ["acc1", "acc5", "mean_per_class_recall"] {
+        assert_eq!(zs["metrics"][key], summary["zeroshot"][key], "{key}: {zs}");
+    }
 
     // Logs a researcher looks at: TensorBoard scalars, metrics.jsonl, the recipe.
     let tb: Vec<_> = std::fs::read_dir(out.join("tensorboard"))

@@ -10,10 +10,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-
 use crate::metrics::{StepRecord, ZeroShotRecord};
-use crate::zero_shot::ZeroShotAccuracy;
 use crate::tensorboard::EventWriter;
+use crate::zero_shot::ZeroShotAccuracy;
 
 pub(crate) struct Logger {
     /// Rank 0's writers; `None` on the other ranks.

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
+use realsyn_data::labelled::LabelledDataset;
 use realsyn_data::loader::{DataPosition, LoaderConfig};
 use realsyn_data::wds::{ShardList, SkipCounter};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
-use realsyn_data::labelled::LabelledDataset;
 use realsyn_io::fs::write_atomic;
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
 

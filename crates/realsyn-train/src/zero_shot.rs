@@ -59,7 +59,12 @@ pub fn zero_shot_accuracy<B: Backend, M: DualEncoder<B> + ?Sized>(
         let x = Tensor::<B, 2>::from_data(TensorData::new(x, [n, dim]), device);
         to_rows(x.matmul(classifier).mul_scalar(100.0)).0
     };
-    Ok(accuracy(&scores, data.classnames.len(), &labels, skips.total()))
+    Ok(accuracy(
+        &scores,
+        data.classnames.len(),
+        &labels,
+        skips.total(),
+    ))
 }
 
 /// Top-1, top-5 and mean per-class recall of `scores` (`[labels.len(), classes]`).

@@ -6,9 +6,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::wds::SkipCounter;
 use anyhow::{Result, bail};
 use image::RgbImage;
-use crate::wds::SkipCounter;
 
 use super::{ImageRef, Item, Kind, LabelledDataset, Source, read_lines};
 

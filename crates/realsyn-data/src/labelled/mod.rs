@@ -15,12 +15,12 @@ mod wds;
 
 use std::path::{Path, PathBuf};
 
+use crate::wds::{SkipCounter, read_shard};
+use crate::{EvalTransform, decode_image};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
-use crate::wds::{SkipCounter, read_shard};
-use crate::{EvalTransform, decode_image};
 
 pub use imagefolder::ClassNames;
 

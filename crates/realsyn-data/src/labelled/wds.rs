@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use crate::wds::{RawSample, SkipCounter};
+use anyhow::{Context, Result, bail};
 
 use super::{ImageRef, Item, Kind, LabelledDataset, Source, read_lines};
 
