@@ -12,18 +12,25 @@ use anyhow::{Result, bail};
 
 use crate::balance::stage as balance;
 use crate::cluster::stage as cluster_text;
+use crate::dedup::images::Semantic as ImageSemantic;
+use crate::dedup::text_semantic::TextSemantic;
 use crate::dedup::{
     images as dedup_images, text as dedup_text, text_semantic as dedup_text_semantic,
 };
+use crate::embed::{DualEmbedder, ImageEmbedder, TextEmbedder};
 use crate::extract::ingest::Input;
 use crate::extract::stage as extract;
 use crate::filter::cat::CatFilter;
+use crate::filter::perplexity::PerplexityScorer;
 use crate::filter::stage as filter_text;
+use crate::filter::stage::PerplexityFilter;
 use crate::filter::text_filters::WordCounts;
+use crate::generate::caption::Captioner;
+use crate::generate::llm::ChatLlm;
 use crate::generate::stage as generate;
 use crate::retrieve::stage as retrieve;
 use crate::store::funnel::Funnel;
-use crate::store::manifest::{FetchSettings, Manifest, Models};
+use crate::store::manifest::{FetchSettings, Manifest};
 use crate::store::shard::ShardSpec;
 use crate::store::{
     BALANCE, CLUSTER_TEXT, DEDUP_IMAGES, DEDUP_TEXT, DEDUP_TEXT_SEMANTIC, EXTRACT, FILTER_TEXT,
@@ -229,7 +236,7 @@ impl Stage for Extract {
             images_per_tar: m.images_per_tar,
             fetch: m.fetch.as_ref().map(FetchSettings::options),
             cat: cx.cat.clone().flatten(),
-            local: m.local_images(),
+            local: extract::local_images(m),
         };
         let input = cx.input.as_ref().expect("listed above");
         Ok(extract::run(input, &opts)?.is_some())
@@ -655,7 +662,7 @@ pub fn run_all(store: &Path, manifest: &Manifest, models: Models) -> Result<Funn
 
 /// Sum every finished part's funnel and write `funnel.json` and `funnel.md`.
 pub fn write_store_funnel(store: &Path) -> Result<Funnel> {
-    let funnel = crate::store::store_funnel(store)?;
+    let funnel = store_funnel(store)?;
     realsyn_io::fs::write_atomic(
         &store.join("funnel.json"),
         &serde_json::to_vec_pretty(&funnel)?,
@@ -670,5 +677,86 @@ pub fn report(stage: &str, shard: ShardSpec, ran: bool) {
         eprintln!("{stage} {shard}: done");
     } else {
         eprintln!("{stage} {shard}: already complete, skipped");
+    }
+}
+
+/// The summed funnel of every finished part of the stages present under `store`, in
+/// pipeline order.
+pub fn store_funnel(store: &Path) -> Result<Funnel> {
+    let mut total = Funnel::default();
+    for stage in crate::pipeline::STAGES {
+        let dir = store.join(stage.name());
+        if !dir.exists() {
+            continue;
+        }
+        for part in crate::store::shard::complete_parts(&dir)? {
+            total.merge(&crate::store::read_funnel(&part)?);
+        }
+    }
+    Ok(total)
+}
+
+/// The models a build runs, loaded by the caller (which picks the backend and
+/// device). Each must be present when the manifest asks for its step.
+#[derive(Default)]
+pub struct Models<'a> {
+    pub image: Option<&'a mut dyn ImageEmbedder>,
+    pub perplexity: Option<&'a mut dyn PerplexityScorer>,
+    pub text: Option<&'a mut dyn TextEmbedder>,
+    /// The pairing dual encoder (both towers of one model).
+    pub pair: Option<&'a mut dyn DualEmbedder>,
+    /// The language model of the generation's merge step.
+    pub llm: Option<&'a mut dyn ChatLlm>,
+    /// The captioner of the generation (`None`: alt text).
+    pub captioner: Option<&'a mut dyn Captioner>,
+}
+
+impl<'a> Models<'a> {
+    /// The perplexity filter the manifest asks for, with its loaded scorer.
+    pub fn perplexity_filter(
+        &mut self,
+        manifest: &Manifest,
+    ) -> Result<Option<PerplexityFilter<'_>>> {
+        match (&manifest.perplexity, self.perplexity.as_deref_mut()) {
+            (None, _) => Ok(None),
+            (Some(s), Some(scorer)) => Ok(Some(PerplexityFilter {
+                scorer,
+                range: s.range,
+            })),
+            (Some(s), None) => bail!(
+                "the perplexity filter needs GPT-2 {} loaded",
+                s.model.display()
+            ),
+        }
+    }
+
+    /// The semantic image dedup the manifest asks for, with its loaded encoder.
+    pub fn image_semantic(&mut self, manifest: &Manifest) -> Result<Option<ImageSemantic<'_>>> {
+        match (&manifest.semantic, self.image.as_deref_mut()) {
+            (None, _) => Ok(None),
+            (Some(s), Some(embedder)) => Ok(Some(ImageSemantic {
+                embedder,
+                threshold: s.threshold,
+            })),
+            (Some(s), None) => bail!(
+                "semantic dedup with {:?} needs its image encoder loaded",
+                s.encoder.to_string()
+            ),
+        }
+    }
+
+    /// The semantic sentence dedup the manifest asks for, with its loaded encoder.
+    pub fn text_semantic(&mut self, manifest: &Manifest) -> Result<Option<TextSemantic<'_>>> {
+        match (&manifest.text_semantic, self.text.as_deref_mut()) {
+            (None, _) => Ok(None),
+            (Some(s), Some(embedder)) => Ok(Some(TextSemantic {
+                embedder,
+                threshold: s.threshold,
+            })),
+            (Some(s), None) => bail!(
+                "semantic sentence dedup needs text encoder {:?} loaded",
+                s.encoder.to_string()
+            ),
+        }
     }
 }

@@ -129,7 +129,7 @@ pub fn write(store: &Path, out: &Path) -> Result<DatasetReport> {
             );
         }
     }
-    let funnel: Funnel = crate::store::store_funnel(store)?;
+    let funnel: Funnel = crate::pipeline::store_funnel(store)?;
     let report = DatasetReport {
         cosine: cos
             .iter()

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use realsyn_builder::extract::fetch::{FetchOptions, Fetcher};
 use realsyn_builder::extract::ingest::Format;
+use realsyn_builder::pipeline::Models;
 use realsyn_builder::pipeline::run_all;
-use realsyn_builder::store::manifest::{FetchSettings, Manifest, Models};
+use realsyn_builder::store::manifest::{FetchSettings, Manifest};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use realsyn_builder::extract::ingest::Format;
+use realsyn_builder::pipeline::Models;
 use realsyn_builder::pipeline::run_all;
-use realsyn_builder::store::manifest::{FetchSettings, Manifest, Models};
+use realsyn_builder::store::manifest::{FetchSettings, Manifest};
 
 fn png(w: u32, h: u32, seed: u8) -> Vec<u8> {
     // Pseudo-random pixels: PNG cannot compress them (w x h x 3 bytes and more).

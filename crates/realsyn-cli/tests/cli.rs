@@ -186,6 +186,31 @@ fn help_explains_the_commands() {
     }
 }
 
+/// No module of any crate imports, through others, a module that imports it
+/// (scripts/module-cycles.py walks every crate's `crate::`/`super::` paths).
+#[test]
+fn no_import_cycles_between_modules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("python3")
+        .arg("scripts/module-cycles.py")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It saw every crate.
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .matches("0 cycles")
+            .count()
+            >= 9
+    );
+}
+
 /// Each bench mode is a subcommand with its own options and prints one JSON line.
 #[test]
 fn bench_modes_are_subcommands_that_print_one_json_line() {

@@ -17,7 +17,8 @@ use realsyn_builder::filter::perplexity::PerplexityScorer;
 use realsyn_builder::generate::caption::Captioner;
 use realsyn_builder::generate::llm::ChatLlm;
 use realsyn_builder::pipeline::ModelNeeds;
-use realsyn_builder::store::manifest::{Manifest, Models};
+use realsyn_builder::pipeline::Models;
+use realsyn_builder::store::manifest::Manifest;
 use realsyn_io::Embeddings;
 use realsyn_model::encoder::{embed_pixels, embed_texts};
 

@@ -11,6 +11,10 @@ pub mod kmeans;
 pub mod search;
 pub mod stage;
 
+/// Sentences per text cluster by default: the paper's 0.84B sentences in 2M
+/// clusters.
+pub const DEFAULT_SENTENCES_PER_CLUSTER: usize = 420;
+
 pub use kmeans::{KMeans, KMeansParams, train, train_two_level};
 pub use search::{TopM, top_m};
 

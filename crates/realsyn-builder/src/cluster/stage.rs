@@ -44,7 +44,7 @@ use crate::store::{
 };
 
 /// The paper's ratio: 0.84B sentences into 2M clusters.
-pub const DEFAULT_SENTENCES_PER_CLUSTER: usize = 420;
+pub use crate::cluster::DEFAULT_SENTENCES_PER_CLUSTER;
 /// Two-level k-means from this many clusters on (flat below).
 pub const TWO_LEVEL_FROM: usize = 4096;
 /// Rows k-means trains on at most (faiss's K x 256 rule would ask for 512M rows at

@@ -25,7 +25,7 @@ use crate::store::{DEDUP_IMAGES, EXTRACT, JsonlWriter, read_parts, write_funnel}
 use realsyn_data::image::IMAGE_EXTENSIONS;
 use realsyn_io::{Embeddings, encode_in_batches};
 
-pub const DEFAULT_MAX_HAMMING: u32 = 4;
+pub use crate::dedup::link::DEFAULT_MAX_HAMMING;
 
 #[derive(Serialize)]
 struct Dropped<'a> {

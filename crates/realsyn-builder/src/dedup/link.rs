@@ -6,6 +6,9 @@
 //! on at least one band (pigeonhole), so bucketing by each band finds every pair
 //! (recall 1 by construction, checked against brute force in the tests and bench).
 
+/// Perceptual-hash Hamming distance that links two images by default.
+pub const DEFAULT_MAX_HAMMING: u32 = 4;
+
 use std::collections::HashMap;
 
 /// Union-find with path halving and union by size.

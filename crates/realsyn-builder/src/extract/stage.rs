@@ -415,3 +415,22 @@ fn image(
     let img = images::decode(&bytes).map_err(|r| ("decode", r))?;
     Ok((bytes, images::extension(format), w, h, images::phash(&img)))
 }
+
+/// The rule for local image paths under `m`: inside the inputs unless allowed, and
+/// no larger than a download may be.
+pub fn local_images(m: &crate::store::manifest::Manifest) -> LocalImages {
+    let max_bytes = m
+        .fetch
+        .as_ref()
+        .map_or(crate::store::manifest::DEFAULT_MAX_IMAGE_BYTES, |f| {
+            f.max_bytes
+        });
+    if m.images_outside_input {
+        LocalImages {
+            roots: None,
+            max_bytes,
+        }
+    } else {
+        LocalImages::inside(&m.inputs, max_bytes)
+    }
+}

@@ -7,16 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::images::Semantic as ImageSemantic;
-use crate::dedup::text_semantic::TextSemantic;
-use crate::embed::{DualEmbedder, EncoderChoice, ImageEmbedder, TextEmbedder};
+use crate::embed::EncoderChoice;
 use crate::extract::fetch::FetchOptions;
 use crate::extract::ingest::Format;
 use crate::filter::cat::CatFilter;
-use crate::filter::perplexity::{PerplexityRange, PerplexityScorer};
-use crate::filter::stage::PerplexityFilter;
-use crate::generate::caption::Captioner;
-use crate::generate::llm::ChatLlm;
+use crate::filter::perplexity::PerplexityRange;
 
 /// The largest local image read when downloads are off (the download default).
 pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 20 << 20;
@@ -80,10 +75,10 @@ fn default_parts() -> usize {
     1
 }
 fn default_min_entropy() -> f64 {
-    crate::filter::stage::DEFAULT_MIN_ENTROPY
+    crate::filter::text_filters::MIN_ENTROPY
 }
 fn default_max_hamming() -> u32 {
-    crate::dedup::images::DEFAULT_MAX_HAMMING
+    crate::dedup::link::DEFAULT_MAX_HAMMING
 }
 fn default_images_per_tar() -> usize {
     10_000
@@ -264,7 +259,7 @@ impl Default for PairingSettings {
     fn default() -> Self {
         Self {
             encoder: EncoderChoice::Weights(String::new()),
-            sentences_per_cluster: crate::cluster::stage::DEFAULT_SENTENCES_PER_CLUSTER,
+            sentences_per_cluster: crate::cluster::DEFAULT_SENTENCES_PER_CLUSTER,
             clusters: None,
             iterations: 25,
             seed: 1234,
@@ -282,71 +277,6 @@ pub struct PerplexitySettings {
     pub model: PathBuf,
     #[serde(flatten)]
     pub range: PerplexityRange,
-}
-
-/// The models a build runs, loaded by the caller (which picks the backend and
-/// device). Each must be present when the manifest asks for its step.
-#[derive(Default)]
-pub struct Models<'a> {
-    pub image: Option<&'a mut dyn ImageEmbedder>,
-    pub perplexity: Option<&'a mut dyn PerplexityScorer>,
-    pub text: Option<&'a mut dyn TextEmbedder>,
-    /// The pairing dual encoder (both towers of one model).
-    pub pair: Option<&'a mut dyn DualEmbedder>,
-    /// The language model of the generation's merge step.
-    pub llm: Option<&'a mut dyn ChatLlm>,
-    /// The captioner of the generation (`None`: alt text).
-    pub captioner: Option<&'a mut dyn Captioner>,
-}
-
-impl<'a> Models<'a> {
-    /// The perplexity filter the manifest asks for, with its loaded scorer.
-    pub fn perplexity_filter(
-        &mut self,
-        manifest: &Manifest,
-    ) -> Result<Option<PerplexityFilter<'_>>> {
-        match (&manifest.perplexity, self.perplexity.as_deref_mut()) {
-            (None, _) => Ok(None),
-            (Some(s), Some(scorer)) => Ok(Some(PerplexityFilter {
-                scorer,
-                range: s.range,
-            })),
-            (Some(s), None) => bail!(
-                "the perplexity filter needs GPT-2 {} loaded",
-                s.model.display()
-            ),
-        }
-    }
-
-    /// The semantic image dedup the manifest asks for, with its loaded encoder.
-    pub fn image_semantic(&mut self, manifest: &Manifest) -> Result<Option<ImageSemantic<'_>>> {
-        match (&manifest.semantic, self.image.as_deref_mut()) {
-            (None, _) => Ok(None),
-            (Some(s), Some(embedder)) => Ok(Some(ImageSemantic {
-                embedder,
-                threshold: s.threshold,
-            })),
-            (Some(s), None) => bail!(
-                "semantic dedup with {:?} needs its image encoder loaded",
-                s.encoder.to_string()
-            ),
-        }
-    }
-
-    /// The semantic sentence dedup the manifest asks for, with its loaded encoder.
-    pub fn text_semantic(&mut self, manifest: &Manifest) -> Result<Option<TextSemantic<'_>>> {
-        match (&manifest.text_semantic, self.text.as_deref_mut()) {
-            (None, _) => Ok(None),
-            (Some(s), Some(embedder)) => Ok(Some(TextSemantic {
-                embedder,
-                threshold: s.threshold,
-            })),
-            (Some(s), None) => bail!(
-                "semantic sentence dedup needs text encoder {:?} loaded",
-                s.encoder.to_string()
-            ),
-        }
-    }
 }
 
 /// The image encoder (`color-histogram`, or a CLIP checkpoint path resolved by the
@@ -409,23 +339,6 @@ impl Manifest {
             return Ok(());
         }
         realsyn_io::fs::write_atomic(&path, &serde_json::to_vec_pretty(self)?)
-    }
-
-    /// The rule for local image paths: inside the inputs unless allowed, and no
-    /// larger than a download may be.
-    pub fn local_images(&self) -> crate::extract::stage::LocalImages {
-        let max_bytes = self
-            .fetch
-            .as_ref()
-            .map_or(DEFAULT_MAX_IMAGE_BYTES, |f| f.max_bytes);
-        if self.images_outside_input {
-            crate::extract::stage::LocalImages {
-                roots: None,
-                max_bytes,
-            }
-        } else {
-            crate::extract::stage::LocalImages::inside(&self.inputs, max_bytes)
-        }
     }
 
     /// The CAT filter the manifest asks for, loaded.

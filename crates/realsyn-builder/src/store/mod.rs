@@ -154,19 +154,3 @@ pub fn read_funnel(part: &Path) -> Result<Funnel> {
     serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
         .with_context(|| format!("{} is not a funnel", p.display()))
 }
-
-/// The summed funnel of every finished part of the stages present under `store`, in
-/// pipeline order.
-pub fn store_funnel(store: &Path) -> Result<Funnel> {
-    let mut total = Funnel::default();
-    for stage in crate::pipeline::STAGES {
-        let dir = store.join(stage.name());
-        if !dir.exists() {
-            continue;
-        }
-        for part in crate::store::shard::complete_parts(&dir)? {
-            total.merge(&read_funnel(&part)?);
-        }
-    }
-    Ok(total)
-}

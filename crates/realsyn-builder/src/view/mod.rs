@@ -102,7 +102,7 @@ pub fn write_site(store: &Path, variant: Variant, out: &Path, limit: usize) -> R
         store: store.display().to_string(),
         variant: variant.name(),
         total,
-        funnel: crate::store::store_funnel(store)?.steps,
+        funnel: crate::pipeline::store_funnel(store)?.steps,
         samples,
         charts,
     };

@@ -12,7 +12,6 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 pub use crate::eva02::config::EvaDesign;
-use crate::eva02::config::resolve_timm_tower;
 
 /// `embed_dim` + `vision_cfg` + `text_cfg`, as open_clip writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,6 +327,35 @@ impl ClipConfig {
     pub fn grid_size(&self) -> usize {
         self.vision_cfg.image_size / self.vision_cfg.patch_size
     }
+}
+
+/// Fill an EVA02 tower's fields from its timm name when the config gives only the name
+/// (open_clip's own JSON). A config that already carries `eva` is taken as written;
+/// an unknown timm name is left for `validate` to reject.
+fn resolve_timm_tower(v: &mut VisionConfig) -> Result<()> {
+    let Some(name) = v.timm_model_name.as_deref() else {
+        return Ok(());
+    };
+    if v.eva.is_some() {
+        return Ok(());
+    }
+    let Some(t) = crate::eva02::config::timm_tower(name) else {
+        return Ok(());
+    };
+    if v.image_size != t.image_size {
+        bail!(
+            "{name} is built for {0}x{0} images, the config says image_size {1}",
+            t.image_size,
+            v.image_size
+        );
+    }
+    v.patch_size = t.patch_size;
+    v.width = t.width;
+    v.layers = t.layers;
+    v.head_width = t.width / t.heads;
+    v.mlp_ratio = t.mlp_ratio;
+    v.eva = Some(t.design);
+    Ok(())
 }
 
 #[cfg(test)]

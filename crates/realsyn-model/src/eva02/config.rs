@@ -25,8 +25,6 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::clip::config::VisionConfig;
-
 /// How an EVA02 tower differs from open_clip's ViT (see the module table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvaDesign {
@@ -61,15 +59,15 @@ const EVA02_E: EvaDesign = EvaDesign {
     rope_ref_grid: None,
 };
 
-struct TimmTower {
-    name: &'static str,
-    image_size: usize,
-    patch_size: usize,
-    width: usize,
-    layers: usize,
-    heads: usize,
-    mlp_ratio: f64,
-    design: EvaDesign,
+pub struct TimmTower {
+    pub name: &'static str,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub mlp_ratio: f64,
+    pub design: EvaDesign,
 }
 
 /// timm 1.0's registrations (`timm/models/eva.py`), the EVA02-CLIP ones.
@@ -116,33 +114,9 @@ const TIMM_TOWERS: &[TimmTower] = &[
     },
 ];
 
-/// Fill an EVA02 tower's fields from its timm name when the config gives only the name
-/// (open_clip's own JSON). A config that already carries `eva` is taken as written;
-/// an unknown timm name is left for `validate` to reject.
-pub fn resolve_timm_tower(v: &mut VisionConfig) -> Result<()> {
-    let Some(name) = v.timm_model_name.as_deref() else {
-        return Ok(());
-    };
-    if v.eva.is_some() {
-        return Ok(());
-    }
-    let Some(t) = TIMM_TOWERS.iter().find(|t| t.name == name) else {
-        return Ok(());
-    };
-    if v.image_size != t.image_size {
-        bail!(
-            "{name} is built for {0}x{0} images, the config says image_size {1}",
-            t.image_size,
-            v.image_size
-        );
-    }
-    v.patch_size = t.patch_size;
-    v.width = t.width;
-    v.layers = t.layers;
-    v.head_width = t.width / t.heads;
-    v.mlp_ratio = t.mlp_ratio;
-    v.eva = Some(t.design);
-    Ok(())
+/// The timm tower registered under `name` (timm's `eva02_*_clip_*` models).
+pub fn timm_tower(name: &str) -> Option<&'static TimmTower> {
+    TIMM_TOWERS.iter().find(|t| t.name == name)
 }
 
 /// The timm names realsyn resolves.
