@@ -82,6 +82,9 @@ pub trait Stage: Sync {
     fn name(&self) -> &'static str;
     /// The paper step it implements.
     fn paper_step(&self) -> &'static str;
+    /// The stages whose store folders it reads (it writes its own, `STORE/<name>/`;
+    /// `write` also the dataset, `STORE/dataset/`).
+    fn reads(&self) -> &'static [&'static str];
     /// The keys of the build recipe (`Manifest`) it reads: its settings section.
     fn settings(&self) -> &'static [&'static str];
     fn fan(&self) -> Fan;
@@ -198,6 +201,9 @@ impl Stage for Extract {
     fn paper_step(&self) -> &'static str {
         "§3.1 extraction: images (size/aspect, pHash) and sentences (Punkt, emoji/URL, length, CAT)"
     }
+    fn reads(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn settings(&self) -> &'static [&'static str] {
         &[
             "format",
@@ -253,6 +259,9 @@ impl Stage for FilterText {
     fn paper_step(&self) -> &'static str {
         "§3.1 sentence filters: information entropy (Eq. 1), GPT-2 perplexity"
     }
+    fn reads(&self) -> &'static [&'static str] {
+        &[EXTRACT]
+    }
     fn settings(&self) -> &'static [&'static str] {
         &["min_entropy", "perplexity"]
     }
@@ -294,6 +303,9 @@ impl Stage for DedupText {
     fn paper_step(&self) -> &'static str {
         "§3.1 sentence deduplication, near-exact (normalised key, partitioned by hash)"
     }
+    fn reads(&self) -> &'static [&'static str] {
+        &[FILTER_TEXT]
+    }
     fn settings(&self) -> &'static [&'static str] {
         &[]
     }
@@ -320,6 +332,9 @@ impl Stage for DedupTextSemantic {
     }
     fn paper_step(&self) -> &'static str {
         "§3.1 sentence deduplication, semantic (text embeddings, LSH, union-find)"
+    }
+    fn reads(&self) -> &'static [&'static str] {
+        &[DEDUP_TEXT]
     }
     fn settings(&self) -> &'static [&'static str] {
         &["text_semantic"]
@@ -362,6 +377,9 @@ impl Stage for DedupImages {
     fn paper_step(&self) -> &'static str {
         "§3.1 image deduplication: perceptual hash and image embeddings, union-find"
     }
+    fn reads(&self) -> &'static [&'static str] {
+        &[EXTRACT]
+    }
     fn settings(&self) -> &'static [&'static str] {
         &["max_hamming", "semantic"]
     }
@@ -399,6 +417,9 @@ impl Stage for ClusterText {
     }
     fn paper_step(&self) -> &'static str {
         "§3.2 text semantic clustering: dual-encoder sentence embeddings, spherical k-means"
+    }
+    fn reads(&self) -> &'static [&'static str] {
+        &[DEDUP_TEXT, DEDUP_TEXT_SEMANTIC]
     }
     fn settings(&self) -> &'static [&'static str] {
         &["pairing"]
@@ -448,6 +469,9 @@ impl Stage for Retrieve {
     fn paper_step(&self) -> &'static str {
         "§3.2 hierarchical retrieval: top-3 sentences per image from its nearest text clusters"
     }
+    fn reads(&self) -> &'static [&'static str] {
+        &[EXTRACT, DEDUP_IMAGES, CLUSTER_TEXT]
+    }
     fn settings(&self) -> &'static [&'static str] {
         &["pairing"]
     }
@@ -492,6 +516,9 @@ impl Stage for Generate {
     }
     fn paper_step(&self) -> &'static str {
         "§3.2 image semantic augmented generation: caption, open-set tags, LLM merge (App. A.2 prompt)"
+    }
+    fn reads(&self) -> &'static [&'static str] {
+        &[EXTRACT, CLUSTER_TEXT, RETRIEVE]
     }
     fn settings(&self) -> &'static [&'static str] {
         &["generation", "cat_wordnet"]
@@ -569,6 +596,9 @@ impl Stage for Balance {
     fn paper_step(&self) -> &'static str {
         "§3.3 semantic balance sampling: cosine band on image vs synthetic text, image k-means, per-cluster caps"
     }
+    fn reads(&self) -> &'static [&'static str] {
+        &[DEDUP_IMAGES, RETRIEVE, GENERATE]
+    }
     fn settings(&self) -> &'static [&'static str] {
         &["balance"]
     }
@@ -615,6 +645,9 @@ impl Stage for Write {
     }
     fn paper_step(&self) -> &'static str {
         "§3.3 / Table 13 the dataset: WebDataset shards (jpg, txt = text1, json with text2, text3, syn_text)"
+    }
+    fn reads(&self) -> &'static [&'static str] {
+        &[EXTRACT, RETRIEVE, GENERATE, BALANCE]
     }
     fn settings(&self) -> &'static [&'static str] {
         &["dataset"]
@@ -757,6 +790,26 @@ impl<'a> Models<'a> {
                 "semantic sentence dedup needs text encoder {:?} loaded",
                 s.encoder.to_string()
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list is in dependency order: a stage reads only stages before it.
+    #[test]
+    fn every_stage_reads_only_earlier_stages() {
+        for (i, s) in STAGES.iter().enumerate() {
+            for r in s.reads() {
+                let j = STAGES.iter().position(|t| t.name() == *r);
+                assert!(
+                    j.is_some_and(|j| j < i),
+                    "{} reads {r}, which is not before it",
+                    s.name()
+                );
+            }
         }
     }
 }

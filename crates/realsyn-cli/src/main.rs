@@ -3,7 +3,7 @@
 //! The command-line front end. Each subcommand lives in `commands/` and only parses
 //! arguments, calls the library crates (`realsyn-builder`, `realsyn-train`,
 //! `realsyn-eval`, ...) through `realsyn-runtime` (devices, model loading, encoders)
-//! and prints.
+//! and prints. Nothing depends on it; it must not hold model, data or builder logic.
 
 mod commands;
 

@@ -7,6 +7,9 @@
 //! frozen image features and their on-disk cache (`features`, `cache`), the tasks
 //! (zero-shot classification; the linear probe; retrieval), their metrics, the suite runner, the result files, the
 //! report beside the paper's tables, and the data-scaling-law fits (`scaling`).
+//!
+//! Takes any `DualEncoder` of the model library. Must not depend on the trainer, the
+//! builder or the runtime; clap only behind its `clap` feature (the CLI's).
 
 pub mod cache;
 pub mod features;

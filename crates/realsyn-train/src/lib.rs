@@ -24,6 +24,9 @@
 //!   it: log, checkpoint, zero-shot) and the run's summary.
 //! - `zero_shot`: the zero-shot hook (the model library's classifier, top-1/top-5),
 //!   so training does not need the evaluator.
+//!
+//! Depends on the model library, `realsyn-data` and `realsyn-io`; must not depend on
+//! the evaluator, the builder, the runtime or clap (the CLI parses for it).
 
 pub mod checkpoint;
 pub mod distributed;

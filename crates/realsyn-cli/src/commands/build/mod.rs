@@ -271,8 +271,8 @@ enum Stage {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// The stages in order: the paper step each implements, how it fans out, and
-    /// the build-recipe keys it reads.
+    /// The stages in order: the paper step each implements, how it fans out, the
+    /// stages whose output it reads, and the build-recipe keys it reads.
     Stages,
     /// Print the funnel of everything finished so far (and write funnel.json/.md).
     Funnel {
@@ -897,18 +897,19 @@ pub fn run(args: Args) -> Result<()> {
             return Ok(());
         }
         Stage::Stages => {
-            println!("| # | stage | paper step | fans out | recipe keys |");
-            println!("|---|---|---|---|---|");
+            println!("| # | stage | paper step | fans out | reads | recipe keys |");
+            println!("|---|---|---|---|---|---|");
             for (i, s) in STAGES.iter().enumerate() {
                 let fan = match s.fan() {
                     pipeline::Fan::Parts => "per part",
                     pipeline::Fan::Whole => "whole corpus",
                 };
                 println!(
-                    "| {} | {} | {} | {fan} | {} |",
+                    "| {} | {} | {} | {fan} | {} | {} |",
                     i + 1,
                     s.name(),
                     s.paper_step(),
+                    s.reads().join(", "),
                     s.settings().join(", ")
                 );
             }
