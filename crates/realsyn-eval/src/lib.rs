@@ -14,7 +14,6 @@
 pub mod cache;
 pub mod features;
 pub mod linear_probe;
-pub mod metrics;
 pub mod registry;
 pub mod report;
 pub mod results;
@@ -26,6 +25,7 @@ pub mod zeroshot;
 /// The dataset readers live in `realsyn-data` (the trainer's zero-shot hook reads
 /// them too); `realsyn_eval::datasets` names them as before.
 pub use realsyn_data::labelled as datasets;
+pub use realsyn_data::labelled::metrics;
 
 pub use datasets::LabelledDataset;
 pub use features::{Features, image_features};

@@ -4,8 +4,8 @@
 //! zero-shot hook and the evaluator share it without depending on each other.
 
 use anyhow::{Result, bail};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::clip::l2_normalize;
 use crate::clip::tokenizer::ClipTokenizer;
@@ -19,6 +19,25 @@ pub fn fill_template(template: &str, class: &str) -> String {
     } else {
         template.replace("{}", class)
     }
+}
+
+/// Zero-shot logits `[n, classes]` (row-major): 100 x the cosine of each of the `n`
+/// L2-normalised `features` rows (`dim` wide) with each class column of
+/// `classifier`, all rows in one product. The scale is CLIP's; it changes no metric
+/// but keeps logits comparable.
+pub fn zero_shot_logits<B: Backend>(
+    features: Vec<f32>,
+    dim: usize,
+    classifier: Tensor<B, 2>,
+    device: &B::Device,
+) -> Vec<f64> {
+    let n = if dim == 0 { 0 } else { features.len() / dim };
+    if n == 0 {
+        return Vec::new();
+    }
+    let x = Tensor::<B, 2>::from_data(TensorData::new(features, [n, dim]), device);
+    let (logits, _) = crate::common::batch::to_rows(x.matmul(classifier).mul_scalar(100.0));
+    logits.into_iter().map(f64::from).collect()
 }
 
 /// `[embed_dim, n_classes]` classifier weights.

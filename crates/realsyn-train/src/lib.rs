@@ -22,7 +22,8 @@
 //! - `logger`: the progress bar, `metrics.jsonl` and TensorBoard (rank 0).
 //! - `trainer`: the loop (`train_one_epoch`, the optimisation step, the hooks after
 //!   it: log, checkpoint, zero-shot) and the run's summary.
-//! - `zero_shot`: the zero-shot hook (the model library's classifier, top-1/top-5),
+//! - `zero_shot`: the zero-shot hook (the model library's classifier and logits, the
+//!   evaluator's metrics from `realsyn-data`),
 //!   so training does not need the evaluator.
 //!
 //! Depends on the model library, `realsyn-data` and `realsyn-io`; must not depend on

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::metrics::{StepRecord, ZeroShotRecord};
 use crate::tensorboard::EventWriter;
-use crate::zero_shot::ZeroShotAccuracy;
+use realsyn_data::labelled::metrics::ZeroShotMetrics;
 
 pub(crate) struct Logger {
     /// Rank 0's writers; `None` on the other ranks.
@@ -129,7 +129,7 @@ impl Logger {
     }
 
     /// A zero-shot evaluation after `step`.
-    pub fn zero_shot(&mut self, step: u64, m: &ZeroShotAccuracy) -> Result<()> {
+    pub fn zero_shot(&mut self, step: u64, m: &ZeroShotMetrics) -> Result<()> {
         if let Some(Files { tb, metrics }) = &mut self.files {
             tb.scalar("zeroshot/acc1", m.acc1, step)?;
             tb.scalar("zeroshot/acc5", m.acc5, step)?;

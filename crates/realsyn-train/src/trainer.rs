@@ -28,12 +28,13 @@ use crate::checkpoint::{self, TrainState};
 use crate::distributed::{LaunchEnv, ProcessGroup};
 use crate::logger::Logger;
 use crate::metrics::StepRecord;
-use crate::optim::{AdamW, clamp_logit_scale};
+use crate::optim::clamp_logit_scale;
 use crate::recipe::Recipe;
 use crate::setup::{Run, setup};
 use crate::step::{DeviceSlice, distributed_step, replicate};
 use crate::streams::{RankBatch, RankLoader};
-use crate::zero_shot::{ZeroShotAccuracy, zero_shot_accuracy};
+use crate::zero_shot::zero_shot_accuracy;
+use realsyn_data::labelled::metrics::ZeroShotMetrics;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
@@ -42,7 +43,7 @@ pub struct TrainSummary {
     pub samples_per_s: f64,
     pub skips: BTreeMap<String, u64>,
     pub checkpoint: PathBuf,
-    pub zeroshot: Option<ZeroShotAccuracy>,
+    pub zeroshot: Option<ZeroShotMetrics>,
 }
 
 /// Train as `recipe` says on `devices` (data parallel when several; the first holds
@@ -65,7 +66,7 @@ struct Progress {
     /// The newest checkpoint and its step: an epoch cut short by the data can end
     /// the run after the last periodic checkpoint, and that end must be saved too.
     last_saved: Option<(PathBuf, u64)>,
-    zeroshot: Option<ZeroShotAccuracy>,
+    zeroshot: Option<ZeroShotMetrics>,
 }
 
 /// [`train`] as one rank of `group`.
@@ -300,14 +301,7 @@ fn end_of_epoch<B: AutodiffBackend>(
 /// The job's data positions and skips into the state, then rank 0 saves.
 fn checkpoint_now<B: AutodiffBackend>(run: &mut Run<'_, B>) -> Result<PathBuf> {
     sync_state(&mut run.group, &mut run.state, &run.positions, &run.skips)?;
-    save_checkpoint(
-        run.leader(),
-        &run.ckpt_dir,
-        &run.model,
-        &run.opt,
-        &run.state,
-        run.recipe,
-    )
+    save_checkpoint(run)
 }
 
 /// The run's end: the final checkpoint (unless the last step's is it), then
@@ -321,14 +315,7 @@ fn finish<B: AutodiffBackend>(
     sync_state(&mut run.group, &mut run.state, &run.positions, &run.skips)?;
     let checkpoint = match progress.last_saved {
         Some((p, step)) if step == run.state.step => p,
-        _ => save_checkpoint(
-            run.leader(),
-            &run.ckpt_dir,
-            &run.model,
-            &run.opt,
-            &run.state,
-            run.recipe,
-        )?,
+        _ => save_checkpoint(run)?,
     };
     let steps_run = run.state.step - start_step;
     let summary = TrainSummary {
@@ -379,17 +366,12 @@ fn sync_state(
     Ok(())
 }
 
-/// Rank 0 writes the checkpoint; every rank knows where it went.
-fn save_checkpoint<B: AutodiffBackend>(
-    leader: bool,
-    dir: &std::path::Path,
-    model: &Clip<B>,
-    opt: &AdamW<B::InnerBackend>,
-    state: &TrainState,
-    recipe: &Recipe,
-) -> Result<PathBuf> {
-    if leader {
-        checkpoint::save(dir, model, opt, state, recipe.output.keep_checkpoints)
+/// Rank 0 writes the checkpoint of `run`'s state; every rank knows where it went.
+fn save_checkpoint<B: AutodiffBackend>(run: &Run<'_, B>) -> Result<PathBuf> {
+    let (dir, state) = (&run.ckpt_dir, &run.state);
+    if run.leader() {
+        let keep = run.recipe.output.keep_checkpoints;
+        checkpoint::save(dir, &run.model, &run.opt, state, keep)
     } else {
         Ok(dir.join(format!("step_{:08}", state.step)))
     }
@@ -446,7 +428,7 @@ fn run_zeroshot<B: AutodiffBackend>(
     data: &LabelledDataset,
     batch: usize,
     device: &B::Device,
-) -> Result<ZeroShotAccuracy> {
+) -> Result<ZeroShotMetrics> {
     let frozen = model.valid();
     zero_shot_accuracy(&frozen, tokenizer, data, batch, device)
 }

@@ -9,6 +9,7 @@ mod imagefolder;
 mod imagenet;
 pub mod imagenet_classes;
 mod jsonl;
+pub mod metrics;
 mod objectnet;
 mod retrieval;
 mod wds;

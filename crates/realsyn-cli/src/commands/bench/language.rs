@@ -142,8 +142,7 @@ impl BackendJob for PerplexityBench {
                 .collect();
             realsyn_io::fs::write_atomic(out, text.as_bytes())?;
         }
-        seconds.sort_by(f64::total_cmp);
-        let median = seconds[seconds.len() / 2];
+        let median = super::median(seconds);
         Ok(serde_json::json!({
             "impl": "realsyn-burn", "backend": a.device, "mode": "perplexity",
             "layers": scorer.config.n_layer, "width": scorer.config.n_embd,

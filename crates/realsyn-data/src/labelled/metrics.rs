@@ -2,7 +2,8 @@
 //! define them: top-1 and top-5 accuracy, mean per-class recall (the mean over
 //! classes present in the labels of each class's recall), and for two classes the
 //! ROC AUC of the positive class's score (`sklearn.metrics.roc_auc_score`, ties
-//! given their average rank). Zero-shot and the linear probe both report through here.
+//! given their average rank). Zero-shot (the evaluator's and the trainer's hook) and
+//! the linear probe all report through here.
 
 use serde::Serialize;
 
@@ -15,6 +16,21 @@ pub struct ClassificationMetrics {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roc_auc: Option<f64>,
     pub n: usize,
+}
+
+/// Zero-shot metrics plus how many samples were unreadable.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZeroShotMetrics {
+    #[serde(flatten)]
+    pub metrics: ClassificationMetrics,
+    pub skipped: u64,
+}
+
+impl std::ops::Deref for ZeroShotMetrics {
+    type Target = ClassificationMetrics;
+    fn deref(&self) -> &ClassificationMetrics {
+        &self.metrics
+    }
 }
 
 impl ClassificationMetrics {
