@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::balance::stage as balance;
+use crate::cluster::search::{CpuSearch, VectorSearch};
 use crate::cluster::stage as cluster_text;
 use crate::dedup::images::Semantic as ImageSemantic;
 use crate::dedup::text_semantic::TextSemantic;
@@ -58,11 +59,24 @@ pub struct ModelNeeds {
     pub pair_encoder: bool,
     /// The generation's LLM and captioner (`Manifest::generation`).
     pub generation: bool,
+    /// Large GEMMs (k-means, centroid ranking): on the run's device when it is a
+    /// GPU, even when no model is loaded.
+    pub vector_search: bool,
 }
 
 impl ModelNeeds {
     pub fn any(self) -> bool {
         self.image_encoder || self.text_encoder || self.gpt2 || self.pair_encoder || self.generation
+    }
+
+    /// The pairing stages' needs: the dual encoder unless its embeddings are
+    /// reused, and the device for the GEMMs.
+    fn pairing(encoder: bool) -> Self {
+        ModelNeeds {
+            pair_encoder: encoder,
+            vector_search: true,
+            ..ModelNeeds::default()
+        }
     }
 
     pub fn union(self, other: ModelNeeds) -> ModelNeeds {
@@ -72,6 +86,7 @@ impl ModelNeeds {
             gpt2: self.gpt2 || other.gpt2,
             pair_encoder: self.pair_encoder || other.pair_encoder,
             generation: self.generation || other.generation,
+            vector_search: self.vector_search || other.vector_search,
         }
     }
 }
@@ -428,10 +443,7 @@ impl Stage for ClusterText {
         Fan::Whole
     }
     fn needs(&self, m: &Manifest) -> ModelNeeds {
-        ModelNeeds {
-            pair_encoder: m.pairing.is_some() && !cluster_text::reuses_text_embeddings(m),
-            ..ModelNeeds::default()
-        }
+        ModelNeeds::pairing(m.pairing.is_some() && !cluster_text::reuses_text_embeddings(m))
     }
     fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
         if m.pairing.is_none() {
@@ -449,12 +461,13 @@ impl Stage for ClusterText {
             .pairing
             .as_ref()
             .expect("the stage is off without pairing");
+        let search = cx.models.search();
         let text = cx
             .models
             .pair
             .as_deref_mut()
             .map(|e| e as &mut dyn crate::embed::TextEmbedder);
-        Ok(cluster_text::run(cx.store, m, settings, text)?.is_some())
+        Ok(cluster_text::run(cx.store, m, settings, text, search)?.is_some())
     }
 }
 
@@ -479,10 +492,7 @@ impl Stage for Retrieve {
         Fan::Parts
     }
     fn needs(&self, m: &Manifest) -> ModelNeeds {
-        ModelNeeds {
-            pair_encoder: m.pairing.is_some() && !retrieve::reuses_image_embeddings(m),
-            ..ModelNeeds::default()
-        }
+        ModelNeeds::pairing(m.pairing.is_some() && !retrieve::reuses_image_embeddings(m))
     }
     fn steps_off(&self, _m: &Manifest) -> Vec<&'static str> {
         // Named once, by cluster-text.
@@ -497,12 +507,13 @@ impl Stage for Retrieve {
             .pairing
             .as_ref()
             .expect("the stage is off without pairing");
+        let search = cx.models.search();
         let image = cx
             .models
             .pair
             .as_deref_mut()
             .map(|e| e as &mut dyn crate::embed::ImageEmbedder);
-        Ok(retrieve::run(cx.store, m, settings, shard, image)?.is_some())
+        Ok(retrieve::run(cx.store, m, settings, shard, image, search)?.is_some())
     }
 }
 
@@ -606,10 +617,7 @@ impl Stage for Balance {
         Fan::Whole
     }
     fn needs(&self, m: &Manifest) -> ModelNeeds {
-        ModelNeeds {
-            pair_encoder: m.balance.is_some() && m.pairing.is_some(),
-            ..ModelNeeds::default()
-        }
+        ModelNeeds::pairing(m.balance.is_some() && m.pairing.is_some())
     }
     fn steps_off(&self, m: &Manifest) -> Vec<&'static str> {
         if m.pairing.is_some() && m.balance.is_none() {
@@ -627,12 +635,13 @@ impl Stage for Balance {
             .balance
             .as_ref()
             .expect("the stage is off without balance");
+        let search = cx.models.search();
         let encoder = cx
             .models
             .pair
             .as_deref_mut()
             .map(|p| p as &mut dyn crate::embed::DualEmbedder);
-        Ok(balance::run(cx.store, m, settings, encoder)?.is_some())
+        Ok(balance::run(cx.store, m, settings, encoder, search)?.is_some())
     }
 }
 
@@ -742,9 +751,16 @@ pub struct Models<'a> {
     pub llm: Option<&'a mut dyn ChatLlm>,
     /// The captioner of the generation (`None`: alt text).
     pub captioner: Option<&'a mut dyn Captioner>,
+    /// Where the large GEMMs run (`None`: the CPU).
+    pub search: Option<&'a dyn VectorSearch>,
 }
 
 impl<'a> Models<'a> {
+    /// Where the large GEMMs run.
+    pub fn search(&self) -> &'a dyn VectorSearch {
+        self.search.unwrap_or(&CpuSearch)
+    }
+
     /// The perplexity filter the manifest asks for, with its loaded scorer.
     pub fn perplexity_filter(
         &mut self,

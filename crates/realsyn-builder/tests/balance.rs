@@ -33,6 +33,7 @@ fn clusters(x: &[f32]) -> (Vec<u32>, usize) {
         x,
         D,
         &KMeansParams::new(SIZES.len()),
+        &realsyn_builder::cluster::CpuSearch,
         &mut kmeans::NoCheckpoint,
     )
     .unwrap();

@@ -40,7 +40,14 @@ fn flat_objective_within_one_percent_of_faiss() {
         x.len() / d > p.k * p.max_points_per_centroid,
         "the subsample path"
     );
-    let km = kmeans::train(&x, d, &p, &mut NoCheckpoint).unwrap();
+    let km = kmeans::train(
+        &x,
+        d,
+        &p,
+        &realsyn_builder::cluster::CpuSearch,
+        &mut NoCheckpoint,
+    )
+    .unwrap();
     let ours = kmeans::objective(&x, &km.centroids, d);
     let theirs = f["objective"].as_f64().unwrap();
     eprintln!(
@@ -58,7 +65,14 @@ fn two_level_objective_within_one_percent_of_faiss() {
     let (x, d, f) = fixture();
     let f = &f["two_level"];
     let p = KMeansParams::new(f["k"].as_u64().unwrap() as usize);
-    let km = kmeans::train_two_level(&x, d, &p, &mut NoCheckpoint).unwrap();
+    let km = kmeans::train_two_level(
+        &x,
+        d,
+        &p,
+        &realsyn_builder::cluster::CpuSearch,
+        &mut NoCheckpoint,
+    )
+    .unwrap();
     assert_eq!(km.k(), p.k);
     let ours = kmeans::objective(&x, &km.centroids, d);
     let theirs = f["objective"].as_f64().unwrap();

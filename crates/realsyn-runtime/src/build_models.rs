@@ -23,6 +23,8 @@ use realsyn_io::Embeddings;
 use realsyn_model::encoder::{embed_pixels, embed_texts};
 
 use crate::factory::{ModelAndTransforms, create_model_and_transforms};
+use crate::vector_search::BackendSearch;
+use realsyn_builder::cluster::VectorSearch;
 
 /// How to run the models (not pinned in the store's manifest: the same store may be
 /// built on a CPU, then resumed on a GPU).
@@ -102,6 +104,7 @@ pub fn with_models<T>(
             .as_ref()
             .filter(|_| needs.gpt2)
             .map(|p| p.model.clone()),
+        search_on_device: needs.vector_search && crate::device::is_accelerator(&runtime.device),
         runtime: runtime.clone(),
         histogram: image.is_some(),
         bag_of_words: text.is_some(),
@@ -114,8 +117,9 @@ pub fn with_models<T>(
         && job.pair.is_none()
         && job.llm_gguf.is_none()
         && job.git.is_none()
+        && !job.search_on_device
     {
-        return job.call(None, None, None, None, None, None);
+        return job.call(None, None, None, None, None, None, None);
     }
     crate::device::dispatch(&runtime.device, job)
 }
@@ -133,6 +137,8 @@ struct LoadModels<F, T> {
     /// The pairing dual encoder's weights.
     pair: Option<String>,
     gpt2: Option<PathBuf>,
+    /// k-means and centroid ranking on the device (a GPU) rather than the CPU.
+    search_on_device: bool,
     runtime: ModelOptions,
     /// The baselines, used where the manifest asks for the step but names no weights.
     histogram: bool,
@@ -150,6 +156,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
         pair: Option<&mut dyn DualEmbedder>,
         llm: Option<&mut dyn ChatLlm>,
         git: Option<&mut dyn Captioner>,
+        search: Option<&dyn VectorSearch>,
     ) -> Result<T> {
         let (mut histogram, mut bag) = (ColorHistogram, BagOfWords);
         let (mut endpoint, mut captioner) = (self.endpoint, self.captioner);
@@ -189,6 +196,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> LoadModels<F, T> {
                 Some(c) => Some(c),
                 None => captioner.as_mut().map(|c| c as &mut dyn Captioner),
             },
+            search,
         })
     }
 }
@@ -274,6 +282,9 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
             )?),
             None => None,
         };
+        let search = self
+            .search_on_device
+            .then(|| BackendSearch::<B>::new(&device, &rt.device));
         self.call(
             image.as_mut().map(|m| m as &mut dyn ImageEmbedder),
             text.as_mut().map(|m| m as &mut dyn TextEmbedder),
@@ -281,6 +292,7 @@ impl<T, F: FnOnce(Models) -> Result<T>> crate::device::BackendJob for LoadModels
             pair.as_mut().map(|p| p as &mut dyn DualEmbedder),
             llm.as_mut().map(|l| l as &mut dyn ChatLlm),
             git.as_mut().map(|g| g as &mut dyn Captioner),
+            search.as_ref().map(|s| s as &dyn VectorSearch),
         )
     }
 }

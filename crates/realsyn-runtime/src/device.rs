@@ -25,6 +25,12 @@ impl<J: BackendJob> MultiDeviceJob for One<J> {
     }
 }
 
+/// Whether `--device` names an accelerator (anything but the CPU backends).
+pub fn is_accelerator(device: &str) -> bool {
+    let kind = device.split([':', ',']).next().unwrap_or("").trim();
+    !matches!(kind, "" | "cpu" | "flex" | "ndarray")
+}
+
 pub fn dispatch<J: BackendJob>(device: &str, job: J) -> Result<J::Output> {
     if device.contains(',') {
         bail!("this command runs on one device; got {device:?}");

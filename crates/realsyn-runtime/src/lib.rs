@@ -9,6 +9,8 @@
 //!   `get_tokenizer` (`create_model_and_transforms`).
 //! - `build_models`: the models a builder run needs (image and text encoders, GPT-2),
 //!   loaded once on the chosen device and handed to the builder through its traits.
+//! - `vector_search`: the builder's k-means and centroid-ranking GEMMs on a Burn
+//!   device (`--device cuda`); on the CPU the builder's own kernel runs them.
 //! - `llm`: the generation's LLM (realsyn's Llama over GGUF, or an OpenAI-compatible
 //!   server) and captioner, as the builder's `ChatLlm` / `Captioner`; `llm_server`
 //!   serves the embedded LLM over an OpenAI-compatible HTTP API (`realsyn llm serve`).
@@ -26,6 +28,7 @@ pub mod factory;
 pub mod llm;
 pub mod llm_server;
 pub mod static_server;
+pub mod vector_search;
 
 pub use device::{BackendJob, MultiDeviceJob, dispatch, dispatch_devices};
 pub use factory::{ModelAndTransforms, create_model_and_transforms};

@@ -33,9 +33,10 @@ use realsyn_io::npy::{NpyMatrix, NpyRowWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::balance::{self, Band, BandEffect, Verdict};
-use crate::cluster::kmeans::{self, KMeansParams, NoCheckpoint};
-use crate::cluster::search::top_m;
-use crate::cluster::stage::{MAX_TRAINING_ROWS, SizeStats, TWO_LEVEL_FROM};
+use crate::cluster::fit::{TWO_LEVEL_FROM, assign_all, fit};
+use crate::cluster::kmeans::{DEFAULT_ASSIGN_PROBE, KMeansParams, NoCheckpoint};
+use crate::cluster::search::VectorSearch;
+use crate::cluster::stage::SizeStats;
 use crate::embed::DualEmbedder;
 use crate::extract::stage::ImageRow;
 use crate::generate::stage::{Caption, GeneratedRow};
@@ -48,7 +49,6 @@ use crate::store::{
 };
 
 const EMBED_BATCH: usize = 64;
-const ASSIGN_BLOCK: usize = 65_536;
 
 /// One paired image's place in the balance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +198,7 @@ pub fn run(
     m: &Manifest,
     settings: &BalanceSettings,
     encoder: Option<&mut dyn DualEmbedder>,
+    search: &dyn VectorSearch,
 ) -> Result<Option<Funnel>> {
     let source = SamplesSource::open(store, m)?;
     let Some(part) = PartWriter::begin(&store.join(BALANCE), ShardSpec::default())? else {
@@ -307,46 +308,35 @@ pub fn run(
         k,
         iterations: settings.iterations,
         seed: settings.kmeans_seed,
-        max_points_per_centroid: 256.min(MAX_TRAINING_ROWS / k).max(1),
+        max_points_per_centroid: 256,
     };
     let two_level = k >= TWO_LEVEL_FROM;
-    let sample = kmeans::training_sample(
-        kept.len(),
-        &KMeansParams {
-            max_points_per_centroid: if two_level {
-                MAX_TRAINING_ROWS / k
-            } else {
-                params.max_points_per_centroid
-            },
-            ..params
-        },
-    );
-    let mut x = Vec::with_capacity(sample.len() * d);
-    for &j in &sample {
-        emb.push_row(kept[j] as usize, &mut x);
-    }
-    kmeans::normalise_rows(&mut x, d);
+    let read = |j: usize, out: &mut Vec<f32>| emb.push_row(kept[j] as usize, out);
     eprintln!(
-        "balance: {} pairs in the band -> {k} image clusters ({} training rows)",
+        "balance: {} pairs in the band -> {k} image clusters ({}, GEMMs on {})",
         kept.len(),
-        sample.len()
+        if two_level { "two-level" } else { "flat" },
+        search.name()
     );
-    let km = if two_level {
-        kmeans::train_two_level(&x, d, &params, &mut NoCheckpoint)?
-    } else {
-        kmeans::train(&x, d, &params, &mut NoCheckpoint)?
-    };
-    drop(x);
+    let fitted = fit(
+        kept.len(),
+        d,
+        &params,
+        two_level,
+        &read,
+        search,
+        &mut NoCheckpoint,
+    )?;
+    let km = fitted.km;
     let k = km.k();
-    let mut assign = Vec::with_capacity(kept.len());
-    for block in kept.chunks(ASSIGN_BLOCK) {
-        let mut x = Vec::with_capacity(block.len() * d);
-        for &i in block {
-            emb.push_row(i as usize, &mut x);
-        }
-        kmeans::normalise_rows(&mut x, d);
-        assign.extend(top_m(&x, &km.centroids, d, 1).ids);
-    }
+    let assign = assign_all(
+        &km,
+        kept.len(),
+        &read,
+        DEFAULT_ASSIGN_PROBE,
+        search,
+        "assign",
+    )?;
     // 4. Ranks: per cluster and for the random baseline.
     let ranks = balance::cluster_ranks(&assign, k, settings.sample_seed);
     let random = balance::random_ranks(kept.len(), settings.sample_seed ^ 0x5eed);

@@ -7,13 +7,17 @@
 //!
 //! Cost per query: K·d (centroids) + |probed clusters|·d, against N·d for exact
 //! search: at the paper's ~420 vectors per cluster and N = 0.84B, K = 2M, about
-//! 400x fewer multiply-adds.
+//! 400x fewer multiply-adds. The centroid ranking is K / 420 = 5,000 times the
+//! per-cluster work at probe 1, so it alone goes through the caller's
+//! `VectorSearch` (a GPU when there is one); the per-cluster GEMMs (a few hundred
+//! rows each) run on the CPU threads.
 
 use std::borrow::Cow;
 
+use anyhow::Result;
 use rayon::prelude::*;
 
-use super::search::top_m;
+use super::search::{VectorSearch, top_m};
 
 /// Clusters of vectors, each stored contiguously (the `cluster-text` layout, or an
 /// in-memory one for tests and benches).
@@ -49,19 +53,26 @@ pub struct Found {
 /// Clusters ranked per query beyond `probe`, for queries whose clusters are short.
 const SPARE_CLUSTERS: usize = 8;
 
-/// Hierarchical top-k for every query row (width `lists.width()`).
-pub fn search(lists: &dyn InvertedLists, queries: &[f32], probe: usize, k: usize) -> Vec<Found> {
+/// Hierarchical top-k for every query row (width `lists.width()`); the centroids
+/// are ranked on `engine`.
+pub fn search(
+    lists: &dyn InvertedLists,
+    queries: &[f32],
+    probe: usize,
+    k: usize,
+    engine: &dyn VectorSearch,
+) -> Result<Vec<Found>> {
     let d = lists.width();
     let nq = queries.len() / d;
     let kc = lists.k();
     let probe = probe.clamp(1, kc.max(1));
     // 1. Clusters per query: the `probe` nearest, then more until they hold k.
-    let ranked = top_m(
+    let ranked = engine.top_m(
         queries,
         lists.centroids(),
         d,
         (probe + SPARE_CLUSTERS).min(kc),
-    );
+    )?;
     let mut found: Vec<Found> = (0..nq)
         .into_par_iter()
         .map(|q| {
@@ -140,7 +151,7 @@ pub fn search(lists: &dyn InvertedLists, queries: &[f32], probe: usize, k: usize
             .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
         f.hits.truncate(k);
     }
-    found
+    Ok(found)
 }
 
 /// Vectors grouped by cluster in memory: `InvertedLists` for tests and benches.
@@ -155,10 +166,15 @@ pub struct MemoryLists {
 impl MemoryLists {
     /// Group `x` (ids 0..n) by the nearest of `centroids`.
     pub fn build(x: &[f32], d: usize, centroids: Vec<f32>) -> Self {
-        let k = centroids.len() / d;
         let assign = top_m(x, &centroids, d, 1).ids;
+        Self::from_assignment(x, d, centroids, &assign)
+    }
+
+    /// Group `x` (ids 0..n) by a given cluster per row.
+    pub fn from_assignment(x: &[f32], d: usize, centroids: Vec<f32>, assign: &[u32]) -> Self {
+        let k = centroids.len() / d;
         let mut offsets = vec![0usize; k + 1];
-        for &c in &assign {
+        for &c in assign {
             offsets[c as usize + 1] += 1;
         }
         for c in 0..k {
@@ -208,6 +224,7 @@ impl InvertedLists for MemoryLists {
 mod tests {
     use super::*;
     use crate::cluster::kmeans::{KMeansParams, NoCheckpoint, train};
+    use crate::cluster::search::CpuSearch;
 
     /// 20 topics; rows drawn with another seed share the topic centres.
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
@@ -218,10 +235,10 @@ mod tests {
     fn finds_most_of_the_exact_top_k_and_never_a_duplicate() {
         let d = 16;
         let x = data(4000, d, 1);
-        let km = train(&x, d, &KMeansParams::new(10), &mut NoCheckpoint).unwrap();
+        let km = train(&x, d, &KMeansParams::new(10), &CpuSearch, &mut NoCheckpoint).unwrap();
         let lists = MemoryLists::build(&x, d, km.centroids);
         let q = data(200, d, 2);
-        let found = search(&lists, &q, 1, 3);
+        let found = search(&lists, &q, 1, 3, &CpuSearch).unwrap();
         let exact = top_m(&q, &x, d, 3);
         let mut hit = 0;
         for (j, f) in found.iter().enumerate() {
@@ -234,7 +251,7 @@ mod tests {
         }
         assert!(hit as f64 / 600.0 > 0.8, "recall {}", hit as f64 / 600.0);
         // Probing every cluster is exact search.
-        let all = search(&lists, &q, 10, 3);
+        let all = search(&lists, &q, 10, 3, &CpuSearch).unwrap();
         for (j, f) in all.iter().enumerate() {
             let want: Vec<i64> = exact.row(j).map(|(i, _)| i as i64).collect();
             assert_eq!(f.hits.iter().map(|h| h.id).collect::<Vec<_>>(), want);
@@ -247,12 +264,12 @@ mod tests {
         let d = 2;
         let x = vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0, 0.6, 0.8];
         let lists = MemoryLists::build(&x, d, x.clone());
-        let found = search(&lists, &[1.0, 0.0], 1, 3);
+        let found = search(&lists, &[1.0, 0.0], 1, 3, &CpuSearch).unwrap();
         let ids: Vec<i64> = found[0].hits.iter().map(|h| h.id).collect();
         assert_eq!(ids, vec![0, 4, 1]);
         assert_eq!(found[0].clusters.len(), 3);
         // More than the corpus holds: all of it, once.
-        let found = search(&lists, &[1.0, 0.0], 1, 9);
+        let found = search(&lists, &[1.0, 0.0], 1, 9, &CpuSearch).unwrap();
         assert_eq!(found[0].hits.len(), 5);
     }
 }

@@ -3,9 +3,13 @@
 //! 2M clusters), and inner-product top-m search by blocked GEMM. The `cluster-text`
 //! and `retrieve` stages use both; the balance stage reuses `kmeans` on images.
 //!
-//! Plain f32 slices in, plain results out: no store layout, no models; `stage` is
-//! the `cluster-text` stage (sentence embeddings, k-means, the inverted-file layout).
+//! Plain f32 slices in, plain results out: no store layout, no models; `fit` is
+//! k-means as the stages run it on memory-mapped rows; `stage` is the
+//! `cluster-text` stage (sentence embeddings, k-means, the inverted-file layout).
+//! The GEMMs run wherever the caller's `VectorSearch` puts them (the CPU here, a
+//! Burn device through realsyn-runtime).
 
+pub mod fit;
 pub mod ivf;
 pub mod kmeans;
 pub mod search;
@@ -16,7 +20,7 @@ pub mod stage;
 pub const DEFAULT_SENTENCES_PER_CLUSTER: usize = 420;
 
 pub use kmeans::{KMeans, KMeansParams, train, train_two_level};
-pub use search::{TopM, top_m};
+pub use search::{CpuSearch, TopM, VectorSearch, top_m};
 
 /// Synthetic sentence-like embeddings for benches: `n` unit vectors of width `d`
 /// around `topics` random centres (row i belongs to topic i mod topics) with

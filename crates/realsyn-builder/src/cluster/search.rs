@@ -6,8 +6,36 @@
 //! On unit vectors the inner product is the cosine, and the nearest centroid by
 //! inner product is the nearest by L2 distance (what faiss's `IndexFlatL2` finds
 //! for `spherical=True` k-means).
+//!
+//! `VectorSearch` says where the large GEMMs run (k-means assignment, the final
+//! assignment of every row, ranking the centroids per image): `CpuSearch` is this
+//! file's kernel; realsyn-runtime's `BackendSearch` runs the same top-m on a Burn
+//! device (CUDA), so the builder itself stays free of any tensor backend.
 
+use anyhow::Result;
 use rayon::prelude::*;
+
+/// Where inner-product top-m runs. Implementations return what `top_m` returns
+/// (best first; ties keep the smaller index on the CPU, in the device's order
+/// elsewhere; NaN never enters), up to float rounding of the scores.
+pub trait VectorSearch: Sync {
+    fn top_m(&self, queries: &[f32], base: &[f32], d: usize, m: usize) -> Result<TopM>;
+    /// For logs and summaries: `cpu` or the device.
+    fn name(&self) -> String;
+}
+
+/// `top_m` on the CPU threads (rayon), deterministic on any thread count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSearch;
+
+impl VectorSearch for CpuSearch {
+    fn top_m(&self, queries: &[f32], base: &[f32], d: usize, m: usize) -> Result<TopM> {
+        Ok(top_m(queries, base, d, m))
+    }
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+}
 
 /// Query rows per block (and per rayon task).
 const QUERY_BLOCK: usize = 256;
@@ -24,6 +52,26 @@ pub struct TopM {
 }
 
 impl TopM {
+    /// `queries` rows of `m` empty slots.
+    pub fn empty(queries: usize, m: usize) -> Self {
+        Self {
+            m,
+            scores: vec![f32::NEG_INFINITY; queries * m],
+            ids: vec![u32::MAX; queries * m],
+        }
+    }
+
+    /// Offer (score, base id) to query `q`'s list: it enters when strictly better
+    /// than the last slot (so NaN never does, and among equal scores the one
+    /// offered first stays).
+    pub fn offer(&mut self, q: usize, score: f32, id: u32) {
+        let m = self.m;
+        let r = q * m..(q + 1) * m;
+        if m > 0 && score > self.scores[r.end - 1] {
+            insert(&mut self.scores[r.clone()], &mut self.ids[r], score, id);
+        }
+    }
+
     pub fn queries(&self) -> usize {
         self.ids.len().checked_div(self.m).unwrap_or(0)
     }

@@ -32,8 +32,9 @@ use anyhow::{Context, Result, bail};
 use realsyn_io::npy::{NpyI64, NpyMatrix, NpyRowWriter, read_npy, write_npy};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::kmeans::{self, Checkpoint, KMeans, KMeansParams};
-use crate::cluster::top_m;
+use crate::cluster::fit::{assign_all, fit};
+use crate::cluster::kmeans::{self, Checkpoint, DEFAULT_ASSIGN_PROBE, KMeans, KMeansParams};
+use crate::cluster::search::VectorSearch;
 use crate::embed::TextEmbedder;
 use crate::extract::stage::SentenceRow;
 use crate::store::funnel::Funnel;
@@ -45,14 +46,10 @@ use crate::store::{
 
 /// The paper's ratio: 0.84B sentences into 2M clusters.
 pub use crate::cluster::DEFAULT_SENTENCES_PER_CLUSTER;
-/// Two-level k-means from this many clusters on (flat below).
-pub const TWO_LEVEL_FROM: usize = 4096;
-/// Rows k-means trains on at most (faiss's K x 256 rule would ask for 512M rows at
-/// 2M clusters; 2^25 x 1024 x 4 bytes = 128 GiB is the most one node should hold).
-pub const MAX_TRAINING_ROWS: usize = 1 << 25;
+pub use crate::cluster::fit::{MAX_TRAINING_ROWS, TWO_LEVEL_FROM};
 const EMBED_BATCH: usize = 256;
-/// Rows assigned per block in the final pass.
-const ASSIGN_BLOCK: usize = 1 << 14;
+/// Rows checked for finite values per read.
+const SCAN_BLOCK: usize = 1 << 14;
 
 /// What `clusters.json` says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +63,10 @@ pub struct ClusterSummary {
     pub k: usize,
     pub width: usize,
     pub levels: usize,
+    /// Two-level only: the coarse clusters each sentence's fine centroid was
+    /// sought in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assign_probe: Option<usize>,
     pub training_rows: usize,
     pub params: KMeansParams,
     pub objective: Vec<f64>,
@@ -133,6 +134,7 @@ pub fn run(
     m: &Manifest,
     settings: &PairingSettings,
     embedder: Option<&mut dyn TextEmbedder>,
+    search: &dyn VectorSearch,
 ) -> Result<Option<Funnel>> {
     let dir = store.join(CLUSTER_TEXT);
     let parts = sentence_parts(store, m)?;
@@ -179,8 +181,8 @@ pub fn run(
     }
     // 2. Rows that can be clustered: finite, non-zero.
     let mut valid = vec![true; n];
-    for b in (0..n).step_by(ASSIGN_BLOCK) {
-        let e = (b + ASSIGN_BLOCK).min(n);
+    for b in (0..n).step_by(SCAN_BLOCK) {
+        let e = (b + SCAN_BLOCK).min(n);
         for (i, row) in emb.read_rows(b..e).chunks(d).enumerate() {
             valid[b + i] = row.iter().all(|v| v.is_finite()) && row.iter().any(|&v| v != 0.0);
         }
@@ -206,61 +208,31 @@ pub fn run(
     };
     let two_level = settings.two_level.unwrap_or(k >= TWO_LEVEL_FROM);
     // 3. Train on a sample (faiss's rule, capped), gathered from the map.
-    let cap_params = KMeansParams {
-        max_points_per_centroid: settings
-            .max_points_per_centroid
-            .min(MAX_TRAINING_ROWS / k.max(1))
-            .max(1),
-        ..params
-    };
-    let sample = if two_level {
-        // Two-level trains every fine cluster on its coarse cluster's rows.
-        kmeans::training_sample(
-            rows.len(),
-            &KMeansParams {
-                max_points_per_centroid: MAX_TRAINING_ROWS / k,
-                ..params
-            },
-        )
-    } else {
-        kmeans::training_sample(rows.len(), &cap_params)
-    };
-    let mut x = Vec::with_capacity(sample.len() * d);
-    for &s in &sample {
-        emb.push_row(rows[s], &mut x);
-    }
-    kmeans::normalise_rows(&mut x, d);
+    let read = |i: usize, out: &mut Vec<f32>| emb.push_row(rows[i], out);
     eprintln!(
-        "cluster-text: {} sentences -> {k} clusters ({}, {} training rows, {} iterations)",
+        "cluster-text: {} sentences -> {k} clusters ({}, {} iterations, GEMMs on {})",
         rows.len(),
         if two_level { "two-level" } else { "flat" },
-        sample.len(),
-        params.iterations
+        params.iterations,
+        search.name()
     );
     let mut ckpt = FileCheckpoint(work.join("kmeans"));
-    let km = if two_level {
-        kmeans::train_two_level(&x, d, &params, &mut ckpt)?
-    } else {
-        kmeans::train(&x, d, &cap_params, &mut ckpt)?
-    };
-    drop(x);
+    let fitted = fit(rows.len(), d, &params, two_level, &read, search, &mut ckpt)?;
+    let km = fitted.km;
     let k = km.k();
-    // 4. Assign every row to its nearest centroid, block by block.
-    let bar = realsyn_data::progress::bar(n as u64, "assign");
+    // 4. Assign every clusterable row to its nearest centroid, block by block.
     let mut assign = vec![u32::MAX; n];
-    for b in (0..n).step_by(ASSIGN_BLOCK) {
-        let e = (b + ASSIGN_BLOCK).min(n);
-        let mut block = emb.read_rows(b..e);
-        kmeans::normalise_rows(&mut block, d);
-        let t = top_m(&block, &km.centroids, d, 1);
-        for (i, &c) in t.ids.iter().enumerate() {
-            if valid[b + i] {
-                assign[b + i] = c;
-            }
-        }
-        bar.inc((e - b) as u64);
+    let nearest = assign_all(
+        &km,
+        rows.len(),
+        &read,
+        DEFAULT_ASSIGN_PROBE,
+        search,
+        "assign",
+    )?;
+    for (&i, c) in rows.iter().zip(nearest) {
+        assign[i] = c;
     }
-    bar.finish_and_clear();
     // 5. The inverted-file layout: rows grouped by cluster, in corpus order within.
     let mut sizes = vec![0usize; k];
     for &c in assign.iter().filter(|&&c| c != u32::MAX) {
@@ -308,7 +280,8 @@ pub fn run(
         k,
         width: d,
         levels: if two_level { 2 } else { 1 },
-        training_rows: sample.len(),
+        assign_probe: two_level.then_some(DEFAULT_ASSIGN_PROBE),
+        training_rows: fitted.training_rows,
         params,
         objective: km.objective.clone(),
         splits: km.splits.clone(),
@@ -497,6 +470,7 @@ impl Checkpoint for FileCheckpoint {
                 centroids,
                 objective: m.objective,
                 splits: m.splits,
+                coarse: None,
             },
         )))
     }

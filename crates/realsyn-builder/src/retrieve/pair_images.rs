@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use crate::cluster::search::VectorSearch;
 use crate::embed::ImageEmbedder;
 use crate::retrieve::stage::{BatchedEmbedding, RetrievedText, open_clusters, pair};
 use crate::store::funnel::Funnel;
@@ -81,6 +82,7 @@ pub fn run(
     out: &Path,
     shard: ShardSpec,
     embedder: &mut dyn ImageEmbedder,
+    search: &dyn VectorSearch,
 ) -> Result<Option<Funnel>> {
     let m = Manifest::read(store)?;
     let settings = m.pairing.as_ref().ok_or_else(|| {
@@ -127,7 +129,7 @@ pub fn run(
             }
         }
     }
-    let paired = pair(&clusters, settings, embedded.finish()?)?;
+    let paired = pair(&clusters, settings, embedded.finish()?, search)?;
     let mut funnel = Funnel::default();
     let mut w = JsonlWriter::create(&part.path("pairs.jsonl"))?;
     for ((key, width, height), p) in keys.iter().zip(paired) {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::ivf::{self, InvertedLists};
 use crate::cluster::kmeans::normalise_rows;
+use crate::cluster::search::VectorSearch;
 use crate::cluster::stage::Clusters;
 use crate::embed::ImageEmbedder;
 use crate::extract::stage::{ImageRow, SentenceRow};
@@ -86,6 +87,7 @@ pub fn run(
     settings: &PairingSettings,
     shard: ShardSpec,
     embedder: Option<&mut dyn ImageEmbedder>,
+    search: &dyn VectorSearch,
 ) -> Result<Option<Funnel>> {
     let images_dir = complete_parts(&store.join(DEDUP_IMAGES))
         .context("retrieve pairs the images dedup-images keeps: run dedup-images first")?
@@ -128,7 +130,7 @@ pub fn run(
         })?;
         embed_images(store, &rows, embedder)?
     };
-    let paired = pair(&clusters, settings, embedded)?;
+    let paired = pair(&clusters, settings, embedded, search)?;
     let mut out = JsonlWriter::create(&part.path("pairs.jsonl"))?;
     for ((_, image), p) in rows.into_iter().zip(paired) {
         let step = funnel.step(name, "images");
@@ -160,6 +162,7 @@ pub fn pair(
     clusters: &Clusters,
     settings: &PairingSettings,
     embedded: Vec<Embedded>,
+    search: &dyn VectorSearch,
 ) -> Result<Vec<Paired>> {
     let d = clusters.width();
     let mut queries = Vec::new();
@@ -182,7 +185,7 @@ pub fn pair(
     drop(embedded);
     normalise_rows(&mut queries, d);
     let k = settings.texts_per_image;
-    let found = ivf::search(clusters, &queries, settings.probe, k);
+    let found = ivf::search(clusters, &queries, settings.probe, k, search)?;
     let mut wanted: Vec<usize> = found
         .iter()
         .flat_map(|f| f.hits.iter().map(|h| h.id as usize))

@@ -46,6 +46,10 @@ pub struct Kmeans {
     /// Lloyd iterations.
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Where the GEMMs run: cpu (the builder's kernel, as a CPU build runs them),
+    /// flex (Burn's CPU backend) or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +67,9 @@ pub struct Retrieval {
     /// centre is about 0.55, to another row of its topic 0.3).
     #[arg(long, default_value_t = 1.5)]
     noise: f32,
+    /// Where the k-means and centroid-ranking GEMMs run (as `kmeans --device`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Sentences/s of the builder's text path on one thread: Punkt, the emoji/URL/length
@@ -188,9 +195,11 @@ pub fn kmeans(a: &Kmeans) -> Result<()> {
         ..KMeansParams::new(a.k)
     };
     let train_rows = kmeans::training_sample(n, &p).len();
-    let start = Instant::now();
-    let km = kmeans::train(emb.as_slice(), d, &p, &mut NoCheckpoint)?;
-    let seconds = start.elapsed().as_secs_f64();
+    let (km, seconds) = realsyn_runtime::vector_search::with_search(&a.device, |search| {
+        let start = Instant::now();
+        let km = kmeans::train(emb.as_slice(), d, &p, search, &mut NoCheckpoint)?;
+        Ok((km, start.elapsed().as_secs_f64()))
+    })?;
     let objective = kmeans::objective(emb.as_slice(), &km.centroids, d);
     let per_iter = seconds / a.iters as f64;
     println!(
@@ -200,6 +209,7 @@ pub fn kmeans(a: &Kmeans) -> Result<()> {
             "training_rows": train_rows, "seconds": seconds, "seconds_per_iteration": per_iter,
             "gflops": 2.0 * train_rows as f64 * a.k as f64 * d as f64 / per_iter / 1e9,
             "objective": objective, "threads": rayon::current_num_threads(),
+            "device": a.device,
         })
     );
     Ok(())
@@ -214,8 +224,10 @@ pub fn kmeans(a: &Kmeans) -> Result<()> {
 /// the clustering's cost is reported apart.
 pub fn retrieval(a: &Retrieval) -> Result<()> {
     use realsyn_builder::cluster::ivf::{MemoryLists, search};
-    use realsyn_builder::cluster::kmeans::{self, KMeansParams, NoCheckpoint};
-    use realsyn_builder::cluster::{synthetic_topics, top_m};
+    use realsyn_builder::cluster::kmeans::{
+        self, DEFAULT_ASSIGN_PROBE, KMeansParams, NoCheckpoint,
+    };
+    use realsyn_builder::cluster::synthetic_topics;
     let (n, d) = (a.n, a.dim);
     let topics = (n / 200).max(1);
     let k = ((n as f64 / 420.0).round() as usize).max(1);
@@ -235,51 +247,80 @@ pub fn retrieval(a: &Retrieval) -> Result<()> {
         .collect();
     kmeans::normalise_rows(&mut q, d);
     let p = KMeansParams::new(k);
-    let two_level = k >= realsyn_builder::cluster::stage::TWO_LEVEL_FROM;
-    let t0 = Instant::now();
-    let km = if two_level {
-        kmeans::train_two_level(&x, d, &p, &mut NoCheckpoint)?
-    } else {
-        kmeans::train(&x, d, &p, &mut NoCheckpoint)?
-    };
-    let train_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let lists = MemoryLists::build(&x, d, km.centroids.clone());
-    let assign_s = t1.elapsed().as_secs_f64();
-    let sample = nq.min(1000);
-    let t2 = Instant::now();
-    let exact = top_m(&q[..sample * d], &x, d, 3);
-    let exact_sample_s = t2.elapsed().as_secs_f64();
-    let exact_s = exact_sample_s * nq as f64 / sample as f64;
-    let mut curve = Vec::new();
-    for m in [1usize, 2, 4, 8] {
-        let t = Instant::now();
-        let found = search(&lists, &q, m, 3);
-        let seconds = t.elapsed().as_secs_f64();
-        let hits: usize = (0..sample)
-            .map(|j| {
-                let want: Vec<i64> = exact.row(j).map(|(i, _)| i as i64).collect();
-                found[j]
-                    .hits
-                    .iter()
-                    .filter(|h| want.contains(&h.id))
-                    .count()
+    let two_level = k >= realsyn_builder::cluster::fit::TWO_LEVEL_FROM;
+    realsyn_runtime::vector_search::with_search(&a.device, |engine| {
+        let t0 = Instant::now();
+        let km = if two_level {
+            kmeans::train_two_level(&x, d, &p, engine, &mut NoCheckpoint)?
+        } else {
+            kmeans::train(&x, d, &p, engine, &mut NoCheckpoint)?
+        };
+        let train_s = t0.elapsed().as_secs_f64();
+        // Every row to its cluster as cluster-text assigns it; for two-level, how
+        // often probing 1, 2, 4 coarse clusters finds the flat assignment's cluster.
+        let t1 = Instant::now();
+        let assign = km.assign(&x, DEFAULT_ASSIGN_PROBE, engine)?.ids;
+        let assign_s = t1.elapsed().as_secs_f64();
+        let mut agreement = Vec::new();
+        if two_level {
+            let t = Instant::now();
+            let flat = engine.top_m(&x, &km.centroids, d, 1)?.ids;
+            let flat_s = t.elapsed().as_secs_f64();
+            for probe in [1usize, 2, 4, 8] {
+                let t = Instant::now();
+                let ids = km.assign(&x, probe, engine)?.ids;
+                let same = ids.iter().zip(&flat).filter(|(a, b)| a == b).count();
+                agreement.push(serde_json::json!({
+                    "probe": probe, "same_cluster_as_flat": same as f64 / n as f64,
+                    "seconds": t.elapsed().as_secs_f64(), "flat_seconds": flat_s,
+                }));
+            }
+        }
+        let lists = MemoryLists::from_assignment(&x, d, km.centroids.clone(), &assign);
+        let sample = nq.min(1000);
+        let t2 = Instant::now();
+        let exact = engine.top_m(&q[..sample * d], &x, d, 3)?;
+        let exact_sample_s = t2.elapsed().as_secs_f64();
+        let exact_s = exact_sample_s * nq as f64 / sample as f64;
+        // Query j and corpus row i belong to topics j and i mod topics: how many of
+        // the exact top-3 share the query's topic (the rest are noise that happens
+        // to lie close, which no clustering can find).
+        let on_topic = (0..sample)
+            .flat_map(|j| exact.row(j).map(move |(i, _)| (j, i as usize)))
+            .filter(|&(j, i)| i % topics == j % topics)
+            .count() as f64
+            / (3 * sample) as f64;
+        let mut curve = Vec::new();
+        for m in [1usize, 2, 4, 8] {
+            let t = Instant::now();
+            let found = search(&lists, &q, m, 3, engine)?;
+            let seconds = t.elapsed().as_secs_f64();
+            let hits: usize = (0..sample)
+                .map(|j| {
+                    let want: Vec<i64> = exact.row(j).map(|(i, _)| i as i64).collect();
+                    found[j]
+                        .hits
+                        .iter()
+                        .filter(|h| want.contains(&h.id))
+                        .count()
+                })
+                .sum();
+            curve.push(serde_json::json!({
+                "probe": m, "recall_at_3": hits as f64 / (3 * sample) as f64,
+                "seconds": seconds, "speedup": exact_s / seconds,
+            }));
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "impl": "realsyn", "mode": "retrieval", "n": n, "dim": d, "clusters": k,
+                "levels": if two_level { 2 } else { 1 }, "queries": nq, "noise": a.noise,
+                "kmeans_seconds": train_s, "assign_seconds": assign_s,
+                "two_level_assignment": agreement, "exact_top3_on_topic": on_topic,
+                "exact_seconds_for_1000": exact_sample_s, "exact_seconds_scaled": exact_s,
+                "curve": curve, "threads": rayon::current_num_threads(), "device": a.device,
             })
-            .sum();
-        curve.push(serde_json::json!({
-            "probe": m, "recall_at_3": hits as f64 / (3 * sample) as f64,
-            "seconds": seconds, "speedup": exact_s / seconds,
-        }));
-    }
-    println!(
-        "{}",
-        serde_json::json!({
-            "impl": "realsyn", "mode": "retrieval", "n": n, "dim": d, "clusters": k,
-            "levels": if two_level { 2 } else { 1 }, "queries": nq, "noise": a.noise,
-            "kmeans_seconds": train_s, "assign_seconds": assign_s,
-            "exact_seconds_for_1000": exact_sample_s, "exact_seconds_scaled": exact_s,
-            "curve": curve, "threads": rayon::current_num_threads(),
-        })
-    );
-    Ok(())
+        );
+        Ok(())
+    })
 }

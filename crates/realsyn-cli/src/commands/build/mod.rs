@@ -858,6 +858,7 @@ pub fn run(args: Args) -> Result<()> {
             let m = Manifest::read(&store.store)?;
             let needs = ModelNeeds {
                 pair_encoder: m.pairing.is_some(),
+                vector_search: true,
                 ..ModelNeeds::default()
             };
             let shards: Vec<ShardSpec> = match shard {
@@ -865,6 +866,7 @@ pub fn run(args: Args) -> Result<()> {
                 None => vec![ShardSpec::default()],
             };
             return with_models(&m, needs, &runtime.options(), |models| {
+                let search = models.search();
                 let Some(embedder) = models.pair else {
                     anyhow::bail!(
                         "{} was built without --pair-encoder: it has no text clusters to pair with",
@@ -878,6 +880,7 @@ pub fn run(args: Args) -> Result<()> {
                         &out,
                         s,
                         embedder,
+                        search,
                     )?;
                     pipeline::report("pair-images", s, ran.is_some());
                 }
