@@ -14,6 +14,7 @@ use crate::balance::stage as balance;
 use crate::cluster::search::{CpuSearch, VectorSearch};
 use crate::cluster::stage as cluster_text;
 use crate::dedup::images::Semantic as ImageSemantic;
+use crate::dedup::link::CosinePairs;
 use crate::dedup::text_semantic::TextSemantic;
 use crate::dedup::{
     images as dedup_images, text as dedup_text, text_semantic as dedup_text_semantic,
@@ -360,6 +361,10 @@ impl Stage for DedupTextSemantic {
     fn needs(&self, m: &Manifest) -> ModelNeeds {
         ModelNeeds {
             text_encoder: m.text_semantic.is_some(),
+            vector_search: m
+                .text_semantic
+                .as_ref()
+                .is_some_and(|s| s.partitions.is_some()),
             ..ModelNeeds::default()
         }
     }
@@ -404,6 +409,7 @@ impl Stage for DedupImages {
     fn needs(&self, m: &Manifest) -> ModelNeeds {
         ModelNeeds {
             image_encoder: m.semantic.is_some(),
+            vector_search: m.semantic.as_ref().is_some_and(|s| s.partitions.is_some()),
             ..ModelNeeds::default()
         }
     }
@@ -781,11 +787,13 @@ impl<'a> Models<'a> {
 
     /// The semantic image dedup the manifest asks for, with its loaded encoder.
     pub fn image_semantic(&mut self, manifest: &Manifest) -> Result<Option<ImageSemantic<'_>>> {
+        let search = self.search();
         match (&manifest.semantic, self.image.as_deref_mut()) {
             (None, _) => Ok(None),
             (Some(s), Some(embedder)) => Ok(Some(ImageSemantic {
                 embedder,
                 threshold: s.threshold,
+                pairs: CosinePairs::from_partitions(s.partitions, search),
             })),
             (Some(s), None) => bail!(
                 "semantic dedup with {:?} needs its image encoder loaded",
@@ -796,11 +804,13 @@ impl<'a> Models<'a> {
 
     /// The semantic sentence dedup the manifest asks for, with its loaded encoder.
     pub fn text_semantic(&mut self, manifest: &Manifest) -> Result<Option<TextSemantic<'_>>> {
+        let search = self.search();
         match (&manifest.text_semantic, self.text.as_deref_mut()) {
             (None, _) => Ok(None),
             (Some(s), Some(embedder)) => Ok(Some(TextSemantic {
                 embedder,
                 threshold: s.threshold,
+                pairs: CosinePairs::from_partitions(s.partitions, search),
             })),
             (Some(s), None) => bail!(
                 "semantic sentence dedup needs text encoder {:?} loaded",

@@ -193,6 +193,7 @@ fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
     }
 
     // The same weights for semantic dedup: their embeddings are reused, not recomputed.
+    // Both dedups run as SemDeDup, cluster by cluster.
     let reuse = tmp.path().join("reuse");
     let mut r = strs(&args(&reuse));
     for (flag, value) in [
@@ -200,10 +201,14 @@ fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
         ("--text-encoder", weights.to_str().unwrap()),
         ("--semantic-threshold", "0.9999"),
         ("--text-semantic-threshold", "0.9999"),
+        ("--semantic-partitions", "4"),
+        ("--text-semantic-partitions", "8"),
     ] {
         r.extend([flag.to_string(), value.to_string()]);
     }
     ok(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    let recipe = std::fs::read_to_string(reuse.join("recipe.toml")).unwrap();
+    assert!(recipe.contains("partitions = 8"), "{recipe}");
     let summary: serde_json::Value = serde_json::from_slice(
         &std::fs::read(reuse.join("cluster-text/part-00000-of-00001/clusters.json")).unwrap(),
     )

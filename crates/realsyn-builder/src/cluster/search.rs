@@ -154,6 +154,55 @@ fn block_top_m(
     }
 }
 
+/// Every pair (i, j), i < j, of rows of `x` (width `d`) whose inner product is at
+/// least `threshold`: one GEMM per block of `QUERY_BLOCK` rows against the rows
+/// after it (faiss's range search within one set). Pairs come in (i, j) order;
+/// cost n²·d/2 multiply-adds, for the clusters of semantic dedup.
+pub fn pairs_above(x: &[f32], d: usize, threshold: f32) -> Vec<(u32, u32)> {
+    assert!(d > 0 && x.len() % d == 0);
+    let n = x.len() / d;
+    let blocks: Vec<usize> = (0..n).step_by(QUERY_BLOCK).collect();
+    let per_block: Vec<Vec<(u32, u32)>> = blocks
+        .par_iter()
+        .map(|&r0| {
+            let rows = QUERY_BLOCK.min(n - r0);
+            // Columns from r0 on: the pairs within the block and after it.
+            let cols = n - r0;
+            let mut tile = vec![0f32; rows * cols];
+            // SAFETY: rows x d, d x cols (x transposed) and rows x cols floats,
+            // row-major, as the strides say.
+            unsafe {
+                matrixmultiply::sgemm(
+                    rows,
+                    d,
+                    cols,
+                    1.0,
+                    x[r0 * d..].as_ptr(),
+                    d as isize,
+                    1,
+                    x[r0 * d..].as_ptr(),
+                    1,
+                    d as isize,
+                    0.0,
+                    tile.as_mut_ptr(),
+                    cols as isize,
+                    1,
+                );
+            }
+            let mut out = Vec::new();
+            for r in 0..rows {
+                for c in r + 1..cols {
+                    if tile[r * cols + c] >= threshold {
+                        out.push(((r0 + r) as u32, (r0 + c) as u32));
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    per_block.concat()
+}
+
 /// Insert (v, id) into the descending list `s`/`i`, dropping its last entry; after
 /// entries of equal score.
 fn insert(s: &mut [f32], i: &mut [u32], v: f32, id: u32) {
@@ -194,6 +243,39 @@ mod tests {
                 assert!((s - w).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn pairs_above_is_the_naive_double_loop() {
+        let d = 3;
+        let n = QUERY_BLOCK + 40;
+        let val = |k: usize| ((k * 7919 % 1009) as f32 / 1009.0) - 0.5;
+        let x: Vec<f32> = (0..n * d).map(val).collect();
+        let t = 0.3;
+        let mut want = Vec::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                let s: f32 = (0..d).map(|k| x[i * d + k] * x[j * d + k]).sum();
+                // Skip pairs within rounding of the threshold.
+                if (s - t).abs() < 1e-5 {
+                    continue;
+                }
+                if s >= t {
+                    want.push((i as u32, j as u32));
+                }
+            }
+        }
+        let got: Vec<(u32, u32)> = pairs_above(&x, d, t)
+            .into_iter()
+            .filter(|&(i, j)| {
+                let s: f32 = (0..d)
+                    .map(|k| x[i as usize * d + k] * x[j as usize * d + k])
+                    .sum();
+                (s - t).abs() >= 1e-5
+            })
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
     }
 
     #[test]

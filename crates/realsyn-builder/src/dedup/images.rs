@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::dedup::link::{LshParams, UnionFind, link_cosine, link_hamming};
+use crate::dedup::link::{CosinePairs, UnionFind, link_hamming, link_semantic};
 use crate::embed::ImageEmbedder;
 use crate::extract::stage::ImageRow;
 use crate::store::funnel::Funnel;
@@ -40,6 +40,8 @@ struct Dropped<'a> {
 pub struct Semantic<'a> {
     pub embedder: &'a mut dyn ImageEmbedder,
     pub threshold: f32,
+    /// How the pairs above the threshold are found.
+    pub pairs: CosinePairs<'a>,
 }
 
 pub const DEFAULT_SEMANTIC_THRESHOLD: f32 = 0.95;
@@ -85,17 +87,12 @@ pub fn run(store: &Path, max_hamming: u32, semantic: Option<Semantic>) -> Result
     if let Some(Semantic {
         embedder,
         threshold,
+        pairs,
     }) = semantic
     {
         let emb = embed_store(&parts, &ids, embedder)?;
         let mut by_id = UnionFind::new(ids.len());
-        link_cosine(
-            emb.as_slice(),
-            emb.width(),
-            threshold,
-            &LshParams::default(),
-            &mut by_id,
-        );
+        link_semantic(emb.as_slice(), emb.width(), threshold, pairs, &mut by_id)?;
         // Rows whose images are linked join one component.
         let mut first_row: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
         for (i, row) in slim.iter().enumerate() {

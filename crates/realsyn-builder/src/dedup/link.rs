@@ -11,6 +11,10 @@ pub const DEFAULT_MAX_HAMMING: u32 = 4;
 
 use std::collections::HashMap;
 
+use anyhow::Result;
+
+use crate::cluster::search::VectorSearch;
+
 /// Union-find with path halving and union by size.
 #[derive(Debug, Clone)]
 pub struct UnionFind {
@@ -118,6 +122,52 @@ mod tests {
         // Random 64-d unit vectors are never within cosine 0.95: links are the planted ones.
         assert!(stats.links <= 2_000 && stats.links >= 1_800, "{stats:?}");
         assert!(stats.candidates < 200_000, "LSH is not blocking: {stats:?}");
+    }
+
+    /// `n` rows: 90% drawn around 12 topics (clustered, as real embeddings are),
+    /// then 10% near copies of them at cosine about 0.97.
+    fn topics_with_duplicates(n: usize, dim: usize) -> Vec<f32> {
+        let originals = n * 9 / 10;
+        let mut emb = crate::cluster::synthetic_topics(originals, dim, 12, 0.7, 5);
+        let noise = synthetic_embeddings(n - originals, dim, 0.0, 0.97, 9);
+        // Noise of norm s on a unit vector gives cosine 1/sqrt(1+s^2).
+        let s = (1.0 / (0.97f32 * 0.97) - 1.0).sqrt();
+        for j in 0..n - originals {
+            let src = (j * 7919) % originals;
+            let row: Vec<f32> = (0..dim)
+                .map(|k| emb[src * dim + k] + s * noise[j * dim + k])
+                .collect();
+            emb.extend(row);
+        }
+        crate::cluster::kmeans::normalise_rows(&mut emb, dim);
+        emb
+    }
+
+    #[test]
+    fn clusters_find_the_planted_pairs_and_never_a_pair_below() {
+        let (n, dim) = (6_000, 32);
+        let emb = topics_with_duplicates(n, dim);
+        let how = CosinePairs::Clusters {
+            clusters: 12,
+            search: &crate::cluster::CpuSearch,
+        };
+        let mut sem = UnionFind::new(n);
+        let stats = link_semantic(&emb, dim, 0.95, how, &mut sem).unwrap();
+        let queries: Vec<usize> = (0..n).step_by(10).collect();
+        let (recall, pairs) = cosine_recall(&emb, dim, 0.95, &queries, &mut sem);
+        assert!(pairs >= 60, "{pairs}");
+        assert!(recall >= 0.97, "recall {recall}");
+        // Only pairs at the threshold are linked: at most the planted copies merge.
+        assert!(stats.links <= (n / 10) as u64 + 5, "{stats:?}");
+        // All pairs within clusters: about n²/2/12 computed, not n²/2.
+        assert!(stats.candidates < (n * n / 2 / 6) as u64, "{stats:?}");
+        // Random directions have no cluster structure, the worst case for partitions:
+        // a pair split by a cluster border is missed (0.9 measured).
+        let flat = synthetic_embeddings(n, dim, 0.1, 0.97, 5);
+        let mut uf = UnionFind::new(n);
+        link_semantic(&flat, dim, 0.95, how, &mut uf).unwrap();
+        let (recall, _) = cosine_recall(&flat, dim, 0.95, &queries, &mut uf);
+        assert!(recall >= 0.8, "recall {recall} on structureless rows");
     }
 
     #[test]
@@ -235,6 +285,129 @@ pub fn link_cosine(
         }
     }
     stats
+}
+
+/// How semantic dedup finds the pairs at or above its cosine threshold.
+#[derive(Clone, Copy)]
+pub enum CosinePairs<'a> {
+    /// Random-hyperplane LSH over the whole corpus, candidates verified exactly
+    /// (`link_cosine`): one job, all rows in memory.
+    Lsh(LshParams),
+    /// SemDeDup (Abbas et al., 2023): spherical k-means into `clusters` partitions,
+    /// then every pair within each partition by GEMM, partitions in parallel. Pairs
+    /// split across partitions are missed; the rest are found exactly.
+    Clusters {
+        clusters: usize,
+        search: &'a dyn VectorSearch,
+    },
+}
+
+impl CosinePairs<'_> {
+    /// `Clusters` when a partition count is given, else LSH.
+    pub fn from_partitions(
+        partitions: Option<usize>,
+        search: &dyn VectorSearch,
+    ) -> CosinePairs<'_> {
+        match partitions {
+            Some(clusters) => CosinePairs::Clusters { clusters, search },
+            None => CosinePairs::Lsh(LshParams::default()),
+        }
+    }
+}
+
+/// Link the pairs of rows of `emb` (`[n, dim]`, L2-normalised) at cosine
+/// `threshold` or more that `how` finds.
+pub fn link_semantic(
+    emb: &[f32],
+    dim: usize,
+    threshold: f32,
+    how: CosinePairs,
+    uf: &mut UnionFind,
+) -> Result<CosineLinkStats> {
+    match how {
+        CosinePairs::Lsh(p) => Ok(link_cosine(emb, dim, threshold, &p, uf)),
+        CosinePairs::Clusters { clusters, search } => {
+            link_cosine_in_clusters(emb, dim, threshold, clusters, search, uf)
+        }
+    }
+}
+
+/// SemDeDup's linking: k-means (as the pairing stages run it: flat, or two-level
+/// from `TWO_LEVEL_FROM` clusters) over the finite rows, then all pairs within each
+/// cluster. Memory beyond the rows: one cluster id per row and each cluster's
+/// score tile (QUERY_BLOCK x its size).
+pub fn link_cosine_in_clusters(
+    emb: &[f32],
+    dim: usize,
+    threshold: f32,
+    clusters: usize,
+    search: &dyn VectorSearch,
+    uf: &mut UnionFind,
+) -> Result<CosineLinkStats> {
+    use crate::cluster::fit::{TWO_LEVEL_FROM, assign_all, fit};
+    use crate::cluster::kmeans::{DEFAULT_ASSIGN_PROBE, KMeansParams, NoCheckpoint};
+    use rayon::prelude::*;
+    let n = emb.len() / dim.max(1);
+    let rows: Vec<usize> = (0..n)
+        .filter(|&i| {
+            let r = &emb[i * dim..(i + 1) * dim];
+            r.iter().all(|v| v.is_finite()) && r.iter().any(|&v| v != 0.0)
+        })
+        .collect();
+    if rows.len() < 2 {
+        return Ok(CosineLinkStats::default());
+    }
+    let k = clusters.clamp(1, rows.len());
+    let read = |i: usize, out: &mut Vec<f32>| {
+        out.extend_from_slice(&emb[rows[i] * dim..(rows[i] + 1) * dim])
+    };
+    let fitted = fit(
+        rows.len(),
+        dim,
+        &KMeansParams::new(k),
+        k >= TWO_LEVEL_FROM,
+        &read,
+        search,
+        &mut NoCheckpoint,
+    )?;
+    let assign = assign_all(
+        &fitted.km,
+        rows.len(),
+        &read,
+        DEFAULT_ASSIGN_PROBE,
+        search,
+        "partition",
+    )?;
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); fitted.km.k()];
+    for (j, &c) in assign.iter().enumerate() {
+        if let Some(m) = members.get_mut(c as usize) {
+            m.push(rows[j] as u32);
+        }
+    }
+    let per_cluster: Vec<(u64, Vec<(u32, u32)>)> = members
+        .par_iter()
+        .map(|ids| {
+            let sub: Vec<f32> = ids
+                .iter()
+                .flat_map(|&i| &emb[i as usize * dim..(i as usize + 1) * dim])
+                .copied()
+                .collect();
+            let s = ids.len() as u64;
+            let pairs = crate::cluster::search::pairs_above(&sub, dim, threshold)
+                .into_iter()
+                .map(|(a, b)| (ids[a as usize], ids[b as usize]))
+                .collect();
+            (s * s.saturating_sub(1) / 2, pairs)
+        })
+        .collect();
+    let mut stats = CosineLinkStats::default();
+    for (candidates, pairs) in per_cluster {
+        stats.candidates += candidates;
+        for (i, j) in pairs {
+            stats.links += uf.union(i, j) as u64;
+        }
+    }
+    Ok(stats)
 }
 
 /// `[n, tables]` LSH keys: for each table, `bits` signs of projections onto Gaussian

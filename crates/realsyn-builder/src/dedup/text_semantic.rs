@@ -2,7 +2,9 @@
 //! near-exact pass). Every sentence kept by `dedup-text` is embedded (any
 //! `TextEmbedder`; the CLI provides the CLIP text tower, the encoder the paper also
 //! clusters sentences with), linked to the sentences whose cosine is at least the
-//! threshold (LSH + exact verification, `dedup::link_cosine`), and one sentence is
+//! threshold (LSH + exact verification, `dedup::link_cosine`; or, with
+//! `partitions`, SemDeDup's k-means partitions with all pairs within each,
+//! `dedup::link_cosine_in_clusters`), and one sentence is
 //! kept per union-find component: the first in corpus order (dedup-text part, then
 //! line), so the result is deterministic.
 //!
@@ -20,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use realsyn_io::{Embeddings, encode_in_batches};
 use serde::Serialize;
 
-use crate::dedup::link::{LshParams, UnionFind, link_cosine};
+use crate::dedup::link::{CosinePairs, UnionFind, link_semantic};
 use crate::embed::TextEmbedder;
 use crate::extract::stage::SentenceRow;
 use crate::store::funnel::Funnel;
@@ -32,10 +34,12 @@ use crate::store::{
 pub const DEFAULT_TEXT_SEMANTIC_THRESHOLD: f32 = 0.95;
 const EMBED_BATCH: usize = 256;
 
-/// The embedder and the cosine at which two sentences are duplicates.
+/// The embedder, the cosine at which two sentences are duplicates, and how the
+/// pairs above it are found (LSH, or SemDeDup's partitions).
 pub struct TextSemantic<'a> {
     pub embedder: &'a mut dyn TextEmbedder,
     pub threshold: f32,
+    pub pairs: CosinePairs<'a>,
 }
 
 #[derive(Serialize)]
@@ -62,13 +66,13 @@ pub fn run(store: &Path, semantic: TextSemantic) -> Result<Option<Funnel>> {
     let emb = embed_all(&parts, semantic.embedder)?;
     let n = emb.rows();
     let mut uf = UnionFind::new(n);
-    link_cosine(
+    link_semantic(
         emb.as_slice(),
         emb.width(),
         semantic.threshold,
-        &LshParams::default(),
+        semantic.pairs,
         &mut uf,
-    );
+    )?;
     let comp = uf.components();
     // The first row of each component (rows are in corpus order).
     let mut first: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();

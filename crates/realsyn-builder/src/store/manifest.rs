@@ -285,6 +285,10 @@ pub struct PerplexitySettings {
 pub struct SemanticSettings {
     pub encoder: EncoderChoice,
     pub threshold: f32,
+    /// SemDeDup: k-means into this many partitions, all pairs within each
+    /// (`dedup::link::CosinePairs::Clusters`); absent: LSH over the whole corpus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<usize>,
 }
 
 /// The download settings a store is pinned to.

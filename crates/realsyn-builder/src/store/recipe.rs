@@ -231,6 +231,7 @@ mod tests {
         m.semantic = Some(crate::store::manifest::SemanticSettings {
             encoder: EncoderChoice::ColorHistogram,
             threshold: 0.9,
+            partitions: Some(8),
         });
         let table = toml::Table::try_from(&m).unwrap();
         let owned: Vec<&str> = crate::pipeline::STAGES

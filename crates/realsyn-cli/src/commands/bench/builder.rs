@@ -70,6 +70,14 @@ pub struct Retrieval {
     /// Where the k-means and centroid-ranking GEMMs run (as `kmeans --device`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// k-means levels: auto (two-level from 4,096 clusters, as cluster-text), 1 or 2.
+    #[arg(long, default_value = "auto")]
+    levels: String,
+    /// Also write the corpus, the first 1,000 queries and realsyn's report to this
+    /// folder (`corpus.npy`, `queries.npy`, `realsyn.json`), for
+    /// benches/retrieval_faiss.py to run faiss's IndexIVFFlat on the same data.
+    #[arg(long)]
+    dump: Option<PathBuf>,
 }
 
 /// Sentences/s of the builder's text path on one thread: Punkt, the emoji/URL/length
@@ -247,7 +255,11 @@ pub fn retrieval(a: &Retrieval) -> Result<()> {
         .collect();
     kmeans::normalise_rows(&mut q, d);
     let p = KMeansParams::new(k);
-    let two_level = k >= realsyn_builder::cluster::fit::TWO_LEVEL_FROM;
+    let two_level = match a.levels.as_str() {
+        "1" => false,
+        "2" => true,
+        _ => k >= realsyn_builder::cluster::fit::TWO_LEVEL_FROM,
+    };
     realsyn_runtime::vector_search::with_search(&a.device, |engine| {
         let t0 = Instant::now();
         let km = if two_level {
@@ -310,17 +322,22 @@ pub fn retrieval(a: &Retrieval) -> Result<()> {
                 "seconds": seconds, "speedup": exact_s / seconds,
             }));
         }
-        println!(
-            "{}",
-            serde_json::json!({
-                "impl": "realsyn", "mode": "retrieval", "n": n, "dim": d, "clusters": k,
-                "levels": if two_level { 2 } else { 1 }, "queries": nq, "noise": a.noise,
-                "kmeans_seconds": train_s, "assign_seconds": assign_s,
-                "two_level_assignment": agreement, "exact_top3_on_topic": on_topic,
-                "exact_seconds_for_1000": exact_sample_s, "exact_seconds_scaled": exact_s,
-                "curve": curve, "threads": rayon::current_num_threads(), "device": a.device,
-            })
-        );
+        let report = serde_json::json!({
+            "impl": "realsyn", "mode": "retrieval", "n": n, "dim": d, "clusters": k,
+            "levels": if two_level { 2 } else { 1 }, "queries": nq, "noise": a.noise,
+            "kmeans_seconds": train_s, "assign_seconds": assign_s,
+            "two_level_assignment": agreement, "exact_top3_on_topic": on_topic,
+            "exact_seconds_for_1000": exact_sample_s, "exact_seconds_scaled": exact_s,
+            "curve": curve, "threads": rayon::current_num_threads(), "device": a.device,
+        });
+        if let Some(dir) = &a.dump {
+            use realsyn_io::npy::write_npy;
+            std::fs::create_dir_all(dir)?;
+            write_npy(&dir.join("corpus.npy"), &x, &[n, d])?;
+            write_npy(&dir.join("queries.npy"), &q[..sample * d], &[sample, d])?;
+            std::fs::write(dir.join("realsyn.json"), serde_json::to_vec(&report)?)?;
+        }
+        println!("{report}");
         Ok(())
     })
 }

@@ -666,6 +666,11 @@ struct EncoderArgs {
     /// Embedding cosine at which two images are duplicates.
     #[arg(long, default_value_t = dedup_images::DEFAULT_SEMANTIC_THRESHOLD)]
     semantic_threshold: f32,
+    /// Find the image pairs above the threshold as SemDeDup does: k-means into N
+    /// partitions, every pair within each (exact there; pairs split by a partition
+    /// border are missed). Default: LSH over all images.
+    #[arg(long, value_name = "N")]
+    semantic_partitions: Option<usize>,
     /// Semantic sentence dedup with this encoder: CLIP weights (its text tower; the
     /// same file as --image-encoder loads once) or `bag-of-words` (a model-free
     /// baseline that links reorderings). Without it only near-exact dedup runs.
@@ -674,6 +679,10 @@ struct EncoderArgs {
     /// Embedding cosine at which two sentences are duplicates.
     #[arg(long, default_value_t = dedup_text_semantic::DEFAULT_TEXT_SEMANTIC_THRESHOLD)]
     text_semantic_threshold: f32,
+    /// Sentence pairs above the threshold by SemDeDup's partitions (as
+    /// --semantic-partitions). Default: LSH over all sentences.
+    #[arg(long, value_name = "N")]
+    text_semantic_partitions: Option<usize>,
 }
 
 /// The manifest the flags describe (before --set, `resolve` and `validate`).
@@ -715,10 +724,12 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
         semantic: s.encoder.image_encoder.as_ref().map(|e| SemanticSettings {
             encoder: e.clone(),
             threshold: s.encoder.semantic_threshold,
+            partitions: s.encoder.semantic_partitions,
         }),
         text_semantic: s.encoder.text_encoder.as_ref().map(|e| SemanticSettings {
             encoder: e.clone(),
             threshold: s.encoder.text_semantic_threshold,
+            partitions: s.encoder.text_semantic_partitions,
         }),
         perplexity: s.gpt2.as_ref().map(|model| PerplexitySettings {
             model: std::fs::canonicalize(model).unwrap_or_else(|_| model.clone()),
