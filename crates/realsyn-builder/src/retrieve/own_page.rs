@@ -23,11 +23,48 @@ pub fn held_out(doc_id: &str, every: u64) -> bool {
     every > 0 && realsyn_io::hash::fnv1a(doc_id.as_bytes()) % every == 0
 }
 
+/// What is kept out of training: whole pages (images and a page never seen
+/// together: the hardest test), or single images (1 in `every`, by a stable hash of
+/// the image id), whose page's other images and sentences were trained on, as a
+/// new photo of a known subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldOut {
+    Pages,
+    Images,
+}
+
+impl std::str::FromStr for HoldOut {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pages" => Ok(HoldOut::Pages),
+            "images" => Ok(HoldOut::Images),
+            other => bail!("--hold-out {other:?}: pages or images"),
+        }
+    }
+}
+
+impl HoldOut {
+    /// Whether the image `image_id` of page `doc_id` is held out (1 in `every`).
+    pub fn holds(self, doc_id: &str, image_id: &str, every: u64) -> bool {
+        match self {
+            HoldOut::Pages => held_out(doc_id, every),
+            HoldOut::Images => held_out(image_id, every),
+        }
+    }
+}
+
 /// RealSyn-layout shards (`KEY.jpg|png`, `KEY.txt`, `KEY.json` with `text2`,
 /// `text3`, `syn_text`) of the kept images of training pages (not held out), each
 /// with the 4 sentences of its own page nearest to it (by item position). Returns
 /// (training images, held-out images).
-pub fn write_training_shards(store: &Path, out: &Path, every: u64) -> Result<(usize, usize)> {
+pub fn write_training_shards(
+    store: &Path,
+    out: &Path,
+    hold: HoldOut,
+    every: u64,
+) -> Result<(usize, usize)> {
     let m = Manifest::read(store)?;
     let mut by_doc: HashMap<String, Vec<(usize, String)>> = HashMap::new();
     let parts = cluster_text::sentence_parts(store, &m)?;
@@ -46,7 +83,7 @@ pub fn write_training_shards(store: &Path, out: &Path, every: u64) -> Result<(us
     })?;
     let (mut train, mut held) = (Vec::new(), 0);
     for r in rows {
-        if held_out(&r.doc_id, every) {
+        if hold.holds(&r.doc_id, &r.id, every) {
             held += 1;
         } else if by_doc.get(&r.doc_id).is_some_and(|s| !s.is_empty()) {
             train.push(r);
@@ -113,6 +150,7 @@ pub struct OwnPageRate {
 
 #[derive(Deserialize)]
 struct PairLite {
+    id: String,
     doc_id: String,
     texts: Vec<TextLite>,
 }
@@ -122,9 +160,9 @@ struct TextLite {
     doc_id: String,
 }
 
-/// The rate over the held-out pages' images (`held = true`: the test of
-/// generalisation), or over the training pages' (the model has seen those pairs).
-pub fn own_page_rate(store: &Path, every: u64, held: bool) -> Result<OwnPageRate> {
+/// The rate over the held-out images (`held = true`: the test of generalisation),
+/// or over the training images (the model has seen those pairs).
+pub fn own_page_rate(store: &Path, hold: HoldOut, every: u64, held: bool) -> Result<OwnPageRate> {
     let m = Manifest::read(store)?;
     let mut per_doc: HashMap<String, usize> = HashMap::new();
     let mut total = 0usize;
@@ -140,7 +178,7 @@ pub fn own_page_rate(store: &Path, every: u64, held: bool) -> Result<OwnPageRate
     let parts = complete_parts(&store.join(RETRIEVE)).context("run retrieve first")?;
     let (mut images, mut hits, mut chance) = (0usize, 0usize, 0f64);
     read_parts(&parts, "pairs.jsonl", |_, p: PairLite| {
-        if held_out(&p.doc_id, every) != held {
+        if hold.holds(&p.doc_id, &p.id, every) != held {
             return Ok(());
         }
         images += 1;

@@ -41,6 +41,10 @@ enum Which {
         out: PathBuf,
         #[arg(long, default_value_t = 5)]
         holdout_every: u64,
+        /// Hold out whole pages (their images and sentences never trained on
+        /// together), or single images of pages that are trained on.
+        #[arg(long, default_value = "pages")]
+        hold_out: realsyn_builder::retrieve::own_page::HoldOut,
     },
     /// How often the held-out images of a store paired by `build retrieve` got a
     /// sentence of their own page, beside chance (JSON).
@@ -49,7 +53,10 @@ enum Which {
         store: PathBuf,
         #[arg(long, default_value_t = 5)]
         holdout_every: u64,
-        /// Rate over the training pages' images instead of the held-out ones.
+        /// What `dataset own-page` held out: pages or images.
+        #[arg(long, default_value = "pages")]
+        hold_out: realsyn_builder::retrieve::own_page::HoldOut,
+        /// Rate over the training images instead of the held-out ones.
         #[arg(long)]
         training_pages: bool,
     },
@@ -170,14 +177,16 @@ pub fn run(args: Args) -> Result<()> {
             store,
             out,
             holdout_every,
+            hold_out,
         } => {
             let (train, held) = realsyn_builder::retrieve::own_page::write_training_shards(
                 &store,
                 &out,
+                hold_out,
                 holdout_every,
             )?;
             eprintln!(
-                "wrote {train} training images to {}; {held} images of held-out pages left out",
+                "wrote {train} training images to {}; {held} held-out images left out",
                 out.display()
             );
             Ok(())
@@ -185,10 +194,12 @@ pub fn run(args: Args) -> Result<()> {
         Which::OwnPageRate {
             store,
             holdout_every,
+            hold_out,
             training_pages,
         } => {
             let r = realsyn_builder::retrieve::own_page::own_page_rate(
                 &store,
+                hold_out,
                 holdout_every,
                 !training_pages,
             )?;
