@@ -166,7 +166,7 @@ mod tests {
         let b = kmeans::train(&x, d, &p, &gpu, &mut kmeans::NoCheckpoint).unwrap();
         let (oa, ob) = (a.objective.last().unwrap(), b.objective.last().unwrap());
         assert!((oa - ob).abs() < 1e-3 * oa, "{oa} vs {ob}");
-        let assign = |s: &dyn VectorSearch| a.assign(&x, 1, s).unwrap().ids;
+        let assign = |s: &dyn VectorSearch| a.assign(&x, None, s).unwrap().ids;
         assert_eq!(assign(&gpu), assign(&CpuSearch));
     }
 }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::balance::{self, Band, BandEffect, Verdict};
 use crate::cluster::fit::{TWO_LEVEL_FROM, assign_all, fit};
-use crate::cluster::kmeans::{DEFAULT_ASSIGN_PROBE, KMeansParams, NoCheckpoint};
+use crate::cluster::kmeans::{KMeansParams, NoCheckpoint};
 use crate::cluster::search::VectorSearch;
 use crate::cluster::stage::SizeStats;
 use crate::embed::DualEmbedder;
@@ -329,14 +329,7 @@ pub fn run(
     )?;
     let km = fitted.km;
     let k = km.k();
-    let assign = assign_all(
-        &km,
-        kept.len(),
-        &read,
-        DEFAULT_ASSIGN_PROBE,
-        search,
-        "assign",
-    )?;
+    let assign = assign_all(&km, kept.len(), &read, None, search, "assign")?;
     // 4. Ranks: per cluster and for the random baseline.
     let ranks = balance::cluster_ranks(&assign, k, settings.sample_seed);
     let random = balance::random_ranks(kept.len(), settings.sample_seed ^ 0x5eed);

@@ -76,13 +76,13 @@ pub fn fit(
 }
 
 /// The nearest centroid of each of the `n` rows `row` reads (normalised here),
-/// `ASSIGN_BLOCK` rows per search; two-level clusterings compare each row with the
-/// fine centroids of its `probe` nearest coarse clusters only.
+/// `ASSIGN_BLOCK` rows per search; with `probe`, two-level clusterings compare each
+/// row with the fine centroids of its `probe` nearest coarse clusters only.
 pub fn assign_all(
     km: &KMeans,
     n: usize,
     row: &ReadRow,
-    probe: usize,
+    probe: Option<usize>,
     search: &dyn VectorSearch,
     label: &str,
 ) -> Result<Vec<u32>> {

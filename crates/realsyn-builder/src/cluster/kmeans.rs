@@ -17,11 +17,13 @@
 //! `rebalance=True`), the fine clusters together making K. Cost per iteration drops
 //! from n·K·d to about n·2·sqrt(K)·d multiply-adds.
 //!
-//! Assignment (`KMeans::assign`): flat, every row against all K centroids; after
-//! two-level training, every row against the coarse centroids, then against the
-//! fine centroids of its `probe` nearest coarse clusters only (n·(sqrt(K) +
-//! probe·sqrt(K))·d instead of n·K·d: at the paper's 0.84B sentences and 2M
-//! clusters, 2.4e15 multiply-adds instead of 1.7e18).
+//! Assignment (`KMeans::assign`): by default every row against all K centroids (the
+//! nearest of all, which is what retrieval's flat centroid ranking expects); after
+//! two-level training it may instead go through the coarse level: the coarse
+//! centroids, then only the fine centroids of the row's `probe` nearest coarse
+//! clusters (n·(1 + probe)·sqrt(K)·d instead of n·K·d multiply-adds: at the paper's
+//! 0.84B sentences and 2M clusters, 6e15 instead of 1.7e18). That is approximate:
+//! docs/pairing.md gives how often it finds the nearest centroid.
 //!
 //! Every GEMM goes through a `VectorSearch` (the CPU kernel, or a Burn device).
 //!
@@ -80,23 +82,23 @@ pub struct Coarse {
     pub fine: Vec<usize>,
 }
 
-/// Coarse clusters whose fine centroids a row is compared with in two-level
-/// assignment. Measured on `realsyn bench retrieval`'s synthetic topics (10^6 rows,
-/// 2,381 clusters): 4 coarse clusters give the flat assignment's cluster for
-/// more than 99% of rows (see docs/pairing.md).
-pub const DEFAULT_ASSIGN_PROBE: usize = 4;
-
 impl KMeans {
     pub fn k(&self) -> usize {
         self.centroids.len() / self.d
     }
 
     /// The nearest centroid of every row of `x` (unit rows, width `d`) and its
-    /// cosine, as a top-1: flat, or through the coarse level (`probe` nearest
-    /// coarse clusters, then their fine centroids).
-    pub fn assign(&self, x: &[f32], probe: usize, search: &dyn VectorSearch) -> Result<TopM> {
+    /// cosine, as a top-1: among all centroids (`probe` None, or a flat
+    /// clustering), or through the coarse level (the fine centroids of the `probe`
+    /// nearest coarse clusters).
+    pub fn assign(
+        &self,
+        x: &[f32],
+        probe: Option<usize>,
+        search: &dyn VectorSearch,
+    ) -> Result<TopM> {
         let d = self.d;
-        let Some(coarse) = &self.coarse else {
+        let (Some(coarse), Some(probe)) = (&self.coarse, probe) else {
             return search.top_m(x, &self.centroids, d, 1);
         };
         let nc = coarse.fine.len() - 1;
@@ -516,11 +518,12 @@ mod tests {
         assert_eq!(coarse.fine.len(), 8, "round(sqrt(49)) = 7 coarse clusters");
         assert_eq!(*coarse.fine.last().unwrap(), two.k());
         let flat = crate::cluster::top_m(&x, &two.centroids, d, 1);
-        let all = two.assign(&x, 7, &CpuSearch).unwrap();
+        let all = two.assign(&x, Some(7), &CpuSearch).unwrap();
+        assert_eq!(two.assign(&x, None, &CpuSearch).unwrap(), flat);
         assert_eq!(all.ids, flat.ids);
         assert_eq!(all.scores, flat.scores);
         // One coarse cluster per row already finds the flat answer for separated blobs.
-        let one = two.assign(&x, 1, &CpuSearch).unwrap();
+        let one = two.assign(&x, Some(1), &CpuSearch).unwrap();
         let same = one
             .ids
             .iter()

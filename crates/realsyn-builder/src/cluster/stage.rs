@@ -33,7 +33,7 @@ use realsyn_io::npy::{NpyI64, NpyMatrix, NpyRowWriter, read_npy, write_npy};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::fit::{assign_all, fit};
-use crate::cluster::kmeans::{self, Checkpoint, DEFAULT_ASSIGN_PROBE, KMeans, KMeansParams};
+use crate::cluster::kmeans::{self, Checkpoint, KMeans, KMeansParams};
 use crate::cluster::search::VectorSearch;
 use crate::embed::TextEmbedder;
 use crate::extract::stage::SentenceRow;
@@ -64,7 +64,7 @@ pub struct ClusterSummary {
     pub width: usize,
     pub levels: usize,
     /// Two-level only: the coarse clusters each sentence's fine centroid was
-    /// sought in.
+    /// sought in (absent: among all centroids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assign_probe: Option<usize>,
     pub training_rows: usize,
@@ -226,7 +226,7 @@ pub fn run(
         &km,
         rows.len(),
         &read,
-        DEFAULT_ASSIGN_PROBE,
+        settings.assign_probe.filter(|_| two_level),
         search,
         "assign",
     )?;
@@ -280,7 +280,7 @@ pub fn run(
         k,
         width: d,
         levels: if two_level { 2 } else { 1 },
-        assign_probe: two_level.then_some(DEFAULT_ASSIGN_PROBE),
+        assign_probe: settings.assign_probe.filter(|_| two_level),
         training_rows: fitted.training_rows,
         params,
         objective: km.objective.clone(),

@@ -345,7 +345,7 @@ pub fn link_cosine_in_clusters(
     uf: &mut UnionFind,
 ) -> Result<CosineLinkStats> {
     use crate::cluster::fit::{TWO_LEVEL_FROM, assign_all, fit};
-    use crate::cluster::kmeans::{DEFAULT_ASSIGN_PROBE, KMeansParams, NoCheckpoint};
+    use crate::cluster::kmeans::{KMeansParams, NoCheckpoint};
     use rayon::prelude::*;
     let n = emb.len() / dim.max(1);
     let rows: Vec<usize> = (0..n)
@@ -370,14 +370,7 @@ pub fn link_cosine_in_clusters(
         search,
         &mut NoCheckpoint,
     )?;
-    let assign = assign_all(
-        &fitted.km,
-        rows.len(),
-        &read,
-        DEFAULT_ASSIGN_PROBE,
-        search,
-        "partition",
-    )?;
+    let assign = assign_all(&fitted.km, rows.len(), &read, None, search, "partition")?;
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); fitted.km.k()];
     for (j, &c) in assign.iter().enumerate() {
         if let Some(m) = members.get_mut(c as usize) {

@@ -248,6 +248,10 @@ pub struct PairingSettings {
     pub max_points_per_centroid: usize,
     /// Two-level k-means; `None`: from `cluster_text::TWO_LEVEL_FROM` clusters on.
     pub two_level: Option<bool>,
+    /// Two-level only: assign each sentence among the fine centroids of its this
+    /// many nearest coarse clusters (cheaper, approximate); `None`: among all K.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assign_probe: Option<usize>,
     /// Text clusters searched per image (paper: 1).
     pub probe: usize,
     /// Realistic texts per image (paper: 3).
@@ -265,6 +269,7 @@ impl Default for PairingSettings {
             seed: 1234,
             max_points_per_centroid: 256,
             two_level: None,
+            assign_probe: None,
             probe: 1,
             texts_per_image: 3,
         }

@@ -92,6 +92,20 @@ impl Manifest {
                 "--text-encoder color-histogram: color-histogram embeds images; use bag-of-words or CLIP weights"
             );
         }
+        for (what, n) in [
+            (
+                "--semantic-partitions",
+                self.semantic.as_ref().and_then(|s| s.partitions),
+            ),
+            (
+                "--text-semantic-partitions",
+                self.text_semantic.as_ref().and_then(|s| s.partitions),
+            ),
+        ] {
+            if n == Some(0) {
+                bail!("{what} must be at least 1");
+            }
+        }
         let paired = self.pairing.is_some();
         if let Some(p) = &self.pairing {
             match &p.encoder {
@@ -107,6 +121,11 @@ impl Manifest {
             }
             if p.texts_per_image == 0 || p.probe == 0 || p.sentences_per_cluster == 0 {
                 bail!("--texts-per-image, --probe and --sentences-per-cluster must be at least 1");
+            }
+            if p.assign_probe == Some(0) {
+                bail!(
+                    "--assign-probe must be at least 1 (leave it out to assign among all centroids)"
+                );
             }
         }
         if let Some(g) = &self.generation {

@@ -73,6 +73,10 @@ pub struct Retrieval {
     /// k-means levels: auto (two-level from 4,096 clusters, as cluster-text), 1 or 2.
     #[arg(long, default_value = "auto")]
     levels: String,
+    /// Two-level only: assign each row among the fine centroids of its N nearest
+    /// coarse clusters (as `build --assign-probe`); default: among all centroids.
+    #[arg(long)]
+    assign_probe: Option<usize>,
     /// Also write the corpus, the first 1,000 queries and realsyn's report to this
     /// folder (`corpus.npy`, `queries.npy`, `realsyn.json`), for
     /// benches/retrieval_faiss.py to run faiss's IndexIVFFlat on the same data.
@@ -232,9 +236,7 @@ pub fn kmeans(a: &Kmeans) -> Result<()> {
 /// the clustering's cost is reported apart.
 pub fn retrieval(a: &Retrieval) -> Result<()> {
     use realsyn_builder::cluster::ivf::{MemoryLists, search};
-    use realsyn_builder::cluster::kmeans::{
-        self, DEFAULT_ASSIGN_PROBE, KMeansParams, NoCheckpoint,
-    };
+    use realsyn_builder::cluster::kmeans::{self, KMeansParams, NoCheckpoint};
     use realsyn_builder::cluster::synthetic_topics;
     let (n, d) = (a.n, a.dim);
     let topics = (n / 200).max(1);
@@ -271,7 +273,7 @@ pub fn retrieval(a: &Retrieval) -> Result<()> {
         // Every row to its cluster as cluster-text assigns it; for two-level, how
         // often probing 1, 2, 4 coarse clusters finds the flat assignment's cluster.
         let t1 = Instant::now();
-        let assign = km.assign(&x, DEFAULT_ASSIGN_PROBE, engine)?.ids;
+        let assign = km.assign(&x, a.assign_probe, engine)?.ids;
         let assign_s = t1.elapsed().as_secs_f64();
         let mut agreement = Vec::new();
         if two_level {
@@ -280,7 +282,7 @@ pub fn retrieval(a: &Retrieval) -> Result<()> {
             let flat_s = t.elapsed().as_secs_f64();
             for probe in [1usize, 2, 4, 8] {
                 let t = Instant::now();
-                let ids = km.assign(&x, probe, engine)?.ids;
+                let ids = km.assign(&x, Some(probe), engine)?.ids;
                 let same = ids.iter().zip(&flat).filter(|(a, b)| a == b).count();
                 agreement.push(serde_json::json!({
                     "probe": probe, "same_cluster_as_flat": same as f64 / n as f64,

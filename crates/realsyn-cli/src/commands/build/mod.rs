@@ -648,6 +648,12 @@ struct PairingArgs {
     /// proportion to its size), or auto (2 from 4096 clusters on).
     #[arg(long, default_value = "auto", value_parser = ["auto", "1", "2"])]
     kmeans_levels: String,
+    /// Two-level k-means only: assign each sentence among the fine centroids of its
+    /// N nearest coarse clusters, n·(1+N)·sqrt(K)·d work instead of n·K·d, but not
+    /// always the nearest centroid (docs/pairing.md measures how often). Default:
+    /// the nearest of all K centroids.
+    #[arg(long, value_name = "N")]
+    assign_probe: Option<usize>,
     /// Text clusters searched per image (paper: 1).
     #[arg(long, default_value_t = 1)]
     probe: usize,
@@ -704,6 +710,7 @@ fn manifest(source: &Source, parts: usize, s: &Settings) -> Result<Manifest> {
                 "2" => Some(true),
                 _ => None,
             },
+            assign_probe: p.assign_probe,
             probe: p.probe,
             texts_per_image: p.texts_per_image,
         }),
