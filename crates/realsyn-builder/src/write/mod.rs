@@ -13,6 +13,7 @@
 pub mod parquet;
 pub mod released;
 pub mod sample;
+pub mod shard;
 pub mod stage;
 
 use anyhow::{Result, bail};

@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::parquet::{ReleasedRow, Table, read_released, write_released};
+use super::parquet::{ReleasedRow, read_released, write_released};
+use super::shard::{DatasetShard, ShardFiles, ShardRow};
 use super::{Resize, ShardStats, encode, sample_key};
 use crate::extract::fetch::{FetchOptions, Fetcher};
-use realsyn_data::wds::{ShardWriter, SkipCounter, read_shard};
+use realsyn_data::wds::{SkipCounter, read_shard};
 
 /// Every sample of a written dataset folder as released rows, in key order.
 pub fn export(dataset_dir: &Path, out: &Path) -> Result<usize> {
@@ -135,16 +135,13 @@ pub fn download(
             .into_par_iter()
             .map(|b| b.and_then(|b| encode(&b, opts.resize, opts.jpeg_quality)))
             .collect();
-        let mut tar = ShardWriter::new(out, per, s)?;
-        let mut meta = Vec::with_capacity(chunk.len());
-        let mut status_dict: BTreeMap<String, usize> = BTreeMap::new();
+        let mut shard = DatasetShard::create(out, per, s)?;
         for (j, (r, e)) in chunk.iter().zip(encoded).enumerate() {
             let key = sample_key(s, j, per);
             let (status, dims, original) = match &e {
                 Ok(e) => ("success", (e.width, e.height), e.original),
                 Err(why) => (*why, (0, 0), (0, 0)),
             };
-            *status_dict.entry(status.into()).or_default() += 1;
             let json = DownloadedJson {
                 key: key.clone(),
                 status: status.into(),
@@ -158,55 +155,31 @@ pub fn download(
                 original_width: original.0,
                 original_height: original.1,
             };
-            if let Ok(e) = e {
-                tar.write(
-                    &key,
-                    &[
-                        ("jpg", Bytes::from(e.jpg)),
-                        ("txt", Bytes::from(r.text1.clone())),
-                        ("json", Bytes::from(serde_json::to_vec(&json)?)),
-                    ],
-                )?;
-            }
-            meta.push(json);
+            let files = match e {
+                Ok(e) => Some(ShardFiles {
+                    jpg: e.jpg,
+                    txt: r.text1.clone(),
+                    json: serde_json::to_vec(&json)?,
+                }),
+                Err(_) => None,
+            };
+            shard.add(
+                ShardRow {
+                    key,
+                    url: json.url,
+                    texts: [Some(json.text1), json.text2, json.text3, json.syn_text],
+                    status: json.status,
+                    size: dims,
+                    original,
+                    extra: Vec::new(),
+                },
+                files,
+            )?;
         }
-        tar.close()?;
-        let col = |f: &dyn Fn(&DownloadedJson) -> Option<String>| meta.iter().map(f).collect();
-        let int =
-            |f: &dyn Fn(&DownloadedJson) -> u32| meta.iter().map(|m| Some(f(m) as i64)).collect();
-        Table::default()
-            .str("key", col(&|m| Some(m.key.clone())))
-            .str("url", col(&|m| Some(m.url.clone())))
-            .str("text1", col(&|m| Some(m.text1.clone())))
-            .str("text2", col(&|m| m.text2.clone()))
-            .str("text3", col(&|m| m.text3.clone()))
-            .str("syn_text", col(&|m| m.syn_text.clone()))
-            .str("status", col(&|m| Some(m.status.clone())))
-            .str(
-                "error_message",
-                col(&|m| (m.status != "success").then(|| m.status.clone())),
-            )
-            .int("width", int(&|m| m.width))
-            .int("height", int(&|m| m.height))
-            .int("original_width", int(&|m| m.original_width))
-            .int("original_height", int(&|m| m.original_height))
-            .write(&out.join(format!("{s:05}.parquet")))?;
-        let successes = status_dict.get("success").copied().unwrap_or(0);
-        for (k, v) in &status_dict {
+        let stats = shard.finish(failed_to_download, "")?;
+        for (k, v) in &stats.status_dict {
             *summary.status.entry(k.clone()).or_default() += v;
         }
-        // Written last: its presence marks the shard done.
-        realsyn_io::fs::write_atomic(
-            &stats_path,
-            &serde_json::to_vec_pretty(&ShardStats {
-                count: chunk.len(),
-                successes,
-                failed_to_download,
-                failed_to_resize: chunk.len() - successes - failed_to_download,
-                status_dict,
-                variant: String::new(),
-            })?,
-        )?;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();

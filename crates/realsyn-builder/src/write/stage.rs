@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +27,9 @@ use crate::store::funnel::Funnel;
 use crate::store::manifest::{DatasetSettings, Manifest};
 use crate::store::shard::{PartWriter, ShardSpec, complete_parts};
 use crate::store::{WRITE, write_funnel};
-use crate::write::parquet::Table;
 use crate::write::sample::SampleJson;
+use crate::write::shard::{DatasetShard, ShardFiles, ShardRow};
 use crate::write::{ShardStats, Variant, encode, sample_key};
-use realsyn_data::wds::ShardWriter;
 
 /// The folder of the written datasets.
 pub const DATASET_DIR: &str = "dataset";
@@ -160,6 +158,9 @@ pub fn run(
     Ok(Some(funnel))
 }
 
+/// Why a sample's image has no bytes: the store's tar shards lack it.
+const NOT_IN_TAR: &str = "image not in its tar shard";
+
 fn write_shard(
     store: &Path,
     dir: &Path,
@@ -174,8 +175,7 @@ fn write_shard(
         .enumerate()
         .map(|(j, (g, _))| (j, g.pair.image.clone()))
         .collect();
-    let mut bytes: Vec<Result<Vec<u8>, &'static str>> =
-        vec![Err("image not in its tar shard"); samples.len()];
+    let mut bytes: Vec<Result<Vec<u8>, &'static str>> = vec![Err(NOT_IN_TAR); samples.len()];
     for_each_image_bytes(store, &images, |j, b| {
         bytes[j] = b.map(<[u8]>::to_vec);
         Ok(())
@@ -184,78 +184,44 @@ fn write_shard(
         .into_par_iter()
         .map(|b| b.and_then(|b| encode(&b, settings.resize, settings.jpeg_quality)))
         .collect();
-    let mut tar = ShardWriter::new(dir, per, s)?;
-    let mut status_dict: BTreeMap<String, usize> = BTreeMap::new();
-    let mut meta: Vec<SampleJson> = Vec::with_capacity(samples.len());
+    let mut shard = DatasetShard::create(dir, per, s)?;
+    let mut missing = 0;
     for (j, ((g, b), e)) in samples.iter().zip(encoded).enumerate() {
         let key = sample_key(s, j, per);
-        let (dims, status) = match &e {
-            Ok(e) => ((e.width, e.height), "success"),
-            Err(r) => ((0, 0), *r),
-        };
+        let dims = e.as_ref().map_or((0, 0), |e| (e.width, e.height));
         let mut json = SampleJson::new(&key, g, *b, dims);
-        *status_dict.entry(status.to_string()).or_default() += 1;
-        if let Ok(e) = e {
-            let body = serde_json::to_vec(&json)?;
-            tar.write(
-                &key,
-                &[
-                    ("jpg", Bytes::from(e.jpg)),
-                    ("txt", Bytes::from(json.text1.clone().unwrap_or_default())),
-                    ("json", Bytes::from(body)),
-                ],
-            )?;
-        } else {
-            json.status = status.to_string();
-        }
-        meta.push(json);
+        let files = match e {
+            Ok(e) => Some(ShardFiles {
+                jpg: e.jpg,
+                txt: json.text1.clone().unwrap_or_default(),
+                json: serde_json::to_vec(&json)?,
+            }),
+            Err(r) => {
+                json.status = r.to_string();
+                missing += usize::from(r == NOT_IN_TAR);
+                None
+            }
+        };
+        shard.add(
+            ShardRow {
+                key,
+                url: json.url,
+                texts: [json.text1, json.text2, json.text3, json.syn_text],
+                status: json.status,
+                size: (json.width, json.height),
+                original: (json.original_width, json.original_height),
+                extra: vec![("image_id", json.image_id), ("doc_id", json.doc_id)],
+            },
+            files,
+        )?;
     }
-    tar.close()?;
-    let stats = ShardStats {
-        count: samples.len(),
-        successes: status_dict.get("success").copied().unwrap_or(0),
-        failed_to_download: 0,
-        failed_to_resize: status_dict
-            .iter()
-            .filter(|(k, _)| k.contains("encode") || k.contains("unreadable"))
-            .map(|(_, v)| v)
-            .sum(),
-        status_dict,
-        variant: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    shard_table(&meta).write(&dir.join(format!("{s:05}.parquet")))?;
-    realsyn_io::fs::write_atomic(
-        &dir.join(format!("{s:05}_stats.json")),
-        &serde_json::to_vec_pretty(&stats)?,
-    )?;
-    Ok(stats)
-}
-
-/// img2dataset's per-shard parquet: one row per sample tried, written or not.
-fn shard_table(meta: &[SampleJson]) -> Table {
-    let s = |f: &dyn Fn(&SampleJson) -> Option<String>| meta.iter().map(f).collect();
-    let i = |f: &dyn Fn(&SampleJson) -> i64| meta.iter().map(|m| Some(f(m))).collect();
-    Table::default()
-        .str("key", s(&|m| Some(m.key.clone())))
-        .str("url", s(&|m| Some(m.url.clone())))
-        .str("text1", s(&|m| m.text1.clone()))
-        .str("text2", s(&|m| m.text2.clone()))
-        .str("text3", s(&|m| m.text3.clone()))
-        .str("syn_text", s(&|m| m.syn_text.clone()))
-        .str("status", s(&|m| Some(m.status.clone())))
-        .str(
-            "error_message",
-            s(&|m| (m.status != "success").then(|| m.status.clone())),
-        )
-        .int("width", i(&|m| m.width as i64))
-        .int("height", i(&|m| m.height as i64))
-        .int("original_width", i(&|m| m.original_width as i64))
-        .int("original_height", i(&|m| m.original_height as i64))
-        .str("image_id", s(&|m| Some(m.image_id.clone())))
-        .str("doc_id", s(&|m| Some(m.doc_id.clone())))
+    let variant = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // An image missing from the store's tar shards never arrived: img2dataset's
+    // failed_to_download; the rest failed to decode or encode.
+    shard.finish(missing, &variant)
 }
 
 /// Once every part of the stage is done: each variant's `sizes.json` from the
