@@ -15,27 +15,30 @@ use common::{ok, realsyn, tiny_clip, tree};
 
 const GIMP: &str = "/usr/share/gimp/2.0/help/en";
 
+/// `build all` of the GIMP manual in 2 parts into `store`, paired with `encoder`.
+fn build_gimp(store: &Path, encoder: &Path) -> Vec<String> {
+    [
+        "build",
+        "all",
+        "--input",
+        GIMP,
+        "--parts",
+        "2",
+        "--store",
+        store.to_str().unwrap(),
+        "--pair-encoder",
+        encoder.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 #[test]
 fn pairs_every_gimp_image_with_three_sentences_and_resumes_identically() {
     assert!(Path::new(GIMP).exists(), "run scripts/setup-system.sh");
     let tmp = tempfile::tempdir().unwrap();
     let weights = tiny_clip(tmp.path());
-    let args = |store: &Path| -> Vec<String> {
-        [
-            "build",
-            "all",
-            "--input",
-            GIMP,
-            "--parts",
-            "2",
-            "--store",
-            store.to_str().unwrap(),
-            "--pair-encoder",
-            weights.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let args = |store: &Path| build_gimp(store, &weights);
     let strs = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
     let (clean, killed) = (tmp.path().join("clean"), tmp.path().join("killed"));
     let a = strs(&args(&clean));
@@ -281,20 +284,9 @@ fn held_out_images_find_their_own_page_far_above_chance_as_exact_search_does() {
     let rate = |probe: &str| -> serde_json::Value {
         let store = tmp.path().join(format!("probe-{probe}"));
         let s = store.to_str().unwrap();
-        ok(&[
-            "build",
-            "all",
-            "--input",
-            GIMP,
-            "--parts",
-            "2",
-            "--store",
-            s,
-            "--pair-encoder",
-            model.to_str().unwrap(),
-            "--probe",
-            probe,
-        ]);
+        let mut build = build_gimp(&store, &model);
+        build.extend(["--probe".to_string(), probe.to_string()]);
+        ok(&build.iter().map(String::as_str).collect::<Vec<_>>());
         let out = ok(&[
             "dataset",
             "own-page-rate",

@@ -83,18 +83,8 @@ impl<B: Backend> VectorSearch for BackendSearch<B> {
                 } else {
                     tile.topk_with_indices(mm, 1)
                 };
-                let scores = scores
-                    .into_data()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))
-                    .context("top-m scores from the device")?;
-                let ids = ids
-                    .into_data()
-                    .convert::<i64>()
-                    .into_vec::<i64>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))
-                    .context("top-m ids from the device")?;
+                let scores: Vec<f32> = to_host(scores.into_data(), "top-m scores")?;
+                let ids: Vec<i64> = to_host(ids.into_data(), "top-m ids")?;
                 for r in 0..rows {
                     for j in 0..mm {
                         let (s, i) = (scores[r * mm + j], ids[r * mm + j] as usize);
@@ -109,6 +99,14 @@ impl<B: Backend> VectorSearch for BackendSearch<B> {
     fn name(&self) -> String {
         self.name.clone()
     }
+}
+
+/// A tile's values on the host, as `E`.
+fn to_host<E: burn::tensor::Element>(data: TensorData, what: &str) -> Result<Vec<E>> {
+    data.convert::<E>()
+        .into_vec::<E>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("{what} from the device"))
 }
 
 /// Run `f` with the search `device` names: `cpu`, the builder's own CPU kernel

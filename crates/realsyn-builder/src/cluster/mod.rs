@@ -22,6 +22,12 @@ pub const DEFAULT_SENTENCES_PER_CLUSTER: usize = 420;
 pub use kmeans::{KMeans, KMeansParams, train, train_two_level};
 pub use search::{CpuSearch, TopM, VectorSearch, top_m};
 
+/// Whether an embedding row can be clustered or searched: finite and not all zero
+/// (a zero row has no direction; the stages count the others as skipped).
+pub fn usable_row(row: &[f32]) -> bool {
+    row.iter().all(|v| v.is_finite()) && row.iter().any(|&v| v != 0.0)
+}
+
 /// Synthetic sentence-like embeddings for benches: `n` unit vectors of width `d`
 /// around `topics` random centres (row i belongs to topic i mod topics) with
 /// Gaussian noise of `noise` per coordinate relative to unit-variance centres

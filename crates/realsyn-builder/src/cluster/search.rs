@@ -93,17 +93,42 @@ pub fn top_m(queries: &[f32], base: &[f32], d: usize, m: usize) -> TopM {
     assert!(d > 0 && queries.len() % d == 0 && base.len() % d == 0);
     let (nq, nb) = (queries.len() / d, base.len() / d);
     assert!(nb < u32::MAX as usize, "base rows are indexed by u32");
-    let mut scores = vec![f32::NEG_INFINITY; nq * m];
-    let mut ids = vec![u32::MAX; nq * m];
+    let mut out = TopM::empty(nq, m);
     if m == 0 || nq == 0 {
-        return TopM { m, scores, ids };
+        return out;
     }
     queries
         .par_chunks(QUERY_BLOCK * d)
-        .zip(scores.par_chunks_mut(QUERY_BLOCK * m))
-        .zip(ids.par_chunks_mut(QUERY_BLOCK * m))
+        .zip(out.scores.par_chunks_mut(QUERY_BLOCK * m))
+        .zip(out.ids.par_chunks_mut(QUERY_BLOCK * m))
         .for_each(|((q, s), i)| block_top_m(q, base, d, m, nb, s, i));
-    TopM { m, scores, ids }
+    out
+}
+
+/// `tile[r, c] = <a_r, b_c>` for the `rows` rows of `a` and the `cols` rows of `b`
+/// (both row-major, width `d`): one sgemm with B read transposed.
+fn dot_tile(a: &[f32], rows: usize, b: &[f32], cols: usize, d: usize, tile: &mut [f32]) {
+    assert!(a.len() >= rows * d && b.len() >= cols * d && tile.len() >= rows * cols);
+    // SAFETY: the asserts above: a holds rows x d, b cols x d (read as d x cols
+    // through its strides) and tile rows x cols floats, row-major.
+    unsafe {
+        matrixmultiply::sgemm(
+            rows,
+            d,
+            cols,
+            1.0,
+            a.as_ptr(),
+            d as isize,
+            1,
+            b.as_ptr(),
+            1,
+            d as isize,
+            0.0,
+            tile.as_mut_ptr(),
+            cols as isize,
+            1,
+        );
+    }
 }
 
 fn block_top_m(
@@ -119,25 +144,7 @@ fn block_top_m(
     let mut tile = vec![0f32; rows * BASE_BLOCK.min(nb)];
     for b0 in (0..nb).step_by(BASE_BLOCK) {
         let cols = BASE_BLOCK.min(nb - b0);
-        // tile[r, c] = <q_r, base_{b0+c}>: A = q (rows x d), B = base block transposed.
-        unsafe {
-            matrixmultiply::sgemm(
-                rows,
-                d,
-                cols,
-                1.0,
-                q.as_ptr(),
-                d as isize,
-                1,
-                base[b0 * d..].as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                tile.as_mut_ptr(),
-                cols as isize,
-                1,
-            );
-        }
+        dot_tile(q, rows, &base[b0 * d..], cols, d, &mut tile);
         for r in 0..rows {
             let (s, i) = (
                 &mut scores[r * m..(r + 1) * m],
@@ -169,26 +176,7 @@ pub fn pairs_above(x: &[f32], d: usize, threshold: f32) -> Vec<(u32, u32)> {
             // Columns from r0 on: the pairs within the block and after it.
             let cols = n - r0;
             let mut tile = vec![0f32; rows * cols];
-            // SAFETY: rows x d, d x cols (x transposed) and rows x cols floats,
-            // row-major, as the strides say.
-            unsafe {
-                matrixmultiply::sgemm(
-                    rows,
-                    d,
-                    cols,
-                    1.0,
-                    x[r0 * d..].as_ptr(),
-                    d as isize,
-                    1,
-                    x[r0 * d..].as_ptr(),
-                    1,
-                    d as isize,
-                    0.0,
-                    tile.as_mut_ptr(),
-                    cols as isize,
-                    1,
-                );
-            }
+            dot_tile(&x[r0 * d..], rows, &x[r0 * d..], cols, d, &mut tile);
             let mut out = Vec::new();
             for r in 0..rows {
                 for c in r + 1..cols {

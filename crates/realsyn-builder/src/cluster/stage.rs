@@ -184,7 +184,7 @@ pub fn run(
     for b in (0..n).step_by(SCAN_BLOCK) {
         let e = (b + SCAN_BLOCK).min(n);
         for (i, row) in emb.read_rows(b..e).chunks(d).enumerate() {
-            valid[b + i] = row.iter().all(|v| v.is_finite()) && row.iter().any(|&v| v != 0.0);
+            valid[b + i] = crate::cluster::usable_row(row);
         }
     }
     let rows: Vec<usize> = (0..n).filter(|&i| valid[i]).collect();

@@ -277,10 +277,16 @@ pub fn link_cosine(
             (candidates, links)
         })
         .collect();
+    union_verified(per_table, uf)
+}
+
+/// Union the verified pairs of each group (an LSH table, a partition) in group
+/// order; groups carry the number of candidate pairs they compared.
+fn union_verified(groups: Vec<(u64, Vec<(u32, u32)>)>, uf: &mut UnionFind) -> CosineLinkStats {
     let mut stats = CosineLinkStats::default();
-    for (c, links) in per_table {
-        stats.candidates += c;
-        for (i, j) in links {
+    for (candidates, pairs) in groups {
+        stats.candidates += candidates;
+        for (i, j) in pairs {
             stats.links += uf.union(i, j) as u64;
         }
     }
@@ -349,10 +355,7 @@ pub fn link_cosine_in_clusters(
     use rayon::prelude::*;
     let n = emb.len() / dim.max(1);
     let rows: Vec<usize> = (0..n)
-        .filter(|&i| {
-            let r = &emb[i * dim..(i + 1) * dim];
-            r.iter().all(|v| v.is_finite()) && r.iter().any(|&v| v != 0.0)
-        })
+        .filter(|&i| crate::cluster::usable_row(&emb[i * dim..(i + 1) * dim]))
         .collect();
     if rows.len() < 2 {
         return Ok(CosineLinkStats::default());
@@ -393,14 +396,7 @@ pub fn link_cosine_in_clusters(
             (s * s.saturating_sub(1) / 2, pairs)
         })
         .collect();
-    let mut stats = CosineLinkStats::default();
-    for (candidates, pairs) in per_cluster {
-        stats.candidates += candidates;
-        for (i, j) in pairs {
-            stats.links += uf.union(i, j) as u64;
-        }
-    }
-    Ok(stats)
+    Ok(union_verified(per_cluster, uf))
 }
 
 /// `[n, tables]` LSH keys: for each table, `bits` signs of projections onto Gaussian

@@ -174,7 +174,7 @@ pub fn pair(
                 "image embeddings have width {}, the text clusters {d}: they come from different encoders",
                 v.len()
             ),
-            Ok(v) if v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0) => {
+            Ok(v) if crate::cluster::usable_row(v) => {
                 query_of[j] = queries.len() / d;
                 queries.extend_from_slice(v);
             }
