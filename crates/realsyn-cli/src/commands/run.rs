@@ -22,7 +22,9 @@ use serde::Deserialize;
 pub struct Args {
     /// The recipe: [run] dir; [build] variant and args (flags of `realsyn build
     /// all`, without --store) or recipe (a build recipe) and set (its overrides);
-    /// `{dir}` anywhere stands for the run's folder; [train] recipe and set; [eval] args and label;
+    /// `{dir}` anywhere stands for the run's folder and `{cache}` for realsyn's cache of
+    /// registry data ($REALSYN_CACHE, else ~/.cache/realsyn); [train] recipe and set;
+    /// [eval] args and label;
     /// optional [[prepare]] commands (args: a realsyn command line, creates: the
     /// path that marks it done) run first.
     recipe: PathBuf,
@@ -93,12 +95,15 @@ struct EvalSection {
 
 impl RunRecipe {
     /// `{dir}` in any command line, path or override means the run's folder
-    /// ([run].dir, or `--dir`), so inputs a recipe prepares move with the run.
+    /// ([run].dir, or `--dir`), so inputs a recipe prepares move with the run;
+    /// `{cache}` means realsyn's cache of registry data (`$REALSYN_CACHE`, else
+    /// `~/.cache/realsyn`), where `scripts/setup-system.sh` puts it.
     fn place_in(&mut self, dir: &Path) {
         let d = dir.display().to_string();
-        let sub = |v: &mut String| *v = v.replace("{dir}", &d);
-        let sub_path =
-            |p: &mut PathBuf| *p = PathBuf::from(p.to_string_lossy().replace("{dir}", &d));
+        let cache = realsyn_io::fs::cache_dir().display().to_string();
+        let expand = move |v: &str| v.replace("{dir}", &d).replace("{cache}", &cache);
+        let sub = |v: &mut String| *v = expand(v);
+        let sub_path = |p: &mut PathBuf| *p = PathBuf::from(expand(&p.to_string_lossy()));
         self.build.args.iter_mut().for_each(sub);
         self.build.set.iter_mut().for_each(sub);
         if let Some(p) = &mut self.build.recipe {

@@ -11,7 +11,7 @@ mod obelics;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::extract::document::Document;
 use crate::store::shard::ShardSpec;
@@ -47,10 +47,18 @@ impl std::str::FromStr for Format {
 pub struct Input {
     pub format: Format,
     pub files: Vec<(PathBuf, PathBuf)>,
+    /// Inputs named like documents that are no regular file (a FIFO `*.html` would
+    /// block its reader, a device would not end): not read, reported as skipped.
+    pub not_regular: Vec<PathBuf>,
 }
 
+/// Why a `not_regular` input was skipped.
+pub const NOT_REGULAR: &str = "not a regular file";
+
 impl Input {
-    /// `paths` are files or directories (searched recursively for the format's files).
+    /// `paths` are files, directories (searched recursively for the format's files)
+    /// or file-name patterns (`pages/gimp-tutorial*.html`, `shards/train-000??.parquet`:
+    /// `*` and `?` in the last component, matched in that folder only).
     pub fn list(format: Format, paths: &[PathBuf]) -> Result<Self> {
         let exts: &[&str] = match format {
             Format::Html => &["html", "htm", "xhtml"],
@@ -59,7 +67,12 @@ impl Input {
             Format::Mediawiki => &["xml", "bz2"],
         };
         let mut files = Vec::new();
+        let mut not_regular = Vec::new();
         for root in paths {
+            if std::fs::metadata(root).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+                not_regular.push(root.clone());
+                continue;
+            }
             if root.is_file() {
                 files.push((
                     root.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -67,14 +80,26 @@ impl Input {
                 ));
                 continue;
             }
+            if let Some(matches) = pattern_matches(root)? {
+                if matches.is_empty() {
+                    bail!("input pattern {} matches no file", root.display());
+                }
+                let folder = root.parent().unwrap_or(Path::new(".")).to_path_buf();
+                for f in matches {
+                    if f.is_file() {
+                        files.push((folder.clone(), f));
+                    } else {
+                        not_regular.push(f);
+                    }
+                }
+                continue;
+            }
             if !root.is_dir() {
                 bail!("input {} does not exist", root.display());
             }
-            files.extend(
-                find_files(root, exts)?
-                    .into_iter()
-                    .map(|f| (root.clone(), f)),
-            );
+            let (found, others) = find_files_and_others(root, exts)?;
+            files.extend(found.into_iter().map(|f| (root.clone(), f)));
+            not_regular.extend(others);
         }
         if files.is_empty() {
             bail!(
@@ -82,7 +107,11 @@ impl Input {
                 exts.join(", *.")
             );
         }
-        Ok(Self { format, files })
+        Ok(Self {
+            format,
+            files,
+            not_regular,
+        })
     }
 
     /// Documents of part `shard`, in input order. `on_skip` gets the reason for each
@@ -94,6 +123,12 @@ impl Input {
         on_skip: &mut dyn FnMut(&str, &str),
     ) -> Result<()> {
         let by_file = self.files.len() >= shard.count;
+        // Counted once, by the part that owns the first file.
+        if shard.owns(0) {
+            for p in &self.not_regular {
+                on_skip(NOT_REGULAR, &p.display().to_string());
+            }
+        }
         let mut ordinal = 0usize;
         for (k, (root, file)) in self.files.iter().enumerate() {
             if by_file && !shard.owns(k) {
@@ -124,16 +159,80 @@ impl Input {
     }
 }
 
+/// The files (regular or not; no folders) a pattern input names (`None` when `path` is no pattern: it
+/// exists, or its last component has no `*` or `?`), sorted.
+fn pattern_matches(path: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
+        return Ok(None);
+    };
+    if path.exists() || !name.contains(['*', '?']) {
+        return Ok(None);
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let pattern: Vec<char> = name.chars().collect();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(folder)
+        .with_context(|| format!("input pattern {}: reading its folder", path.display()))?
+    {
+        let entry = entry?;
+        let file = entry
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .collect::<Vec<_>>();
+        if wildcard_match(&pattern, &file)
+            && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+        {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(Some(out))
+}
+
+/// Shell-style matching of a whole name: `*` any run of characters, `?` one.
+fn wildcard_match(pattern: &[char], name: &[char]) -> bool {
+    // Iterative with one backtrack point (the last `*`): linear in practice.
+    let (mut p, mut n, mut star, mut resume) = (0, 0, None, 0);
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            resume = n;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            resume += 1;
+            n = resume;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
 /// Files under `dir` (recursively) whose extension is one of `exts` (any case), sorted.
 /// Directory links are followed once: each real directory is read once, so a link
 /// loop (`ln -s .. d/up`) ends and a linked copy of a folder is not read twice.
 /// Only regular files are listed (a FIFO named `*.html` would block its reader).
 pub fn find_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+    Ok(find_files_and_others(dir, exts)?.0)
+}
+
+/// `find_files`, and beside them the entries with those extensions that are no
+/// regular file (FIFOs, sockets, devices), sorted.
+pub fn find_files_and_others(dir: &Path, exts: &[&str]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let (mut out, mut others) = (Vec::new(), Vec::new());
     let mut seen = std::collections::HashSet::new();
-    walk(dir, exts, &mut seen, &mut out)?;
+    walk(dir, exts, &mut seen, &mut out, &mut others)?;
     out.sort();
-    Ok(out)
+    others.sort();
+    Ok((out, others))
 }
 
 fn walk(
@@ -141,6 +240,7 @@ fn walk(
     exts: &[&str],
     seen: &mut std::collections::HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,
+    others: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let real = std::fs::canonicalize(dir)?;
     if !seen.insert(real) {
@@ -152,14 +252,15 @@ fn walk(
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
+        let wanted = path
+            .extension()
+            .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()));
         if meta.is_dir() {
-            walk(&path, exts, seen, out)?;
-        } else if meta.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
-        {
+            walk(&path, exts, seen, out, others)?;
+        } else if wanted && meta.is_file() {
             out.push(path);
+        } else if wanted {
+            others.push(path);
         }
     }
     Ok(())
@@ -195,4 +296,52 @@ fn normalise(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(p: &str, n: &str) -> bool {
+        wildcard_match(
+            &p.chars().collect::<Vec<_>>(),
+            &n.chars().collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn wildcards_match_whole_names() {
+        assert!(matches("gimp-tutorial*.html", "gimp-tutorial-quickie.html"));
+        assert!(matches("gimp-tutorial*.html", "gimp-tutorial.html"));
+        assert!(!matches("gimp-tutorial*.html", "gimp-tutorial.html.bak"));
+        assert!(!matches("gimp-tutorial*.html", "x-gimp-tutorial.html"));
+        assert!(matches("train-000??.parquet", "train-00012.parquet"));
+        assert!(!matches("train-000??.parquet", "train-0001.parquet"));
+        assert!(matches("*a*b*", "xxaxxbxx"));
+        assert!(!matches("*a*b", "xxaxxbxxc"));
+        assert!(matches("*", ""));
+    }
+
+    #[test]
+    fn a_pattern_input_lists_the_matching_files_of_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a-1.html", "a-2.html", "b-1.html", "a-3.txt"] {
+            std::fs::write(dir.path().join(f), "<p>x</p>").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("a-dir.html")).unwrap();
+        let input = Input::list(Format::Html, &[dir.path().join("a-*.html")]).unwrap();
+        let names: Vec<_> = input
+            .files
+            .iter()
+            .map(|(root, f)| {
+                assert_eq!(root, dir.path());
+                f.file_name().unwrap().to_string_lossy().into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["a-1.html", "a-2.html"]);
+        let err = Input::list(Format::Html, &[dir.path().join("c-*.html")])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("matches no file"), "{err}");
+    }
 }

@@ -45,7 +45,9 @@ pub struct Args {
 
 #[derive(clap::Args, Clone)]
 struct Source {
-    /// Input files or folders (searched recursively), e.g. /usr/share/gimp/2.0/help/en.
+    /// Input files, folders (searched recursively) or file-name patterns (`*` and `?`
+    /// in the last component; quote them from the shell), e.g.
+    /// /usr/share/gimp/2.0/help/en or 'data/obelics/train-000*.parquet'.
     #[arg(long, required_unless_present = "recipe", num_args = 1..)]
     input: Vec<PathBuf>,
     /// html (local pages, <img> resolved), mmc4 (JSONL with text_list + image_info),
