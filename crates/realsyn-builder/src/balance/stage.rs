@@ -25,7 +25,6 @@
 //! rank); `image_embeddings.npy` (its rows); `image_centroids.npy`; `balance.json` (the band's effect, cluster sizes
 //! before and after each cap and for the random baseline of the same size).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -240,7 +239,7 @@ pub fn run(
         let (_, _, g) = r?;
         let (text, which) = scored_text(&g);
         let (text, on_text1) = (text.to_string(), which == "text1");
-        chunk.push((chunk.len(), g.pair.image, text, on_text1));
+        chunk.push((g.pair.image_row, g.pair.image, text, on_text1));
         if chunk.len() == CHUNK {
             scoring.score(
                 store,
@@ -434,6 +433,7 @@ impl Scoring {
         store: &Path,
         reuse: Option<&DedupEmbeddings>,
         encoder: &mut dyn DualEmbedder,
+        // (dedup-images row, image, scored text, whether that text is text1)
         chunk: Vec<(usize, ImageRow, String, bool)>,
     ) -> Result<()> {
         if chunk.is_empty() {
@@ -441,10 +441,10 @@ impl Scoring {
         }
         let images: Vec<(usize, ImageRow)> = chunk
             .iter()
-            .map(|(j, img, _, _)| (*j, img.clone()))
+            .map(|(row, img, _, _)| (*row, img.clone()))
             .collect();
         let image_emb = match reuse {
-            Some(r) => r.lookup(&images),
+            Some(r) => r.lookup(&images.iter().map(|(row, _)| *row).collect::<Vec<_>>()),
             None => embed_images(store, &images, encoder)?,
         };
         let texts: Vec<&str> = chunk.iter().map(|(_, _, t, _)| t.as_str()).collect();
@@ -516,11 +516,10 @@ impl TextEmbedderRef<'_> {
     }
 }
 
-/// dedup-images' embeddings, looked up by image id (when they came from the
-/// pairing encoder).
+/// dedup-images' embeddings (when they came from the pairing encoder), read at the
+/// row retrieve recorded for each image (`PairRow::image_row`).
 struct DedupEmbeddings {
     emb: NpyMatrix,
-    row_of: HashMap<String, usize>,
 }
 
 impl DedupEmbeddings {
@@ -528,19 +527,17 @@ impl DedupEmbeddings {
         let dir = complete_parts(&store.join(DEDUP_IMAGES))?.remove(0);
         let emb = NpyMatrix::open(&dir.join("image_embeddings.npy"))
             .context("dedup-images kept no image embeddings")?;
-        let mut row_of: HashMap<String, usize> = HashMap::new();
-        for (i, r) in iter_jsonl::<ImageRow>(&dir.join("images.jsonl")).enumerate() {
-            row_of.insert(r?.id, i);
-        }
-        Ok(Self { emb, row_of })
+        Ok(Self { emb })
     }
 
-    fn lookup(&self, images: &[(usize, ImageRow)]) -> Vec<crate::retrieve::stage::Embedded> {
-        images
-            .iter()
-            .map(|(_, img)| match self.row_of.get(&img.id) {
-                Some(&i) if i < self.emb.rows() => Ok(self.emb.read_rows(i..i + 1)),
-                _ => Err("image not among dedup-images' rows"),
+    fn lookup(&self, rows: &[usize]) -> Vec<crate::retrieve::stage::Embedded> {
+        rows.iter()
+            .map(|&i| {
+                if i < self.emb.rows() {
+                    Ok(self.emb.read_rows(i..i + 1))
+                } else {
+                    Err("image not among dedup-images' rows")
+                }
             })
             .collect()
     }

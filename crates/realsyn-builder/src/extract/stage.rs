@@ -38,8 +38,12 @@ pub struct ImageRow {
     /// Content address (SHA-256 prefix); the tar member is `ID.EXT`.
     pub id: String,
     pub ext: String,
-    /// The tar shard holding the bytes, relative to the store.
+    /// The folder of tar shards holding the bytes, relative to the store.
     pub shard: String,
+    /// The tar file in `shard` holding them (`00003.tar`), so readers open that
+    /// tar only. Stores written before it have none: readers scan the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar: Option<String>,
     pub width: u32,
     pub height: u32,
     /// `imagehash.phash`, 16 hex digits.
@@ -199,7 +203,8 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
     let mut image_skips: Vec<SkipRow> = Vec::new();
     let mut sentence_rows = Vec::new();
     let mut counts = WordCounts::default();
-    let mut stored = std::collections::HashSet::new();
+    // Image id -> the tar holding it (an image met twice in a part is stored once).
+    let mut stored: HashMap<String, String> = HashMap::new();
     let mut batch: Vec<Document> = Vec::new();
     let fetcher = opts.fetch.clone().map(Fetcher::new).transpose()?;
     let mut fetch_rows = Vec::new();
@@ -237,10 +242,15 @@ pub fn run(input: &Input, opts: &ExtractOptions) -> Result<Option<Funnel>> {
             funnel.merge(&out.funnel);
             image_skips.extend(out.skips);
             for (mut row, bytes) in out.images {
-                if stored.insert(row.id.clone()) {
+                if !stored.contains_key(&row.id) {
                     tars.write(&row.id, &[(row.ext.as_str(), bytes)])?;
+                    let tar = tars
+                        .open_shard_name()
+                        .expect("a shard is open after a write");
+                    stored.insert(row.id.clone(), tar);
                 }
                 row.shard = format!("{EXTRACT}/{part_name}/images");
+                row.tar = stored.get(&row.id).cloned();
                 image_rows.push(row);
             }
             counts.merge(&out.counts);
@@ -331,6 +341,7 @@ fn process(
                         id: images::content_id(&bytes),
                         ext: ext.to_string(),
                         shard: String::new(),
+                        tar: None,
                         width: w,
                         height: h,
                         phash: format!("{phash:016x}"),

@@ -52,6 +52,10 @@ pub struct RetrievedText {
 pub struct PairRow {
     #[serde(flatten)]
     pub image: ImageRow,
+    /// The image's row in dedup-images' `images.jsonl`, which is also its row of
+    /// `image_embeddings.npy`: balance reads the embedding there instead of keeping
+    /// an id -> row map of every image.
+    pub image_row: usize,
     /// The text clusters searched, nearest first: (cluster, centroid cosine).
     pub clusters: Vec<(u32, f32)>,
     pub texts: Vec<RetrievedText>,
@@ -132,7 +136,7 @@ pub fn run(
     };
     let paired = pair(&clusters, settings, embedded, search)?;
     let mut out = JsonlWriter::create(&part.path("pairs.jsonl"))?;
-    for ((_, image), p) in rows.into_iter().zip(paired) {
+    for ((image_row, image), p) in rows.into_iter().zip(paired) {
         let step = funnel.step(name, "images");
         match p {
             Err(reason) => step.drop(reason),
@@ -140,6 +144,7 @@ pub fn run(
                 step.pass();
                 out.write(&PairRow {
                     image,
+                    image_row,
                     clusters,
                     texts,
                 })?;
@@ -370,8 +375,10 @@ fn for_each_image(
     })
 }
 
-/// Visit each row's stored image bytes (by position in `rows`), reading each tar
-/// shard of the store once; rows whose image is not found are not visited.
+/// Visit each row's stored image bytes (by position in `rows`), reading only the
+/// tars that hold them, each once; rows whose image is not found are not visited.
+/// A row that names its tar (`ImageRow::tar`) costs a read of that tar; one from a
+/// store written before that field, a scan of its folder.
 pub fn for_each_image_bytes(
     store: &Path,
     rows: &[(usize, ImageRow)],
@@ -379,18 +386,22 @@ pub fn for_each_image_bytes(
 ) -> Result<()> {
     use realsyn_data::image::IMAGE_EXTENSIONS;
     use realsyn_data::wds::{SkipCounter, read_shard};
-    let mut by_shard: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    // (folder, tar) -> positions in `rows`, in tar order.
+    let mut by_tar: BTreeMap<(&str, Option<&str>), Vec<usize>> = BTreeMap::new();
     for (j, (_, r)) in rows.iter().enumerate() {
-        by_shard.entry(r.shard.as_str()).or_default().push(j);
+        by_tar
+            .entry((r.shard.as_str(), r.tar.as_deref()))
+            .or_default()
+            .push(j);
     }
     let skips = SkipCounter::new();
-    for (shard, js) in by_shard {
+    for ((folder, tar), js) in by_tar {
         let want: BTreeMap<&str, usize> = js.iter().map(|&j| (rows[j].1.id.as_str(), j)).collect();
-        // `shard` names the part's folder of tar shards.
-        for sample in crate::store::tars_in(&store.join(shard))?
-            .iter()
-            .flat_map(|t| read_shard(t, &skips))
-        {
+        let tars = match tar {
+            Some(t) => vec![store.join(folder).join(t)],
+            None => crate::store::tars_in(&store.join(folder))?,
+        };
+        for sample in tars.iter().flat_map(|t| read_shard(t, &skips)) {
             let Some(&j) = want.get(sample.key.as_str()) else {
                 continue;
             };

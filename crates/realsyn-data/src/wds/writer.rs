@@ -53,6 +53,12 @@ impl ShardWriter {
         }
     }
 
+    /// The file name of the shard being written (`00003.tar`), where the last
+    /// `write` went; `None` before the first write.
+    pub fn open_shard_name(&self) -> Option<String> {
+        self.open.as_ref().map(|s| format!("{:05}.tar", s.index))
+    }
+
     /// Append one sample: `(extension, bytes)` fields stored as `KEY.extension`.
     pub fn write(&mut self, key: &str, fields: &[(&str, Bytes)]) -> Result<()> {
         if self
@@ -79,7 +85,7 @@ impl ShardWriter {
     }
 
     fn open_shard(&mut self) -> Result<()> {
-        let name = format!("{:05}.tar", self.next_shard);
+        let name = format!("{:05}.tar", self.next_shard); // as open_shard_name
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
