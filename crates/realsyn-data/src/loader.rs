@@ -93,8 +93,16 @@ pub struct EpochLoader {
     skips: SkipCounter,
 }
 
-/// Samples dropped while decoding, as (reason, what).
-type Skipped = Vec<(&'static str, String)>;
+/// Samples dropped while reading or decoding, as (reason, what).
+type Skipped = Vec<(String, String)>;
+
+/// What the shard reader sends, numbered in epoch order: a raw sample, or a
+/// shard-level skip (an unreadable shard, a truncated tar) placed before sample
+/// `seq`, so it is counted with the batch that passes that point like any other.
+enum Raw {
+    Sample(u64, RawSample),
+    Skip(u64, String, String),
+}
 
 /// What the batcher sends: a batch with the samples skipped before its end (in raw
 /// order), or at the end of the epoch the samples skipped after its last batch.
@@ -121,13 +129,13 @@ impl EpochLoader {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let cfg = Arc::new(cfg);
-        let (raw_tx, raw_rx) = bounded::<(u64, RawSample)>(cfg.batch_size * 2);
+        let (raw_tx, raw_rx) = bounded::<Raw>(cfg.batch_size * 2);
         let (tx, rx) = bounded(cfg.prefetch.max(1));
         let reader = {
-            let (cfg, stop, skips) = (cfg.clone(), stop.clone(), skips.clone());
+            let (cfg, stop) = (cfg.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("realsyn-shard-reader".into())
-                .spawn(move || read_epoch(&cfg, start, &skips, &raw_tx, &stop))?
+                .spawn(move || read_epoch(&cfg, start, &raw_tx, &stop))?
         };
         let assembler = {
             let stop = stop.clone();
@@ -152,13 +160,13 @@ impl Iterator for EpochLoader {
                 Err(e) => return Some(Err(e)),
                 Ok(Assembled::Batch(batch, skipped)) => {
                     for (reason, what) in skipped {
-                        self.skips.skip(reason, &what);
+                        self.skips.skip(&reason, &what);
                     }
                     return Some(Ok(batch));
                 }
                 Ok(Assembled::Tail(skipped)) => {
                     for (reason, what) in skipped {
-                        self.skips.skip(reason, &what);
+                        self.skips.skip(&reason, &what);
                     }
                 }
             }
@@ -218,14 +226,10 @@ fn shard_order(cfg: &LoaderConfig, epoch: u64) -> Box<dyn Iterator<Item = PathBu
 
 /// Producer: raw samples in epoch order, numbered after the shuffle buffer. The
 /// first `start.raw_pos` are passed over (they were consumed before a resume); they
-/// still go through the buffer so that its state matches the original run.
-fn read_epoch(
-    cfg: &LoaderConfig,
-    start: DataPosition,
-    skips: &SkipCounter,
-    tx: &Sender<(u64, RawSample)>,
-    stop: &AtomicBool,
-) {
+/// still go through the buffer so that its state matches the original run. Shard
+/// skips go down the same channel, numbered by the next sample, and are counted by
+/// the consumer (not here, where reading runs ahead of what a checkpoint covers).
+fn read_epoch(cfg: &LoaderConfig, start: DataPosition, tx: &Sender<Raw>, stop: &AtomicBool) {
     let mut rng = StdRng::seed_from_u64(mix_seed(&[
         cfg.seed,
         SHUFFLE_STREAM,
@@ -234,23 +238,29 @@ fn read_epoch(
     ]));
     let mut buffer: Vec<RawSample> = Vec::with_capacity(cfg.shuffle_buffer);
     let seq = std::cell::Cell::new(0u64);
-    // Skipped samples are not counted twice: a resumed run already restored the counts.
-    let quiet = SkipCounter::new();
     let emit = |s: RawSample| -> bool {
         let n = seq.get();
         seq.set(n + 1);
-        !stop.load(Ordering::Relaxed) && (n < start.raw_pos || tx.send((n, s)).is_ok())
+        !stop.load(Ordering::Relaxed) && (n < start.raw_pos || tx.send(Raw::Sample(n, s)).is_ok())
+    };
+    // A skip before sample `seq`: already counted before a resume when below its
+    // position.
+    let shard_skips = SkipCounter::recording();
+    let hand_on = || -> bool {
+        shard_skips.take_events().into_iter().all(|(reason, what)| {
+            let n = seq.get();
+            !stop.load(Ordering::Relaxed)
+                && (n < start.raw_pos || tx.send(Raw::Skip(n, reason, what)).is_ok())
+        })
     };
     for shard in shard_order(cfg, start.epoch) {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let counter = if seq.get() < start.raw_pos {
-            &quiet
-        } else {
-            skips
-        };
-        for sample in read_shard(&shard, counter) {
+        for sample in read_shard(&shard, &shard_skips) {
+            if !hand_on() {
+                return;
+            }
             if cfg.shuffle_buffer <= 1 {
                 if !emit(sample) {
                     return;
@@ -264,6 +274,9 @@ fn read_epoch(
                     return;
                 }
             }
+        }
+        if !hand_on() {
+            return;
         }
     }
     while !buffer.is_empty() {
@@ -319,7 +332,7 @@ fn decode(
 fn assemble(
     cfg: &LoaderConfig,
     start: DataPosition,
-    rx: &Receiver<(u64, RawSample)>,
+    rx: &Receiver<Raw>,
     tx: &Sender<Result<Assembled>>,
     stop: &AtomicBool,
 ) {
@@ -335,15 +348,16 @@ fn assemble(
         }
     };
     let mut pending: Vec<Decoded> = Vec::new();
-    // Skipped samples not yet handed over, in raw order: (seq, reason, what).
-    let mut skipped: Vec<(u64, &'static str, String)> = Vec::new();
+    // Skips not yet handed over, in raw order: (seq, reason, what).
+    let mut skipped: Vec<(u64, String, String)> = Vec::new();
     let mut index = start.batch;
     let mut done = false;
     while !done && index < cfg.batches_per_epoch {
         let mut chunk = Vec::with_capacity(cfg.batch_size);
         while chunk.len() < cfg.batch_size {
             match rx.recv() {
-                Ok(item) => chunk.push(item),
+                Ok(Raw::Sample(seq, s)) => chunk.push((seq, s)),
+                Ok(Raw::Skip(seq, reason, what)) => skipped.push((seq, reason, what)),
                 Err(_) => {
                     done = true;
                     break;
@@ -359,9 +373,11 @@ fn assemble(
         for (d, (seq, s)) in decoded.into_iter().zip(&chunk) {
             match d {
                 Ok(d) => pending.push(d),
-                Err(reason) => skipped.push((*seq, reason, s.describe())),
+                Err(reason) => skipped.push((*seq, reason.to_string(), s.describe())),
             }
         }
+        // Shard skips arrived while the chunk was read: keep raw order (stable).
+        skipped.sort_by_key(|(seq, _, _)| *seq);
         while pending.len() >= cfg.batch_size && index < cfg.batches_per_epoch {
             if stop.load(Ordering::Relaxed) {
                 return;

@@ -287,6 +287,56 @@ fn skip_counts_after_a_resume_equal_an_uninterrupted_run() {
     );
 }
 
+/// Shard-level skips (a missing shard, a truncated tar) are counted when training
+/// passes them, not when the reader meets them ahead of a checkpoint: a resume from
+/// any batch gives the uninterrupted run's counts.
+#[test]
+fn shard_skips_after_a_resume_equal_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shards = write_realsyn_shards(dir.path(), 80, 16);
+    // The last shard cut in its middle, and three shards that do not exist.
+    let last = shards.last().unwrap().clone();
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() / 2 + 100]).unwrap();
+    for i in 0..3 {
+        shards.push(dir.path().join(format!("missing-{i}.tar")));
+    }
+    let mut cfg = config(shards, 4, 100);
+    // No shuffle buffer: the reader runs only the channel's length ahead, so
+    // shards are met after the first batches.
+    cfg.shuffle_buffer = 0;
+    let whole = SkipCounter::new();
+    let all = run(&cfg, DataPosition::default(), &whole);
+    assert_eq!(
+        whole.snapshot()["unreadable shard"],
+        3,
+        "{:?}",
+        whole.snapshot()
+    );
+    assert_eq!(whole.snapshot()["truncated or corrupt tar"], 1);
+    for stop_after in [1, 3, 6, 9, 12] {
+        let first = SkipCounter::new();
+        let mut loader =
+            EpochLoader::start(cfg.clone(), DataPosition::default(), first.clone()).unwrap();
+        let taken: Vec<Batch> = (0..stop_after)
+            .map(|_| loader.next().unwrap().unwrap())
+            .collect();
+        // Let the reader run ahead as far as it can before the "checkpoint".
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let at_checkpoint = first.snapshot();
+        drop(loader);
+        let resumed = SkipCounter::new();
+        resumed.restore(&at_checkpoint);
+        let rest = run(&cfg, taken.last().unwrap().end, &resumed);
+        assert_eq!(stop_after + rest.len(), all.len());
+        assert_eq!(
+            resumed.snapshot(),
+            whole.snapshot(),
+            "stopped after {stop_after} batches; the checkpoint had {at_checkpoint:?}"
+        );
+    }
+}
+
 /// Random subsets of one seed are nested, in the source's order, with their bytes
 /// and sizes.json; another seed draws other samples.
 #[test]

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Default)]
 pub struct SkipCounter {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// `recording()`: each skip as (reason, what), for a reader that hands skips on
+    /// to be counted later, in order (the training loader).
+    events: Option<Arc<Mutex<Vec<(String, String)>>>>,
 }
 
 /// The first few skips of each reason are printed; later ones are only counted.
@@ -18,12 +21,33 @@ impl SkipCounter {
         Self::default()
     }
 
+    /// A counter that also keeps each skip, unprinted, for `take_events`.
+    pub fn recording() -> Self {
+        Self {
+            events: Some(Arc::default()),
+            ..Self::default()
+        }
+    }
+
+    /// The skips recorded since the last call, in order (empty unless `recording`).
+    pub fn take_events(&self) -> Vec<(String, String)> {
+        self.events.as_ref().map_or_else(Vec::new, |e| {
+            std::mem::take(&mut *e.lock().expect("skip counter poisoned"))
+        })
+    }
+
     /// Count one skip; `what` names the sample or shard for the log line.
     pub fn skip(&self, reason: &str, what: &str) {
+        if let Some(events) = &self.events {
+            let mut events = events.lock().expect("skip counter poisoned");
+            events.push((reason.to_string(), what.to_string()));
+        }
         let mut counts = self.counts.lock().expect("skip counter poisoned");
         let n = counts.entry(reason.to_string()).or_insert(0);
         *n += 1;
-        if *n <= LOG_FIRST {
+        if self.events.is_some() {
+            // Printed by the counter that counts it when it is handed on.
+        } else if *n <= LOG_FIRST {
             eprintln!("skipped {what}: {reason}");
         } else if *n == LOG_FIRST + 1 {
             eprintln!("(further '{reason}' skips are counted, not printed)");
