@@ -47,3 +47,6 @@ save_file({"x": torch.zeros(3, dtype=torch.bfloat16)}, f"{HERE}/safetensors/bf16
 os.makedirs(f"{HERE}/pickle", exist_ok=True)
 torch.save({"a.weight": torch.ones(2, 3), "b": torch.arange(4.0)}, f"{HERE}/pickle/state-dict.pt")
 torch.save({"epoch": 1, "state_dict": {"module.x": torch.zeros(2)}}, f"{HERE}/pickle/checkpoint.pt")
+# A view far larger than its storage (2^40 elements over 6 floats, stride 0): legal in
+# torch, refused by realsyn's reader before burn-store would zero-pad it to 4 TB.
+torch.save({"big": torch.ones(6)[:1].expand(1 << 20, 1 << 20)}, f"{HERE}/pickle/huge-view.pt")

@@ -61,14 +61,34 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
 /// checkpoint whose weights sit under `state_dict`).
 pub fn read_torch_pickle(path: &Path) -> Result<StateDict> {
     use burn_store::pytorch::PytorchReader;
+    let file_len = std::fs::metadata(path)?.len();
+    check_declared_sizes(path, file_len)?;
     let mut reader =
         PytorchReader::new(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if reader.keys().iter().any(|k| k.starts_with("state_dict.")) {
         reader = PytorchReader::with_top_level_key(path, "state_dict")
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
+    // burn-store zero-pads a tensor whose stored bytes fall short of its declared
+    // shape, allocating the whole shape first: a 2 KB pickle declaring a huge tensor
+    // took 2 GB, and a truncated checkpoint would load as zeros. A tensor's bytes
+    // are in the file (torch.save stores them uncompressed), so a declared size
+    // past the file's is refused before anything is allocated.
     let mut sd = StateDict::default();
     for (name, snapshot) in reader.into_tensors() {
+        let dims = snapshot.shape.as_slice();
+        let declared = dims
+            .iter()
+            .try_fold(snapshot.dtype.size() as u128, |n, &d| {
+                n.checked_mul(d as u128)
+            });
+        if declared.is_none_or(|b| b > file_len as u128) {
+            bail!(
+                "{}: tensor {name} declares shape {dims:?} of {:?}, more bytes than the file's {file_len}: truncated or corrupt",
+                path.display(),
+                snapshot.dtype
+            );
+        }
         let data = snapshot
             .to_data()
             .map_err(|e| anyhow::anyhow!("tensor {name}: {e:?}"))?;
@@ -76,6 +96,52 @@ pub fn read_torch_pickle(path: &Path) -> Result<StateDict> {
         sd.insert(name, host);
     }
     Ok(sd)
+}
+
+/// Sizes a torch file declares may not exceed what the file could hold: burn-store
+/// allocates them before reading, so a 2 KB file whose zip directory says 2 GB, or a
+/// pickle whose string length says 4 GB, would take that much. Checked here: every
+/// zip entry's size, and every length prefix in the pickles (`data.pkl` of a zip,
+/// the five leading pickles of a legacy file).
+fn check_declared_sizes(path: &Path, file_len: u64) -> Result<()> {
+    use std::io::{BufReader, Cursor, Read};
+    let corrupt = |what: String| anyhow::anyhow!("{}: {what}", path.display());
+    let Ok(mut archive) = zip::ZipArchive::new(BufReader::new(std::fs::File::open(path)?)) else {
+        // Legacy serialization: magic number, protocol, system info, the object and
+        // the storage keys are pickles, then raw storage bytes.
+        let mut r = BufReader::new(std::fs::File::open(path)?);
+        return super::pickle_scan::check_lengths(&mut r, file_len, 5).map_err(corrupt);
+    };
+    // Deflate expands at most about 1032:1 (torch.save stores entries uncompressed).
+    const MAX_RATIO: u64 = 1032;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| corrupt(format!("zip entry {i}: {e}")))?;
+        let stored = entry.compression() == zip::CompressionMethod::Stored;
+        let limit = if stored {
+            file_len
+        } else {
+            entry.compressed_size().saturating_mul(MAX_RATIO)
+        };
+        if entry.compressed_size() > file_len || entry.size() > limit {
+            return Err(corrupt(format!(
+                "zip entry {} declares {} bytes ({} compressed) in a {file_len}-byte file: truncated or corrupt",
+                entry.name(),
+                entry.size(),
+                entry.compressed_size()
+            )));
+        }
+        if entry.name().ends_with(".pkl") {
+            let mut pickle = Vec::new();
+            (&mut entry).take(limit).read_to_end(&mut pickle)?;
+            let len = pickle.len() as u64;
+            let name = entry.name().to_string();
+            super::pickle_scan::check_lengths(&mut Cursor::new(pickle), len, 1)
+                .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Write a state dict as safetensors, atomically (temp file + rename).
@@ -125,4 +191,71 @@ fn sorted_header(buffer: Vec<u8>) -> Result<Vec<u8>> {
     out.extend_from_slice(&json);
     out.extend_from_slice(&buffer[8 + n..]);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../realsyn-fuzz/corpus/pickle");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    /// Set the sizes the zip directory (and local header) declare for `entry`.
+    fn declare_size(zip: &mut [u8], entry: &str, size: u32) {
+        let mut found = 0;
+        for sig in [[0x50, 0x4b, 0x01, 0x02], [0x50, 0x4b, 0x03, 0x04]] {
+            // Central directory: sizes at +20/+24, name length +28, name at +46.
+            // Local header: sizes at +18/+22, name length +26, name at +30.
+            let (sizes, len_at, name_at) = if sig[2] == 1 {
+                (20, 28, 46)
+            } else {
+                (18, 26, 30)
+            };
+            let mut i = 0;
+            while i + name_at < zip.len() {
+                if zip[i..i + 4] == sig {
+                    let n = u16::from_le_bytes([zip[i + len_at], zip[i + len_at + 1]]) as usize;
+                    if zip.get(i + name_at..i + name_at + n) == Some(entry.as_bytes()) {
+                        for at in [i + sizes, i + sizes + 4] {
+                            zip[at..at + 4].copy_from_slice(&size.to_le_bytes());
+                        }
+                        found += 1;
+                    }
+                }
+                i += 1;
+            }
+        }
+        assert_eq!(found, 2, "{entry}");
+    }
+
+    #[test]
+    fn torch_files_declaring_more_than_they_hold_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.pt");
+        std::fs::write(&good, seed("state-dict.pt")).unwrap();
+        let sd = read_torch_pickle(&good).unwrap();
+        assert_eq!(sd.len(), 2);
+
+        // A storage whose directory entry says 2 GB.
+        let mut bytes = seed("state-dict.pt");
+        declare_size(&mut bytes, "state-dict/data/0", 0x8000_0018);
+        let bad = dir.path().join("bad-size.pt");
+        std::fs::write(&bad, &bytes).unwrap();
+        let err = read_torch_pickle(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("state-dict/data/0 declares 2147483672 bytes"),
+            "{err}"
+        );
+
+        // A view of 2^40 elements over a 6-element storage (torch's expand).
+        let huge = dir.path().join("huge-view.pt");
+        std::fs::write(&huge, seed("huge-view.pt")).unwrap();
+        let err = read_torch_pickle(&huge).unwrap_err().to_string();
+        assert!(
+            err.contains("tensor big declares shape [1048576, 1048576]"),
+            "{err}"
+        );
+    }
 }

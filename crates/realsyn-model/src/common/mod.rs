@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod files;
 pub mod gguf;
+pub mod pickle_scan;
 pub mod state_dict;
 pub mod transformer;
 pub mod walk;
