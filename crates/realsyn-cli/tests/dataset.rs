@@ -241,6 +241,10 @@ fn chromium(args: &[&str]) -> std::process::Output {
                 "chromium",
                 "--headless",
                 "--no-sandbox",
+                // Without a zygote: under load a full CI run once saw all three
+                // attempts hang on "Failed to send GetTerminationStatus message to
+                // zygote".
+                "--no-zygote",
                 "--disable-gpu",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
