@@ -159,8 +159,9 @@ impl Input {
     }
 }
 
-/// The files (regular or not; no folders) a pattern input names (`None` when `path` is no pattern: it
-/// exists, or its last component has no `*` or `?`), sorted.
+/// The entries other than folders (regular files or not) a pattern input names,
+/// sorted; `None` when `path` is no pattern (it exists, or its last component has
+/// no `*` or `?`).
 fn pattern_matches(path: &Path) -> Result<Option<Vec<PathBuf>>> {
     let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
         return Ok(None);
@@ -184,7 +185,7 @@ fn pattern_matches(path: &Path) -> Result<Option<Vec<PathBuf>>> {
             .chars()
             .collect::<Vec<_>>();
         if wildcard_match(&pattern, &file)
-            && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+            && std::fs::metadata(entry.path()).is_ok_and(|m| !m.is_dir())
         {
             out.push(entry.path());
         }
@@ -329,6 +330,14 @@ mod tests {
             std::fs::write(dir.path().join(f), "<p>x</p>").unwrap();
         }
         std::fs::create_dir(dir.path().join("a-dir.html")).unwrap();
+        let fifo = dir.path().join("a-fifo.html");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
         let input = Input::list(Format::Html, &[dir.path().join("a-*.html")]).unwrap();
         let names: Vec<_> = input
             .files
@@ -339,6 +348,7 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a-1.html", "a-2.html"]);
+        assert_eq!(input.not_regular, [fifo]);
         let err = Input::list(Format::Html, &[dir.path().join("c-*.html")])
             .err()
             .unwrap();
