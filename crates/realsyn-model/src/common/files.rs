@@ -70,8 +70,8 @@ pub fn read_torch_pickle(path: &Path) -> Result<StateDict> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     // burn-store zero-pads a tensor whose stored bytes fall short of its declared
-    // shape, allocating the whole shape first: a 2 KB pickle declaring a huge tensor
-    // took 2 GB, and a truncated checkpoint would load as zeros. A tensor's bytes
+    // shape, allocating the whole shape first: a small file declaring a huge tensor
+    // would take the declared size, and a truncated checkpoint would load as zeros. A tensor's bytes
     // are in the file (torch.save stores them uncompressed), so a declared size
     // past the file's is refused before anything is allocated.
     let mut sd = StateDict::default();
