@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{GIMP, tree};
+use common::{GIMP, glob, tree};
 
 fn root() -> PathBuf {
     std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
@@ -72,15 +72,12 @@ fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bo
 /// The `.json` of every sample in a variant's tars.
 fn dataset_samples(variant: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(variant).unwrap() {
-        let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "tar") {
-            let mut tar = tar::Archive::new(std::fs::File::open(&p).unwrap());
-            for f in tar.entries().unwrap() {
-                let mut f = f.unwrap();
-                if f.path().unwrap().extension().is_some_and(|e| e == "json") {
-                    out.push(serde_json::from_reader(&mut f).unwrap());
-                }
+    for p in glob(variant, ".tar") {
+        let mut tar = tar::Archive::new(std::fs::File::open(&p).unwrap());
+        for f in tar.entries().unwrap() {
+            let mut f = f.unwrap();
+            if f.path().unwrap().extension().is_some_and(|e| e == "json") {
+                out.push(serde_json::from_reader(&mut f).unwrap());
             }
         }
     }
