@@ -6,6 +6,7 @@ use std::path::Path;
 
 use scraper::{Html, Node};
 
+use super::nesting::{MAX_NESTING, nesting_depth};
 use super::resolve_src;
 use crate::extract::document::{Document, Item};
 
@@ -48,12 +49,6 @@ const SKIP: &[&str] = &[
 /// Pages larger than this are skipped ("page too large"): web pages are a few
 /// hundred KB; a bigger one is a dump or an attack.
 pub const MAX_PAGE_BYTES: u64 = 16 << 20;
-/// Element nesting deeper than this skips the page ("nesting too deep"): html5ever's
-/// open-element scope search is linear in the depth for every start tag, so a page of
-/// many tags nested thousands deep takes minutes; real pages stay under a few hundred
-/// (Blink caps its DOM at 512).
-pub const MAX_NESTING: usize = 1024;
-
 /// One page; `Err` is the reason it was skipped.
 pub fn read_page(root: &Path, file: &Path) -> Result<Document, &'static str> {
     let meta = std::fs::metadata(file).map_err(|_| "unreadable file")?;
@@ -61,10 +56,10 @@ pub fn read_page(root: &Path, file: &Path) -> Result<Document, &'static str> {
         return Err("page too large");
     }
     let bytes = std::fs::read(file).map_err(|_| "unreadable file")?;
-    if nesting_depth(&bytes) > MAX_NESTING {
+    let (text, repaired) = decode_page(bytes);
+    if nesting_depth(&text, MAX_NESTING) > MAX_NESTING {
         return Err("nesting too deep");
     }
-    let (text, repaired) = decode_page(bytes);
     let base = file.parent().unwrap_or(Path::new("."));
     let items = parse(&text, base);
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
@@ -131,148 +126,6 @@ fn windows_1252(b: u8) -> char {
         0x80..=0x9F => char::from_u32(HIGH[(b - 0x80) as usize] as u32).expect("valid table"),
         _ => b as char,
     }
-}
-
-/// The element nesting html5ever will build for a page, estimated in one pass over
-/// its bytes with the tokenizer's rules: a tag name runs to whitespace, `/` or `>`
-/// (so `<div<img ...>` opens an element named `div<img`, as browsers do); an end tag
-/// closes only an element of its name that is open (and those above it), so stray
-/// end tags do not hide depth; `<x/>` opens `x` outside SVG/MathML (HTML ignores the
-/// slash there); void elements, comments, raw text (script, style, ...) and elements
-/// whose end tag HTML lets a page omit (p, li, td, ...) do not nest. Found by fuzzing:
-/// the byte-prefix estimate it replaces let a 2.5 MB page of `<div<img>`s past the cap
-/// into a 30 s parse.
-pub fn nesting_depth(html: &[u8]) -> usize {
-    const NOT_NESTING: &[&[u8]] = &[
-        b"area",
-        b"base",
-        b"br",
-        b"col",
-        b"embed",
-        b"hr",
-        b"img",
-        b"input",
-        b"link",
-        b"meta",
-        b"param",
-        b"source",
-        b"track",
-        b"wbr",
-        b"p",
-        b"li",
-        b"dt",
-        b"dd",
-        b"tr",
-        b"td",
-        b"th",
-        b"option",
-        b"optgroup",
-        b"thead",
-        b"tbody",
-        b"tfoot",
-        b"colgroup",
-        b"rb",
-        b"rt",
-        b"rp",
-        b"caption",
-        b"html",
-        b"head",
-        b"body",
-    ];
-    // A start tag of these closes an open element of the same name first (the
-    // adoption agency for `a`, scope rules for the others): `<a/><a/>` does not nest.
-    const REPLACES_ITSELF: &[&[u8]] = &[b"a", b"button", b"nobr", b"form"];
-    const RAW_TEXT: &[&[u8]] = &[
-        b"script",
-        b"style",
-        b"textarea",
-        b"title",
-        b"xmp",
-        b"iframe",
-        b"noembed",
-        b"noframes",
-    ];
-    let is_space = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
-    let mut stack: Vec<Vec<u8>> = Vec::new();
-    let mut open: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
-    let mut foreign = 0usize;
-    let (mut max, mut i) = (0usize, 0usize);
-    while let Some(off) = html[i..].iter().position(|&b| b == b'<') {
-        i += off + 1;
-        let rest = &html[i..];
-        if rest.starts_with(b"!--") {
-            match rest[3..].windows(3).position(|w| w == b"-->") {
-                Some(end) => i += 3 + end + 3,
-                None => break, // the rest of the page is a comment
-            }
-            continue;
-        }
-        if rest.first().is_some_and(|&b| b == b'!' || b == b'?') {
-            // A bogus comment or doctype, to the next `>`.
-            match rest.iter().position(|&b| b == b'>') {
-                Some(end) => i += end + 1,
-                None => break,
-            }
-            continue;
-        }
-        let closing = rest.first() == Some(&b'/');
-        let start = if closing { i + 1 } else { i };
-        if !html.get(start).is_some_and(u8::is_ascii_alphabetic) {
-            continue; // a `<` in text
-        }
-        let name_len = html[start..]
-            .iter()
-            .take_while(|&&b| !is_space(b) && b != b'/' && b != b'>')
-            .count();
-        let name = html[start..start + name_len].to_ascii_lowercase();
-        i = start + name_len;
-        if closing {
-            if open.get(&name).is_some_and(|&n| n > 0) {
-                while let Some(top) = stack.pop() {
-                    *open.get_mut(&top).expect("counted") -= 1;
-                    if top == b"svg" || top == b"math" {
-                        foreign -= 1;
-                    }
-                    if top == name {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        if NOT_NESTING.contains(&name.as_slice())
-            || (REPLACES_ITSELF.contains(&name.as_slice())
-                && open.get(&name).is_some_and(|&n| n > 0))
-        {
-            continue;
-        }
-        let end = html[i..].iter().position(|&b| b == b'>').map(|e| i + e);
-        if foreign > 0 && end.is_some_and(|e| html[e - 1] == b'/') {
-            continue; // `<path/>` inside SVG: self-closing really closes
-        }
-        if name == b"svg" || name == b"math" {
-            foreign += 1;
-        }
-        *open.entry(name.clone()).or_default() += 1;
-        stack.push(name.clone());
-        max = max.max(stack.len());
-        if name == b"plaintext" {
-            break;
-        }
-        if RAW_TEXT.contains(&name.as_slice()) {
-            // Raw text: skip to the matching end tag (the element closes there).
-            let close = [b"</".as_slice(), &name].concat();
-            let from = end.unwrap_or(i);
-            match html[from..]
-                .windows(close.len())
-                .position(|w| w.eq_ignore_ascii_case(&close))
-            {
-                Some(p) => i = from + p,
-                None => break,
-            }
-        }
-    }
-    max
 }
 
 /// Text blocks and images of an HTML document, images resolved against `base`.
@@ -354,38 +207,6 @@ mod tests {
             decode_page(utf8.as_bytes().to_vec()),
             (utf8.to_string(), None)
         );
-    }
-
-    #[test]
-    fn deep_nesting_is_measured_and_unclosed_paragraphs_are_not() {
-        let deep = format!(
-            "<html><body>{}x{}</body></html>",
-            "<div>".repeat(100_000),
-            "</div>".repeat(100_000)
-        );
-        let t = std::time::Instant::now();
-        assert_eq!(nesting_depth(deep.as_bytes()), 100_000);
-        assert!(t.elapsed().as_secs_f64() < 1.0);
-        let flat = format!(
-            "<div>{}</div>",
-            "<p>text <b>bold</b> <img src=a.png><br>".repeat(5000)
-        );
-        assert_eq!(nesting_depth(flat.as_bytes()), 2);
-        let script =
-            "<div><script>if (a<b) { x = '<div><div>'; }</script><!-- <div><div> --></div>";
-        assert_eq!(nesting_depth(script.as_bytes()), 2);
-        // The fuzzer's page: names run to whitespace or `>`, stray end tags close
-        // nothing, `<div/>` opens a div in HTML but `<path/>` closes in SVG.
-        let glued = "<div<img src=a.png>".repeat(3000) + &"</div<x>".repeat(3000);
-        assert_eq!(nesting_depth(glued.as_bytes()), 3000);
-        let slashed = "<div/>".repeat(3000);
-        assert_eq!(nesting_depth(slashed.as_bytes()), 3000);
-        let svg = format!("<div><svg>{}</svg></div>", "<path d='M0 0'/>".repeat(3000));
-        assert_eq!(nesting_depth(svg.as_bytes()), 2);
-        let anchors = "<a name=x/>".repeat(3000);
-        assert_eq!(nesting_depth(anchors.as_bytes()), 1);
-        let stray = format!("{}{}", "<section>".repeat(10), "</div>".repeat(3000));
-        assert_eq!(nesting_depth(stray.as_bytes()), 10);
     }
 
     #[test]

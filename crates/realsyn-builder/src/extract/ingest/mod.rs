@@ -7,6 +7,7 @@
 mod html;
 mod mediawiki;
 mod mmc4;
+mod nesting;
 mod obelics;
 
 use std::path::{Path, PathBuf};
