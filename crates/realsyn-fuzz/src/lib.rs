@@ -9,14 +9,16 @@
 //! (a watchdog aborts the process), or makes the process allocate past a cap (a
 //! counting global allocator aborts it); the input is kept under `artifacts/`.
 //!
-//! Guidance without coverage instrumentation: every input whose outcome is new (a
-//! new error reason, a new count of documents or samples) joins the working corpus,
-//! so mutations build on inputs that reach new behaviour.
+//! Guidance: an input joins the working corpus when it reaches new edge coverage
+//! (LLVM SanitizerCoverage counters, in a binary built by `fuzz.sh`; see `coverage`)
+//! or a new outcome (a new error reason, a new count of documents or samples), so
+//! mutations build on inputs that reach new code and new behaviour.
 //!
 //! Owns the harness and the seed corpora (`corpus/TARGET/`); depends on the readers'
 //! crates and on nothing that depends on it.
 
 pub mod alloc;
+pub mod coverage;
 pub mod mutate;
 pub mod targets;
 
@@ -32,8 +34,9 @@ use realsyn_io::hash::fnv1a;
 
 pub use targets::{Target, targets};
 
-/// Most inputs kept in a target's working corpus.
-const MAX_CORPUS: usize = 512;
+/// Most inputs kept in a target's working corpus; past it a new input replaces a
+/// random one that is not a seed.
+const MAX_CORPUS: usize = 4096;
 
 /// Nanoseconds since `EPOCH` when the running execution started; 0 when idle.
 static EXEC_STARTED: AtomicU64 = AtomicU64::new(0);
@@ -65,8 +68,11 @@ pub struct Report {
     pub seconds: f64,
     /// Executions the reader refused with an error or a counted skip (fine).
     pub refused: u64,
-    /// Distinct outcomes seen (the corpus's guidance signal).
+    /// Distinct outcomes seen (the behavioural guidance signal).
     pub behaviours: usize,
+    /// Edges reached and edges instrumented (both 0 in a build without coverage).
+    pub edges_covered: usize,
+    pub edges: usize,
     pub corpus: usize,
     /// Panics: (message, saved input).
     pub crashes: Vec<(String, PathBuf)>,
@@ -145,7 +151,9 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
     let current = dir.join(format!("current.{}", t.ext));
     start_watchdog(limits.exec_timeout);
     let mut rng = StdRng::seed_from_u64(limits.seed ^ fnv1a(t.name.as_bytes()));
+    let n_seeds = seeds.len();
     let mut corpus = seeds;
+    let mut coverage = coverage::Coverage::new();
     let mut seen = std::collections::HashSet::new();
     let mut report = Report {
         target: t.name.into(),
@@ -176,6 +184,7 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
         };
         exec += 1;
         std::fs::write(&current, &input)?;
+        coverage.reset();
         let t0 = Instant::now();
         EXEC_STARTED.store(
             epoch().elapsed().as_nanos().max(1) as u64,
@@ -185,19 +194,26 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (t.run)(&current, &input)));
         EXEC_STARTED.store(0, Ordering::Relaxed);
         report.slowest = report.slowest.max(t0.elapsed());
+        let new_edges = coverage.fold();
         match outcome {
             Ok(o) => {
                 if o.refused {
                     report.refused += 1;
                 }
-                if seen.insert(o.signature.clone()) {
+                let new_outcome = seen.insert(o.signature.clone());
+                if new_outcome {
                     if let Some(k) = &keep {
                         let name = format!("{:016x}.{}", fnv1a(&input), t.ext);
                         std::fs::write(k.join(&name), &input)?;
                         outcomes.push_str(&format!("{name}\t{}\n", o.signature));
                     }
+                }
+                if new_outcome || new_edges {
                     if corpus.len() < MAX_CORPUS {
                         corpus.push(input);
+                    } else if corpus.len() > n_seeds {
+                        let at = rng.random_range(n_seeds..corpus.len());
+                        corpus[at] = input;
                     }
                 }
             }
@@ -218,6 +234,8 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
     report.seconds = started.elapsed().as_secs_f64();
     report.behaviours = seen.len();
     report.corpus = corpus.len();
+    report.edges = coverage::edges();
+    report.edges_covered = coverage.covered();
     report.peak_bytes = alloc::peak();
     Ok(report)
 }

@@ -87,14 +87,20 @@ fn main() -> Result<()> {
         anyhow::bail!("--target {}: no such target", args.target);
     }
     println!(
-        "| target | reader | executions | s | execs/s | refused | behaviours | corpus | slowest ms | peak MB | crashes |"
+        "| target | reader | executions | s | execs/s | refused | behaviours | edges covered | corpus | slowest ms | peak MB | crashes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    if !realsyn_fuzz::coverage::Coverage::instrumented() {
+        eprintln!(
+            "realsyn-fuzz: no coverage instrumentation in this build (guided by outcomes only); \
+             crates/realsyn-fuzz/fuzz.sh builds the coverage-guided one"
+        );
+    }
     let mut crashed = false;
     for t in &chosen {
         let r = fuzz(t, seeds(t, &repo)?, &limits, &args.artifacts)?;
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {:.1} | {:.0} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.1} | {:.0} | {} |",
             r.target,
             t.reader,
             r.execs,
@@ -102,6 +108,11 @@ fn main() -> Result<()> {
             r.execs as f64 / r.seconds.max(1e-9),
             r.refused,
             r.behaviours,
+            if r.edges == 0 {
+                "-".to_string()
+            } else {
+                format!("{} of {}", r.edges_covered, r.edges)
+            },
             r.corpus,
             r.slowest.as_secs_f64() * 1e3,
             r.peak_bytes as f64 / (1 << 20) as f64,
