@@ -460,6 +460,7 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
     let data = tmp.path().join("bad");
     let skips = SkipCounter::new();
     let mut w = ShardWriter::new(&data.join("train"), 100, 0).unwrap();
+    let mut corrupt_key = String::new();
     for (i, s) in read_shard(&src.join("train/00000.tar"), &skips).enumerate() {
         let mut fields: Vec<(&str, Bytes)> = s
             .fields
@@ -467,6 +468,7 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
         if i == 3 {
+            corrupt_key = s.key.clone();
             let jpg = fields.iter_mut().find(|(k, _)| *k == "jpg").unwrap();
             jpg.1 = Bytes::from_static(b"\xff\xd8\xff\xe0 not a jpeg at all");
         }
@@ -493,12 +495,13 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
         "epochs = 1\nbatch_size = 32",
         "checkpoint_every = 3",
     );
-    let err = run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args([
+    let sets = [
         "--set",
         "data.num_samples=192",
         "--set",
         "data.shuffle_buffer=0",
-    ]));
+    ];
+    let err = run_ok(realsyn().args(["train", "--recipe"]).arg(&r).args(sets));
     assert!(err.contains("skipped"), "{err}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
@@ -523,6 +526,61 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
             .ends_with(&format!("step_{steps:08}")),
         "{summary}"
     );
+
+    // Every skip is listed with its sample and reason: the log's reasons are the
+    // summary's counts, and the corrupt JPEG is named by its key.
+    let log = |run: &Path| std::fs::read_to_string(run.join("skips.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut reasons = std::collections::BTreeMap::<String, u64>::new();
+    for l in &lines {
+        *reasons
+            .entry(l["reason"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(skipped.clone()).unwrap();
+    assert_eq!(reasons, counted, "{}", log(&out));
+    let corrupt = lines
+        .iter()
+        .find(|l| l["reason"] == "corrupt image")
+        .unwrap();
+    assert!(
+        corrupt["what"].as_str().unwrap().contains(&corrupt_key),
+        "{corrupt}"
+    );
+
+    // Resumed from step 3 with the whole log a killed run leaves: the lines of
+    // steps 4 on are passed, and counted, again; the log ends as the whole run's.
+    let resumed = tmp.path().join("resumed");
+    let ckpt = "checkpoints/step_00000003";
+    std::fs::create_dir_all(resumed.join(ckpt)).unwrap();
+    for f in std::fs::read_dir(out.join(ckpt)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, resumed.join(ckpt).join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(resumed.join("checkpoints/latest"), "step_00000003").unwrap();
+    std::fs::copy(out.join("skips.jsonl"), resumed.join("skips.jsonl")).unwrap();
+    let rdir = tmp.path().join("r2");
+    std::fs::create_dir_all(&rdir).unwrap();
+    let r2 = recipe(
+        &rdir,
+        &data,
+        "{00000..00001}.tar",
+        &resumed,
+        "epochs = 1\nbatch_size = 32",
+        "checkpoint_every = 3",
+    );
+    run_ok(
+        realsyn()
+            .args(["train", "--recipe"])
+            .arg(&r2)
+            .args(sets)
+            .args(["--resume", "latest"]),
+    );
+    assert_eq!(log(&resumed), log(&out));
 }
 
 #[test]

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use realsyn_data::labelled::LabelledDataset;
 use realsyn_data::loader::{DataPosition, LoaderConfig};
-use realsyn_data::wds::{ShardList, SkipCounter};
+use realsyn_data::wds::{ShardList, SkipCounter, SkipLog};
 use realsyn_data::{ImageTransform, RandomResizedCrop, TextKeys};
 use realsyn_io::fs::write_atomic;
 use realsyn_model::{Clip, ClipConfig, ClipTokenizer};
@@ -184,7 +184,12 @@ pub(crate) fn setup<'r, B: AutodiffBackend>(
         state.streams[my_streams.clone()].to_vec()
     };
 
-    let skips = SkipCounter::new();
+    // Skips are logged with the step whose batch passes them. A checkpoint covers the
+    // skips of its steps, and one written at an epoch's end (the run's last, after the
+    // data ran out) also those after the epoch's last batch, logged as the next step.
+    let at_epoch_start = state.data.batch == 0 && state.data.raw_pos == 0;
+    let logged_through = state.step + u64::from(state.step > 0 && at_epoch_start);
+    let skips = SkipCounter::new().with_log(open_skip_log(out, rank, world, logged_through)?);
     if leader {
         // The checkpoint holds the job's total; the other ranks count from zero.
         skips.restore(&state.skips);
@@ -233,4 +238,28 @@ pub(crate) fn setup<'r, B: AutodiffBackend>(
         image_size,
         zeroshot_data,
     })
+}
+
+/// This rank's list of skipped samples (`skips.jsonl` for rank 0, `skips.rank-N.jsonl`
+/// for the others), cut back to the checkpoint's step as the counts are. Rank 0 also
+/// cuts the lists of ranks a resume on fewer ranks leaves behind.
+fn open_skip_log(out: &Path, rank: usize, world: usize, step: u64) -> Result<SkipLog> {
+    let name = |r: usize| match r {
+        0 => "skips.jsonl".to_string(),
+        r => format!("skips.rank-{r}.jsonl"),
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    if rank == 0 {
+        for entry in std::fs::read_dir(out)? {
+            let file = entry?.file_name().to_string_lossy().into_owned();
+            let other = file
+                .strip_prefix("skips.rank-")
+                .and_then(|r| r.strip_suffix(".jsonl"))
+                .and_then(|r| r.parse::<usize>().ok());
+            if other.is_some_and(|r| r >= world) {
+                drop(SkipLog::open(&out.join(&file), step)?);
+            }
+        }
+    }
+    SkipLog::open(&out.join(name(rank)), step)
 }

@@ -144,6 +144,8 @@ fn train_one_epoch<B: AutodiffBackend>(
     let mut got_any = false;
     loop {
         let t0 = Instant::now();
+        // Skips passed on the way to this batch belong to the step it feeds.
+        run.skips.log_step(run.state.step + 1);
         let next = loader.next_batch().transpose()?;
         if world > 1 {
             // A step happens only if every rank has its share of the batch.

@@ -13,6 +13,6 @@ mod writer;
 
 pub use reader::{RawSample, read_shard};
 pub use shards::{ShardList, expand_shards, split_for_rank};
-pub use skips::SkipCounter;
+pub use skips::{SkipCounter, SkipLine, SkipLog, read_skip_log};
 pub use subset::write_subset;
 pub use writer::ShardWriter;
