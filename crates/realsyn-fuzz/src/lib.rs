@@ -178,7 +178,18 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
         let input = if (exec as usize) < corpus.len() {
             corpus[exec as usize].clone()
         } else {
-            let base = corpus[rng.random_range(0..corpus.len())].clone();
+            // The shorter of two picks: small inputs run fast and mutate to the point
+            // (AFL favours them for the same reason).
+            let (a, b) = (
+                rng.random_range(0..corpus.len()),
+                rng.random_range(0..corpus.len()),
+            );
+            let pick = if corpus[a].len() <= corpus[b].len() {
+                a
+            } else {
+                b
+            };
+            let base = corpus[pick].clone();
             let other = &corpus[rng.random_range(0..corpus.len())];
             mutate::mutate(base, other, t.dictionary, &mut rng)
         };

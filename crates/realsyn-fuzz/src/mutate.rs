@@ -6,8 +6,10 @@
 use rand::Rng;
 use rand::rngs::StdRng;
 
-/// Inputs never grow past this.
-pub const MAX_LEN: usize = 4 << 20;
+/// Inputs never grow past this: AFL++'s `MAX_FILE`. Bigger inputs reach no new code
+/// (a bomb of 100,000 tags is 500 KB) and cost time: html5ever's tokenizer on a 4 MB
+/// mutant ran campaigns at 85 executions per second.
+pub const MAX_LEN: usize = 1 << 20;
 
 const INTERESTING_U32: [u32; 8] = [
     0,
