@@ -38,6 +38,9 @@ pub use targets::{Target, targets};
 /// random one that is not a seed.
 const MAX_CORPUS: usize = 4096;
 
+/// How often a campaign prints a status line (stderr), as AFL's screen would.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
 /// Nanoseconds since `EPOCH` when the running execution started; 0 when idle.
 static EXEC_STARTED: AtomicU64 = AtomicU64::new(0);
 
@@ -173,7 +176,20 @@ pub fn fuzz(t: &Target, seeds: Vec<Vec<u8>>, limits: &Limits, artifacts: &Path) 
     let started = Instant::now();
     alloc::reset_peak();
     let mut exec = 0u64;
+    let mut last_status = Instant::now();
     while exec < limits.execs && started.elapsed() < limits.max_time {
+        if last_status.elapsed() >= STATUS_EVERY {
+            last_status = Instant::now();
+            let s = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{}: {exec} executions in {s:.0} s ({:.0}/s), {} edges, corpus {}, {} crashes",
+                t.name,
+                exec as f64 / s,
+                coverage.covered(),
+                corpus.len(),
+                report.crashes.len()
+            );
+        }
         // The seeds themselves first, then mutations.
         let input = if (exec as usize) < corpus.len() {
             corpus[exec as usize].clone()
