@@ -69,6 +69,17 @@ fn embed_images_skips_bad_files_by_name_and_keeps_order() {
     }
     let names = std::fs::read_to_string(out.with_extension("files.txt")).unwrap();
     assert_eq!(names, "a.png\nc.jpg\n");
+    let skips = std::fs::read_to_string(out.with_extension("skips.jsonl")).unwrap();
+    let skips: Vec<serde_json::Value> = skips
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(skips.len(), 1, "{skips:?}");
+    assert_eq!(skips[0]["what"], "b.jpg");
+    assert!(
+        skips[0]["reason"].as_str().unwrap().contains("decode"),
+        "{skips:?}"
+    );
 
     // Every file bad: an error, not an empty .npy.
     let bad = tmp.path().join("bad");

@@ -18,7 +18,8 @@ use realsyn_runtime::{BackendJob, create_model_and_transforms, dispatch};
 /// through CLIP's eval transform (bicubic resize of the shorter side, centre crop,
 /// OpenAI mean/std). A file that cannot be decoded is reported by name and skipped;
 /// for images, a list of the file behind each row is written beside the output, its
-/// extension replaced by `.files.txt` (img.npy -> img.files.txt).
+/// extension replaced by `.files.txt` (img.npy -> img.files.txt), and the skipped
+/// files with their reasons as JSON lines in `.skips.jsonl` (img.skips.jsonl).
 #[derive(clap::Args, Clone)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["images", "texts"])))]
 pub struct Args {
@@ -54,11 +55,17 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let device = args.device.clone();
-    let (emb, names) = dispatch(&device, EmbedJob(args.clone()))?;
+    let (emb, rows) = dispatch(&device, EmbedJob(args.clone()))?;
     emb.write_npy(&args.output)?;
-    if let Some(names) = names {
+    if let Some(ImageRows { kept, skipped }) = rows {
         let list = args.output.with_extension("files.txt");
-        realsyn_io::fs::write_atomic(&list, (names.join("\n") + "\n").as_bytes())?;
+        realsyn_io::fs::write_atomic(&list, (kept.join("\n") + "\n").as_bytes())?;
+        let mut lines = String::new();
+        for (file, reason) in skipped {
+            let line = serde_json::json!({ "what": file, "reason": reason });
+            lines.push_str(&format!("{line}\n"));
+        }
+        realsyn_io::fs::write_atomic(&args.output.with_extension("skips.jsonl"), lines.as_bytes())?;
     }
     eprintln!(
         "wrote {} x {} embeddings to {}",
@@ -71,9 +78,14 @@ pub fn run(args: Args) -> Result<()> {
 
 struct EmbedJob(Args);
 
+/// For images: the file behind each row, and each file skipped with its reason.
+struct ImageRows {
+    kept: Vec<String>,
+    skipped: Vec<(String, String)>,
+}
+
 impl BackendJob for EmbedJob {
-    /// The features and, for images, the file behind each row.
-    type Output = (Embeddings, Option<Vec<String>>);
+    type Output = (Embeddings, Option<ImageRows>);
 
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
         let args = self.0;
@@ -87,6 +99,7 @@ impl BackendJob for EmbedJob {
             // Decoded in parallel a batch of files at a time; unreadable files are
             // reported by name and left out.
             let mut kept = Vec::new();
+            let mut skipped = Vec::new();
             let pixels = files.chunks(args.batch_size).flat_map(|chunk| {
                 let decoded: Vec<(String, Result<Vec<f32>>)> = chunk
                     .par_iter()
@@ -98,15 +111,17 @@ impl BackendJob for EmbedJob {
                     })
                     .collect();
                 pb.inc(chunk.len() as u64);
-                decoded
-                    .into_iter()
-                    .filter_map(|(name, result)| match result {
-                        Ok(chw) => Some((name, chw)),
+                let mut ok = Vec::with_capacity(decoded.len());
+                for (name, result) in decoded {
+                    match result {
+                        Ok(chw) => ok.push((name, chw)),
                         Err(e) => {
                             pb.suspend(|| eprintln!("skipping {name}: {e:#}"));
-                            None
+                            skipped.push((name, format!("{e:#}")));
                         }
-                    })
+                    }
+                }
+                ok
             });
             let emb = encode_in_batches(
                 pixels.map(|(name, chw)| {
@@ -118,20 +133,20 @@ impl BackendJob for EmbedJob {
                 |_| {},
             )?;
             pb.finish_and_clear();
-            let skipped = files.len() - kept.len();
             if kept.is_empty() {
                 bail!(
                     "none of the {} files could be read as an image (reasons above): nothing to embed",
                     files.len()
                 );
             }
-            if skipped > 0 {
+            if !skipped.is_empty() {
                 eprintln!(
-                    "{skipped} of {} images could not be read and were skipped",
+                    "{} of {} images could not be read and were skipped",
+                    skipped.len(),
                     files.len()
                 );
             }
-            (emb, Some(kept))
+            (emb, Some(ImageRows { kept, skipped }))
         } else {
             let texts_path = args
                 .texts
