@@ -134,6 +134,52 @@ fn gguf_metadata_and_a_truncated_file() {
     assert!(err.contains("truncated"), "{err}");
 }
 
+/// A header that declares a model far larger than its tensors (or zero heads) is an
+/// error before anything of the declared size is allocated.
+#[test]
+fn a_header_larger_than_its_tensors_is_refused_before_allocating() {
+    use realsyn_model::common::gguf::{TensorType, Value, encode};
+    use realsyn_model::llama::Llama;
+    let dir = tempfile::tempdir().unwrap();
+    let header = |layers: u64, heads: u64| {
+        vec![
+            ("general.architecture", Value::Str("llama".into())),
+            ("llama.embedding_length", Value::U64(1 << 16)),
+            ("llama.attention.head_count", Value::U64(heads)),
+            ("llama.feed_forward_length", Value::U64(1 << 18)),
+            ("llama.block_count", Value::U64(layers)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::F64(1e-5)),
+            ("llama.context_length", Value::U64(2048)),
+            ("llama.vocab_size", Value::U64(1 << 17)),
+        ]
+    };
+    let norm: Vec<u8> = [1.0f32; 8].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let tensors = [(
+        "output_norm.weight",
+        TensorType::F32,
+        &[8usize][..],
+        &norm[..],
+    )];
+    // 10^6 layers of width 65,536: petabytes, declared in a few hundred bytes.
+    let huge = dir.path().join("huge.gguf");
+    std::fs::write(&huge, encode(&header(1_000_000, 8), &tensors)).unwrap();
+    let load = |p: &std::path::Path| {
+        let g = Gguf::open(p).unwrap();
+        format!(
+            "{:#}",
+            Llama::<Cpu>::from_gguf(&g, &Default::default())
+                .err()
+                .unwrap()
+        )
+    };
+    let err = load(&huge);
+    assert!(err.contains("the weights hold 8 parameters"), "{err}");
+    let zero = dir.path().join("zero-heads.gguf");
+    std::fs::write(&zero, encode(&header(1, 0), &tensors)).unwrap();
+    let err = load(&zero);
+    assert!(err.contains("must be positive"), "{err}");
+}
+
 #[test]
 fn seeded_sampling_is_reproducible_and_independent_of_the_batch() {
     let device = Default::default();

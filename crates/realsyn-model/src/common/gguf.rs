@@ -17,6 +17,11 @@ use memmap2::Mmap;
 
 use super::state_dict::HostTensor;
 
+/// Arrays nested deeper than this are refused (real files nest one level).
+const MAX_ARRAY_DEPTH: usize = 8;
+/// Larger `general.alignment`s are refused (llama.cpp writes 32).
+const MAX_ALIGNMENT: u64 = 1 << 20;
+
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -161,7 +166,8 @@ impl<'a> Cursor<'a> {
         // Vocabularies hold byte tokens that are not always valid UTF-8 on their own.
         Ok(String::from_utf8_lossy(b).into_owned())
     }
-    fn value(&mut self, kind: u32) -> Result<Value> {
+    /// A value of type `kind`; `depth` counts the arrays it is nested in.
+    fn value(&mut self, kind: u32, depth: usize) -> Result<Value> {
         Ok(match kind {
             0 => Value::U64(self.take(1)?[0] as u64),
             1 => Value::I64(self.take(1)?[0] as i8 as i64),
@@ -173,15 +179,23 @@ impl<'a> Cursor<'a> {
             7 => Value::Bool(self.take(1)?[0] != 0),
             8 => Value::Str(self.string()?),
             9 => {
+                // Real files nest one level (token lists); a chain of arrays of arrays
+                // would recurse once per 12 bytes and overflow the stack.
+                ensure!(
+                    depth < MAX_ARRAY_DEPTH,
+                    "GGUF arrays nested deeper than {MAX_ARRAY_DEPTH}"
+                );
                 let inner = self.u32()?;
                 let n = self.u64()? as usize;
                 ensure!(
-                    n <= self.bytes.len(),
+                    n <= self.bytes.len() - self.at,
                     "GGUF array length {n} exceeds the file"
                 );
-                let mut items = Vec::with_capacity(n);
+                // A value is 32 bytes in memory and may be 1 in the file: grow as read
+                // rather than reserving what the header declares.
+                let mut items = Vec::with_capacity(n.min(1 << 12));
                 for _ in 0..n {
-                    items.push(self.value(inner)?);
+                    items.push(self.value(inner, depth + 1)?);
                 }
                 Value::Array(items)
             }
@@ -216,7 +230,9 @@ impl Gguf {
         for _ in 0..n_kv {
             let key = c.string()?;
             let kind = c.u32()?;
-            let value = c.value(kind).with_context(|| format!("metadata {key}"))?;
+            let value = c
+                .value(kind, 0)
+                .with_context(|| format!("metadata {key}"))?;
             metadata.insert(key, value);
         }
         let mut tensors = BTreeMap::new();
@@ -229,24 +245,39 @@ impl Gguf {
                 .collect::<Result<Vec<_>>>()?;
             let kind = TensorType::from_id(c.u32()?).with_context(|| name.clone())?;
             let offset = c.u64()? as usize;
-            let info = TensorInfo { dims, kind, offset };
+            let elements = dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .with_context(|| format!("{name}: dimensions {dims:?} overflow"))?;
             ensure!(
-                info.elements() % kind.block().0 == 0,
-                "{name}: {} elements is not a whole number of {kind:?} blocks",
-                info.elements()
+                elements % kind.block().0 == 0,
+                "{name}: {elements} elements is not a whole number of {kind:?} blocks"
             );
-            tensors.insert(name, info);
+            // `bytes()` cannot overflow past this: blocks x block size fits.
+            (elements / kind.block().0)
+                .checked_mul(kind.block().1)
+                .with_context(|| format!("{name}: dimensions {dims:?} overflow"))?;
+            tensors.insert(name, TensorInfo { dims, kind, offset });
         }
         let align = metadata
             .get("general.alignment")
             .and_then(Value::as_u64)
-            .unwrap_or(32) as usize;
-        let data_start = c.at.div_ceil(align) * align;
+            .unwrap_or(32);
+        ensure!(
+            (1..=MAX_ALIGNMENT).contains(&align),
+            "general.alignment {align}: must be 1 to {MAX_ALIGNMENT} (GGUF's default is 32)"
+        );
+        let data_start = c.at.div_ceil(align as usize) * align as usize;
         for (name, t) in &tensors {
-            let end = data_start + t.offset + t.bytes();
+            let end = data_start
+                .checked_add(t.offset)
+                .and_then(|s| s.checked_add(t.bytes()))
+                .filter(|&end| end <= map.len());
             ensure!(
-                end <= map.len(),
-                "{name} ends at byte {end}, past the end of the file ({} bytes): the file is truncated",
+                end.is_some(),
+                "{name} (offset {}, {} bytes) ends past the end of the file ({} bytes): the file is truncated",
+                t.offset,
+                t.bytes(),
                 map.len()
             );
         }
@@ -342,9 +373,148 @@ pub fn dequantize(kind: TensorType, bytes: &[u8]) -> Vec<f32> {
     out
 }
 
+/// A GGUF file (version 3) of `metadata` and `tensors` (name, type, ggml dims, raw
+/// bytes): tests and fuzz seeds. Arrays take their element type from their first item.
+pub fn encode(
+    metadata: &[(&str, Value)],
+    tensors: &[(&str, TensorType, &[usize], &[u8])],
+) -> Vec<u8> {
+    fn id(v: &Value) -> u32 {
+        match v {
+            Value::Bool(_) => 7,
+            Value::Str(_) => 8,
+            Value::Array(_) => 9,
+            Value::U64(_) => 10,
+            Value::I64(_) => 11,
+            Value::F64(_) => 12,
+        }
+    }
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    fn value(out: &mut Vec<u8>, v: &Value) {
+        match v {
+            Value::Bool(b) => out.push(*b as u8),
+            Value::Str(s) => string(out, s),
+            Value::U64(x) => out.extend(x.to_le_bytes()),
+            Value::I64(x) => out.extend(x.to_le_bytes()),
+            Value::F64(x) => out.extend(x.to_le_bytes()),
+            Value::Array(items) => {
+                out.extend(items.first().map_or(10, id).to_le_bytes());
+                out.extend((items.len() as u64).to_le_bytes());
+                items.iter().for_each(|i| value(out, i));
+            }
+        }
+    }
+    let type_id = |t: TensorType| match t {
+        TensorType::F32 => 0u32,
+        TensorType::F16 => 1,
+        TensorType::Q4_0 => 2,
+        TensorType::Q4_1 => 3,
+        TensorType::Q8_0 => 8,
+        TensorType::BF16 => 30,
+    };
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata {
+        string(&mut out, k);
+        out.extend(id(v).to_le_bytes());
+        value(&mut out, v);
+    }
+    let mut offset = 0usize;
+    for (name, kind, dims, data) in tensors {
+        string(&mut out, name);
+        out.extend((dims.len() as u32).to_le_bytes());
+        dims.iter()
+            .for_each(|d| out.extend((*d as u64).to_le_bytes()));
+        out.extend(type_id(*kind).to_le_bytes());
+        out.extend((offset as u64).to_le_bytes());
+        offset += data.len().div_ceil(32) * 32;
+    }
+    out.resize(out.len().div_ceil(32) * 32, 0);
+    for (_, _, _, data) in tensors {
+        out.extend(*data);
+        out.resize(out.len().div_ceil(32) * 32, 0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: Vec<u8>) -> Result<Gguf> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("m.gguf");
+        std::fs::write(&p, bytes)?;
+        Gguf::open(&p)
+    }
+
+    fn f32_bytes(x: &[f32]) -> Vec<u8> {
+        x.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn an_encoded_file_reads_back() {
+        let a = f32_bytes(&[1.0, -2.0, 3.5, 0.25, 5.0, 6.0]);
+        let g = parse(encode(
+            &[
+                ("general.architecture", Value::Str("llama".into())),
+                (
+                    "tokenizer.ggml.tokens",
+                    Value::Array(vec![Value::Str("a".into()), Value::Str("b".into())]),
+                ),
+            ],
+            &[("w", TensorType::F32, &[3, 2], &a)],
+        ))
+        .unwrap();
+        assert_eq!(g.str("general.architecture").unwrap(), "llama");
+        let t = g.tensor("w").unwrap();
+        assert_eq!(t.shape, vec![2, 3]);
+        assert_eq!(t.data, vec![1.0, -2.0, 3.5, 0.25, 5.0, 6.0]);
+    }
+
+    /// Found by reading the parser for the fuzz target: each of these panicked,
+    /// overflowed the stack or wrapped around before the fix.
+    #[test]
+    fn hostile_headers_are_errors() {
+        let a = f32_bytes(&[1.0; 4]);
+        // general.alignment 0: a division by zero.
+        let zero = encode(
+            &[("general.alignment", Value::U64(0))],
+            &[("w", TensorType::F32, &[4], &a)],
+        );
+        let e = parse(zero).err().unwrap();
+        assert!(format!("{e:#}").contains("general.alignment 0"), "{e:#}");
+        // Dimensions whose product wraps around to 4 elements.
+        let wrap = encode(&[], &[("w", TensorType::F32, &[1 << 62, 4, 4], &a)]);
+        let e = parse(wrap).err().unwrap();
+        assert!(format!("{e:#}").contains("overflow"), "{e:#}");
+        // An offset that wraps the end past usize::MAX.
+        let mut far = encode(&[], &[("w", TensorType::F32, &[4], &a)]);
+        // magic, version, counts, then the tensor: name, n_dims, dims, type, offset.
+        let offset_at = 4 + 4 + 8 + 8 + (8 + 1) + 4 + 8 + 4;
+        far[offset_at..offset_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = parse(far).err().unwrap();
+        assert!(format!("{e:#}").contains("past the end"), "{e:#}");
+        // 100,000 arrays nested in one another (12 bytes each).
+        let mut deep = b"GGUF".to_vec();
+        deep.extend(3u32.to_le_bytes());
+        deep.extend(0u64.to_le_bytes());
+        deep.extend(1u64.to_le_bytes());
+        deep.extend(1u64.to_le_bytes());
+        deep.push(b'k');
+        deep.extend(9u32.to_le_bytes());
+        for _ in 0..100_000 {
+            deep.extend(9u32.to_le_bytes());
+            deep.extend(1u64.to_le_bytes());
+        }
+        let e = parse(deep).err().unwrap();
+        assert!(format!("{e:#}").contains("nested deeper"), "{e:#}");
+    }
 
     #[test]
     fn q4_1_block_is_scale_times_nibble_plus_min() {

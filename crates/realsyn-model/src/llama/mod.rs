@@ -61,6 +61,13 @@ impl LlamaConfig {
 
     pub fn validate(&self) -> Result<()> {
         ensure!(
+            self.hidden_size > 0 && self.num_attention_heads > 0 && self.num_key_value_heads > 0,
+            "hidden_size {}, num_attention_heads {} and num_key_value_heads {} must be positive",
+            self.hidden_size,
+            self.num_attention_heads,
+            self.num_key_value_heads
+        );
+        ensure!(
             self.hidden_size % self.num_attention_heads == 0,
             "hidden_size {} is not a multiple of num_attention_heads {}",
             self.hidden_size,
@@ -77,6 +84,21 @@ impl LlamaConfig {
             "RoPE needs an even head dimension"
         );
         Ok(())
+    }
+
+    /// Parameters of a model of this shape (what its weight file must hold), in u128
+    /// so that no header can overflow it.
+    pub fn parameter_count(&self) -> u128 {
+        let (w, hd) = (self.hidden_size as u128, self.head_dim() as u128);
+        let (q, kv) = (
+            self.num_attention_heads as u128 * hd,
+            self.num_key_value_heads as u128 * hd,
+        );
+        let ffn = self.intermediate_size as u128;
+        let block = 2 * w + w * q + 2 * w * kv + q * w + 3 * w * ffn;
+        let embed = self.vocab_size as u128 * w;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + self.num_hidden_layers as u128 * block + w + head
     }
 
     /// Parse a Hugging Face `config.json`, refusing what this model does not run.

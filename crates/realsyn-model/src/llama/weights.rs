@@ -68,7 +68,11 @@ pub fn config_from_gguf(g: &Gguf) -> Result<LlamaConfig> {
     let heads = g.u64(&key("attention.head_count"))? as usize;
     let vocab = match g.metadata.get("llama.vocab_size").and_then(|v| v.as_u64()) {
         Some(v) => v as usize,
-        None => g.tensors["token_embd.weight"].dims[1],
+        None => *g
+            .tensors
+            .get("token_embd.weight")
+            .and_then(|t| t.dims.get(1))
+            .context("GGUF has neither llama.vocab_size nor a 2-d token_embd.weight")?,
     };
     if let Some(kind) = g
         .metadata
@@ -100,6 +104,25 @@ pub fn config_from_gguf(g: &Gguf) -> Result<LlamaConfig> {
     };
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The weights must hold exactly the parameters the config describes: checked before
+/// the model of that shape is allocated, so a header declaring a huge model next to
+/// small tensors is an error, not an allocation of its size (1 KB of GGUF metadata
+/// could otherwise ask for terabytes).
+fn check_parameter_count(cfg: &LlamaConfig, sd: &StateDict) -> Result<()> {
+    let held: u128 = sd.tensors.values().map(|t| t.data.len() as u128).sum();
+    let wanted = cfg.parameter_count();
+    if held != wanted {
+        bail!(
+            "the weights hold {held} parameters but their config describes a model of {wanted} \
+             ({} layers, hidden {}, vocabulary {}): the file is inconsistent or truncated",
+            cfg.num_hidden_layers,
+            cfg.hidden_size,
+            cfg.vocab_size
+        );
+    }
+    Ok(())
 }
 
 /// Undo llama.cpp's q/k row permutation.
@@ -169,6 +192,7 @@ impl<B: Backend> Llama<B> {
     pub fn from_gguf(g: &Gguf, device: &B::Device) -> Result<(Self, LlamaConfig)> {
         let cfg = config_from_gguf(g)?;
         let sd = state_dict_from_gguf(g, &cfg)?;
+        check_parameter_count(&cfg, &sd)?;
         let mut model = Llama::new(&cfg, device)?;
         load_strict(sd, device, |l| visit_llama_params(&mut model, l))?;
         Ok((model, cfg))
@@ -198,6 +222,8 @@ impl<B: Backend> Llama<B> {
         if cfg.tie_word_embeddings {
             sd.tensors.remove("lm_head.weight");
         }
+        check_parameter_count(&cfg, &sd)
+            .with_context(|| format!("loading Llama weights from {}", dir.display()))?;
         let mut model = Llama::new(&cfg, device)?;
         load_strict(sd, device, |l| visit_llama_params(&mut model, l))
             .with_context(|| format!("loading Llama weights from {}", dir.display()))?;
