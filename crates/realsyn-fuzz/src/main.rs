@@ -22,7 +22,7 @@ static ALLOC: CappedAlloc = CappedAlloc;
 #[command(about = "Mutation fuzzing of realsyn's readers (stable toolchain)")]
 struct Args {
     /// A target name, or `all`: html, mmc4, obelics, mediawiki, tar, image,
-    /// safetensors, pickle, recipe.
+    /// safetensors, pickle, gguf, recipe.
     #[arg(long, default_value = "all")]
     target: String,
     /// Executions per target.

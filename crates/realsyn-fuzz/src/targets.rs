@@ -142,6 +142,124 @@ fn recipe(p: &Path, _: &[u8]) -> Outcome {
     result(realsyn_train::Recipe::load(p, &[]), |_| "ok".into())
 }
 
+/// A GGUF through what `--llm embedded` does with one: the header, the tokenizer and
+/// its chat template, then the model (config, tensors dequantised, weights loaded).
+fn gguf(p: &Path, _: &[u8]) -> Outcome {
+    use realsyn_model::common::gguf::Gguf;
+    use realsyn_model::llama::Llama;
+    use realsyn_model::llama::tokenizer::{ChatMessage, LlamaTokenizer};
+    let g = match Gguf::open(p) {
+        Ok(g) => g,
+        Err(e) => {
+            return Outcome {
+                refused: true,
+                signature: format!("err {}", short(&format!("{e:#}"))),
+            };
+        }
+    };
+    let step = |r: anyhow::Result<String>| match r {
+        Ok(s) => s,
+        Err(e) => format!("err {}", short(&format!("{e:#}"))),
+    };
+    let tokenizer = step(LlamaTokenizer::from_gguf(&g).and_then(|t| {
+        let ids = t.encode("A red bus in Rome, 2024.")?;
+        let chat = t.apply_chat_template(&[ChatMessage::user("Describe the image.")]);
+        Ok(format!(
+            "ids {} template {}",
+            ids.len().min(8),
+            chat.map_or_else(
+                |e| short(&format!("{e:#}")),
+                |c| (c.len().min(8)).to_string()
+            )
+        ))
+    }));
+    let model = step(
+        Llama::<realsyn_model::backend::Cpu>::from_gguf(&g, &Default::default())
+            .map(|(_, cfg)| format!("layers {}", cfg.num_hidden_layers.min(4))),
+    );
+    Outcome {
+        refused: model.starts_with("err"),
+        signature: format!("tensors {} | {tokenizer} | {model}", g.tensors.len().min(8)),
+    }
+}
+
+/// Two GGUFs from `gguf::encode`: a tokenizer with a chat template only, and a whole
+/// one-layer llama (F32, F16 and Q8_0 tensors) that loads.
+fn gguf_seeds() -> Vec<Vec<u8>> {
+    use realsyn_model::common::gguf::{TensorType, Value, encode};
+    let s = |x: &str| Value::Str(x.into());
+    let tokens: Vec<Value> = [
+        "<|im_start|>",
+        "<|im_end|>",
+        "a",
+        "b",
+        "\u{120}",
+        "ab",
+        "c",
+        "d",
+    ]
+    .iter()
+    .map(|t| s(t))
+    .collect();
+    let tokenizer = vec![
+        ("general.architecture", s("llama")),
+        ("tokenizer.ggml.model", s("gpt2")),
+        ("tokenizer.ggml.pre", s("smollm")),
+        ("tokenizer.ggml.tokens", Value::Array(tokens)),
+        ("tokenizer.ggml.merges", Value::Array(vec![s("a b")])),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array([3u64, 3, 1, 1, 1, 1, 1, 1].map(Value::U64).to_vec()),
+        ),
+        ("tokenizer.ggml.bos_token_id", Value::U64(0)),
+        ("tokenizer.ggml.eos_token_id", Value::U64(1)),
+        (
+            "tokenizer.chat_template",
+            s(
+                "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+            ),
+        ),
+    ];
+    let mut model = tokenizer.clone();
+    model.extend([
+        ("llama.embedding_length", Value::U64(8)),
+        ("llama.attention.head_count", Value::U64(2)),
+        ("llama.attention.head_count_kv", Value::U64(1)),
+        ("llama.feed_forward_length", Value::U64(16)),
+        ("llama.block_count", Value::U64(1)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F64(1e-5)),
+        ("llama.context_length", Value::U64(64)),
+    ]);
+    let f32s = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| ((i % 7) as f32 * 0.1 - 0.3).to_le_bytes())
+            .collect()
+    };
+    let f16s = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| [(i % 251) as u8, 0x3c]).collect() };
+    // Q8_0: per 32 values an f16 scale (0.25) and 32 signed bytes.
+    let q8 = |n: usize| -> Vec<u8> {
+        (0..n / 32)
+            .flat_map(|_| [0x00u8, 0x34].into_iter().chain((0..32).map(|i| i as u8)))
+            .collect()
+    };
+    let (embd, norm, q, kv, ffn) = (f32s(64), f32s(8), q8(64), f32s(32), f32s(128));
+    let up = f16s(128);
+    let tensors: Vec<(&str, TensorType, &[usize], &[u8])> = vec![
+        ("token_embd.weight", TensorType::F32, &[8, 8], &embd),
+        ("output_norm.weight", TensorType::F32, &[8], &norm),
+        ("blk.0.attn_norm.weight", TensorType::F32, &[8], &norm),
+        ("blk.0.ffn_norm.weight", TensorType::F32, &[8], &norm),
+        ("blk.0.attn_q.weight", TensorType::Q8_0, &[8, 8], &q),
+        ("blk.0.attn_k.weight", TensorType::F32, &[8, 4], &kv),
+        ("blk.0.attn_v.weight", TensorType::F32, &[8, 4], &kv),
+        ("blk.0.attn_output.weight", TensorType::F32, &[8, 8], &embd),
+        ("blk.0.ffn_gate.weight", TensorType::F32, &[8, 16], &ffn),
+        ("blk.0.ffn_up.weight", TensorType::F16, &[8, 16], &up),
+        ("blk.0.ffn_down.weight", TensorType::F32, &[16, 8], &ffn),
+    ];
+    vec![encode(&tokenizer, &[]), encode(&model, &tensors)]
+}
+
 fn none() -> Vec<Vec<u8>> {
     Vec::new()
 }
@@ -313,6 +431,24 @@ pub fn targets() -> Vec<Target> {
             dictionary: BINARY,
             made_seeds: none,
             run: pickle,
+        },
+        Target {
+            name: "gguf",
+            ext: "gguf",
+            reader: "GGUF LLM weights, tokenizer and chat template (the embedded LLM's)",
+            fixtures: &[],
+            dictionary: &[
+                b"\x00\x00\x00\x00",
+                b"\xff\xff\xff\xff",
+                b"\xff\xff\xff\xff\xff\xff\xff\x7f",
+                b"\x09\x00\x00\x00",
+                b"{% for i in range(100000) %}",
+                b"{% endfor %}",
+                b"{{ messages }}",
+                b"general.alignment",
+            ],
+            made_seeds: gguf_seeds,
+            run: gguf,
         },
         Target {
             name: "recipe",

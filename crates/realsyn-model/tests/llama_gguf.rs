@@ -180,6 +180,47 @@ fn a_header_larger_than_its_tensors_is_refused_before_allocating() {
     assert!(err.contains("must be positive"), "{err}");
 }
 
+/// A chat template comes with the weights: one that would loop for hours runs out of
+/// fuel in a fraction of a second instead.
+#[test]
+fn a_runaway_chat_template_is_stopped() {
+    use realsyn_model::common::gguf::{Value, encode};
+    use realsyn_model::llama::tokenizer::LlamaTokenizer;
+    let s = |x: &str| Value::Str(x.into());
+    let file = |template: &str| {
+        encode(
+            &[
+                ("tokenizer.ggml.model", s("gpt2")),
+                (
+                    "tokenizer.ggml.tokens",
+                    Value::Array(vec![s("a"), s("b"), s("ab")]),
+                ),
+                ("tokenizer.ggml.merges", Value::Array(vec![s("a b")])),
+                ("tokenizer.chat_template", s(template)),
+            ],
+            &[],
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let render = |template: &str| {
+        let p = dir.path().join("t.gguf");
+        std::fs::write(&p, file(template)).unwrap();
+        let t = LlamaTokenizer::from_gguf(&Gguf::open(&p).unwrap()).unwrap();
+        t.apply_chat_template(&[ChatMessage::user("hi")])
+    };
+    assert_eq!(
+        render("{% for m in messages %}[{{ m['content'] }}]{% endfor %}").unwrap(),
+        "[hi]"
+    );
+    let started = std::time::Instant::now();
+    let err =
+        render("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}")
+            .err()
+            .unwrap();
+    assert!(format!("{err:#}").contains("fuel"), "{err:#}");
+    assert!(started.elapsed().as_secs_f64() < 5.0);
+}
+
 #[test]
 fn seeded_sampling_is_reproducible_and_independent_of_the_batch() {
     let device = Default::default();

@@ -42,6 +42,9 @@ pub struct LlamaTokenizer {
     eos: Vec<(u32, String)>,
 }
 
+/// Most template instructions one chat rendering may run.
+const CHAT_TEMPLATE_FUEL: u64 = 1_000_000;
+
 impl LlamaTokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let model = g.str("tokenizer.ggml.model")?;
@@ -192,6 +195,10 @@ impl LlamaTokenizer {
             "this GGUF file has no tokenizer.chat_template: use a chat (instruct) model, or send raw prompts",
         )?;
         let mut env = minijinja::Environment::new();
+        // A template comes with the weights, from anyone: bound its work (two nested
+        // loops of 100,000 would otherwise run for hours). Real chat templates render a
+        // conversation in a few thousand instructions.
+        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
         env.add_template("chat", template)
             .map_err(|e| anyhow!("the GGUF chat template does not parse: {e}"))?;
         let tok =
