@@ -46,7 +46,7 @@ pub fn decode_checked(bytes: &[u8]) -> Result<DynamicImage, &'static str> {
     // The header's size first: a small file that expands to gigapixels is refused
     // before any allocation, as PIL's DecompressionBombError does.
     if let Ok((w, h)) = reader()?.into_dimensions()
-        && u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS
+        && u64::from(w) * u64::from(h) > realsyn_io::limits::IMAGE_PIXELS.get()
     {
         return Err(OVER_PIXEL_LIMIT);
     }
@@ -56,8 +56,6 @@ pub fn decode_checked(bytes: &[u8]) -> Result<DynamicImage, &'static str> {
     })
 }
 
-/// PIL's `DecompressionBombError` threshold: 2 x `Image.MAX_IMAGE_PIXELS`.
-pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
 const OVER_PIXEL_LIMIT: &str = "over the pixel limit (decompression bomb)";
 
 /// `decode_checked` with the reason as an error.

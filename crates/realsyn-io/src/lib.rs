@@ -11,6 +11,8 @@
 //!   f32 or f16 on disk) and `encode_in_batches`, the one batched-encoding loop every
 //!   embedding path runs (embed, eval features, the builder's dedup, clustering and
 //!   balance stages).
+//! - `limits`: the caps on hostile input (page size, nesting, pixels, template
+//!   fuel), each with a default a user can raise through the environment.
 //! - `recipe`: TOML recipes (training and build): nesting cap, `--set` overrides,
 //!   unknown keys refused.
 //!
@@ -19,6 +21,7 @@
 pub mod embeddings;
 pub mod fs;
 pub mod hash;
+pub mod limits;
 pub mod npy;
 pub mod recipe;
 

@@ -42,9 +42,6 @@ pub struct LlamaTokenizer {
     eos: Vec<(u32, String)>,
 }
 
-/// Most template instructions one chat rendering may run.
-const CHAT_TEMPLATE_FUEL: u64 = 1_000_000;
-
 impl LlamaTokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let model = g.str("tokenizer.ggml.model")?;
@@ -198,7 +195,7 @@ impl LlamaTokenizer {
         // A template comes with the weights, from anyone: bound its work (two nested
         // loops of 100,000 would otherwise run for hours). Real chat templates render a
         // conversation in a few thousand instructions.
-        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
+        env.set_fuel(Some(realsyn_io::limits::CHAT_TEMPLATE_FUEL.get()));
         env.add_template("chat", template)
             .map_err(|e| anyhow!("the GGUF chat template does not parse: {e}"))?;
         let tok =

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use scraper::{Html, Node};
 
-use super::nesting::{MAX_NESTING, nesting_depth};
+use realsyn_io::limits;
+
+use super::nesting::nesting_depth;
 use super::resolve_src;
 use crate::extract::document::{Document, Item};
 
@@ -46,18 +48,16 @@ const SKIP: &[&str] = &[
     "script", "style", "head", "noscript", "template", "select", "textarea", "svg",
 ];
 
-/// Pages larger than this are skipped ("page too large"): web pages are a few
-/// hundred KB; a bigger one is a dump or an attack.
-pub const MAX_PAGE_BYTES: u64 = 16 << 20;
 /// One page; `Err` is the reason it was skipped.
 pub fn read_page(root: &Path, file: &Path) -> Result<Document, &'static str> {
     let meta = std::fs::metadata(file).map_err(|_| "unreadable file")?;
-    if meta.len() > MAX_PAGE_BYTES {
+    if meta.len() > limits::PAGE_BYTES.get() {
         return Err("page too large");
     }
     let bytes = std::fs::read(file).map_err(|_| "unreadable file")?;
     let (text, repaired) = decode_page(bytes);
-    if nesting_depth(&text, MAX_NESTING) > MAX_NESTING {
+    let max_nesting = limits::NESTING.get() as usize;
+    if nesting_depth(&text, max_nesting) > max_nesting {
         return Err("nesting too deep");
     }
     let base = file.parent().unwrap_or(Path::new("."));

@@ -4,7 +4,8 @@
 //! end tag (`in_scope_named`), so a page of many tags nested thousands deep parses in
 //! time quadratic in its size (100,000 nested `<div>`s: 37 s). The page is first run
 //! through html5ever's own tokenizer, which is linear, and the tree builder's stack is
-//! followed on its tokens; a page deeper than `MAX_NESTING` is skipped unparsed.
+//! followed on its tokens; a page deeper than the cap (`realsyn_io::limits::NESTING`,
+//! 1,024 by default) is skipped unparsed.
 //!
 //! The tokens are exact (attributes, quotes, comments, raw text: a `<` inside an
 //! attribute value or a script opens nothing). The stack follows the tree builder's
@@ -24,10 +25,6 @@ use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
     BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer,
 };
-
-/// Element nesting deeper than this skips the page ("nesting too deep"): real pages
-/// stay under a few hundred (Blink caps its DOM at 512).
-pub const MAX_NESTING: usize = 1024;
 
 const NOT_NESTING: &[&str] = &[
     "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
@@ -202,7 +199,7 @@ mod tests {
         assert_eq!(depth(&deep), 100_000);
         assert!(t.elapsed().as_secs_f64() < 2.0);
         // Past the cap the measure stops: a cap's worth of work, not the page's.
-        assert_eq!(nesting_depth(&deep, MAX_NESTING), MAX_NESTING + 1);
+        assert_eq!(nesting_depth(&deep, 1024), 1025);
         let flat = format!(
             "<div>{}</div>",
             "<p>text <b>bold</b> <img src=a.png><br>".repeat(5000)
