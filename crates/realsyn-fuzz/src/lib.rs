@@ -4,8 +4,8 @@
 //! toolchain (cargo-fuzz needs nightly): each target feeds bytes to the reader the
 //! builder or trainer really calls, through its public entry point (a document file
 //! through `ingest::Input`, a tar through `wds::read_shard`, image bytes through
-//! `decode_checked`, weights through the model library's readers, a recipe through
-//! `Recipe::load`). An execution fails when the reader panics, runs past a time cap
+//! `decode_checked`, weights through the model library's readers, a GGUF through
+//! the embedded LLM's loader, a recipe through `Recipe::load`). An execution fails when the reader panics, runs past a time cap
 //! (a watchdog aborts the process), or makes the process allocate past a cap (a
 //! counting global allocator aborts it); the input is kept under `artifacts/`.
 //!
