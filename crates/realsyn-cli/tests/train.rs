@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use realsyn_data::datasets::fashion_mnist::{self, DEBIAN_DIR};
-use realsyn_data::wds::{ShardWriter, SkipCounter, read_shard};
+use realsyn_data::wds::{ShardWriter, SkipCounter, read_shard, read_skip_log};
 
 fn realsyn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_realsyn"))
@@ -530,27 +530,16 @@ fn corrupt_jpeg_textless_sample_and_truncated_tar_train_through() {
     // Every skip is listed with its sample and reason: the log's reasons are the
     // summary's counts, and the corrupt JPEG is named by its key.
     let log = |run: &Path| std::fs::read_to_string(run.join("skips.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = log(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = read_skip_log(&out.join("skips.jsonl")).unwrap();
     let mut reasons = std::collections::BTreeMap::<String, u64>::new();
     for l in &lines {
-        *reasons
-            .entry(l["reason"].as_str().unwrap().into())
-            .or_default() += 1;
+        *reasons.entry(l.reason.clone()).or_default() += 1;
     }
     let counted: std::collections::BTreeMap<String, u64> =
         serde_json::from_value(skipped.clone()).unwrap();
     assert_eq!(reasons, counted, "{}", log(&out));
-    let corrupt = lines
-        .iter()
-        .find(|l| l["reason"] == "corrupt image")
-        .unwrap();
-    assert!(
-        corrupt["what"].as_str().unwrap().contains(&corrupt_key),
-        "{corrupt}"
-    );
+    let corrupt = lines.iter().find(|l| l.reason == "corrupt image").unwrap();
+    assert!(corrupt.what.contains(&corrupt_key), "{corrupt:?}");
 
     // Resumed from step 3 with the whole log a killed run leaves: the lines of
     // steps 4 on are passed, and counted, again; the log ends as the whole run's.
