@@ -1,5 +1,6 @@
 //! Ingest on real files: OBELICS parquet written by pyarrow (snappy and zstd; fixture
-//! script tests/peer/obelics_fixture.py), a truncated copy and garbage bytes; real
+//! script tests/peer/obelics_fixture.py), a truncated copy and garbage bytes, two files
+//! that made the parquet decoder loop for hours (tests/fixtures/obelics/hostile); real
 //! GIMP manual pages; `--shard i/N` parts that cover the input exactly once.
 
 use std::path::{Path, PathBuf};
@@ -82,6 +83,32 @@ fn obelics_parquet_rows_become_documents() {
         "snappy and zstd files hold the same rows"
     );
     assert!(docs[3].source.ends_with("zstd.parquet"));
+}
+
+#[test]
+fn parquet_thrift_skip_bombs_end_in_a_skip() {
+    // Each file spun for hours in the unpatched `parquet` crate (see the fixtures'
+    // README). Read on a thread so that a regression fails here instead of hanging CI.
+    for (name, reason) in [
+        // The footer reads; the first page header runs off the end of the file.
+        ("thrift-skip-past-end.parquet", "truncated parquet file"),
+        // The footer itself does not parse.
+        ("thrift-bool-list.parquet", "malformed parquet file"),
+    ] {
+        let path = fixtures().join("hostile").join(name);
+        assert!(path.exists(), "{} missing", path.display());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let input = Input::list(Format::Obelics, &[path]).unwrap();
+            let _ = tx.send(read(&input, ShardSpec::default()));
+        });
+        let (docs, skips) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{name}: still reading after 60 s"));
+        assert!(docs.is_empty(), "{name}: {docs:?}");
+        assert_eq!(skips.len(), 1, "{name}: {skips:?}");
+        assert_eq!(skips[0].0, reason, "{name}");
+    }
 }
 
 #[test]

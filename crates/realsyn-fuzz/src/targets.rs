@@ -359,6 +359,8 @@ pub fn targets() -> Vec<Target> {
             fixtures: &[
                 "tests/fixtures/obelics/snappy.parquet",
                 "tests/fixtures/obelics/zstd.parquet",
+                "tests/fixtures/obelics/hostile/thrift-skip-past-end.parquet",
+                "tests/fixtures/obelics/hostile/thrift-bool-list.parquet",
             ],
             dictionary: BINARY,
             made_seeds: none,
