@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
-use image::{DynamicImage, RgbImage};
+use image::{DynamicImage, ImageDecoder, RgbImage};
 use rand::Rng;
 
 /// The image file extensions and WebDataset members realsyn reads, in order of
@@ -29,31 +29,69 @@ pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// ("image file is truncated"), where the decoder would fill the missing rows with
 /// grey. `Err` is the reason.
 pub fn decode_checked(bytes: &[u8]) -> Result<DynamicImage, &'static str> {
+    DynamicImage::from_decoder(checked_decoder(bytes)?).map_err(decode_error)
+}
+
+/// [`decode_checked`] into `buf`, a buffer the caller keeps across images, as 8-bit
+/// RGB; returns the width and height (the first `3 * w * h` bytes of `buf`). Images
+/// already RGB8 (every colour JPEG) are decoded in place: no allocation, and none of
+/// the page faults a fresh multi-megabyte buffer costs per photo.
+pub fn decode_rgb8_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), &'static str> {
+    let decoder = checked_decoder(bytes)?;
+    let (w, h) = decoder.dimensions();
+    let n = 3 * w as usize * h as usize;
+    if decoder.color_type() == image::ColorType::Rgb8 {
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        decoder.read_image(&mut buf[..n]).map_err(decode_error)?;
+    } else {
+        let rgb = DynamicImage::from_decoder(decoder)
+            .map_err(decode_error)?
+            .into_rgb8();
+        buf.clear();
+        buf.extend_from_slice(rgb.as_raw());
+    }
+    Ok((w, h))
+}
+
+/// The decoder for `bytes`, after the checks every reader applies: a JPEG without
+/// its end-of-image marker is truncated, and the header's size is checked against
+/// the pixel limit before anything is allocated.
+fn checked_decoder(bytes: &[u8]) -> Result<Box<dyn ImageDecoder + '_>, &'static str> {
     if bytes.starts_with(&[0xFF, 0xD8]) {
         // Entropy-coded data never holds FF D9 (0xFF is stuffed as FF 00), so an
-        // FF D9 after the first start-of-scan is the end-of-image marker.
-        let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]);
-        let eoi = sos.is_some_and(|s| bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]));
+        // FF D9 after the first start-of-scan is the end-of-image marker (searched
+        // from the end, where a whole file has it).
+        let sos = memchr::memmem::find(bytes, &[0xFF, 0xDA]);
+        let eoi = sos.is_some_and(|s| memchr::memmem::rfind(&bytes[s..], &[0xFF, 0xD9]).is_some());
         if !eoi {
             return Err("truncated jpeg");
         }
     }
-    let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|_| "unreadable image")
-    };
-    // The header's size first: a small file that expands to gigapixels is refused
-    // before any allocation, as PIL's DecompressionBombError does.
-    if let Ok((w, h)) = reader()?.into_dimensions()
-        && u64::from(w) * u64::from(h) > realsyn_io::limits::IMAGE_PIXELS.get()
-    {
+    let decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| "unreadable image")?
+        .into_decoder()
+        .map_err(decode_error)?;
+    // A small file that expands to gigapixels is refused here, as PIL's
+    // DecompressionBombError does.
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > realsyn_io::limits::IMAGE_PIXELS.get() {
         return Err(OVER_PIXEL_LIMIT);
     }
-    reader()?.decode().map_err(|e| match e {
+    // The allocation cap `ImageReader::decode` applies (512 MB by default).
+    image::Limits::default()
+        .reserve(decoder.total_bytes())
+        .map_err(decode_error)?;
+    Ok(Box::new(decoder))
+}
+
+fn decode_error(e: image::ImageError) -> &'static str {
+    match e {
         image::ImageError::Limits(_) => OVER_PIXEL_LIMIT,
         _ => "corrupt image data",
-    })
+    }
 }
 
 const OVER_PIXEL_LIMIT: &str = "over the pixel limit (decompression bomb)";
@@ -81,11 +119,15 @@ impl EvalTransform {
 
     /// `[3, size, size]` values, channel-major, normalised.
     pub fn apply(&self, img: &DynamicImage) -> Result<Vec<f32>> {
+        Ok(to_normalized_chw(&self.pixels(img)?))
+    }
+
+    /// The resized, centre-cropped `size` x `size` pixels, before `ToTensor`.
+    pub fn pixels(&self, img: &DynamicImage) -> Result<RgbImage> {
         let mut owned = None;
         let rgb = as_rgb8(img, &mut owned);
         let resized = resize_shorter_side(rgb, self.size)?;
-        let cropped = center_crop(&resized, self.size);
-        Ok(to_normalized_chw(&cropped))
+        Ok(center_crop(&resized, self.size))
     }
 }
 
@@ -138,15 +180,24 @@ impl RandomResizedCrop {
 
     /// `[3, size, size]` normalised values.
     pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>> {
+        Ok(to_normalized_chw(&self.pixels(img, rng)?))
+    }
+
+    /// The random crop resized to `size` x `size`, before `ToTensor`.
+    pub fn pixels(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<RgbImage> {
         let mut owned = None;
         let rgb = as_rgb8(img, &mut owned);
         let (w, h) = rgb.dimensions();
+        self.pixels_rgb8(rgb.as_raw(), w, h, rng)
+    }
+
+    /// [`Self::pixels`] of 8-bit RGB given as raw bytes (`3 * w * h`).
+    pub fn pixels_rgb8(&self, raw: &[u8], w: u32, h: u32, rng: &mut impl Rng) -> Result<RgbImage> {
         if w == 0 || h == 0 {
             return Err(anyhow!("image has no pixels"));
         }
         let (left, top, cw, ch) = self.crop_box(w, h, rng);
-        let out = resize_region(rgb, (left, top, cw, ch), self.size, self.size)?;
-        Ok(to_normalized_chw(&out))
+        resize_region_rgb8(raw, (w, h), (left, top, cw, ch), self.size, self.size)
     }
 }
 
@@ -167,9 +218,29 @@ impl ImageTransform {
     }
 
     pub fn apply(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<Vec<f32>> {
+        Ok(to_normalized_chw(&self.pixels(img, rng)?))
+    }
+
+    /// `size` x `size` RGB pixels; [`normalize_chw_into`] finishes the transform. The
+    /// training loader keeps samples as these (a quarter of the f32 size) and
+    /// normalises them straight into the batch.
+    pub fn pixels(&self, img: &DynamicImage, rng: &mut impl Rng) -> Result<RgbImage> {
         match self {
-            ImageTransform::Train(t) => t.apply(img, rng),
-            ImageTransform::Eval(t) => t.apply(img),
+            ImageTransform::Train(t) => t.pixels(img, rng),
+            ImageTransform::Eval(t) => t.pixels(img),
+        }
+    }
+
+    /// [`Self::pixels`] of 8-bit RGB given as raw bytes (`3 * w * h`), as
+    /// [`decode_rgb8_into`] leaves them.
+    pub fn pixels_rgb8(&self, raw: &[u8], w: u32, h: u32, rng: &mut impl Rng) -> Result<RgbImage> {
+        match self {
+            ImageTransform::Train(t) => t.pixels_rgb8(raw, w, h, rng),
+            ImageTransform::Eval(t) => {
+                let img = RgbImage::from_raw(w, h, raw[..3 * w as usize * h as usize].to_vec())
+                    .ok_or_else(|| anyhow!("{w}x{h} image with {} bytes", raw.len()))?;
+                t.pixels(&DynamicImage::ImageRgb8(img))
+            }
         }
     }
 }
@@ -206,12 +277,23 @@ pub fn resize_region(
     w: u32,
     h: u32,
 ) -> Result<RgbImage> {
-    let (sw, sh) = img.dimensions();
+    resize_region_rgb8(img.as_raw(), img.dimensions(), region, w, h)
+}
+
+/// [`resize_region`] of 8-bit RGB given as raw bytes of a `(width, height)` image.
+fn resize_region_rgb8(
+    raw: &[u8],
+    (sw, sh): (u32, u32),
+    region: (u32, u32, u32, u32),
+    w: u32,
+    h: u32,
+) -> Result<RgbImage> {
+    let raw = &raw[..3 * sw as usize * sh as usize];
     let (left, top, cw, ch) = region;
     if (left, top, cw, ch, w, h) == (0, 0, sw, sh, sw, sh) {
-        return Ok(img.clone());
+        return RgbImage::from_raw(sw, sh, raw.to_vec()).ok_or_else(|| anyhow!("short buffer"));
     }
-    let src = fast_image_resize::images::ImageRef::new(sw, sh, img.as_raw(), PixelType::U8x3)?;
+    let src = fast_image_resize::images::ImageRef::new(sw, sh, raw, PixelType::U8x3)?;
     let mut dst = Image::new(w, h, PixelType::U8x3);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
@@ -258,6 +340,15 @@ fn as_rgb8<'a>(img: &'a DynamicImage, owned: &'a mut Option<RgbImage>) -> &'a Rg
 /// `ToTensor` + `Normalize`, in the same f32 operations torchvision performs; the
 /// 256 possible values per channel are computed once (identical results).
 pub fn to_normalized_chw(img: &RgbImage) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    let mut out = vec![0f32; 3 * (w * h) as usize];
+    normalize_chw_into(img, &mut out);
+    out
+}
+
+/// [`to_normalized_chw`] into `out` (`3 * width * height` values), e.g. a sample's
+/// slot of a batch buffer.
+pub fn normalize_chw_into(img: &RgbImage, out: &mut [f32]) {
     static LUT: std::sync::OnceLock<[[f32; 256]; 3]> = std::sync::OnceLock::new();
     let lut = LUT.get_or_init(|| {
         std::array::from_fn(|c| {
@@ -266,7 +357,7 @@ pub fn to_normalized_chw(img: &RgbImage) -> Vec<f32> {
     });
     let (w, h) = img.dimensions();
     let plane = (w * h) as usize;
-    let mut out = vec![0f32; 3 * plane];
+    assert_eq!(out.len(), 3 * plane, "output is not 3 x {w} x {h}");
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
     for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
@@ -274,7 +365,6 @@ pub fn to_normalized_chw(img: &RgbImage) -> Vec<f32> {
         g[i] = lut[1][px[1] as usize];
         b[i] = lut[2][px[2] as usize];
     }
-    out
 }
 
 #[cfg(test)]
@@ -391,6 +481,49 @@ mod tests {
         assert_eq!(t.crop_box(50, 900, &mut rng), (0, 416, 50, 67));
         let img = DynamicImage::ImageRgb8(RgbImage::new(300, 200));
         assert_eq!(t.apply(&img, &mut rng).unwrap().len(), 3 * 224 * 224);
+    }
+
+    #[test]
+    fn decoding_into_a_reused_buffer_gives_the_same_pixels_and_crops() {
+        use rand::SeedableRng;
+        let encode = |img: DynamicImage, format| {
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, format).unwrap();
+            out.into_inner()
+        };
+        let rgb = RgbImage::from_fn(300, 200, |x, y| {
+            image::Rgb([x as u8, y as u8, (x ^ y) as u8])
+        });
+        let grey = DynamicImage::ImageRgb8(rgb.clone()).into_luma8();
+        let rgba = DynamicImage::ImageRgb8(rgb.clone()).into_rgba8();
+        // Largest first: later images use only the front of the grown buffer.
+        let files = [
+            encode(DynamicImage::ImageRgb8(rgb), image::ImageFormat::Jpeg),
+            encode(DynamicImage::ImageLuma8(grey), image::ImageFormat::Png),
+            encode(DynamicImage::ImageRgba8(rgba), image::ImageFormat::Png),
+        ];
+        let transform = ImageTransform::Train(RandomResizedCrop::new(64));
+        let mut buf = Vec::new();
+        for (i, bytes) in files.iter().enumerate() {
+            let img = decode_checked(bytes).unwrap();
+            let (w, h) = decode_rgb8_into(bytes, &mut buf).unwrap();
+            assert_eq!((w, h), (img.width(), img.height()), "file {i}");
+            assert_eq!(
+                &buf[..3 * (w * h) as usize],
+                img.to_rgb8().as_raw(),
+                "file {i}"
+            );
+            let rng = || rand::rngs::StdRng::seed_from_u64(i as u64);
+            let expected = transform.apply(&img, &mut rng()).unwrap();
+            let mut got = vec![f32::NAN; 3 * 64 * 64];
+            normalize_chw_into(
+                &transform.pixels_rgb8(&buf, w, h, &mut rng()).unwrap(),
+                &mut got,
+            );
+            assert_eq!(got, expected, "file {i}");
+        }
+        let cut = &files[0][..files[0].len() - 40];
+        assert_eq!(decode_rgb8_into(cut, &mut buf), Err("truncated jpeg"));
     }
 
     #[test]
