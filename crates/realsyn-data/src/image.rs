@@ -44,6 +44,11 @@ pub fn decode_rgb8_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), &
         if buf.len() < n {
             buf.resize(n, 0);
         }
+        // Zeroed first, as a fresh buffer is: a decoder may leave the rows of a
+        // damaged image unwritten (zune-jpeg does; found by fuzzing), and the last
+        // image's pixels must not show through. A memset of pages already mapped
+        // costs a fraction of the faults it replaces.
+        buf[..n].fill(0);
         decoder.read_image(&mut buf[..n]).map_err(decode_error)?;
     } else {
         let rgb = DynamicImage::from_decoder(decoder)
@@ -524,6 +529,26 @@ mod tests {
         }
         let cut = &files[0][..files[0].len() - 40];
         assert_eq!(decode_rgb8_into(cut, &mut buf), Err("truncated jpeg"));
+    }
+
+    #[test]
+    fn a_reused_buffer_never_shows_through_rows_a_decoder_leaves_unwritten() {
+        // Found by the image fuzz target: zune-jpeg leaves the rows of this damaged
+        // JPEG that it cannot decode untouched, relying on a zeroed buffer.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../realsyn-fuzz/corpus/image/jpeg-rows-left-unwritten.jpg"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let expected = decode_checked(&bytes).unwrap().to_rgb8();
+        let mut buf = vec![0xAA; 1 << 20];
+        let (w, h) = decode_rgb8_into(&bytes, &mut buf).unwrap();
+        let differ = buf[..3 * (w * h) as usize]
+            .iter()
+            .zip(expected.as_raw())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differ, 0, "{differ} of {w}x{h}x3 bytes differ");
     }
 
     #[test]

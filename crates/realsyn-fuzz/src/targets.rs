@@ -100,15 +100,42 @@ fn tar(p: &Path, _: &[u8]) -> Outcome {
 }
 
 fn image(_: &Path, bytes: &[u8]) -> Outcome {
-    match realsyn_data::image::decode_checked(bytes) {
-        Ok(img) => Outcome {
-            refused: false,
-            signature: format!("ok {:?}", img.color()),
-        },
-        Err(why) => Outcome {
-            refused: true,
-            signature: format!("err {why}"),
-        },
+    // The training loader's path, into a buffer kept across executions as a decode
+    // thread keeps it, must agree with every other reader's, pixel for pixel.
+    thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+    let decoded = realsyn_data::image::decode_checked(bytes);
+    let into = BUF.with_borrow_mut(|buf| {
+        realsyn_data::image::decode_rgb8_into(bytes, buf).map(|(w, h)| {
+            let pixels = buf[..3 * w as usize * h as usize].to_vec();
+            if buf.capacity() > 64 << 20 {
+                *buf = Vec::new();
+            }
+            (w, h, pixels)
+        })
+    });
+    match (decoded, into) {
+        (Ok(img), Ok((w, h, pixels))) => {
+            assert!(
+                (w, h) == (img.width(), img.height()) && pixels == *img.to_rgb8().as_raw(),
+                "decode_rgb8_into and decode_checked disagree"
+            );
+            Outcome {
+                refused: false,
+                signature: format!("ok {:?}", img.color()),
+            }
+        }
+        (Err(why), Err(why_into)) => {
+            assert_eq!(why, why_into, "decode_rgb8_into refuses for another reason");
+            Outcome {
+                refused: true,
+                signature: format!("err {why}"),
+            }
+        }
+        (a, b) => panic!(
+            "decode_checked {:?}, decode_rgb8_into {:?}",
+            a.map(|i| i.color()),
+            b.map(|(w, h, _)| (w, h))
+        ),
     }
 }
 
@@ -410,7 +437,7 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "image",
             ext: "img",
-            reader: "image decoding (image::decode_checked, every reader's)",
+            reader: "image decoding (image::decode_checked, every reader's; decode_rgb8_into, the loader's, must agree)",
             fixtures: &[],
             dictionary: BINARY,
             made_seeds: none,
