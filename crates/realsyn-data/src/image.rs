@@ -60,6 +60,27 @@ pub fn decode_rgb8_into(bytes: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), &
     Ok((w, h))
 }
 
+/// The largest decode buffer a thread keeps between images (a 4096 x 4096 photo);
+/// a bigger one is freed after its image.
+const KEEP_DECODE_BUFFER: usize = 3 * 4096 * 4096;
+
+/// [`decode_rgb8_into`] a buffer the calling thread keeps across images (as each of
+/// the training loader's decode threads does), then `use_pixels(raw, w, h)`.
+pub fn with_decoded_rgb8<R>(
+    bytes: &[u8],
+    use_pixels: impl FnOnce(&[u8], u32, u32) -> R,
+) -> Result<R, &'static str> {
+    thread_local!(static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+    DECODED.with_borrow_mut(|buf| {
+        let (w, h) = decode_rgb8_into(bytes, buf)?;
+        let out = use_pixels(&buf[..3 * w as usize * h as usize], w, h);
+        if buf.capacity() > KEEP_DECODE_BUFFER {
+            *buf = Vec::new();
+        }
+        Ok(out)
+    })
+}
+
 /// The decoder for `bytes`, after the checks every reader applies: a JPEG without
 /// its end-of-image marker is truncated, and the header's size is checked against
 /// the pixel limit before anything is allocated.

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::image::IMAGE_EXTENSIONS;
-use crate::image::{ImageTransform, decode_rgb8_into, normalize_chw_into};
+use crate::image::{ImageTransform, normalize_chw_into, with_decoded_rgb8};
 use crate::texts::TextKeys;
 use crate::wds::{RawSample, SkipCounter, read_shard};
 
@@ -287,10 +287,6 @@ fn read_epoch(cfg: &LoaderConfig, start: DataPosition, tx: &Sender<Raw>, stop: &
     }
 }
 
-/// The largest decode buffer a thread keeps between images (a 4096 x 4096 photo);
-/// a bigger one is freed after its image.
-const KEEP_DECODE_BUFFER: usize = 3 * 4096 * 4096;
-
 struct Decoded {
     seq: u64,
     key: String,
@@ -320,17 +316,12 @@ fn decode(
     }
     let text = candidates[rng.random_range(0..candidates.len())].clone();
     let bytes = s.first_of(IMAGE_EXTENSIONS).ok_or("no image")?;
-    // Each decode thread keeps one buffer for its decoded photos (see
-    // `decode_rgb8_into`), given back when a huge image has grown it.
-    thread_local!(static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
-    let pixels = DECODED.with_borrow_mut(|buf| {
-        let (w, h) = decode_rgb8_into(bytes, buf).map_err(|_| "corrupt image")?;
-        let out = cfg.transform.pixels_rgb8(buf, w, h, &mut rng);
-        if buf.capacity() > KEEP_DECODE_BUFFER {
-            *buf = Vec::new();
-        }
-        out.map_err(|_| "corrupt image")
-    })?;
+    let pixels = with_decoded_rgb8(bytes, |raw, w, h| {
+        cfg.transform.pixels_rgb8(raw, w, h, &mut rng)
+    })
+    .ok()
+    .and_then(Result::ok)
+    .ok_or("corrupt image")?;
     Ok(Decoded {
         seq,
         key: s.key.clone(),

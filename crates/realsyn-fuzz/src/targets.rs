@@ -100,19 +100,11 @@ fn tar(p: &Path, _: &[u8]) -> Outcome {
 }
 
 fn image(_: &Path, bytes: &[u8]) -> Outcome {
-    // The training loader's path, into a buffer kept across executions as a decode
-    // thread keeps it, must agree with every other reader's, pixel for pixel.
-    thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+    // The training loader's path, into the buffer this thread keeps across
+    // executions as a decode thread does, must agree with every other reader's,
+    // pixel for pixel.
     let decoded = realsyn_data::image::decode_checked(bytes);
-    let into = BUF.with_borrow_mut(|buf| {
-        realsyn_data::image::decode_rgb8_into(bytes, buf).map(|(w, h)| {
-            let pixels = buf[..3 * w as usize * h as usize].to_vec();
-            if buf.capacity() > 64 << 20 {
-                *buf = Vec::new();
-            }
-            (w, h, pixels)
-        })
-    });
+    let into = realsyn_data::image::with_decoded_rgb8(bytes, |raw, w, h| (w, h, raw.to_vec()));
     match (decoded, into) {
         (Ok(img), Ok((w, h, pixels))) => {
             assert!(
@@ -437,7 +429,7 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "image",
             ext: "img",
-            reader: "image decoding (image::decode_checked, every reader's; decode_rgb8_into, the loader's, must agree)",
+            reader: "image decoding (image::decode_checked, every reader's; with_decoded_rgb8, the loader's, must agree)",
             fixtures: &[],
             dictionary: BINARY,
             made_seeds: none,
