@@ -45,9 +45,9 @@ fn a_large_matmul_runs_on_every_thread_of_the_pool() {
     eprintln!("CPU ticks per pool thread: {used:?}");
     let (least, most) = (*used.iter().min().unwrap(), *used.iter().max().unwrap());
     // Single-threaded, one worker does it all and the other ~0 ticks; split, each does
-    // about half. A quarter leaves room for a busy machine.
+    // about half. An eighth leaves room for the other tests of this file running beside.
     assert!(
-        most > 0 && least * 4 >= most,
+        most > 0 && least * 8 >= most,
         "CPU ticks per pool thread during 6 matmuls of 1536^2: {used:?}; the flex backend \
          is not using its rayon threads (is burn-flex's `rayon` feature on?)"
     );
