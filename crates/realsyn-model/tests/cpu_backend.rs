@@ -1,7 +1,8 @@
 //! The CPU backend is built the way `backend.rs` says: Burn's `flex` with its rayon
 //! threads. Enabling only burn's `flex` feature compiles it single-threaded and without
 //! SIMD, and nothing fails; the models just run at half speed (docs/performance.md).
-//! This test watches the threads of a pool while the backend multiplies large matrices.
+//! The first test watches the threads of a pool while the backend multiplies large
+//! matrices; the others check the patched, split kernels against plain Rust.
 #![cfg(target_os = "linux")]
 
 use burn::tensor::{Distribution, Tensor};
@@ -42,7 +43,6 @@ fn a_large_matmul_runs_on_every_thread_of_the_pool() {
         .zip(&before)
         .map(|(t, b)| cpu_ticks(t) - b)
         .collect();
-    eprintln!("CPU ticks per pool thread: {used:?}");
     let (least, most) = (*used.iter().min().unwrap(), *used.iter().max().unwrap());
     // Single-threaded, one worker does it all and the other ~0 ticks; split, each does
     // about half. An eighth leaves room for the other tests of this file running beside.
@@ -61,8 +61,15 @@ fn a_large_matmul_runs_on_every_thread_of_the_pool() {
 const ROWS: usize = 301;
 const COLS: usize = 771; // 232,071 elements: seven chunks and a ragged end
 
-fn values(t: Tensor<Cpu, 2>) -> Vec<f32> {
+fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
     t.into_data().to_vec::<f32>().unwrap()
+}
+
+/// The elements of a (permuted) view in logical order, through a reshape to 1-d:
+/// the contiguous copy the patch changed.
+fn flattened<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
+    let n = t.shape().num_elements();
+    values(t.reshape([n]))
 }
 
 fn input() -> (Tensor<Cpu, 2>, Vec<f32>) {
@@ -147,13 +154,7 @@ fn split_permuted_copies_match_plain_rust() {
     let data: Vec<f32> = (0..len).map(|i| i as f32).collect();
     let t = Tensor::<Cpu, 1>::from_floats(data.as_slice(), &Default::default())
         .reshape([b, n, 3, h, d]);
-    let got = t
-        .clone()
-        .permute([2, 0, 3, 1, 4])
-        .reshape([len])
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
+    let got = flattened(t.clone().permute([2, 0, 3, 1, 4]));
     let mut want = Vec::with_capacity(len);
     for s in 0..3 {
         for bi in 0..b {
@@ -169,12 +170,7 @@ fn split_permuted_copies_match_plain_rust() {
     assert_eq!(got, want, "head split permute");
     // An inner dimension with a stride (no contiguous run): [b, n, 3h, d] -> [b, d, 3h, n].
     let t = t.reshape([b, n, 3 * h, d]);
-    let got = t
-        .permute([0, 3, 2, 1])
-        .reshape([len])
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
+    let got = flattened(t.permute([0, 3, 2, 1]));
     let mut want = Vec::with_capacity(len);
     for bi in 0..b {
         for di in 0..d {
