@@ -3,6 +3,7 @@
 #   benches/model.sh [ARCH] [BATCH] [ITERS]
 #   MODES="encode-image" DEVICES=cpu benches/model.sh EVA02-B-16 8 3   # EVA02 beside open_clip + timm
 #   REALSYN_BIN=path/to/realsyn ... uses that binary instead of building one
+#   GRAD_CHECKPOINTING=1 ... train-step on both sides with per-block activation checkpointing
 # Needs: a release build with the ndarray feature (built here if missing) and the peer
 # venv (scripts/peer-env.sh). Prints JSON lines and a ratio table (peer time / ours).
 set -euo pipefail
@@ -17,18 +18,22 @@ BIN=${REALSYN_BIN:-$CARGO_TARGET_DIR/release/realsyn}
 out=$(mktemp)
 MODES=${MODES:-encode-image train-step}; DEVICES=${DEVICES:-cpu ndarray}
 for mode in $MODES; do
-  "$PY" benches/model_bench.py --mode $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" | tee -a "$out"
+  extra=()
+  if [ -n "${GRAD_CHECKPOINTING:-}" ] && [ "$mode" = train-step ]; then extra=(--grad-checkpointing); fi
+  "$PY" benches/model_bench.py --mode $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" "${extra[@]}" | tee -a "$out"
   for dev in $DEVICES; do
-    "$BIN" bench $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" --device $dev | tee -a "$out"
+    "$BIN" bench $mode --arch "$ARCH" --batch-size "$BATCH" --iters "$ITERS" --device $dev "${extra[@]}" | tee -a "$out"
   done
 done
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-print("\n| mode | implementation | backend | median s/iter | items/s | peer time / ours |")
-print("|---|---|---|---|---|---|")
+print("\n| mode | implementation | backend | median s/iter | items/s | peak RSS MiB | peer time / ours |")
+print("|---|---|---|---|---|---|---|")
 for mode in dict.fromkeys(r["mode"] for r in rows):
     peer = next(r for r in rows if r["mode"] == mode and r["impl"].startswith("open_clip"))
     for r in (x for x in rows if x["mode"] == mode):
-        print(f"| {mode} | {r['impl']} | {r['backend']} | {r['median_s']:.2f} | {r['items_per_s']:.2f} | {peer['median_s'] / r['median_s']:.2f} |")
+        rss = r.get("peak_rss_mib")
+        rss = f"{rss:.0f}" if rss is not None else "-"
+        print(f"| {mode} | {r['impl']} | {r['backend']} | {r['median_s']:.2f} | {r['items_per_s']:.2f} | {rss} | {peer['median_s'] / r['median_s']:.2f} |")
 PY

@@ -27,6 +27,25 @@ def random_tokens(n, ctx):
     return rows
 
 
+def reset_peak_rss():
+    """Count peak memory from here (Linux: 5 -> clear_refs resets VmHWM), as realsyn bench does."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib():
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mode", default="encode-image")
@@ -37,13 +56,16 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
+    p.add_argument("--grad-checkpointing", action="store_true", help="open_clip's --grad-checkpointing (train-step)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     model = open_clip.create_model(a.arch).to(dev)
+    model.set_grad_checkpointing(a.grad_checkpointing)
     size = model.visual.image_size[0]
     ctx = model.context_length
     times = []
+    reset_peak_rss()
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.amp)
     if a.mode in ("encode-image", "encode-text"):
@@ -81,7 +103,8 @@ def main():
     median = sorted(times)[len(times) // 2]
     print(json.dumps({"impl": "open_clip-pytorch", "torch": torch.__version__, "backend": a.device + ("-bf16" if a.amp else ""),
                       "mode": a.mode, "arch": a.arch, "batch_size": a.batch_size, "seconds": times,
-                      "median_s": median, "items_per_s": a.batch_size / median, "threads": torch.get_num_threads()}))
+                      "median_s": median, "items_per_s": a.batch_size / median, "threads": torch.get_num_threads(),
+                      "grad_checkpointing": a.grad_checkpointing, "peak_rss_mib": peak_rss_mib()}))
 
 
 if __name__ == "__main__":

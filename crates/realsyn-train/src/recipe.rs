@@ -90,6 +90,10 @@ pub struct TrainSection {
     /// `f32`, or `amp_bf16` (open_clip's `--precision amp_bf16`): bf16 forward and
     /// backward, f32 master weights, optimiser state, loss and logit scale.
     pub precision: Precision,
+    /// Keep only each transformer block's input in the forward pass and recompute the
+    /// blocks in the backward pass (open_clip's `--grad-checkpointing`): activation
+    /// memory of one block instead of all, for about one more forward pass per step.
+    pub grad_checkpointing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -123,6 +127,7 @@ impl Default for TrainSection {
             max_steps: 0,
             device: "cpu".into(),
             precision: Precision::F32,
+            grad_checkpointing: false,
         }
     }
 }

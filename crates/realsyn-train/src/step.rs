@@ -30,19 +30,31 @@
 //!   stay f32, as under open_clip's autocast. Unlike autocast, LayerNorm and softmax
 //!   also run in bf16.
 //!
+//! - **Activation checkpointing** (`grad_checkpointing`, open_clip's
+//!   `--grad-checkpointing`): each tower of the micro-batch being differentiated
+//!   runs forward without a graph, keeping only every block's input; the head (pool,
+//!   norm, projection) runs on the last block's output as a leaf of the loss graph.
+//!   After the loss's backward pass, the blocks are run again one at a time, last
+//!   first, each with its own backward pass seeded by the gradient of its output
+//!   (the backward of `sum(block(x) * g)` is exactly `g` through the block), which
+//!   gives the gradient of its input for the block before it. So at most one block's
+//!   activations are alive at a time, for one extra forward pass per step; the
+//!   gradients are the uncheckpointed ones (`tests/checkpointing.rs`).
+//!
 //! One deliberate difference from open_clip: every micro-batch's loss depends on
 //! the logit scale directly, so summing `accum` backward passes counts its gradient
 //! `accum` times (open_clip does). Here it is divided by `accum`, which makes every
 //! gradient, the logit scale's included, equal to the unaccumulated step's.
 
-use anyhow::{Result, bail};
-use burn::module::{AutodiffModule, Param, ParamId};
+use anyhow::{Context, Result, bail};
+use burn::module::{AutodiffModule, Module, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use realsyn_model::clip::loss::clip_loss;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
+use realsyn_model::common::stages::TowerStages;
 use realsyn_model::common::walk::{Layout, ParamVisitor};
 use realsyn_model::{Clip, l2_normalize};
 
@@ -87,30 +99,53 @@ pub fn replicate<B: AutodiffBackend>(model: &Clip<B>, device: &B::Device) -> Res
     Ok(copy)
 }
 
+/// How one step runs, beyond its data: open_clip's `--accum-freq`, `--precision`
+/// and `--grad-checkpointing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPlan {
+    /// Micro-batches per step; the loss stays exact.
+    pub accum: usize,
+    pub precision: Precision,
+    /// Keep only each block's input and recompute the blocks in the backward pass.
+    pub grad_checkpointing: bool,
+}
+
+impl StepPlan {
+    /// `accum` micro-batches, f32, every activation kept.
+    pub fn accumulating(accum: usize) -> Self {
+        Self {
+            accum,
+            precision: Precision::F32,
+            grad_checkpointing: false,
+        }
+    }
+}
+
 /// Single device: the whole batch on `model`'s device.
 pub fn forward_backward<B: AutodiffBackend>(
     model: &Clip<B>,
     images: Tensor<B, 4>,
     tokens: Tensor<B, 2, Int>,
-    accum: usize,
+    plan: StepPlan,
 ) -> Result<StepOutput<B>> {
-    data_parallel_step(
+    distributed_step(
         vec![DeviceSlice {
             model: model.clone(),
             images,
             tokens,
         }],
-        accum,
+        plan,
+        &mut ProcessGroup::single(),
     )
 }
 
 /// One process: `slices[k]` on device k (slice 0's device gathers), each split into
-/// `accum` micro-batches.
+/// `plan.accum` micro-batches.
 pub fn data_parallel_step<B: AutodiffBackend>(
     slices: Vec<DeviceSlice<B>>,
-    accum: usize,
+    plan: StepPlan,
 ) -> Result<StepOutput<B>> {
-    distributed_step(slices, accum, Precision::F32, &mut ProcessGroup::single())
+    distributed_step(slices, plan, &mut ProcessGroup::single())
 }
 
 /// `model` with every parameter cast to `dtype` (through a differentiable cast when
@@ -135,6 +170,29 @@ fn in_precision<B: Backend>(model: &Clip<B>, precision: Precision) -> Result<Cli
     Ok(m)
 }
 
+/// Both towers of `model` on one micro-batch under `precision` (images enter bf16
+/// under `AmpBf16`).
+fn tower_stages<B: Backend>(
+    model: &Clip<B>,
+    images: Tensor<B, 4>,
+    tokens: Tensor<B, 2, Int>,
+    precision: Precision,
+) -> [TowerStages<'_, B>; 2] {
+    let images = match precision {
+        Precision::F32 => images,
+        Precision::AmpBf16 => images.cast(FloatDType::BF16),
+    };
+    [model.visual.stages(images), model.text.stages(tokens)]
+}
+
+/// A tower's output as the loss takes it: f32, L2-normalised.
+fn loss_features<B: Backend>(features: Tensor<B, 2>, precision: Precision) -> Tensor<B, 2> {
+    match precision {
+        Precision::F32 => l2_normalize(features),
+        Precision::AmpBf16 => l2_normalize(features.cast(FloatDType::F32)),
+    }
+}
+
 /// The normalised f32 features of one micro-batch under `precision`.
 fn encode<B: Backend>(
     model: &Clip<B>,
@@ -142,30 +200,82 @@ fn encode<B: Backend>(
     tokens: Tensor<B, 2, Int>,
     precision: Precision,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    match precision {
-        Precision::F32 => (
-            l2_normalize(model.encode_image(images)),
-            l2_normalize(model.encode_text(tokens)),
-        ),
-        Precision::AmpBf16 => (
-            l2_normalize(
-                model
-                    .encode_image(images.cast(FloatDType::BF16))
-                    .cast(FloatDType::F32),
-            ),
-            l2_normalize(model.encode_text(tokens).cast(FloatDType::F32)),
-        ),
+    let [image, text] = tower_stages(model, images, tokens, precision);
+    (
+        loss_features(image.run(), precision),
+        loss_features(text.run(), precision),
+    )
+}
+
+/// What a checkpointed tower keeps for its backward pass.
+struct Checkpointed<B: AutodiffBackend> {
+    /// Every block's input, computed without a graph.
+    block_inputs: Vec<Tensor<B, 3>>,
+    /// The last block's output as a leaf of the loss graph, where the gradient that
+    /// seeds the blocks' backward passes arrives.
+    head_input: Tensor<B, 3>,
+}
+
+/// The tower's features with only its blocks' inputs kept: the trunk runs on
+/// `frozen` (the same weights, untracked, so no graph is recorded), the head on
+/// `tracked`.
+fn checkpointed_forward<B: AutodiffBackend>(
+    frozen: &TowerStages<'_, B>,
+    tracked: &TowerStages<'_, B>,
+) -> (Tensor<B, 2>, Checkpointed<B>) {
+    let mut block_inputs = Vec::with_capacity(frozen.blocks.len());
+    let mut x = (frozen.stem)();
+    for block in &frozen.blocks {
+        block_inputs.push(x.clone());
+        x = block(x);
     }
+    let head_input = x.require_grad();
+    let features = (tracked.head)(head_input.clone());
+    let kept = Checkpointed {
+        block_inputs,
+        head_input,
+    };
+    (features, kept)
+}
+
+/// The blocks' and the stem's gradients of a checkpointed tower, given the loss's
+/// backward pass: one block at a time, last first, each recomputed from its kept
+/// input with a graph and differentiated on its own.
+fn checkpointed_backward<B: AutodiffBackend>(
+    tracked: &TowerStages<'_, B>,
+    kept: Checkpointed<B>,
+    loss_grads: &B::Gradients,
+    model: &Clip<B>,
+    out: &mut NamedGrads<B::InnerBackend>,
+) -> Result<()> {
+    let mut upstream = kept
+        .head_input
+        .grad(loss_grads)
+        .context("the loss's backward pass left no gradient at a tower's last block")?;
+    for (block, input) in tracked.blocks.iter().zip(kept.block_inputs).rev() {
+        let input = input.require_grad();
+        let seeded = (block(input.clone()) * Tensor::from_inner(upstream)).sum();
+        let grads = seeded.backward();
+        out.accumulate(NamedGrads::collect(model, &grads)?);
+        upstream = input
+            .grad(&grads)
+            .context("a block's backward pass left no gradient at its input")?;
+    }
+    let seeded = ((tracked.stem)() * Tensor::from_inner(upstream)).sum();
+    out.accumulate(NamedGrads::collect(model, &seeded.backward())?);
+    Ok(())
 }
 
 /// The general step: this rank's `slices` (as in [`data_parallel_step`]) in a job
 /// of `group.world()` ranks, each holding the same number of rows.
 pub fn distributed_step<B: AutodiffBackend>(
     slices: Vec<DeviceSlice<B>>,
-    accum: usize,
-    precision: Precision,
+    plan: StepPlan,
     group: &mut ProcessGroup,
 ) -> Result<StepOutput<B>> {
+    let StepPlan {
+        accum, precision, ..
+    } = plan;
     if slices.is_empty() {
         bail!("a step needs at least one device");
     }
@@ -224,15 +334,41 @@ pub fn distributed_step<B: AutodiffBackend>(
     let mut grads: NamedGrads<B::InnerBackend> = NamedGrads::default();
     let mut loss_value = f64::NAN;
     for j in 0..accum {
-        let fresh: Vec<_> = slices
+        let tracked: Vec<Clip<B>> = slices
             .iter()
-            .zip(&micro)
-            .map(|(s, parts)| {
-                let (i, t) = parts[j].clone();
-                let (img, txt) = encode(&in_precision(&s.model, precision)?, i, t, precision);
-                Ok((gather(img), gather(txt)))
-            })
+            .map(|s| in_precision(&s.model, precision))
             .collect::<Result<_>>()?;
+        // The same weights untracked: on the autodiff backend, not its inner one, so
+        // the kept block inputs come from the very kernels the recomputation runs
+        // (Burn's autodiff attention is a decomposition; the inner backend may fuse
+        // it, which rounds differently in bf16).
+        let frozen: Vec<Clip<B>> = if plan.grad_checkpointing {
+            slices
+                .iter()
+                .map(|s| in_precision(&s.model.clone().no_grad(), precision))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        // Per device: both towers' stages on micro-batch j, and with checkpointing
+        // what their blocks need again after the loss's backward pass.
+        let mut towers = Vec::with_capacity(slices.len());
+        let mut fresh = Vec::with_capacity(slices.len());
+        for (k, model) in tracked.iter().enumerate() {
+            let (i, t) = micro[k][j].clone();
+            let stages = tower_stages(model, i.clone(), t.clone(), precision);
+            let (features, kept) = if plan.grad_checkpointing {
+                let frozen = tower_stages(&frozen[k], i, t, precision);
+                let (img, img_kept) = checkpointed_forward(&frozen[0], &stages[0]);
+                let (txt, txt_kept) = checkpointed_forward(&frozen[1], &stages[1]);
+                ([img, txt], Some([img_kept, txt_kept]))
+            } else {
+                ([stages[0].run(), stages[1].run()], None)
+            };
+            let [img, txt] = features.map(|f| loss_features(f, precision));
+            fresh.push((gather(img), gather(txt)));
+            towers.push((stages, kept));
+        }
         if world > 1 && accum == 1 {
             let values: Vec<Vec<_>> = fresh
                 .iter()
@@ -265,8 +401,11 @@ pub fn distributed_step<B: AutodiffBackend>(
         let loss = clip_loss(Tensor::cat(img, 0), Tensor::cat(txt, 0), scale);
         loss_value = to_scalar(loss.clone());
         let backward = loss.backward();
-        for s in &slices {
+        for (s, (stages, kept)) in slices.iter().zip(towers) {
             let mut g = NamedGrads::collect(&s.model, &backward)?;
+            for (stages, kept) in stages.iter().zip(kept.into_iter().flatten()) {
+                checkpointed_backward(stages, kept, &backward, &s.model, &mut g)?;
+            }
             g.move_to(&gather_device);
             grads.accumulate(g);
         }

@@ -31,7 +31,7 @@ use crate::metrics::StepRecord;
 use crate::optim::clamp_logit_scale;
 use crate::recipe::Recipe;
 use crate::setup::{Run, setup};
-use crate::step::{DeviceSlice, distributed_step, replicate};
+use crate::step::{DeviceSlice, StepPlan, distributed_step, replicate};
 use crate::streams::{RankBatch, RankLoader};
 use crate::zero_shot::zero_shot_accuracy;
 use realsyn_data::labelled::metrics::ZeroShotMetrics;
@@ -193,7 +193,12 @@ fn optimisation_step<B: AutodiffBackend>(
     let step_index = run.state.step;
     let lr = run.schedule.lr(step_index);
     let beta1 = run.schedule.beta1(step_index, t.beta1);
-    let mut out = distributed_step(slices, t.accum_freq, t.precision, &mut run.group)?;
+    let plan = StepPlan {
+        accum: t.accum_freq,
+        precision: t.precision,
+        grad_checkpointing: t.grad_checkpointing,
+    };
+    let mut out = distributed_step(slices, plan, &mut run.group)?;
     let grad_norm = out.grads.global_norm();
     if !out.loss.is_finite() || !grad_norm.is_finite() {
         let last = progress

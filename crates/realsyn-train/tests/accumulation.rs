@@ -1,14 +1,18 @@
 //! The global-batch loss stays exact however a step is split: the same batch in 1,
 //! 2 or 4 micro-batches, or over 2 replicas (data parallel; here two logical
 //! devices on the CPU, exercising the gather, the per-replica gradients and their
-//! reduction), gives the same loss and the same gradients.
+//! reduction), gives the same loss and the same gradients. Activation checkpointing
+//! (the blocks recomputed one at a time in the backward pass) gives bit for bit the
+//! gradients of the same split without it, in f32 and in bf16. For CLIP's ViT and
+//! for EVA02's tower (RoPE, SwiGLU, sub-LN).
 
 use burn::tensor::{Distribution, Int, Tensor};
 use realsyn_model::backend::CpuAutodiff as B;
 use realsyn_model::{Clip, ClipConfig};
 use realsyn_train::optim::NamedGrads;
 use realsyn_train::optim::track_gradients;
-use realsyn_train::step::{DeviceSlice, data_parallel_step, forward_backward, replicate};
+use realsyn_train::recipe::Precision;
+use realsyn_train::step::{DeviceSlice, StepPlan, data_parallel_step, forward_backward, replicate};
 
 fn assert_same(
     label: &str,
@@ -30,69 +34,148 @@ fn assert_same(
     }
 }
 
-#[test]
-fn micro_batches_give_the_whole_batch_loss_and_gradients() {
+/// Bit for bit: checkpointing recomputes the kept forward pass exactly.
+fn assert_identical(
+    label: &str,
+    a: &NamedGrads<realsyn_model::backend::Cpu>,
+    b: &NamedGrads<realsyn_model::backend::Cpu>,
+) {
+    assert_eq!(a.grads.len(), b.grads.len(), "{label}");
+    for (k, g) in &a.grads {
+        let x: Vec<f32> = g.clone().into_data().into_vec().unwrap();
+        let y: Vec<f32> = b.grads[k].clone().into_data().into_vec().unwrap();
+        assert!(x == y, "{label}, {k}: the gradients differ");
+    }
+}
+
+/// `n` distinct captions of different lengths, each with BOS and EOT.
+fn tokens(n: usize, context: usize) -> Tensor<B, 2, Int> {
+    let mut ids = vec![0i32; n * context];
+    for r in 0..n {
+        ids[r * context] = 998;
+        for c in 1..=(3 + r) {
+            ids[r * context + c] = (7 * r + 13 * c) as i32 % 990 + 1;
+        }
+        ids[r * context + 4 + r] = 999;
+    }
+    Tensor::<B, 2, Int>::from_data(
+        burn::tensor::TensorData::new(ids, [n, context]),
+        &Default::default(),
+    )
+}
+
+/// Every split of an 8-sample step, with and without checkpointing, against the
+/// whole batch on one device with every activation kept.
+fn every_split_matches_the_whole_batch(config_path: &str, seed: u64) {
     let device = Default::default();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/parity/tiny-gelu.json"
-    );
-    let config = ClipConfig::from_name_or_path(path).unwrap();
-    <B as burn::tensor::backend::Backend>::seed(&device, 3);
+    let config = ClipConfig::from_name_or_path(config_path).unwrap();
+    <B as burn::tensor::backend::Backend>::seed(&device, seed);
     let model = track_gradients(Clip::<B>::new(&config, &device)).unwrap();
     let n = 8;
-    let images = Tensor::<B, 4>::random([n, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-    let mut ids = vec![0i32; n * 77];
-    for r in 0..n {
-        ids[r * 77] = 998;
-        for c in 1..=(3 + r) {
-            ids[r * 77 + c] = (7 * r + 13 * c) as i32 % 990 + 1;
-        }
-        ids[r * 77 + 4 + r] = 999;
-    }
-    let tokens =
-        Tensor::<B, 2, Int>::from_data(burn::tensor::TensorData::new(ids, [n, 77]), &device);
+    let size = config.vision_cfg.image_size;
+    let images =
+        Tensor::<B, 4>::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let tokens = tokens(n, config.text_cfg.context_length);
+    let plan = StepPlan::accumulating;
 
-    let whole = forward_backward(&model, images.clone(), tokens.clone(), 1).unwrap();
-    for accum in [2, 4] {
-        let parts = forward_backward(&model, images.clone(), tokens.clone(), accum).unwrap();
+    let whole = forward_backward(&model, images.clone(), tokens.clone(), plan(1)).unwrap();
+    let checkpointed = |plan: StepPlan| StepPlan {
+        grad_checkpointing: true,
+        ..plan
+    };
+    for accum in [1, 2, 4] {
+        let label = format!("accum {accum}");
+        let kept = forward_backward(&model, images.clone(), tokens.clone(), plan(accum));
+        let kept = kept.unwrap();
         assert!(
-            (parts.loss - whole.loss).abs() < 1e-5,
-            "accum {accum}: {} vs {}",
-            parts.loss,
+            (kept.loss - whole.loss).abs() < 1e-5,
+            "{label}: {} vs {}",
+            kept.loss,
             whole.loss
         );
-        assert_same(&format!("accum {accum}"), &whole.grads, &parts.grads);
+        assert_same(&label, &whole.grads, &kept.grads);
+        let recomputed = forward_backward(
+            &model,
+            images.clone(),
+            tokens.clone(),
+            checkpointed(plan(accum)),
+        );
+        let recomputed = recomputed.unwrap();
+        assert_eq!(recomputed.loss, kept.loss, "{label}, checkpointed");
+        assert_identical(
+            &format!("{label}, checkpointed"),
+            &kept.grads,
+            &recomputed.grads,
+        );
     }
     // Two replicas, each with half the batch, with and without accumulation.
     for accum in [1, 2] {
-        let slices = vec![
-            DeviceSlice {
-                model: model.clone(),
-                images: images.clone().slice([0..4]),
-                tokens: tokens.clone().slice([0..4]),
-            },
-            DeviceSlice {
-                model: replicate(&model, &device).unwrap(),
-                images: images.clone().slice([4..8]),
-                tokens: tokens.clone().slice([4..8]),
-            },
-        ];
-        let dp = data_parallel_step(slices, accum).unwrap();
+        let slices = || {
+            vec![
+                DeviceSlice {
+                    model: model.clone(),
+                    images: images.clone().slice([0..4]),
+                    tokens: tokens.clone().slice([0..4]),
+                },
+                DeviceSlice {
+                    model: replicate(&model, &device).unwrap(),
+                    images: images.clone().slice([4..8]),
+                    tokens: tokens.clone().slice([4..8]),
+                },
+            ]
+        };
+        let label = format!("2 replicas, accum {accum}");
+        let dp = data_parallel_step(slices(), plan(accum)).unwrap();
         assert!(
             (dp.loss - whole.loss).abs() < 1e-5,
-            "2 replicas, accum {accum}: {} vs {}",
+            "{label}: {} vs {}",
             dp.loss,
             whole.loss
         );
-        assert_same(
-            &format!("2 replicas, accum {accum}"),
-            &whole.grads,
+        assert_same(&label, &whole.grads, &dp.grads);
+        let recomputed = data_parallel_step(slices(), checkpointed(plan(accum))).unwrap();
+        assert_identical(
+            &format!("{label}, checkpointed"),
             &dp.grads,
+            &recomputed.grads,
         );
     }
+    // Mixed precision: the recomputed blocks run in bf16 as the kept ones do.
+    let bf16 = StepPlan {
+        precision: Precision::AmpBf16,
+        ..plan(2)
+    };
+    let kept = forward_backward(&model, images.clone(), tokens.clone(), bf16).unwrap();
+    let recomputed = forward_backward(&model, images.clone(), tokens.clone(), checkpointed(bf16));
+    assert_identical(
+        "bf16, checkpointed",
+        &kept.grads,
+        &recomputed.unwrap().grads,
+    );
     assert!(
-        forward_backward(&model, images, tokens, 3).is_err(),
+        forward_backward(&model, images, tokens, plan(3)).is_err(),
         "8 does not split into 3"
+    );
+}
+
+#[test]
+fn vit_clip_steps_split_or_checkpointed_give_the_whole_batch_loss_and_gradients() {
+    every_split_matches_the_whole_batch(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/parity/tiny-gelu.json"
+        ),
+        3,
+    );
+}
+
+#[test]
+fn eva02_clip_steps_split_or_checkpointed_give_the_whole_batch_loss_and_gradients() {
+    every_split_matches_the_whole_batch(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../recipes/models/fashion-mnist-eva02-tiny.json"
+        ),
+        4,
     );
 }

@@ -1,7 +1,8 @@
 //! One training step equals open_clip's (fixtures: tests/peer/train_parity.py):
 //! same tiny model, batches and tokens; ClipLoss, open_clip's AdamW groups, the
 //! OneCycle lr, the logit-scale clamp. Two steps, so the moments and bias
-//! corrections of step 2 are covered too.
+//! corrections of step 2 are covered too. The gradients are checked with and
+//! without activation checkpointing (open_clip's gradients are the same either way).
 
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ use realsyn_model::common::state_dict::StateDict;
 use realsyn_model::{Clip, ClipConfig};
 use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use realsyn_train::schedule::{Schedule, ScheduleKind};
-use realsyn_train::step::forward_backward;
+use realsyn_train::step::{StepPlan, forward_backward};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -129,14 +130,29 @@ fn two_adamw_steps_match_open_clip() {
         );
 
         lr_sum += lr;
-        let out = forward_backward(&model, images, tokens, 1).unwrap();
+        let checkpointed = StepPlan {
+            grad_checkpointing: true,
+            ..StepPlan::accumulating(1)
+        };
+        let recomputed = forward_backward(&model, images.clone(), tokens.clone(), checkpointed);
+        let recomputed = recomputed.unwrap();
+        let out = forward_backward(&model, images, tokens, StepPlan::accumulating(1)).unwrap();
+        assert_eq!(recomputed.grads.grads.len(), out.grads.grads.len());
         // Gradients first: they must agree before Adam can.
         let mut our_grads: std::collections::HashMap<String, Vec<f32>> = Default::default();
-        for (k, g) in &out.grads.grads {
+        let both = out
+            .grads
+            .grads
+            .iter()
+            .map(|(k, g)| (k, g, ""))
+            .chain((recomputed.grads.grads.iter()).map(|(k, g)| (k, g, " (checkpointed)")));
+        for (k, g, how) in both {
             let ours: Vec<f32> = g.clone().into_data().into_vec().unwrap();
             let t = fx.get(&format!("step{s}.grad.{k}")).unwrap();
             let ours = to_torch_layout(k, &t.shape, ours);
-            our_grads.insert(k.clone(), ours.clone());
+            if how.is_empty() {
+                our_grads.insert(k.clone(), ours.clone());
+            }
             let (d, n) = ours
                 .iter()
                 .zip(&t.data)
@@ -147,7 +163,7 @@ fn two_adamw_steps_match_open_clip() {
             worst_grad = worst_grad.max(rel);
             assert!(
                 rel <= 1e-5,
-                "step {s} gradient of {k}: relative difference {rel:e}"
+                "step {s} gradient of {k}{how}: relative difference {rel:e}"
             );
         }
         let torch_loss = f64_exact(&format!("step{s}.loss"));

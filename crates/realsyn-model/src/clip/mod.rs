@@ -17,6 +17,7 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
+use crate::common::stages::TowerStages;
 use crate::common::transformer::Activation;
 use crate::eva02::EvaVisionTower;
 use config::ClipConfig;
@@ -37,6 +38,14 @@ impl<B: Backend> ImageTower<B> {
         match self {
             ImageTower::Vit(t) => t.forward(images),
             ImageTower::Eva(t) => t.forward(images),
+        }
+    }
+
+    /// The forward pass cut at the blocks (activation checkpointing).
+    pub fn stages(&self, images: Tensor<B, 4>) -> TowerStages<'_, B> {
+        match self {
+            ImageTower::Vit(t) => t.stages(images),
+            ImageTower::Eva(t) => t.stages(images),
         }
     }
 }

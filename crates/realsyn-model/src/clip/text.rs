@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::config::ClipConfig;
+use crate::common::stages::TowerStages;
 use crate::common::transformer::{Activation, Transformer, layer_norm};
 
 #[derive(Module, Debug)]
@@ -51,21 +52,36 @@ impl<B: Backend> TextTransformer<B> {
 
     /// `tokens`: [batch, context_length] ids. Returns [batch, embed_dim].
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        self.stages(tokens).run()
+    }
+
+    /// The forward pass cut at the residual blocks.
+    pub fn stages(&self, tokens: Tensor<B, 2, Int>) -> TowerStages<'_, B> {
         let [b, n] = tokens.dims();
         let [ctx, width] = self.positional_embedding.dims();
         assert!(n <= ctx, "text tower takes at most {ctx} tokens, got {n}");
-        let x = self.token_embedding.forward(tokens.clone())
-            + self
-                .positional_embedding
-                .val()
-                .slice([0..n])
-                .unsqueeze_dim(0);
-        let x = self.transformer.forward(x, true);
         // Pool at the EOT token (highest id) first: ln_final is per token.
-        let eot = tokens.argmax(1).reshape([b, 1, 1]).expand([b, 1, width]);
-        let pooled = x.gather(1, eot).reshape([b, width]);
-        self.ln_final
-            .forward(pooled)
-            .matmul(self.text_projection.val())
+        let eot = tokens
+            .clone()
+            .argmax(1)
+            .reshape([b, 1, 1])
+            .expand([b, 1, width]);
+        TowerStages {
+            stem: Box::new(move || {
+                self.token_embedding.forward(tokens.clone())
+                    + self
+                        .positional_embedding
+                        .val()
+                        .slice([0..n])
+                        .unsqueeze_dim(0)
+            }),
+            blocks: self.transformer.stages(true),
+            head: Box::new(move |x: Tensor<B, 3>| {
+                let pooled = x.gather(1, eot.clone()).reshape([b, width]);
+                self.ln_final
+                    .forward(pooled)
+                    .matmul(self.text_projection.val())
+            }),
+        }
     }
 }

@@ -8,7 +8,8 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::config::ClipConfig;
-use crate::common::transformer::{Activation, Transformer, layer_norm, vit_trunk};
+use crate::common::stages::TowerStages;
+use crate::common::transformer::{Activation, Transformer, layer_norm, vit_stem};
 
 #[derive(Module, Debug)]
 pub struct VisionTransformer<B: Backend> {
@@ -65,18 +66,29 @@ impl<B: Backend> VisionTransformer<B> {
 
     /// `images`: [batch, 3, image_size, image_size], normalised. Returns [batch, embed_dim].
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = vit_trunk(
-            images,
-            self.conv1.val(),
-            self.class_embedding.val(),
-            self.positional_embedding.val(),
-            &self.ln_pre,
-            &self.transformer,
-            self.image_size,
-        );
-        let [b, _, width] = x.dims();
-        // ln_post is per token, so normalising only the class token is identical.
-        let cls_out = x.slice([0..b, 0..1]).reshape([b, width]);
-        self.ln_post.forward(cls_out).matmul(self.proj.val())
+        self.stages(images).run()
+    }
+
+    /// The forward pass cut at the residual blocks.
+    pub fn stages(&self, images: Tensor<B, 4>) -> TowerStages<'_, B> {
+        TowerStages {
+            stem: Box::new(move || {
+                vit_stem(
+                    images.clone(),
+                    self.conv1.val(),
+                    self.class_embedding.val(),
+                    self.positional_embedding.val(),
+                    &self.ln_pre,
+                    self.image_size,
+                )
+            }),
+            blocks: self.transformer.stages(false),
+            head: Box::new(|x: Tensor<B, 3>| {
+                let [b, _, width] = x.dims();
+                // ln_post is per token, so normalising only the class token is identical.
+                let cls_out = x.slice([0..b, 0..1]).reshape([b, width]);
+                self.ln_post.forward(cls_out).matmul(self.proj.val())
+            }),
+        }
     }
 }

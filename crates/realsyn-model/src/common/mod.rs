@@ -1,12 +1,14 @@
 //! What every model of the library is built from: the pre-LN transformer block
-//! (`transformer`), host data <-> tensors (`batch`), the framework-neutral state dict
-//! (`state_dict`), the one parameter walk that loads and exports weights (`walk`), and
-//! weight files (`files`: safetensors, torch pickles; `gguf`: llama.cpp's quantised files).
+//! (`transformer`), a tower's forward pass cut at its blocks (`stages`), host data
+//! <-> tensors (`batch`), the framework-neutral state dict (`state_dict`), the one
+//! parameter walk that loads and exports weights (`walk`), and weight files (`files`:
+//! safetensors, torch pickles; `gguf`: llama.cpp's quantised files).
 
 pub mod batch;
 pub mod files;
 pub mod gguf;
 pub mod pickle_scan;
+pub mod stages;
 pub mod state_dict;
 pub mod transformer;
 pub mod walk;

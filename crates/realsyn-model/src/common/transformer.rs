@@ -12,6 +12,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::stages::BlockStage;
+
 /// open_clip's LayerNorm epsilon.
 pub const LN_EPS: f64 = 1e-5;
 
@@ -173,11 +175,18 @@ impl<B: Backend> Transformer<B> {
         }
         x
     }
+
+    /// One stage per block (see [`crate::common::stages`]).
+    pub fn stages(&self, causal: bool) -> Vec<BlockStage<'_, B>> {
+        self.resblocks
+            .iter()
+            .map(|block| Box::new(move |x| block.forward(x, causal)) as BlockStage<'_, B>)
+            .collect()
+    }
 }
 
-/// A ViT's tokens before its final LayerNorm: patch embedding, the class token in
-/// front, learned positional embedding, `ln_pre`, the transformer. Shared by CLIP's
-/// image tower (which keeps the class token) and GIT's (which keeps every token).
+/// A ViT's tokens before its final LayerNorm: [`vit_stem`], then the transformer.
+/// GIT's image tower keeps every token of it.
 pub fn vit_trunk<B: Backend>(
     images: Tensor<B, 4>,
     conv1: Tensor<B, 4>,
@@ -187,11 +196,31 @@ pub fn vit_trunk<B: Backend>(
     transformer: &Transformer<B>,
     image_size: usize,
 ) -> Tensor<B, 3> {
+    let x = vit_stem(
+        images,
+        conv1,
+        class_embedding,
+        positional_embedding,
+        ln_pre,
+        image_size,
+    );
+    transformer.forward(x, false)
+}
+
+/// A ViT's first block input: patch embedding, the class token in front, learned
+/// positional embedding, `ln_pre`.
+pub fn vit_stem<B: Backend>(
+    images: Tensor<B, 4>,
+    conv1: Tensor<B, 4>,
+    class_embedding: Tensor<B, 1>,
+    positional_embedding: Tensor<B, 2>,
+    ln_pre: &LayerNorm<B>,
+    image_size: usize,
+) -> Tensor<B, 3> {
     let x = patch_tokens(images, conv1, image_size);
     let [b, _, width] = x.dims();
     let cls = class_embedding.reshape([1, 1, width]).expand([b, 1, width]);
-    let x = Tensor::cat(vec![cls, x], 1) + positional_embedding.unsqueeze_dim(0);
-    transformer.forward(ln_pre.forward(x), false)
+    ln_pre.forward(Tensor::cat(vec![cls, x], 1) + positional_embedding.unsqueeze_dim(0))
 }
 
 /// The patch embedding of a ViT: a stride-p conv over square images, as ONE GEMM over

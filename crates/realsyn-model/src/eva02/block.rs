@@ -100,7 +100,8 @@ impl<B: Backend> EvaAttention<B> {
         // Both layouts run as ONE [w, 3w] GEMM with bias (q, 0, v), as the ViT's packed
         // in_proj does, and the permuted copy below leaves q, k and v contiguous for the
         // attention kernel rather than strided per-head views.
-        let zeros = Tensor::zeros([w], &x.device());
+        // The key's zero bias in the weights' dtype (bf16 under mixed precision).
+        let zeros = Tensor::zeros([w], (&x.device(), x.dtype()));
         let (weight, bias) = match &self.qkv {
             Qkv::Fused(f) => (
                 f.qkv.weight.val(),

@@ -17,12 +17,15 @@ pub mod config;
 pub mod rope;
 pub mod weights;
 
+use std::rc::Rc;
+
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::clip::config::ClipConfig;
+use crate::common::stages::{BlockStage, TowerStages};
 use crate::common::transformer::patch_tokens;
 use block::{EvaBlock, eva_layer_norm, eva_linear};
 use config::EvaDesign;
@@ -85,19 +88,41 @@ impl<B: Backend> EvaVisionTower<B> {
 
     /// `images`: `[batch, 3, image_size, image_size]`, normalised. Returns `[batch, embed_dim]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = patch_tokens(images, self.patch_weight.val(), self.image_size);
-        let [b, _, width] = x.dims();
-        let x = x + self.patch_bias.val().reshape([1, 1, width]);
+        self.stages(images).run()
+    }
+
+    /// The forward pass cut at the blocks; the RoPE tables are built once and shared.
+    pub fn stages(&self, images: Tensor<B, 4>) -> TowerStages<'_, B> {
         let g = self.image_size / self.patch_size;
-        let cls = self.cls_token.val().expand([b, 1, width]);
-        let mut x = Tensor::cat(vec![cls, x], 1) + self.pos_embed.val();
-        let rope = (self.rope_ref_grid > 0)
-            .then(|| Rope::new(g, width / self.heads, self.rope_ref_grid, &x.device()));
-        for block in &self.blocks {
-            x = block.forward(x, rope.as_ref());
+        let width = self.pos_embed.dims()[2];
+        let rope = (self.rope_ref_grid > 0).then(|| {
+            Rope::new(g, width / self.heads, self.rope_ref_grid, &images.device())
+                .cast(images.dtype())
+        });
+        let rope = Rc::new(rope);
+        TowerStages {
+            stem: Box::new(move || {
+                let x = patch_tokens(images.clone(), self.patch_weight.val(), self.image_size);
+                let b = x.dims()[0];
+                let x = x + self.patch_bias.val().reshape([1, 1, width]);
+                let cls = self.cls_token.val().expand([b, 1, width]);
+                Tensor::cat(vec![cls, x], 1) + self.pos_embed.val()
+            }),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|block| {
+                    let rope = Rc::clone(&rope);
+                    Box::new(move |x| block.forward(x, rope.as_ref().as_ref())) as BlockStage<'_, B>
+                })
+                .collect(),
+            head: Box::new(move |x: Tensor<B, 3>| {
+                // The final norm is per token: normalising only the pooled class token
+                // is identical.
+                let b = x.dims()[0];
+                let cls_out = x.slice([0..b, 0..1]).reshape([b, width]);
+                self.head.forward(self.norm.forward(cls_out))
+            }),
         }
-        // The final norm is per token: normalising only the pooled class token is identical.
-        let cls_out = x.slice([0..b, 0..1]).reshape([b, width]);
-        self.head.forward(self.norm.forward(cls_out))
     }
 }

@@ -9,7 +9,7 @@
 //! which is how a 24x24 grid at 336 px reuses the 224-px frequencies.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 /// `sin` and `cos`, each `[grid * grid, head_dim]` (row-major tokens), as timm computes
 /// them in f32.
@@ -51,6 +51,17 @@ impl<B: Backend> Rope<B> {
         Self {
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
+        }
+    }
+
+    /// The tables in `dtype` (the activations' dtype: bf16 under mixed precision).
+    pub fn cast(self, dtype: DType) -> Self {
+        if self.sin.dtype() == dtype {
+            return self;
+        }
+        Self {
+            sin: self.sin.cast(dtype),
+            cos: self.cos.cast(dtype),
         }
     }
 

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.mode {
         Mode::EncodeImage(r) => model::run(model::What::EncodeImage, r),
         Mode::EncodeText(r) => model::run(model::What::EncodeText, r),
-        Mode::TrainStep(t) => model::run(model::What::TrainStep(t.precision()), t.run),
+        Mode::TrainStep(t) => model::run(model::What::TrainStep(t.plan()), t.run),
         Mode::Features(f) => model::run(
             model::What::Features {
                 root: f.shards,

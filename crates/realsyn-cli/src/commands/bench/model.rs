@@ -14,7 +14,7 @@ use realsyn_runtime::{BackendJob, dispatch};
 use realsyn_train::distributed::{LaunchEnv, ProcessGroup};
 use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
 use realsyn_train::recipe::Precision;
-use realsyn_train::step::{DeviceSlice, distributed_step};
+use realsyn_train::step::{DeviceSlice, StepPlan, distributed_step};
 
 /// Which model, where, how many times.
 #[derive(clap::Args, Clone)]
@@ -43,13 +43,22 @@ pub struct TrainStep {
     /// --precision amp_bf16 and model_bench.py --amp).
     #[arg(long, default_value = "f32", value_parser = ["f32", "amp_bf16"])]
     precision: String,
+    /// Recompute each transformer block in the backward pass instead of keeping its
+    /// activations (open_clip's --grad-checkpointing).
+    #[arg(long)]
+    grad_checkpointing: bool,
 }
 
 impl TrainStep {
-    pub fn precision(&self) -> Precision {
-        match self.precision.as_str() {
-            "amp_bf16" => Precision::AmpBf16,
-            _ => Precision::F32,
+    /// The trainer's step as these flags ask for it, one micro-batch.
+    pub fn plan(&self) -> StepPlan {
+        StepPlan {
+            accum: 1,
+            precision: match self.precision.as_str() {
+                "amp_bf16" => Precision::AmpBf16,
+                _ => Precision::F32,
+            },
+            grad_checkpointing: self.grad_checkpointing,
         }
     }
 }
@@ -71,7 +80,7 @@ pub struct Features {
 pub enum What {
     EncodeImage,
     EncodeText,
-    TrainStep(Precision),
+    TrainStep(StepPlan),
     Features { root: PathBuf, max_images: usize },
 }
 
@@ -100,11 +109,12 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
         return Ok(());
     }
     let median = super::median(seconds.clone());
-    let (bf16, images) = match what {
-        What::TrainStep(p) => (p == Precision::AmpBf16, None),
-        What::Features { max_images, .. } => (false, Some(max_images)),
+    let (bf16, images) = match &what {
+        What::TrainStep(p) => (p.precision == Precision::AmpBf16, None),
+        What::Features { max_images, .. } => (false, Some(*max_images)),
         _ => (false, None),
     };
+    let checkpointing = matches!(&what, What::TrainStep(p) if p.grad_checkpointing);
     println!(
         "{}",
         serde_json::json!({
@@ -116,9 +126,26 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
             "threads": rayon::current_num_threads(),
             "world": world,
             "images": images,
+            "grad_checkpointing": checkpointing,
+            "peak_rss_mib": peak_rss_mib(),
         })
     );
     Ok(())
+}
+
+/// The process's peak resident memory in MiB since [`reset_peak_rss`] (Linux's
+/// `VmHWM`); `None` where /proc is absent.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Start the peak-memory count again from the current resident size (writing 5 to
+/// `clear_refs`), so model set-up before the timed loop does not count.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 struct BenchJob {
@@ -138,6 +165,7 @@ impl BackendJob for BenchJob {
             What::EncodeImage | What::EncodeText => {
                 let image = matches!(self.what, What::EncodeImage);
                 let model = Clip::<B>::new(&cfg, &device);
+                reset_peak_rss();
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
                     let out = if image {
@@ -159,6 +187,7 @@ impl BackendJob for BenchJob {
             What::Features { root, max_images } => {
                 let data = realsyn_eval::LabelledDataset::open(&root, "test")?;
                 let model = Clip::<B>::new(&cfg, &device);
+                reset_peak_rss();
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
                     let limit = if i < a.warmup {
@@ -185,7 +214,7 @@ impl BackendJob for BenchJob {
                     }
                 }
             }
-            What::TrainStep(precision) => {
+            What::TrainStep(plan) => {
                 // The trainer's own step: forward, InfoNCE, backward, AdamW, clamp.
                 let mut group = ProcessGroup::join(LaunchEnv::from_env()?, "realsyn bench")?;
                 let model = group.broadcast_parameters(Clip::<Autodiff<B>>::new(&cfg, &device))?;
@@ -196,6 +225,7 @@ impl BackendJob for BenchJob {
                     beta2: 0.98,
                     eps: 1e-6,
                 });
+                reset_peak_rss();
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
                     let images = Tensor::random(
@@ -209,7 +239,7 @@ impl BackendJob for BenchJob {
                         images,
                         tokens,
                     };
-                    let out = distributed_step(vec![slice], 1, precision, &mut group)?;
+                    let out = distributed_step(vec![slice], plan, &mut group)?;
                     optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
                     model = clamp_logit_scale(model);
                     let _ = model.logit_scale.val().into_data();
