@@ -2,7 +2,8 @@
 //! threads. Enabling only burn's `flex` feature compiles it single-threaded and without
 //! SIMD, and nothing fails; the models just run at half speed (docs/performance.md).
 //! The first test watches the threads of a pool while the backend multiplies large
-//! matrices; the others check the patched, split kernels against plain Rust.
+//! matrices; the others check the patched, split kernels against plain Rust (and the
+//! split sums against one thread's, bit for bit).
 #![cfg(target_os = "linux")]
 
 use burn::tensor::{Distribution, Tensor};
@@ -182,4 +183,90 @@ fn split_permuted_copies_match_plain_rust() {
         }
     }
     assert_eq!(got, want, "strided inner permute");
+}
+
+/// The sums of `x` along each reduced layout the patch splits: the last dimension
+/// (layer norm's mean), the first (a bias gradient over `[batch * tokens, d]`), a
+/// middle one (`[b, n, d]` over tokens) and the first of a transposed view.
+fn sum_reductions(x: &Tensor<Cpu, 2>) -> [Vec<f32>; 4] {
+    [
+        values(x.clone().sum_dim(1)),
+        values(x.clone().sum_dim(0)),
+        values(x.clone().reshape([7, 43, COLS]).sum_dim(1)),
+        values(x.clone().transpose().sum_dim(0)),
+    ]
+}
+
+#[test]
+fn split_sum_reductions_match_plain_rust_and_the_unsplit_sums_bit_for_bit() {
+    let (x, v) = input();
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let split = pool(3).install(|| sum_reductions(&x));
+    let whole = pool(1).install(|| sum_reductions(&x));
+    // Each output keeps its order of additions, whichever thread computes it.
+    assert_eq!(split, whole, "split sums differ from one thread's");
+
+    let at = |r: usize, c: usize| v[r * COLS + c] as f64;
+    let rows: Vec<f64> = (0..ROWS)
+        .map(|r| (0..COLS).map(|c| at(r, c)).sum())
+        .collect();
+    let cols: Vec<f64> = (0..COLS)
+        .map(|c| (0..ROWS).map(|r| at(r, c)).sum())
+        .collect();
+    let middle: Vec<f64> = (0..7 * COLS)
+        .map(|i| (0..43).map(|t| at((i / COLS) * 43 + t, i % COLS)).sum())
+        .collect();
+    let [by_row, by_col, by_middle, by_transposed] = split;
+    for (what, got, want, terms) in [
+        ("rows", by_row, &rows, COLS),
+        ("columns", by_col, &cols, ROWS),
+        ("middle dimension", by_middle, &middle, 43),
+        ("first dimension of a transpose", by_transposed, &rows, COLS),
+    ] {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            // Elements are at most 5 in size: f32 rounding of a sum of `terms` of them.
+            let tolerance = 5.0 * terms as f64 * 1e-6;
+            assert!(
+                (*g as f64 - w).abs() <= tolerance,
+                "sum over {what}: element {i} is {g}, expected {w}"
+            );
+        }
+    }
+}
+
+/// Minor page faults of the calling thread so far (`/proc/thread-self/stat` field 10).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(7).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_matmul_output_is_not_copied_on_the_calling_thread() {
+    // Upstream allocated every output as bytes and `Bytes::from_bytes_vec` copied it
+    // to an aligned buffer: the calling thread faulted in and wrote the whole output
+    // (and its copy) before the pool's threads ran the GEMM. Patched, the zeroed
+    // output is first touched by the GEMM on the pool's threads.
+    let device = Default::default();
+    let n = 2048; // a 16 MiB output: 4096 pages
+    let a = Tensor::<Cpu, 2>::random([n, 64], Distribution::Uniform(-1.0, 1.0), &device);
+    let b = Tensor::<Cpu, 2>::random([64, n], Distribution::Uniform(-1.0, 1.0), &device);
+    let pages = (n * n * 4 / 4096) as u64;
+    let mut least = u64::MAX;
+    for _ in 0..3 {
+        let before = minor_faults();
+        let c = a.clone().matmul(b.clone());
+        least = least.min(minor_faults() - before);
+        drop(c);
+    }
+    assert!(
+        least * 4 < pages,
+        "the calling thread took {least} page faults for a {pages}-page matmul output"
+    );
 }

@@ -1,4 +1,5 @@
-//! realsyn patch (PATCHES.md): elementwise kernels split over rayon's threads.
+//! realsyn patch (PATCHES.md): elementwise kernels and sum reductions split over
+//! rayon's threads.
 //!
 //! Upstream runs every elementwise op, the broadcast patterns of layer norm and the
 //! N-d contiguous copy on the calling thread. In a CLIP training step on 2 cores that
@@ -26,6 +27,27 @@ where
     if split(dst.len()) {
         use rayon::prelude::*;
         let per = CHUNK.div_ceil(unit) * unit;
+        dst.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, c)| f(i * per, c));
+        return;
+    }
+    f(0, dst)
+}
+
+/// `f` over disjoint chunks of `dst` (each a multiple of `unit` elements) when each
+/// element costs `weight` elements of work: reductions, where one output sums many
+/// inputs, split by the inputs they read rather than by their own length.
+pub(crate) fn weighted_chunks_mut<E: Send, F>(dst: &mut [E], unit: usize, weight: usize, f: F)
+where
+    F: Fn(usize, &mut [E]) + Sync + Send,
+{
+    let unit = unit.max(1);
+    let weight = weight.max(1);
+    #[cfg(feature = "rayon")]
+    if split(dst.len().saturating_mul(weight)) && dst.len() >= 2 * unit {
+        use rayon::prelude::*;
+        let per = CHUNK.div_ceil(weight).div_ceil(unit) * unit;
         dst.par_chunks_mut(per)
             .enumerate()
             .for_each(|(i, c)| f(i * per, c));

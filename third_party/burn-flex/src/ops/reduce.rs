@@ -818,12 +818,16 @@ fn reduce_dim_f32(tensor: &FlexTensor, dim: usize, op: ReduceOp) -> FlexTensor {
         #[cfg(feature = "simd")]
         {
             let mut result = vec![0.0f32; inner_size];
-            kernels::sum_rows_f32(
-                &data[start_offset..],
-                &mut result,
-                inner_size, // number of rows (output positions)
-                dim_size,   // elements per row (to sum)
-            );
+            // realsyn patch: rows (output positions) split over threads.
+            crate::par::weighted_chunks_mut(&mut result, 1, dim_size, |start, chunk| {
+                let n = chunk.len();
+                kernels::sum_rows_f32(
+                    &data[start_offset + start * dim_size..],
+                    chunk,
+                    n,        // number of rows (output positions)
+                    dim_size, // elements per row (to sum)
+                );
+            });
             result
         }
         #[cfg(not(feature = "simd"))]
@@ -921,15 +925,20 @@ fn reduce_middle_dim_f32(
     {
         // Use aligned allocation for optimal SIMD scatter-add
         let mut result = aligned::alloc_aligned_zeroed::<f32>(out_size);
-        kernels::scatter_add_batched(
-            &data[start_offset..],
-            &mut result,
-            outer_size,
-            dim_size,
-            inner_size,
-            outer_stride as usize,
-            dim_stride as usize,
-        );
+        // realsyn patch: whole batches split over threads (each output keeps its
+        // order of additions).
+        crate::par::weighted_chunks_mut(&mut result, inner_size, dim_size, |start, chunk| {
+            let first = start / inner_size;
+            kernels::scatter_add_batched(
+                &data[start_offset + first * outer_stride as usize..],
+                chunk,
+                chunk.len() / inner_size,
+                dim_size,
+                inner_size,
+                outer_stride as usize,
+                dim_stride as usize,
+            );
+        });
         aligned::to_vec(result)
     }
 
@@ -967,13 +976,18 @@ fn reduce_first_dim_f32(
     {
         // Use aligned allocation for optimal SIMD scatter-add
         let mut result = aligned::alloc_aligned_zeroed::<f32>(inner_size);
-        kernels::scatter_add_f32(
-            &data[start_offset..],
-            &mut result,
-            dim_size,
-            inner_size,
-            dim_stride as usize,
-        );
+        // realsyn patch: columns split over threads, 64 at a time so every chunk
+        // stays aligned (each output keeps its order of additions).
+        crate::par::weighted_chunks_mut(&mut result, 64, dim_size, |start, chunk| {
+            let len = chunk.len();
+            kernels::scatter_add_f32(
+                &data[start_offset + start..],
+                chunk,
+                dim_size,
+                len,
+                dim_stride as usize,
+            );
+        });
         aligned::to_vec(result)
     }
 
@@ -1019,7 +1033,11 @@ fn reduce_last_dim_f32(
     #[cfg(feature = "simd")]
     if matches!(op, ReduceOp::Sum) && outer_stride == dim_size as isize {
         let mut result = vec![0.0f32; rows];
-        kernels::sum_rows_f32(&data[start_offset..], &mut result, rows, dim_size);
+        // realsyn patch: rows split over threads.
+        crate::par::weighted_chunks_mut(&mut result, 1, dim_size, |start, chunk| {
+            let n = chunk.len();
+            kernels::sum_rows_f32(&data[start_offset + start * dim_size..], chunk, n, dim_size);
+        });
         return result;
     }
 
