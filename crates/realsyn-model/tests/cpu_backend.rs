@@ -15,13 +15,18 @@ fn tid() -> String {
     link.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// User + system CPU time of one thread of this process, in clock ticks.
-fn cpu_ticks(tid: &String) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+/// Field `n` (1-based, as `man 5 proc` numbers them) of a thread's `stat` file.
+fn stat_field(path: &str, n: usize) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap();
+    // The fields after `(comm)` start at field 3 (state).
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    rest.split_whitespace().nth(n - 3).unwrap().parse().unwrap()
+}
+
+/// User + system CPU time (fields 14, 15) of one thread of this process, in ticks.
+fn cpu_ticks(tid: &String) -> u64 {
+    let path = format!("/proc/self/task/{tid}/stat");
+    stat_field(&path, 14) + stat_field(&path, 15)
 }
 
 #[test]
@@ -240,11 +245,9 @@ fn split_sum_reductions_match_plain_rust_and_the_unsplit_sums_bit_for_bit() {
     }
 }
 
-/// Minor page faults of the calling thread so far (`/proc/thread-self/stat` field 10).
+/// Minor page faults of the calling thread so far (field 10).
 fn minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    rest.split_whitespace().nth(7).unwrap().parse().unwrap()
+    stat_field("/proc/thread-self/stat", 10)
 }
 
 #[test]

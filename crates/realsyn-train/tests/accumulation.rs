@@ -14,15 +14,21 @@ use realsyn_train::optim::track_gradients;
 use realsyn_train::recipe::Precision;
 use realsyn_train::step::{DeviceSlice, StepPlan, data_parallel_step, forward_backward, replicate};
 
-fn assert_same(
-    label: &str,
-    a: &NamedGrads<realsyn_model::backend::Cpu>,
-    b: &NamedGrads<realsyn_model::backend::Cpu>,
-) {
+type Grads = NamedGrads<realsyn_model::backend::Cpu>;
+
+/// Each parameter's gradient in `a` and in `b`, as host vectors (same parameters).
+fn gradient_pairs(label: &str, a: &Grads, b: &Grads) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     assert_eq!(a.grads.len(), b.grads.len(), "{label}");
-    for (k, g) in &a.grads {
-        let x: Vec<f32> = g.clone().into_data().into_vec().unwrap();
-        let y: Vec<f32> = b.grads[k].clone().into_data().into_vec().unwrap();
+    let host = |g: &burn::tensor::Tensor<realsyn_model::backend::Cpu, 1>| -> Vec<f32> {
+        g.clone().into_data().into_vec().unwrap()
+    };
+    (a.grads.iter())
+        .map(|(k, g)| (k.clone(), host(g), host(&b.grads[k])))
+        .collect()
+}
+
+fn assert_same(label: &str, a: &Grads, b: &Grads) {
+    for (k, x, y) in gradient_pairs(label, a, b) {
         let (d, m) = x.iter().zip(&y).fold((0f64, 0f64), |(d, m), (p, q)| {
             (d + ((p - q) as f64).powi(2), m + (*p as f64).powi(2))
         });
@@ -35,15 +41,8 @@ fn assert_same(
 }
 
 /// Bit for bit: checkpointing recomputes the kept forward pass exactly.
-fn assert_identical(
-    label: &str,
-    a: &NamedGrads<realsyn_model::backend::Cpu>,
-    b: &NamedGrads<realsyn_model::backend::Cpu>,
-) {
-    assert_eq!(a.grads.len(), b.grads.len(), "{label}");
-    for (k, g) in &a.grads {
-        let x: Vec<f32> = g.clone().into_data().into_vec().unwrap();
-        let y: Vec<f32> = b.grads[k].clone().into_data().into_vec().unwrap();
+fn assert_identical(label: &str, a: &Grads, b: &Grads) {
+    for (k, x, y) in gradient_pairs(label, a, b) {
         assert!(x == y, "{label}, {k}: the gradients differ");
     }
 }

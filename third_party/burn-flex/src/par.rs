@@ -22,17 +22,7 @@ pub(crate) fn chunks_mut<E: Send, F>(dst: &mut [E], unit: usize, f: F)
 where
     F: Fn(usize, &mut [E]) + Sync + Send,
 {
-    let unit = unit.max(1);
-    #[cfg(feature = "rayon")]
-    if split(dst.len()) {
-        use rayon::prelude::*;
-        let per = CHUNK.div_ceil(unit) * unit;
-        dst.par_chunks_mut(per)
-            .enumerate()
-            .for_each(|(i, c)| f(i * per, c));
-        return;
-    }
-    f(0, dst)
+    weighted_chunks_mut(dst, unit, 1, f)
 }
 
 /// `f` over disjoint chunks of `dst` (each a multiple of `unit` elements) when each

@@ -185,30 +185,8 @@ impl<B: Backend> Transformer<B> {
     }
 }
 
-/// A ViT's tokens before its final LayerNorm: [`vit_stem`], then the transformer.
-/// GIT's image tower keeps every token of it.
-pub fn vit_trunk<B: Backend>(
-    images: Tensor<B, 4>,
-    conv1: Tensor<B, 4>,
-    class_embedding: Tensor<B, 1>,
-    positional_embedding: Tensor<B, 2>,
-    ln_pre: &LayerNorm<B>,
-    transformer: &Transformer<B>,
-    image_size: usize,
-) -> Tensor<B, 3> {
-    let x = vit_stem(
-        images,
-        conv1,
-        class_embedding,
-        positional_embedding,
-        ln_pre,
-        image_size,
-    );
-    transformer.forward(x, false)
-}
-
 /// A ViT's first block input: patch embedding, the class token in front, learned
-/// positional embedding, `ln_pre`.
+/// positional embedding, `ln_pre`. Shared by CLIP's image tower and GIT's.
 pub fn vit_stem<B: Backend>(
     images: Tensor<B, 4>,
     conv1: Tensor<B, 4>,

@@ -30,7 +30,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 pub use config::{GitConfig, GitVisionConfig};
 
-use crate::common::transformer::{Activation, Transformer, layer_norm, linear_2d, vit_trunk};
+use crate::common::transformer::{Activation, Transformer, layer_norm, linear_2d, vit_stem};
 
 /// The image encoder (`git.image_encoder.vision_model`).
 #[derive(Module, Debug)]
@@ -74,15 +74,15 @@ impl<B: Backend> GitVision<B> {
 
     /// `images` [batch, 3, size, size], normalised -> every token, [batch, n, width].
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
-        self.ln_post.forward(vit_trunk(
+        let x = vit_stem(
             images,
             self.conv1.val(),
             self.class_embedding.val(),
             self.positional_embedding.val(),
             &self.ln_pre,
-            &self.transformer,
             self.image_size,
-        ))
+        );
+        self.ln_post.forward(self.transformer.forward(x, false))
     }
 }
 
