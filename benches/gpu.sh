@@ -7,20 +7,27 @@
 #
 #   REALSYN_BIN=./realsyn benches/gpu.sh
 #   ARCHS="ViT-B-32" ITERS=5 REALSYN_BIN=./realsyn benches/gpu.sh
+#   PRECISIONS=amp_bf16 RUN_TIMEOUT=120 REALSYN_BIN=./realsyn benches/gpu.sh   # short lease
 #   DEVICE=cpu ARCHS=ViT-B-32 BATCH_B32=4 ITERS=1 WARMUP=0 NGPU=2 benches/gpu.sh   # dry run on CPU
+#
+# Runs go in order of what matters most on a short lease: every arch in amp_bf16
+# before any in f32, realsyn before open_clip. A run that fails or passes
+# RUN_TIMEOUT seconds is reported and skipped. OUT_JSONL keeps the JSON lines.
 #
 # Needs python3 with torch and open_clip_torch (PEER_PYTHON). Prints JSON lines, then
 # a table: samples/s per GPU, realsyn / open_clip ratios, and MFU (model FLOPs
 # utilisation: 3 x forward FLOPs per sample, counted by torch's FlopCounterMode on
 # the peer model, against the GPU's dense bf16 peak; PEAK_TFLOPS overrides).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${REALSYN_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/realsyn-target}/release/realsyn}
 PY=${PEER_PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 ARCHS=${ARCHS:-ViT-B-32 ViT-B-16 ViT-L-14}
+PRECISIONS=${PRECISIONS:-amp_bf16 f32}
 ITERS=${ITERS:-10}
 WARMUP=${WARMUP:-3}
+RUN_TIMEOUT=${RUN_TIMEOUT:-0}
 if [ -z "${NGPU:-}" ]; then
   NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
 fi
@@ -31,27 +38,44 @@ batch_for() {
     *) echo "${BATCH_L14:-64}" ;;
   esac
 }
-out=$(mktemp)
+out=${OUT_JSONL:-$(mktemp)}
+# One timed run; its JSON line goes to $out. A failure or a timeout is said, not fatal.
+measure() {
+  local what=$1
+  shift
+  local t0=$SECONDS
+  if timeout "$RUN_TIMEOUT" "$@" | tee -a "$out"; then
+    echo "# $what: $((SECONDS - t0)) s" >&2
+  else
+    echo "# $what: FAILED or timed out after $((SECONDS - t0)) s (exit ${PIPESTATUS[0]})" >&2
+  fi
+}
 echo "realsyn: $BIN; peer: $("$PY" -c 'import torch, open_clip; print("torch", torch.__version__, "open_clip", open_clip.__version__)'); GPUs: $NGPU" >&2
-for arch in $ARCHS; do
-  b=$(batch_for "$arch")
-  common=(--arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
-  "$PY" benches/model_bench.py --mode train-step "${common[@]}" --amp | tee -a "$out"
-  "$PY" benches/model_bench.py --mode train-step "${common[@]}" | tee -a "$out"
-  "$BIN" bench train-step "${common[@]}" --precision amp_bf16 | tee -a "$out"
-  "$BIN" bench train-step "${common[@]}" | tee -a "$out"
-  if [ "$NGPU" -gt 1 ]; then
+for prec in $PRECISIONS; do
+  amp=()
+  [ "$prec" = amp_bf16 ] && amp=(--amp)
+  for arch in $ARCHS; do
+    b=$(batch_for "$arch")
+    common=(--arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
+    measure "realsyn $arch $prec" "$BIN" bench train-step "${common[@]}" --precision "$prec"
+    measure "open_clip $arch $prec" "$PY" benches/model_bench.py --mode train-step "${common[@]}" "${amp[@]}"
+  done
+done
+if [ "$NGPU" -gt 1 ]; then
+  for arch in $ARCHS; do
+    b=$(batch_for "$arch")
+    common=(--arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
     # One process per GPU, as torchrun would start them; rank 0 prints.
     port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pids=()
     for r in $(seq 0 $((NGPU - 1))); do
       RANK=$r WORLD_SIZE=$NGPU LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-        "$BIN" bench train-step "${common[@]}" --precision amp_bf16 | tee -a "$out" &
+        timeout "$RUN_TIMEOUT" "$BIN" bench train-step "${common[@]}" --precision amp_bf16 | tee -a "$out" &
       pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done
-  fi
-done
+  done
+fi
 "$PY" - "$out" "$DEVICE" <<'PY'
 import json, os, sys
 
@@ -87,8 +111,10 @@ print("|---|---|---|---|---|---|---|---|---|")
 for arch in dict.fromkeys(r["arch"] for r in rows):
     flops = train_flops_per_sample(arch)
     mine = [r for r in rows if r["arch"] == arch]
-    amp = next(r for r in mine if r["impl"].startswith("open_clip") and r["backend"].endswith("-bf16"))
-    fp32 = next(r for r in mine if r["impl"].startswith("open_clip") and not r["backend"].endswith("-bf16"))
+    peer = lambda bf16: next((r["items_per_s"] for r in mine
+                              if r["impl"].startswith("open_clip") and r["backend"].endswith("-bf16") == bf16), None)
+    amp, fp32 = peer(True), peer(False)
+    ratio = lambda x, ref: f"{x / ref:.2f}" if ref else "-"
     one = None
     for r in mine:
         world = r.get("world", 1)
@@ -102,5 +128,5 @@ for arch in dict.fromkeys(r["arch"] for r in rows):
             elif one:
                 note = f" (scaling {100 * per_gpu / one:.0f}%)"
         print(f"| {arch} | {r['impl']} | {prec} | {world} | {r['batch_size']} | {per_gpu:.1f}{note} | "
-              f"{per_gpu / amp['items_per_s']:.2f} | {per_gpu / fp32['items_per_s']:.2f} | {mfu} |")
+              f"{ratio(per_gpu, amp)} | {ratio(per_gpu, fp32)} | {mfu} |")
 PY

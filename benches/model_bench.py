@@ -46,6 +46,24 @@ def peak_rss_mib():
     return None
 
 
+def matmul(a):
+    """One square product, as `realsyn bench matmul` times it: the GEMM kernels' own rate."""
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
+    lhs, rhs = (torch.randn(a.size, a.size, device=dev).to(dtype) for _ in range(2))
+    times = []
+    for i in range(2 + 10):
+        t0 = time.perf_counter()
+        _ = (lhs @ rhs)[0, 0].item()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    median = sorted(times)[len(times) // 2]
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "mode": "matmul", "backend": a.device,
+                      "dtype": a.dtype, "size": a.size, "seconds": times, "median_s": median,
+                      "tflops": 2 * a.size ** 3 / median / 1e12, "threads": torch.get_num_threads()}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mode", default="encode-image")
@@ -57,7 +75,11 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--grad-checkpointing", action="store_true", help="open_clip's --grad-checkpointing (train-step)")
+    p.add_argument("--size", type=int, default=2048, help="m = n = k (matmul)")
+    p.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="operand type (matmul)")
     a = p.parse_args()
+    if a.mode == "matmul":
+        return matmul(a)
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     model = open_clip.create_model(a.arch).to(dev)

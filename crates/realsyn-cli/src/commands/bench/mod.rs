@@ -10,12 +10,14 @@
 //! - `builder.rs`: the builder's sentence path, image filter, semantic dedup,
 //!   k-means and hierarchical retrieval;
 //! - `language.rs`: GPT-2 perplexity, the embedded LLM, the GIT captioner;
-//! - `linear_probe.rs`: one logistic-regression fit.
+//! - `linear_probe.rs`: one logistic-regression fit;
+//! - `matmul.rs`: one square GEMM, the kernels' own rate.
 
 mod builder;
 mod data;
 mod language;
 mod linear_probe;
+mod matmul;
 mod model;
 
 use anyhow::Result;
@@ -46,6 +48,8 @@ enum Mode {
     /// The evaluator's feature extraction end to end: read a wds export's test split,
     /// decode, resize + centre crop, encode, normalise.
     Features(model::Features),
+    /// One square matrix product (f32 or bf16): the GEMM kernels' own TFLOP/s.
+    Matmul(matmul::Matmul),
     /// The training data pipeline: shards -> decode -> RandomResizedCrop(224) ->
     /// normalised batches, one epoch on --workers threads.
     Data(data::Data),
@@ -85,6 +89,7 @@ pub fn run(args: Args) -> Result<()> {
             },
             f.run,
         ),
+        Mode::Matmul(a) => matmul::run(&a),
         Mode::Data(a) => data::run(&a),
         Mode::LinearProbe(a) => linear_probe::run(&a),
         Mode::Sentences(a) => builder::sentences(&a),

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# One short lease on a GPU machine that has no Rust and no network (python3 with torch
+# there): what the 2026-12-04 numbers in docs/performance.md ("GPU") came from.
+# Everything it needs travels with the checkout:
+#
+#   GPU_DIR/realsyn.xz          cargo build --release -p realsyn-cli --features cuda
+#                               (CUDARC_CUDA_VERSION=13000 to match a CUDA 13.0 driver),
+#                               stripped, xz-compressed
+#   GPU_DIR/realsyn-fusion.xz   optional: the same with Burn's fusion and autotune
+#                               (--features cuda,burn/fusion,burn/autotune)
+#   GPU_DIR/fm/train/00000.tar  realsyn dataset fashion-mnist --out GPU_DIR/fm
+#                               --limit-train 2560 --per-shard 2560 (test split not needed)
+#   .whl/*.whl                  open_clip_torch, ftfy, wcwidth wheels (pip download)
+#
+#   OUT=/tmp/out PHASES="smoke amp fm f32 sweep" benches/gpu_lease.sh
+#
+# Phases, in the order a short lease should spend its time:
+#   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one
+#   amp    benches/gpu.sh in amp_bf16 (ViT-B/32, B/16, L/14 beside open_clip --amp)
+#   fm     20 Fashion-MNIST steps in f32 and in amp_bf16 (bf16 tracks f32; metrics.jsonl back)
+#   f32    benches/gpu.sh in f32
+#   sweep  ViT-B/32 amp_bf16 at batch 8, 64 and 256: a time that barely grows with the
+#          batch is per-step overhead (kernel launches, host work), not arithmetic
+#   matmul one bf16 and one f32 GEMM, 8192^3, Burn against torch.matmul (the kernels' own rate)
+# At most 8 files come back from OUT: progress.txt, stderr.txt, smoke.jsonl, gpu.jsonl,
+# gpu.log, fm.log, fm-f32-metrics.jsonl, fm-amp_bf16-metrics.jsonl (sweep and matmul
+# lines go to smoke.jsonl).
+set -u
+cd "$(dirname "$0")/.."
+GPU_DIR=${GPU_DIR:-.gpu}
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+T0=$SECONDS
+log() { echo "## [$((SECONDS - T0)) s] $*" | tee -a "$OUT/progress.txt"; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
+  export PYTHONPATH=/tmp/site
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/progress.txt"
+python3 -c 'import torch, open_clip; print("torch", torch.__version__, "open_clip", open_clip.__version__)' |
+  tee -a "$OUT/progress.txt"
+# cudarc loads libcuda, libnvrtc (and libnccl) at run time: the driver's and the
+# toolkit's folders, and the CUDA wheels beside torch.
+libs=$(python3 - <<'PY'
+import glob, os
+dirs = set()
+for pat in ["/usr/local/cuda*/lib64", "/usr/local/cuda*/targets/x86_64-linux/lib", "/usr/local/nvidia/lib64",
+            "/usr/lib/x86_64-linux-gnu"]:
+    dirs.update(glob.glob(pat))
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        dirs.update(glob.glob(os.path.join(p, "*", "lib")))
+except ImportError:
+    pass
+want = ("libnvrtc", "libcuda.so", "libnccl")
+print(":".join(sorted(d for d in dirs if any(glob.glob(f"{d}/{w}*") for w in want))))
+PY
+)
+export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >> "$OUT/progress.txt"
+for b in "$GPU_DIR"/realsyn*.xz; do
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$b" "${b%.xz}" && chmod +x "${b%.xz}"
+done
+
+PHASES=${PHASES:-smoke amp fm f32 sweep matmul}
+has() { [[ " $PHASES " == *" $1 "* ]]; }
+train_step() { # binary batch -> one JSON line (ViT-B/32 amp_bf16)
+  timeout 120 "$1" bench train-step --arch ViT-B-32 --batch-size "$2" --device cuda --warmup 2 --iters 3 \
+    --precision amp_bf16 2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
+}
+best=$GPU_DIR/realsyn
+if has smoke; then
+  if [ -x "$GPU_DIR/realsyn-fusion" ]; then
+    log "smoke: fused binary"
+    [ -n "$(train_step "$GPU_DIR/realsyn-fusion" 256)" ] && best=$GPU_DIR/realsyn-fusion
+  fi
+  [ "$best" = "$GPU_DIR/realsyn" ] && { log "smoke: plain binary"; train_step "$best" 256; }
+fi
+log "binary: $best"
+gpu() { # precision
+  OUT_JSONL=$OUT/gpu.jsonl REALSYN_BIN=$best RUN_TIMEOUT=${RUN_TIMEOUT:-90} ITERS=5 WARMUP=2 \
+    ARCHS="ViT-B-32 ViT-B-16 ViT-L-14" PRECISIONS="$1" NGPU=1 benches/gpu.sh >> "$OUT/gpu.log" 2>&1
+  tail -8 "$OUT/gpu.log"
+}
+if has amp; then log "gpu.sh amp_bf16"; gpu amp_bf16; fi
+if has fm; then
+  # A 20-step OneCycle of 128 on one Fashion-MNIST shard, f32 then amp_bf16.
+  cat > /tmp/fm.toml <<EOF
+[model]
+arch = "recipes/models/fashion-mnist-tiny.json"
+[data]
+train = "$GPU_DIR/fm/train/00000.tar"
+workers = 2
+shuffle_buffer = 500
+[train]
+epochs = 1
+batch_size = 128
+lr = 1e-3
+pct_start = 0.3
+seed = 0
+max_steps = 20
+device = "cuda"
+[output]
+dir = "/tmp/fm"
+checkpoint_every = 100
+EOF
+  for prec in f32 amp_bf16; do
+    log "fashion-mnist $prec"
+    timeout 90 "$best" train --recipe /tmp/fm.toml --set "train.precision=\"$prec\"" \
+      --set "output.dir=\"/tmp/fm-$prec\"" >> "$OUT/fm.log" 2>&1
+    tail -1 "$OUT/fm.log"
+    cp "/tmp/fm-$prec/metrics.jsonl" "$OUT/fm-$prec-metrics.jsonl"
+  done
+fi
+if has f32; then log "gpu.sh f32"; gpu f32; fi
+if has sweep; then
+  for b in 8 64 256; do log "sweep: batch $b"; train_step "$best" "$b"; done
+fi
+if has matmul; then
+  for dtype in bf16 f32; do
+    log "matmul $dtype"
+    timeout 60 "$best" bench matmul --size 8192 --dtype "$dtype" --device cuda 2>> "$OUT/stderr.txt" |
+      tee -a "$OUT/smoke.jsonl"
+    timeout 60 python3 benches/model_bench.py --mode matmul --size 8192 --dtype "$dtype" --device cuda |
+      tee -a "$OUT/smoke.jsonl"
+  done
+fi
+log "done"
