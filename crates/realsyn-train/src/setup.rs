@@ -115,7 +115,7 @@ pub(crate) fn setup<'r, B: AutodiffBackend>(
         beta2: t.beta2,
         eps: t.eps,
     };
-    let mut opt = AdamW::<B::InnerBackend>::new(adamw);
+    let mut opt = AdamW::<B::InnerBackend>::for_device(adamw, &t.device);
     let (mut model, state) = match resume {
         Some(which) => {
             let dir = checkpoint::resolve(&ckpt_dir, which)?;

@@ -219,12 +219,15 @@ impl BackendJob for BenchJob {
                 let mut group = ProcessGroup::join(LaunchEnv::from_env()?, "realsyn bench")?;
                 let model = group.broadcast_parameters(Clip::<Autodiff<B>>::new(&cfg, &device))?;
                 let mut model = track_gradients(model)?;
-                let mut optim = AdamW::new(AdamWConfig {
-                    weight_decay: 0.2,
-                    beta1: 0.9,
-                    beta2: 0.98,
-                    eps: 1e-6,
-                });
+                let mut optim = AdamW::for_device(
+                    AdamWConfig {
+                        weight_decay: 0.2,
+                        beta1: 0.9,
+                        beta2: 0.98,
+                        eps: 1e-6,
+                    },
+                    &a.device,
+                );
                 reset_peak_rss();
                 for i in 0..a.warmup + a.iters {
                     let start = Instant::now();
