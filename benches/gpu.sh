@@ -38,6 +38,10 @@ batch_for() {
     *) echo "${BATCH_L14:-64}" ;;
   esac
 }
+# The options both implementations take for one arch, in the array `common`.
+common_for() {
+  common=(--arch "$1" --batch-size "$(batch_for "$1")" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
+}
 out=${OUT_JSONL:-$(mktemp)}
 # One timed run; its JSON line goes to $out. A failure or a timeout is said, not fatal.
 measure() {
@@ -55,16 +59,14 @@ for prec in $PRECISIONS; do
   amp=()
   [ "$prec" = amp_bf16 ] && amp=(--amp)
   for arch in $ARCHS; do
-    b=$(batch_for "$arch")
-    common=(--arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
+    common_for "$arch"
     measure "realsyn $arch $prec" "$BIN" bench train-step "${common[@]}" --precision "$prec"
     measure "open_clip $arch $prec" "$PY" benches/model_bench.py --mode train-step "${common[@]}" "${amp[@]}"
   done
 done
 if [ "$NGPU" -gt 1 ]; then
   for arch in $ARCHS; do
-    b=$(batch_for "$arch")
-    common=(--arch "$arch" --batch-size "$b" --warmup "$WARMUP" --iters "$ITERS" --device "$DEVICE")
+    common_for "$arch"
     # One process per GPU, as torchrun would start them; rank 0 prints.
     port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pids=()

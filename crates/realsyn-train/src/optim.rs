@@ -420,7 +420,8 @@ impl<B: Backend> AdamW<B> {
     }
 }
 
-/// All gradients of a group as one flat tensor (a single one is not copied).
+/// A group's per-parameter tensors (gradients, moments) as one flat tensor; a
+/// group of one is not copied.
 fn flat<B: Backend>(mut parts: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
     if parts.len() == 1 {
         parts.pop().expect("one part")
@@ -462,11 +463,12 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Grouping<'_, AB::InnerBackend> {
             );
         }
         let class = group_of(key, layout, D);
-        let group = match self.foreach {
-            true => self.groups.iter().position(|(c, _)| *c == class),
-            false => None,
+        let shared = if self.foreach {
+            self.groups.iter().position(|(c, _)| *c == class)
+        } else {
+            None
         };
-        let gi = group.unwrap_or_else(|| {
+        let gi = shared.unwrap_or_else(|| {
             self.groups.push((class, Vec::new()));
             self.groups.len() - 1
         });
