@@ -273,3 +273,184 @@ fn a_matmul_output_is_not_copied_on_the_calling_thread() {
         "the calling thread took {least} page faults for a {pages}-page matmul output"
     );
 }
+
+// Third round: strided operands of the SIMD binary ops (an offset slice, a flip) are
+// copied once instead of walked element by element, a table broadcast over leading
+// dimensions takes the shared-row kernel, and attention's heads are split over threads.
+
+/// `[b, h, n, d]` numbers, distinct per element.
+fn heads_input(b: usize, h: usize, n: usize, d: usize, seed: usize) -> Vec<f32> {
+    (0..b * h * n * d)
+        .map(|i| (((i + seed) * 7919) % 1013) as f32 / 101.3 - 5.0)
+        .collect()
+}
+
+fn tensor4(data: &[f32], shape: [usize; 4]) -> Tensor<Cpu, 4> {
+    Tensor::<Cpu, 1>::from_floats(data, &Default::default()).reshape(shape)
+}
+
+#[test]
+fn strided_and_block_broadcast_operands_match_plain_rust() {
+    let (b, h, n, d) = (4usize, 12usize, 50usize, 64usize);
+    let block = n * d;
+    // Three stacked `[b, h, n, d]` tensors, as the packed q/k/v: the second is a
+    // contiguous slice at an offset.
+    let packed = heads_input(3 * b, h, n, d, 0);
+    let qkv = tensor4(&packed, [3 * b, h, n, d]);
+    let k = qkv.clone().slice([b..2 * b]);
+    let k_values = &packed[b * h * block..2 * b * h * block];
+    let table: Vec<f32> = (0..block).map(|i| (i % 97) as f32 * 0.03 - 1.0).collect();
+    let t = tensor4(&table, [1, 1, n, d]);
+
+    let want: Vec<f32> = k_values
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x * table[i % block])
+        .collect();
+    assert_close(
+        &values(k.clone() * t.clone()),
+        &want,
+        "offset slice * [1, 1, n, d] table",
+    );
+    let unique = k.clone() * 1.0; // a unique, offset-0 tensor: the in-place path
+    assert_close(
+        &values(unique * t.clone()),
+        &want,
+        "tensor * [1, 1, n, d] table, in place",
+    );
+
+    // Pairs swapped by a flip of the last axis of `[.., d / 2, 2]`: a negative stride.
+    let swapped = k
+        .clone()
+        .reshape([b, h, n, d / 2, 2])
+        .flip([4])
+        .reshape([b, h, n, d]);
+    let swap_want: Vec<f32> = (0..k_values.len()).map(|i| k_values[i ^ 1]).collect();
+    assert_eq!(
+        flattened(swapped.clone()),
+        swap_want,
+        "pairs swapped by a flip"
+    );
+    let flipped = k.clone().reshape([b, h, n, d / 2, 2]).flip([4]);
+    let neg_want: Vec<f32> = swap_want.iter().map(|x| -x).collect();
+    assert_eq!(
+        flattened(flipped.clone().neg()),
+        neg_want,
+        "neg of a flipped view"
+    );
+    let t5 = t.clone().reshape([1, 1, n, d / 2, 2]);
+    let prod_want: Vec<f32> = swap_want
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x * table[i % block])
+        .collect();
+    assert_close(
+        &flattened(flipped * t5),
+        &prod_want,
+        "flipped view * broadcast table",
+    );
+
+    // A row slice (a strided lhs, no broadcast) times a transposed rhs.
+    let x = Tensor::<Cpu, 1>::from_floats(&packed[..b * h * block], &Default::default())
+        .reshape([b * h * n, d]);
+    let rows = x.clone().slice([0..b * h * n, 8..d]);
+    let other = Tensor::<Cpu, 1>::from_floats(k_values, &Default::default())
+        .reshape([d, b * h * n])
+        .transpose()
+        .slice([0..b * h * n, 8..d]);
+    let got = values(rows * other);
+    let want: Vec<f32> = (0..b * h * n * (d - 8))
+        .map(|i| {
+            let (r, c) = (i / (d - 8), 8 + i % (d - 8));
+            packed[r * d + c] * packed[b * h * block + c * (b * h * n) + r]
+        })
+        .collect();
+    assert_close(&got, &want, "row slice * transposed slice");
+}
+
+/// Softmax attention of one head in f64, `scores + bias`, keys after `causal` hidden.
+fn attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    bias: Option<&[f32]>,
+    n: usize,
+    d: usize,
+    causal: bool,
+) -> Vec<f32> {
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut out = vec![0f32; n * d];
+    for i in 0..n {
+        let keys = if causal { i + 1 } else { n };
+        let scores: Vec<f64> = (0..keys)
+            .map(|j| {
+                let dot: f64 = (0..d)
+                    .map(|c| q[i * d + c] as f64 * k[j * d + c] as f64)
+                    .sum();
+                dot * scale + bias.map_or(0.0, |b| b[i * n + j] as f64)
+            })
+            .collect();
+        let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        for c in 0..d {
+            let o: f64 = (0..keys).map(|j| weights[j] * v[j * d + c] as f64).sum();
+            out[i * d + c] = (o / total) as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_split_over_heads_matches_plain_rust() {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let (b, h, n, d) = (2usize, 6usize, 97usize, 64usize);
+    let q = heads_input(b, h, n, d, 1)
+        .iter()
+        .map(|x| x * 0.2)
+        .collect::<Vec<_>>();
+    let k = heads_input(b, h, n, d, 2)
+        .iter()
+        .map(|x| x * 0.2)
+        .collect::<Vec<_>>();
+    let v = heads_input(b, h, n, d, 3);
+    let bias = heads_input(b, h, n, n, 4)
+        .iter()
+        .map(|x| x * 0.1)
+        .collect::<Vec<_>>();
+    let head = n * d;
+    for (causal, with_bias) in [(false, false), (true, true)] {
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: causal,
+        };
+        let got = values(attention(
+            tensor4(&q, [b, h, n, d]),
+            tensor4(&k, [b, h, n, d]),
+            tensor4(&v, [b, h, n, d]),
+            None,
+            with_bias.then(|| tensor4(&bias, [b, h, n, n])),
+            options,
+        ));
+        for bh in 0..b * h {
+            let at = bh * head..(bh + 1) * head;
+            let want = attention_reference(
+                &q[at.clone()],
+                &k[at.clone()],
+                &v[at.clone()],
+                with_bias.then(|| &bias[bh * n * n..(bh + 1) * n * n]),
+                n,
+                d,
+                causal,
+            );
+            for (i, (g, w)) in got[at.clone()].iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "causal {causal}, bias {with_bias}: head {bh}, element {i} is {g}, expected {w}"
+                );
+            }
+        }
+    }
+}

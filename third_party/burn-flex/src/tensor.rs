@@ -389,9 +389,10 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
-        } else if all_positive && shape.len() <= COLLAPSE_MAX_RANK {
-            // realsyn patch: N-d positive strides (attention's head
-            // permutes) copied row by row, rows split over threads.
+        } else if shape.len() <= COLLAPSE_MAX_RANK {
+            // realsyn patch: N-d strides (attention's head permutes) and
+            // negative ones (flips) copied row by row, rows split over
+            // threads; each row's start is computed from its index.
             dst = crate::par::copy_rows(src, offset, shape, strides);
         } else {
             // General fallback: covers negative strides (flipped

@@ -38,47 +38,59 @@ pub fn rope_tables(grid: usize, head_dim: usize, ref_grid: usize) -> (Vec<f32>, 
     (sin, cos)
 }
 
-/// The tables as `[1, 1, tokens, head_dim]` tensors, ready to broadcast over batch and heads.
+/// The tables as `[1, 1, 1 + tokens, head_dim]` tensors, ready to broadcast over batch
+/// and heads. Row 0 is the class token's: cos 1 and sin 0, so the whole sequence is
+/// rotated in one pass without slicing the class token off and back on. `sin` carries
+/// the sign of the rotation: `-sin` on the first channel of each pair, `+sin` on the
+/// second.
 pub struct Rope<B: Backend> {
-    sin: Tensor<B, 4>,
     cos: Tensor<B, 4>,
+    signed_sin: Tensor<B, 4>,
 }
 
 impl<B: Backend> Rope<B> {
     pub fn new(grid: usize, head_dim: usize, ref_grid: usize, device: &B::Device) -> Self {
         let (sin, cos) = rope_tables(grid, head_dim, ref_grid);
-        let shape = [1, 1, grid * grid, head_dim];
+        let mut cos_all = vec![1.0f32; head_dim];
+        cos_all.extend(cos);
+        // The class token's sin is +0.0 on both channels: `x * 1 + y * 0` is `x`.
+        let mut sin_all = vec![0.0f32; head_dim];
+        sin_all.extend(
+            sin.iter()
+                .enumerate()
+                .map(|(i, &s)| if i % 2 == 0 { -s } else { s }),
+        );
+        let shape = [1, 1, 1 + grid * grid, head_dim];
         Self {
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            cos: Tensor::from_data(TensorData::new(cos_all, shape), device),
+            signed_sin: Tensor::from_data(TensorData::new(sin_all, shape), device),
         }
     }
 
     /// The tables in `dtype` (the activations' dtype: bf16 under mixed precision).
     pub fn cast(self, dtype: DType) -> Self {
-        if self.sin.dtype() == dtype {
+        if self.cos.dtype() == dtype {
             return self;
         }
         Self {
-            sin: self.sin.cast(dtype),
             cos: self.cos.cast(dtype),
+            signed_sin: self.signed_sin.cast(dtype),
         }
     }
 
     /// `x`: `[batch, heads, 1 + patches, head_dim]`; rotates the patch tokens
     /// (`x * cos + rot(x) * sin`, `rot` mapping each pair (a, b) to (-b, a)) and keeps
-    /// the class token as it is.
+    /// the class token as it is. `rot(x) * sin` is computed as the pairs swapped (a flip
+    /// of the last axis of `[.., d / 2, 2]`) times the signed table: the same products,
+    /// without the strided slices, negation and concatenation of timm's `rot`.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, h, n, d] = x.dims();
-        let cls = x.clone().slice([0..b, 0..h, 0..1]);
-        let patches = x.slice([0..b, 0..h, 1..n]);
-        let m = n - 1;
-        let pairs = patches.clone().reshape([b, h, m, d / 2, 2]);
-        let even = pairs.clone().slice([0..b, 0..h, 0..m, 0..d / 2, 0..1]);
-        let odd = pairs.slice([0..b, 0..h, 0..m, 0..d / 2, 1..2]);
-        let rotated = Tensor::cat(vec![odd.neg(), even], 4).reshape([b, h, m, d]);
-        let patches = patches * self.cos.clone() + rotated * self.sin.clone();
-        Tensor::cat(vec![cls, patches], 2)
+        let swapped = x
+            .clone()
+            .reshape([b, h, n, d / 2, 2])
+            .flip([4])
+            .reshape([b, h, n, d]);
+        x * self.cos.clone() + swapped * self.signed_sin.clone()
     }
 }
 
@@ -102,5 +114,43 @@ mod tests {
         // token 2 (row 1, col 0): row pairs rotate.
         assert_eq!(sin[16], 8f32.sin());
         assert_eq!(sin[20], 0.0);
+    }
+
+    /// `apply` against timm's definition written out per element: the class token kept,
+    /// each pair (a, b) of a patch token mapped to (a cos - b sin, b cos + a sin).
+    #[test]
+    fn apply_rotates_pairs_of_patch_tokens_and_keeps_the_class_token() {
+        type B = crate::backend::Cpu;
+        let (grid, d, heads, batch) = (3, 8, 2, 2);
+        let n = 1 + grid * grid;
+        let (sin, cos) = rope_tables(grid, d, 16);
+        let len = batch * heads * n * d;
+        let x: Vec<f32> = (0..len)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let device = Default::default();
+        let rope = Rope::<B>::new(grid, d, 16, &device);
+        let input =
+            Tensor::<B, 4>::from_data(TensorData::new(x.clone(), [batch, heads, n, d]), &device);
+        let out = rope.apply(input).into_data().to_vec::<f32>().unwrap();
+        for bh in 0..batch * heads {
+            for t in 0..n {
+                for c in (0..d).step_by(2) {
+                    let at = (bh * n + t) * d + c;
+                    let (a, b) = (x[at], x[at + 1]);
+                    let want = if t == 0 {
+                        (a, b)
+                    } else {
+                        let k = (t - 1) * d + c;
+                        (a * cos[k] - b * sin[k], b * cos[k + 1] + a * sin[k + 1])
+                    };
+                    assert_eq!(
+                        (out[at], out[at + 1]),
+                        want,
+                        "batch*head {bh}, token {t}, pair {c}"
+                    );
+                }
+            }
+        }
     }
 }

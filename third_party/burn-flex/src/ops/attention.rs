@@ -249,7 +249,7 @@ fn attention_impl<T>(
     options: AttentionModuleOptions,
 ) -> FlexTensor
 where
-    T: FlashGemm + burn_backend::Element,
+    T: FlashGemm + burn_backend::Element + Send + Sync,
 {
     if let Some(softcap) = options.softcap {
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
@@ -683,7 +683,7 @@ fn attention_naive_impl<T>(
     options: AttentionModuleOptions,
 ) -> FlexTensor
 where
-    T: FlashGemm + burn_backend::Element,
+    T: FlashGemm + burn_backend::Element + Send + Sync,
 {
     if let Some(softcap) = options.softcap {
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
@@ -751,7 +751,6 @@ where
         .unwrap_or((0, 0));
 
     let mut output = vec![T::zero(); batch * heads * seq_q * val_dim];
-    let mut scores = vec![T::zero(); seq_q * seq_kv];
 
     let q_head_stride = seq_q * head_dim;
     let q_batch_stride = heads * q_head_stride;
@@ -760,7 +759,6 @@ where
     let v_head_stride = seq_kv * val_dim;
     let v_batch_stride = heads * v_head_stride;
     let o_head_stride = seq_q * val_dim;
-    let o_batch_stride = heads * o_head_stride;
     let mask_tile_len = seq_q * seq_kv;
 
     let params = AttentionParams {
@@ -773,30 +771,42 @@ where
         val_dim,
     };
 
-    for b in 0..batch {
-        for h in 0..heads {
-            let q_off = b * q_batch_stride + h * q_head_stride;
-            let k_off = b * k_batch_stride + h * k_head_stride;
-            let v_off = b * v_batch_stride + h * v_head_stride;
-            let o_off = b * o_batch_stride + h * o_head_stride;
-            let mask_off = b * mask_batch_step + h * mask_head_step;
-            let bias_off = b * bias_batch_step + h * bias_head_step;
+    // realsyn patch: whole (batch, head) pairs split over threads, each with its own
+    // score buffer; upstream ran every head on the calling thread (the GEMMs inside
+    // are single-threaded), a third of a ViT block's attention time on 2 cores.
+    // Each output element costs about `seq_kv * (head_dim + val_dim) / val_dim`
+    // multiply-adds plus its softmax share: weighted by `seq_kv` so small problems
+    // stay on one thread.
+    crate::par::weighted_chunks_mut(
+        &mut output,
+        o_head_stride.max(1),
+        seq_kv.max(1),
+        |start, chunk| {
+            let mut scores = vec![T::zero(); seq_q * seq_kv];
+            let first = start / o_head_stride.max(1);
+            for (i, out) in chunk.chunks_mut(o_head_stride.max(1)).enumerate() {
+                let (b, h) = ((first + i) / heads, (first + i) % heads);
+                let q_off = b * q_batch_stride + h * q_head_stride;
+                let k_off = b * k_batch_stride + h * k_head_stride;
+                let v_off = b * v_batch_stride + h * v_head_stride;
+                let mask_off = b * mask_batch_step + h * mask_head_step;
+                let bias_off = b * bias_batch_step + h * bias_head_step;
 
-            naive_attention_head(
-                &q_data[q_off..q_off + q_head_stride],
-                &k_data[k_off..k_off + k_head_stride],
-                &v_data[v_off..v_off + v_head_stride],
-                &mut output[o_off..o_off + o_head_stride],
-                &mut scores,
-                &params,
-                (
-                    mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                    bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                ),
-            );
-        }
-    }
-
+                naive_attention_head(
+                    &q_data[q_off..q_off + q_head_stride],
+                    &k_data[k_off..k_off + k_head_stride],
+                    &v_data[v_off..v_off + v_head_stride],
+                    out,
+                    &mut scores,
+                    &params,
+                    (
+                        mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
+                        bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
+                    ),
+                );
+            }
+        },
+    );
     let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
     FlexTensor::new(
         Bytes::from_elems(output),

@@ -79,9 +79,27 @@ where
     // `powf` (which have no SIMD fast path and go straight to
     // `binary_op_typed`) don't pay for a memcpy they can't benefit
     // from. Their strided fallback handles non-contig lhs directly.
-    if simd_hint.is_some() && !lhs.layout().is_contiguous() && rhs.layout().strides().contains(&0) {
+    //
+    // realsyn patch: every strided operand of a SIMD op is copied once
+    // (rows split over threads), not only a permuted lhs against a
+    // broadcast rhs: a sliced lhs (RoPE's `x[.., 1.., ..]`) or a
+    // flipped one also went element by element through `StridedIter`
+    // on the calling thread. A strided rhs without broadcast dims is
+    // copied for the same reason; a broadcast rhs stays a view for
+    // the patterns below.
+    if simd_hint.is_some() && !lhs.layout().is_contiguous() {
         lhs = lhs.to_contiguous();
     }
+    let rhs_copy;
+    let rhs = if simd_hint.is_some()
+        && !rhs.layout().is_contiguous()
+        && !rhs.layout().strides().contains(&0)
+    {
+        rhs_copy = rhs.to_contiguous();
+        &rhs_copy
+    } else {
+        rhs
+    };
 
     // In-place SIMD fast path: lhs unique contiguous at offset 0, rhs
     // contiguous (no broadcast).
@@ -154,10 +172,11 @@ fn detect_broadcast_pattern(lhs: &Layout, rhs: &FlexTensor) -> Option<BroadcastV
     // Require lhs to be row-contiguous at offset 0. The broadcast kernel
     // below uses linear offsets into lhs's storage; relaxing this would
     // complicate the indexing without helping the hot layer_norm path.
-    let (l_start, _) = lhs.contiguous_offsets()?;
-    if l_start != 0 {
-        return None;
-    }
+    //
+    // realsyn patch: any contiguous lhs, at any offset (RoPE's k, a slice
+    // of the packed q/k/v); `apply_broadcast_pattern_f32` copies one that
+    // does not start at 0.
+    lhs.contiguous_offsets()?;
     let ndims = lhs.num_dims();
     if ndims == 0 || rhs_layout.num_dims() != ndims {
         return None;
@@ -170,11 +189,28 @@ fn detect_broadcast_pattern(lhs: &Layout, rhs: &FlexTensor) -> Option<BroadcastV
     // Case A: shared row. Innermost rhs stride is 1, and every outer
     // dim either has stride 0 (a broadcast dim) or size 1 (stride
     // doesn't matter since the dim never advances past index 0).
+    //
+    // realsyn patch: the shared "row" may span several trailing dims
+    // that rhs holds contiguously (row-major), e.g. a `[1, 1, n, d]`
+    // table broadcast over batch and heads; upstream took only the
+    // last dim, and such a block fell to `StridedIter`.
     if last_stride == 1 {
-        let outer_ok = (0..ndims - 1).all(|d| rhs_strides[d] == 0 || lhs_shape[d] == 1);
+        let mut inner = ndims - 1;
+        let mut expected = lhs_shape[ndims - 1] as isize;
+        while inner > 0 {
+            let d = inner - 1;
+            if lhs_shape[d] != 1 {
+                if rhs_strides[d] != expected {
+                    break;
+                }
+                expected *= lhs_shape[d] as isize;
+            }
+            inner = d;
+        }
+        let outer_ok = (0..inner).all(|d| rhs_strides[d] == 0 || lhs_shape[d] == 1);
         if outer_ok {
-            let outer_count: usize = (0..ndims - 1).map(|d| lhs_shape[d]).product();
-            let row_len = lhs_shape[ndims - 1];
+            let outer_count: usize = (0..inner).map(|d| lhs_shape[d]).product();
+            let row_len: usize = (inner..ndims).map(|d| lhs_shape[d]).product();
             if outer_count == 0 || row_len == 0 {
                 return None;
             }
@@ -249,14 +285,15 @@ fn apply_broadcast_pattern_f32(
     let numel = lhs.layout().num_elements();
     let rhs_storage = rhs.storage::<f32>();
 
-    if lhs.is_unique() {
+    let start = lhs.layout().start_offset();
+    if lhs.is_unique() && start == 0 {
         let dst = &mut lhs.storage_mut::<f32>()[..numel];
         run_broadcast_pattern_f32(dst, rhs_storage, simd_op, pattern);
         lhs
     } else {
         // Copy lhs once, then apply the broadcast in place. The
         // memcpy is cheaper than the StridedIter fallback it replaces.
-        let mut out: Vec<f32> = lhs.storage::<f32>()[..numel].to_vec();
+        let mut out: Vec<f32> = lhs.storage::<f32>()[start..start + numel].to_vec();
         run_broadcast_pattern_f32(&mut out, rhs_storage, simd_op, pattern);
         make_tensor(out, lhs.layout().shape().clone(), lhs.dtype())
     }

@@ -105,17 +105,11 @@ where
         return FlexTensor::new(bytes, layout, E::dtype());
     }
 
-    // Fallback for negative strides: use StridedIter for correct element order
+    // realsyn patch: a flipped view is copied once (rows split over
+    // threads) and then mapped in place, instead of one `StridedIter`
+    // step per element on the calling thread.
     if has_negative_strides {
-        let result: Vec<E> = crate::strided_index::StridedIter::new(&layout)
-            .map(|idx| op(src[idx]))
-            .collect();
-        let bytes = Bytes::from_elems(result);
-        return FlexTensor::new(
-            bytes,
-            Layout::contiguous(layout.shape().clone()),
-            E::dtype(),
-        );
+        return unary_op_typed(tensor.to_contiguous(), op);
     }
 
     // General path for views/slices with offset or extra storage
