@@ -403,9 +403,16 @@ fn attention_reference(
 
 #[test]
 fn attention_split_over_heads_matches_plain_rust() {
+    // The non-tiled kernel (up to 512 tokens) and the tiled one (577 tokens: a
+    // ViT-L/14 at 336 px), both split over heads.
+    for (b, h, n, d) in [(2usize, 6usize, 97usize, 64usize), (1, 3, 577, 32)] {
+        attention_split_over_heads_matches_plain_rust_for(b, h, n, d);
+    }
+}
+
+fn attention_split_over_heads_matches_plain_rust_for(b: usize, h: usize, n: usize, d: usize) {
     use burn::tensor::module::attention;
     use burn::tensor::ops::AttentionModuleOptions;
-    let (b, h, n, d) = (2usize, 6usize, 97usize, 64usize);
     let q = heads_input(b, h, n, d, 1)
         .iter()
         .map(|x| x * 0.2)
@@ -448,7 +455,8 @@ fn attention_split_over_heads_matches_plain_rust() {
             for (i, (g, w)) in got[at.clone()].iter().zip(&want).enumerate() {
                 assert!(
                     (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-                    "causal {causal}, bias {with_bias}: head {bh}, element {i} is {g}, expected {w}"
+                    "{n} tokens, causal {causal}, bias {with_bias}: head {bh}, element {i} is {g}, \
+                     expected {w}"
                 );
             }
         }

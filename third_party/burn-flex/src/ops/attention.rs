@@ -249,7 +249,7 @@ fn attention_impl<T>(
     options: AttentionModuleOptions,
 ) -> FlexTensor
 where
-    T: FlashGemm + burn_backend::Element + Send + Sync,
+    T: FlashGemm + burn_backend::Element,
 {
     if let Some(softcap) = options.softcap {
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
@@ -323,7 +323,6 @@ where
     let v_head_stride = seq_kv * val_dim;
     let v_batch_stride = heads * v_head_stride;
     let o_head_stride = seq_q * val_dim;
-    let o_batch_stride = heads * o_head_stride;
     let mask_tile_len = seq_q * seq_kv;
 
     let params = AttentionParams {
@@ -336,34 +335,41 @@ where
         val_dim,
     };
 
-    // Allocate scratch buffers once and reuse across all (batch, head) pairs
-    let mut scratch = ScratchBuffers {
-        row_max: vec![T::neg_infinity(); seq_q],
-        row_sum: vec![T::zero(); seq_q],
-        scores: vec![T::zero(); seq_q * TILE_KV],
-    };
+    // realsyn patch: whole (batch, head) pairs split over threads as in
+    // `attention_naive_impl`, scratch buffers allocated once per chunk and reused
+    // across its heads; upstream ran every head on the calling thread.
+    crate::par::weighted_chunks_mut(
+        &mut output,
+        o_head_stride.max(1),
+        seq_kv.max(1),
+        |start, chunk| {
+            let mut scratch = ScratchBuffers {
+                row_max: vec![T::neg_infinity(); seq_q],
+                row_sum: vec![T::zero(); seq_q],
+                scores: vec![T::zero(); seq_q * TILE_KV],
+            };
+            let first = start / o_head_stride.max(1);
+            for (i, out) in chunk.chunks_mut(o_head_stride.max(1)).enumerate() {
+                let (b, h) = ((first + i) / heads, (first + i) % heads);
+                let q_off = b * q_batch_stride + h * q_head_stride;
+                let k_off = b * k_batch_stride + h * k_head_stride;
+                let v_off = b * v_batch_stride + h * v_head_stride;
+                let mask_off = b * mask_batch_step + h * mask_head_step;
+                let bias_off = b * bias_batch_step + h * bias_head_step;
 
-    for b in 0..batch {
-        for h in 0..heads {
-            let q_off = b * q_batch_stride + h * q_head_stride;
-            let k_off = b * k_batch_stride + h * k_head_stride;
-            let v_off = b * v_batch_stride + h * v_head_stride;
-            let o_off = b * o_batch_stride + h * o_head_stride;
-            let mask_off = b * mask_batch_step + h * mask_head_step;
-            let bias_off = b * bias_batch_step + h * bias_head_step;
-
-            flash_attention_head(
-                &q_data[q_off..q_off + q_head_stride],
-                &k_data[k_off..k_off + k_head_stride],
-                &v_data[v_off..v_off + v_head_stride],
-                &mut output[o_off..o_off + o_head_stride],
-                mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                &params,
-                &mut scratch,
-            );
-        }
-    }
+                flash_attention_head(
+                    &q_data[q_off..q_off + q_head_stride],
+                    &k_data[k_off..k_off + k_head_stride],
+                    &v_data[v_off..v_off + v_head_stride],
+                    out,
+                    mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
+                    bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
+                    &params,
+                    &mut scratch,
+                );
+            }
+        },
+    );
 
     let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
     FlexTensor::new(
@@ -683,7 +689,7 @@ fn attention_naive_impl<T>(
     options: AttentionModuleOptions,
 ) -> FlexTensor
 where
-    T: FlashGemm + burn_backend::Element + Send + Sync,
+    T: FlashGemm + burn_backend::Element,
 {
     if let Some(softcap) = options.softcap {
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
