@@ -6,6 +6,7 @@
 //! and prints. Nothing depends on it; it must not hold model, data or builder logic.
 
 mod commands;
+mod memory;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,16 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Train(_)
+            | Command::Bench(_)
+            | Command::Eval(_)
+            | Command::Run(_)
+            | Command::Embed(_)
+    ) {
+        memory::keep_freed_memory();
+    }
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
