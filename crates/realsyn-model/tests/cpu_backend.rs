@@ -301,12 +301,15 @@ fn strided_and_block_broadcast_operands_match_plain_rust() {
     let k_values = &packed[b * h * block..2 * b * h * block];
     let table: Vec<f32> = (0..block).map(|i| (i % 97) as f32 * 0.03 - 1.0).collect();
     let t = tensor4(&table, [1, 1, n, d]);
+    // Each `[n, d]` block of `v` times the table.
+    let times_table = |v: &[f32]| -> Vec<f32> {
+        v.iter()
+            .enumerate()
+            .map(|(i, x)| x * table[i % block])
+            .collect()
+    };
 
-    let want: Vec<f32> = k_values
-        .iter()
-        .enumerate()
-        .map(|(i, x)| x * table[i % block])
-        .collect();
+    let want = times_table(k_values);
     assert_close(
         &values(k.clone() * t.clone()),
         &want,
@@ -320,18 +323,13 @@ fn strided_and_block_broadcast_operands_match_plain_rust() {
     );
 
     // Pairs swapped by a flip of the last axis of `[.., d / 2, 2]`: a negative stride.
-    let swapped = k
-        .clone()
-        .reshape([b, h, n, d / 2, 2])
-        .flip([4])
-        .reshape([b, h, n, d]);
+    let flipped = k.clone().reshape([b, h, n, d / 2, 2]).flip([4]);
     let swap_want: Vec<f32> = (0..k_values.len()).map(|i| k_values[i ^ 1]).collect();
     assert_eq!(
-        flattened(swapped.clone()),
+        flattened(flipped.clone().reshape([b, h, n, d])),
         swap_want,
         "pairs swapped by a flip"
     );
-    let flipped = k.clone().reshape([b, h, n, d / 2, 2]).flip([4]);
     let neg_want: Vec<f32> = swap_want.iter().map(|x| -x).collect();
     assert_eq!(
         flattened(flipped.clone().neg()),
@@ -339,14 +337,9 @@ fn strided_and_block_broadcast_operands_match_plain_rust() {
         "neg of a flipped view"
     );
     let t5 = t.clone().reshape([1, 1, n, d / 2, 2]);
-    let prod_want: Vec<f32> = swap_want
-        .iter()
-        .enumerate()
-        .map(|(i, x)| x * table[i % block])
-        .collect();
     assert_close(
         &flattened(flipped * t5),
-        &prod_want,
+        &times_table(&swap_want),
         "flipped view * broadcast table",
     );
 

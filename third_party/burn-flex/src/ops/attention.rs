@@ -335,39 +335,35 @@ where
         val_dim,
     };
 
-    // realsyn patch: whole (batch, head) pairs split over threads as in
-    // `attention_naive_impl`, scratch buffers allocated once per chunk and reused
-    // across its heads; upstream ran every head on the calling thread.
-    crate::par::weighted_chunks_mut(
+    // realsyn patch: (batch, head) pairs split over threads (`for_each_head`),
+    // scratch buffers allocated once per chunk and reused across its heads.
+    for_each_head(
         &mut output,
-        o_head_stride.max(1),
-        seq_kv.max(1),
-        |start, chunk| {
-            let mut scratch = ScratchBuffers {
-                row_max: vec![T::neg_infinity(); seq_q],
-                row_sum: vec![T::zero(); seq_q],
-                scores: vec![T::zero(); seq_q * TILE_KV],
-            };
-            let first = start / o_head_stride.max(1);
-            for (i, out) in chunk.chunks_mut(o_head_stride.max(1)).enumerate() {
-                let (b, h) = ((first + i) / heads, (first + i) % heads);
-                let q_off = b * q_batch_stride + h * q_head_stride;
-                let k_off = b * k_batch_stride + h * k_head_stride;
-                let v_off = b * v_batch_stride + h * v_head_stride;
-                let mask_off = b * mask_batch_step + h * mask_head_step;
-                let bias_off = b * bias_batch_step + h * bias_head_step;
+        heads,
+        o_head_stride,
+        seq_kv,
+        || ScratchBuffers {
+            row_max: vec![T::neg_infinity(); seq_q],
+            row_sum: vec![T::zero(); seq_q],
+            scores: vec![T::zero(); seq_q * TILE_KV],
+        },
+        |b, h, out, scratch| {
+            let q_off = b * q_batch_stride + h * q_head_stride;
+            let k_off = b * k_batch_stride + h * k_head_stride;
+            let v_off = b * v_batch_stride + h * v_head_stride;
+            let mask_off = b * mask_batch_step + h * mask_head_step;
+            let bias_off = b * bias_batch_step + h * bias_head_step;
 
-                flash_attention_head(
-                    &q_data[q_off..q_off + q_head_stride],
-                    &k_data[k_off..k_off + k_head_stride],
-                    &v_data[v_off..v_off + v_head_stride],
-                    out,
-                    mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                    bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                    &params,
-                    &mut scratch,
-                );
-            }
+            flash_attention_head(
+                &q_data[q_off..q_off + q_head_stride],
+                &k_data[k_off..k_off + k_head_stride],
+                &v_data[v_off..v_off + v_head_stride],
+                out,
+                mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
+                bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
+                &params,
+                scratch,
+            );
         },
     );
 
@@ -777,48 +773,66 @@ where
         val_dim,
     };
 
-    // realsyn patch: whole (batch, head) pairs split over threads, each with its own
-    // score buffer; upstream ran every head on the calling thread (the GEMMs inside
-    // are single-threaded), a third of a ViT block's attention time on 2 cores.
-    // Each output element costs about `seq_kv * (head_dim + val_dim) / val_dim`
-    // multiply-adds plus its softmax share: weighted by `seq_kv` so small problems
-    // stay on one thread.
-    crate::par::weighted_chunks_mut(
+    // realsyn patch: (batch, head) pairs split over threads (`for_each_head`),
+    // one score buffer per chunk.
+    for_each_head(
         &mut output,
-        o_head_stride.max(1),
-        seq_kv.max(1),
-        |start, chunk| {
-            let mut scores = vec![T::zero(); seq_q * seq_kv];
-            let first = start / o_head_stride.max(1);
-            for (i, out) in chunk.chunks_mut(o_head_stride.max(1)).enumerate() {
-                let (b, h) = ((first + i) / heads, (first + i) % heads);
-                let q_off = b * q_batch_stride + h * q_head_stride;
-                let k_off = b * k_batch_stride + h * k_head_stride;
-                let v_off = b * v_batch_stride + h * v_head_stride;
-                let mask_off = b * mask_batch_step + h * mask_head_step;
-                let bias_off = b * bias_batch_step + h * bias_head_step;
+        heads,
+        o_head_stride,
+        seq_kv,
+        || vec![T::zero(); seq_q * seq_kv],
+        |b, h, out, scores| {
+            let q_off = b * q_batch_stride + h * q_head_stride;
+            let k_off = b * k_batch_stride + h * k_head_stride;
+            let v_off = b * v_batch_stride + h * v_head_stride;
+            let mask_off = b * mask_batch_step + h * mask_head_step;
+            let bias_off = b * bias_batch_step + h * bias_head_step;
 
-                naive_attention_head(
-                    &q_data[q_off..q_off + q_head_stride],
-                    &k_data[k_off..k_off + k_head_stride],
-                    &v_data[v_off..v_off + v_head_stride],
-                    out,
-                    &mut scores,
-                    &params,
-                    (
-                        mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
-                        bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
-                    ),
-                );
-            }
+            naive_attention_head(
+                &q_data[q_off..q_off + q_head_stride],
+                &k_data[k_off..k_off + k_head_stride],
+                &v_data[v_off..v_off + v_head_stride],
+                out,
+                scores,
+                &params,
+                (
+                    mask_data.map(|m| &m[mask_off..mask_off + mask_tile_len]),
+                    bias_data.map(|b| &b[bias_off..bias_off + mask_tile_len]),
+                ),
+            );
         },
     );
+
     let shape = burn_std::Shape::from(vec![batch, heads, seq_q, val_dim]);
     FlexTensor::new(
         Bytes::from_elems(output),
         Layout::contiguous(shape),
         T::dtype(),
     )
+}
+
+/// realsyn patch: `head(b, h, out, scratch)` for every (batch, head) pair, `out` being
+/// that pair's `head_len` elements of `output`. Whole pairs are split over the pool's
+/// threads, each chunk with its own `scratch()`; upstream ran every head on the calling
+/// thread (the GEMMs inside are single-threaded), so attention, softmax included,
+/// used one core. An output element costs about `seq_kv` multiply-adds plus its
+/// softmax share: weighted by `seq_kv` so small problems stay on one thread.
+fn for_each_head<T: Send, S>(
+    output: &mut [T],
+    heads: usize,
+    head_len: usize,
+    seq_kv: usize,
+    scratch: impl Fn() -> S + Sync + Send,
+    head: impl Fn(usize, usize, &mut [T], &mut S) + Sync + Send,
+) {
+    let head_len = head_len.max(1);
+    crate::par::weighted_chunks_mut(output, head_len, seq_kv.max(1), |start, chunk| {
+        let mut s = scratch();
+        let first = start / head_len;
+        for (i, out) in chunk.chunks_mut(head_len).enumerate() {
+            head((first + i) / heads, (first + i) % heads, out, &mut s);
+        }
+    });
 }
 
 /// Process a single (batch, head) pair with naive (non-tiled) attention.

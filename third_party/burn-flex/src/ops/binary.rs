@@ -169,13 +169,10 @@ enum BroadcastView {
 fn detect_broadcast_pattern(lhs: &Layout, rhs: &FlexTensor) -> Option<BroadcastView> {
     let rhs_layout = rhs.layout();
     let rhs_storage_elems = rhs.storage::<f32>().len();
-    // Require lhs to be row-contiguous at offset 0. The broadcast kernel
-    // below uses linear offsets into lhs's storage; relaxing this would
-    // complicate the indexing without helping the hot layer_norm path.
-    //
-    // realsyn patch: any contiguous lhs, at any offset (RoPE's k, a slice
-    // of the packed q/k/v); `apply_broadcast_pattern_f32` copies one that
-    // does not start at 0.
+    // Require lhs to be row-contiguous. realsyn patch: at any offset
+    // (RoPE's k, a slice of the packed q/k/v), where upstream required 0;
+    // `apply_broadcast_pattern_f32` copies one that does not start at 0, so
+    // the kernel's linear offsets still start at 0.
     lhs.contiguous_offsets()?;
     let ndims = lhs.num_dims();
     if ndims == 0 || rhs_layout.num_dims() != ndims {
