@@ -501,3 +501,100 @@ fn gelu_and_its_gradient_match_the_exact_formula() {
         );
     }
 }
+
+/// Layer norm forward and the three gradients of `sum(w * y)` in f64 (two-pass
+/// statistics), rows of `d` values.
+fn layer_norm_reference(
+    x: &[f32],
+    gamma: &[f32],
+    w: &[f32],
+    d: usize,
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    let (mut dgamma, mut dbeta) = (vec![0.0; d], vec![0.0; d]);
+    for (r, row) in x.chunks(d).enumerate() {
+        let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+        let mean = row.iter().sum::<f64>() / d as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+        let rstd = 1.0 / (var + eps).sqrt();
+        let x_hat: Vec<f64> = row.iter().map(|v| (v - mean) * rstd).collect();
+        let dy = &w[r * d..(r + 1) * d];
+        let g: Vec<f64> = (0..d).map(|j| dy[j] as f64 * gamma[j] as f64).collect();
+        let mean_g = g.iter().sum::<f64>() / d as f64;
+        let mean_gx = (0..d).map(|j| g[j] * x_hat[j]).sum::<f64>() / d as f64;
+        for j in 0..d {
+            y[r * d + j] = x_hat[j] * gamma[j] as f64;
+            dx[r * d + j] = rstd * (g[j] - mean_g - x_hat[j] * mean_gx);
+            dgamma[j] += dy[j] as f64 * x_hat[j];
+            dbeta[j] += dy[j] as f64;
+        }
+    }
+    (y, dx, dgamma, dbeta)
+}
+
+#[test]
+fn layer_norm_gradients_match_plain_rust() {
+    // Under autodiff layer norm is one node whose backward is the backend's fused
+    // kernel (third_party/burn-autodiff, burn-flex PATCHES.md): 150 rows (three
+    // blocks of the kernel) of 96, rows with a large mean among them, with and
+    // without beta, against f64.
+    use burn::module::Param;
+    use burn::nn::LayerNormConfig;
+    use realsyn_model::backend::CpuAutodiff;
+    let (b, n, d) = (3usize, 50usize, 96usize);
+    let x: Vec<f32> = heads_input(1, 1, b * n, d, 7)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if (i / d) % 7 == 0 { v + 40.0 } else { *v })
+        .collect();
+    let gamma: Vec<f32> = (0..d).map(|j| 0.5 + (j as f32 * 0.37).sin()).collect();
+    let beta: Vec<f32> = (0..d).map(|j| (j as f32 * 0.11).cos()).collect();
+    let w: Vec<f32> = heads_input(1, 1, b * n, d, 11);
+    let device = Default::default();
+    let (y_want, dx_want, dgamma_want, dbeta_want) = layer_norm_reference(&x, &gamma, &w, d, 1e-5);
+    for bias in [true, false] {
+        let mut ln = LayerNormConfig::new(d)
+            .with_bias(bias)
+            .init::<CpuAutodiff>(&device);
+        let vector = |v: &[f32]| Tensor::<CpuAutodiff, 1>::from_floats(v, &device).require_grad();
+        ln.gamma = Param::from_tensor(vector(&gamma));
+        ln.beta = bias.then(|| Param::from_tensor(vector(&beta)));
+        let input = Tensor::<CpuAutodiff, 1>::from_floats(x.as_slice(), &device)
+            .reshape([b, n, d])
+            .require_grad();
+        let weights =
+            Tensor::<CpuAutodiff, 1>::from_floats(w.as_slice(), &device).reshape([b, n, d]);
+        let y = ln.forward(input.clone());
+        let grads = (y.clone() * weights).sum().backward();
+        let host = |t: Tensor<Cpu, 1>| t.into_data().to_vec::<f32>().unwrap();
+        let y_got = host(y.inner().reshape([b * n * d]));
+        let dx_got = host(input.grad(&grads).unwrap().reshape([b * n * d]));
+        let dgamma_got = host(ln.gamma.val().grad(&grads).unwrap());
+        // The forward (upstream's kernel) takes the variance as E[x^2] - mean^2,
+        // which loses digits on rows far from zero; the backward uses two passes.
+        let check = |got: &[f32], want: &[f64], what: &str| {
+            let tolerance = if what == "y" { 5e-5 } else { 1e-5 };
+            for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= tolerance * w.abs().max(1.0),
+                    "{what}[{i}] (beta {bias}): {g} vs {w}"
+                );
+            }
+        };
+        let shift: Vec<f64> = (0..b * n * d)
+            .map(|i| if bias { beta[i % d] as f64 } else { 0.0 })
+            .collect();
+        let y_want: Vec<f64> = y_want.iter().zip(&shift).map(|(y, s)| y + s).collect();
+        check(&y_got, &y_want, "y");
+        check(&dx_got, &dx_want, "x grad");
+        check(&dgamma_got, &dgamma_want, "gamma grad");
+        if let Some(beta) = &ln.beta {
+            check(
+                &host(beta.val().grad(&grads).unwrap()),
+                &dbeta_want,
+                "beta grad",
+            );
+        }
+    }
+}

@@ -300,6 +300,20 @@ impl FlexTensor {
     }
 
     /// Copy to contiguous layout if needed.
+    /// [`to_contiguous`](Self::to_contiguous) by value: a tensor that already is
+    /// contiguous over its whole buffer comes back as itself, so a uniquely owned
+    /// one stays unique and `storage_mut` does not copy it (realsyn patch,
+    /// PATCHES.md: `slice_assign` used to copy its destination on every call).
+    pub fn into_contiguous(self) -> Self {
+        if self.is_contiguous()
+            && self.layout.start_offset() == 0
+            && self.data.len() == self.layout.num_elements() * dtype_size(self.dtype)
+        {
+            return self;
+        }
+        self.to_contiguous()
+    }
+
     pub fn to_contiguous(&self) -> Self {
         // Fast path requires the logical tensor to cover the whole buffer.
         // A contiguous prefix view (e.g. [8, 5] sliced to [5, 5]) has

@@ -748,6 +748,15 @@ impl ModuleOps<Flex> for Flex {
         crate::ops::activation::layer_norm(tensor, gamma, beta, epsilon)
     }
 
+    fn layer_norm_backward(
+        tensor: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> burn_backend::ops::LayerNormBackward<Flex> {
+        crate::ops::layer_norm_backward::layer_norm_backward(tensor, gamma, epsilon, output_grad)
+    }
+
     fn embedding_backward(
         weights: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,

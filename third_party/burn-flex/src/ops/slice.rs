@@ -233,7 +233,9 @@ fn slice_write_impl<E: Element + bytemuck::Pod>(
     slices: &[Slice],
     source: WriteSource<'_, E>,
 ) -> FlexTensor {
-    let mut tensor = tensor.to_contiguous();
+    // realsyn patch: by value, so a unique destination (the zeros of slice's
+    // backward) is written in place instead of copied by `storage_mut`.
+    let mut tensor = tensor.into_contiguous();
     let dst_layout = tensor.layout().clone();
     let ndims = dst_layout.num_dims();
 

@@ -18,6 +18,11 @@
 //! larger (each op writes a fresh 600 MB buffer). Both are one code
 //! path (a group of one parameter is not copied), and each element sees the same
 //! arithmetic in the same order, so the results are identical.
+//!
+//! On the CPU backend a group of one parameter is updated in one pass
+//! (`fused_cpu`, torch's `fused=True`): the same f32 operations, without fourteen
+//! tensor ops' passes and buffers. Each group's step is computed when its first
+//! parameter is visited and applied at once, while its memory is still in cache.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +33,8 @@ use burn::tensor::{Tensor, TensorData};
 use realsyn_model::Clip;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
+
+mod fused_cpu;
 use realsyn_model::common::state_dict::{HostTensor, StateDict};
 use realsyn_model::common::walk::{Layout, ParamVisitor};
 
@@ -222,55 +229,41 @@ impl<B: Backend> AdamW<B> {
         let layouts = grouping.groups;
         let c = self.config;
         let t = self.step as i32;
-        let bc1 = 1.0 - beta1.powi(t);
-        let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         let mut moments = self.moments_for(&layouts);
-        let mut groups = Vec::with_capacity(layouts.len());
-        // Per group: the step `lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`.
-        let mut deltas = Vec::with_capacity(layouts.len());
-        for (group, spans) in layouts {
-            let g = flat(
-                spans
-                    .iter()
-                    .map(|(k, _, _)| grads.grads[k].clone())
-                    .collect(),
-            );
+        let mut pending = Vec::with_capacity(layouts.len());
+        let mut index = HashMap::new();
+        for (gi, (class, spans)) in layouts.into_iter().enumerate() {
             let m = match moments.remove(&spans[0].0) {
                 Some(m) => m,
-                None => self.gather(&spans, &g.device()),
+                None => self.gather(&spans, &grads.grads[&spans[0].0].device()),
             };
-            // torch: m.lerp_(g, 1-b1); v = v*b2 + (1-b2) g^2
-            let exp_avg = m.exp_avg.clone() + (g.clone() - m.exp_avg).mul_scalar(1.0 - beta1);
-            let exp_avg_sq =
-                m.exp_avg_sq.mul_scalar(c.beta2) + g.powi_scalar(2).mul_scalar(1.0 - c.beta2);
-            let denom = exp_avg_sq
-                .clone()
-                .sqrt()
-                .div_scalar(bc2_sqrt)
-                .add_scalar(c.eps);
-            deltas.push((group, Some((exp_avg.clone() / denom).mul_scalar(lr / bc1))));
-            groups.push(FlatMoments {
-                spans,
-                moments: Moments {
-                    exp_avg,
-                    exp_avg_sq,
-                },
-            });
-        }
-        self.groups = groups;
-        let mut index = HashMap::new();
-        for (gi, g) in self.groups.iter().enumerate() {
-            for (k, off, len) in &g.spans {
+            for (k, off, len) in &spans {
                 index.insert(k.clone(), (gi, *off, *len));
             }
+            pending.push(Some((class, spans, m)));
         }
+        // Each group's step is computed when its first parameter is visited and
+        // applied right away: with one group per parameter (the CPU default) the
+        // parameter, its gradient and its moments are still in cache.
         let mut v = Apply {
             index,
-            deltas: &mut deltas,
-            lr,
+            pending,
+            steps: Vec::new(),
+            groups: Vec::new(),
+            grads,
+            rule: StepRule {
+                lr,
+                beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                bc1: 1.0 - beta1.powi(t),
+                bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
+            },
             weight_decay: c.weight_decay,
         };
-        visit_params(model, &mut v)
+        visit_params(model, &mut v)?;
+        self.groups = v.groups;
+        Ok(())
     }
 
     /// The last update's moments of each new group whose layout is unchanged, keyed
@@ -479,16 +472,58 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Grouping<'_, AB::InnerBackend> {
     }
 }
 
-/// `p = p * (1 - lr * wd) - step`, with each parameter's slice of its group's step.
+/// torch's AdamW arithmetic for one step, in torch's order of operations.
+struct StepRule {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    /// `1 - beta1^t`, `sqrt(1 - beta2^t)`.
+    bc1: f64,
+    bc2_sqrt: f64,
+}
+
+impl StepRule {
+    /// The new moments and the step `lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`.
+    fn apply<B: Backend>(&self, g: Tensor<B, 1>, m: Moments<B>) -> (Tensor<B, 1>, Moments<B>) {
+        // torch: m.lerp_(g, 1-b1); v = v*b2 + (1-b2) g^2
+        let exp_avg = m.exp_avg.clone() + (g.clone() - m.exp_avg).mul_scalar(1.0 - self.beta1);
+        let exp_avg_sq =
+            m.exp_avg_sq.mul_scalar(self.beta2) + g.powi_scalar(2).mul_scalar(1.0 - self.beta2);
+        let denom = exp_avg_sq
+            .clone()
+            .sqrt()
+            .div_scalar(self.bc2_sqrt)
+            .add_scalar(self.eps);
+        let step = (exp_avg.clone() / denom).mul_scalar(self.lr / self.bc1);
+        (
+            step,
+            Moments {
+                exp_avg,
+                exp_avg_sq,
+            },
+        )
+    }
+}
+
+/// `p = p * (1 - lr * wd) - step`, with each parameter's slice of its group's step,
+/// the step of a group computed at the group's first parameter.
 struct Apply<'a, B: Backend> {
     /// Parameter name -> (group, offset, length).
     index: HashMap<String, (usize, usize, usize)>,
+    /// Per group, until its step is computed: (decay class, spans, moments).
+    pending: Vec<Option<PendingGroup<B>>>,
     /// Per group: (decay class, flat step); a group of one parameter gives its step
     /// up, so it is freed as soon as it is applied.
-    deltas: &'a mut [(usize, Option<Tensor<B, 1>>)],
-    lr: f64,
+    steps: Vec<(usize, Option<Tensor<B, 1>>)>,
+    /// The groups' new moments, in group order.
+    groups: Vec<FlatMoments<B>>,
+    grads: &'a NamedGrads<B>,
+    rule: StepRule,
     weight_decay: f64,
 }
+
+type PendingGroup<B> = (usize, Vec<(String, usize, usize)>, Moments<B>);
 
 impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<'_, AB::InnerBackend> {
     fn visit<const D: usize>(
@@ -500,16 +535,44 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<'_, AB::InnerBackend> {
         let Some(&(gi, off, len)) = self.index.get(key) else {
             return Ok(()); // no gradient this step
         };
-        let (class, delta) = &mut self.deltas[gi];
+        let decay =
+            |class: usize| (class == 0 && self.weight_decay > 0.0).then_some(self.weight_decay);
+        if gi == self.steps.len() {
+            let (class, spans, m) = self.pending[gi].take().expect("groups in visiting order");
+            let mut g = flat(
+                spans
+                    .iter()
+                    .map(|(k, _, _)| self.grads.grads[k].clone())
+                    .collect(),
+            );
+            let mut m = m;
+            if spans.len() == 1 {
+                let p = param.val().inner();
+                let shape = p.shape();
+                match fused_cpu::step(&self.rule, decay(class), p.reshape([len]), g, m) {
+                    Ok((p, moments)) => {
+                        self.steps.push((class, None));
+                        self.groups.push(FlatMoments { spans, moments });
+                        let p = Tensor::from_inner(p.reshape(shape)).require_grad();
+                        *param = Param::initialized(param.id, p);
+                        return Ok(());
+                    }
+                    Err((_, back_g, back_m)) => (g, m) = (back_g, back_m),
+                }
+            }
+            let (step, moments) = self.rule.apply(g, m);
+            self.steps.push((class, Some(step)));
+            self.groups.push(FlatMoments { spans, moments });
+        }
+        let (class, step) = &mut self.steps[gi];
         let p = param.val().inner();
         let shape = p.shape();
-        let p = if *class == 0 && self.weight_decay > 0.0 {
-            p.mul_scalar(1.0 - self.lr * self.weight_decay)
-        } else {
-            p
+        let p = match decay(*class) {
+            Some(wd) => p.mul_scalar(1.0 - self.rule.lr * wd),
+            None => p,
         };
-        let whole = delta.as_ref().is_some_and(|d| d.dims()[0] == len);
-        let step = match (whole, delta) {
+        let whole = step.as_ref().is_some_and(|d| d.dims()[0] == len);
+        let step = match (whole, step) {
             (true, d) => d.take().expect("checked above"),
             (false, Some(d)) => d.clone().slice([off..off + len]),
             (false, None) => bail!("{key}: its step was already applied"),
