@@ -8,10 +8,11 @@
 //! three new ones, with the same f32 operations in the same order as the generic
 //! path (`StepRule::apply`), so both give the same values.
 //!
-//! Reached only when the inner backend is burn's `Flex` (checked by type at run
-//! time) and every tensor is f32 and contiguous; anything else takes the generic path.
+//! Reached only when the inner backend's float tensors are burn-flex's (checked by
+//! type) and every tensor is f32 and contiguous over its own buffer (not a slice of
+//! a flat `foreach` group); anything else takes the generic path.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
@@ -23,7 +24,7 @@ use super::{Moments, StepRule};
 /// Elements per task (128 KB of f32 per operand).
 const CHUNK: usize = 1 << 15;
 
-/// `p * (1 - lr * wd)` (with `decay`), the new moments and `p - step`, or the
+/// `p * (1 - lr * wd)` (with `decay`) minus the step, and the new moments; or the
 /// inputs back when the fused path does not apply.
 #[allow(clippy::type_complexity)]
 pub(super) fn step<B: Backend>(
@@ -33,59 +34,35 @@ pub(super) fn step<B: Backend>(
     g: Tensor<B, 1>,
     m: Moments<B>,
 ) -> Result<(Tensor<B, 1>, Moments<B>), (Tensor<B, 1>, Tensor<B, 1>, Moments<B>)> {
-    let all = [p, g, m.exp_avg, m.exp_avg_sq];
-    if !all.iter().all(|t| t.dtype() == DType::F32) {
-        let [p, g, exp_avg, exp_avg_sq] = all;
-        return Err((
-            p,
-            g,
-            Moments {
-                exp_avg,
-                exp_avg_sq,
-            },
-        ));
+    if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<FlexTensor>() {
+        return Err((p, g, m));
     }
-    let flex: Vec<Result<FlexTensor, Tensor<B, 1>>> = all.into_iter().map(to_flex).collect();
-    if !flex.iter().all(|t| t.as_ref().is_ok_and(whole_buffer)) {
-        let mut back = flex
-            .into_iter()
-            .map(|t| t.map_or_else(|t| t, from_flex::<B>));
-        let mut next = || back.next().expect("four tensors");
-        let (p, g) = (next(), next());
-        let (exp_avg, exp_avg_sq) = (next(), next());
-        return Err((
-            p,
-            g,
-            Moments {
-                exp_avg,
-                exp_avg_sq,
-            },
-        ));
+    let [p, g, mut exp_avg, mut exp_avg_sq] = [p, g, m.exp_avg, m.exp_avg_sq].map(to_flex);
+    if ![&p, &g, &exp_avg, &exp_avg_sq]
+        .iter()
+        .all(|t| f32_whole_buffer(t))
+    {
+        let [p, g, exp_avg, exp_avg_sq] = [p, g, exp_avg, exp_avg_sq].map(from_flex);
+        let m = Moments {
+            exp_avg,
+            exp_avg_sq,
+        };
+        return Err((p, g, m));
     }
-    let [p, g, mut exp_avg, mut exp_avg_sq] = flex
-        .into_iter()
-        .map(|t| t.ok().expect("checked above"))
-        .collect::<Vec<_>>()
-        .try_into()
-        .ok()
-        .expect("four tensors");
     let mut out = FlexTensor::empty(p.layout().shape().clone(), DType::F32);
-    let consts = Consts::new(rule, decay);
     run(
         out.storage_mut::<f32>(),
         p.storage::<f32>(),
         g.storage::<f32>(),
         exp_avg.storage_mut::<f32>(),
         exp_avg_sq.storage_mut::<f32>(),
-        &consts,
+        &Consts::new(rule, decay),
     );
-    Ok((
-        from_flex::<B>(out),
-        Moments {
-            exp_avg: from_flex::<B>(exp_avg),
-            exp_avg_sq: from_flex::<B>(exp_avg_sq),
-        },
-    ))
+    let m = Moments {
+        exp_avg: from_flex(exp_avg),
+        exp_avg_sq: from_flex(exp_avg_sq),
+    };
+    Ok((from_flex(out), m))
 }
 
 /// The scalars as the generic path's tensor ops see them: f64 arithmetic, then f32.
@@ -155,31 +132,28 @@ fn update(
     }
 }
 
-/// Contiguous from offset 0 over its whole buffer: storage is the tensor.
-fn whole_buffer(t: &FlexTensor) -> bool {
+/// f32, contiguous from offset 0 over its whole buffer: the storage is the tensor.
+fn f32_whole_buffer(t: &FlexTensor) -> bool {
     let l = t.layout();
-    t.is_contiguous() && l.start_offset() == 0 && t.bytes().len() == l.num_elements() * 4
+    t.dtype() == DType::F32
+        && t.is_contiguous()
+        && l.start_offset() == 0
+        && t.bytes().len() == l.num_elements() * 4
 }
 
-fn to_flex<B: Backend>(t: Tensor<B, 1>) -> Result<FlexTensor, Tensor<B, 1>> {
-    let TensorPrimitive::Float(prim) = t.into_primitive() else {
-        unreachable!("an f32 float tensor is not quantized");
-    };
-    let any: Box<dyn Any> = Box::new(prim);
-    any.downcast::<FlexTensor>().map(|b| *b).map_err(|any| {
-        let prim = *any
-            .downcast::<B::FloatTensorPrimitive>()
-            .expect("the primitive just boxed");
-        Tensor::from_primitive(TensorPrimitive::Float(prim))
-    })
+/// Only after `step` checked that `B`'s float tensors are `FlexTensor`s.
+fn to_flex<B: Backend>(t: Tensor<B, 1>) -> FlexTensor {
+    same_type(t.into_primitive().tensor())
 }
 
 fn from_flex<B: Backend>(t: FlexTensor) -> Tensor<B, 1> {
-    let any: Box<dyn Any> = Box::new(t);
-    let prim = *any
-        .downcast::<B::FloatTensorPrimitive>()
-        .expect("from_flex only after to_flex succeeded for this backend");
-    Tensor::from_primitive(TensorPrimitive::Float(prim))
+    Tensor::from_primitive(TensorPrimitive::Float(same_type(t)))
+}
+
+/// `value` as `U`, which the caller has checked is `T`.
+fn same_type<T: 'static, U: 'static>(value: T) -> U {
+    let boxed: Box<dyn Any> = Box::new(value);
+    *boxed.downcast::<U>().expect("checked to be the same type")
 }
 
 #[cfg(test)]

@@ -539,14 +539,15 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<'_, AB::InnerBackend> {
             |class: usize| (class == 0 && self.weight_decay > 0.0).then_some(self.weight_decay);
         if gi == self.steps.len() {
             let (class, spans, m) = self.pending[gi].take().expect("groups in visiting order");
-            let mut g = flat(
+            let g = flat(
                 spans
                     .iter()
                     .map(|(k, _, _)| self.grads.grads[k].clone())
                     .collect(),
             );
-            let mut m = m;
-            if spans.len() == 1 {
+            // A group of one parameter: the whole update in one pass where the
+            // backend allows it.
+            let (g, m) = if spans.len() == 1 {
                 let p = param.val().inner();
                 let shape = p.shape();
                 match fused_cpu::step(&self.rule, decay(class), p.reshape([len]), g, m) {
@@ -557,9 +558,11 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<'_, AB::InnerBackend> {
                         *param = Param::initialized(param.id, p);
                         return Ok(());
                     }
-                    Err((_, back_g, back_m)) => (g, m) = (back_g, back_m),
+                    Err((_, g, m)) => (g, m),
                 }
-            }
+            } else {
+                (g, m)
+            };
             let (step, moments) = self.rule.apply(g, m);
             self.steps.push((class, Some(step)));
             self.groups.push(FlatMoments { spans, moments });
