@@ -11,6 +11,8 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
+use crate::common::rotary::{PairLayout, rotate};
+
 /// `sin` and `cos`, each `[grid * grid, head_dim]` (row-major tokens), as timm computes
 /// them in f32.
 pub fn rope_tables(grid: usize, head_dim: usize, ref_grid: usize) -> (Vec<f32>, Vec<f32>) {
@@ -55,11 +57,7 @@ impl<B: Backend> Rope<B> {
         cos_all.extend(cos);
         // The class token's sin is +0.0 on both channels: `x * 1 + y * 0` is `x`.
         let mut sin_all = vec![0.0f32; head_dim];
-        sin_all.extend(
-            sin.iter()
-                .enumerate()
-                .map(|(i, &s)| if i % 2 == 0 { -s } else { s }),
-        );
+        sin_all.extend(PairLayout::Interleaved.signed_sin(&sin, head_dim));
         let shape = [1, 1, 1 + grid * grid, head_dim];
         Self {
             cos: Tensor::from_data(TensorData::new(cos_all, shape), device),
@@ -80,17 +78,9 @@ impl<B: Backend> Rope<B> {
 
     /// `x`: `[batch, heads, 1 + patches, head_dim]`; rotates the patch tokens
     /// (`x * cos + rot(x) * sin`, `rot` mapping each pair (a, b) to (-b, a)) and keeps
-    /// the class token as it is. `rot(x) * sin` is computed as the pairs swapped (a flip
-    /// of the last axis of `[.., d / 2, 2]`) times the signed table: the same products,
-    /// without the strided slices, negation and concatenation of timm's `rot`.
+    /// the class token as it is, in one pass (`common::rotary`).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, h, n, d] = x.dims();
-        let swapped = x
-            .clone()
-            .reshape([b, h, n, d / 2, 2])
-            .flip([4])
-            .reshape([b, h, n, d]);
-        x * self.cos.clone() + swapped * self.signed_sin.clone()
+        rotate(x, &self.cos, &self.signed_sin, PairLayout::Interleaved)
     }
 }
 

@@ -25,6 +25,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::common::rotary::{PairLayout, rotate};
+
 /// The architecture, in the field names of Hugging Face's `LlamaConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
@@ -192,15 +194,17 @@ fn linear_2d<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     y.reshape([b, n, out])
 }
 
-/// cos and sin of RoPE's angles for positions `start..start + n`: [n, head_dim], each
-/// frequency repeated over both halves as Hugging Face's `LlamaRotaryEmbedding` does.
+/// cos and signed sin of RoPE's angles for positions `start..start + n`,
+/// `[1, 1, n, head_dim]`: each frequency repeated over both halves as Hugging Face's
+/// `LlamaRotaryEmbedding` does, the sin negated on the first half (the sign of
+/// `rotate_half`, see `common::rotary`).
 fn rope_tables<B: Backend>(
     theta: f64,
     head_dim: usize,
     start: usize,
     n: usize,
     device: &B::Device,
-) -> (Tensor<B, 2>, Tensor<B, 2>) {
+) -> RopeTables<B> {
     let half = head_dim / 2;
     // Angles in f64 then rounded, as the peer computes inv_freq in f32 and the product
     // position * inv_freq in f32: keep the f32 rounding of inv_freq.
@@ -220,28 +224,32 @@ fn rope_tables<B: Backend>(
             }
         }
     }
-    (
-        Tensor::from_data(TensorData::new(cos, [n, head_dim]), device),
-        Tensor::from_data(TensorData::new(sin, [n, head_dim]), device),
-    )
+    let signed_sin = PairLayout::Halves.signed_sin(&sin, head_dim);
+    let shape = [1, 1, n, head_dim];
+    RopeTables {
+        cos: Tensor::from_data(TensorData::new(cos, shape), device),
+        signed_sin: Tensor::from_data(TensorData::new(signed_sin, shape), device),
+    }
 }
 
-/// x * cos + rotate_half(x) * sin, x: [b, h, n, d].
-fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 4> {
-    let [b, h, n, d] = x.dims();
-    let x1 = x.clone().slice([0..b, 0..h, 0..n, 0..d / 2]);
-    let x2 = x.clone().slice([0..b, 0..h, 0..n, d / 2..d]);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    let cos = cos.clone().unsqueeze::<4>();
-    let sin = sin.clone().unsqueeze::<4>();
-    x * cos + rotated * sin
+/// RoPE's tables for the positions of one forward call.
+struct RopeTables<B: Backend> {
+    cos: Tensor<B, 4>,
+    signed_sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// `x * cos + rotate_half(x) * sin`, x: [b, h, n, d].
+    fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        rotate(x, &self.cos, &self.signed_sin, PairLayout::Halves)
+    }
 }
 
 impl<B: Backend> Attention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &(Tensor<B, 2>, Tensor<B, 2>),
+        rope: &RopeTables<B>,
         mask: &Tensor<B, 4, Bool>,
         cache: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     ) -> Tensor<B, 3> {
@@ -252,8 +260,8 @@ impl<B: Backend> Attention<B> {
                 .reshape([b, n, heads, d])
                 .swap_dims(1, 2)
         };
-        let q = apply_rope(split(&self.q_proj, self.heads), &rope.0, &rope.1);
-        let k = apply_rope(split(&self.k_proj, self.kv_heads), &rope.0, &rope.1);
+        let q = rope.apply(split(&self.q_proj, self.heads));
+        let k = rope.apply(split(&self.k_proj, self.kv_heads));
         let v = split(&self.v_proj, self.kv_heads);
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),

@@ -1,0 +1,105 @@
+//! The rotation of a rotary position embedding, shared by EVA02 (timm's interleaved
+//! pairs) and Llama (Hugging Face's "rotate half"): `x * cos + rot(x) * sin`, where
+//! `rot` maps each pair `(a, b)` of channels to `(-b, a)`.
+//!
+//! `rot(x) * sin` is computed as the pairs swapped (one flip of an axis of size 2)
+//! times a table whose sin carries the rotation's sign (`-sin` on each pair's first
+//! channel): the same products as the reference definitions (negation is exact),
+//! without their strided slices, negation and concatenation.
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+/// Where the two channels of a rotated pair sit within a head's `d` channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairLayout {
+    /// Channels `2i` and `2i + 1` (timm's `RotaryEmbeddingCat`, EVA02).
+    Interleaved,
+    /// Channels `i` and `i + d/2` (Hugging Face `rotate_half`, Llama).
+    Halves,
+}
+
+impl PairLayout {
+    /// Whether channel `c` of `d` is the first of its pair (its sin is negated).
+    pub fn is_first(self, c: usize, d: usize) -> bool {
+        match self {
+            PairLayout::Interleaved => c % 2 == 0,
+            PairLayout::Halves => c < d / 2,
+        }
+    }
+
+    /// A sin table `[.., d]` (rows of `d`) with each pair's first channel negated.
+    pub fn signed_sin(self, sin: &[f32], d: usize) -> Vec<f32> {
+        sin.iter()
+            .enumerate()
+            .map(|(i, &s)| if self.is_first(i % d, d) { -s } else { s })
+            .collect()
+    }
+}
+
+/// `x * cos + swap(x) * signed_sin`, `x`: `[batch, heads, tokens, d]`; the tables
+/// broadcast against it (`[1, 1, tokens, d]`).
+pub fn rotate<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    signed_sin: &Tensor<B, 4>,
+    pairs: PairLayout,
+) -> Tensor<B, 4> {
+    let [b, h, n, d] = x.dims();
+    let swapped = match pairs {
+        PairLayout::Interleaved => x.clone().reshape([b, h, n, d / 2, 2]).flip([4]),
+        PairLayout::Halves => x.clone().reshape([b, h, n, 2, d / 2]).flip([3]),
+    }
+    .reshape([b, h, n, d]);
+    x * cos.clone() + swapped * signed_sin.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    /// Both layouts against the reference definition per element (Hugging Face's
+    /// `x * cos + cat(-x2, x1) * sin`, timm's pairs `(a cos - b sin, b cos + a sin)`):
+    /// the same products, so exactly equal.
+    #[test]
+    fn rotate_matches_the_reference_per_element() {
+        type B = crate::backend::Cpu;
+        let (batch, heads, n, d) = (2, 3, 5, 8);
+        let x: Vec<f32> = (0..batch * heads * n * d)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let cos: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).cos()).collect();
+        let sin: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).sin()).collect();
+        let device = Default::default();
+        let table =
+            |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, n, d]), &device);
+        for pairs in [PairLayout::Interleaved, PairLayout::Halves] {
+            let input = Tensor::<B, 4>::from_data(
+                TensorData::new(x.clone(), [batch, heads, n, d]),
+                &device,
+            );
+            let out = rotate(
+                input,
+                &table(cos.clone()),
+                &table(pairs.signed_sin(&sin, d)),
+                pairs,
+            );
+            let out = out.into_data().to_vec::<f32>().unwrap();
+            for row in 0..batch * heads * n {
+                let t = row % n;
+                for c in 0..d {
+                    let partner = match pairs {
+                        PairLayout::Interleaved => c ^ 1,
+                        PairLayout::Halves => (c + d / 2) % d,
+                    };
+                    let (xc, xp) = (x[row * d + c], x[row * d + partner]);
+                    let rot = if pairs.is_first(c, d) { -xp } else { xp };
+                    let k = t * d + c;
+                    let want = xc * cos[k] + rot * sin[k];
+                    assert_eq!(out[row * d + c], want, "{pairs:?}, row {row}, channel {c}");
+                }
+            }
+        }
+    }
+}
