@@ -23,7 +23,7 @@ impl PairLayout {
     /// Whether channel `c` of `d` is the first of its pair (its sin is negated).
     pub fn is_first(self, c: usize, d: usize) -> bool {
         match self {
-            PairLayout::Interleaved => c % 2 == 0,
+            PairLayout::Interleaved => c.is_multiple_of(2),
             PairLayout::Halves => c < d / 2,
         }
     }
