@@ -7,8 +7,8 @@
 //! channel): the same products as the reference definitions (negation is exact),
 //! without their strided slices, negation and concatenation.
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
 
 /// Where the two channels of a rotated pair sit within a head's `d` channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +37,58 @@ impl PairLayout {
     }
 }
 
-/// `x * cos + swap(x) * signed_sin`, `x`: `[batch, heads, tokens, d]`; the tables
-/// broadcast against it (`[1, 1, tokens, d]`).
-pub fn rotate<B: Backend>(
-    x: Tensor<B, 4>,
-    cos: &Tensor<B, 4>,
-    signed_sin: &Tensor<B, 4>,
+/// A rotary embedding's tables for a run of tokens, `[1, 1, tokens, d]`, ready to
+/// broadcast over batch and heads, with the layout of their pairs.
+pub struct RotaryTables<B: Backend> {
+    cos: Tensor<B, 4>,
+    signed_sin: Tensor<B, 4>,
     pairs: PairLayout,
-) -> Tensor<B, 4> {
-    let [b, h, n, d] = x.dims();
-    let swapped = match pairs {
-        PairLayout::Interleaved => x.clone().reshape([b, h, n, d / 2, 2]).flip([4]),
-        PairLayout::Halves => x.clone().reshape([b, h, n, 2, d / 2]).flip([3]),
+}
+
+impl<B: Backend> RotaryTables<B> {
+    /// `cos` and `signed_sin` (from [`PairLayout::signed_sin`]) row-major, `d` per token.
+    pub fn new(
+        cos: Vec<f32>,
+        signed_sin: Vec<f32>,
+        d: usize,
+        pairs: PairLayout,
+        device: &B::Device,
+    ) -> Self {
+        let shape = [1, 1, cos.len() / d, d];
+        Self {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            signed_sin: Tensor::from_data(TensorData::new(signed_sin, shape), device),
+            pairs,
+        }
     }
-    .reshape([b, h, n, d]);
-    x * cos.clone() + swapped * signed_sin.clone()
+
+    /// The tables in `dtype` (the activations' dtype: bf16 under mixed precision).
+    pub fn cast(self, dtype: DType) -> Self {
+        if self.cos.dtype() == dtype {
+            return self;
+        }
+        Self {
+            cos: self.cos.cast(dtype),
+            signed_sin: self.signed_sin.cast(dtype),
+            pairs: self.pairs,
+        }
+    }
+
+    /// `x * cos + swap(x) * signed_sin`, `x`: `[batch, heads, tokens, d]`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, n, d] = x.dims();
+        let swapped = match self.pairs {
+            PairLayout::Interleaved => x.clone().reshape([b, h, n, d / 2, 2]).flip([4]),
+            PairLayout::Halves => x.clone().reshape([b, h, n, 2, d / 2]).flip([3]),
+        }
+        .reshape([b, h, n, d]);
+        x * self.cos.clone() + swapped * self.signed_sin.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
 
     /// Both layouts against the reference definition per element (Hugging Face's
     /// `x * cos + cat(-x2, x1) * sin`, timm's pairs `(a cos - b sin, b cos + a sin)`):
@@ -72,19 +103,14 @@ mod tests {
         let cos: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).cos()).collect();
         let sin: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).sin()).collect();
         let device = Default::default();
-        let table =
-            |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, n, d]), &device);
         for pairs in [PairLayout::Interleaved, PairLayout::Halves] {
             let input = Tensor::<B, 4>::from_data(
                 TensorData::new(x.clone(), [batch, heads, n, d]),
                 &device,
             );
-            let out = rotate(
-                input,
-                &table(cos.clone()),
-                &table(pairs.signed_sin(&sin, d)),
-                pairs,
-            );
+            let tables =
+                RotaryTables::<B>::new(cos.clone(), pairs.signed_sin(&sin, d), d, pairs, &device);
+            let out = tables.apply(input);
             let out = out.into_data().to_vec::<f32>().unwrap();
             for row in 0..batch * heads * n {
                 let t = row % n;

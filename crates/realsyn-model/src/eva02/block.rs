@@ -10,7 +10,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::EvaDesign;
-use super::rope::Rope;
+use crate::common::rotary::RotaryTables;
 use crate::common::transformer::{Activation, Mlp, linear_2d};
 
 /// timm's `LayerNorm` default (open_clip's own towers use 1e-5).
@@ -94,7 +94,7 @@ impl<B: Backend> EvaAttention<B> {
     }
 
     /// `x`: `[batch, tokens, width]` -> same shape.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RotaryTables<B>>) -> Tensor<B, 3> {
         let [b, n, w] = x.dims();
         let h = self.heads;
         // Both layouts run as ONE [w, 3w] GEMM with bias (q, 0, v), as the ViT's packed
@@ -235,7 +235,7 @@ impl<B: Backend> EvaBlock<B> {
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RotaryTables<B>>) -> Tensor<B, 3> {
         if self.post_norm {
             let x = x.clone() + self.norm1.forward(self.attn.forward(x, rope));
             x.clone() + self.norm2.forward(self.mlp.forward(x))

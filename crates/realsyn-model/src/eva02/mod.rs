@@ -29,7 +29,6 @@ use crate::common::stages::{BlockStage, TowerStages};
 use crate::common::transformer::patch_tokens;
 use block::{EvaBlock, eva_layer_norm, eva_linear};
 use config::EvaDesign;
-use rope::Rope;
 
 #[derive(Module, Debug)]
 pub struct EvaVisionTower<B: Backend> {
@@ -96,7 +95,7 @@ impl<B: Backend> EvaVisionTower<B> {
         let g = self.image_size / self.patch_size;
         let width = self.pos_embed.dims()[2];
         let rope = (self.rope_ref_grid > 0).then(|| {
-            Rope::new(g, width / self.heads, self.rope_ref_grid, &images.device())
+            rope::rotary(g, width / self.heads, self.rope_ref_grid, &images.device())
                 .cast(images.dtype())
         });
         let rope = Rc::new(rope);

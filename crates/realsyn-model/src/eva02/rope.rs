@@ -9,9 +9,8 @@
 //! which is how a 24x24 grid at 336 px reuses the 224-px frequencies.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::common::rotary::{PairLayout, rotate};
+use crate::common::rotary::{PairLayout, RotaryTables};
 
 /// `sin` and `cos`, each `[grid * grid, head_dim]` (row-major tokens), as timm computes
 /// them in f32.
@@ -40,53 +39,29 @@ pub fn rope_tables(grid: usize, head_dim: usize, ref_grid: usize) -> (Vec<f32>, 
     (sin, cos)
 }
 
-/// The tables as `[1, 1, 1 + tokens, head_dim]` tensors, ready to broadcast over batch
-/// and heads. Row 0 is the class token's: cos 1 and sin 0, so the whole sequence is
-/// rotated in one pass without slicing the class token off and back on. `sin` carries
-/// the sign of the rotation: `-sin` on the first channel of each pair, `+sin` on the
-/// second.
-pub struct Rope<B: Backend> {
-    cos: Tensor<B, 4>,
-    signed_sin: Tensor<B, 4>,
-}
-
-impl<B: Backend> Rope<B> {
-    pub fn new(grid: usize, head_dim: usize, ref_grid: usize, device: &B::Device) -> Self {
-        let (sin, cos) = rope_tables(grid, head_dim, ref_grid);
-        let mut cos_all = vec![1.0f32; head_dim];
-        cos_all.extend(cos);
-        // The class token's sin is +0.0 on both channels: `x * 1 + y * 0` is `x`.
-        let mut sin_all = vec![0.0f32; head_dim];
-        sin_all.extend(PairLayout::Interleaved.signed_sin(&sin, head_dim));
-        let shape = [1, 1, 1 + grid * grid, head_dim];
-        Self {
-            cos: Tensor::from_data(TensorData::new(cos_all, shape), device),
-            signed_sin: Tensor::from_data(TensorData::new(sin_all, shape), device),
-        }
-    }
-
-    /// The tables in `dtype` (the activations' dtype: bf16 under mixed precision).
-    pub fn cast(self, dtype: DType) -> Self {
-        if self.cos.dtype() == dtype {
-            return self;
-        }
-        Self {
-            cos: self.cos.cast(dtype),
-            signed_sin: self.signed_sin.cast(dtype),
-        }
-    }
-
-    /// `x`: `[batch, heads, 1 + patches, head_dim]`; rotates the patch tokens
-    /// (`x * cos + rot(x) * sin`, `rot` mapping each pair (a, b) to (-b, a)) and keeps
-    /// the class token as it is, in one pass (`common::rotary`).
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        rotate(x, &self.cos, &self.signed_sin, PairLayout::Interleaved)
-    }
+/// The tables as `[1, 1, 1 + tokens, head_dim]` tensors (`common::rotary`), rotating
+/// `[batch, heads, 1 + patches, head_dim]` in one pass. Row 0 is the class token's:
+/// cos 1 and sin 0, so the class token is kept as it is without slicing it off and
+/// back on.
+pub fn rotary<B: Backend>(
+    grid: usize,
+    head_dim: usize,
+    ref_grid: usize,
+    device: &B::Device,
+) -> RotaryTables<B> {
+    let (sin, cos) = rope_tables(grid, head_dim, ref_grid);
+    let mut cos_all = vec![1.0f32; head_dim];
+    cos_all.extend(cos);
+    // The class token's sin is +0.0 on both channels: `x * 1 + y * 0` is `x`.
+    let mut sin_all = vec![0.0f32; head_dim];
+    sin_all.extend(PairLayout::Interleaved.signed_sin(&sin, head_dim));
+    RotaryTables::new(cos_all, sin_all, head_dim, PairLayout::Interleaved, device)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::{Tensor, TensorData};
 
     #[test]
     fn tables_follow_timm_layout() {
@@ -119,7 +94,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
         let device = Default::default();
-        let rope = Rope::<B>::new(grid, d, 16, &device);
+        let rope = rotary::<B>(grid, d, 16, &device);
         let input =
             Tensor::<B, 4>::from_data(TensorData::new(x.clone(), [batch, heads, n, d]), &device);
         let out = rope.apply(input).into_data().to_vec::<f32>().unwrap();

@@ -25,7 +25,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::common::rotary::{PairLayout, rotate};
+use crate::common::rotary::{PairLayout, RotaryTables};
 
 /// The architecture, in the field names of Hugging Face's `LlamaConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ fn rope_tables<B: Backend>(
     start: usize,
     n: usize,
     device: &B::Device,
-) -> RopeTables<B> {
+) -> RotaryTables<B> {
     let half = head_dim / 2;
     // Angles in f64 then rounded, as the peer computes inv_freq in f32 and the product
     // position * inv_freq in f32: keep the f32 rounding of inv_freq.
@@ -225,31 +225,14 @@ fn rope_tables<B: Backend>(
         }
     }
     let signed_sin = PairLayout::Halves.signed_sin(&sin, head_dim);
-    let shape = [1, 1, n, head_dim];
-    RopeTables {
-        cos: Tensor::from_data(TensorData::new(cos, shape), device),
-        signed_sin: Tensor::from_data(TensorData::new(signed_sin, shape), device),
-    }
-}
-
-/// RoPE's tables for the positions of one forward call.
-struct RopeTables<B: Backend> {
-    cos: Tensor<B, 4>,
-    signed_sin: Tensor<B, 4>,
-}
-
-impl<B: Backend> RopeTables<B> {
-    /// `x * cos + rotate_half(x) * sin`, x: [b, h, n, d].
-    fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        rotate(x, &self.cos, &self.signed_sin, PairLayout::Halves)
-    }
+    RotaryTables::new(cos, signed_sin, head_dim, PairLayout::Halves, device)
 }
 
 impl<B: Backend> Attention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RopeTables<B>,
+        rope: &RotaryTables<B>,
         mask: &Tensor<B, 4, Bool>,
         cache: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     ) -> Tensor<B, 3> {
