@@ -299,31 +299,32 @@ impl FlexTensor {
         }
     }
 
-    /// Copy to contiguous layout if needed.
-    /// [`to_contiguous`](Self::to_contiguous) by value: a tensor that already is
-    /// contiguous over its whole buffer comes back as itself, so a uniquely owned
-    /// one stays unique and `storage_mut` does not copy it (realsyn patch,
-    /// PATCHES.md: `slice_assign` used to copy its destination on every call).
-    pub fn into_contiguous(self) -> Self {
-        if self.is_contiguous()
+    /// Contiguous from offset 0 over its whole buffer, so that `storage()` is the
+    /// tensor. A contiguous prefix view (e.g. [8, 5] sliced to [5, 5]) has
+    /// canonical strides and offset 0 but an oversized buffer, and would
+    /// otherwise mislead callers that read `storage()` / `bytes()` by
+    /// length (e.g. the SIMD `mask_fill_*` kernels). (realsyn patch: made a
+    /// method, shared by both `*_contiguous` and callers outside the crate.)
+    pub fn covers_whole_buffer(&self) -> bool {
+        self.is_contiguous()
             && self.layout.start_offset() == 0
             && self.data.len() == self.layout.num_elements() * dtype_size(self.dtype)
-        {
+    }
+
+    /// [`to_contiguous`](Self::to_contiguous) by value: a tensor that already
+    /// covers its whole buffer comes back as itself, so a uniquely owned one stays
+    /// unique and `storage_mut` does not copy it (realsyn patch, PATCHES.md:
+    /// `slice_assign` used to copy its destination on every call).
+    pub fn into_contiguous(self) -> Self {
+        if self.covers_whole_buffer() {
             return self;
         }
         self.to_contiguous()
     }
 
+    /// Copy to contiguous layout if needed.
     pub fn to_contiguous(&self) -> Self {
-        // Fast path requires the logical tensor to cover the whole buffer.
-        // A contiguous prefix view (e.g. [8, 5] sliced to [5, 5]) has
-        // canonical strides and offset 0 but an oversized buffer, and would
-        // otherwise mislead callers that read `storage()` / `bytes()` by
-        // length (e.g. the SIMD `mask_fill_*` kernels).
-        if self.is_contiguous()
-            && self.layout.start_offset() == 0
-            && self.data.len() == self.layout.num_elements() * dtype_size(self.dtype)
-        {
+        if self.covers_whole_buffer() {
             return self.clone();
         }
 

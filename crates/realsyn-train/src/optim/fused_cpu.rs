@@ -132,13 +132,9 @@ fn update(
     }
 }
 
-/// f32, contiguous from offset 0 over its whole buffer: the storage is the tensor.
+/// f32 and contiguous over its whole buffer: the storage is the tensor.
 fn f32_whole_buffer(t: &FlexTensor) -> bool {
-    let l = t.layout();
-    t.dtype() == DType::F32
-        && t.is_contiguous()
-        && l.start_offset() == 0
-        && t.bytes().len() == l.num_elements() * 4
+    t.dtype() == DType::F32 && t.covers_whole_buffer()
 }
 
 /// Only after `step` checked that `B`'s float tensors are `FlexTensor`s.
