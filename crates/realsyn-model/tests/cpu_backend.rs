@@ -502,6 +502,52 @@ fn gelu_and_its_gradient_match_the_exact_formula() {
     }
 }
 
+#[test]
+fn gelu_loops_at_the_cpus_vector_width_give_the_scalar_formulas_bits() {
+    // burn-flex's element loops are compiled per x86-64 vector level and the widest
+    // this CPU has runs (AVX-512 on the CI machines). Rust never fuses a multiply and
+    // an add on its own, so every width must give each element exactly what the
+    // scalar expression gives: in place, into a new buffer, and in the backward pass.
+    use burn::tensor::activation::gelu;
+    use burn_flex::ops::unary::{erf_poly_f32, exp_poly_f32};
+    use realsyn_model::backend::CpuAutodiff;
+    let n = 100_003; // two chunks and a tail that is not a whole vector
+    let xs: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % n) as f32 / n as f32 * 10.0 - 5.0)
+        .collect();
+    let ws: Vec<f32> = (0..n).map(|i| ((i % 13) as f32 - 6.0) * 0.37).collect();
+    let sqrt2 = std::f32::consts::SQRT_2;
+    let inv_sqrt_2pi = 1.0 / (2.0 * std::f32::consts::PI).sqrt();
+    let cdf = |x: f32| 0.5 * (1.0 + erf_poly_f32(x / sqrt2));
+    let forward: Vec<f32> = xs
+        .iter()
+        .map(|&x| 0.5 * x * (1.0 + erf_poly_f32(x / sqrt2)))
+        .collect();
+    let slope: Vec<f32> = xs
+        .iter()
+        .zip(&ws)
+        .map(|(&x, &g)| g * (cdf(x) + x * (inv_sqrt_2pi * exp_poly_f32(-0.5 * x * x))))
+        .collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+
+    let x = Tensor::<Cpu, 1>::from_floats(xs.as_slice(), &Default::default());
+    let shared = gelu(x.clone()); // `x` is still held: a new buffer
+    assert_eq!(
+        bits(&values(shared)),
+        bits(&forward),
+        "gelu into a new buffer"
+    );
+    let in_place = gelu(x * 1.0); // a unique tensor: mapped where it lies
+    assert_eq!(bits(&values(in_place)), bits(&forward), "gelu in place");
+
+    let x =
+        Tensor::<CpuAutodiff, 1>::from_floats(xs.as_slice(), &Default::default()).require_grad();
+    let w = Tensor::<CpuAutodiff, 1>::from_floats(ws.as_slice(), &Default::default());
+    let grads = (gelu(x.clone()) * w).sum().backward();
+    let got = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    assert_eq!(bits(&got), bits(&slope), "gelu's backward");
+}
+
 /// Layer norm forward and the three gradients of `sum(w * y)` in f64 (two-pass
 /// statistics), rows of `d` values.
 fn layer_norm_reference(

@@ -5,6 +5,11 @@
 //! N-d contiguous copy on the calling thread. In a CLIP training step on 2 cores that
 //! left about half the wall time on one core while the other waited for the next
 //! GEMM. Chunks are large enough (128 KB of f32) that small tensors stay on one thread.
+//!
+//! The element loops (`update`, `update2`, `fill`, `fill2`) are compiled once per
+//! x86-64 vector level and the widest the CPU has is picked at run time (fifth
+//! round): the crate is built for baseline x86-64, where a closure such as GELU's
+//! (a polynomial erf and exp) ran 4 lanes wide or not vectorised at all.
 
 use core::mem::MaybeUninit;
 
@@ -46,6 +51,102 @@ where
     f(0, dst)
 }
 
+/// Defines `fn $name` whose body is compiled three times on x86-64 with `std`: for
+/// AVX-512 (x86-64-v4), for AVX2 + FMA (v3) and for the baseline, calling the widest
+/// one this CPU runs (`is_x86_feature_detected!` caches its answer; one check per
+/// chunk). The body is `#[inline(always)]` into each copy, and the closures it calls
+/// are inlined with it, so they are vectorised at that copy's width. Elsewhere the
+/// baseline copy alone is built.
+macro_rules! widest {
+    ($(#[$m:meta])* $vis:vis fn $name:ident[$($gen:tt)*]($($a:ident: $t:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        #[inline]
+        $vis fn $name<$($gen)*>($($a: $t),*) {
+            #[inline(always)]
+            fn body<$($gen)*>($($a: $t),*) $body
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
+                unsafe fn v4<$($gen)*>($($a: $t),*) {
+                    body($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn v3<$($gen)*>($($a: $t),*) {
+                    body($($a),*)
+                }
+                if $crate::par::has_x86_64_v4() {
+                    // SAFETY: this CPU has every feature `v4` was compiled for.
+                    return unsafe { v4($($a),*) };
+                }
+                if $crate::par::has_x86_64_v3() {
+                    // SAFETY: as above, for `v3`.
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            body($($a),*)
+        }
+    };
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[inline]
+pub(crate) fn has_x86_64_v4() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && has_x86_64_v3()
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[inline]
+pub(crate) fn has_x86_64_v3() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+}
+
+widest! {
+    /// `x = op(x)` for each element.
+    pub(crate) fn update[E: Copy, Op: Fn(E) -> E](dst: &mut [E], op: &Op) {
+        for x in dst.iter_mut() {
+            *x = op(*x);
+        }
+    }
+}
+
+widest! {
+    /// `l = op(l, r)` for each pair of elements.
+    pub(crate) fn update2[E: Copy, R: Copy, Op: Fn(E, R) -> E](dst: &mut [E], src: &[R], op: &Op) {
+        for (l, &r) in dst.iter_mut().zip(src) {
+            *l = op(*l, r);
+        }
+    }
+}
+
+widest! {
+    /// `out[i] = op(src[i])`.
+    pub(crate) fn fill[E: Copy, R, Op: Fn(E) -> R](out: &mut [MaybeUninit<R>], src: &[E], op: &Op) {
+        for (o, &x) in out.iter_mut().zip(src) {
+            o.write(op(x));
+        }
+    }
+}
+
+widest! {
+    /// `out[i] = op(a[i], b[i])`.
+    pub(crate) fn fill2[E: Copy, R, Op: Fn(E, E) -> R](
+        out: &mut [MaybeUninit<R>],
+        a: &[E],
+        b: &[E],
+        op: &Op,
+    ) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            o.write(op(x, y));
+        }
+    }
+}
+
 /// `f(dst_chunk, src_chunk)` over equal-length chunks of two slices.
 pub(crate) fn zip_mut<E: Send, R: Sync, F>(dst: &mut [E], src: &[R], f: F)
 where
@@ -73,11 +174,7 @@ pub(crate) fn map<E: Copy + Sync, R: Send, Op>(src: &[E], op: Op) -> alloc::vec:
 where
     Op: Fn(E) -> R + Sync + Send,
 {
-    collect(src.len(), 1, |start, out| {
-        for (o, &x) in out.iter_mut().zip(&src[start..]) {
-            o.write(op(x));
-        }
-    })
+    collect(src.len(), 1, |start, out| fill(out, &src[start..], &op))
 }
 
 /// `out[i] = op(a[i], b[i])` into a new `Vec`.
@@ -86,11 +183,7 @@ where
     Op: Fn(E, E) -> R + Sync + Send,
 {
     debug_assert_eq!(a.len(), b.len());
-    collect(a.len(), 1, |start, out| {
-        for ((o, &x), &y) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
-            o.write(op(x, y));
-        }
-    })
+    collect(a.len(), 1, |start, out| fill2(out, &a[start..], &b[start..], &op))
 }
 
 /// Contiguous copy of a positive-stride N-d view whose innermost dimension is a run:

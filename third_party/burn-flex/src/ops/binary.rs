@@ -401,9 +401,7 @@ where
         let lhs_storage: &mut [E] = lhs.storage_mut();
         let r_slice = &rhs_storage[r_start..r_end];
         crate::par::zip_mut(&mut lhs_storage[..l_end], r_slice, |ls, rs| {
-            for (l, &r) in ls.iter_mut().zip(rs) {
-                *l = op(*l, r);
-            }
+            crate::par::update2(ls, rs, &op)
         });
         return lhs;
     }
@@ -521,9 +519,7 @@ where
     {
         let storage: &mut [E] = tensor.storage_mut();
         crate::par::chunks_mut(&mut storage[..end], 1, |_, c| {
-            for x in c.iter_mut() {
-                *x = op(*x, scalar);
-            }
+            crate::par::update(c, &|x| op(x, scalar))
         });
         return tensor;
     }

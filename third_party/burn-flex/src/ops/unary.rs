@@ -81,11 +81,7 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        crate::par::chunks_mut(&mut storage[..n], 1, |_, c| {
-            for x in c.iter_mut() {
-                *x = op(*x);
-            }
-        });
+        crate::par::chunks_mut(&mut storage[..n], 1, |_, c| crate::par::update(c, &op));
         return tensor;
     }
 
