@@ -548,6 +548,27 @@ fn gelu_loops_at_the_cpus_vector_width_give_the_scalar_formulas_bits() {
     assert_eq!(bits(&got), bits(&slope), "gelu's backward");
 }
 
+#[test]
+fn sigmoid_matches_the_exact_formula_over_its_range() {
+    // f32 sigmoid (SiLU in EVA02's SwiGLU, QuickGELU) goes through the vectorised
+    // polynomial exp: relative error near f32's epsilon, saturating to exactly 1 far
+    // right and to (near) 0 far left, never NaN.
+    use burn::tensor::activation::sigmoid;
+    let n = 200_001;
+    let xs: Vec<f32> = (0..n)
+        .map(|i| -120.0 + 240.0 * i as f32 / (n - 1) as f32)
+        .collect();
+    let x = Tensor::<Cpu, 1>::from_floats(xs.as_slice(), &Default::default());
+    let got = values(sigmoid(x));
+    for (&v, &y) in xs.iter().zip(&got) {
+        let want = 1.0 / (1.0 + (-(v as f64)).exp());
+        let error = (y as f64 - want).abs();
+        // Below ~-85 the value nears f32's smallest normal number (1.2e-38).
+        let tolerance = if v > -85.0 { 4e-7 * want } else { 2e-38 };
+        assert!(error <= tolerance, "sigmoid({v}) = {y}, exact {want}");
+    }
+}
+
 /// Layer norm forward and the three gradients of `sum(w * y)` in f64 (two-pass
 /// statistics), rows of `d` values.
 fn layer_norm_reference(

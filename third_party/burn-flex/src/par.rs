@@ -88,6 +88,8 @@ macro_rules! widest {
     };
 }
 
+pub(crate) use widest;
+
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[inline]
 pub(crate) fn has_x86_64_v4() -> bool {
@@ -183,7 +185,9 @@ where
     Op: Fn(E, E) -> R + Sync + Send,
 {
     debug_assert_eq!(a.len(), b.len());
-    collect(a.len(), 1, |start, out| fill2(out, &a[start..], &b[start..], &op))
+    collect(a.len(), 1, |start, out| {
+        fill2(out, &a[start..], &b[start..], &op)
+    })
 }
 
 /// Contiguous copy of a positive-stride N-d view whose innermost dimension is a run:

@@ -162,14 +162,16 @@ impl ActivationOps<Flex> for Flex {
     }
 }
 
+/// realsyn patch: `exp(-|x|)` through the branch-free polynomial GELU uses, both
+/// halves computed and one selected, so the element loop vectorises (SiLU in
+/// EVA02's SwiGLU, QuickGELU); upstream called libm's `exp` per element. For
+/// |x| > 87.3 the clamped exp gives ~1e-38 where the exact value underflows
+/// further: sigmoid is then 1 or ~1e-38 instead of a smaller subnormal.
 #[inline]
 fn sigmoid_f32(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    let e = crate::ops::unary::exp_poly_f32(-x.abs());
+    let (num, den) = (if x >= 0.0 { 1.0 } else { e }, 1.0 + e);
+    num / den
 }
 
 #[inline]

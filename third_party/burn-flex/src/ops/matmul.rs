@@ -261,8 +261,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
+    let mut out = OutputBuffer::<T>::new(checked_size(m, n));
 
     let parallelism = get_parallelism(m, n, k);
 
@@ -271,7 +270,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             m,
             n,
             k,
-            out_data.as_mut_ptr(),
+            out.ptr(0),
             1,
             n as isize,
             lhs_ptr,
@@ -284,7 +283,48 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
         );
     }
 
-    output
+    // SAFETY: the GEMM above wrote all m * n elements.
+    unsafe { out.into_tensor(out_shape) }
+}
+
+/// realsyn patch: a matmul's output, allocated without zeroing. `gemm_call` asks
+/// the GEMM not to read its destination (`read_dst = false`): every path of the
+/// `gemm` crate then writes each element before it reads it (`k == 0` included,
+/// where it writes zeros). Upstream's `FlexTensor::empty` zeroed it first, a
+/// `memset` of every output on the calling thread (4% of an EVA02 forward pass).
+struct OutputBuffer<T> {
+    data: Vec<T>,
+    len: usize,
+}
+
+impl<T: GemmScalar> OutputBuffer<T> {
+    fn new(len: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(len),
+            len,
+        }
+    }
+
+    /// Uninitialised room for the whole output, to split among GEMM calls.
+    fn slots(&mut self) -> &mut [core::mem::MaybeUninit<T>] {
+        &mut self.data.spare_capacity_mut()[..self.len]
+    }
+
+    /// A pointer to element `at` of the output.
+    fn ptr(&mut self, at: usize) -> *mut T {
+        self.slots()[at..].as_mut_ptr().cast()
+    }
+
+    /// # Safety
+    /// Every element must have been written.
+    unsafe fn into_tensor(mut self, shape: Shape) -> FlexTensor {
+        unsafe { self.data.set_len(self.len) };
+        FlexTensor::new(
+            Bytes::from_elems(self.data),
+            Layout::contiguous(shape),
+            T::dtype(),
+        )
+    }
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -364,13 +404,13 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    let mut out = OutputBuffer::<T>::new(checked_size(batch_size, out_matrix_size));
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
+    let out_data = out.slots();
 
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
@@ -409,7 +449,11 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
             let parallelism = gemm::Parallelism::Rayon(0);
             for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+                run_one(
+                    out_data[b * out_matrix_size..].as_mut_ptr().cast(),
+                    b,
+                    parallelism,
+                );
             }
         } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
             use rayon::prelude::*;
@@ -418,12 +462,12 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
                 .par_chunks_mut(out_matrix_size)
                 .enumerate()
                 .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
+                    run_one(out_chunk.as_mut_ptr().cast(), b, gemm::Parallelism::None);
                 });
         } else {
             for b in 0..batch_size {
                 run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
+                    out_data[b * out_matrix_size..].as_mut_ptr().cast(),
                     b,
                     gemm::Parallelism::None,
                 );
@@ -436,14 +480,15 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         let _ = per_matrix_ops;
         for b in 0..batch_size {
             run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
+                out_data[b * out_matrix_size..].as_mut_ptr().cast(),
                 b,
                 gemm::Parallelism::None,
             );
         }
     }
 
-    output
+    // SAFETY: the calls above wrote every matrix of the batch, each whole.
+    unsafe { out.into_tensor(out_shape) }
 }
 
 // ============================================================================
