@@ -500,13 +500,11 @@ fn flash_attention_head<T: FlashGemm>(
 
     let neg_inf = T::neg_infinity();
     let AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
         seq_q,
         seq_kv,
         head_dim,
         val_dim,
+        ..
     } = *p;
 
     // Reset scratch buffers for this (batch, head) pair
@@ -551,77 +549,14 @@ fn flash_attention_head<T: FlashGemm>(
         }
 
         // Step 2: Apply scale/softcap/mask/bias, online softmax, rescale output
-        for qi in 0..seq_q {
-            let score_row = &mut scores[qi * tile_kv..(qi + 1) * tile_kv];
-
-            let mut tile_max = neg_inf;
-
-            for (ki, score) in score_row.iter_mut().enumerate() {
-                let kv_idx = kv_start + ki;
-                let mut val = *score * scale;
-
-                if let Some(cap) = softcap {
-                    val = cap * (val / cap).tanh();
-                }
-
-                if let Some(m) = mask
-                    && m[qi * seq_kv + kv_idx] != 0
-                {
-                    val = neg_inf;
-                }
-
-                if let Some(offset) = causal_offset
-                    && (kv_idx as isize) > (qi as isize) + offset
-                {
-                    val = neg_inf;
-                }
-
-                if let Some(b) = bias {
-                    val += b[qi * seq_kv + kv_idx];
-                }
-
-                *score = val;
-                if val > tile_max {
-                    tile_max = val;
-                }
-            }
-
-            if tile_max == neg_inf {
-                // All masked: zero out scores so gemm contributes nothing
-                for score in score_row.iter_mut() {
-                    *score = T::zero();
-                }
-                continue;
-            }
-
-            let new_max = if row_max[qi] > tile_max {
-                row_max[qi]
-            } else {
-                tile_max
-            };
-
-            let mut tile_sum = T::zero();
-            for score in score_row.iter_mut() {
-                let e = (*score - new_max).exp();
-                *score = e;
-                tile_sum += e;
-            }
-
-            let correction = if row_max[qi] == neg_inf {
-                T::zero()
-            } else {
-                (row_max[qi] - new_max).exp()
-            };
-
-            // Rescale existing output accumulator
-            let out_row = &mut output[qi * val_dim..(qi + 1) * val_dim];
-            for o in out_row.iter_mut() {
-                *o = *o * correction;
-            }
-
-            row_sum[qi] = row_sum[qi] * correction + tile_sum;
-            row_max[qi] = new_max;
-        }
+        online_softmax_tile(
+            &mut scores[..seq_q * tile_kv],
+            output,
+            (row_max.as_mut_slice(), row_sum.as_mut_slice()),
+            (kv_start, tile_kv),
+            p,
+            (mask, bias),
+        );
 
         // Step 3: Value matmul via gemm
         // output[seq_q, val_dim] += P[seq_q, tile_kv] @ V_tile[tile_kv, val_dim]
@@ -862,41 +797,9 @@ crate::par::widest! {
         p: &AttentionParams<T>,
         mask_bias: (Option<&[u8]>, Option<&[T]>),
     ) {
-        let (mask, bias) = mask_bias;
         let neg_inf = T::neg_infinity();
-        let seq_kv = p.seq_kv;
-        let plain = p.softcap.is_none()
-            && mask.is_none()
-            && bias.is_none()
-            && p.causal_offset.is_none();
-        for (qi, row) in scores.chunks_exact_mut(seq_kv).enumerate() {
-            if plain {
-                for s in row.iter_mut() {
-                    *s = *s * p.scale;
-                }
-            } else {
-                for (ki, s) in row.iter_mut().enumerate() {
-                    let mut val = *s * p.scale;
-                    if let Some(cap) = p.softcap {
-                        val = cap * (val / cap).tanh();
-                    }
-                    if let Some(m) = mask
-                        && m[qi * seq_kv + ki] != 0
-                    {
-                        val = neg_inf;
-                    }
-                    if let Some(offset) = p.causal_offset
-                        && (ki as isize) > (qi as isize) + offset
-                    {
-                        val = neg_inf;
-                    }
-                    if let Some(b) = bias {
-                        val += b[qi * seq_kv + ki];
-                    }
-                    *s = val;
-                }
-            }
-
+        for (qi, row) in scores.chunks_exact_mut(p.seq_kv).enumerate() {
+            prepare_scores(row, qi, 0, p, mask_bias);
             let row_max = lanes(row, neg_inf, |m, v| if v > m { v } else { m });
             if row_max == neg_inf {
                 row.fill(T::zero());
@@ -911,6 +814,97 @@ crate::par::widest! {
                 *s = *s * inv_sum;
             }
         }
+    }
+}
+
+crate::par::widest! {
+    /// realsyn patch: step 2 of the tiled kernel for one tile of scores
+    /// (`[seq_q, tile_kv]`) at the CPU's vector width: scores prepared, each row's
+    /// running maximum and sum updated (online softmax), the tile's scores turned
+    /// into `exp(score - max)` and the output rows rescaled. Upstream ran it scalar
+    /// with libm's `exp`.
+    fn online_softmax_tile[T: FlashGemm](
+        scores: &mut [T],
+        output: &mut [T],
+        running: (&mut [T], &mut [T]),
+        tile: (usize, usize),
+        p: &AttentionParams<T>,
+        mask_bias: (Option<&[u8]>, Option<&[T]>),
+    ) {
+        let (row_max, row_sum) = running;
+        let (kv_start, tile_kv) = tile;
+        let neg_inf = T::neg_infinity();
+        for (qi, row) in scores.chunks_exact_mut(tile_kv).enumerate() {
+            prepare_scores(row, qi, kv_start, p, mask_bias);
+            let tile_max = lanes(row, neg_inf, |m, v| if v > m { v } else { m });
+            if tile_max == neg_inf {
+                // All masked: zero the scores so the value GEMM adds nothing.
+                row.fill(T::zero());
+                continue;
+            }
+            let new_max = if row_max[qi] > tile_max {
+                row_max[qi]
+            } else {
+                tile_max
+            };
+            for s in row.iter_mut() {
+                *s = T::exp_nonpositive(*s - new_max);
+            }
+            let tile_sum = lanes(row, T::zero(), |a, v| a + v);
+            let correction = if row_max[qi] == neg_inf {
+                T::zero()
+            } else {
+                T::exp_nonpositive(row_max[qi] - new_max)
+            };
+            for o in output[qi * p.val_dim..(qi + 1) * p.val_dim].iter_mut() {
+                *o = *o * correction;
+            }
+            row_sum[qi] = row_sum[qi] * correction + tile_sum;
+            row_max[qi] = new_max;
+        }
+    }
+}
+
+/// One row of scores (query `qi`, keys from `kv_start`) scaled, soft-capped, masked
+/// and biased as the options ask; only the scaling when none is set, so that loop
+/// vectorises.
+#[inline(always)]
+fn prepare_scores<T: FlashGemm>(
+    row: &mut [T],
+    qi: usize,
+    kv_start: usize,
+    p: &AttentionParams<T>,
+    (mask, bias): (Option<&[u8]>, Option<&[T]>),
+) {
+    let plain =
+        p.softcap.is_none() && mask.is_none() && bias.is_none() && p.causal_offset.is_none();
+    if plain {
+        for s in row.iter_mut() {
+            *s = *s * p.scale;
+        }
+        return;
+    }
+    let neg_inf = T::neg_infinity();
+    for (ki, s) in row.iter_mut().enumerate() {
+        let kv_idx = kv_start + ki;
+        let mut val = *s * p.scale;
+        if let Some(cap) = p.softcap {
+            val = cap * (val / cap).tanh();
+        }
+        if let Some(m) = mask
+            && m[qi * p.seq_kv + kv_idx] != 0
+        {
+            val = neg_inf;
+        }
+        if let Some(offset) = p.causal_offset
+            && (kv_idx as isize) > (qi as isize) + offset
+        {
+            val = neg_inf;
+        }
+        if let Some(b) = bias {
+            val += b[qi * p.seq_kv + kv_idx];
+        }
+        *s = val;
     }
 }
 
