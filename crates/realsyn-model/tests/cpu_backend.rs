@@ -456,6 +456,130 @@ fn attention_split_over_heads_matches_plain_rust_for(b: usize, h: usize, n: usiz
     }
 }
 
+#[test]
+fn attention_gradients_match_the_decomposed_ops() {
+    // Under autodiff attention is one node: the backend's fused forward, and a backward
+    // that recomputes the weights from q and k (third_party/burn-autodiff PATCHES.md).
+    // Its output and gradients against Burn's decomposed attention (`attention_fallback`)
+    // differentiated op by op, with a causal mask (also with fewer queries than keys),
+    // a bool mask with a fully masked row, a bias broadcast over the batch, and a softcap
+    // with a custom scale.
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Bool, TensorPrimitive};
+    use realsyn_model::backend::CpuAutodiff;
+    type Ad = CpuAutodiff;
+    let device = Default::default();
+    let tensor = |data: Vec<f32>, shape: [usize; 4]| {
+        Tensor::<Ad, 1>::from_floats(data.as_slice(), &device)
+            .reshape(shape)
+            .require_grad()
+    };
+    let host = |t: Tensor<Ad, 4>| t.inner().into_data().to_vec::<f32>().unwrap();
+    let (b, h, d) = (2usize, 3usize, 16usize);
+    let options = |scale, softcap, is_causal| AttentionModuleOptions {
+        scale,
+        softcap,
+        is_causal,
+    };
+    let cases = [
+        ("plain", 37, 37, false, false, options(None, None, false)),
+        ("causal", 37, 37, false, false, options(None, None, true)),
+        (
+            "causal, 20 q",
+            20,
+            37,
+            false,
+            false,
+            options(None, None, true),
+        ),
+        ("bool mask", 37, 37, true, false, options(None, None, false)),
+        ("bias", 37, 37, false, true, options(None, None, false)),
+        (
+            "softcap",
+            37,
+            37,
+            true,
+            true,
+            options(Some(0.4), Some(3.0), false),
+        ),
+    ];
+    for (what, nq, nk, with_mask, with_bias, options) in cases {
+        let scaled = |v: Vec<f32>, s: f32| v.into_iter().map(|x| x * s).collect::<Vec<_>>();
+        let q = scaled(heads_input(b, h, nq, d, 1), 0.3);
+        let k = scaled(heads_input(b, h, nk, d, 2), 0.3);
+        let v = heads_input(b, h, nk, d, 3);
+        let bias = scaled(heads_input(1, h, nq, nk, 4), 0.2);
+        let w = heads_input(b, h, nq, d, 5);
+        // Every third key hidden from every query, and query 5 sees nothing.
+        let mask: Vec<bool> = (0..b * h * nq * nk)
+            .map(|i| (i % nk) % 3 == 1 || (i / nk) % nq == 5)
+            .collect();
+        let run = |decomposed: bool| {
+            let (q, k, v) = (
+                tensor(q.clone(), [b, h, nq, d]),
+                tensor(k.clone(), [b, h, nk, d]),
+                tensor(v.clone(), [b, h, nk, d]),
+            );
+            let bias = with_bias.then(|| tensor(bias.clone(), [1, h, nq, nk]));
+            let mask = with_mask.then(|| {
+                Tensor::<Ad, 1, Bool>::from_bool(mask.as_slice().into(), &device)
+                    .reshape([b, h, nq, nk])
+            });
+            let out = if decomposed {
+                let prim = |t: &Tensor<Ad, 4>| t.clone().into_primitive().tensor();
+                Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(
+                    burn::tensor::ops::attention::attention_fallback::<Ad>(
+                        prim(&q),
+                        prim(&k),
+                        prim(&v),
+                        mask.map(|m| m.into_primitive()),
+                        bias.as_ref().map(prim),
+                        options,
+                    ),
+                ))
+            } else {
+                attention(q.clone(), k.clone(), v.clone(), mask, bias.clone(), options)
+            };
+            let weights =
+                Tensor::<Ad, 1>::from_floats(w.as_slice(), &device).reshape([b, h, nq, d]);
+            let grads = (out.clone() * weights).sum().backward();
+            let grad = |t: &Tensor<Ad, 4>| {
+                let g = t.grad(&grads).expect("a gradient");
+                g.into_data().to_vec::<f32>().unwrap()
+            };
+            let mut all = vec![host(out), grad(&q), grad(&k), grad(&v)];
+            all.extend(bias.as_ref().map(grad));
+            all
+        };
+        let (got, want) = (run(false), run(true));
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{what}: gradients of the same inputs"
+        );
+        for (name, (g, w)) in ["output", "q grad", "k grad", "v grad", "bias grad"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            assert!(w.iter().any(|x| *x != 0.0), "{what}: {name} all zero");
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                // The decomposed softmax's backward divides 0 by an underflowed 0 on
+                // the fully masked row, so the bias there gets NaN; its true gradient
+                // is 0 (those scores do not reach the output).
+                if *name == "bias grad" && (i / nk) % nq == 5 && with_mask {
+                    assert_eq!(*g, 0.0, "{what}: {name}[{i}] on the fully masked row");
+                    continue;
+                }
+                assert!(
+                    (g - w).abs() <= 2e-5 * w.abs().max(1.0),
+                    "{what}: {name}[{i}] is {g}, decomposed {w}"
+                );
+            }
+        }
+    }
+}
+
 /// erf in f64 from its Maclaurin series, for |z| <= 3 (about 1e-12 there).
 fn erf_series(z: f64) -> f64 {
     let (mut term, mut sum) = (z, z);

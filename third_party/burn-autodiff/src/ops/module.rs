@@ -7,7 +7,6 @@ use crate::ops::{Backward, Ops, unary};
 use crate::tensor::AutodiffTensor;
 
 use burn_backend::Backend;
-use burn_backend::ops::attention::attention_fallback;
 use burn_backend::ops::*;
 use burn_backend::tensor::{FloatTensor, IntTensor};
 
@@ -1991,7 +1990,128 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
         attn_bias: Option<FloatTensor<Autodiff<B, C>>>,
         options: AttentionModuleOptions,
     ) -> FloatTensor<Autodiff<B, C>> {
-        attention_fallback::<Self>(query, key, value, mask, attn_bias, options)
+        // realsyn patch (PATCHES.md): one node whose forward is the inner backend's
+        // attention (burn-flex's fused kernel on the CPU) and whose backward is the
+        // backend's `attention_backward`, which recomputes the attention weights from the
+        // kept query and key. Upstream ran `attention_fallback` on the autodiff backend:
+        // ~12 tracked ops, each score-sized intermediate kept for the backward pass.
+        #[derive(Debug)]
+        struct Attention;
+        #[derive(Debug)]
+        struct AttentionWithBias;
+
+        /// Node ids of the kept inputs, the mask and the options.
+        type AttentionState<B> = (
+            [NodeId; 3],
+            Option<NodeId>,
+            Option<burn_backend::tensor::BoolTensor<B>>,
+            AttentionModuleOptions,
+        );
+
+        fn register<B: Backend>(
+            grads: &mut Gradients,
+            parents: &[Option<crate::graph::NodeRef>],
+            state: AttentionState<B>,
+            output_grad: FloatTensor<B>,
+            checkpointer: &mut Checkpointer,
+        ) {
+            let ([query, key, value], bias, mask, options) = state;
+            let mut retrieve =
+                |id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id);
+            let (query, key, value) = (retrieve(query), retrieve(key), retrieve(value));
+            let bias = bias.map(retrieve);
+            let out = B::attention_backward(query, key, value, mask, bias, options, output_grad);
+            let all = [
+                Some(out.query_grad),
+                Some(out.key_grad),
+                Some(out.value_grad),
+                out.bias_grad,
+            ];
+            for (parent, grad) in parents.iter().zip(all) {
+                if let (Some(node), Some(grad)) = (parent, grad) {
+                    grads.register::<B>(node.id, grad);
+                }
+            }
+        }
+
+        impl<B: Backend> Backward<B, 3> for Attention {
+            type State = AttentionState<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                register::<B>(grads, &ops.parents, ops.state, grad, checkpointer);
+            }
+        }
+
+        impl<B: Backend> Backward<B, 4> for AttentionWithBias {
+            type State = AttentionState<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                register::<B>(grads, &ops.parents, ops.state, grad, checkpointer);
+            }
+        }
+
+        let forward = |bias: Option<AutodiffTensor<B>>| {
+            B::attention(
+                query.primitive.clone(),
+                key.primitive.clone(),
+                value.primitive.clone(),
+                mask.clone(),
+                bias.map(|bias| bias.primitive),
+                options,
+            )
+        };
+        match attn_bias {
+            None => match Attention
+                .prepare::<C>([query.node.clone(), key.node.clone(), value.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let inputs = [
+                        prep.checkpoint(&query),
+                        prep.checkpoint(&key),
+                        prep.checkpoint(&value),
+                    ];
+                    let output = forward(None);
+                    prep.finish((inputs, None, mask, options), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward(None)),
+            },
+            Some(bias) => match AttentionWithBias
+                .prepare::<C>([
+                    query.node.clone(),
+                    key.node.clone(),
+                    value.node.clone(),
+                    bias.node.clone(),
+                ])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let inputs = [
+                        prep.checkpoint(&query),
+                        prep.checkpoint(&key),
+                        prep.checkpoint(&value),
+                    ];
+                    let bias_state = Some(prep.checkpoint(&bias));
+                    let output = forward(Some(bias));
+                    prep.finish((inputs, bias_state, mask, options), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward(Some(bias))),
+            },
+        }
     }
 
     fn ctc_loss(

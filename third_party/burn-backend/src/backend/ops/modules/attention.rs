@@ -20,6 +20,28 @@ pub fn attention_fallback<B: Backend>(
     attn_bias: Option<FloatTensor<B>>,
     options: AttentionModuleOptions,
 ) -> FloatTensor<B> {
+    let weights = attention_weights::<B>(query, key, mask, attn_bias, options);
+    // Context: S · V
+    B::float_matmul(weights.softmax, value)
+}
+
+/// The attention weights `S = softmax(A)` of [attention_fallback], with what the
+/// backward pass needs besides them (realsyn patch, PATCHES.md: one function for the
+/// forward and for [attention_backward_from_float_ops]'s recomputation).
+struct AttentionWeights<B: Backend> {
+    softmax: FloatTensor<B>,
+    /// `tanh(scores / softcap)` when a softcap is set.
+    softcap_tanh: Option<FloatTensor<B>>,
+    scale: f64,
+}
+
+fn attention_weights<B: Backend>(
+    query: FloatTensor<B>,
+    key: FloatTensor<B>,
+    mask: Option<BoolTensor<B>>,
+    attn_bias: Option<FloatTensor<B>>,
+    options: AttentionModuleOptions,
+) -> AttentionWeights<B> {
     if let Some(softcap) = options.softcap {
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
     }
@@ -36,12 +58,15 @@ pub fn attention_fallback<B: Backend>(
     // Softcap: softcap * tanh(scores / softcap)
     // Applied to raw logits before any -inf masking, so that tanh does not
     // map -inf to a finite value (which would break masking semantics).
-    let attention_scores = if let Some(softcap) = options.softcap {
+    let (attention_scores, softcap_tanh) = if let Some(softcap) = options.softcap {
         let scaled = B::float_div_scalar(attention_scores, softcap.into());
         let tanh = B::float_tanh(scaled);
-        B::float_mul_scalar(tanh, softcap.into())
+        (
+            B::float_mul_scalar(tanh.clone(), softcap.into()),
+            Some(tanh),
+        )
     } else {
-        attention_scores
+        (attention_scores, None)
     };
 
     // Bool masking
@@ -81,8 +106,83 @@ pub fn attention_fallback<B: Backend>(
     let sum_exp = B::float_clamp_min(sum_exp, finfo.min_positive.into());
     let softmax = B::float_div(numerator, sum_exp);
 
-    // Context: S · V
-    B::float_matmul(softmax, value)
+    AttentionWeights {
+        softmax,
+        softcap_tanh,
+        scale,
+    }
+}
+
+/// Gradients of [attention](crate::ops::ModuleOps::attention) (realsyn patch, PATCHES.md).
+pub struct AttentionBackward<B: Backend> {
+    /// Gradient of the query, `[batch_size, num_heads, seq_len_q, head_dim]`.
+    pub query_grad: FloatTensor<B>,
+    /// Gradient of the key, `[batch_size, num_heads, seq_len_k, head_dim]`.
+    pub key_grad: FloatTensor<B>,
+    /// Gradient of the value, `[batch_size, num_heads, seq_len_k, val_dim]`.
+    pub value_grad: FloatTensor<B>,
+    /// Gradient of the additive bias, shaped like it; `None` without a bias.
+    pub bias_grad: Option<FloatTensor<B>>,
+}
+
+/// [`ModuleOps::attention_backward`](crate::ops::ModuleOps::attention_backward) from the
+/// backend's float ops, as FlashAttention's backward does it: the weights
+/// `S = softmax(A)` are recomputed from the query and key (nothing of size
+/// `seq_len_q x seq_len_k` is kept from the forward pass), then with `G` the output
+/// gradient
+/// `dV = Sᵗ G`, `dS = G Vᵗ`, `dA = S ⊙ (dS - rowsum(S ⊙ dS))` (the bias gradient),
+/// through the softcap `dA ⊙ (1 - tanh²)`, and `dQ = dA K * scale`,
+/// `dK = dAᵗ Q * scale`. Masked positions have `S = 0` and get no gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_from_float_ops<B: Backend>(
+    query: FloatTensor<B>,
+    key: FloatTensor<B>,
+    value: FloatTensor<B>,
+    mask: Option<BoolTensor<B>>,
+    attn_bias: Option<FloatTensor<B>>,
+    options: AttentionModuleOptions,
+    output_grad: FloatTensor<B>,
+) -> AttentionBackward<B> {
+    let bias_shape = attn_bias.as_ref().map(|bias| bias.shape());
+    let weights = attention_weights::<B>(query.clone(), key.clone(), mask, attn_bias, options);
+    let softmax = weights.softmax;
+
+    let value_grad = B::float_matmul(B::float_transpose(softmax.clone()), output_grad.clone());
+    let softmax_grad = B::float_matmul(output_grad, B::float_transpose(value));
+    let row_dot = B::float_sum_dim(B::float_mul(softmax.clone(), softmax_grad.clone()), 3);
+    let scores_grad = B::float_mul(softmax, B::float_sub(softmax_grad, row_dot));
+
+    // The bias is added to the scores as they enter the softmax: its gradient is
+    // `dA`, summed over the dimensions along which it was broadcast.
+    let bias_grad = bias_shape.map(|shape| {
+        let grad_shape = scores_grad.shape();
+        let mut grad = scores_grad.clone();
+        for dim in 0..grad_shape.num_dims() {
+            if shape[dim] == 1 && grad_shape[dim] != 1 {
+                grad = B::float_sum_dim(grad, dim);
+            }
+        }
+        grad
+    });
+
+    let scores_grad = match weights.softcap_tanh {
+        Some(tanh) => {
+            let one_minus_tanh_sq =
+                B::float_add_scalar(B::float_neg(B::float_mul(tanh.clone(), tanh)), 1f32.into());
+            B::float_mul(scores_grad, one_minus_tanh_sq)
+        }
+        None => scores_grad,
+    };
+    let qk_grad = B::float_mul_scalar(scores_grad, weights.scale.into());
+    let query_grad = B::float_matmul(qk_grad.clone(), key);
+    let key_grad = B::float_matmul(B::float_transpose(qk_grad), query);
+
+    AttentionBackward {
+        query_grad,
+        key_grad,
+        value_grad,
+        bias_grad,
+    }
 }
 
 /// Builds a causal (upper-triangular) bool mask where `true` means "mask this position".

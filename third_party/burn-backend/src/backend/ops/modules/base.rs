@@ -1,4 +1,4 @@
-use super::{conv, ctc, linear, pool};
+use super::{attention, conv, ctc, linear, pool};
 use crate::ops::unfold::unfold4d_using_conv2d;
 use crate::tensor::{BoolTensor, FloatTensor, IntTensor};
 use crate::{Backend, ElementConversion, TensorMetadata};
@@ -1142,6 +1142,32 @@ pub trait ModuleOps<B: Backend> {
         attn_bias: Option<FloatTensor<B>>,
         options: AttentionModuleOptions,
     ) -> FloatTensor<B>;
+
+    /// Gradients of [attention](ModuleOps::attention) given the output gradient, the
+    /// attention weights recomputed from the query and key rather than kept from the
+    /// forward pass (realsyn patch, PATCHES.md: under autodiff, attention used to be
+    /// differentiated as its decomposed ops, every `seq_len_q x seq_len_k` intermediate
+    /// kept until the backward pass). The arguments are the forward's.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        query: FloatTensor<B>,
+        key: FloatTensor<B>,
+        value: FloatTensor<B>,
+        mask: Option<BoolTensor<B>>,
+        attn_bias: Option<FloatTensor<B>>,
+        options: AttentionModuleOptions,
+        output_grad: FloatTensor<B>,
+    ) -> attention::AttentionBackward<B> {
+        attention::attention_backward_from_float_ops::<B>(
+            query,
+            key,
+            value,
+            mask,
+            attn_bias,
+            options,
+            output_grad,
+        )
+    }
 
     /// Applies Layer Normalization over the last dimension of the input tensor.
     ///
