@@ -22,6 +22,9 @@
 #   sweep  ViT-B/32 amp_bf16 at batch 8, 64 and 256: a time that barely grows with the
 #          batch is per-step overhead (kernel launches, host work), not arithmetic
 #   matmul one bf16 and one f32 GEMM, 8192^3, Burn against torch.matmul (the kernels' own rate)
+#   kernels one ViT-B/32 amp_bf16 step of 256 with CubeCL's profiler on (every kernel timed
+#          on the device, so the wall time means nothing): how many kernels a step launches
+#          and how long the device is busy with them; the busiest 25 go to progress.txt
 # At most 8 files come back from OUT: progress.txt, stderr.txt, smoke.jsonl, gpu.jsonl,
 # gpu.log, fm.log, fm-f32-metrics.jsonl, fm-amp_bf16-metrics.jsonl (sweep and matmul
 # lines go to smoke.jsonl).
@@ -62,7 +65,7 @@ for b in "$GPU_DIR"/realsyn*.xz; do
     "$b" "${b%.xz}" && chmod +x "${b%.xz}"
 done
 
-PHASES=${PHASES:-smoke amp fm f32 sweep matmul}
+PHASES=${PHASES:-smoke amp fm f32 sweep matmul kernels}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 train_step() { # binary batch -> one JSON line (ViT-B/32 amp_bf16)
   timeout 120 "$1" bench train-step --arch ViT-B-32 --batch-size "$2" --device cuda --warmup 2 --iters 3 \
@@ -124,5 +127,36 @@ if has matmul; then
     timeout 60 python3 benches/model_bench.py --mode matmul --size 8192 --dtype "$dtype" --device cuda |
       tee -a "$OUT/smoke.jsonl"
   done
+fi
+if has kernels; then
+  log "kernels: one profiled step"
+  # CUBECL_DEBUG_LOG names the log file; CUBECL_DEBUG_OPTION=profile times each kernel.
+  # CubeCL writes a table (name, count, device time) at every sync: the bench syncs
+  # after each step, so the last table is the timed step's.
+  CUBECL_DEBUG_LOG=/tmp/cubecl.log CUBECL_DEBUG_OPTION=profile timeout 180 "$best" bench train-step \
+    --arch ViT-B-32 --batch-size 256 --device cuda --warmup 1 --iters 1 --precision amp_bf16 \
+    2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
+  python3 - /tmp/cubecl.log <<'PY' | tee -a "$OUT/progress.txt"
+import re, sys
+lines = open(sys.argv[1], errors="replace").read().splitlines()
+# Each summary table: a header row "| Name | Duration | Num Computed | Ratio |", rows
+# sorted by device time, a "Total" row, then a closing rule; keep the last table.
+starts = [i for i, line in enumerate(lines) if "Num Computed" in line]
+if not starts:
+    print("no CubeCL profile table in the log"); sys.exit()
+rows = []
+for line in lines[starts[-1] + 1:]:
+    if line.startswith("|\u23af"):  # the closing rule
+        break
+    cells = [c.strip() for c in line.strip().strip("|").rsplit(" | ", 3)]
+    if len(cells) == 4 and cells[2].isdigit():
+        rows.append(cells)
+total = next((r for r in rows if r[0] == "Total"), None)
+kernels = [r for r in rows if r[0] != "Total"]
+if total:
+    print(f"one profiled step: {total[2]} kernels of {len(kernels)} kinds, {total[1]} on the device")
+for name, duration, count, ratio in kernels[:25]:
+    print(f"{duration:>12} {count:>6} {ratio:>5}  {name[:150]}")
+PY
 fi
 log "done"
