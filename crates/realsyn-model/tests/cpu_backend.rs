@@ -462,8 +462,10 @@ fn attention_gradients_match_the_decomposed_ops() {
     // that recomputes the weights from q and k (third_party/burn-autodiff PATCHES.md).
     // Its output and gradients against Burn's decomposed attention (`attention_fallback`)
     // differentiated op by op, with a causal mask (also with fewer queries than keys),
-    // a bool mask with a fully masked row, a bias broadcast over the batch, and a softcap
-    // with a custom scale.
+    // a bool mask with a fully masked row (also one mask for the whole batch), a bias
+    // broadcast over the batch, and a softcap with a custom scale. burn-flex runs its
+    // own backward kernel for all but the bias and softcap cases, the float-op default
+    // for those.
     use burn::tensor::module::attention;
     use burn::tensor::ops::AttentionModuleOptions;
     use burn::tensor::{Bool, TensorPrimitive};
@@ -483,28 +485,30 @@ fn attention_gradients_match_the_decomposed_ops() {
         is_causal,
     };
     let cases = [
-        ("plain", 37, 37, false, false, options(None, None, false)),
-        ("causal", 37, 37, false, false, options(None, None, true)),
+        ("plain", 37, 37, 0, false, options(None, None, false)),
+        ("causal", 37, 37, 0, false, options(None, None, true)),
+        ("causal, 20 q", 20, 37, 0, false, options(None, None, true)),
+        ("bool mask", 37, 37, b, false, options(None, None, false)),
         (
-            "causal, 20 q",
-            20,
+            "one bool mask for the batch",
             37,
+            37,
+            1,
             false,
-            false,
-            options(None, None, true),
+            options(None, None, false),
         ),
-        ("bool mask", 37, 37, true, false, options(None, None, false)),
-        ("bias", 37, 37, false, true, options(None, None, false)),
+        ("bias", 37, 37, 0, true, options(None, None, false)),
         (
             "softcap",
             37,
             37,
-            true,
+            b,
             true,
             options(Some(0.4), Some(3.0), false),
         ),
     ];
-    for (what, nq, nk, with_mask, with_bias, options) in cases {
+    for (what, nq, nk, mask_batch, with_bias, options) in cases {
+        let with_mask = mask_batch > 0;
         let scaled = |v: Vec<f32>, s: f32| v.into_iter().map(|x| x * s).collect::<Vec<_>>();
         let q = scaled(heads_input(b, h, nq, d, 1), 0.3);
         let k = scaled(heads_input(b, h, nk, d, 2), 0.3);
@@ -512,7 +516,7 @@ fn attention_gradients_match_the_decomposed_ops() {
         let bias = scaled(heads_input(1, h, nq, nk, 4), 0.2);
         let w = heads_input(b, h, nq, d, 5);
         // Every third key hidden from every query, and query 5 sees nothing.
-        let mask: Vec<bool> = (0..b * h * nq * nk)
+        let mask: Vec<bool> = (0..mask_batch * h * nq * nk)
             .map(|i| (i % nk) % 3 == 1 || (i / nk) % nq == 5)
             .collect();
         let run = |decomposed: bool| {
@@ -524,7 +528,7 @@ fn attention_gradients_match_the_decomposed_ops() {
             let bias = with_bias.then(|| tensor(bias.clone(), [1, h, nq, nk]));
             let mask = with_mask.then(|| {
                 Tensor::<Ad, 1, Bool>::from_bool(mask.as_slice().into(), &device)
-                    .reshape([b, h, nq, nk])
+                    .reshape([mask_batch, h, nq, nk])
             });
             let out = if decomposed {
                 let prim = |t: &Tensor<Ad, 4>| t.clone().into_primitive().tensor();

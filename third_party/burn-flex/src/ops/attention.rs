@@ -19,6 +19,9 @@ use num_traits::Float;
 
 use crate::{FlexTensor, Layout};
 
+mod backward;
+pub use backward::{attention_backward, attention_backward_is_fused};
+
 /// KV tile size for flash attention.
 ///
 /// Chosen so the score row (TILE_KV * 4 bytes for f32) and the V tile

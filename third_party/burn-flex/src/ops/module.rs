@@ -9,7 +9,7 @@ use burn_backend::{
     ops::{
         AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
+        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, attention::AttentionBackward,
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
@@ -696,6 +696,39 @@ impl ModuleOps<Flex> for Flex {
         options: AttentionModuleOptions,
     ) -> FloatTensor<Flex> {
         crate::ops::attention::attention(query, key, value, mask, attn_bias, options)
+    }
+
+    /// realsyn patch: one kernel per (batch, head) where it applies
+    /// (`ops/attention/backward.rs`), else the float-op default.
+    fn attention_backward(
+        query: FloatTensor<Flex>,
+        key: FloatTensor<Flex>,
+        value: FloatTensor<Flex>,
+        mask: Option<BoolTensor<Flex>>,
+        attn_bias: Option<FloatTensor<Flex>>,
+        options: AttentionModuleOptions,
+        output_grad: FloatTensor<Flex>,
+    ) -> AttentionBackward<Flex> {
+        use crate::ops::attention::{attention_backward, attention_backward_is_fused};
+        if !attention_backward_is_fused(&query, &key, attn_bias.is_some(), &options) {
+            return burn_backend::ops::attention::attention_backward_from_float_ops::<Flex>(
+                query,
+                key,
+                value,
+                mask,
+                attn_bias,
+                options,
+                output_grad,
+            );
+        }
+        let [query_grad, key_grad, value_grad] =
+            attention_backward(query, key, value, mask, options, output_grad);
+        AttentionBackward {
+            query_grad,
+            key_grad,
+            value_grad,
+            bias_grad: None,
+        }
     }
 
     fn rfft(

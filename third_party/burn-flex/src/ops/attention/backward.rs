@@ -1,0 +1,254 @@
+//! realsyn patch: attention's backward pass as one kernel per (batch, head).
+//!
+//! `ModuleOps::attention_backward`'s default (burn-backend, also a realsyn patch)
+//! recomputes the weights from q and k with the backend's float ops: a batched
+//! matmul, a masked fill, a softmax of ~6 tensor passes and ~5 more for
+//! `dA = S ⊙ (dS - rowsum(S ⊙ dS))`, each writing a `[batch, heads, seq_q, seq_kv]`
+//! tensor. Here each (batch, head) pair does the same five GEMMs on its own rows,
+//! with the scores, their softmax and its gradient in two per-thread buffers of
+//! `seq_q x seq_kv` that stay in cache, and the pairs are split over the threads as
+//! the forward kernel's are.
+//!
+//! Used for f32 and f64 with a mask or none, causal or not; a bias or a softcap
+//! (rare in CLIP-style towers), f16/bf16 and more than `SCORE_BUDGET` scores per
+//! head take the default.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use burn_backend::DType;
+use burn_backend::ops::AttentionModuleOptions;
+use burn_std::{Bytes, Shape};
+
+use super::{
+    AttentionParams, BlockGemmArgs, FlashGemm, broadcast_attn_mask_bias, for_each_head,
+    softmax_scores,
+};
+use crate::{FlexTensor, Layout};
+
+/// Largest `seq_q * seq_kv` per head this kernel takes: its two score buffers per
+/// thread are then at most 32 MB (f32). Longer sequences keep the default.
+const SCORE_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Whether [`attention_backward`] takes these arguments (else use the default).
+pub fn attention_backward_is_fused(
+    query: &FlexTensor,
+    key: &FlexTensor,
+    has_bias: bool,
+    options: &AttentionModuleOptions,
+) -> bool {
+    let (q, k) = (query.layout().shape(), key.layout().shape());
+    matches!(query.dtype(), DType::F32 | DType::F64)
+        && q.num_dims() == 4
+        && k.num_dims() == 4
+        && !has_bias
+        && options.softcap.is_none()
+        && q[2] * k[2] <= SCORE_BUDGET
+}
+
+/// Gradients of query, key and value (`[batch, heads, seq, dim]` each) of
+/// `attention(query, key, value, mask, None, options)` given its output's gradient;
+/// only for arguments [`attention_backward_is_fused`] accepts.
+pub fn attention_backward(
+    query: FlexTensor,
+    key: FlexTensor,
+    value: FlexTensor,
+    mask: Option<FlexTensor>,
+    options: AttentionModuleOptions,
+    output_grad: FlexTensor,
+) -> [FlexTensor; 3] {
+    match query.dtype() {
+        DType::F32 => backward_impl::<f32>(query, key, value, mask, options, output_grad),
+        DType::F64 => backward_impl::<f64>(query, key, value, mask, options, output_grad),
+        dtype => panic!("attention_backward: unsupported dtype {dtype:?}"),
+    }
+}
+
+fn backward_impl<T: FlashGemm + burn_backend::Element>(
+    query: FlexTensor,
+    key: FlexTensor,
+    value: FlexTensor,
+    mask: Option<FlexTensor>,
+    options: AttentionModuleOptions,
+    output_grad: FlexTensor,
+) -> [FlexTensor; 3] {
+    let query = query.to_contiguous();
+    let key = key.to_contiguous();
+    let value = value.to_contiguous();
+    let output_grad = output_grad.to_contiguous();
+    let (q_shape, k_shape, v_shape) = (
+        query.layout().shape(),
+        key.layout().shape(),
+        value.layout().shape(),
+    );
+    let (batch, heads, seq_q, head_dim) = (q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
+    let (seq_kv, val_dim) = (k_shape[2], v_shape[3]);
+    let g_shape = output_grad.layout().shape();
+    assert!(
+        k_shape[0] == batch && k_shape[1] == heads && k_shape[3] == head_dim,
+        "attention_backward: key must be [{batch}, {heads}, seq_kv, {head_dim}]"
+    );
+    assert!(
+        v_shape[0] == batch && v_shape[1] == heads && v_shape[2] == seq_kv,
+        "attention_backward: value must be [{batch}, {heads}, {seq_kv}, val_dim]"
+    );
+    assert!(
+        g_shape.num_dims() == 4
+            && (g_shape[0], g_shape[1], g_shape[2], g_shape[3]) == (batch, heads, seq_q, val_dim),
+        "attention_backward: output_grad must be [{batch}, {heads}, {seq_q}, {val_dim}]"
+    );
+
+    let target = [batch, heads, seq_q, seq_kv];
+    let mask = mask.map(|m| broadcast_attn_mask_bias(m, target, "mask"));
+    let params = AttentionParams {
+        scale: T::from(options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt())).unwrap(),
+        softcap: None,
+        causal_offset: options
+            .is_causal
+            .then_some(seq_kv as isize - seq_q as isize),
+        seq_q,
+        seq_kv,
+        head_dim,
+        val_dim,
+    };
+
+    let (q, k, v, g): (&[T], &[T], &[T], &[T]) = (
+        query.storage(),
+        key.storage(),
+        value.storage(),
+        output_grad.storage(),
+    );
+    let mask_data: Option<&[u8]> = mask.as_ref().map(|m| m.tensor.bytes());
+    let (mask_batch_step, mask_head_step) = mask
+        .as_ref()
+        .map_or((0, 0), |m| (m.batch_step, m.head_step));
+    let (q_len, k_len, v_len) = (seq_q * head_dim, seq_kv * head_dim, seq_kv * val_dim);
+    let g_len = seq_q * val_dim;
+    let tile = seq_q * seq_kv;
+
+    // One pair's gradients side by side, [dq | dk | dv]; three strided views below.
+    let pair_len = q_len + k_len + v_len;
+    let mut grads = vec![T::zero(); batch * heads * pair_len];
+    for_each_head(
+        &mut grads,
+        heads,
+        pair_len,
+        seq_kv,
+        || (vec![T::zero(); tile], vec![T::zero(); tile]),
+        |b, h, out, (probs, dprobs)| {
+            let pair = b * heads + h;
+            let mask = mask_data.map(|data| {
+                let at = b * mask_batch_step + h * mask_head_step;
+                &data[at..at + tile]
+            });
+            backward_head(
+                (
+                    &q[pair * q_len..][..q_len],
+                    &k[pair * k_len..][..k_len],
+                    &v[pair * v_len..][..v_len],
+                    &g[pair * g_len..][..g_len],
+                ),
+                out,
+                (probs, dprobs),
+                &params,
+                mask,
+            );
+        },
+    );
+
+    let data = Arc::new(Bytes::from_elems(grads));
+    let view = |offset: usize, rows: usize, cols: usize| {
+        let strides = vec![
+            (heads * pair_len) as isize,
+            pair_len as isize,
+            cols as isize,
+            1,
+        ];
+        let layout = Layout::new(Shape::new([batch, heads, rows, cols]), strides, offset);
+        FlexTensor::from_arc(Arc::clone(&data), layout, T::dtype())
+    };
+    [
+        view(0, seq_q, head_dim),
+        view(q_len, seq_kv, head_dim),
+        view(q_len + k_len, seq_kv, val_dim),
+    ]
+}
+
+/// One (batch, head) pair, `out` its `[dq | dk | dv]`. With `P` the weights
+/// recomputed from q and k (the forward's own `softmax_scores`) and `G` the output's
+/// gradient: `dv = Pᵀ G`, `dP = G vᵀ`, `dA = scale · P ⊙ (dP - rowsum(P ⊙ dP))`,
+/// `dq = dA k`, `dk = dAᵀ q`. A fully masked row has `P = 0`, hence no gradient.
+fn backward_head<T: FlashGemm>(
+    (q, k, v, g): (&[T], &[T], &[T], &[T]),
+    out: &mut [T],
+    (probs, dprobs): (&mut [T], &mut [T]),
+    p: &AttentionParams<T>,
+    mask: Option<&[u8]>,
+) {
+    let (nq, nk, d, dv) = (p.seq_q, p.seq_kv, p.head_dim, p.val_dim);
+    let (dq, rest) = out.split_at_mut(nq * d);
+    let (dk, dvalue) = rest.split_at_mut(nk * d);
+    // Every product writes its whole destination (`read_dst` false). Strides are
+    // (column, row): a transposed operand swaps them.
+    type Operand<'a, T> = (&'a [T], isize, isize);
+    let gemm = |m: usize,
+                n: usize,
+                depth: usize,
+                dst: &mut [T],
+                lhs: Operand<T>,
+                rhs: Operand<T>,
+                beta: T| unsafe {
+        T::block_gemm(BlockGemmArgs {
+            m,
+            n,
+            k: depth,
+            dst: dst.as_mut_ptr(),
+            dst_cs: 1,
+            dst_rs: n as isize,
+            read_dst: false,
+            lhs: lhs.0.as_ptr(),
+            lhs_cs: lhs.1,
+            lhs_rs: lhs.2,
+            rhs: rhs.0.as_ptr(),
+            rhs_cs: rhs.1,
+            rhs_rs: rhs.2,
+            alpha: T::zero(),
+            beta,
+        })
+    };
+    let (nk_, d_, dv_) = (nk as isize, d as isize, dv as isize);
+    // P = softmax(scale · q kᵀ, masked)
+    gemm(nq, nk, d, probs, (q, 1, d_), (k, d_, 1), T::one());
+    softmax_scores(probs, p, (mask, None));
+    // dv = Pᵀ G
+    gemm(nk, dv, nq, dvalue, (probs, nk_, 1), (g, 1, dv_), T::one());
+    // dP = G vᵀ
+    gemm(nq, nk, dv, dprobs, (g, 1, dv_), (v, dv_, 1), T::one());
+    softmax_rows_backward(probs, dprobs, nk);
+    // dq = scale · dA k, dk = scale · dAᵀ q
+    gemm(nq, d, nk, dq, (dprobs, 1, nk_), (k, 1, d_), p.scale);
+    gemm(nk, d, nq, dk, (dprobs, nk_, 1), (q, 1, d_), p.scale);
+}
+
+crate::par::widest! {
+    /// `dP ← P ⊙ (dP - rowsum(P ⊙ dP))` row by row (softmax's backward), at the CPU's
+    /// vector width; the row sums add in 16 lanes, as the forward's do.
+    fn softmax_rows_backward[T: FlashGemm](probs: &[T], dprobs: &mut [T], row_len: usize) {
+        for (p_row, d_row) in probs.chunks_exact(row_len).zip(dprobs.chunks_exact_mut(row_len)) {
+            const LANES: usize = 16;
+            let mut acc = [T::zero(); LANES];
+            let (mut ps, mut ds) = (p_row.chunks_exact(LANES), d_row.chunks_exact(LANES));
+            for (pc, dc) in (&mut ps).zip(&mut ds) {
+                for l in 0..LANES {
+                    acc[l] += pc[l] * dc[l];
+                }
+            }
+            for (l, (&pv, &dv)) in ps.remainder().iter().zip(ds.remainder()).enumerate() {
+                acc[l] += pv * dv;
+            }
+            let dot = acc.into_iter().fold(T::zero(), |a, b| a + b);
+            for (dv, &pv) in d_row.iter_mut().zip(p_row) {
+                *dv = pv * (*dv - dot);
+            }
+        }
+    }
+}
