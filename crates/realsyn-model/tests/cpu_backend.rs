@@ -584,6 +584,58 @@ fn attention_gradients_match_the_decomposed_ops() {
     }
 }
 
+#[test]
+fn slices_of_one_tensor_add_their_gradients() {
+    // Under autodiff a slice's gradient is added into its region of the parent's
+    // gradient when the parent already has one (third_party/burn-autodiff PATCHES.md),
+    // as attention's q, k and v sliced from one projection do. Overlapping row slices,
+    // a column slice and the whole tensor, all of an intermediate (whose gradient is
+    // consumed during the backward pass), against the gradient written out by hand.
+    use realsyn_model::backend::CpuAutodiff;
+    type Ad = CpuAutodiff;
+    let device = Default::default();
+    let (r, c) = (6usize, 5usize);
+    let values = |n: usize, step: f32| (0..n).map(|i| (i as f32 * step).sin()).collect::<Vec<_>>();
+    let tensor = |v: &[f32], rows: usize, cols: usize| {
+        Tensor::<Ad, 1>::from_floats(v, &device).reshape([rows, cols])
+    };
+    let (x0, wa, wb, wc, wd) = (
+        values(r * c, 0.37),
+        values(2 * c, 0.3),
+        values(3 * c, 0.7),
+        values(r * 2, 1.1),
+        values(r * c, 1.3),
+    );
+    let x = tensor(&x0, r, c).require_grad();
+    let y = x.clone().exp();
+    let loss = (y.clone().slice([0..2]) * tensor(&wa, 2, c)).sum()
+        + (y.clone().slice([1..4]) * tensor(&wb, 3, c)).sum()
+        + (y.clone().slice([0..r, 3..5]) * tensor(&wc, r, 2)).sum()
+        + (y * tensor(&wd, r, c)).sum();
+    let grads = loss.backward();
+    let got = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    for i in 0..r {
+        for j in 0..c {
+            let mut dy = wd[i * c + j];
+            if i < 2 {
+                dy += wa[i * c + j];
+            }
+            if (1..4).contains(&i) {
+                dy += wb[(i - 1) * c + j];
+            }
+            if j >= 3 {
+                dy += wc[i * 2 + (j - 3)];
+            }
+            let want = dy * x0[i * c + j].exp();
+            let g = got[i * c + j];
+            assert!(
+                (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "x grad [{i}, {j}] is {g}, by hand {want}"
+            );
+        }
+    }
+}
+
 /// erf in f64 from its Maclaurin series, for |z| <= 3 (about 1e-12 there).
 fn erf_series(z: f64) -> f64 {
     let (mut term, mut sum) = (z, z);

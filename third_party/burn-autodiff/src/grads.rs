@@ -98,6 +98,16 @@ impl Gradients {
             .map(|tensor| tensor.tensor())
     }
 
+    /// realsyn patch: the gradient registered so far for `node_id`, taken out, so the
+    /// next [`register`](Self::register) stores without adding. A backward step whose
+    /// gradient is zero outside a region (a slice's) adds its share into that region
+    /// in place instead of building a full-size tensor for `register` to add.
+    pub(crate) fn take<B: Backend>(&mut self, node_id: NodeId) -> Option<FloatTensor<B>> {
+        self.container
+            .remove::<B>(&node_id.value)
+            .map(|tensor| tensor.tensor())
+    }
+
     /// Register a grad tensor in the container.
     ///
     /// If the tensor already exists, add both tensors together before saving the result.
