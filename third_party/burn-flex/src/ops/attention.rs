@@ -195,6 +195,27 @@ pub fn attention_flash(
     dispatch_attention_dtype!(query, key, value, mask, attn_bias, options, attention_impl)
 }
 
+/// realsyn patch: `tensor` in row-major order. A row-major view at an offset (q, k
+/// and v sliced from one packed projection) stays where it lies; upstream's
+/// `to_contiguous` copied every tensor that did not cover its whole buffer, three
+/// copies per attention call and three more in its backward pass.
+fn row_major(tensor: FlexTensor) -> FlexTensor {
+    if tensor.is_contiguous() {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// The elements of a row-major tensor ([`row_major`]), from its offset on.
+fn row_major_data<T: burn_backend::Element + Pod>(tensor: &FlexTensor) -> &[T] {
+    let (start, end) = tensor
+        .layout()
+        .contiguous_offsets()
+        .expect("attention: a row-major operand");
+    &tensor.storage::<T>()[start..end]
+}
+
 fn cast_to_f32<E: burn_backend::Element + Pod + Copy>(
     tensor: FlexTensor,
     to_f32: fn(E) -> f32,
@@ -258,9 +279,9 @@ where
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
     }
 
-    let query = query.to_contiguous();
-    let key = key.to_contiguous();
-    let value = value.to_contiguous();
+    let query = row_major(query);
+    let key = row_major(key);
+    let value = row_major(value);
 
     let q_shape = query.layout().shape();
     let k_shape = key.layout().shape();
@@ -302,9 +323,9 @@ where
         None
     };
 
-    let q_data: &[T] = query.storage();
-    let k_data: &[T] = key.storage();
-    let v_data: &[T] = value.storage();
+    let q_data: &[T] = row_major_data(&query);
+    let k_data: &[T] = row_major_data(&key);
+    let v_data: &[T] = row_major_data(&value);
     let mask_data: Option<&[u8]> = mask_bcast.as_ref().map(|b| b.tensor.bytes());
     let bias_data: Option<&[T]> = bias_bcast.as_ref().map(|b| b.tensor.storage());
     let (mask_batch_step, mask_head_step) = mask_bcast
@@ -644,9 +665,9 @@ where
         assert!(softcap > 0.0, "softcap must be positive, got {softcap}");
     }
 
-    let query = query.to_contiguous();
-    let key = key.to_contiguous();
-    let value = value.to_contiguous();
+    let query = row_major(query);
+    let key = row_major(key);
+    let value = row_major(value);
 
     let q_shape = query.layout().shape();
     let k_shape = key.layout().shape();
@@ -691,9 +712,9 @@ where
         None
     };
 
-    let q_data: &[T] = query.storage();
-    let k_data: &[T] = key.storage();
-    let v_data: &[T] = value.storage();
+    let q_data: &[T] = row_major_data(&query);
+    let k_data: &[T] = row_major_data(&key);
+    let v_data: &[T] = row_major_data(&value);
     let mask_data: Option<&[u8]> = mask_bcast.as_ref().map(|b| b.tensor.bytes());
     let bias_data: Option<&[T]> = bias_bcast.as_ref().map(|b| b.tensor.storage());
     let (mask_batch_step, mask_head_step) = mask_bcast

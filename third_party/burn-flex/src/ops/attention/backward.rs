@@ -20,8 +20,8 @@ use burn_backend::ops::AttentionModuleOptions;
 use burn_std::{Bytes, Shape};
 
 use super::{
-    AttentionParams, BlockGemmArgs, FlashGemm, broadcast_attn_mask_bias, for_each_head,
-    softmax_scores,
+    AttentionParams, BlockGemmArgs, FlashGemm, broadcast_attn_mask_bias, for_each_head, row_major,
+    row_major_data, softmax_scores,
 };
 use crate::{FlexTensor, Layout};
 
@@ -71,10 +71,10 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
     options: AttentionModuleOptions,
     output_grad: FlexTensor,
 ) -> [FlexTensor; 3] {
-    let query = query.to_contiguous();
-    let key = key.to_contiguous();
-    let value = value.to_contiguous();
-    let output_grad = output_grad.to_contiguous();
+    let query = row_major(query);
+    let key = row_major(key);
+    let value = row_major(value);
+    let output_grad = row_major(output_grad);
     let (q_shape, k_shape, v_shape) = (
         query.layout().shape(),
         key.layout().shape(),
@@ -112,10 +112,10 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
     };
 
     let (q, k, v, g): (&[T], &[T], &[T], &[T]) = (
-        query.storage(),
-        key.storage(),
-        value.storage(),
-        output_grad.storage(),
+        row_major_data(&query),
+        row_major_data(&key),
+        row_major_data(&value),
+        row_major_data(&output_grad),
     );
     let mask_data: Option<&[u8]> = mask.as_ref().map(|m| m.tensor.bytes());
     let (mask_batch_step, mask_head_step) = mask
