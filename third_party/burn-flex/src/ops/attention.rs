@@ -283,45 +283,19 @@ where
     let key = row_major(key);
     let value = row_major(value);
 
-    let q_shape = query.layout().shape();
-    let k_shape = key.layout().shape();
-    let v_shape = value.layout().shape();
-    assert!(q_shape.num_dims() == 4, "attention: query must be 4D");
-    assert!(k_shape.num_dims() == 4, "attention: key must be 4D");
-    assert!(v_shape.num_dims() == 4, "attention: value must be 4D");
-
-    let batch = q_shape[0];
-    let heads = q_shape[1];
-    let seq_q = q_shape[2];
-    let head_dim = q_shape[3];
-    assert!(head_dim > 0, "attention: head_dim must be non-zero");
-
-    let seq_kv = k_shape[2];
-    let val_dim = v_shape[3];
-
-    assert_eq!(k_shape[0], batch, "attention: key batch mismatch");
-    assert_eq!(k_shape[1], heads, "attention: key heads mismatch");
-    assert_eq!(k_shape[3], head_dim, "attention: key head_dim mismatch");
-    assert_eq!(v_shape[0], batch, "attention: value batch mismatch");
-    assert_eq!(v_shape[1], heads, "attention: value heads mismatch");
-    assert_eq!(v_shape[2], seq_kv, "attention: value seq_kv mismatch");
+    let (batch, heads, params) =
+        AttentionParams::<T>::new("attention", &query, &key, &value, &options);
+    let AttentionParams {
+        seq_q,
+        seq_kv,
+        head_dim,
+        val_dim,
+        ..
+    } = params;
 
     let target = [batch, heads, seq_q, seq_kv];
     let mask_bcast = mask.map(|m| broadcast_attn_mask_bias(m, target, "mask"));
     let bias_bcast = attn_bias.map(|b| broadcast_attn_mask_bias(b, target, "bias"));
-
-    let scale = T::from(
-        options
-            .scale
-            .unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt()),
-    )
-    .unwrap();
-    let softcap: Option<T> = options.softcap.map(|s| T::from(s).unwrap());
-    let causal_offset = if options.is_causal {
-        Some(seq_kv as isize - seq_q as isize)
-    } else {
-        None
-    };
 
     let q_data: &[T] = row_major_data(&query);
     let k_data: &[T] = row_major_data(&key);
@@ -348,16 +322,6 @@ where
     let v_batch_stride = heads * v_head_stride;
     let o_head_stride = seq_q * val_dim;
     let mask_tile_len = seq_q * seq_kv;
-
-    let params = AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
-        seq_q,
-        seq_kv,
-        head_dim,
-        val_dim,
-    };
 
     // realsyn patch: (batch, head) pairs split over threads (`for_each_head`),
     // scratch buffers allocated once per chunk and reused across its heads.
@@ -496,6 +460,55 @@ struct AttentionParams<T> {
     seq_kv: usize,
     head_dim: usize,
     val_dim: usize,
+}
+
+impl<T: FlashGemm> AttentionParams<T> {
+    /// realsyn patch: the one place where the kernels (flash and naive forward, and
+    /// `backward`) check `query [batch, heads, seq_q, head_dim]`, `key [batch, heads,
+    /// seq_kv, head_dim]` and `value [batch, heads, seq_kv, val_dim]` against each
+    /// other and turn `options` into per-head parameters; each kernel had its own
+    /// copy. Returns `(batch, heads, params)`; `op` names the kernel in a panic.
+    fn new(
+        op: &str,
+        query: &FlexTensor,
+        key: &FlexTensor,
+        value: &FlexTensor,
+        options: &AttentionModuleOptions,
+    ) -> (usize, usize, Self) {
+        let (q, k, v) = (
+            query.layout().shape(),
+            key.layout().shape(),
+            value.layout().shape(),
+        );
+        assert!(
+            q.num_dims() == 4 && k.num_dims() == 4 && v.num_dims() == 4,
+            "{op}: query, key and value must be 4D"
+        );
+        let (batch, heads, seq_q, head_dim) = (q[0], q[1], q[2], q[3]);
+        let (seq_kv, val_dim) = (k[2], v[3]);
+        assert!(head_dim > 0, "{op}: head_dim must be non-zero");
+        assert!(
+            (k[0], k[1], k[3]) == (batch, heads, head_dim),
+            "{op}: key must be [{batch}, {heads}, seq_kv, {head_dim}], got {k:?}"
+        );
+        assert!(
+            (v[0], v[1], v[2]) == (batch, heads, seq_kv),
+            "{op}: value must be [{batch}, {heads}, {seq_kv}, val_dim], got {v:?}"
+        );
+        let scale = options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt());
+        let params = Self {
+            scale: T::from(scale).unwrap(),
+            softcap: options.softcap.map(|s| T::from(s).unwrap()),
+            causal_offset: options
+                .is_causal
+                .then_some(seq_kv as isize - seq_q as isize),
+            seq_q,
+            seq_kv,
+            head_dim,
+            val_dim,
+        };
+        (batch, heads, params)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -669,48 +682,19 @@ where
     let key = row_major(key);
     let value = row_major(value);
 
-    let q_shape = query.layout().shape();
-    let k_shape = key.layout().shape();
-    let v_shape = value.layout().shape();
-    assert!(q_shape.num_dims() == 4, "attention_naive: query must be 4D");
-    assert!(k_shape.num_dims() == 4, "attention_naive: key must be 4D");
-    assert!(v_shape.num_dims() == 4, "attention_naive: value must be 4D");
-
-    let batch = q_shape[0];
-    let heads = q_shape[1];
-    let seq_q = q_shape[2];
-    let head_dim = q_shape[3];
-    assert!(head_dim > 0, "attention_naive: head_dim must be non-zero");
-
-    let seq_kv = k_shape[2];
-    let val_dim = v_shape[3];
-
-    assert_eq!(k_shape[0], batch, "attention_naive: key batch mismatch");
-    assert_eq!(k_shape[1], heads, "attention_naive: key heads mismatch");
-    assert_eq!(
-        k_shape[3], head_dim,
-        "attention_naive: key head_dim mismatch"
-    );
-    assert_eq!(v_shape[0], batch, "attention_naive: value batch mismatch");
-    assert_eq!(v_shape[1], heads, "attention_naive: value heads mismatch");
-    assert_eq!(v_shape[2], seq_kv, "attention_naive: value seq_kv mismatch");
+    let (batch, heads, params) =
+        AttentionParams::<T>::new("attention_naive", &query, &key, &value, &options);
+    let AttentionParams {
+        seq_q,
+        seq_kv,
+        head_dim,
+        val_dim,
+        ..
+    } = params;
 
     let target = [batch, heads, seq_q, seq_kv];
     let mask_bcast = mask.map(|m| broadcast_attn_mask_bias(m, target, "mask"));
     let bias_bcast = attn_bias.map(|b| broadcast_attn_mask_bias(b, target, "bias"));
-
-    let scale = T::from(
-        options
-            .scale
-            .unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt()),
-    )
-    .unwrap();
-    let softcap: Option<T> = options.softcap.map(|s| T::from(s).unwrap());
-    let causal_offset = if options.is_causal {
-        Some(seq_kv as isize - seq_q as isize)
-    } else {
-        None
-    };
 
     let q_data: &[T] = row_major_data(&query);
     let k_data: &[T] = row_major_data(&key);
@@ -736,16 +720,6 @@ where
     let v_batch_stride = heads * v_head_stride;
     let o_head_stride = seq_q * val_dim;
     let mask_tile_len = seq_q * seq_kv;
-
-    let params = AttentionParams {
-        scale,
-        softcap,
-        causal_offset,
-        seq_q,
-        seq_kv,
-        head_dim,
-        val_dim,
-    };
 
     // realsyn patch: (batch, head) pairs split over threads (`for_each_head`),
     // one score buffer per chunk.
@@ -948,6 +922,25 @@ fn lanes<T: Copy>(row: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
         acc[l] = f(acc[l], v);
     }
     acc.into_iter().fold(init, f)
+}
+
+/// realsyn patch: the dot product of `a` and `b` in `lanes`' 16 lanes (softmax's
+/// backward sums `P ⊙ dP` per row as the forward sums `P`).
+#[inline(always)]
+fn lanes_dot<T: FlashGemm>(a: &[T], b: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut acc = [T::zero(); LANES];
+    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (ac, bc) in (&mut a_chunks).zip(&mut b_chunks) {
+        for l in 0..LANES {
+            acc[l] += ac[l] * bc[l];
+        }
+    }
+    let rest = a_chunks.remainder().iter().zip(b_chunks.remainder());
+    for (l, (&x, &y)) in rest.enumerate() {
+        acc[l] += x * y;
+    }
+    acc.into_iter().fold(T::zero(), |x, y| x + y)
 }
 
 /// Process a single (batch, head) pair with naive (non-tiled) attention.

@@ -15,13 +15,15 @@
 
 use alloc::sync::Arc;
 use alloc::vec;
+use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_backend::ops::AttentionModuleOptions;
 use burn_std::{Bytes, Shape};
+use core::mem::MaybeUninit;
 
 use super::{
-    AttentionParams, BlockGemmArgs, FlashGemm, broadcast_attn_mask_bias, for_each_head, row_major,
-    row_major_data, softmax_scores,
+    AttentionParams, BlockGemmArgs, FlashGemm, broadcast_attn_mask_bias, for_each_head, lanes_dot,
+    row_major, row_major_data, softmax_scores,
 };
 use crate::{FlexTensor, Layout};
 
@@ -75,22 +77,16 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
     let key = row_major(key);
     let value = row_major(value);
     let output_grad = row_major(output_grad);
-    let (q_shape, k_shape, v_shape) = (
-        query.layout().shape(),
-        key.layout().shape(),
-        value.layout().shape(),
-    );
-    let (batch, heads, seq_q, head_dim) = (q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
-    let (seq_kv, val_dim) = (k_shape[2], v_shape[3]);
+    let (batch, heads, params) =
+        AttentionParams::<T>::new("attention_backward", &query, &key, &value, &options);
+    let AttentionParams {
+        seq_q,
+        seq_kv,
+        head_dim,
+        val_dim,
+        ..
+    } = params;
     let g_shape = output_grad.layout().shape();
-    assert!(
-        k_shape[0] == batch && k_shape[1] == heads && k_shape[3] == head_dim,
-        "attention_backward: key must be [{batch}, {heads}, seq_kv, {head_dim}]"
-    );
-    assert!(
-        v_shape[0] == batch && v_shape[1] == heads && v_shape[2] == seq_kv,
-        "attention_backward: value must be [{batch}, {heads}, {seq_kv}, val_dim]"
-    );
     assert!(
         g_shape.num_dims() == 4
             && (g_shape[0], g_shape[1], g_shape[2], g_shape[3]) == (batch, heads, seq_q, val_dim),
@@ -99,18 +95,6 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
 
     let target = [batch, heads, seq_q, seq_kv];
     let mask = mask.map(|m| broadcast_attn_mask_bias(m, target, "mask"));
-    let params = AttentionParams {
-        scale: T::from(options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt())).unwrap(),
-        softcap: None,
-        causal_offset: options
-            .is_causal
-            .then_some(seq_kv as isize - seq_q as isize),
-        seq_q,
-        seq_kv,
-        head_dim,
-        val_dim,
-    };
-
     let (q, k, v, g): (&[T], &[T], &[T], &[T]) = (
         row_major_data(&query),
         row_major_data(&key),
@@ -126,10 +110,12 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
     let tile = seq_q * seq_kv;
 
     // One pair's gradients side by side, [dq | dk | dv]; three strided views below.
+    // Not zeroed: the GEMMs of `backward_head` write every element.
     let pair_len = q_len + k_len + v_len;
-    let mut grads = vec![T::zero(); batch * heads * pair_len];
+    let len = batch * heads * pair_len;
+    let mut grads: Vec<T> = Vec::with_capacity(len);
     for_each_head(
-        &mut grads,
+        &mut grads.spare_capacity_mut()[..len],
         heads,
         pair_len,
         seq_kv,
@@ -155,6 +141,8 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
         },
     );
 
+    // SAFETY: `backward_head` wrote all of every pair's `pair_len` elements.
+    unsafe { grads.set_len(len) };
     let data = Arc::new(Bytes::from_elems(grads));
     let view = |offset: usize, rows: usize, cols: usize| {
         let strides = vec![
@@ -179,7 +167,7 @@ fn backward_impl<T: FlashGemm + burn_backend::Element>(
 /// `dq = dA k`, `dk = dAᵀ q`. A fully masked row has `P = 0`, hence no gradient.
 fn backward_head<T: FlashGemm>(
     (q, k, v, g): (&[T], &[T], &[T], &[T]),
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     (probs, dprobs): (&mut [T], &mut [T]),
     p: &AttentionParams<T>,
     mask: Option<&[u8]>,
@@ -187,13 +175,14 @@ fn backward_head<T: FlashGemm>(
     let (nq, nk, d, dv) = (p.seq_q, p.seq_kv, p.head_dim, p.val_dim);
     let (dq, rest) = out.split_at_mut(nq * d);
     let (dk, dvalue) = rest.split_at_mut(nk * d);
-    // Every product writes its whole destination (`read_dst` false). Strides are
-    // (column, row): a transposed operand swaps them.
+    // Every product writes its whole destination (`read_dst` false), so the
+    // destinations may start uninitialised. Strides are (column, row): a transposed
+    // operand swaps them.
     type Operand<'a, T> = (&'a [T], isize, isize);
     let gemm = |m: usize,
                 n: usize,
                 depth: usize,
-                dst: &mut [T],
+                dst: *mut T,
                 lhs: Operand<T>,
                 rhs: Operand<T>,
                 beta: T| unsafe {
@@ -201,7 +190,7 @@ fn backward_head<T: FlashGemm>(
             m,
             n,
             k: depth,
-            dst: dst.as_mut_ptr(),
+            dst,
             dst_cs: 1,
             dst_rs: n as isize,
             read_dst: false,
@@ -217,35 +206,42 @@ fn backward_head<T: FlashGemm>(
     };
     let (nk_, d_, dv_) = (nk as isize, d as isize, dv as isize);
     // P = softmax(scale · q kᵀ, masked)
-    gemm(nq, nk, d, probs, (q, 1, d_), (k, d_, 1), T::one());
+    gemm(
+        nq,
+        nk,
+        d,
+        probs.as_mut_ptr(),
+        (q, 1, d_),
+        (k, d_, 1),
+        T::one(),
+    );
     softmax_scores(probs, p, (mask, None));
     // dv = Pᵀ G
+    let dvalue = dvalue.as_mut_ptr().cast();
     gemm(nk, dv, nq, dvalue, (probs, nk_, 1), (g, 1, dv_), T::one());
     // dP = G vᵀ
-    gemm(nq, nk, dv, dprobs, (g, 1, dv_), (v, dv_, 1), T::one());
+    gemm(
+        nq,
+        nk,
+        dv,
+        dprobs.as_mut_ptr(),
+        (g, 1, dv_),
+        (v, dv_, 1),
+        T::one(),
+    );
     softmax_rows_backward(probs, dprobs, nk);
     // dq = scale · dA k, dk = scale · dAᵀ q
+    let (dq, dk) = (dq.as_mut_ptr().cast(), dk.as_mut_ptr().cast());
     gemm(nq, d, nk, dq, (dprobs, 1, nk_), (k, 1, d_), p.scale);
     gemm(nk, d, nq, dk, (dprobs, nk_, 1), (q, 1, d_), p.scale);
 }
 
 crate::par::widest! {
     /// `dP ← P ⊙ (dP - rowsum(P ⊙ dP))` row by row (softmax's backward), at the CPU's
-    /// vector width; the row sums add in 16 lanes, as the forward's do.
+    /// vector width; the row sums add in 16 lanes (`lanes_dot`), as the forward's do.
     fn softmax_rows_backward[T: FlashGemm](probs: &[T], dprobs: &mut [T], row_len: usize) {
         for (p_row, d_row) in probs.chunks_exact(row_len).zip(dprobs.chunks_exact_mut(row_len)) {
-            const LANES: usize = 16;
-            let mut acc = [T::zero(); LANES];
-            let (mut ps, mut ds) = (p_row.chunks_exact(LANES), d_row.chunks_exact(LANES));
-            for (pc, dc) in (&mut ps).zip(&mut ds) {
-                for l in 0..LANES {
-                    acc[l] += pc[l] * dc[l];
-                }
-            }
-            for (l, (&pv, &dv)) in ps.remainder().iter().zip(ds.remainder()).enumerate() {
-                acc[l] += pv * dv;
-            }
-            let dot = acc.into_iter().fold(T::zero(), |a, b| a + b);
+            let dot = lanes_dot(p_row, d_row);
             for (dv, &pv) in d_row.iter_mut().zip(p_row) {
                 *dv = pv * (*dv - dot);
             }
