@@ -12,11 +12,14 @@
 #                               --limit-train 2560 --per-shard 2560 (test split not needed)
 #   .whl/*.whl                  open_clip_torch, ftfy, wcwidth wheels (pip download)
 #
-#   OUT=/tmp/out PHASES="smoke amp fm f32 sweep" benches/gpu_lease.sh
+#   OUT=/tmp/out PHASES="smoke nccl amp fm f32 sweep" benches/gpu_lease.sh
 #
 # Phases, in the order a short lease should spend its time:
 #   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one
 #   amp    benches/gpu.sh in amp_bf16 (ViT-B/32, B/16, L/14 beside open_clip --amp)
+#   nccl   5 Fashion-MNIST steps with REALSYN_COLLECTIVES=nccl (a communicator of one rank:
+#          the gradients go through NCCL's all-reduce) against 5 without: same losses; with
+#          several GPUs, 2 ranks under torchrun-style variables too
 #   fm     20 Fashion-MNIST steps in f32 and in amp_bf16 (bf16 tracks f32; metrics.jsonl back)
 #   f32    benches/gpu.sh in f32
 #   sweep  ViT-B/32 amp_bf16 at batch 8, 64 and 256: a time that barely grows with the
@@ -65,7 +68,7 @@ for b in "$GPU_DIR"/realsyn*.xz; do
     "$b" "${b%.xz}" && chmod +x "${b%.xz}"
 done
 
-PHASES=${PHASES:-smoke amp fm f32 sweep matmul kernels}
+PHASES=${PHASES:-smoke nccl amp fm f32 sweep matmul kernels}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 train_step() { # binary batch -> one JSON line (ViT-B/32 amp_bf16)
   timeout 120 "$1" bench train-step --arch ViT-B-32 --batch-size "$2" --device cuda --warmup 2 --iters 3 \
@@ -85,9 +88,7 @@ gpu() { # precision
     ARCHS="ViT-B-32 ViT-B-16 ViT-L-14" PRECISIONS="$1" NGPU=1 benches/gpu.sh >> "$OUT/gpu.log" 2>&1
   tail -8 "$OUT/gpu.log"
 }
-if has amp; then log "gpu.sh amp_bf16"; gpu amp_bf16; fi
-if has fm; then
-  # A 20-step OneCycle of 128 on one Fashion-MNIST shard, f32 then amp_bf16.
+fm_recipe() { # steps -> /tmp/fm.toml: a OneCycle of 128 per step on one Fashion-MNIST shard
   cat > /tmp/fm.toml <<EOF
 [model]
 arch = "recipes/models/fashion-mnist-tiny.json"
@@ -101,12 +102,36 @@ batch_size = 128
 lr = 1e-3
 pct_start = 0.3
 seed = 0
-max_steps = 20
+max_steps = $1
 device = "cuda"
 [output]
 dir = "/tmp/fm"
 checkpoint_every = 100
 EOF
+}
+losses() { python3 -c 'import json,sys; print(" ".join("%.6f" % json.loads(l)["loss"] for l in open(sys.argv[1]) if "loss" in l))' "$1"; }
+if has nccl; then
+  fm_recipe 5
+  for c in auto nccl; do
+    log "nccl: REALSYN_COLLECTIVES=$c, 1 rank"
+    REALSYN_COLLECTIVES=$c timeout 90 "$best" train --recipe /tmp/fm.toml --set "output.dir=\"/tmp/fm-$c\"" \
+      >> "$OUT/fm.log" 2>&1
+    losses "/tmp/fm-$c/metrics.jsonl" | tee -a "$OUT/progress.txt"
+  done
+  if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
+    log "nccl: 2 ranks on 2 GPUs (torchrun variables), data.streams = 2"
+    for r in 0 1; do
+      RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 120 "$best" train \
+        --recipe /tmp/fm.toml --set "output.dir=\"/tmp/fm-2\"" --set "data.streams=2" \
+        >> "$OUT/fm.log" 2>&1 &
+    done
+    wait
+    losses /tmp/fm-2/metrics.jsonl | tee -a "$OUT/progress.txt"
+  fi
+fi
+if has amp; then log "gpu.sh amp_bf16"; gpu amp_bf16; fi
+if has fm; then
+  fm_recipe 20
   for prec in f32 amp_bf16; do
     log "fashion-mnist $prec"
     timeout 90 "$best" train --recipe /tmp/fm.toml --set "train.precision=\"$prec\"" \

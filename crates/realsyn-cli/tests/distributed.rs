@@ -102,6 +102,17 @@ log_every = 1
 
 /// Start `world` ranks of `realsyn train --recipe R EXTRA...` as `launcher` would.
 fn launch(world: usize, launcher: Launcher, recipe: &Path, extra: &[&str]) -> Vec<Child> {
+    launch_with_env(world, launcher, recipe, extra, &[])
+}
+
+/// [`launch`] with `vars` set in every rank's environment.
+fn launch_with_env(
+    world: usize,
+    launcher: Launcher,
+    recipe: &Path,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Vec<Child> {
     let port = free_port().to_string();
     (0..world)
         .map(|rank| {
@@ -110,6 +121,8 @@ fn launch(world: usize, launcher: Launcher, recipe: &Path, extra: &[&str]) -> Ve
             for v in LAUNCH_VARS {
                 cmd.env_remove(v);
             }
+            cmd.env_remove("REALSYN_COLLECTIVES");
+            cmd.envs(vars.iter().copied());
             // Two cores for up to four processes.
             cmd.env("RAYON_NUM_THREADS", "1");
             if world > 1 {
@@ -355,6 +368,34 @@ fn a_killed_rank_stops_the_job_and_it_resumes_exactly() {
     let err = String::from_utf8_lossy(&out[0].stderr);
     assert!(!out[0].status.success());
     assert!(err.contains("4 data streams"), "{err}");
+}
+
+#[test]
+fn the_collectives_are_chosen_by_name_and_nccl_needs_gpus() {
+    // NCCL carries GPU ranks' collectives; asked for on the CPU, or asked for by a
+    // name realsyn does not know, every rank stops before its first step and says why.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data(tmp.path());
+    for (choice, says) in [
+        ("nccl", "REALSYN_COLLECTIVES=nccl needs"),
+        ("gloo", "use auto (the default), nccl or tcp"),
+    ] {
+        let out = tmp.path().join(choice);
+        let r = recipe(tmp.path(), &data, &out, 2);
+        let vars = [("REALSYN_COLLECTIVES", choice)];
+        for (rank, o) in wait_all(launch_with_env(2, Launcher::Torchrun, &r, &[], &vars))
+            .iter()
+            .enumerate()
+        {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "rank {rank} trained with {choice}");
+            assert!(err.contains(says), "rank {rank}, {choice}: {err}");
+        }
+        assert!(
+            !out.join("metrics.jsonl").exists(),
+            "{choice}: a step was taken"
+        );
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -10,7 +10,8 @@
 //! - `step`: one optimisation step's forward/backward, with gradient accumulation
 //!   that keeps the contrastive loss exact over the whole batch.
 //! - `distributed`: data parallelism across processes (torchrun / Slurm launch,
-//!   ring all-reduce and all-gather over TCP), as PyTorch DDP + open_clip.
+//!   NCCL between GPUs, ring all-reduce and all-gather over TCP otherwise), as
+//!   PyTorch DDP + open_clip.
 //! - `streams`: a rank's share of the global batch as fixed data streams, so a run
 //!   is the same on any number of ranks that divides them.
 //! - `checkpoint`: atomic checkpoints holding everything an exact resume needs.

@@ -161,8 +161,10 @@ pub(crate) fn setup<'r, B: AutodiffBackend>(
             (model, state)
         }
     };
-    // DDP's start: every replica begins from rank 0's weights.
+    // DDP's start: every replica begins from rank 0's weights; the step's
+    // collectives move onto the GPUs where NCCL can carry them.
     model = group.broadcast_parameters(model)?;
+    group.use_device::<B::InnerBackend>(device)?;
     model = track_gradients(model)?;
     let cfg = model.config.clone();
     let image_size = cfg.vision_cfg.image_size;

@@ -50,7 +50,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::{AutodiffModule, Module, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor};
 use realsyn_model::clip::loss::clip_loss;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
@@ -432,42 +432,32 @@ fn gather_features<B: AutodiffBackend>(
 ) -> Result<Vec<Vec<Vec<(Frozen<B>, Frozen<B>)>>>> {
     let [rows, dim] = mine[0][0].0.dims();
     let device = &mine[0][0].0.device();
-    let mut flat = Vec::new();
-    for per_device in mine {
-        for (i, t) in per_device {
-            for x in [i, t] {
-                let v = x.to_data().convert::<f32>().into_vec::<f32>();
-                flat.extend(v.map_err(|e| anyhow::anyhow!("features: {e:?}"))?);
-            }
-        }
-    }
-    let all = group.all_gather_f32(&flat, "the feature all-gather")?;
     let block = rows * dim;
+    // One flat tensor per rank: each device's micro-batches in order, image then text.
+    let parts = mine
+        .iter()
+        .flatten()
+        .flat_map(|(image, text)| [image, text])
+        .map(|x| x.clone().to_device(device).reshape([block]))
+        .collect();
+    let all = group.all_gather_tensor(Tensor::cat(parts, 0), "the feature all-gather")?;
+    let features = |flat: &Tensor<B::InnerBackend, 1>, at: usize| -> Frozen<B> {
+        flat.clone()
+            .slice(at * block..(at + 1) * block)
+            .reshape([rows, dim])
+    };
     let mut out = Vec::with_capacity(all.len());
-    for (q, values) in all.into_iter().enumerate() {
+    for (q, flat) in all.iter().enumerate() {
         if q == group.rank() {
             out.push(Vec::new());
             continue;
         }
-        if values.len() != flat.len() {
-            bail!(
-                "rank {q} sent {} feature values, this rank {}: every rank needs the same batch, model and micro-batches",
-                values.len(),
-                flat.len()
-            );
-        }
-        let tensor = |at: usize| {
-            Frozen::<B>::from_data(
-                TensorData::new(values[at * block..(at + 1) * block].to_vec(), [rows, dim]),
-                device,
-            )
-        };
         let mut at = 0;
         let mut per_rank = Vec::with_capacity(mine.len());
         for per_device in mine {
             let mut micro = Vec::with_capacity(per_device.len());
             for _ in per_device {
-                micro.push((tensor(at), tensor(at + 1)));
+                micro.push((features(flat, at), features(flat, at + 1)));
                 at += 2;
             }
             per_rank.push(micro);

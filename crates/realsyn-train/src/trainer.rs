@@ -116,8 +116,10 @@ fn announce<B: AutodiffBackend>(run: &Run<'_, B>, log: &Logger) {
         },
         if world > 1 {
             format!(
-                " over {world} ranks ({:?}), {} data streams",
-                run.group.env.launcher, run.total_streams
+                " over {world} ranks ({:?}, collectives: {}), {} data streams",
+                run.group.env.launcher,
+                run.group.collectives(),
+                run.total_streams
             )
         } else {
             String::new()

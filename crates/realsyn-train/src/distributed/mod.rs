@@ -12,11 +12,15 @@
 //! 3. take the same AdamW step on the same sums, so the replicas stay identical
 //!    without ever copying parameters after the start-up broadcast.
 //!
-//! The collectives run over TCP (`ring`), on any backend: tensors cross the host.
-//! That is what burn-collective's multi-node path does too; NCCL (GPU-direct) is
-//! the next step for CUDA (docs/training.md, "Many GPUs").
+//! Ranks on CUDA GPUs run the two per-step collectives with NCCL (`nccl`), device
+//! to device, as torch's `nccl` backend does for DDP. Everything else, and every
+//! collective on other backends, goes over TCP (`ring`) through host memory (what
+//! burn-collective's multi-node path does too): the start-up broadcast, NCCL's id,
+//! the end-of-epoch check and checkpoint positions.
 
 pub mod launch;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 pub mod ring;
 
 use std::time::Duration;
@@ -39,13 +43,22 @@ use crate::optim::NamedGrads;
 pub struct ProcessGroup {
     pub env: LaunchEnv,
     ring: Option<TcpRing>,
+    /// NCCL between the ranks' GPUs, once [`ProcessGroup::use_device`] found them.
+    #[cfg(feature = "cuda")]
+    nccl: Option<nccl::Communicator>,
 }
 
 impl ProcessGroup {
     pub fn single() -> Self {
+        Self::new(LaunchEnv::single(), None)
+    }
+
+    fn new(env: LaunchEnv, ring: Option<TcpRing>) -> Self {
         Self {
-            env: LaunchEnv::single(),
-            ring: None,
+            env,
+            ring,
+            #[cfg(feature = "cuda")]
+            nccl: None,
         }
     }
 
@@ -53,20 +66,87 @@ impl ProcessGroup {
     /// so that ranks of different jobs never pair up.
     pub fn join(env: LaunchEnv, job: &str) -> Result<Self> {
         if env.world == 1 {
-            return Ok(Self { env, ring: None });
+            return Ok(Self::new(env, None));
         }
-        let timeout =
-            match std::env::var("REALSYN_DIST_TIMEOUT") {
-                Ok(s) => Duration::from_secs(s.trim().parse().with_context(|| {
-                    format!("REALSYN_DIST_TIMEOUT={s} is not a number of seconds")
-                })?),
-                Err(_) => Duration::from_secs(1800),
-            };
+        let timeout = timeout_from_env()?;
         let ring = TcpRing::join(&env, realsyn_io::hash::fnv1a(job.as_bytes()), timeout)?;
-        Ok(Self {
-            env,
-            ring: Some(ring),
-        })
+        Ok(Self::new(env, Some(ring)))
+    }
+
+    /// Carry the step's collectives (gradient all-reduce, feature all-gather) on
+    /// `device` where it can: NCCL when it is a CUDA GPU and the job has several
+    /// ranks. `REALSYN_COLLECTIVES` overrides: `tcp` keeps the TCP ring, `nccl`
+    /// insists on NCCL (an error where it cannot start; on one rank it still runs,
+    /// which checks a GPU machine's NCCL). Every rank calls this with its own device
+    /// and must see the same `REALSYN_COLLECTIVES`. Returns what carries them.
+    pub fn use_device<B: Backend>(&mut self, device: &B::Device) -> Result<&'static str> {
+        let choice = std::env::var("REALSYN_COLLECTIVES").unwrap_or_default();
+        let wanted = match choice.trim() {
+            "" | "auto" => self.env.world > 1,
+            "nccl" => true,
+            "tcp" => false,
+            other => bail!("REALSYN_COLLECTIVES={other:?}: use auto (the default), nccl or tcp"),
+        };
+        if wanted {
+            self.start_nccl::<B>(device, choice.trim() == "nccl")?;
+        }
+        Ok(self.collectives())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn start_nccl<B: Backend>(&mut self, device: &B::Device, insist: bool) -> Result<()> {
+        let Some(cuda) = nccl::cuda_device::<B>(device) else {
+            if insist {
+                bail!("REALSYN_COLLECTIVES=nccl needs CUDA devices (--device cuda)");
+            }
+            return Ok(());
+        };
+        // Rank 0 makes the id and the ring hands it on; an empty id (NCCL did not
+        // load on rank 0) makes every rank take the same decision.
+        let (id, why) = match self.is_leader().then(nccl::new_unique_id) {
+            Some(Err(e)) => (Vec::new(), Some(e)),
+            Some(Ok(id)) => (id, None),
+            None => (Vec::new(), None),
+        };
+        let id = self.broadcast(id, "the NCCL id")?;
+        if id.is_empty() {
+            let why = why.map_or("rank 0 could not start NCCL".into(), |e| format!("{e:#}"));
+            if insist {
+                bail!("{why}");
+            }
+            if self.is_leader() {
+                eprintln!("warning: {why}; the collectives go over the TCP ring");
+            }
+            return Ok(());
+        }
+        self.nccl = Some(nccl::Communicator::join(
+            &id,
+            (self.env.rank, self.env.world),
+            cuda,
+            timeout_from_env()?,
+        )?);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn start_nccl<B: Backend>(&mut self, _: &B::Device, insist: bool) -> Result<()> {
+        if insist {
+            bail!("REALSYN_COLLECTIVES=nccl needs a build with --features cuda");
+        }
+        Ok(())
+    }
+
+    /// What carries the step's collectives: "NCCL", "TCP ring" or "none" (one rank).
+    pub fn collectives(&self) -> &'static str {
+        #[cfg(feature = "cuda")]
+        if self.nccl.is_some() {
+            return "NCCL";
+        }
+        if self.ring.is_some() {
+            "TCP ring"
+        } else {
+            "none"
+        }
     }
 
     pub fn rank(&self) -> usize {
@@ -116,6 +196,22 @@ impl ProcessGroup {
     /// Sum the gradients of all ranks in place (one flat buffer, parameters in
     /// name order, so every rank packs the same layout).
     pub fn all_reduce_grads<B: Backend>(&mut self, grads: &mut NamedGrads<B>) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(nccl) = &mut self.nccl {
+            // On the GPU: one flat buffer, summed device to device; each gradient a
+            // slice of the sum.
+            let spans: Vec<usize> = grads.grads.values().map(|g| g.dims()[0]).collect();
+            let flat = Tensor::cat(grads.grads.values().cloned().collect(), 0);
+            let sum = nccl
+                .all_reduce_sum(flat)
+                .context("the gradient all-reduce")?;
+            let mut at = 0;
+            for (g, n) in grads.grads.values_mut().zip(spans) {
+                *g = sum.clone().slice(at..at + n);
+                at += n;
+            }
+            return Ok(());
+        }
         if self.ring.is_none() {
             return Ok(());
         }
@@ -138,6 +234,44 @@ impl ProcessGroup {
             at += n;
         }
         Ok(())
+    }
+
+    /// Every rank's `mine` (one length on every rank), in rank order, on `mine`'s
+    /// device: device to device under NCCL, else through the host.
+    pub fn all_gather_tensor<B: Backend>(
+        &mut self,
+        mine: Tensor<B, 1>,
+        what: &str,
+    ) -> Result<Vec<Tensor<B, 1>>> {
+        #[cfg(feature = "cuda")]
+        if let Some(nccl) = &mut self.nccl {
+            return nccl.all_gather(mine).with_context(|| what.to_string());
+        }
+        let device = mine.device();
+        let values = mine
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{what}: {e:?}"))?;
+        let all = self.all_gather_f32(&values, what)?;
+        if let Some((q, theirs)) = all
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.len() != values.len())
+        {
+            bail!(
+                "{what}: rank {q} sent {} values, this rank {}: every rank needs the same batch, model and micro-batches",
+                theirs.len(),
+                values.len()
+            );
+        }
+        Ok(all
+            .into_iter()
+            .map(|v| {
+                let n = v.len();
+                Tensor::from_data(TensorData::new(v, [n]), &device)
+            })
+            .collect())
     }
 
     /// DDP's start: every replica takes rank 0's parameters.
@@ -165,6 +299,17 @@ impl ProcessGroup {
             },
         )?;
         Ok(model)
+    }
+}
+
+/// How long a collective may wait for the other ranks: `REALSYN_DIST_TIMEOUT`
+/// seconds, 1800 by default (PyTorch's and NCCL's).
+fn timeout_from_env() -> Result<Duration> {
+    match std::env::var("REALSYN_DIST_TIMEOUT") {
+        Ok(s) => Ok(Duration::from_secs(s.trim().parse().with_context(
+            || format!("REALSYN_DIST_TIMEOUT={s} is not a number of seconds"),
+        )?)),
+        Err(_) => Ok(Duration::from_secs(1800)),
     }
 }
 
