@@ -109,7 +109,7 @@ dir = "/tmp/fm"
 checkpoint_every = 100
 EOF
 }
-losses() { python3 -c 'import json,sys; print(" ".join("%.6f" % json.loads(l)["loss"] for l in open(sys.argv[1]) if "loss" in l))' "$1"; }
+losses() { python3 -c 'import json,sys; print(" ".join("%.6f" % r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r))' "$1"; }
 if has nccl; then
   fm_recipe 5
   for c in auto nccl; do
@@ -118,6 +118,12 @@ if has nccl; then
       >> "$OUT/fm.log" 2>&1
     losses "/tmp/fm-$c/metrics.jsonl" | tee -a "$OUT/progress.txt"
   done
+  python3 - /tmp/fm-auto/metrics.jsonl /tmp/fm-nccl/metrics.jsonl <<'PY' | tee -a "$OUT/progress.txt"
+import json, sys
+a, b = ([r["loss"] for r in map(json.loads, open(p)) if "loss" in r] for p in sys.argv[1:])
+d = max((abs(x - y) / abs(x) for x, y in zip(a, b)), default=float("nan"))
+print(f"nccl: {'PASS' if len(a) == len(b) == 5 and d < 1e-5 else 'FAIL'}: {len(b)} of 5 steps, max relative loss difference {d:.2e}")
+PY
   if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
     log "nccl: 2 ranks on 2 GPUs (torchrun variables), data.streams = 2"
     for r in 0 1; do

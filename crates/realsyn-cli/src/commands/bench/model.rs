@@ -218,6 +218,10 @@ impl BackendJob for BenchJob {
                 // The trainer's own step: forward, InfoNCE, backward, AdamW, clamp.
                 let mut group = ProcessGroup::join(LaunchEnv::from_env()?, "realsyn bench")?;
                 let model = group.broadcast_parameters(Clip::<Autodiff<B>>::new(&cfg, &device))?;
+                let collectives = group.use_device::<B>(&device)?;
+                if group.world() > 1 && group.is_leader() {
+                    eprintln!("{} ranks, collectives: {collectives}", group.world());
+                }
                 let mut model = track_gradients(model)?;
                 let mut optim = AdamW::for_device(
                     AdamWConfig {
