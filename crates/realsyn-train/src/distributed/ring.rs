@@ -218,25 +218,44 @@ impl TcpRing {
         for s in 0..w - 1 {
             let send = (self.rank + w - s) % w;
             let recv = (self.rank + 2 * w - s - 1) % w;
-            let got = self.shift(&to_bytes(&data[chunk(send)]), what)?;
-            let target = &mut data[chunk(recv)];
-            check_len(&got, target.len(), what)?;
-            for (x, b) in target.iter_mut().zip(got.chunks_exact(4)) {
-                *x += f32::from_le_bytes(b.try_into().expect("4 bytes"));
-            }
+            let (out, into) = disjoint(data, chunk(send), chunk(recv));
+            self.exchange(out, into, |x, v| *x += v, what)?;
         }
         // All-gather the reduced chunks.
         for s in 0..w - 1 {
             let send = (self.rank + 1 + w - s) % w;
             let recv = (self.rank + w - s) % w;
-            let got = self.shift(&to_bytes(&data[chunk(send)]), what)?;
-            let target = &mut data[chunk(recv)];
-            check_len(&got, target.len(), what)?;
-            for (x, b) in target.iter_mut().zip(got.chunks_exact(4)) {
-                *x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
-            }
+            let (out, into) = disjoint(data, chunk(send), chunk(recv));
+            self.exchange(out, into, |x, v| *x = v, what)?;
         }
         Ok(())
+    }
+
+    /// Send `out` to the next rank while `combine`-ing what the previous rank sends
+    /// into `into`, both streamed in pieces of `PIECE` bytes: the sum of one piece
+    /// overlaps the transfer of the next, and no buffer of the chunk's size is
+    /// allocated (each was a fresh mapping to page in, and the whole chunk had to
+    /// arrive before its sum began).
+    fn exchange(
+        &mut self,
+        out: &[f32],
+        into: &mut [f32],
+        combine: impl Fn(&mut f32, f32),
+        what: &str,
+    ) -> Result<()> {
+        let next = &mut self.next;
+        let prev = &mut self.prev;
+        let (sent, received) = std::thread::scope(|scope| {
+            let sender = scope.spawn(move || send_floats(next, out));
+            let received = receive_floats(prev, into, combine);
+            (sender.join().expect("sender thread"), received)
+        });
+        sent.map_err(|e| self.peer_error(e.into(), self.next_rank(), what))?;
+        match received {
+            Err(e) => Err(self.peer_error(e.into(), self.prev_rank(), what)),
+            Ok(Some(got)) => Err(size_mismatch(got, into.len(), what)),
+            Ok(None) => Ok(()),
+        }
     }
 
     /// Every rank's `mine`, in rank order.
@@ -291,15 +310,72 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn check_len(got: &[u8], want: usize, what: &str) -> Result<()> {
-    if got.len() != want * 4 {
-        bail!(
-            "ranks disagree on the size of {what} ({} vs {} values): every rank must run the same recipe and model",
-            got.len() / 4,
-            want
-        );
+fn size_mismatch(got: usize, want: usize, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "ranks disagree on the size of {what} ({got} vs {want} values): every rank must run the same recipe and model"
+    )
+}
+
+/// Bytes a ring step streams at a time.
+const PIECE: usize = 1 << 20;
+
+/// `out` and `into`: the two (disjoint) ranges of `data` one ring step sends and
+/// receives.
+fn disjoint(
+    data: &mut [f32],
+    out: std::ops::Range<usize>,
+    into: std::ops::Range<usize>,
+) -> (&[f32], &mut [f32]) {
+    if out.end <= into.start {
+        let (a, b) = data.split_at_mut(into.start);
+        (&a[out], &mut b[..into.end - into.start])
+    } else {
+        assert!(into.end <= out.start, "overlapping chunks");
+        let (a, b) = data.split_at_mut(out.start);
+        (&b[..out.end - out.start], &mut a[into])
     }
-    Ok(())
+}
+
+/// One frame of `xs` as little-endian bytes (a length, then the values), written a
+/// piece at a time.
+fn send_floats(s: &mut TcpStream, xs: &[f32]) -> std::io::Result<()> {
+    s.write_all(&((xs.len() * 4) as u64).to_le_bytes())?;
+    let mut buf = Vec::with_capacity(PIECE);
+    for piece in xs.chunks(PIECE / 4) {
+        buf.clear();
+        for x in piece {
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        s.write_all(&buf)?;
+    }
+    s.flush()
+}
+
+/// Read one [`send_floats`] frame into `into` with `combine`, a piece at a time;
+/// `Some(values)` (the frame read and dropped) if it holds another number of
+/// values than `into`.
+fn receive_floats(
+    s: &mut TcpStream,
+    into: &mut [f32],
+    combine: impl Fn(&mut f32, f32),
+) -> std::io::Result<Option<usize>> {
+    let mut len = [0u8; 8];
+    s.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len) as usize;
+    if len != into.len() * 4 {
+        // Drained all the same, so that the sender finishes and both sides report.
+        std::io::copy(&mut (&mut *s).take(len as u64), &mut std::io::sink())?;
+        return Ok(Some(len / 4));
+    }
+    let mut buf = vec![0u8; PIECE.min(len)];
+    for piece in into.chunks_mut(PIECE / 4) {
+        let bytes = &mut buf[..piece.len() * 4];
+        s.read_exact(bytes)?;
+        for (x, b) in piece.iter_mut().zip(bytes.chunks_exact(4)) {
+            combine(x, f32::from_le_bytes(b.try_into().expect("4 bytes")));
+        }
+    }
+    Ok(None)
 }
 
 fn write_frame(s: &mut TcpStream, data: &[u8]) -> Result<()> {
@@ -449,8 +525,9 @@ mod tests {
 
     #[test]
     fn ring_collectives_agree_with_a_plain_sum() {
-        // Lengths that do and do not divide by the world.
-        const LENS: [usize; 4] = [1, 5, 1000, 1003];
+        // Lengths that do and do not divide by the world; the last streams in
+        // several pieces.
+        const LENS: [usize; 5] = [1, 5, 1000, 1003, 3 * PIECE / 4 + 1];
         let input = |rank: usize, len: usize| -> Vec<f32> {
             // 1003 values are not exact in f32 sums: order matters there, and every
             // rank must still end with the same bits.
@@ -493,8 +570,9 @@ mod tests {
             let results: Vec<Vec<Vec<f32>>> =
                 handles.into_iter().map(|h| h.join().unwrap()).collect();
             for (k, len) in LENS.iter().enumerate() {
+                let inputs: Vec<Vec<f32>> = (0..world).map(|r| input(r, *len)).collect();
                 let want: Vec<f32> = (0..*len)
-                    .map(|i| (0..world).map(|r| input(r, *len)[i]).sum())
+                    .map(|i| inputs.iter().map(|v| v[i]).sum())
                     .collect();
                 for r in &results {
                     assert!(
@@ -504,12 +582,34 @@ mod tests {
                     );
                     for (got, want) in r[k].iter().zip(&want) {
                         assert!(
-                            (got - want).abs() <= 1e-3,
+                            (got - want).abs() <= 1e-3 * want.abs().max(1.0),
                             "world {world} len {len}: {got} vs {want}"
                         );
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn ranks_that_disagree_on_the_size_say_so() {
+        // Larger than the sockets' buffers: a rank that stopped reading at the
+        // length would leave its peer's sender blocked until the timeout.
+        let handles: Vec<_> = rings(2, free_port(), |_| 7)
+            .into_iter()
+            .map(|ring| {
+                let mut ring = ring.unwrap();
+                std::thread::spawn(move || {
+                    let mut data = vec![1.0f32; 4_000_000 + 8 * ring.rank()];
+                    ring.all_reduce_sum(&mut data, "a test")
+                        .unwrap_err()
+                        .to_string()
+                })
+            })
+            .collect();
+        for h in handles {
+            let e = h.join().unwrap();
+            assert!(e.contains("ranks disagree on the size of a test"), "{e}");
         }
     }
 

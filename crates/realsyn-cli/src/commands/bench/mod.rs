@@ -11,9 +11,11 @@
 //!   k-means and hierarchical retrieval;
 //! - `language.rs`: GPT-2 perplexity, the embedded LLM, the GIT captioner;
 //! - `linear_probe.rs`: one logistic-regression fit;
-//! - `matmul.rs`: one square GEMM, the kernels' own rate.
+//! - `matmul.rs`: one square GEMM, the kernels' own rate;
+//! - `collectives.rs`: the gradient all-reduce between ranks.
 
 mod builder;
+mod collectives;
 mod data;
 mod language;
 mod linear_probe;
@@ -50,6 +52,10 @@ enum Mode {
     Features(model::Features),
     /// One square matrix product (f32 or bf16): the GEMM kernels' own TFLOP/s.
     Matmul(matmul::Matmul),
+    /// The trainer's gradient all-reduce alone, between the ranks that torchrun or
+    /// Slurm variables describe (TCP ring on CPU, NCCL on GPUs): seconds and
+    /// bandwidth (benches/all_reduce.sh runs torch.distributed beside it).
+    AllReduce(collectives::AllReduce),
     /// The training data pipeline: shards -> decode -> RandomResizedCrop(224) ->
     /// normalised batches, one epoch on --workers threads.
     Data(data::Data),
@@ -90,6 +96,7 @@ pub fn run(args: Args) -> Result<()> {
             f.run,
         ),
         Mode::Matmul(a) => matmul::run(&a),
+        Mode::AllReduce(a) => collectives::run(&a),
         Mode::Data(a) => data::run(&a),
         Mode::LinearProbe(a) => linear_probe::run(&a),
         Mode::Sentences(a) => builder::sentences(&a),
