@@ -18,8 +18,9 @@
 #   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one
 #   amp    benches/gpu.sh in amp_bf16 (ViT-B/32, B/16, L/14 beside open_clip --amp)
 #   nccl   5 Fashion-MNIST steps with REALSYN_COLLECTIVES=nccl (a communicator of one rank:
-#          the gradients go through NCCL's all-reduce) against 5 without: same losses; with
-#          several GPUs, 2 ranks under torchrun-style variables too
+#          the gradients go through NCCL's all-reduce) against 5 without: same losses; the
+#          all-reduce alone beside torch's nccl (benches/all_reduce.sh, one rank per GPU);
+#          with several GPUs, 2 training ranks under torchrun-style variables too
 #   fm     20 Fashion-MNIST steps in f32 and in amp_bf16 (bf16 tracks f32; metrics.jsonl back)
 #   f32    benches/gpu.sh in f32
 #   sweep  ViT-B/32 amp_bf16 at batch 8, 64 and 256: a time that barely grows with the
@@ -124,7 +125,14 @@ a, b = ([r["loss"] for r in map(json.loads, open(p)) if "loss" in r] for p in sy
 d = max((abs(x - y) / abs(x) for x, y in zip(a, b)), default=float("nan"))
 print(f"nccl: {'PASS' if len(a) == len(b) == 5 and d < 1e-5 else 'FAIL'}: {len(b)} of 5 steps, max relative loss difference {d:.2e}")
 PY
-  if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
+  ngpu=$(nvidia-smi -L | wc -l)
+  # The gradient all-reduce alone (ViT-B/32's 605 MB) beside torch's nccl, one rank per
+  # GPU; on one GPU a communicator of one, which still checks the sums NCCL returns.
+  log "nccl: all-reduce of 151M f32 on $ngpu GPU(s), realsyn and torch.distributed"
+  REALSYN_COLLECTIVES=nccl DEVICE=cuda REALSYN_BIN=$best PEER_PYTHON=python3 timeout 120 \
+    benches/all_reduce.sh "$ngpu" >> "$OUT/gpu.log" 2>&1
+  tail -4 "$OUT/gpu.log" | tee -a "$OUT/progress.txt"
+  if [ "$ngpu" -ge 2 ]; then
     log "nccl: 2 ranks on 2 GPUs (torchrun variables), data.streams = 2"
     for r in 0 1; do
       RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 120 "$best" train \
