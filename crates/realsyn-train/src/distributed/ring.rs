@@ -211,21 +211,41 @@ impl TcpRing {
 
     /// Element-wise sum over all ranks, in place; every rank gets the same bits.
     pub fn all_reduce_sum(&mut self, data: &mut [f32], what: &str) -> Result<()> {
+        self.all_reduce_sum_parts(&mut [data], what)
+    }
+
+    /// [`TcpRing::all_reduce_sum`] of the concatenation of `parts`, each summed in
+    /// its own memory: gradients need not be packed into one buffer first.
+    pub fn all_reduce_sum_parts(&mut self, parts: &mut [&mut [f32]], what: &str) -> Result<()> {
         let w = self.world;
-        let bounds: Vec<usize> = (0..=w).map(|i| i * data.len() / w).collect();
-        let chunk = |c: usize| bounds[c]..bounds[c + 1];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let bounds: Vec<usize> = (0..=w).map(|i| i * total / w).collect();
+        // chunks[c]: the pieces of the parts that make up chunk c, in order.
+        let mut chunks: Vec<Vec<&mut [f32]>> = (0..w).map(|_| Vec::new()).collect();
+        let mut at = 0;
+        for part in parts.iter_mut() {
+            let mut rest: &mut [f32] = part;
+            while !rest.is_empty() {
+                let c = bounds.partition_point(|&b| b <= at) - 1;
+                let n = (bounds[c + 1] - at).min(rest.len());
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                at += head.len();
+                chunks[c].push(head);
+                rest = tail;
+            }
+        }
         // Reduce-scatter: after w-1 shifts rank r holds the full sum of chunk r+1.
         for s in 0..w - 1 {
             let send = (self.rank + w - s) % w;
             let recv = (self.rank + 2 * w - s - 1) % w;
-            let (out, into) = disjoint(data, chunk(send), chunk(recv));
+            let (out, into) = disjoint(&mut chunks, send, recv);
             self.exchange(out, into, |x, v| *x += v, what)?;
         }
         // All-gather the reduced chunks.
         for s in 0..w - 1 {
             let send = (self.rank + 1 + w - s) % w;
             let recv = (self.rank + w - s) % w;
-            let (out, into) = disjoint(data, chunk(send), chunk(recv));
+            let (out, into) = disjoint(&mut chunks, send, recv);
             self.exchange(out, into, |x, v| *x = v, what)?;
         }
         Ok(())
@@ -238,8 +258,8 @@ impl TcpRing {
     /// arrive before its sum began).
     fn exchange(
         &mut self,
-        out: &[f32],
-        into: &mut [f32],
+        out: &[&mut [f32]],
+        into: &mut [&mut [f32]],
         combine: impl Fn(&mut f32, f32),
         what: &str,
     ) -> Result<()> {
@@ -253,7 +273,7 @@ impl TcpRing {
         sent.map_err(|e| self.peer_error(e.into(), self.next_rank(), what))?;
         match received {
             Err(e) => Err(self.peer_error(e.into(), self.prev_rank(), what)),
-            Ok(Some(got)) => Err(size_mismatch(got, into.len(), what)),
+            Ok(Some(got)) => Err(size_mismatch(got, values(into), what)),
             Ok(None) => Ok(()),
         }
     }
@@ -319,60 +339,69 @@ fn size_mismatch(got: usize, want: usize, what: &str) -> anyhow::Error {
 /// Bytes a ring step streams at a time.
 const PIECE: usize = 1 << 20;
 
-/// `out` and `into`: the two (disjoint) ranges of `data` one ring step sends and
-/// receives.
-fn disjoint(
-    data: &mut [f32],
-    out: std::ops::Range<usize>,
-    into: std::ops::Range<usize>,
-) -> (&[f32], &mut [f32]) {
-    if out.end <= into.start {
-        let (a, b) = data.split_at_mut(into.start);
-        (&a[out], &mut b[..into.end - into.start])
+/// Chunks `out` and `into` (different) of `chunks`, one to read, one to write.
+fn disjoint<T>(chunks: &mut [T], out: usize, into: usize) -> (&T, &mut T) {
+    assert_ne!(out, into, "a ring step sends and receives different chunks");
+    if out < into {
+        let (a, b) = chunks.split_at_mut(into);
+        (&a[out], &mut b[0])
     } else {
-        assert!(into.end <= out.start, "overlapping chunks");
-        let (a, b) = data.split_at_mut(out.start);
-        (&b[..out.end - out.start], &mut a[into])
+        let (a, b) = chunks.split_at_mut(out);
+        (&b[0], &mut a[into])
     }
 }
 
-/// One frame of `xs` as little-endian bytes (a length, then the values), written a
-/// piece at a time.
-fn send_floats(s: &mut TcpStream, xs: &[f32]) -> std::io::Result<()> {
-    s.write_all(&((xs.len() * 4) as u64).to_le_bytes())?;
+fn values(slices: &[&mut [f32]]) -> usize {
+    slices.iter().map(|s| s.len()).sum()
+}
+
+/// One frame of `slices`' values in order as little-endian bytes (a length, then the
+/// values), written `PIECE` bytes at a time.
+fn send_floats(s: &mut TcpStream, slices: &[&mut [f32]]) -> std::io::Result<()> {
+    s.write_all(&((values(slices) * 4) as u64).to_le_bytes())?;
     let mut buf = Vec::with_capacity(PIECE);
-    for piece in xs.chunks(PIECE / 4) {
-        buf.clear();
-        for x in piece {
-            buf.extend_from_slice(&x.to_le_bytes());
+    for slice in slices {
+        let mut rest: &[f32] = slice;
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(((PIECE - buf.len()) / 4).min(rest.len()));
+            for x in now {
+                buf.extend_from_slice(&x.to_le_bytes());
+            }
+            if buf.len() == PIECE {
+                s.write_all(&buf)?;
+                buf.clear();
+            }
+            rest = later;
         }
-        s.write_all(&buf)?;
     }
+    s.write_all(&buf)?;
     s.flush()
 }
 
-/// Read one [`send_floats`] frame into `into` with `combine`, a piece at a time;
-/// `Some(values)` (the frame read and dropped) if it holds another number of
-/// values than `into`.
+/// Read one [`send_floats`] frame into `slices` with `combine`, at most `PIECE`
+/// bytes at a time; `Some(values)` (the frame read and dropped) if it holds another
+/// number of values than `slices`.
 fn receive_floats(
     s: &mut TcpStream,
-    into: &mut [f32],
+    slices: &mut [&mut [f32]],
     combine: impl Fn(&mut f32, f32),
 ) -> std::io::Result<Option<usize>> {
     let mut len = [0u8; 8];
     s.read_exact(&mut len)?;
     let len = u64::from_le_bytes(len) as usize;
-    if len != into.len() * 4 {
+    if len != values(slices) * 4 {
         // Drained all the same, so that the sender finishes and both sides report.
         std::io::copy(&mut (&mut *s).take(len as u64), &mut std::io::sink())?;
         return Ok(Some(len / 4));
     }
     let mut buf = vec![0u8; PIECE.min(len)];
-    for piece in into.chunks_mut(PIECE / 4) {
-        let bytes = &mut buf[..piece.len() * 4];
-        s.read_exact(bytes)?;
-        for (x, b) in piece.iter_mut().zip(bytes.chunks_exact(4)) {
-            combine(x, f32::from_le_bytes(b.try_into().expect("4 bytes")));
+    for slice in slices.iter_mut() {
+        for piece in slice.chunks_mut(PIECE / 4) {
+            let bytes = &mut buf[..piece.len() * 4];
+            s.read_exact(bytes)?;
+            for (x, b) in piece.iter_mut().zip(bytes.chunks_exact(4)) {
+                combine(x, f32::from_le_bytes(b.try_into().expect("4 bytes")));
+            }
         }
     }
     Ok(None)
@@ -589,6 +618,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn parts_sum_as_their_concatenation() {
+        // Gradients of many sizes, an empty one among them, crossing chunk and piece
+        // boundaries: summed in place, the same bits as one packed buffer.
+        const SIZES: [usize; 6] = [7, 0, 1, PIECE / 4 + 3, 5, 1000];
+        let handles: Vec<_> = rings(3, free_port(), |_| 7)
+            .into_iter()
+            .map(|ring| {
+                let mut ring = ring.unwrap();
+                std::thread::spawn(move || {
+                    let total: usize = SIZES.iter().sum();
+                    let r = ring.rank();
+                    let input: Vec<f32> = (0..total)
+                        .map(|i| ((i * 13 + r * 5) as f32).sin() * 100.0)
+                        .collect();
+                    let mut packed = input.clone();
+                    ring.all_reduce_sum(&mut packed, "a test").unwrap();
+                    let mut owned: Vec<Vec<f32>> = Vec::new();
+                    let mut at = 0;
+                    for n in SIZES {
+                        owned.push(input[at..at + n].to_vec());
+                        at += n;
+                    }
+                    let mut parts: Vec<&mut [f32]> =
+                        owned.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    ring.all_reduce_sum_parts(&mut parts, "a test").unwrap();
+                    let parted: Vec<f32> = owned.concat();
+                    assert!(
+                        packed
+                            .iter()
+                            .zip(&parted)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "rank {r}: parts differ from the packed sum"
+                    );
+                    packed
+                })
+            })
+            .collect();
+        let sums: Vec<Vec<f32>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(sums.iter().all(|s| s == &sums[0]));
     }
 
     #[test]
