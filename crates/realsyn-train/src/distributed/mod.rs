@@ -193,8 +193,8 @@ impl ProcessGroup {
         }
     }
 
-    /// Sum the gradients of all ranks in place (one flat buffer, parameters in
-    /// name order, so every rank packs the same layout).
+    /// Sum the gradients of all ranks in place, as one buffer of the parameters in
+    /// name order (so every rank lays it out alike).
     pub fn all_reduce_grads<B: Backend>(&mut self, grads: &mut NamedGrads<B>) -> Result<()> {
         #[cfg(feature = "cuda")]
         if let Some(nccl) = &mut self.nccl {
@@ -212,9 +212,9 @@ impl ProcessGroup {
             }
             return Ok(());
         }
-        if self.ring.is_none() {
+        let Some(ring) = &mut self.ring else {
             return Ok(());
-        }
+        };
         // Summed where they lie, no packing: each gradient taken by value (a
         // gradient no one else holds hands over its memory uncopied), the ring run
         // over all of them as one buffer, the sums written into their own memory.
@@ -232,9 +232,7 @@ impl ProcessGroup {
                     .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?,
             );
         }
-        if let Some(ring) = &mut self.ring {
-            ring.all_reduce_sum_parts(&mut parts, "the gradient all-reduce")?;
-        }
+        ring.all_reduce_sum_parts(&mut parts, "the gradient all-reduce")?;
         for (name, data, device) in taken {
             grads.grads.insert(name, Tensor::from_data(data, &device));
         }

@@ -218,7 +218,7 @@ impl TcpRing {
     /// its own memory: gradients need not be packed into one buffer first.
     pub fn all_reduce_sum_parts(&mut self, parts: &mut [&mut [f32]], what: &str) -> Result<()> {
         let w = self.world;
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let total = values(parts);
         let bounds: Vec<usize> = (0..=w).map(|i| i * total / w).collect();
         // chunks[c]: the pieces of the parts that make up chunk c, in order.
         let mut chunks: Vec<Vec<&mut [f32]>> = (0..w).map(|_| Vec::new()).collect();
