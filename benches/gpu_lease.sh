@@ -6,8 +6,9 @@
 #   GPU_DIR/realsyn.xz          cargo build --release -p realsyn-cli --features cuda
 #                               (CUDARC_CUDA_VERSION=13000 to match a CUDA 13.0 driver),
 #                               stripped, xz-compressed
-#   GPU_DIR/realsyn-fusion.xz   optional: the same with Burn's fusion and autotune
-#                               (--features cuda,burn/fusion,burn/autotune)
+#   GPU_DIR/realsyn-fusion.xz   optional: the same with Burn's fusion (--features cuda,fusion;
+#                               no autotune, with which it did not finish a step on 2026-12-04;
+#                               it runs with autodiff on CubeCL's Vulkan path: benches/cubecl_cpu.sh)
 #   GPU_DIR/fm/train/00000.tar  realsyn dataset fashion-mnist --out GPU_DIR/fm
 #                               --limit-train 2560 --per-shard 2560 (test split not needed)
 #   .whl/*.whl                  open_clip_torch, ftfy, wcwidth wheels (pip download)
@@ -16,6 +17,7 @@
 #
 # Phases, in the order a short lease should spend its time:
 #   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one
+#          (NCCL's phase always runs the plain one: it cannot read fused tensors)
 #   amp    benches/gpu.sh in amp_bf16 (ViT-B/32, B/16, L/14 beside open_clip --amp)
 #   nccl   5 Fashion-MNIST steps with REALSYN_COLLECTIVES=nccl (a communicator of one rank:
 #          the gradients go through NCCL's all-reduce) against 5 without: same losses; the
@@ -115,7 +117,7 @@ if has nccl; then
   fm_recipe 5
   for c in auto nccl; do
     log "nccl: REALSYN_COLLECTIVES=$c, 1 rank"
-    REALSYN_COLLECTIVES=$c timeout 90 "$best" train --recipe /tmp/fm.toml --set "output.dir=\"/tmp/fm-$c\"" \
+    REALSYN_COLLECTIVES=$c timeout 90 "$GPU_DIR/realsyn" train --recipe /tmp/fm.toml --set "output.dir=\"/tmp/fm-$c\"" \
       >> "$OUT/fm.log" 2>&1
     losses "/tmp/fm-$c/metrics.jsonl" | tee -a "$OUT/progress.txt"
   done
@@ -129,13 +131,13 @@ PY
   # The gradient all-reduce alone (ViT-B/32's 605 MB) beside torch's nccl, one rank per
   # GPU; on one GPU a communicator of one, which still checks the sums NCCL returns.
   log "nccl: all-reduce of 151M f32 on $ngpu GPU(s), realsyn and torch.distributed"
-  REALSYN_COLLECTIVES=nccl DEVICE=cuda REALSYN_BIN=$best PEER_PYTHON=python3 timeout 120 \
+  REALSYN_COLLECTIVES=nccl DEVICE=cuda REALSYN_BIN=$GPU_DIR/realsyn PEER_PYTHON=python3 timeout 120 \
     benches/all_reduce.sh "$ngpu" >> "$OUT/gpu.log" 2>&1
   tail -4 "$OUT/gpu.log" | tee -a "$OUT/progress.txt"
   if [ "$ngpu" -ge 2 ]; then
     log "nccl: 2 ranks on 2 GPUs (torchrun variables), data.streams = 2"
     for r in 0 1; do
-      RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 120 "$best" train \
+      RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 timeout 120 "$GPU_DIR/realsyn" train \
         --recipe /tmp/fm.toml --set "output.dir=\"/tmp/fm-2\"" --set "data.streams=2" \
         >> "$OUT/fm.log" 2>&1 &
     done
@@ -175,27 +177,6 @@ if has kernels; then
   CUBECL_DEBUG_LOG=/tmp/cubecl.log CUBECL_DEBUG_OPTION=profile timeout 180 "$best" bench train-step \
     --arch ViT-B-32 --batch-size 256 --device cuda --warmup 1 --iters 1 --precision amp_bf16 \
     2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
-  python3 - /tmp/cubecl.log <<'PY' | tee -a "$OUT/progress.txt"
-import re, sys
-lines = open(sys.argv[1], errors="replace").read().splitlines()
-# Each summary table: a header row "| Name | Duration | Num Computed | Ratio |", rows
-# sorted by device time, a "Total" row, then a closing rule; keep the last table.
-starts = [i for i, line in enumerate(lines) if "Num Computed" in line]
-if not starts:
-    print("no CubeCL profile table in the log"); sys.exit()
-rows = []
-for line in lines[starts[-1] + 1:]:
-    if line.startswith("|\u23af"):  # the closing rule
-        break
-    cells = [c.strip() for c in line.strip().strip("|").rsplit(" | ", 3)]
-    if len(cells) == 4 and cells[2].isdigit():
-        rows.append(cells)
-total = next((r for r in rows if r[0] == "Total"), None)
-kernels = [r for r in rows if r[0] != "Total"]
-if total:
-    print(f"one profiled step: {total[2]} kernels of {len(kernels)} kinds, {total[1]} on the device")
-for name, duration, count, ratio in kernels[:25]:
-    print(f"{duration:>12} {count:>6} {ratio:>5}  {name[:150]}")
-PY
+  python3 benches/cubecl_profile.py /tmp/cubecl.log 25 | tee -a "$OUT/progress.txt"
 fi
 log "done"

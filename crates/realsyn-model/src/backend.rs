@@ -9,3 +9,8 @@ pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
 pub type Cuda = burn::backend::Cuda;
 #[cfg(feature = "cuda")]
 pub type CudaAutodiff = burn::backend::Autodiff<Cuda>;
+
+/// Burn's CubeCL backend on Vulkan: the GPU path's kernels without CUDA (on the CPU
+/// through Mesa's lavapipe, benches/cubecl_cpu.sh).
+#[cfg(feature = "wgpu")]
+pub type Wgpu = burn::backend::Wgpu;

@@ -1,4 +1,4 @@
-//! `--device cpu|cuda[:N]` (or a comma-separated list for data-parallel training):
+//! `--device cpu|cuda[:N]|wgpu` (or a comma-separated list for data-parallel training):
 //! runs a backend-generic job on the chosen backend.
 
 use anyhow::{Result, bail};
@@ -58,6 +58,21 @@ pub fn dispatch_devices<J: MultiDeviceJob>(spec: &str, job: J) -> Result<J::Outp
         }
         #[cfg(feature = "ndarray")]
         "ndarray" => job.run::<burn::backend::NdArray>(vec![Default::default(); names.len()]),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => {
+            let devices = names
+                .iter()
+                .map(|d| {
+                    use burn::backend::wgpu::WgpuDevice;
+                    // `wgpu` is the default adapter (lavapipe where it is the only one).
+                    Ok(match d.strip_prefix("wgpu:") {
+                        Some(i) => WgpuDevice::DiscreteGpu(i.parse()?),
+                        None => WgpuDevice::DefaultDevice,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            job.run::<realsyn_model::backend::Wgpu>(devices)
+        }
         #[cfg(feature = "cuda")]
         "cuda" => {
             let devices = names
@@ -74,12 +89,13 @@ pub fn dispatch_devices<J: MultiDeviceJob>(spec: &str, job: J) -> Result<J::Outp
             job.run::<realsyn_model::backend::Cuda>(devices)
         }
         other => bail!(
-            "unknown device {other:?}: this build supports cpu{}{}",
+            "unknown device {other:?}: this build supports cpu{}{}{}",
             if cfg!(feature = "ndarray") {
                 ", ndarray"
             } else {
                 ""
             },
+            if cfg!(feature = "wgpu") { ", wgpu" } else { "" },
             if cfg!(feature = "cuda") {
                 ", cuda[:N]"
             } else {

@@ -2,7 +2,7 @@
 //!
 //! What sits between the libraries and the command line:
 //!
-//! - `device`: `--device cpu|ndarray|cuda[:N]` (or a list for data parallelism) picks
+//! - `device`: `--device cpu|ndarray|cuda[:N]|wgpu` (or a list for data parallelism) picks
 //!   a Burn backend and runs a backend-generic job on it.
 //! - `factory`: a model from a name or weights file with its eval and train
 //!   transforms and its tokenizer, as open_clip's `create_model_and_transforms` +

@@ -101,6 +101,18 @@ impl ProcessGroup {
             }
             return Ok(());
         };
+        if !nccl::holds_cuda_memory::<B>() {
+            // The same binary on every rank: all decide alike without a word.
+            let why =
+                "NCCL cannot read the tensors of a build with Burn's fusion (--features fusion)";
+            if insist {
+                bail!("REALSYN_COLLECTIVES=nccl: {why}");
+            }
+            if self.is_leader() {
+                eprintln!("warning: {why}; the collectives go over the TCP ring");
+            }
+            return Ok(());
+        }
         // Rank 0 makes the id and the ring hands it on; an empty id (NCCL did not
         // load on rank 0) makes every rank take the same decision.
         let (id, why) = match self.is_leader().then(nccl::new_unique_id) {

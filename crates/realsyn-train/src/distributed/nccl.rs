@@ -15,7 +15,7 @@
 //! The compute stream is synchronised before a collective and NCCL's own stream
 //! after it, so no kernel reads or writes half a result.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
@@ -49,6 +49,13 @@ unsafe impl Send for Communicator {}
 /// Whether `device` (a `B::Device`) is a CUDA device, and which.
 pub fn cuda_device<B: Backend>(device: &B::Device) -> Option<CudaDevice> {
     (device as &dyn Any).downcast_ref::<CudaDevice>().cloned()
+}
+
+/// Whether `B`'s float tensors are CubeCL's CUDA tensors, whose device memory NCCL
+/// reads and writes; a build with Burn's fusion (`--features fusion`) holds lazy
+/// tensors instead.
+pub fn holds_cuda_memory<B: Backend>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<CudaRuntime>>()
 }
 
 /// The unique id rank 0 makes and every rank needs, as bytes for the ring.

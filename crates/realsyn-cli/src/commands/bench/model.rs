@@ -24,7 +24,8 @@ pub struct ModelRun {
     arch: String,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// cpu (flex), ndarray (build with --features ndarray), cuda[:N] (--features cuda).
+    /// cpu (flex), ndarray (build with --features ndarray), cuda[:N] (--features cuda),
+    /// wgpu (--features wgpu: Vulkan, e.g. lavapipe on the CPU).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Untimed runs first.
@@ -179,6 +180,7 @@ impl BackendJob for BenchJob {
                         model.encode_text(random_tokens::<B>(&cfg, a.batch_size, &device))
                     };
                     let _ = out.into_data(); // forces execution on lazy backends
+                    settle::<B>(&device)?;
                     if i >= a.warmup {
                         times.push(start.elapsed().as_secs_f64());
                     }
@@ -209,6 +211,7 @@ impl BackendJob for BenchJob {
                         f.len(),
                         root.display()
                     );
+                    settle::<B>(&device)?;
                     if i >= a.warmup {
                         times.push(start.elapsed().as_secs_f64());
                     }
@@ -249,7 +252,7 @@ impl BackendJob for BenchJob {
                     let out = distributed_step(vec![slice], plan, &mut group)?;
                     optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
                     model = clamp_logit_scale(model);
-                    let _ = model.logit_scale.val().into_data();
+                    settle::<B>(&device)?;
                     if i >= a.warmup {
                         times.push(start.elapsed().as_secs_f64());
                     }
@@ -258,6 +261,13 @@ impl BackendJob for BenchJob {
         }
         Ok(times)
     }
+}
+
+/// Wait for every kernel of the run to finish: reading one result waits only for
+/// the kernels it needs, and CubeCL's profiler (`CUBECL_DEBUG_OPTION=profile`)
+/// writes its table of the kernels since the last sync only at a sync.
+fn settle<B: Backend>(device: &B::Device) -> Result<()> {
+    B::sync(device).map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))
 }
 
 /// Rows shaped like real captions: SOT, ~20 ids, EOT, padding.
