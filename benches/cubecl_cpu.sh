@@ -16,7 +16,7 @@
 #            and on `wgpu` from the same weights: PASS when every loss agrees within 1e-4
 #            relative (2026-12-06: 4.8e-5 at worst; flex and CubeCL sum in other orders)
 #   kernels  one training step of a model with ViT-B/32's structure (12 + 12 blocks, patch
-#            32 at 224 px, 77 tokens; width 64 so that lavapipe runs it in seconds) under
+#            32 at 224 px, 77 tokens; width 128 so that lavapipe runs it in seconds) under
 #            CubeCL's profiler: how many kernels of which kind. Widths change the kernels'
 #            sizes, not their number, so this is the number of launches a ViT-B/32 step
 #            costs on a GPU, each of them host work (docs/performance.md, "GPU").
@@ -94,9 +94,9 @@ fi
 if has kernels; then
   cat > "$work/b32-structure.json" <<'EOF'
 {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 224, "layers": 12, "width": 64, "head_width": 32, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 12}
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 224, "layers": 12, "width": 128, "head_width": 64, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 12}
 }
 EOF
   # The bench syncs after each step and CubeCL writes its table at each sync: the last
