@@ -7,6 +7,8 @@
 //!   command-line overrides of any field.
 //! - `schedule`: OneCycle (PyTorch's semantics), cosine with warmup, constant.
 //! - `optim`: AdamW with open_clip's weight-decay groups, over named gradients.
+//! - `flat`: many tensors as one aligned flat buffer (the optimiser's groups, the
+//!   NCCL all-reduce), sliced back out without copies.
 //! - `step`: one optimisation step's forward/backward, with gradient accumulation
 //!   that keeps the contrastive loss exact over the whole batch.
 //! - `distributed`: data parallelism across processes (torchrun / Slurm launch,
@@ -32,6 +34,7 @@
 
 pub mod checkpoint;
 pub mod distributed;
+pub mod flat;
 mod logger;
 pub mod metrics;
 pub mod optim;

@@ -211,16 +211,14 @@ impl ProcessGroup {
         #[cfg(feature = "cuda")]
         if let Some(nccl) = &mut self.nccl {
             // On the GPU: one flat buffer, summed device to device; each gradient a
-            // slice of the sum.
-            let spans: Vec<usize> = grads.grads.values().map(|g| g.dims()[0]).collect();
-            let flat = Tensor::cat(grads.grads.values().cloned().collect(), 0);
+            // slice of the sum (a view: `flat` aligns them).
+            let parts: Vec<Tensor<B, 1>> = grads.grads.values().cloned().collect();
+            let spans = crate::flat::spans(parts.iter().map(|g| g.dims()[0]));
             let sum = nccl
-                .all_reduce_sum(flat)
+                .all_reduce_sum(crate::flat::cat(&spans, parts))
                 .context("the gradient all-reduce")?;
-            let mut at = 0;
-            for (g, n) in grads.grads.values_mut().zip(spans) {
-                *g = sum.clone().slice(at..at + n);
-                at += n;
+            for (g, &(off, len)) in grads.grads.values_mut().zip(&spans) {
+                *g = sum.clone().slice(off..off + len);
             }
             return Ok(());
         }

@@ -413,42 +413,12 @@ impl<B: Backend> AdamW<B> {
     }
 }
 
-/// Where a group's flat buffers place each parameter: at a multiple of this many
-/// elements (512 bytes of f32, CubeCL's CUDA memory alignment, and a multiple of
-/// its Vulkan one), the buffer's end too. CubeCL makes a slice a view of the buffer
-/// when both its start and the rest after it are aligned, and otherwise copies it,
-/// a kernel per parameter and step: packed end to end, one odd length early in a
-/// group (the logit scale's 1) made copies of the slices after it. Every length of
-/// the ViT and EVA02 configs but the logit scale's is a multiple of 128.
-const SPAN_ALIGN: usize = 128;
-
 /// A group's per-parameter tensors (gradients, moments) as one flat tensor laid
-/// out by its `spans`, zeros in the gaps; a group of one is not copied.
-fn flat<B: Backend>(
-    spans: &[(String, usize, usize)],
-    mut parts: Vec<Tensor<B, 1>>,
-) -> Tensor<B, 1> {
-    if parts.len() == 1 {
-        return parts.pop().expect("one part");
-    }
-    let (device, dtype) = (parts[0].device(), parts[0].dtype());
-    let mut laid = Vec::with_capacity(parts.len() + 1);
-    let mut end = 0;
-    for ((_, off, len), part) in spans.iter().zip(parts) {
-        if *off > end {
-            laid.push(Tensor::zeros([off - end], (&device, dtype)));
-        }
-        laid.push(part);
-        end = off + len;
-    }
-    // The end aligned too: a slice is a view only if what follows it is aligned.
-    if end % SPAN_ALIGN != 0 {
-        laid.push(Tensor::zeros(
-            [end.next_multiple_of(SPAN_ALIGN) - end],
-            (&device, dtype),
-        ));
-    }
-    Tensor::cat(laid, 0)
+/// out by its `spans` (`flat`: aligned, so each parameter's slice is a view); a
+/// group of one is not copied.
+fn flat<B: Backend>(spans: &[(String, usize, usize)], parts: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
+    let spans: Vec<(usize, usize)> = spans.iter().map(|(_, off, len)| (*off, *len)).collect();
+    crate::flat::cat(&spans, parts)
 }
 
 /// The weight-decay class of a parameter: 0 decayed, 1 not.
@@ -496,7 +466,7 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Grouping<'_, AB::InnerBackend> {
         let spans = &mut self.groups[gi].1;
         let off = spans
             .last()
-            .map_or(0, |(_, o, l)| (o + l).next_multiple_of(SPAN_ALIGN));
+            .map_or(0, |(_, o, l)| crate::flat::next_offset(o + l));
         spans.push((key.to_string(), off, n));
         Ok(())
     }

@@ -1,0 +1,89 @@
+//! Many 1-d tensors as one flat buffer, each at an aligned offset, so that slicing
+//! them back out costs nothing: what the foreach AdamW's groups and the NCCL
+//! gradient all-reduce are built on.
+//!
+//! CubeCL (the GPU backends) makes a slice a view of its buffer when the slice's
+//! start and the rest after it both sit at its memory alignment (512 bytes on CUDA),
+//! and otherwise copies it into a new buffer, a kernel each. Packed end to end, one
+//! odd length early on (the logit scale's 1) shifted every tensor after it: 199
+//! copies per ViT-B/32 step in the optimiser alone (docs/performance.md, "GPU").
+//! Every length in the ViT and EVA02 configs but the logit scale's is a multiple of
+//! [`ALIGN`], so aligned offsets cost one padding fill.
+
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+/// The alignment in elements: 512 bytes of f32, CubeCL's CUDA memory alignment and
+/// a multiple of its Vulkan one.
+pub const ALIGN: usize = 128;
+
+/// Where a span goes after one that ends at `end`.
+pub fn next_offset(end: usize) -> usize {
+    end.next_multiple_of(ALIGN)
+}
+
+/// `(offset, length)` of tensors of `lengths`, laid out one after another.
+pub fn spans(lengths: impl IntoIterator<Item = usize>) -> Vec<(usize, usize)> {
+    let mut end = 0;
+    lengths
+        .into_iter()
+        .map(|len| {
+            let off = next_offset(end);
+            end = off + len;
+            (off, len)
+        })
+        .collect()
+}
+
+/// `parts` as one flat tensor laid out by `spans` (from [`spans`]), zeros in the
+/// gaps and up to an aligned end; a single part is returned as it is.
+pub fn cat<B: Backend>(spans: &[(usize, usize)], mut parts: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let (device, dtype) = (parts[0].device(), parts[0].dtype());
+    let mut laid = Vec::with_capacity(parts.len() + 1);
+    let mut end = 0;
+    for (&(off, len), part) in spans.iter().zip(parts) {
+        if off > end {
+            laid.push(Tensor::zeros([off - end], (&device, dtype)));
+        }
+        laid.push(part);
+        end = off + len;
+    }
+    if next_offset(end) > end {
+        laid.push(Tensor::zeros([next_offset(end) - end], (&device, dtype)));
+    }
+    Tensor::cat(laid, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+    use realsyn_model::backend::Cpu;
+
+    #[test]
+    fn parts_sit_at_aligned_offsets_and_slice_back_out() {
+        let lens = [1, 256, 130];
+        let spans = spans(lens);
+        assert_eq!(spans, vec![(0, 1), (128, 256), (384, 130)]);
+        let device = Default::default();
+        let parts: Vec<Tensor<Cpu, 1>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let v: Vec<f32> = (0..n).map(|j| (i * 1000 + j) as f32).collect();
+                Tensor::from_data(TensorData::new(v, [n]), &device)
+            })
+            .collect();
+        let flat = cat(&spans, parts.clone());
+        assert_eq!(flat.dims(), [640]);
+        for (&(off, len), part) in spans.iter().zip(parts) {
+            let back = flat.clone().slice(off..off + len);
+            assert_eq!(back.into_data(), part.into_data());
+        }
+        let gap = flat.slice(1..128).into_data().into_vec::<f32>().unwrap();
+        assert!(gap.iter().all(|&x| x == 0.0));
+    }
+}
