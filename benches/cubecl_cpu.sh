@@ -43,27 +43,9 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 
 if has check; then
   "$BIN" dataset fashion-mnist --out "$work/fm" --limit-train 1280 --per-shard 1280 >/dev/null
-  recipe() { # device steps pretrained -> a recipe on stdout
-    cat <<EOF
-[model]
-arch = "recipes/models/fashion-mnist-tiny.json"
-${3:+pretrained = \"$3\"}
-[data]
-train = "$work/fm/train/00000.tar"
-workers = 2
-shuffle_buffer = 500
-[train]
-epochs = 1
-batch_size = 128
-lr = 1e-3
-pct_start = 0.3
-seed = 0
-max_steps = $2
-device = "$1"
-[output]
-dir = "$work/run-$1-$2"
-checkpoint_every = 100
-EOF
+  source benches/fm_recipe.sh
+  recipe() { # device steps [pretrained] -> a recipe on stdout
+    fm_recipe "$work/fm/train/00000.tar" "$1" "$2" "$work/run-$1-$2" "${3:-}"
   }
   # The same starting weights on both: random init draws on the device, and flex's
   # generator is not CubeCL's.

@@ -91,30 +91,13 @@ gpu() { # precision
     ARCHS="ViT-B-32 ViT-B-16 ViT-L-14" PRECISIONS="$1" NGPU=1 benches/gpu.sh >> "$OUT/gpu.log" 2>&1
   tail -8 "$OUT/gpu.log"
 }
-fm_recipe() { # steps -> /tmp/fm.toml: a OneCycle of 128 per step on one Fashion-MNIST shard
-  cat > /tmp/fm.toml <<EOF
-[model]
-arch = "recipes/models/fashion-mnist-tiny.json"
-[data]
-train = "$GPU_DIR/fm/train/00000.tar"
-workers = 2
-shuffle_buffer = 500
-[train]
-epochs = 1
-batch_size = 128
-lr = 1e-3
-pct_start = 0.3
-seed = 0
-max_steps = $1
-device = "cuda"
-[output]
-dir = "/tmp/fm"
-checkpoint_every = 100
-EOF
+source benches/fm_recipe.sh
+fm_toml() { # steps -> /tmp/fm.toml
+  fm_recipe "$GPU_DIR/fm/train/00000.tar" cuda "$1" /tmp/fm > /tmp/fm.toml
 }
 losses() { python3 -c 'import json,sys; print(" ".join("%.6f" % r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r))' "$1"; }
 if has nccl; then
-  fm_recipe 5
+  fm_toml 5
   for c in auto nccl; do
     log "nccl: REALSYN_COLLECTIVES=$c, 1 rank"
     REALSYN_COLLECTIVES=$c timeout 90 "$GPU_DIR/realsyn" train --recipe /tmp/fm.toml --set "output.dir=\"/tmp/fm-$c\"" \
@@ -147,7 +130,7 @@ PY
 fi
 if has amp; then log "gpu.sh amp_bf16"; gpu amp_bf16; fi
 if has fm; then
-  fm_recipe 20
+  fm_toml 20
   for prec in f32 amp_bf16; do
     log "fashion-mnist $prec"
     timeout 90 "$best" train --recipe /tmp/fm.toml --set "train.precision=\"$prec\"" \
