@@ -36,9 +36,9 @@ pub fn spans(lengths: impl IntoIterator<Item = usize>) -> Vec<(usize, usize)> {
 }
 
 /// `parts` as one flat tensor laid out by `spans` (from [`spans`]), zeros in the
-/// gaps and up to an aligned end; a single part is returned as it is.
+/// gaps and up to an aligned end; a single part at offset 0 is returned as it is.
 pub fn cat<B: Backend>(spans: &[(usize, usize)], mut parts: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
-    if parts.len() == 1 {
+    if parts.len() == 1 && spans[0].0 == 0 {
         return parts.pop().expect("one part");
     }
     let (device, dtype) = (parts[0].device(), parts[0].dtype());

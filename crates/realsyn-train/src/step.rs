@@ -59,7 +59,7 @@ use realsyn_model::common::walk::{Layout, ParamVisitor};
 use realsyn_model::{Clip, l2_normalize};
 
 use crate::distributed::ProcessGroup;
-use crate::optim::NamedGrads;
+use crate::optim::{FlatLayout, NamedGrads};
 use crate::recipe::Precision;
 
 pub struct StepOutput<B: AutodiffBackend> {
@@ -108,6 +108,11 @@ pub struct StepPlan {
     pub precision: Precision,
     /// Keep only each block's input and recompute the blocks in the backward pass.
     pub grad_checkpointing: bool,
+    /// Pack each backward pass's gradients into one buffer in the foreach AdamW's
+    /// layout ([`NamedGrads::pack`]): what a GPU step wants (`AdamW::foreach`),
+    /// so that summing, the all-reduce, the norm and the update are a few kernels
+    /// over one buffer instead of a few per parameter.
+    pub pack_grads: bool,
 }
 
 impl StepPlan {
@@ -117,6 +122,7 @@ impl StepPlan {
             accum,
             precision: Precision::F32,
             grad_checkpointing: false,
+            pack_grads: false,
         }
     }
 }
@@ -332,6 +338,7 @@ pub fn distributed_step<B: AutodiffBackend>(
 
     // Pass 2: micro-batch j on every device with gradients, the rest from the cache.
     let mut grads: NamedGrads<B::InnerBackend> = NamedGrads::default();
+    let mut layout: Option<FlatLayout> = None;
     let mut loss_value = f64::NAN;
     for j in 0..accum {
         let tracked: Vec<Clip<B>> = slices
@@ -406,6 +413,17 @@ pub fn distributed_step<B: AutodiffBackend>(
             for (stages, kept) in stages.iter().zip(kept.into_iter().flatten()) {
                 checkpointed_backward(stages, kept, &backward, &s.model, &mut g)?;
             }
+            if plan.pack_grads {
+                // One layout for the whole step (the first replica's: only it
+                // has the logit scale's gradient), so every sum is of whole buffers.
+                let layout = match &layout {
+                    Some(l) => l,
+                    None => layout.insert(FlatLayout::of(&s.model, true, |k| {
+                        g.get(k).map(|t| t.dims()[0])
+                    })?),
+                };
+                g.pack(layout.clone());
+            }
             g.move_to(&gather_device);
             grads.accumulate(g);
         }
@@ -413,9 +431,7 @@ pub fn distributed_step<B: AutodiffBackend>(
     // Every micro-batch's loss, on every rank, sees the logit scale whole.
     let seen = accum * world;
     if seen > 1 {
-        if let Some(g) = grads.grads.get_mut("logit_scale") {
-            *g = g.clone().div_scalar(seen as f64);
-        }
+        grads.div_one("logit_scale", seen as f64);
     }
     group.all_reduce_grads(&mut grads)?;
     Ok(StepOutput {

@@ -199,6 +199,7 @@ fn optimisation_step<B: AutodiffBackend>(
         accum: t.accum_freq,
         precision: t.precision,
         grad_checkpointing: t.grad_checkpointing,
+        pack_grads: run.opt.foreach,
     };
     let mut out = distributed_step(slices, plan, &mut run.group)?;
     let grad_norm = out.grads.global_norm();

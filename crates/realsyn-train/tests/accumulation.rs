@@ -3,7 +3,8 @@
 //! devices on the CPU, exercising the gather, the per-replica gradients and their
 //! reduction), gives the same loss and the same gradients. Activation checkpointing
 //! (the blocks recomputed one at a time in the backward pass) gives bit for bit the
-//! gradients of the same split without it, in f32 and in bf16. For CLIP's ViT and
+//! gradients of the same split without it, in f32 and in bf16, and so does packing
+//! them into one buffer per backward pass (the GPU step). For CLIP's ViT and
 //! for EVA02's tower (RoPE, SwiGLU, sub-LN).
 
 use burn::tensor::{Distribution, Int, Tensor};
@@ -18,12 +19,18 @@ type Grads = NamedGrads<realsyn_model::backend::Cpu>;
 
 /// Each parameter's gradient in `a` and in `b`, as host vectors (same parameters).
 fn gradient_pairs(label: &str, a: &Grads, b: &Grads) -> Vec<(String, Vec<f32>, Vec<f32>)> {
-    assert_eq!(a.grads.len(), b.grads.len(), "{label}");
+    assert_eq!(a.len(), b.len(), "{label}");
     let host = |g: &burn::tensor::Tensor<realsyn_model::backend::Cpu, 1>| -> Vec<f32> {
         g.clone().into_data().into_vec().unwrap()
     };
-    (a.grads.iter())
-        .map(|(k, g)| (k.clone(), host(g), host(&b.grads[k])))
+    (a.iter())
+        .map(|(k, g)| {
+            (
+                k.clone(),
+                host(g),
+                host(b.get(k).expect("the same parameters")),
+            )
+        })
         .collect()
 }
 
@@ -139,6 +146,42 @@ fn every_split_matches_the_whole_batch(config_path: &str, seed: u64) {
             &recomputed.grads,
         );
     }
+    // Packed into one buffer per backward pass (the GPU step): the same sums, bit
+    // for bit, micro-batches and replicas added as whole buffers.
+    let packed = |plan: StepPlan| StepPlan {
+        pack_grads: true,
+        ..plan
+    };
+    for (label, plan) in [
+        ("packed, accum 2", plan(2)),
+        ("packed, accum 2, checkpointed", checkpointed(plan(2))),
+    ] {
+        let apart = forward_backward(&model, images.clone(), tokens.clone(), plan).unwrap();
+        let flat = forward_backward(&model, images.clone(), tokens.clone(), packed(plan));
+        let flat = flat.unwrap();
+        assert!(flat.grads.packed().is_some(), "{label}");
+        assert_eq!(flat.loss, apart.loss, "{label}");
+        assert_identical(label, &apart.grads, &flat.grads);
+    }
+    let two = |plan: StepPlan| {
+        let slices = vec![
+            DeviceSlice {
+                model: model.clone(),
+                images: images.clone().slice([0..4]),
+                tokens: tokens.clone().slice([0..4]),
+            },
+            DeviceSlice {
+                model: replicate(&model, &device).unwrap(),
+                images: images.clone().slice([4..8]),
+                tokens: tokens.clone().slice([4..8]),
+            },
+        ];
+        data_parallel_step(slices, plan).unwrap()
+    };
+    let flat = two(packed(plan(2)));
+    assert!(flat.grads.packed().is_some());
+    assert_identical("packed, 2 replicas", &two(plan(2)).grads, &flat.grads);
+
     // Mixed precision: the recomputed blocks run in bf16 as the kept ones do.
     let bf16 = StepPlan {
         precision: Precision::AmpBf16,

@@ -205,33 +205,46 @@ impl ProcessGroup {
         }
     }
 
-    /// Sum the gradients of all ranks in place, as one buffer of the parameters in
-    /// name order (so every rank lays it out alike).
+    /// Sum the gradients of all ranks in place: the packed buffer when the step
+    /// packed them (every rank packs alike), else every gradient in name order.
     pub fn all_reduce_grads<B: Backend>(&mut self, grads: &mut NamedGrads<B>) -> Result<()> {
         #[cfg(feature = "cuda")]
         if let Some(nccl) = &mut self.nccl {
             // On the GPU: one flat buffer, summed device to device; each gradient a
             // slice of the sum (a view: `flat` aligns them).
-            let parts: Vec<Tensor<B, 1>> = grads.grads.values().cloned().collect();
+            if let Some((layout, flat)) = grads.take_packed() {
+                let sum = nccl
+                    .all_reduce_sum(flat)
+                    .context("the gradient all-reduce")?;
+                grads.set_packed(layout, sum);
+                return Ok(());
+            }
+            let parts: Vec<Tensor<B, 1>> = grads.iter().map(|(_, g)| g.clone()).collect();
             let spans = crate::flat::spans(parts.iter().map(|g| g.dims()[0]));
             let sum = nccl
                 .all_reduce_sum(crate::flat::cat(&spans, parts))
                 .context("the gradient all-reduce")?;
-            for (g, &(off, len)) in grads.grads.values_mut().zip(&spans) {
-                *g = sum.clone().slice(off..off + len);
-            }
+            let summed = (grads.iter().zip(&spans))
+                .map(|((k, _), &(off, len))| (k.clone(), sum.clone().slice(off..off + len)))
+                .collect();
+            *grads = NamedGrads::from_map(summed);
             return Ok(());
         }
         let Some(ring) = &mut self.ring else {
             return Ok(());
         };
-        // Summed where they lie, no packing: each gradient taken by value (a
-        // gradient no one else holds hands over its memory uncopied), the ring run
-        // over all of them as one buffer, the sums written into their own memory.
-        // Packing into a fresh host buffer, copied out through `to_data`, was 1.2-4.6
-        // s per step for ViT-B/32's 605 MB (the ring itself 0.33-0.40 s).
-        let mut taken = Vec::with_capacity(grads.grads.len());
-        for (name, g) in std::mem::take(&mut grads.grads) {
+        // Summed where they lie, no packing: each gradient (or the packed buffer)
+        // taken by value (a tensor no one else holds hands over its memory
+        // uncopied), the ring run over all of them as one buffer, the sums written
+        // into their own memory. Packing into a fresh host buffer, copied out
+        // through `to_data`, was 1.2-4.6 s per step for ViT-B/32's 605 MB (the ring
+        // itself 0.33-0.40 s).
+        let (layout, tensors): (_, Vec<(String, Tensor<B, 1>)>) = match grads.take_packed() {
+            Some((layout, flat)) => (Some(layout), vec![("the packed gradients".into(), flat)]),
+            None => (None, std::mem::take(grads).into_map().into_iter().collect()),
+        };
+        let mut taken = Vec::with_capacity(tensors.len());
+        for (name, g) in tensors {
             let device = g.device();
             taken.push((name, g.into_data().convert::<f32>(), device));
         }
@@ -243,8 +256,15 @@ impl ProcessGroup {
             );
         }
         ring.all_reduce_sum_parts(&mut parts, "the gradient all-reduce")?;
-        for (name, data, device) in taken {
-            grads.grads.insert(name, Tensor::from_data(data, &device));
+        let mut sums = taken
+            .into_iter()
+            .map(|(name, data, device)| (name, Tensor::from_data(data, &device)));
+        match layout {
+            Some(layout) => {
+                let (_, flat) = sums.next().expect("one buffer");
+                grads.set_packed(layout, flat);
+            }
+            None => *grads = NamedGrads::from_map(sums.collect()),
         }
         Ok(())
     }

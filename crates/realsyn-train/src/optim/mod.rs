@@ -8,23 +8,26 @@
 //! devices are summed by name before one update.
 //!
 //! Two ways to run the same update, chosen as torch chooses by default: on a GPU
-//! (`foreach`) all parameters of a weight-decay group at once, the moments in one
-//! flat buffer per group and the gradients concatenated, so a step is about a dozen
-//! element-wise ops per group plus two per parameter instead of fourteen per
-//! parameter (4,228 for ViT-B/32's 302 tensors): each op is a kernel launch with a
-//! host-side cost, and the CUDA step showed a large per-step constant
-//! (docs/performance.md, "GPU"). On the CPU a loop over parameters: there the flat
-//! buffers made a ViT-B/32 step 2.4 s slower (13.2 vs 10.8 s, batch 32) and 550 MB
-//! larger (each op writes a fresh 600 MB buffer). Both are one code
-//! path (a group of one parameter is not copied), and each element sees the same
-//! arithmetic in the same order, so the results are identical.
+//! (`foreach`) all parameters of a weight-decay group at once, as one flat buffer
+//! each of gradients, moments and the parameters themselves (the model's
+//! parameters are views of the last), so a step is about fifteen element-wise ops
+//! per group whatever the number of parameters, where per parameter it was
+//! fourteen each (4,228 for ViT-B/32's 302 tensors): each op is a kernel launch with
+//! a host-side cost, and the CUDA step showed a large per-step constant
+//! (docs/performance.md, "GPU"). When the step packed the gradients in the same
+//! layout ([`NamedGrads::pack`]), the update reads them as views, with no copy. On
+//! the CPU a loop over parameters: there the flat buffers made a ViT-B/32 step 2.4 s
+//! slower (13.2 vs 10.8 s, batch 32) and 550 MB larger (each op writes a fresh
+//! 600 MB buffer). Both are one code path (a group of one parameter is not copied),
+//! and each element sees the same arithmetic in the same order, so the results are
+//! identical.
 //!
 //! On the CPU backend a group of one parameter is updated in one pass
 //! (`fused_cpu`, torch's `fused=True`): the same f32 operations, without fourteen
 //! tensor ops' passes and buffers. Each group's step is computed when its first
 //! parameter is visited and applied at once, while its memory is still in cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Param;
@@ -32,95 +35,18 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use realsyn_model::Clip;
 use realsyn_model::clip::weights::visit_params;
-use realsyn_model::common::batch::to_scalar;
-
-mod fused_cpu;
 use realsyn_model::common::state_dict::{HostTensor, StateDict};
 use realsyn_model::common::walk::{Layout, ParamVisitor};
 
-/// Flattened gradients by open_clip parameter name.
-pub struct NamedGrads<B: Backend> {
-    pub grads: BTreeMap<String, Tensor<B, 1>>,
-}
+mod fused_cpu;
+mod grads;
+mod layout;
 
-impl<B: Backend> Default for NamedGrads<B> {
-    fn default() -> Self {
-        Self {
-            grads: BTreeMap::new(),
-        }
-    }
-}
-
-impl<B: Backend> NamedGrads<B> {
-    /// Collect the gradients of every parameter of `model` from a backward pass.
-    pub fn collect<AB: AutodiffBackend<InnerBackend = B>>(
-        model: &Clip<AB>,
-        grads: &AB::Gradients,
-    ) -> Result<Self> {
-        struct Collector<'a, AB: AutodiffBackend> {
-            grads: &'a AB::Gradients,
-            out: BTreeMap<String, Tensor<AB::InnerBackend, 1>>,
-        }
-        impl<AB: AutodiffBackend> ParamVisitor<AB> for Collector<'_, AB> {
-            fn visit<const D: usize>(
-                &mut self,
-                key: &str,
-                _: Layout,
-                param: &mut Param<Tensor<AB, D>>,
-            ) -> Result<()> {
-                if let Some(g) = param.val().grad(self.grads) {
-                    let n = g.shape().num_elements();
-                    self.out.insert(key.to_string(), g.reshape([n]));
-                }
-                Ok(())
-            }
-        }
-        let mut c = Collector::<AB> {
-            grads,
-            out: BTreeMap::new(),
-        };
-        visit_params(&mut model.clone(), &mut c)?;
-        Ok(Self { grads: c.out })
-    }
-
-    /// Sum another set of gradients into this one (micro-batches, devices).
-    pub fn accumulate(&mut self, other: NamedGrads<B>) {
-        for (k, g) in other.grads {
-            let sum = match self.grads.remove(&k) {
-                Some(acc) => acc + g,
-                None => g,
-            };
-            self.grads.insert(k, sum);
-        }
-    }
-
-    /// Move every gradient to `device` (the reduce target).
-    pub fn move_to(&mut self, device: &B::Device) {
-        for g in self.grads.values_mut() {
-            *g = g.clone().to_device(device);
-        }
-    }
-
-    /// The global L2 norm over all gradients (f64 on the host).
-    pub fn global_norm(&self) -> f64 {
-        let total: Option<Tensor<B, 1>> = self
-            .grads
-            .values()
-            .map(|g| g.clone().powi_scalar(2).sum())
-            .reduce(|a, b| a + b);
-        total.map_or(0.0, |t| to_scalar(t).sqrt())
-    }
-
-    /// `torch.nn.utils.clip_grad_norm_`: scale by `max / (norm + 1e-6)` when above.
-    pub fn clip_norm(&mut self, max_norm: f64, norm: f64) {
-        let coef = max_norm / (norm + 1e-6);
-        if coef < 1.0 {
-            for g in self.grads.values_mut() {
-                *g = g.clone().mul_scalar(coef);
-            }
-        }
-    }
-}
+pub use grads::NamedGrads;
+use layout::Span;
+#[cfg(test)]
+use layout::group_of;
+pub use layout::{FlatLayout, Group};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWConfig {
@@ -145,17 +71,19 @@ struct Moments<B: Backend> {
     exp_avg_sq: Tensor<B, 1>,
 }
 
-/// One group's moments, flat, in the order its parameters are visited.
-struct FlatMoments<B: Backend> {
-    /// (name, offset, length) of each parameter in the flat buffers.
-    spans: Vec<(String, usize, usize)>,
+/// One group after an update: its layout, its moments flat in the order its
+/// parameters are visited, and for a group of many its parameters' values flat
+/// (the model's parameters are views of them).
+struct GroupState<B: Backend> {
+    group: Group,
     moments: Moments<B>,
+    params: Option<Tensor<B, 1>>,
 }
 
-impl<B: Backend> FlatMoments<B> {
+impl<B: Backend> GroupState<B> {
     /// One parameter's moments (views into the flat buffers).
     fn get(&self, key: &str) -> Option<Moments<B>> {
-        let &(_, off, len) = self.spans.iter().find(|(k, _, _)| k == key)?;
+        let &(_, off, len) = self.group.spans.iter().find(|(k, _, _)| k == key)?;
         Some(Moments {
             exp_avg: self.moments.exp_avg.clone().slice([off..off + len]),
             exp_avg_sq: self.moments.exp_avg_sq.clone().slice([off..off + len]),
@@ -171,7 +99,7 @@ pub struct AdamW<B: Backend> {
     /// parameter. [`AdamW::for_device`] sets it as torch does by default.
     pub foreach: bool,
     /// The last update's groups.
-    groups: Vec<FlatMoments<B>>,
+    groups: Vec<GroupState<B>>,
     /// Moments outside the groups: restored by `load_state_dict`, or of a parameter
     /// that had no gradient in the last update (torch keeps those too).
     parked: HashMap<String, Moments<B>>,
@@ -199,6 +127,16 @@ impl<B: Backend> AdamW<B> {
         }
     }
 
+    /// How the next update lays out `model`'s parameters that have a gradient in
+    /// `grads`: what the step packs its gradients as ([`NamedGrads::pack`]).
+    pub fn layout<AB: AutodiffBackend<InnerBackend = B>>(
+        &self,
+        model: &Clip<AB>,
+        grads: &NamedGrads<B>,
+    ) -> Result<FlatLayout> {
+        FlatLayout::of(model, self.foreach, |k| grads.get(k).map(|g| g.dims()[0]))
+    }
+
     /// One parameter's moments, wherever they are kept.
     fn moments(&self, key: &str) -> Option<Moments<B>> {
         self.groups.iter().find_map(|g| g.get(key)).or_else(|| {
@@ -211,6 +149,12 @@ impl<B: Backend> AdamW<B> {
 
     /// One update of every parameter that has a gradient, at learning rate `lr`
     /// and first-moment decay `beta1` (the config's unless a schedule cycles it).
+    ///
+    /// With `foreach`, each group of many keeps its parameters' values in one flat
+    /// buffer and gives the model views of it; a parameter in such a group must be
+    /// changed only through the optimiser (`update`, `load_state_dict`), as torch's
+    /// flat-parameter optimisers require. The logit scale, which open_clip clamps
+    /// after each step, is always a group of its own ([`FlatLayout`]).
     pub fn update<AB: AutodiffBackend<InnerBackend = B>>(
         &mut self,
         model: &mut Clip<AB>,
@@ -219,72 +163,116 @@ impl<B: Backend> AdamW<B> {
         beta1: f64,
     ) -> Result<()> {
         self.step += 1;
-        // Which parameters have a gradient, in visiting order, grouped.
-        let mut grouping = Grouping {
-            grads,
-            foreach: self.foreach,
-            groups: Vec::new(),
-        };
-        visit_params(model, &mut grouping)?;
-        let layouts = grouping.groups;
+        let layout = self.layout(model, grads)?;
         let c = self.config;
         let t = self.step as i32;
-        let mut moments = self.moments_for(&layouts);
-        let mut pending = Vec::with_capacity(layouts.len());
+        let rule = StepRule {
+            lr,
+            beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            bc1: 1.0 - beta1.powi(t),
+            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
+        };
+        let decay = |class: usize| (class == 0 && c.weight_decay > 0.0).then_some(c.weight_decay);
+        let packed = grads.packed_as(&layout).cloned();
+        let mut kept = self.kept_state(&layout);
+        // The values of groups of many that the optimiser does not hold yet.
+        let mut wanted = HashSet::new();
+        for g in &layout.groups {
+            if g.spans.len() > 1 && kept.get(&g.spans[0].0).is_none_or(|(_, p)| p.is_none()) {
+                wanted.extend(g.spans.iter().map(|(k, _, _)| k.clone()));
+            }
+        }
+        let mut values = param_values(model, wanted)?;
         let mut index = HashMap::new();
-        for (gi, (class, spans)) in layouts.into_iter().enumerate() {
-            let m = match moments.remove(&spans[0].0) {
-                Some(m) => m,
-                None => self.gather(&spans, &grads.grads[&spans[0].0].device()),
+        let mut groups = Vec::with_capacity(layout.groups.len());
+        for (gi, group) in layout.groups.into_iter().enumerate() {
+            let first = &group.spans[0].0;
+            let device = grads.get(first).expect("in the layout").device();
+            let (m, params) = match kept.remove(first) {
+                Some(state) => state,
+                None => (self.gather(&group.spans, &device), None),
             };
-            for (k, off, len) in &spans {
+            let g = match &packed {
+                Some(flat) => flat
+                    .clone()
+                    .slice(group.start..group.start + group.buffer_len()),
+                None => flat(
+                    &group.spans,
+                    (group.spans.iter())
+                        .map(|(k, _, _)| grads.get(k).expect("in the layout").clone())
+                        .collect(),
+                ),
+            };
+            for (k, off, len) in &group.spans {
                 index.insert(k.clone(), (gi, *off, *len));
             }
-            pending.push(Some((class, spans, m)));
+            if group.spans.len() == 1 {
+                // Updated when the model's parameter is visited (its value is there).
+                groups.push(Some(Pending::Lone { group, g, m }));
+                continue;
+            }
+            let p = params.unwrap_or_else(|| {
+                let parts = (group.spans.iter())
+                    .map(|(k, _, _)| values.remove(k).expect("wanted above"))
+                    .collect();
+                flat(&group.spans, parts)
+            });
+            let (step, moments) = rule.apply(g, m);
+            let p = match decay(group.class) {
+                Some(wd) => p.mul_scalar(1.0 - lr * wd),
+                None => p,
+            };
+            groups.push(Some(Pending::Done(GroupState {
+                group,
+                moments,
+                params: Some(p - step),
+            })));
         }
-        // Each group's step is computed when its first parameter is visited and
-        // applied right away: with one group per parameter (the CPU default) the
-        // parameter, its gradient and its moments are still in cache.
         let mut v = Apply {
             index,
-            pending,
-            steps: Vec::new(),
-            groups: Vec::new(),
-            grads,
-            rule: StepRule {
-                lr,
-                beta1,
-                beta2: c.beta2,
-                eps: c.eps,
-                bc1: 1.0 - beta1.powi(t),
-                bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
-            },
+            groups,
+            rule,
             weight_decay: c.weight_decay,
         };
         visit_params(model, &mut v)?;
-        self.groups = v.groups;
+        self.groups = (v.groups.into_iter())
+            .map(|g| match g {
+                Some(Pending::Done(state)) => Ok(state),
+                None => unreachable!("put back after each visit"),
+                Some(Pending::Lone { group, .. }) => {
+                    bail!(
+                        "{}: has a gradient but is not in the model",
+                        group.spans[0].0
+                    )
+                }
+            })
+            .collect::<Result<_>>()?;
         Ok(())
     }
 
-    /// The last update's moments of each new group whose layout is unchanged, keyed
-    /// by the group's first parameter; the last update's other groups are parked.
-    fn moments_for(
+    /// The last update's moments (and values, for a group of many) of each new
+    /// group whose spans are unchanged, keyed by the group's first parameter; the
+    /// last update's other groups are parked.
+    fn kept_state(
         &mut self,
-        layouts: &[(usize, Vec<(String, usize, usize)>)],
-    ) -> HashMap<String, Moments<B>> {
-        let mut old: HashMap<String, FlatMoments<B>> = std::mem::take(&mut self.groups)
+        layout: &FlatLayout,
+    ) -> HashMap<String, (Moments<B>, Option<Tensor<B, 1>>)> {
+        let mut old: HashMap<String, GroupState<B>> = std::mem::take(&mut self.groups)
             .into_iter()
-            .map(|g| (g.spans[0].0.clone(), g))
+            .map(|g| (g.group.spans[0].0.clone(), g))
             .collect();
         let mut kept = HashMap::new();
-        for (_, spans) in layouts {
-            let first = &spans[0].0;
-            if old.get(first).is_some_and(|g| g.spans == *spans) {
-                kept.insert(first.clone(), old.remove(first).expect("checked").moments);
+        for group in &layout.groups {
+            let first = &group.spans[0].0;
+            if old.get(first).is_some_and(|g| g.group.spans == group.spans) {
+                let g = old.remove(first).expect("checked");
+                kept.insert(first.clone(), (g.moments, g.params));
             }
         }
         for g in old.into_values() {
-            for (key, _, _) in &g.spans {
+            for (key, _, _) in &g.group.spans {
                 let m = g.get(key).expect("a span of this group");
                 self.parked.insert(key.clone(), m);
             }
@@ -294,13 +282,13 @@ impl<B: Backend> AdamW<B> {
 
     /// A new layout's moments from the parked ones, zeros for a parameter seen for
     /// the first time.
-    fn gather(&mut self, spans: &[(String, usize, usize)], device: &B::Device) -> Moments<B> {
+    fn gather(&mut self, spans: &[Span], device: &B::Device) -> Moments<B> {
         let (mut avg, mut sq) = (Vec::new(), Vec::new());
         for (key, _, len) in spans {
-            let m = self.parked.remove(key).unwrap_or_else(|| Moments {
-                exp_avg: Tensor::zeros([*len], device),
-                exp_avg_sq: Tensor::zeros([*len], device),
-            });
+            let m = self
+                .parked
+                .remove(key)
+                .unwrap_or_else(|| Moments::zeros(*len, device));
             avg.push(m.exp_avg);
             sq.push(m.exp_avg_sq);
         }
@@ -413,63 +401,56 @@ impl<B: Backend> AdamW<B> {
     }
 }
 
-/// A group's per-parameter tensors (gradients, moments) as one flat tensor laid
-/// out by its `spans` (`flat`: aligned, so each parameter's slice is a view); a
-/// group of one is not copied.
-fn flat<B: Backend>(spans: &[(String, usize, usize)], parts: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
+impl<B: Backend> Moments<B> {
+    fn zeros(len: usize, device: &B::Device) -> Self {
+        Self {
+            exp_avg: Tensor::zeros([len], device),
+            exp_avg_sq: Tensor::zeros([len], device),
+        }
+    }
+}
+
+/// The current values of the parameters named in `wanted`, flat.
+fn param_values<AB: AutodiffBackend>(
+    model: &Clip<AB>,
+    wanted: HashSet<String>,
+) -> Result<HashMap<String, Tensor<AB::InnerBackend, 1>>> {
+    struct Values<B: Backend> {
+        wanted: HashSet<String>,
+        out: HashMap<String, Tensor<B, 1>>,
+    }
+    impl<AB: AutodiffBackend> ParamVisitor<AB> for Values<AB::InnerBackend> {
+        fn visit<const D: usize>(
+            &mut self,
+            key: &str,
+            _: Layout,
+            param: &mut Param<Tensor<AB, D>>,
+        ) -> Result<()> {
+            if self.wanted.contains(key) {
+                let v = param.val().inner();
+                let n = v.shape().num_elements();
+                self.out.insert(key.to_string(), v.reshape([n]));
+            }
+            Ok(())
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut v = Values {
+        wanted,
+        out: HashMap::new(),
+    };
+    visit_params(&mut model.clone(), &mut v)?;
+    Ok(v.out)
+}
+
+/// A group's per-parameter tensors (gradients, moments, values) as one flat tensor
+/// laid out by its `spans` (`crate::flat`: aligned, so each parameter's slice is a
+/// view); a group of one is not copied.
+fn flat<B: Backend>(spans: &[Span], parts: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
     let spans: Vec<(usize, usize)> = spans.iter().map(|(_, off, len)| (*off, *len)).collect();
     crate::flat::cat(&spans, parts)
-}
-
-/// The weight-decay class of a parameter: 0 decayed, 1 not.
-fn group_of(key: &str, layout: Layout, rank: usize) -> usize {
-    let torch_rank = if layout == Layout::Scalar { 0 } else { rank };
-    if decays(key, torch_rank) { 0 } else { 1 }
-}
-
-/// Lays out the parameters that have a gradient as groups of spans: with `foreach`
-/// one group per weight-decay class, else one group per parameter. Each group is
-/// `(decay class, spans)`, in visiting order.
-struct Grouping<'a, B: Backend> {
-    grads: &'a NamedGrads<B>,
-    foreach: bool,
-    groups: Vec<(usize, Vec<(String, usize, usize)>)>,
-}
-
-impl<AB: AutodiffBackend> ParamVisitor<AB> for Grouping<'_, AB::InnerBackend> {
-    fn visit<const D: usize>(
-        &mut self,
-        key: &str,
-        layout: Layout,
-        param: &mut Param<Tensor<AB, D>>,
-    ) -> Result<()> {
-        let Some(g) = self.grads.grads.get(key) else {
-            return Ok(());
-        };
-        let n = param.val().shape().num_elements();
-        if g.dims()[0] != n {
-            bail!(
-                "{key}: a gradient of {} values for {n} parameters",
-                g.dims()[0]
-            );
-        }
-        let class = group_of(key, layout, D);
-        let shared = if self.foreach {
-            self.groups.iter().position(|(c, _)| *c == class)
-        } else {
-            None
-        };
-        let gi = shared.unwrap_or_else(|| {
-            self.groups.push((class, Vec::new()));
-            self.groups.len() - 1
-        });
-        let spans = &mut self.groups[gi].1;
-        let off = spans
-            .last()
-            .map_or(0, |(_, o, l)| crate::flat::next_offset(o + l));
-        spans.push((key.to_string(), off, n));
-        Ok(())
-    }
 }
 
 /// torch's AdamW arithmetic for one step, in torch's order of operations.
@@ -506,26 +487,29 @@ impl StepRule {
     }
 }
 
-/// `p = p * (1 - lr * wd) - step`, with each parameter's slice of its group's step,
-/// the step of a group computed at the group's first parameter.
-struct Apply<'a, B: Backend> {
+/// A group during an update: a lone parameter waits for its visit (its value is
+/// read from the model then); a group of many is done before the visit.
+enum Pending<B: Backend> {
+    Lone {
+        group: Group,
+        g: Tensor<B, 1>,
+        m: Moments<B>,
+    },
+    Done(GroupState<B>),
+}
+
+/// Gives each parameter its new value: a lone one's update computed now
+/// (`p = p * (1 - lr * wd) - step`), else its view of its group's new values.
+struct Apply<B: Backend> {
     /// Parameter name -> (group, offset, length).
     index: HashMap<String, (usize, usize, usize)>,
-    /// Per group, until its step is computed: (decay class, spans, moments).
-    pending: Vec<Option<PendingGroup<B>>>,
-    /// Per group: (decay class, flat step); a group of one parameter gives its step
-    /// up, so it is freed as soon as it is applied.
-    steps: Vec<(usize, Option<Tensor<B, 1>>)>,
-    /// The groups' new moments, in group order.
-    groups: Vec<FlatMoments<B>>,
-    grads: &'a NamedGrads<B>,
+    /// Taken out while a parameter is visited.
+    groups: Vec<Option<Pending<B>>>,
     rule: StepRule,
     weight_decay: f64,
 }
 
-type PendingGroup<B> = (usize, Vec<(String, usize, usize)>, Moments<B>);
-
-impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<'_, AB::InnerBackend> {
+impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<AB::InnerBackend> {
     fn visit<const D: usize>(
         &mut self,
         key: &str,
@@ -535,54 +519,43 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<'_, AB::InnerBackend> {
         let Some(&(gi, off, len)) = self.index.get(key) else {
             return Ok(()); // no gradient this step
         };
-        let decay =
-            |class: usize| (class == 0 && self.weight_decay > 0.0).then_some(self.weight_decay);
-        if gi == self.steps.len() {
-            let (class, spans, m) = self.pending[gi].take().expect("groups in visiting order");
-            let g = flat(
-                &spans,
-                spans
-                    .iter()
-                    .map(|(k, _, _)| self.grads.grads[k].clone())
-                    .collect(),
-            );
-            // A group of one parameter: the whole update in one pass where the
-            // backend allows it.
-            let (g, m) = if spans.len() == 1 {
-                let p = param.val().inner();
-                let shape = p.shape();
-                match fused_cpu::step(&self.rule, decay(class), p.reshape([len]), g, m) {
-                    Ok((p, moments)) => {
-                        self.steps.push((class, None));
-                        self.groups.push(FlatMoments { spans, moments });
-                        let p = Tensor::from_inner(p.reshape(shape)).require_grad();
-                        *param = Param::initialized(param.id, p);
-                        return Ok(());
-                    }
-                    Err((_, g, m)) => (g, m),
-                }
-            } else {
-                (g, m)
-            };
-            let (step, moments) = self.rule.apply(g, m);
-            self.steps.push((class, Some(step)));
-            self.groups.push(FlatMoments { spans, moments });
-        }
-        let (class, step) = &mut self.steps[gi];
         let p = param.val().inner();
         let shape = p.shape();
-        let p = match decay(*class) {
-            Some(wd) => p.mul_scalar(1.0 - self.rule.lr * wd),
-            None => p,
+        let (new, done) = match self.groups[gi].take() {
+            Some(Pending::Done(state)) => {
+                let all = state
+                    .params
+                    .as_ref()
+                    .expect("a group of many holds its values");
+                (all.clone().slice(off..off + len), state)
+            }
+            Some(Pending::Lone { group, g, m }) => {
+                let decay =
+                    (group.class == 0 && self.weight_decay > 0.0).then_some(self.weight_decay);
+                let (p, moments) = match fused_cpu::step(&self.rule, decay, p.reshape([len]), g, m)
+                {
+                    Ok(done) => done,
+                    Err((p, g, m)) => {
+                        let (step, moments) = self.rule.apply(g, m);
+                        let p = match decay {
+                            Some(wd) => p.mul_scalar(1.0 - self.rule.lr * wd),
+                            None => p,
+                        };
+                        (p - step, moments)
+                    }
+                };
+                let state = GroupState {
+                    group,
+                    moments,
+                    params: None,
+                };
+                (p, state)
+            }
+            None => bail!("{key}: visited twice in one update"),
         };
-        let whole = step.as_ref().is_some_and(|d| d.dims()[0] == len);
-        let step = match (whole, step) {
-            (true, d) => d.take().expect("checked above"),
-            (false, Some(d)) => d.clone().slice([off..off + len]),
-            (false, None) => bail!("{key}: its step was already applied"),
-        };
-        let p = p - step.reshape(shape);
-        *param = Param::initialized(param.id, Tensor::from_inner(p).require_grad());
+        self.groups[gi] = Some(Pending::Done(done));
+        let new = Tensor::from_inner(new.reshape(shape)).require_grad();
+        *param = Param::initialized(param.id, new);
         Ok(())
     }
 }
@@ -622,6 +595,7 @@ mod tests {
     use burn::tensor::Distribution;
     use realsyn_model::ClipConfig;
     use realsyn_model::backend::{Cpu, CpuAutodiff};
+    use std::collections::BTreeMap;
 
     #[test]
     fn open_clip_decay_groups() {
@@ -674,7 +648,7 @@ mod tests {
     /// Gradients for every parameter but `skip`, seeded.
     fn grads(model: &Clip<CpuAutodiff>, seed: u64, skip: &str) -> NamedGrads<Cpu> {
         <Cpu as Backend>::seed(&Default::default(), seed);
-        let mut g = NamedGrads::default();
+        let mut g = BTreeMap::new();
         for (k, (v, _)) in params(model) {
             if k != skip {
                 let t = Tensor::random(
@@ -682,10 +656,10 @@ mod tests {
                     Distribution::Normal(0.0, 1.0),
                     &Default::default(),
                 );
-                g.grads.insert(k, t);
+                g.insert(k, t);
             }
         }
-        g
+        NamedGrads::from_map(g)
     }
 
     /// torch's AdamW for one parameter, in f32 as the flat update computes it.
@@ -713,18 +687,19 @@ mod tests {
         }
     }
 
-    /// Both forms of the update (foreach on, off) are torch's per-parameter AdamW:
-    /// three steps, one of them with a parameter lacking its gradient (it keeps its
-    /// value and moments), the moments saved and restored into a fresh optimiser
-    /// half-way.
+    /// Both forms of the update (foreach on, off; foreach with gradients packed by
+    /// the step or not) are torch's per-parameter AdamW: four steps, one of them
+    /// with a parameter lacking its gradient (it keeps its value and moments), the
+    /// moments saved and restored into a fresh optimiser half-way, and the logit
+    /// scale changed from outside before the last (open_clip's clamp).
     #[test]
     fn both_update_forms_are_the_per_parameter_formula() {
-        for foreach in [false, true] {
-            check_against_reference(foreach);
+        for (foreach, packed) in [(false, false), (true, false), (true, true)] {
+            check_against_reference(foreach, packed);
         }
     }
 
-    fn check_against_reference(foreach: bool) {
+    fn check_against_reference(foreach: bool, packed: bool) {
         let c = AdamWConfig {
             weight_decay: 0.2,
             beta1: 0.9,
@@ -744,8 +719,11 @@ mod tests {
         };
         let mut opt = fresh();
         let skip = "visual.ln_pre.weight";
-        for (step, lr) in [(1u64, 1e-2), (2, 5e-3), (3, 2e-3)] {
-            let g = grads(&model, step, if step == 2 { skip } else { "" });
+        for (step, lr) in [(1u64, 1e-2), (2, 5e-3), (3, 2e-3), (4, 1e-3)] {
+            let mut g = grads(&model, step, if step == 2 { skip } else { "" });
+            if packed {
+                assert!(g.pack(opt.layout(&model, &g).unwrap()));
+            }
             if step == 3 {
                 // Resume: a fresh optimiser from the saved moments.
                 let sd = opt.state_dict(&model).unwrap();
@@ -755,7 +733,7 @@ mod tests {
             }
             opt.update(&mut model, &g, lr, c.beta1).unwrap();
             for (k, (p, group)) in expected.iter_mut() {
-                let Some(gk) = g.grads.get(k) else { continue };
+                let Some(gk) = g.get(k) else { continue };
                 let gv = gk.clone().into_data().into_vec::<f32>().unwrap();
                 let (m, v) = moments.get_mut(k).unwrap();
                 let t = steps.entry(k.clone()).or_insert(0);
@@ -765,6 +743,14 @@ mod tests {
                 let wd = if *group == 0 { c.weight_decay } else { 0.0 };
                 reference(p, m, v, &gv, step as i32, lr, wd, c);
             }
+            if step == 3 {
+                // A change from outside, as open_clip's clamp makes: the next update
+                // (the same layout as this one's, so a group of many keeps its
+                // values) starts from it.
+                let v = Tensor::from_floats([1.5], &Default::default());
+                model.logit_scale = Param::initialized(model.logit_scale.id, v.require_grad());
+                expected.get_mut("logit_scale").unwrap().0 = vec![1.5];
+            }
         }
         let got = params(&model);
         for (k, (want, _)) in &expected {
@@ -772,10 +758,10 @@ mod tests {
             for (a, b) in have.iter().zip(want) {
                 assert!(
                     (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-                    "foreach {foreach}, {k}: {a} vs {b}"
+                    "foreach {foreach}, packed {packed}, {k}: {a} vs {b}"
                 );
             }
         }
-        assert_eq!(steps[skip], 2);
+        assert_eq!(steps[skip], 3);
     }
 }

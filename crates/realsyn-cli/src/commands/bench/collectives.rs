@@ -78,12 +78,11 @@ impl BackendJob for Job {
         for i in 0..a.warmup + a.iters {
             // A new gradient each time, held by no one else, as a backward pass gives.
             let mine = Tensor::<B, 1>::full([a.elements], (rank + 1) as f32, &device);
-            let mut grads = NamedGrads::<B> {
-                grads: BTreeMap::from([("gradient".to_string(), mine)]),
-            };
+            let mut grads =
+                NamedGrads::<B>::from_map(BTreeMap::from([("gradient".to_string(), mine)]));
             let start = Instant::now();
             group.all_reduce_grads(&mut grads)?;
-            let sum = grads.grads.remove("gradient").expect("the gradient");
+            let sum = grads.into_map().remove("gradient").expect("the gradient");
             // Read back one element: lazy backends have finished the sum by then.
             let element = |at: usize| sum.clone().slice(at..at + 1).into_scalar().elem::<f32>();
             let first = element(0);

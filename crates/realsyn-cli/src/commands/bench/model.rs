@@ -60,6 +60,8 @@ impl TrainStep {
                 _ => Precision::F32,
             },
             grad_checkpointing: self.grad_checkpointing,
+            // The device decides: the trainer's step packs where AdamW runs foreach.
+            pack_grads: false,
         }
     }
 }
@@ -249,7 +251,13 @@ impl BackendJob for BenchJob {
                         images,
                         tokens,
                     };
+                    let plan = StepPlan {
+                        pack_grads: optim.foreach,
+                        ..plan
+                    };
                     let out = distributed_step(vec![slice], plan, &mut group)?;
+                    // The trainer reads the norm every step (divergence, logging).
+                    let _ = out.grads.global_norm();
                     optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
                     model = clamp_logit_scale(model);
                     settle::<B>(&device)?;

@@ -1,0 +1,352 @@
+//! A step's gradients by open_clip parameter name, per parameter or packed into one
+//! flat buffer.
+//!
+//! Packed ([`NamedGrads::pack`], what the GPU step does once per backward pass), the
+//! sums over micro-batches and devices, the all-reduce, the global norm, clipping
+//! and the foreach AdamW are each one or two kernels over the whole buffer, where
+//! per parameter they were one or more each for ~300 parameters (about 1,600
+//! kernels of a ViT-B/32 step, docs/performance.md, "GPU"). On the CPU there is no
+//! launch cost to save and the copy would be a pass over every gradient, so the CPU
+//! step keeps them apart.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use burn::module::Param;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use realsyn_model::Clip;
+use realsyn_model::clip::weights::visit_params;
+use realsyn_model::common::batch::to_scalar;
+use realsyn_model::common::walk::{Layout, ParamVisitor};
+
+use super::layout::FlatLayout;
+
+/// Flattened gradients by open_clip parameter name.
+pub struct NamedGrads<B: Backend> {
+    /// Each gradient; when packed, views of the packed buffer.
+    grads: BTreeMap<String, Tensor<B, 1>>,
+    /// The one buffer all gradients live in, laid out as the optimiser's groups.
+    packed: Option<(FlatLayout, Tensor<B, 1>)>,
+}
+
+impl<B: Backend> Default for NamedGrads<B> {
+    fn default() -> Self {
+        Self::from_map(BTreeMap::new())
+    }
+}
+
+impl<B: Backend> NamedGrads<B> {
+    /// Per-parameter gradients by name.
+    pub fn from_map(grads: BTreeMap<String, Tensor<B, 1>>) -> Self {
+        Self {
+            grads,
+            packed: None,
+        }
+    }
+
+    /// Collect the gradients of every parameter of `model` from a backward pass.
+    pub fn collect<AB: AutodiffBackend<InnerBackend = B>>(
+        model: &Clip<AB>,
+        grads: &AB::Gradients,
+    ) -> Result<Self> {
+        struct Collector<'a, AB: AutodiffBackend> {
+            grads: &'a AB::Gradients,
+            out: BTreeMap<String, Tensor<AB::InnerBackend, 1>>,
+        }
+        impl<AB: AutodiffBackend> ParamVisitor<AB> for Collector<'_, AB> {
+            fn visit<const D: usize>(
+                &mut self,
+                key: &str,
+                _: Layout,
+                param: &mut Param<Tensor<AB, D>>,
+            ) -> Result<()> {
+                if let Some(g) = param.val().grad(self.grads) {
+                    let n = g.shape().num_elements();
+                    self.out.insert(key.to_string(), g.reshape([n]));
+                }
+                Ok(())
+            }
+        }
+        let mut c = Collector::<AB> {
+            grads,
+            out: BTreeMap::new(),
+        };
+        visit_params(&mut model.clone(), &mut c)?;
+        Ok(Self::from_map(c.out))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
+        self.grads.get(name)
+    }
+
+    /// `(name, gradient)` in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor<B, 1>)> {
+        self.grads.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// Every gradient, by name, taken out.
+    pub fn into_map(self) -> BTreeMap<String, Tensor<B, 1>> {
+        self.grads
+    }
+
+    /// The packed buffer, when the gradients are packed as `layout`.
+    pub fn packed_as(&self, layout: &FlatLayout) -> Option<&Tensor<B, 1>> {
+        match &self.packed {
+            Some((l, flat)) if l == layout => Some(flat),
+            _ => None,
+        }
+    }
+
+    /// The packed buffer and its layout, if packed.
+    pub fn packed(&self) -> Option<(&FlatLayout, &Tensor<B, 1>)> {
+        self.packed.as_ref().map(|(l, t)| (l, t))
+    }
+
+    /// Pack into one buffer laid out as `layout` (a no-op when already so). A
+    /// parameter of the layout without a gradient here gets zeros, what it adds to
+    /// a sum (a replica's share of the logit scale is on the first replica); a
+    /// gradient the layout lacks leaves everything unpacked, and `false` returned.
+    pub fn pack(&mut self, layout: FlatLayout) -> bool {
+        if self.packed_as(&layout).is_some() {
+            return true;
+        }
+        let mut spans = Vec::with_capacity(self.grads.len());
+        let mut parts = Vec::with_capacity(self.grads.len());
+        for (name, off, len) in layout.absolute() {
+            if let Some(g) = self.grads.get(name) {
+                spans.push((off, len));
+                parts.push(g.clone());
+            }
+        }
+        if parts.len() != self.grads.len() || parts.is_empty() {
+            return false;
+        }
+        let (device, dtype) = (parts[0].device(), parts[0].dtype());
+        let mut flat = crate::flat::cat(&spans, parts);
+        let short = layout.buffer_len().saturating_sub(flat.dims()[0]);
+        if short > 0 {
+            // The layout ends with parameters missing here.
+            flat = Tensor::cat(vec![flat, Tensor::zeros([short], (&device, dtype))], 0);
+        }
+        self.set_packed(layout, flat);
+        true
+    }
+
+    /// The packed buffer and its layout taken out, leaving no gradients (so the
+    /// buffer is held once); `None` (and nothing taken) when not packed.
+    pub fn take_packed(&mut self) -> Option<(FlatLayout, Tensor<B, 1>)> {
+        let packed = self.packed.take()?;
+        self.grads.clear();
+        Some(packed)
+    }
+
+    /// Replace the packed buffer by `flat` (same layout) and its views.
+    pub fn set_packed(&mut self, layout: FlatLayout, flat: Tensor<B, 1>) {
+        for (name, off, len) in layout.absolute() {
+            self.grads
+                .insert(name.to_string(), flat.clone().slice(off..off + len));
+        }
+        self.packed = Some((layout, flat));
+    }
+
+    /// Apply `f` to every gradient (to the packed buffer alone, when packed).
+    fn map(&mut self, f: impl Fn(Tensor<B, 1>) -> Tensor<B, 1>) {
+        match self.packed.take() {
+            Some((layout, flat)) => self.set_packed(layout, f(flat)),
+            None => {
+                for g in self.grads.values_mut() {
+                    *g = f(g.clone());
+                }
+            }
+        }
+    }
+
+    /// Sum another set of gradients into this one (micro-batches, devices): one
+    /// addition when both are packed alike.
+    pub fn accumulate(&mut self, other: NamedGrads<B>) {
+        if self.grads.is_empty() {
+            *self = other;
+            return;
+        }
+        if let (Some((mine, a)), Some((theirs, b))) = (&self.packed, &other.packed)
+            && mine == theirs
+        {
+            let (layout, sum) = (mine.clone(), a.clone() + b.clone());
+            self.set_packed(layout, sum);
+            return;
+        }
+        // The per-parameter sums no longer live in one buffer.
+        self.packed = None;
+        for (k, g) in other.grads {
+            let sum = match self.grads.remove(&k) {
+                Some(acc) => acc + g,
+                None => g,
+            };
+            self.grads.insert(k, sum);
+        }
+    }
+
+    /// Move every gradient to `device` (the reduce target).
+    pub fn move_to(&mut self, device: &B::Device) {
+        self.map(|g| g.to_device(device));
+    }
+
+    /// Divide one gradient by `divisor`.
+    pub fn div_one(&mut self, name: &str, divisor: f64) {
+        let Some(g) = self.grads.get(name).cloned() else {
+            return;
+        };
+        let divided = g.div_scalar(divisor);
+        if let Some((layout, flat)) = self.packed.take() {
+            let (_, off, len) = layout
+                .absolute()
+                .find(|(k, _, _)| *k == name)
+                .expect("a packed gradient is in its layout");
+            self.set_packed(layout, flat.slice_assign(off..off + len, divided));
+        } else {
+            self.grads.insert(name.to_string(), divided);
+        }
+    }
+
+    /// The global L2 norm over all gradients (f64 on the host).
+    pub fn global_norm(&self) -> f64 {
+        // A packed buffer's gaps are zeros, so they add nothing.
+        let total: Option<Tensor<B, 1>> = match &self.packed {
+            Some((_, flat)) => Some(flat.clone().powi_scalar(2).sum()),
+            None => self
+                .grads
+                .values()
+                .map(|g| g.clone().powi_scalar(2).sum())
+                .reduce(|a, b| a + b),
+        };
+        total.map_or(0.0, |t| to_scalar(t).sqrt())
+    }
+
+    /// `torch.nn.utils.clip_grad_norm_`: scale by `max / (norm + 1e-6)` when above.
+    pub fn clip_norm(&mut self, max_norm: f64, norm: f64) {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            self.map(|g| g.mul_scalar(coef));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::Group;
+    use burn::tensor::TensorData;
+    use realsyn_model::backend::Cpu;
+
+    fn t(v: &[f32]) -> Tensor<Cpu, 1> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Default::default())
+    }
+
+    fn host(t: &Tensor<Cpu, 1>) -> Vec<f32> {
+        t.clone().into_data().into_vec().unwrap()
+    }
+
+    /// `a` (3 values) and `b` (130) decayed, the scalar `s` alone.
+    fn layout() -> FlatLayout {
+        let group = |class, start, spans: &[(&str, usize, usize)]| Group {
+            class,
+            start,
+            spans: spans
+                .iter()
+                .map(|(k, o, n)| (k.to_string(), *o, *n))
+                .collect(),
+        };
+        FlatLayout {
+            groups: vec![
+                group(0, 0, &[("a", 0, 3), ("b", 128, 130)]),
+                group(1, 384, &[("s", 0, 1)]),
+            ],
+        }
+    }
+
+    fn grads(names: &[&str], scale: f32) -> NamedGrads<Cpu> {
+        let all = [
+            ("a", vec![1.0, 2.0, 3.0]),
+            ("b", (0..130).map(|i| i as f32).collect()),
+            ("s", vec![4.0]),
+        ];
+        NamedGrads::from_map(
+            all.into_iter()
+                .filter(|(k, _)| names.contains(k))
+                .map(|(k, v)| (k.to_string(), t(&v).mul_scalar(scale)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn packed_gradients_are_the_same_gradients() {
+        assert_eq!(layout().buffer_len(), 512);
+        let mut packed = grads(&["a", "b", "s"], 1.0);
+        assert!(packed.pack(layout()));
+        assert_eq!(packed.packed().unwrap().1.dims(), [512]);
+        let apart = grads(&["a", "b", "s"], 1.0);
+        for (k, g) in apart.iter() {
+            assert_eq!(host(g), host(packed.get(k).unwrap()), "{k}");
+        }
+        assert_eq!(packed.global_norm(), apart.global_norm());
+
+        // A replica without `s` (first) or `a` packs with zeros there and sums
+        // as whole buffers.
+        for missing in ["s", "a"] {
+            let names: Vec<&str> = ["a", "b", "s"]
+                .into_iter()
+                .filter(|k| *k != missing)
+                .collect();
+            let mut other = grads(&names, 2.0);
+            assert!(other.pack(layout()));
+            assert_eq!(
+                host(other.get(missing).unwrap()),
+                vec![0.0; apart.get(missing).unwrap().dims()[0]]
+            );
+            let mut sum = grads(&["a", "b", "s"], 1.0);
+            assert!(sum.pack(layout()));
+            sum.accumulate(other);
+            assert!(sum.packed().is_some());
+            for (k, g) in apart.iter() {
+                let factor = if k == missing { 1.0 } else { 3.0 };
+                assert_eq!(
+                    host(sum.get(k).unwrap()),
+                    host(&g.clone().mul_scalar(factor)),
+                    "{k}"
+                );
+            }
+        }
+
+        // One gradient divided, the buffer and its views agree.
+        packed.div_one("s", 4.0);
+        assert_eq!(host(packed.get("s").unwrap()), vec![1.0]);
+        assert_eq!(
+            host(&packed.packed().unwrap().1.clone().slice(384..385)),
+            vec![1.0]
+        );
+
+        // A gradient outside the layout: nothing packed.
+        let mut extra = grads(&["a", "b", "s"], 1.0);
+        extra.grads.insert("c".into(), t(&[1.0]));
+        assert!(!extra.pack(layout()));
+        assert!(extra.packed().is_none());
+        // Summing packed and unpacked falls back to per-parameter sums.
+        let mut mixed = grads(&["a", "b", "s"], 1.0);
+        assert!(mixed.pack(layout()));
+        mixed.accumulate(grads(&["a", "b", "s"], 1.0));
+        assert!(mixed.packed().is_none());
+        assert_eq!(
+            host(mixed.get("b").unwrap()),
+            host(&apart.get("b").unwrap().clone().mul_scalar(2.0))
+        );
+    }
+}
