@@ -235,12 +235,15 @@ fn two_and_four_processes_train_like_one() {
         &recipe(tmp.path(), &data, &single, 5),
         &[],
     );
+    // 2 ranks with torch's foreach AdamW (what a GPU runs): each backward pass's
+    // gradients packed into one buffer, the ring summing it whole, the parameters
+    // views of the optimiser's flat buffers.
     let two = tmp.path().join("two");
     run(
         2,
         Launcher::Torchrun,
         &recipe(tmp.path(), &data, &two, 5),
-        &[],
+        &["--set", "train.foreach=true"],
     );
     // 4 ranks, each splitting its 8 rows into 2 micro-batches: the gathered cache.
     let four = tmp.path().join("four");

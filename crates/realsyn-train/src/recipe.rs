@@ -94,6 +94,12 @@ pub struct TrainSection {
     /// blocks in the backward pass (open_clip's `--grad-checkpointing`): activation
     /// memory of one block instead of all, for about one more forward pass per step.
     pub grad_checkpointing: bool,
+    /// torch's `foreach` AdamW: each weight-decay group updated as one flat buffer,
+    /// and each backward pass's gradients packed into one buffer, so a step's
+    /// optimiser, sums and all-reduce are a few kernels instead of a few per
+    /// parameter. Unset: on for GPUs, off on the CPU (as torch chooses); the
+    /// results are the same either way.
+    pub foreach: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -128,6 +134,7 @@ impl Default for TrainSection {
             device: "cpu".into(),
             precision: Precision::F32,
             grad_checkpointing: false,
+            foreach: None,
         }
     }
 }

@@ -116,6 +116,7 @@ pub(crate) fn setup<'r, B: AutodiffBackend>(
         eps: t.eps,
     };
     let mut opt = AdamW::<B::InnerBackend>::for_device(adamw, &t.device);
+    opt.foreach = t.foreach.unwrap_or(opt.foreach);
     let (mut model, state) = match resume {
         Some(which) => {
             let dir = checkpoint::resolve(&ckpt_dir, which)?;
