@@ -651,14 +651,26 @@ fn gelu_and_its_gradient_match_the_exact_formula() {
     // GELU's f32 kernels evaluate erf with PyTorch's CPU polynomial (|error| <=
     // 1.5e-7) and a branch-free exp; both checked here against f64 over [-4, 4], a
     // tensor large enough to be split over threads.
+    check_gelu::<realsyn_model::backend::CpuAutodiff>(3e-7);
+}
+
+/// The CubeCL backend's GELU kernels (third_party/burn-cubecl, what `--features
+/// cuda` runs; here through Vulkan, on lavapipe without a GPU): the exact GELU and
+/// its derivative, where Burn's default backward was the tanh approximation's.
+/// CubeCL's own erf is a coarser polynomial than flex's.
+#[cfg(feature = "wgpu")]
+#[test]
+fn gelu_and_its_gradient_match_the_exact_formula_on_cubecl() {
+    check_gelu::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>(2e-6);
+}
+
+fn check_gelu<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f64) {
     use burn::tensor::activation::gelu;
-    use realsyn_model::backend::CpuAutodiff;
     let n = 200_001;
     let xs: Vec<f32> = (0..n)
         .map(|i| -4.0 + 8.0 * i as f32 / (n - 1) as f32)
         .collect();
-    let x =
-        Tensor::<CpuAutodiff, 1>::from_floats(xs.as_slice(), &Default::default()).require_grad();
+    let x = Tensor::<AB, 1>::from_floats(xs.as_slice(), &Default::default()).require_grad();
     let y = gelu(x.clone());
     let forward = y.clone().into_data().to_vec::<f32>().unwrap();
     let grads = y.sum().backward();
@@ -668,7 +680,7 @@ fn gelu_and_its_gradient_match_the_exact_formula() {
         let cdf = 0.5 * (1.0 + erf_series(v64 / std::f64::consts::SQRT_2));
         let pdf = (-0.5 * v64 * v64).exp() / (2.0 * std::f64::consts::PI).sqrt();
         let (want, want_slope) = (v64 * cdf, cdf + v64 * pdf);
-        let tolerance = 3e-7 * v64.abs().max(1.0);
+        let tolerance = tolerance * v64.abs().max(1.0);
         assert!(
             (forward[i] as f64 - want).abs() <= tolerance,
             "gelu({v}) = {}, exact {want}",
@@ -785,11 +797,27 @@ fn layer_norm_gradients_match_plain_rust() {
     // Under autodiff layer norm is one node whose backward is the backend's fused
     // kernel (third_party/burn-autodiff, burn-flex PATCHES.md): 150 rows (three
     // blocks of the kernel) of 96, rows with a large mean among them, with and
-    // without beta, against f64.
+    // without beta, against f64. The forward (upstream's kernel) takes the variance
+    // as E[x^2] - mean^2, which loses digits on rows far from zero.
+    check_layer_norm::<realsyn_model::backend::CpuAutodiff>(96, 5e-5);
+}
+
+/// The same on Burn's CubeCL backend (what `--features cuda` runs), here through
+/// Vulkan (`--features wgpu`; on a machine without a GPU, Mesa's lavapipe):
+/// the layer norm kernels of third_party/burn-cubecl, one plane per row, with a
+/// width that is not a multiple of the plane and rows that do not fill the last
+/// cube. `cargo test -p realsyn-model --features wgpu --test cpu_backend layer_norm`
+#[cfg(feature = "wgpu")]
+#[test]
+fn layer_norm_gradients_match_plain_rust_on_cubecl() {
+    // Two-pass statistics in the forward too.
+    check_layer_norm::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>(100, 1e-5);
+}
+
+fn check_layer_norm<AB: burn::tensor::backend::AutodiffBackend>(d: usize, y_tolerance: f64) {
     use burn::module::Param;
     use burn::nn::LayerNormConfig;
-    use realsyn_model::backend::CpuAutodiff;
-    let (b, n, d) = (3usize, 50usize, 96usize);
+    let (b, n) = (3usize, 50usize);
     let x: Vec<f32> = heads_input(1, 1, b * n, d, 7)
         .iter()
         .enumerate()
@@ -801,27 +829,22 @@ fn layer_norm_gradients_match_plain_rust() {
     let device = Default::default();
     let (y_want, dx_want, dgamma_want, dbeta_want) = layer_norm_reference(&x, &gamma, &w, d, 1e-5);
     for bias in [true, false] {
-        let mut ln = LayerNormConfig::new(d)
-            .with_bias(bias)
-            .init::<CpuAutodiff>(&device);
-        let vector = |v: &[f32]| Tensor::<CpuAutodiff, 1>::from_floats(v, &device).require_grad();
+        let mut ln = LayerNormConfig::new(d).with_bias(bias).init::<AB>(&device);
+        let vector = |v: &[f32]| Tensor::<AB, 1>::from_floats(v, &device).require_grad();
         ln.gamma = Param::from_tensor(vector(&gamma));
         ln.beta = bias.then(|| Param::from_tensor(vector(&beta)));
-        let input = Tensor::<CpuAutodiff, 1>::from_floats(x.as_slice(), &device)
+        let input = Tensor::<AB, 1>::from_floats(x.as_slice(), &device)
             .reshape([b, n, d])
             .require_grad();
-        let weights =
-            Tensor::<CpuAutodiff, 1>::from_floats(w.as_slice(), &device).reshape([b, n, d]);
+        let weights = Tensor::<AB, 1>::from_floats(w.as_slice(), &device).reshape([b, n, d]);
         let y = ln.forward(input.clone());
         let grads = (y.clone() * weights).sum().backward();
-        let host = |t: Tensor<Cpu, 1>| t.into_data().to_vec::<f32>().unwrap();
+        let host = |t: Tensor<AB::InnerBackend, 1>| t.into_data().to_vec::<f32>().unwrap();
         let y_got = host(y.inner().reshape([b * n * d]));
         let dx_got = host(input.grad(&grads).unwrap().reshape([b * n * d]));
         let dgamma_got = host(ln.gamma.val().grad(&grads).unwrap());
-        // The forward (upstream's kernel) takes the variance as E[x^2] - mean^2,
-        // which loses digits on rows far from zero; the backward uses two passes.
         let check = |got: &[f32], want: &[f64], what: &str| {
-            let tolerance = if what == "y" { 5e-5 } else { 1e-5 };
+            let tolerance = if what == "y" { y_tolerance } else { 1e-5 };
             for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
                 assert!(
                     (g as f64 - w).abs() <= tolerance * w.abs().max(1.0),

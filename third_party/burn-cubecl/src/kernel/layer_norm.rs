@@ -1,0 +1,233 @@
+//! Layer norm over the last dimension as CubeCL kernels (realsyn patch, PATCHES.md).
+//!
+//! One cube per row: each unit walks the row with the cube's stride (so the cube's
+//! loads are contiguous), and a tree sum in shared memory combines the units, so the
+//! kernels need no plane (warp) operations and run the same on every device, Mesa's
+//! lavapipe included (where `benches/cubecl_cpu.sh` checks them against the CPU
+//! backend). The statistics are two-pass (mean, then the mean of squared
+//! deviations) and accumulated in f32 whatever the tensor's float type, as the
+//! decomposition in burn-backend computes them. Forward: one kernel where the
+//! decomposition was nine. Backward: one kernel for the input's gradient (the
+//! statistics recomputed) that also writes `grad * x_hat`, whose column sums are
+//! gamma's gradient, and two column sums: three kernels where the decomposition was
+//! nineteen.
+
+use burn_backend::{DType, Shape, TensorMetadata};
+use cubecl::prelude::*;
+
+use crate::{
+    CubeRuntime,
+    kernel::{into_contiguous, utils::address_type},
+    ops::numeric::empty_device_dtype,
+    tensor::CubeTensor,
+};
+
+/// Units per cube (one row each): a power of two, for the tree sum.
+const UNITS: u32 = 128;
+
+/// The sum of every unit's `value`, on every unit.
+#[cube]
+fn cube_sum(shared: &mut SharedMemory<f32>, value: f32) -> f32 {
+    shared[UNIT_POS as usize] = value;
+    sync_cube();
+    let mut active = CUBE_DIM;
+    while active > 1 {
+        active /= 2;
+        if UNIT_POS < active {
+            let other = shared[(UNIT_POS + active) as usize];
+            shared[UNIT_POS as usize] += other;
+        }
+        sync_cube();
+    }
+    let total = shared[0];
+    // Every unit has read the total before the memory is written again.
+    sync_cube();
+    total
+}
+
+/// The row's mean and `1 / sqrt(var + eps)`, two-pass.
+#[cube]
+fn row_stats<F: Float>(
+    input: &Tensor<F>,
+    shared: &mut SharedMemory<f32>,
+    base: usize,
+    d: usize,
+    eps: f32,
+) -> (f32, f32) {
+    let (lane, step) = (UNIT_POS as usize, CUBE_DIM as usize);
+    let mut sum = 0.0f32;
+    for i in range_stepped(lane, d, step) {
+        sum += f32::cast_from(input[base + i]);
+    }
+    let mean = cube_sum(shared, sum) / d as f32;
+    let mut sq = 0.0f32;
+    for i in range_stepped(lane, d, step) {
+        let c = f32::cast_from(input[base + i]) - mean;
+        sq += c * c;
+    }
+    let var = cube_sum(shared, sq) / d as f32;
+    (mean, 1.0f32 / (var + eps).sqrt())
+}
+
+#[cube(launch, address_type = "dynamic")]
+fn layer_norm_kernel<F: Float>(
+    input: &Tensor<F>,
+    gamma: &Tensor<F>,
+    beta: &Tensor<F>,
+    output: &mut Tensor<F>,
+    rows: usize,
+    eps: f32,
+    #[comptime] has_beta: bool,
+    #[define(F)] _dtype: StorageType,
+) {
+    let row = CUBE_POS;
+    if row >= rows {
+        terminate!();
+    }
+    let mut shared = SharedMemory::<f32>::new(UNITS as usize);
+    let d = gamma.len();
+    let base = row * d;
+    let (mean, rstd) = row_stats::<F>(input, &mut shared, base, d, eps);
+    for i in range_stepped(UNIT_POS as usize, d, CUBE_DIM as usize) {
+        let mut y = (f32::cast_from(input[base + i]) - mean) * rstd * f32::cast_from(gamma[i]);
+        if has_beta {
+            y += f32::cast_from(beta[i]);
+        }
+        output[base + i] = F::cast_from(y);
+    }
+}
+
+#[cube(launch, address_type = "dynamic")]
+fn layer_norm_backward_kernel<F: Float>(
+    input: &Tensor<F>,
+    gamma: &Tensor<F>,
+    output_grad: &Tensor<F>,
+    x_grad: &mut Tensor<F>,
+    grad_x_hat: &mut Tensor<F>,
+    rows: usize,
+    eps: f32,
+    #[define(F)] _dtype: StorageType,
+) {
+    let row = CUBE_POS;
+    if row >= rows {
+        terminate!();
+    }
+    let mut shared = SharedMemory::<f32>::new(UNITS as usize);
+    let d = gamma.len();
+    let base = row * d;
+    let (mean, rstd) = row_stats::<F>(input, &mut shared, base, d, eps);
+    let (lane, step) = (UNIT_POS as usize, CUBE_DIM as usize);
+    // g = grad * gamma; x_grad = rstd * (g - mean(g) - x_hat * mean(g * x_hat)).
+    let mut sum_g = 0.0f32;
+    let mut sum_g_x_hat = 0.0f32;
+    for i in range_stepped(lane, d, step) {
+        let dy = f32::cast_from(output_grad[base + i]);
+        let x_hat = (f32::cast_from(input[base + i]) - mean) * rstd;
+        let g = dy * f32::cast_from(gamma[i]);
+        sum_g += g;
+        sum_g_x_hat += g * x_hat;
+        grad_x_hat[base + i] = F::cast_from(dy * x_hat);
+    }
+    let mean_g = cube_sum(&mut shared, sum_g) / d as f32;
+    let mean_g_x_hat = cube_sum(&mut shared, sum_g_x_hat) / d as f32;
+    for i in range_stepped(lane, d, step) {
+        let dy = f32::cast_from(output_grad[base + i]);
+        let x_hat = (f32::cast_from(input[base + i]) - mean) * rstd;
+        let g = dy * f32::cast_from(gamma[i]);
+        x_grad[base + i] = F::cast_from(rstd * (g - mean_g - x_hat * mean_g_x_hat));
+    }
+}
+
+/// One cube of [`UNITS`] per row; rows beyond one dimension's limit spread over
+/// two (the kernels read the linear `CUBE_POS`).
+fn launch_shape<R: CubeRuntime>(tensor: &CubeTensor<R>, rows: usize) -> (CubeCount, CubeDim) {
+    let cube_dim = CubeDim::new_1d(UNITS);
+    let max = tensor.client.properties().hardware.max_cube_count.0 as usize;
+    let (x, y) = if rows <= max {
+        (rows, 1)
+    } else {
+        (max, rows.div_ceil(max))
+    };
+    (CubeCount::Static(x as u32, y as u32, 1), cube_dim)
+}
+
+/// `(tensor - mean) / sqrt(var + eps) * gamma + beta` over the last dimension.
+pub fn layer_norm<R: CubeRuntime>(
+    tensor: CubeTensor<R>,
+    gamma: CubeTensor<R>,
+    beta: Option<CubeTensor<R>>,
+    epsilon: f64,
+) -> CubeTensor<R> {
+    let shape = tensor.shape();
+    let d = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / d.max(1);
+    let input = into_contiguous(tensor);
+    let gamma = into_contiguous(gamma);
+    let has_beta = beta.is_some();
+    let beta = into_contiguous(beta.unwrap_or_else(|| gamma.clone()));
+    let output = empty_device_dtype(
+        input.client.clone(),
+        input.device.clone(),
+        shape,
+        input.dtype,
+    );
+    let (count, cube_dim) = launch_shape(&input, rows);
+    let dtype = input.dtype;
+    layer_norm_kernel::launch(
+        &output.client,
+        count,
+        cube_dim,
+        address_type!(input, gamma, beta, output),
+        input.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        beta.into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        rows,
+        epsilon as f32,
+        has_beta,
+        dtype.into(),
+    );
+    output
+}
+
+/// The input's gradient and, per element, `output_grad * x_hat` (whose column sums
+/// are gamma's gradient).
+pub fn layer_norm_backward<R: CubeRuntime>(
+    tensor: CubeTensor<R>,
+    gamma: CubeTensor<R>,
+    epsilon: f64,
+    output_grad: CubeTensor<R>,
+) -> (CubeTensor<R>, CubeTensor<R>) {
+    let shape = tensor.shape();
+    let d = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / d.max(1);
+    let input = into_contiguous(tensor);
+    let gamma = into_contiguous(gamma);
+    let output_grad = into_contiguous(output_grad);
+    let new = |dtype: DType| {
+        empty_device_dtype(
+            input.client.clone(),
+            input.device.clone(),
+            Shape::from(shape.clone()),
+            dtype,
+        )
+    };
+    let (x_grad, grad_x_hat) = (new(input.dtype), new(input.dtype));
+    let (count, cube_dim) = launch_shape(&input, rows);
+    let dtype = input.dtype;
+    layer_norm_backward_kernel::launch(
+        &input.client.clone(),
+        count,
+        cube_dim,
+        address_type!(input, gamma, output_grad, x_grad, grad_x_hat),
+        input.into_tensor_arg(),
+        gamma.into_tensor_arg(),
+        output_grad.into_tensor_arg(),
+        x_grad.clone().into_tensor_arg(),
+        grad_x_hat.clone().into_tensor_arg(),
+        rows,
+        epsilon as f32,
+        dtype.into(),
+    );
+    (x_grad, grad_x_hat)
+}
