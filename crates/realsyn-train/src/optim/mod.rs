@@ -24,7 +24,7 @@
 //!
 //! On the CPU backend a group of one parameter is updated in one pass
 //! (`fused_cpu`, torch's `fused=True`): the same f32 operations, without fourteen
-//! tensor ops' passes and buffers. Each group's step is computed when its first
+//! tensor ops' passes and buffers. A lone parameter's step is computed when the
 //! parameter is visited and applied at once, while its memory is still in cache.
 
 use std::collections::{HashMap, HashSet};
@@ -174,7 +174,6 @@ impl<B: Backend> AdamW<B> {
             bc1: 1.0 - beta1.powi(t),
             bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
         };
-        let decay = |class: usize| (class == 0 && c.weight_decay > 0.0).then_some(c.weight_decay);
         let packed = grads.packed_as(&layout).cloned();
         let mut kept = self.kept_state(&layout);
         // The values of groups of many that the optimiser does not hold yet.
@@ -220,14 +219,11 @@ impl<B: Backend> AdamW<B> {
                 flat(&group.spans, parts)
             });
             let (step, moments) = rule.apply(g, m);
-            let p = match decay(group.class) {
-                Some(wd) => p.mul_scalar(1.0 - lr * wd),
-                None => p,
-            };
+            let p = rule.updated(p, step, decay_of(group.class, c.weight_decay));
             groups.push(Some(Pending::Done(GroupState {
                 group,
                 moments,
-                params: Some(p - step),
+                params: Some(p),
             })));
         }
         let mut v = Apply {
@@ -485,6 +481,25 @@ impl StepRule {
             },
         )
     }
+
+    /// The new value: `p * (1 - lr * wd)` with a weight decay, then minus `step`.
+    fn updated<B: Backend>(
+        &self,
+        p: Tensor<B, 1>,
+        step: Tensor<B, 1>,
+        decay: Option<f64>,
+    ) -> Tensor<B, 1> {
+        let p = match decay {
+            Some(wd) => p.mul_scalar(1.0 - self.lr * wd),
+            None => p,
+        };
+        p - step
+    }
+}
+
+/// The decoupled weight decay of a weight-decay class (open_clip decays class 0).
+fn decay_of(class: usize, weight_decay: f64) -> Option<f64> {
+    (class == 0 && weight_decay > 0.0).then_some(weight_decay)
 }
 
 /// A group during an update: a lone parameter waits for its visit (its value is
@@ -530,18 +545,13 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<AB::InnerBackend> {
                 (all.clone().slice(off..off + len), state)
             }
             Some(Pending::Lone { group, g, m }) => {
-                let decay =
-                    (group.class == 0 && self.weight_decay > 0.0).then_some(self.weight_decay);
+                let decay = decay_of(group.class, self.weight_decay);
                 let (p, moments) = match fused_cpu::step(&self.rule, decay, p.reshape([len]), g, m)
                 {
                     Ok(done) => done,
                     Err((p, g, m)) => {
                         let (step, moments) = self.rule.apply(g, m);
-                        let p = match decay {
-                            Some(wd) => p.mul_scalar(1.0 - self.rule.lr * wd),
-                            None => p,
-                        };
-                        (p - step, moments)
+                        (self.rule.updated(p, step, decay), moments)
                     }
                 };
                 let state = GroupState {
