@@ -7,7 +7,7 @@
 #![cfg(target_os = "linux")]
 
 use burn::tensor::{Distribution, Tensor};
-use realsyn_model::backend::Cpu;
+use realsyn_model::backend::{Cpu, CpuAutodiff};
 
 /// This thread's kernel id, from `/proc/thread-self -> PID/task/TID`.
 fn tid() -> String {
@@ -466,18 +466,32 @@ fn attention_gradients_match_the_decomposed_ops() {
     // broadcast over the batch, and a softcap with a custom scale. burn-flex runs its
     // own backward kernel for all but the bias and softcap cases, the float-op default
     // for those.
-    use burn::tensor::module::attention;
+    check_attention_gradients::<CpuAutodiff, CpuAutodiff>(true);
+}
+
+/// Burn's CubeCL backend (`--features wgpu`; lavapipe without a GPU), whose
+/// attention is Burn's decomposed kernels with the softmax and its backward as one
+/// kernel each (third_party/burn-cubecl), against the CPU backend (checked above),
+/// every case of the test above, the fully masked row included. (Burn's
+/// decomposition differentiated op by op is no reference on CubeCL: it gave NaN
+/// query gradients in the bool-mask case there.)
+#[cfg(feature = "wgpu")]
+#[test]
+fn attention_gradients_match_the_cpu_backends_on_cubecl() {
+    check_attention_gradients::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>, CpuAutodiff>(
+        false,
+    );
+}
+
+/// `attention` on `Ad` against `Reference`'s: its decomposition differentiated op by
+/// op (`decomposed_reference`), or its own attention.
+fn check_attention_gradients<
+    Ad: burn::tensor::backend::AutodiffBackend,
+    Reference: burn::tensor::backend::AutodiffBackend,
+>(
+    decomposed_reference: bool,
+) {
     use burn::tensor::ops::AttentionModuleOptions;
-    use burn::tensor::{Bool, TensorPrimitive};
-    use realsyn_model::backend::CpuAutodiff;
-    type Ad = CpuAutodiff;
-    let device = Default::default();
-    let tensor = |data: Vec<f32>, shape: [usize; 4]| {
-        Tensor::<Ad, 1>::from_floats(data.as_slice(), &device)
-            .reshape(shape)
-            .require_grad()
-    };
-    let host = |t: Tensor<Ad, 4>| t.inner().into_data().to_vec::<f32>().unwrap();
     let (b, h, d) = (2usize, 3usize, 16usize);
     let options = |scale, softcap, is_causal| AttentionModuleOptions {
         scale,
@@ -519,44 +533,20 @@ fn attention_gradients_match_the_decomposed_ops() {
         let mask: Vec<bool> = (0..mask_batch * h * nq * nk)
             .map(|i| (i % nk) % 3 == 1 || (i / nk) % nq == 5)
             .collect();
-        let run = |decomposed: bool| {
-            let (q, k, v) = (
-                tensor(q.clone(), [b, h, nq, d]),
-                tensor(k.clone(), [b, h, nk, d]),
-                tensor(v.clone(), [b, h, nk, d]),
-            );
-            let bias = with_bias.then(|| tensor(bias.clone(), [1, h, nq, nk]));
-            let mask = with_mask.then(|| {
-                Tensor::<Ad, 1, Bool>::from_bool(mask.as_slice().into(), &device)
-                    .reshape([mask_batch, h, nq, nk])
-            });
-            let out = if decomposed {
-                let prim = |t: &Tensor<Ad, 4>| t.clone().into_primitive().tensor();
-                Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(
-                    burn::tensor::ops::attention::attention_fallback::<Ad>(
-                        prim(&q),
-                        prim(&k),
-                        prim(&v),
-                        mask.map(|m| m.into_primitive()),
-                        bias.as_ref().map(prim),
-                        options,
-                    ),
-                ))
-            } else {
-                attention(q.clone(), k.clone(), v.clone(), mask, bias.clone(), options)
-            };
-            let weights =
-                Tensor::<Ad, 1>::from_floats(w.as_slice(), &device).reshape([b, h, nq, d]);
-            let grads = (out.clone() * weights).sum().backward();
-            let grad = |t: &Tensor<Ad, 4>| {
-                let g = t.grad(&grads).expect("a gradient");
-                g.into_data().to_vec::<f32>().unwrap()
-            };
-            let mut all = vec![host(out), grad(&q), grad(&k), grad(&v)];
-            all.extend(bias.as_ref().map(grad));
-            all
+        let case = AttentionCase {
+            shape: (b, h, nq, nk, d),
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            bias: with_bias.then(|| bias.clone()),
+            mask: with_mask.then(|| (mask_batch, mask.clone())),
+            w: w.clone(),
+            options,
         };
-        let (got, want) = (run(false), run(true));
+        let (got, want) = (
+            attention_run::<Ad>(&case, false),
+            attention_run::<Reference>(&case, decomposed_reference),
+        );
         assert_eq!(
             got.len(),
             want.len(),
@@ -582,6 +572,76 @@ fn attention_gradients_match_the_decomposed_ops() {
             }
         }
     }
+}
+
+/// One attention case's inputs, as host vectors.
+struct AttentionCase {
+    shape: (usize, usize, usize, usize, usize),
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    mask: Option<(usize, Vec<bool>)>,
+    w: Vec<f32>,
+    options: burn::tensor::ops::AttentionModuleOptions,
+}
+
+/// The output and the gradients of q, k, v (and the bias) of `sum(attention * w)` on
+/// `Ad`: through `attention` (one autodiff node), or `decomposed` through Burn's
+/// `attention_fallback` differentiated op by op.
+fn attention_run<Ad: burn::tensor::backend::AutodiffBackend>(
+    case: &AttentionCase,
+    decomposed: bool,
+) -> Vec<Vec<f32>> {
+    use burn::tensor::module::attention;
+    use burn::tensor::{Bool, TensorPrimitive};
+    let device = Default::default();
+    let (b, h, nq, nk, d) = case.shape;
+    let options = case.options;
+    let tensor = |data: &[f32], shape: [usize; 4]| {
+        Tensor::<Ad, 1>::from_floats(data, &device)
+            .reshape(shape)
+            .require_grad()
+    };
+    let host = |t: Tensor<Ad, 4>| t.inner().into_data().to_vec::<f32>().unwrap();
+    let (q, k, v) = (
+        tensor(&case.q, [b, h, nq, d]),
+        tensor(&case.k, [b, h, nk, d]),
+        tensor(&case.v, [b, h, nk, d]),
+    );
+    let bias = case.bias.as_ref().map(|bias| tensor(bias, [1, h, nq, nk]));
+    let mask = case.mask.as_ref().map(|(mask_batch, mask)| {
+        Tensor::<Ad, 1, Bool>::from_bool(mask.as_slice().into(), &device).reshape([
+            *mask_batch,
+            h,
+            nq,
+            nk,
+        ])
+    });
+    let out = if decomposed {
+        let prim = |t: &Tensor<Ad, 4>| t.clone().into_primitive().tensor();
+        Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(
+            burn::tensor::ops::attention::attention_fallback::<Ad>(
+                prim(&q),
+                prim(&k),
+                prim(&v),
+                mask.map(|m| m.into_primitive()),
+                bias.as_ref().map(prim),
+                options,
+            ),
+        ))
+    } else {
+        attention(q.clone(), k.clone(), v.clone(), mask, bias.clone(), options)
+    };
+    let weights = Tensor::<Ad, 1>::from_floats(case.w.as_slice(), &device).reshape([b, h, nq, d]);
+    let grads = (out.clone() * weights).sum().backward();
+    let grad = |t: &Tensor<Ad, 4>| {
+        let g = t.grad(&grads).expect("a gradient");
+        g.into_data().to_vec::<f32>().unwrap()
+    };
+    let mut all = vec![host(out), grad(&q), grad(&k), grad(&v)];
+    all.extend(bias.as_ref().map(grad));
+    all
 }
 
 #[test]

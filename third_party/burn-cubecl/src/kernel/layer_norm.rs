@@ -15,6 +15,7 @@
 use burn_backend::{DType, Shape, TensorMetadata};
 use cubecl::prelude::*;
 
+use super::row_reduce::{cube_sum, one_cube_per_row};
 use crate::{
     CubeRuntime,
     kernel::{into_contiguous, utils::address_type},
@@ -24,26 +25,6 @@ use crate::{
 
 /// Units per cube (one row each): a power of two, for the tree sum.
 const UNITS: u32 = 128;
-
-/// The sum of every unit's `value`, on every unit.
-#[cube]
-fn cube_sum(shared: &mut SharedMemory<f32>, value: f32) -> f32 {
-    shared[UNIT_POS as usize] = value;
-    sync_cube();
-    let mut active = CUBE_DIM;
-    while active > 1 {
-        active /= 2;
-        if UNIT_POS < active {
-            let other = shared[(UNIT_POS + active) as usize];
-            shared[UNIT_POS as usize] += other;
-        }
-        sync_cube();
-    }
-    let total = shared[0];
-    // Every unit has read the total before the memory is written again.
-    sync_cube();
-    total
-}
 
 /// The row's mean and `1 / sqrt(var + eps)`, two-pass.
 #[cube]
@@ -138,19 +119,6 @@ fn layer_norm_backward_kernel<F: Float>(
     }
 }
 
-/// One cube of [`UNITS`] per row; rows beyond one dimension's limit spread over
-/// two (the kernels read the linear `CUBE_POS`).
-fn launch_shape<R: CubeRuntime>(tensor: &CubeTensor<R>, rows: usize) -> (CubeCount, CubeDim) {
-    let cube_dim = CubeDim::new_1d(UNITS);
-    let max = tensor.client.properties().hardware.max_cube_count.0 as usize;
-    let (x, y) = if rows <= max {
-        (rows, 1)
-    } else {
-        (max, rows.div_ceil(max))
-    };
-    (CubeCount::Static(x as u32, y as u32, 1), cube_dim)
-}
-
 /// `(tensor - mean) / sqrt(var + eps) * gamma + beta` over the last dimension.
 pub fn layer_norm<R: CubeRuntime>(
     tensor: CubeTensor<R>,
@@ -171,7 +139,7 @@ pub fn layer_norm<R: CubeRuntime>(
         shape,
         input.dtype,
     );
-    let (count, cube_dim) = launch_shape(&input, rows);
+    let (count, cube_dim) = one_cube_per_row(&input, rows, UNITS);
     let dtype = input.dtype;
     layer_norm_kernel::launch(
         &output.client,
@@ -213,7 +181,7 @@ pub fn layer_norm_backward<R: CubeRuntime>(
         )
     };
     let (x_grad, grad_x_hat) = (new(input.dtype), new(input.dtype));
-    let (count, cube_dim) = launch_shape(&input, rows);
+    let (count, cube_dim) = one_cube_per_row(&input, rows, UNITS);
     let dtype = input.dtype;
     layer_norm_backward_kernel::launch(
         &input.client.clone(),

@@ -41,6 +41,10 @@ pub mod interpolate;
 pub mod gelu;
 /// Layer norm kernels (realsyn patch, PATCHES.md)
 pub mod layer_norm;
+/// Row reductions of the row kernels (realsyn patch, PATCHES.md)
+mod row_reduce;
+/// Attention's softmax kernels (realsyn patch, PATCHES.md)
+pub mod softmax;
 /// Matmul kernels
 pub mod matmul;
 /// Pooling kernels

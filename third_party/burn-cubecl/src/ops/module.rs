@@ -49,6 +49,19 @@ where
         LayerNormBackward::new(x_grad, over_rows(grad_x_hat), over_rows(output_grad))
     }
 
+    // realsyn patch (PATCHES.md): attention's softmax and its backward as one
+    // kernel each.
+    fn attention_softmax(scores: FloatTensor<Self>, _maskable: bool) -> FloatTensor<Self> {
+        kernel::softmax::softmax(scores)
+    }
+
+    fn attention_softmax_backward(
+        softmax: FloatTensor<Self>,
+        softmax_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        kernel::softmax::softmax_backward(softmax, softmax_grad)
+    }
+
     fn conv1d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

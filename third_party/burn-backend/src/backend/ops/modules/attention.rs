@@ -104,28 +104,49 @@ fn attention_weights<B: Backend>(
     // Without a mask the row maximum is finite and the sum at least 1: the clamps
     // are skipped, four kernels fewer per attention on a GPU backend (a clamp is a
     // compare and a masked fill there), and the result is the same.
-    let finfo = attention_scores.dtype().finfo().expect("float tensor");
-    let max_per_dim = B::float_max_dim(attention_scores.clone(), 3);
-    let max_per_dim = if maskable {
-        B::float_clamp_min(max_per_dim, finfo.min.into())
-    } else {
-        max_per_dim
-    };
-    let minus_max = B::float_sub(attention_scores, max_per_dim);
-    let numerator = B::float_exp(minus_max);
-    let sum_exp = B::float_sum_dim(numerator.clone(), 3);
-    let sum_exp = if maskable {
-        B::float_clamp_min(sum_exp, finfo.min_positive.into())
-    } else {
-        sum_exp
-    };
-    let softmax = B::float_div(numerator, sum_exp);
+    let softmax = B::attention_softmax(attention_scores, maskable);
 
     AttentionWeights {
         softmax,
         softcap_tanh,
         scale,
     }
+}
+
+/// [`ModuleOps::attention_softmax`](crate::ops::ModuleOps::attention_softmax) from the
+/// backend's float ops, the trait's default (realsyn patch, PATCHES.md).
+pub fn attention_softmax_from_float_ops<B: Backend>(
+    scores: FloatTensor<B>,
+    maskable: bool,
+) -> FloatTensor<B> {
+    let last = scores.shape().num_dims() - 1;
+    let finfo = scores.dtype().finfo().expect("float tensor");
+    let max_per_dim = B::float_max_dim(scores.clone(), last);
+    let max_per_dim = if maskable {
+        B::float_clamp_min(max_per_dim, finfo.min.into())
+    } else {
+        max_per_dim
+    };
+    let minus_max = B::float_sub(scores, max_per_dim);
+    let numerator = B::float_exp(minus_max);
+    let sum_exp = B::float_sum_dim(numerator.clone(), last);
+    let sum_exp = if maskable {
+        B::float_clamp_min(sum_exp, finfo.min_positive.into())
+    } else {
+        sum_exp
+    };
+    B::float_div(numerator, sum_exp)
+}
+
+/// [`ModuleOps::attention_softmax_backward`](crate::ops::ModuleOps::attention_softmax_backward)
+/// from the backend's float ops, the trait's default (realsyn patch, PATCHES.md).
+pub fn attention_softmax_backward_from_float_ops<B: Backend>(
+    softmax: FloatTensor<B>,
+    softmax_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let last = softmax.shape().num_dims() - 1;
+    let row_dot = B::float_sum_dim(B::float_mul(softmax.clone(), softmax_grad.clone()), last);
+    B::float_mul(softmax, B::float_sub(softmax_grad, row_dot))
 }
 
 /// Gradients of [attention](crate::ops::ModuleOps::attention) (realsyn patch, PATCHES.md).
@@ -164,8 +185,7 @@ pub fn attention_backward_from_float_ops<B: Backend>(
 
     let value_grad = B::float_matmul(B::float_transpose(softmax.clone()), output_grad.clone());
     let softmax_grad = B::float_matmul(output_grad, B::float_transpose(value));
-    let row_dot = B::float_sum_dim(B::float_mul(softmax.clone(), softmax_grad.clone()), 3);
-    let scores_grad = B::float_mul(softmax, B::float_sub(softmax_grad, row_dot));
+    let scores_grad = B::attention_softmax_backward(softmax, softmax_grad);
 
     // The bias is added to the scores as they enter the softmax: its gradient is
     // `dA`, summed over the dimensions along which it was broadcast.
