@@ -115,21 +115,21 @@ fn every_split_matches_the_whole_batch(config_path: &str, seed: u64) {
         );
     }
     // Two replicas, each with half the batch, with and without accumulation.
+    let slices = || {
+        vec![
+            DeviceSlice {
+                model: model.clone(),
+                images: images.clone().slice([0..4]),
+                tokens: tokens.clone().slice([0..4]),
+            },
+            DeviceSlice {
+                model: replicate(&model, &device).unwrap(),
+                images: images.clone().slice([4..8]),
+                tokens: tokens.clone().slice([4..8]),
+            },
+        ]
+    };
     for accum in [1, 2] {
-        let slices = || {
-            vec![
-                DeviceSlice {
-                    model: model.clone(),
-                    images: images.clone().slice([0..4]),
-                    tokens: tokens.clone().slice([0..4]),
-                },
-                DeviceSlice {
-                    model: replicate(&model, &device).unwrap(),
-                    images: images.clone().slice([4..8]),
-                    tokens: tokens.clone().slice([4..8]),
-                },
-            ]
-        };
         let label = format!("2 replicas, accum {accum}");
         let dp = data_parallel_step(slices(), plan(accum)).unwrap();
         assert!(
@@ -163,21 +163,7 @@ fn every_split_matches_the_whole_batch(config_path: &str, seed: u64) {
         assert_eq!(flat.loss, apart.loss, "{label}");
         assert_identical(label, &apart.grads, &flat.grads);
     }
-    let two = |plan: StepPlan| {
-        let slices = vec![
-            DeviceSlice {
-                model: model.clone(),
-                images: images.clone().slice([0..4]),
-                tokens: tokens.clone().slice([0..4]),
-            },
-            DeviceSlice {
-                model: replicate(&model, &device).unwrap(),
-                images: images.clone().slice([4..8]),
-                tokens: tokens.clone().slice([4..8]),
-            },
-        ];
-        data_parallel_step(slices, plan).unwrap()
-    };
+    let two = |plan: StepPlan| data_parallel_step(slices(), plan).unwrap();
     let flat = two(packed(plan(2)));
     assert!(flat.grads.packed().is_some());
     assert_identical("packed, 2 replicas", &two(plan(2)).grads, &flat.grads);
