@@ -95,15 +95,7 @@ fn attention_weights<B: Backend>(
         attention_scores
     };
 
-    // NaN-safe softmax: S = softmax(A)
-    // When all positions in a row are masked (-inf), naive softmax has two NaN paths:
-    //   (1) max is -inf, so the shift -inf - (-inf) = NaN;
-    //   (2) after fixing (1), all exp values are 0, so sum is 0 and 0/0 = NaN.
-    // Clamping max to finfo.min (most negative finite value) and sum to finfo.min_positive
-    // (smallest positive normal) avoids both, yielding 0 for fully-masked rows.
-    // Without a mask the row maximum is finite and the sum at least 1: the clamps
-    // are skipped, four kernels fewer per attention on a GPU backend (a clamp is a
-    // compare and a masked fill there), and the result is the same.
+    // S = softmax(A), NaN-safe for fully masked rows (attention_softmax_from_float_ops).
     let softmax = B::attention_softmax(attention_scores, maskable);
 
     AttentionWeights {
@@ -119,6 +111,15 @@ pub fn attention_softmax_from_float_ops<B: Backend>(
     scores: FloatTensor<B>,
     maskable: bool,
 ) -> FloatTensor<B> {
+    // NaN-safe softmax:
+    // When all positions in a row are masked (-inf), naive softmax has two NaN paths:
+    //   (1) max is -inf, so the shift -inf - (-inf) = NaN;
+    //   (2) after fixing (1), all exp values are 0, so sum is 0 and 0/0 = NaN.
+    // Clamping max to finfo.min (most negative finite value) and sum to finfo.min_positive
+    // (smallest positive normal) avoids both, yielding 0 for fully-masked rows.
+    // Without a mask the row maximum is finite and the sum at least 1: the clamps
+    // are skipped, four kernels fewer per attention on a GPU backend (a clamp is a
+    // compare and a masked fill there), and the result is the same.
     let last = scores.shape().num_dims() - 1;
     let finfo = scores.dtype().finfo().expect("float tensor");
     let max_per_dim = B::float_max_dim(scores.clone(), last);

@@ -465,40 +465,6 @@ pub struct LayerNormBackward<B: Backend> {
     pub beta_grad: FloatTensor<B>,
 }
 
-/// [`ModuleOps::layer_norm`] from the backend's float ops, the trait's default; a
-/// backend with its own kernel may still fall back to it (realsyn patch, PATCHES.md).
-pub fn layer_norm_from_float_ops<B: Backend>(
-    tensor: FloatTensor<B>,
-    gamma: FloatTensor<B>,
-    beta: Option<FloatTensor<B>>,
-    epsilon: f64,
-) -> FloatTensor<B> {
-    let shape = tensor.shape();
-    let rank = shape.num_dims();
-    let last_dim = rank - 1;
-    let d_model = shape[last_dim];
-
-    let mean = B::float_mean_dim(tensor.clone(), last_dim);
-    let centered = B::float_sub(tensor, mean);
-    let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), last_dim);
-    let denom = B::float_sqrt(B::float_add_scalar(var, epsilon.into()));
-    let normalized = B::float_div(centered, denom);
-
-    let broadcast_dims: alloc::vec::Vec<usize> = (0..rank)
-        .map(|i| if i == last_dim { d_model } else { 1 })
-        .collect();
-    let gamma_b = B::float_reshape(gamma, Shape::from(broadcast_dims.clone()));
-    let scaled = B::float_mul(normalized, gamma_b);
-
-    match beta {
-        Some(beta) => {
-            let beta_b = B::float_reshape(beta, Shape::from(broadcast_dims));
-            B::float_add(scaled, beta_b)
-        }
-        None => scaled,
-    }
-}
-
 /// [`ModuleOps::layer_norm_backward`] from the backend's float ops: the statistics
 /// are recomputed from `tensor`, then
 /// `x_grad = rstd * (g - mean(g) - x_hat * mean(g * x_hat))` with `g = grad * gamma`,
@@ -1224,7 +1190,30 @@ pub trait ModuleOps<B: Backend> {
         beta: Option<FloatTensor<B>>,
         epsilon: f64,
     ) -> FloatTensor<B> {
-        layer_norm_from_float_ops::<B>(tensor, gamma, beta, epsilon)
+        let shape = tensor.shape();
+        let rank = shape.num_dims();
+        let last_dim = rank - 1;
+        let d_model = shape[last_dim];
+
+        let mean = B::float_mean_dim(tensor.clone(), last_dim);
+        let centered = B::float_sub(tensor, mean);
+        let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), last_dim);
+        let denom = B::float_sqrt(B::float_add_scalar(var, epsilon.into()));
+        let normalized = B::float_div(centered, denom);
+
+        let broadcast_dims: alloc::vec::Vec<usize> = (0..rank)
+            .map(|i| if i == last_dim { d_model } else { 1 })
+            .collect();
+        let gamma_b = B::float_reshape(gamma, Shape::from(broadcast_dims.clone()));
+        let scaled = B::float_mul(normalized, gamma_b);
+
+        match beta {
+            Some(beta) => {
+                let beta_b = B::float_reshape(beta, Shape::from(broadcast_dims));
+                B::float_add(scaled, beta_b)
+            }
+            None => scaled,
+        }
     }
 
     /// Gradients of [layer_norm](ModuleOps::layer_norm) given the output gradient,
