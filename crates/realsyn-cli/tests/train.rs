@@ -651,8 +651,8 @@ fn bf16_mixed_precision_tracks_f32_for_20_steps() {
     // The first 20 of 60 OneCycle steps of 128: the loss falls from ln(128) = 4.85.
     let train =
         "epochs = 1\nbatch_size = 128\nlr = 1e-3\npct_start = 0.3\nseed = 0\nmax_steps = 20";
-    let run = |precision: &str| {
-        let out = tmp.path().join(precision);
+    let run = |precision: &str, foreach: bool| {
+        let out = tmp.path().join(format!("{precision}-{foreach}"));
         let r = recipe(
             tmp.path(),
             &data,
@@ -665,11 +665,12 @@ fn bf16_mixed_precision_tracks_f32_for_20_steps() {
             realsyn()
                 .args(["train", "--recipe"])
                 .arg(&r)
-                .args(["--set", &format!("train.precision=\"{precision}\"")]),
+                .args(["--set", &format!("train.precision=\"{precision}\"")])
+                .args(["--set", &format!("train.foreach={foreach}")]),
         );
         out
     };
-    let (f32_run, bf16_run) = (run("f32"), run("amp_bf16"));
+    let (f32_run, bf16_run) = (run("f32", false), run("amp_bf16", false));
     let (a, b) = (
         realsyn_train::metrics::read_losses(&f32_run).unwrap(),
         realsyn_train::metrics::read_losses(&bf16_run).unwrap(),
@@ -694,9 +695,20 @@ fn bf16_mixed_precision_tracks_f32_for_20_steps() {
         tail(&b)
     );
     assert!(a.iter().any(|(s, l)| (b[s] - l).abs() > 1e-4));
+    // The GPU's form of the same step (foreach AdamW: the bf16 weights cast from
+    // the optimiser's flat buffers one group at a time, the bf16 gradients packed
+    // and converted as one buffer) computes exactly the same numbers.
+    let flat_run = run("amp_bf16", true);
+    let weights = |run: &std::path::Path| {
+        std::fs::read(run.join("checkpoints/step_00000020/model.safetensors")).unwrap()
+    };
+    assert_eq!(realsyn_train::metrics::read_losses(&flat_run).unwrap(), b);
+    assert!(
+        weights(&flat_run) == weights(&bf16_run),
+        "foreach changed the weights"
+    );
     // The checkpoint holds the f32 master weights.
-    let bytes =
-        std::fs::read(bf16_run.join("checkpoints/step_00000020/model.safetensors")).unwrap();
+    let bytes = weights(&bf16_run);
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     for (name, t) in header.as_object().unwrap() {

@@ -7,15 +7,17 @@
 //! and otherwise copies it into a new buffer, a kernel each. Packed end to end, one
 //! odd length early on (the logit scale's 1) shifted every tensor after it: 199
 //! copies per ViT-B/32 step in the optimiser alone (docs/performance.md, "GPU").
-//! Every length in the ViT and EVA02 configs but the logit scale's is a multiple of
-//! [`ALIGN`], so aligned offsets cost one padding fill.
+//! Offsets are multiples of [`ALIGN`] elements, 512 bytes in bf16 (the copy of the
+//! weights the amp_bf16 forward pass reads, `AdamW::weights_in`) and 1,024 in f32;
+//! every length in the ViT and EVA02 configs but the logit scale's is a multiple of
+//! it, so aligned offsets cost one padding fill and every slice is a view.
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-/// The alignment in elements: 512 bytes of f32, CubeCL's CUDA memory alignment and
-/// a multiple of its Vulkan one.
-pub const ALIGN: usize = 128;
+/// The alignment in elements: 512 bytes of bf16, CubeCL's CUDA memory alignment
+/// and a multiple of its Vulkan one, whichever of f32 and bf16 a buffer holds.
+pub const ALIGN: usize = 256;
 
 /// Where a span goes after one that ends at `end`.
 pub fn next_offset(end: usize) -> usize {
@@ -67,7 +69,7 @@ mod tests {
     fn parts_sit_at_aligned_offsets_and_slice_back_out() {
         let lens = [1, 256, 130];
         let spans = spans(lens);
-        assert_eq!(spans, vec![(0, 1), (128, 256), (384, 130)]);
+        assert_eq!(spans, vec![(0, 1), (256, 256), (512, 130)]);
         let device = Default::default();
         let parts: Vec<Tensor<Cpu, 1>> = lens
             .iter()
@@ -78,12 +80,12 @@ mod tests {
             })
             .collect();
         let flat = cat(&spans, parts.clone());
-        assert_eq!(flat.dims(), [640]);
+        assert_eq!(flat.dims(), [768]);
         for (&(off, len), part) in spans.iter().zip(parts) {
             let back = flat.clone().slice(off..off + len);
             assert_eq!(back.into_data(), part.into_data());
         }
-        let gap = flat.slice(1..128).into_data().into_vec::<f32>().unwrap();
+        let gap = flat.slice(1..256).into_data().into_vec::<f32>().unwrap();
         assert!(gap.iter().all(|&x| x == 0.0));
     }
 }

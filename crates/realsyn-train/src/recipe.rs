@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{Schedule, ScheduleKind};
@@ -108,6 +109,17 @@ pub enum Precision {
     #[default]
     F32,
     AmpBf16,
+}
+
+impl Precision {
+    /// The type the forward and backward passes compute in (the master weights,
+    /// the optimiser's state, the loss and the logit scale stay f32).
+    pub fn compute_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::AmpBf16 => FloatDType::BF16,
+        }
+    }
 }
 
 impl Default for TrainSection {

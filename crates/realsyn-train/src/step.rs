@@ -23,12 +23,15 @@
 //!   all-gather backward sums every rank's gradient of its slice) followed by DDP's
 //!   average. The logit scale, seen whole by every rank, is divided by the world.
 //!
-//! - **Mixed precision** (`Precision::AmpBf16`): each replica's parameters are cast
-//!   to bf16 for the forward pass (a differentiable cast, so the gradients land on
-//!   the f32 master weights as f32), images enter as bf16, and the features are cast
-//!   back to f32 before normalisation, so the logits, the loss and the logit scale
-//!   stay f32, as under open_clip's autocast. Unlike autocast, LayerNorm and softmax
-//!   also run in bf16.
+//! - **Mixed precision** (`Precision::AmpBf16`): the forward and backward passes
+//!   run on a bf16 copy of each replica's weights, made once per step as leaves of
+//!   the graph ([`in_precision`]; on a GPU from the optimiser's flat buffers, one
+//!   cast per group, `AdamW::weights_in`); their bf16 gradients are converted to f32,
+//!   the master weights' type, as the backward pass of a cast would (in one cast
+//!   when packed). Images enter as bf16, and the features are cast back to f32
+//!   before normalisation, so the logits, the loss and the logit scale stay f32, as
+//!   under open_clip's autocast. Unlike autocast, LayerNorm and softmax also run in
+//!   bf16.
 //!
 //! - **Activation checkpointing** (`grad_checkpointing`, open_clip's
 //!   `--grad-checkpointing`): each tower of the micro-batch being differentiated
@@ -50,7 +53,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::{AutodiffModule, Module, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Int, Tensor};
+use burn::tensor::{DType, FloatDType, Int, Tensor};
 use realsyn_model::clip::loss::clip_loss;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
@@ -73,6 +76,8 @@ type Frozen<B> = Tensor<<B as AutodiffBackend>::InnerBackend, 2>;
 
 /// One device's share of a step: its replica and its slice of the batch.
 pub struct DeviceSlice<B: AutodiffBackend> {
+    /// The f32 weights, or already those the step's precision runs with
+    /// (`AdamW::weights_in`).
     pub model: Clip<B>,
     pub images: Tensor<B, 4>,
     pub tokens: Tensor<B, 2, Int>,
@@ -154,18 +159,30 @@ pub fn data_parallel_step<B: AutodiffBackend>(
     distributed_step(slices, plan, &mut ProcessGroup::single())
 }
 
-/// `model` with every parameter cast to `dtype` (through a differentiable cast when
-/// `B` is an autodiff backend); the identity for f32.
-fn in_precision<B: Backend>(model: &Clip<B>, precision: Precision) -> Result<Clip<B>> {
+/// The weights a step in `precision` runs with: `model` itself in f32; under
+/// amp_bf16 every parameter in bf16 as a leaf of a new graph, so that its gradient
+/// arrives in bf16 and is converted with the others (`NamedGrads::pack`,
+/// `NamedGrads::into_f32`), the logit scale excepted (the loss reads it in f32, as
+/// autocast leaves it). A parameter already in bf16 (`AdamW::weights_in`) is kept.
+fn in_precision<B: AutodiffBackend>(model: &Clip<B>, precision: Precision) -> Result<Clip<B>> {
     struct Cast;
-    impl<B: Backend> ParamVisitor<B> for Cast {
+    impl<B: AutodiffBackend> ParamVisitor<B> for Cast {
         fn visit<const D: usize>(
             &mut self,
             _: &str,
-            _: Layout,
+            layout: Layout,
             p: &mut Param<Tensor<B, D>>,
         ) -> Result<()> {
-            *p = Param::initialized(p.id, p.val().cast(FloatDType::BF16));
+            let value = p.val();
+            if layout == Layout::Scalar || value.dtype() == DType::BF16 {
+                return Ok(());
+            }
+            let tracked = value.is_require_grad();
+            let mut cast = Tensor::from_inner(value.inner().cast(FloatDType::BF16));
+            if tracked {
+                cast = cast.require_grad();
+            }
+            *p = Param::initialized(p.id, cast);
             Ok(())
         }
     }
@@ -307,23 +324,29 @@ pub fn distributed_step<B: AutodiffBackend>(
         })
         .collect();
 
+    // Each replica's weights in the step's precision, once for every pass.
+    let tracked: Vec<Clip<B>> = slices
+        .iter()
+        .map(|s| in_precision(&s.model, precision))
+        .collect::<Result<_>>()?;
+
     // Pass 1 (only with accumulation): every micro-batch's features, no graph kept.
     let cached: Vec<Vec<(Frozen<B>, Frozen<B>)>> = if accum > 1 {
-        slices
+        tracked
             .iter()
             .zip(&micro)
-            .map(|(s, parts)| {
-                let frozen = in_precision(&s.model.valid(), precision)?;
-                Ok(parts
+            .map(|(model, parts)| {
+                let frozen = model.valid();
+                parts
                     .iter()
                     .map(|(i, t)| {
                         let (i, t) =
                             encode(&frozen, i.clone().inner(), t.clone().inner(), precision);
                         (i.to_device(&gather_device), t.to_device(&gather_device))
                     })
-                    .collect())
+                    .collect()
             })
-            .collect::<Result<_>>()?
+            .collect()
     } else {
         Vec::new()
     };
@@ -341,19 +364,12 @@ pub fn distributed_step<B: AutodiffBackend>(
     let mut layout: Option<FlatLayout> = None;
     let mut loss_value = f64::NAN;
     for j in 0..accum {
-        let tracked: Vec<Clip<B>> = slices
-            .iter()
-            .map(|s| in_precision(&s.model, precision))
-            .collect::<Result<_>>()?;
         // The same weights untracked: on the autodiff backend, not its inner one, so
         // the kept block inputs come from the very kernels the recomputation runs
         // (Burn's autodiff attention is a decomposition; the inner backend may fuse
         // it, which rounds differently in bf16).
         let frozen: Vec<Clip<B>> = if plan.grad_checkpointing {
-            slices
-                .iter()
-                .map(|s| in_precision(&s.model.clone().no_grad(), precision))
-                .collect::<Result<_>>()?
+            tracked.iter().map(|m| m.clone().no_grad()).collect()
         } else {
             Vec::new()
         };
@@ -404,26 +420,28 @@ pub fn distributed_step<B: AutodiffBackend>(
                 }
             }
         }
-        let scale = slices[0].model.logit_scale.val().exp();
+        let scale = tracked[0].logit_scale.val().exp();
         let loss = clip_loss(Tensor::cat(img, 0), Tensor::cat(txt, 0), scale);
         loss_value = to_scalar(loss.clone());
         let backward = loss.backward();
-        for (s, (stages, kept)) in slices.iter().zip(towers) {
-            let mut g = NamedGrads::collect(&s.model, &backward)?;
+        for (model, (stages, kept)) in tracked.iter().zip(towers) {
+            let mut g = NamedGrads::collect(model, &backward)?;
             for (stages, kept) in stages.iter().zip(kept.into_iter().flatten()) {
-                checkpointed_backward(stages, kept, &backward, &s.model, &mut g)?;
+                checkpointed_backward(stages, kept, &backward, model, &mut g)?;
             }
             if plan.pack_grads {
                 // One layout for the whole step (the first replica's: only it
                 // has the logit scale's gradient), so every sum is of whole buffers.
                 let layout = match &layout {
                     Some(l) => l,
-                    None => layout.insert(FlatLayout::of(&s.model, true, |k| {
+                    None => layout.insert(FlatLayout::of(model, true, |k| {
                         g.get(k).map(|t| t.dims()[0])
                     })?),
                 };
                 g.pack(layout.clone());
             }
+            // bf16 under amp_bf16, unless packed (converted as one buffer).
+            let mut g = g.into_f32();
             g.move_to(&gather_device);
             grads.accumulate(g);
         }

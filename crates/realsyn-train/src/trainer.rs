@@ -191,7 +191,8 @@ fn optimisation_step<B: AutodiffBackend>(
     let epoch = run.state.data.epoch;
     let batch = next.batch;
     let samples = batch.len() * run.group.world();
-    let slices = split_over_devices(&run.model, &batch, run.devices, run.image_size)?;
+    let weights = (run.opt).weights_in(&run.model, t.precision.compute_dtype())?;
+    let slices = split_over_devices(&weights, &batch, run.devices, run.image_size)?;
     let step_index = run.state.step;
     let lr = run.schedule.lr(step_index);
     let beta1 = run.schedule.beta1(step_index, t.beta1);
@@ -388,9 +389,9 @@ fn save_checkpoint<B: AutodiffBackend>(run: &Run<'_, B>) -> Result<PathBuf> {
 }
 
 /// Rows `[k n/D, (k+1) n/D)` of the batch go to device k, with a replica of the
-/// model there (the master itself on the first device).
+/// weights there (`weights` themselves on the first device).
 fn split_over_devices<B: AutodiffBackend>(
-    model: &Clip<B>,
+    weights: &Clip<B>,
     batch: &realsyn_data::Batch,
     devices: &[B::Device],
     image_size: usize,
@@ -419,9 +420,9 @@ fn split_over_devices<B: AutodiffBackend>(
                 dev,
             );
             let model = if k == 0 {
-                model.clone()
+                weights.clone()
             } else {
-                replicate(model, dev)?
+                replicate(weights, dev)?
             };
             Ok(DeviceSlice {
                 model,

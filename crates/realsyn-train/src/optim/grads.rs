@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use burn::module::Param;
-use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, FloatDType, Tensor};
 use realsyn_model::Clip;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
@@ -111,34 +111,63 @@ impl<B: Backend> NamedGrads<B> {
         self.packed.as_ref().map(|(l, t)| (l, t))
     }
 
-    /// Pack into one buffer laid out as `layout` (a no-op when already so). A
-    /// parameter of the layout without a gradient here gets zeros, what it adds to
-    /// a sum (a replica's share of the logit scale is on the first replica); a
-    /// gradient the layout lacks leaves everything unpacked, and `false` returned.
+    /// Pack into one f32 buffer (the master weights' type) laid out as `layout` (a
+    /// no-op when already so). A parameter of the layout without a gradient here
+    /// gets zeros, what it adds to a sum (a replica's share of the logit scale is on
+    /// the first replica); a gradient the layout lacks leaves everything unpacked,
+    /// and `false` returned. Gradients in a narrower type (bf16 under amp_bf16) are
+    /// packed in theirs and converted by one cast, where alone each was a cast.
     pub fn pack(&mut self, layout: FlatLayout) -> bool {
         if self.packed_as(&layout).is_some() {
             return true;
         }
-        let mut spans = Vec::with_capacity(self.grads.len());
-        let mut parts = Vec::with_capacity(self.grads.len());
+        let (mut wide, mut narrow) = (Vec::new(), Vec::new());
         for (name, off, len) in layout.absolute() {
             if let Some(g) = self.grads.get(name) {
-                spans.push((off, len));
-                parts.push(g.clone());
+                let part = ((off, len), g.clone());
+                match g.dtype() {
+                    DType::F32 => wide.push(part),
+                    _ => narrow.push(part),
+                }
             }
         }
-        if parts.len() != self.grads.len() || parts.is_empty() {
+        if wide.len() + narrow.len() != self.grads.len() || self.grads.is_empty() {
             return false;
         }
-        let (device, dtype) = (parts[0].device(), parts[0].dtype());
-        let mut flat = crate::flat::cat(&spans, parts);
+        // One narrow type is cast as one buffer; a second one, part by part.
+        if let Some(dtype) = narrow.first().map(|(_, g)| g.dtype()) {
+            let (same, other): (Vec<_>, Vec<_>) =
+                narrow.into_iter().partition(|(_, g)| g.dtype() == dtype);
+            narrow = same;
+            wide.extend(other.into_iter().map(|(span, g)| (span, to_f32(g))));
+        }
+        let cat = |parts: Vec<((usize, usize), Tensor<B, 1>)>| {
+            let (spans, parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+            crate::flat::cat(&spans, parts)
+        };
+        let device = self.grads.values().next().expect("not empty").device();
+        let (mut flat, assigned) = if narrow.is_empty() {
+            (cat(wide), Vec::new())
+        } else {
+            (cat(narrow).cast(FloatDType::F32), wide)
+        };
         let short = layout.buffer_len().saturating_sub(flat.dims()[0]);
         if short > 0 {
             // The layout ends with parameters missing here.
-            flat = Tensor::cat(vec![flat, Tensor::zeros([short], (&device, dtype))], 0);
+            flat = Tensor::cat(vec![flat, Tensor::zeros([short], (&device, DType::F32))], 0);
+        }
+        for ((off, len), g) in assigned {
+            flat = flat.slice_assign(off..off + len, g);
         }
         self.set_packed(layout, flat);
         true
+    }
+
+    /// Every gradient in f32, the master weights' type (under amp_bf16 they arrive
+    /// in bf16): one cast each, for gradients that are not packed.
+    pub fn into_f32(mut self) -> Self {
+        self.map(to_f32);
+        self
     }
 
     /// The packed buffer and its layout taken out, leaving no gradients (so the
@@ -188,7 +217,10 @@ impl<B: Backend> NamedGrads<B> {
         self.packed = None;
         for (k, g) in other.grads {
             let sum = match self.grads.remove(&k) {
-                Some(acc) => acc + g,
+                Some(acc) if acc.dtype() == DType::F32 && g.dtype() == DType::F32 => acc + g,
+                // Sums of bf16 gradients are taken in f32, as a cast of each to its
+                // f32 master weight would have them.
+                Some(acc) => to_f32(acc) + to_f32(g),
                 None => g,
             };
             self.grads.insert(k, sum);
@@ -240,6 +272,14 @@ impl<B: Backend> NamedGrads<B> {
     }
 }
 
+/// `g` in f32 (no kernel when it is).
+fn to_f32<B: Backend>(g: Tensor<B, 1>) -> Tensor<B, 1> {
+    match g.dtype() {
+        DType::F32 => g,
+        _ => g.cast(FloatDType::F32),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,8 +307,8 @@ mod tests {
         };
         FlatLayout {
             groups: vec![
-                group(0, 0, &[("a", 0, 3), ("b", 128, 130)]),
-                group(1, 384, &[("s", 0, 1)]),
+                group(0, 0, &[("a", 0, 3), ("b", 256, 130)]),
+                group(1, 512, &[("s", 0, 1)]),
             ],
         }
     }
@@ -288,11 +328,42 @@ mod tests {
     }
 
     #[test]
+    fn bf16_gradients_are_packed_and_summed_in_f32() {
+        // As amp_bf16 leaves them: the weights' gradients in bf16, the logit
+        // scale's in f32; values that bf16 rounds.
+        let mixed = |scale: f32| {
+            let mut g = grads(&["a", "b", "s"], scale).into_map();
+            for k in ["a", "b"] {
+                let v = g.remove(k).unwrap().add_scalar(1.0 / 3.0);
+                g.insert(k.into(), v.cast(FloatDType::BF16));
+            }
+            NamedGrads::from_map(g)
+        };
+        let by_one = mixed(1.0).into_f32();
+        assert!(by_one.iter().all(|(_, g)| g.dtype() == DType::F32));
+        let mut packed = mixed(1.0);
+        assert!(packed.pack(layout()));
+        assert_eq!(packed.packed().unwrap().1.dtype(), DType::F32);
+        for (k, g) in by_one.iter() {
+            assert_eq!(host(g), host(packed.get(k).unwrap()), "{k}");
+        }
+        // A sum of bf16 gradients is taken in f32 (4/3 + 7/3 rounded to bf16 each
+        // sum to 3.6640625, which bf16 itself would round to 3.65625).
+        let mut sum = mixed(1.0);
+        sum.accumulate(mixed(2.0));
+        let in_bf16 = |x: f32| host(&t(&[x]).cast(FloatDType::BF16).cast(FloatDType::F32))[0];
+        let a = host(sum.get("a").unwrap())[0];
+        assert_eq!(a, in_bf16(4.0 / 3.0) + in_bf16(7.0 / 3.0));
+        assert_ne!(a, in_bf16(a));
+        assert_eq!(sum.get("s").unwrap().dtype(), DType::F32);
+    }
+
+    #[test]
     fn packed_gradients_are_the_same_gradients() {
-        assert_eq!(layout().buffer_len(), 512);
+        assert_eq!(layout().buffer_len(), 768);
         let mut packed = grads(&["a", "b", "s"], 1.0);
         assert!(packed.pack(layout()));
-        assert_eq!(packed.packed().unwrap().1.dims(), [512]);
+        assert_eq!(packed.packed().unwrap().1.dims(), [768]);
         let apart = grads(&["a", "b", "s"], 1.0);
         for (k, g) in apart.iter() {
             assert_eq!(host(g), host(packed.get(k).unwrap()), "{k}");
@@ -330,7 +401,7 @@ mod tests {
         packed.div_one("s", 4.0);
         assert_eq!(host(packed.get("s").unwrap()), vec![1.0]);
         assert_eq!(
-            host(&packed.packed().unwrap().1.clone().slice(384..385)),
+            host(&packed.packed().unwrap().1.clone().slice(512..513)),
             vec![1.0]
         );
 

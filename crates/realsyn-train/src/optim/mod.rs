@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result, bail};
 use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{FloatDType, Tensor, TensorData};
 use realsyn_model::Clip;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::state_dict::{HostTensor, StateDict};
@@ -135,6 +135,48 @@ impl<B: Backend> AdamW<B> {
         grads: &NamedGrads<B>,
     ) -> Result<FlatLayout> {
         FlatLayout::of(model, self.foreach, |k| grads.get(k).map(|g| g.dims()[0]))
+    }
+
+    /// The weights a step in `dtype` runs with: `model` itself in f32; in bf16 (the
+    /// amp_bf16 forward pass) each group whose values the optimiser holds flat is
+    /// cast once, a kernel per group where a cast per parameter was a kernel
+    /// forward and another backward for each of ~300 tensors, and its parameters
+    /// become views of the cast (aligned, `crate::flat`) as leaves of a new graph.
+    /// The step casts the others one at a time (`step::in_precision`); the numbers
+    /// are the same either way.
+    pub fn weights_in<AB: AutodiffBackend<InnerBackend = B>>(
+        &self,
+        model: &Clip<AB>,
+        dtype: FloatDType,
+    ) -> Result<Clip<AB>> {
+        struct Views<B: Backend>(HashMap<String, Tensor<B, 1>>);
+        impl<AB: AutodiffBackend> ParamVisitor<AB> for Views<AB::InnerBackend> {
+            fn visit<const D: usize>(
+                &mut self,
+                key: &str,
+                _: Layout,
+                p: &mut Param<Tensor<AB, D>>,
+            ) -> Result<()> {
+                if let Some(view) = self.0.remove(key) {
+                    let value = Tensor::from_inner(view.reshape(p.val().shape()));
+                    *p = Param::initialized(p.id, value.require_grad());
+                }
+                Ok(())
+            }
+        }
+        let mut views = HashMap::new();
+        if dtype != FloatDType::F32 {
+            for g in &self.groups {
+                let Some(flat) = &g.params else { continue };
+                let cast = flat.clone().cast(dtype);
+                for (key, off, len) in &g.group.spans {
+                    views.insert(key.clone(), cast.clone().slice(*off..off + len));
+                }
+            }
+        }
+        let mut weights = model.clone();
+        visit_params(&mut weights, &mut Views(views))?;
+        Ok(weights)
     }
 
     /// One parameter's moments, wherever they are kept.

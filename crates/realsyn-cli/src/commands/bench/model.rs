@@ -247,7 +247,7 @@ impl BackendJob for BenchJob {
                     );
                     let tokens = random_tokens::<Autodiff<B>>(&cfg, a.batch_size, &device);
                     let slice = DeviceSlice {
-                        model: model.clone(),
+                        model: optim.weights_in(&model, plan.precision.compute_dtype())?,
                         images,
                         tokens,
                     };
