@@ -43,20 +43,24 @@ pub fn cat<B: Backend>(spans: &[(usize, usize)], mut parts: Vec<Tensor<B, 1>>) -
     if parts.len() == 1 && spans[0].0 == 0 {
         return parts.pop().expect("one part");
     }
+    let end = spans.last().map_or(0, |(off, len)| off + len);
+    place(next_offset(end), spans, parts)
+}
+
+/// `parts` at `spans` in a buffer of `len` zeros: one fill and one copy per part,
+/// where a concatenation with zero tensors between the parts took a fill and a copy
+/// per gap as well.
+pub fn place<B: Backend>(
+    len: usize,
+    spans: &[(usize, usize)],
+    parts: Vec<Tensor<B, 1>>,
+) -> Tensor<B, 1> {
     let (device, dtype) = (parts[0].device(), parts[0].dtype());
-    let mut laid = Vec::with_capacity(parts.len() + 1);
-    let mut end = 0;
+    let mut flat = Tensor::zeros([len], (&device, dtype));
     for (&(off, len), part) in spans.iter().zip(parts) {
-        if off > end {
-            laid.push(Tensor::zeros([off - end], (&device, dtype)));
-        }
-        laid.push(part);
-        end = off + len;
+        flat = flat.slice_assign(off..off + len, part);
     }
-    if next_offset(end) > end {
-        laid.push(Tensor::zeros([next_offset(end) - end], (&device, dtype)));
-    }
-    Tensor::cat(laid, 0)
+    flat
 }
 
 #[cfg(test)]

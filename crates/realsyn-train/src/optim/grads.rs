@@ -141,20 +141,16 @@ impl<B: Backend> NamedGrads<B> {
             narrow = same;
             wide.extend(other.into_iter().map(|(span, g)| (span, to_f32(g))));
         }
-        let cat = |parts: Vec<((usize, usize), Tensor<B, 1>)>| {
-            let (spans, parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-            crate::flat::cat(&spans, parts)
-        };
-        let device = self.grads.values().next().expect("not empty").device();
-        let (mut flat, assigned) = if narrow.is_empty() {
-            (cat(wide), Vec::new())
+        let narrowed = !narrow.is_empty();
+        let (first, assigned) = if narrowed {
+            (narrow, wide)
         } else {
-            (cat(narrow).cast(FloatDType::F32), wide)
+            (wide, Vec::new())
         };
-        let short = layout.buffer_len().saturating_sub(flat.dims()[0]);
-        if short > 0 {
-            // The layout ends with parameters missing here.
-            flat = Tensor::cat(vec![flat, Tensor::zeros([short], (&device, DType::F32))], 0);
+        let (spans, parts): (Vec<_>, Vec<_>) = first.into_iter().unzip();
+        let mut flat = crate::flat::place(layout.buffer_len(), &spans, parts);
+        if narrowed {
+            flat = flat.cast(FloatDType::F32);
         }
         for ((off, len), g) in assigned {
             flat = flat.slice_assign(off..off + len, g);
@@ -347,6 +343,17 @@ mod tests {
         for (k, g) in by_one.iter() {
             assert_eq!(host(g), host(packed.get(k).unwrap()), "{k}");
         }
+        // A replica without the logit scale: only bf16 gradients, still f32 packed.
+        let mut replica = mixed(1.0).into_map();
+        replica.remove("s");
+        let mut replica = NamedGrads::from_map(replica);
+        assert!(replica.pack(layout()));
+        assert_eq!(replica.packed().unwrap().1.dtype(), DType::F32);
+        assert_eq!(
+            host(replica.get("b").unwrap()),
+            host(by_one.get("b").unwrap())
+        );
+        assert_eq!(host(replica.get("s").unwrap()), vec![0.0]);
         // A sum of bf16 gradients is taken in f32 (4/3 + 7/3 rounded to bf16 each
         // sum to 3.6640625, which bf16 itself would round to 3.65625).
         let mut sum = mixed(1.0);
