@@ -27,7 +27,8 @@
 #   f32    benches/gpu.sh in f32
 #   sweep  ViT-B/32 amp_bf16 at batch 8, 64 and 256: a time that barely grows with the
 #          batch is per-step overhead (kernel launches, host work), not arithmetic
-#   matmul one bf16 and one f32 GEMM, 8192^3, Burn against torch.matmul (the kernels' own rate)
+#   matmul the training step's own bf16 GEMMs (and 8192^3) per CubeCL kernel family beside
+#          torch.matmul (benches/matmul_families.py tabulates), then the step with the fastest
 #   kernels one ViT-B/32 amp_bf16 step of 256 with CubeCL's profiler on (every kernel timed
 #          on the device, so the wall time means nothing): how many kernels a step launches
 #          and how long the device is busy with them; the busiest 25 go to progress.txt
@@ -144,13 +145,26 @@ if has sweep; then
   for b in 8 64 256; do log "sweep: batch $b"; train_step "$best" "$b"; done
 fi
 if has matmul; then
-  for dtype in bf16 f32; do
-    log "matmul $dtype"
-    timeout 60 "$best" bench matmul --size 8192 --dtype "$dtype" --device cuda 2>> "$OUT/stderr.txt" |
+  # The training step's own products (ViT-B/16 at 128 per GPU: 25,216 tokens of width
+  # 768 through the MLP's first layer) forward and both gradients, and the 8192^3
+  # square of 2026-12-04; bf16; torch.matmul, then each CubeCL kernel family
+  # (REALSYN_MATMUL, third_party/burn-cubecl/PATCHES.md). The fastest family on the
+  # step's three products then times the ViT-B/32 step beside the default's.
+  for shape in "--m 25216 --k 768 --n 3072 --layout nn" "--m 768 --k 25216 --n 3072 --layout tn" \
+    "--m 25216 --k 3072 --n 768 --layout nt" "--size 8192"; do
+    log "matmul bf16 $shape"
+    # shellcheck disable=SC2086
+    timeout 60 python3 benches/model_bench.py --mode matmul $shape --dtype bf16 --device cuda |
       tee -a "$OUT/smoke.jsonl"
-    timeout 60 python3 benches/model_bench.py --mode matmul --size 8192 --dtype "$dtype" --device cuda |
-      tee -a "$OUT/smoke.jsonl"
+    for family in ${MATMUL_FAMILIES:-auto autotune ordered_double_mma double_cyclic_mma specialized_cyclic_mma specialized_tma_mma simple_tma_mma}; do
+      # shellcheck disable=SC2086
+      REALSYN_MATMUL=$family timeout 120 "$GPU_DIR/realsyn" bench matmul $shape --dtype bf16 --device cuda \
+        2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
+    done
   done
+  family=$(python3 benches/matmul_families.py "$OUT/smoke.jsonl" 2>&1 | tee -a "$OUT/progress.txt" | tail -1)
+  log "matmul: ViT-B/32 amp_bf16 step of 256 with REALSYN_MATMUL=$family (the default's: smoke)"
+  REALSYN_MATMUL=$family train_step "$GPU_DIR/realsyn" 256
 fi
 if has kernels; then
   log "kernels: one profiled step"

@@ -5,6 +5,5 @@ mod tune;
 pub mod utils;
 
 pub use base::*;
-#[cfg(feature = "autotune")]
 pub use tune::*;
 pub use utils::*;

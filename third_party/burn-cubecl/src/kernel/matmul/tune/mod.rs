@@ -1,5 +1,5 @@
-#[cfg(feature = "autotune")]
+// realsyn: compiled without the `autotune` feature too, for `REALSYN_MATMUL=autotune`
+// (`super::base::MatmulStrategy::from_env`).
 mod base;
 
-#[cfg(feature = "autotune")]
 pub use base::matmul_autotune;
