@@ -150,17 +150,16 @@ if has matmul; then
   # square of 2026-12-04; bf16; torch.matmul, then each CubeCL kernel family
   # (REALSYN_MATMUL, third_party/burn-cubecl/PATCHES.md). The fastest family on the
   # step's three products then times the ViT-B/32 step beside the default's.
-  for shape in "--m 25216 --k 768 --n 3072 --layout nn" "--m 768 --k 25216 --n 3072 --layout tn" \
-    "--m 25216 --k 3072 --n 768 --layout nt" "--size 8192"; do
-    log "matmul bf16 $shape"
+  shapes="--shape 25216x3072x768:nn --shape 768x3072x25216:tn --shape 25216x768x3072:nt --shape 8192x8192x8192"
+  log "matmul bf16: torch"
+  # shellcheck disable=SC2086
+  timeout 60 python3 benches/model_bench.py --mode matmul $shapes --dtype bf16 --device cuda |
+    tee -a "$OUT/smoke.jsonl"
+  for family in ${MATMUL_FAMILIES:-auto autotune ordered_double_mma double_cyclic_mma specialized_tma_mma}; do
+    log "matmul bf16: REALSYN_MATMUL=$family"
     # shellcheck disable=SC2086
-    timeout 60 python3 benches/model_bench.py --mode matmul $shape --dtype bf16 --device cuda |
-      tee -a "$OUT/smoke.jsonl"
-    for family in ${MATMUL_FAMILIES:-auto autotune ordered_double_mma double_cyclic_mma specialized_cyclic_mma specialized_tma_mma simple_tma_mma}; do
-      # shellcheck disable=SC2086
-      REALSYN_MATMUL=$family timeout 120 "$GPU_DIR/realsyn" bench matmul $shape --dtype bf16 --device cuda \
-        2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
-    done
+    REALSYN_MATMUL=$family timeout 120 "$GPU_DIR/realsyn" bench matmul $shapes --dtype bf16 --device cuda \
+      2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
   done
   family=$(python3 benches/matmul_families.py "$OUT/smoke.jsonl" 2>&1 | tee -a "$OUT/progress.txt" | tail -1)
   log "matmul: ViT-B/32 amp_bf16 step of 256 with REALSYN_MATMUL=$family (the default's: smoke)"

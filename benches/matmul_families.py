@@ -12,7 +12,8 @@ from collections import defaultdict
 
 
 def shape(r):
-    return (r.get("m", r["size"]), r.get("n", r["size"]), r.get("k", r["size"]), r.get("layout", "nn"))
+    # Lines from before 2026-12-06 have only `size` (a square product).
+    return (r.get("m", r.get("size")), r.get("n", r.get("size")), r.get("k", r.get("size")), r.get("layout", "nn"))
 
 
 def main(path):

@@ -47,27 +47,31 @@ def peak_rss_mib():
 
 
 def matmul(a):
-    """One product, as `realsyn bench matmul` times it: the GEMM kernels' own rate.
-    `--layout tn` makes the left operand a transposed view (a weight's gradient,
-    x^T dY), `nt` the right one (the input's gradient, dY W^T)."""
+    """Products as `realsyn bench matmul` times them: the GEMM kernels' own rate. Each
+    `--shape MxNxK[:tn|:nt]` is one product (`tn`: the left operand a transposed view,
+    a weight's gradient x^T dY; `nt`: the right one, the input's gradient dY W^T);
+    without one, a square of `--size`. One JSON line per product."""
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float32
-    m, n, k = (v or a.size for v in (a.m, a.n, a.k))
     operand = lambda rows, cols: torch.randn(rows, cols, device=dev).to(dtype)
-    lhs = operand(k, m).t() if a.layout == "tn" else operand(m, k)
-    rhs = operand(n, k).t() if a.layout == "nt" else operand(k, n)
-    times = []
-    for i in range(2 + 10):
-        t0 = time.perf_counter()
-        _ = (lhs @ rhs)[0, 0].item()
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    median = sorted(times)[len(times) // 2]
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "mode": "matmul", "backend": a.device,
-                      "dtype": a.dtype, "size": a.size, "m": m, "n": n, "k": k, "layout": a.layout,
-                      "seconds": times, "median_s": median,
-                      "tflops": 2 * m * n * k / median / 1e12, "threads": torch.get_num_threads()}))
+    for shape in a.shape or ["%dx%dx%d" % ((a.size,) * 3)]:
+        dims, _, layout = shape.partition(":")
+        layout = layout or "nn"
+        m, n, k = map(int, dims.split("x"))
+        lhs = operand(k, m).t() if layout == "tn" else operand(m, k)
+        rhs = operand(n, k).t() if layout == "nt" else operand(k, n)
+        times = []
+        for i in range(2 + 10):
+            t0 = time.perf_counter()
+            _ = (lhs @ rhs)[0, 0].item()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+        median = sorted(times)[len(times) // 2]
+        print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "mode": "matmul", "backend": a.device,
+                          "dtype": a.dtype, "m": m, "n": n, "k": k, "layout": layout,
+                          "seconds": times, "median_s": median,
+                          "tflops": 2 * m * n * k / median / 1e12, "threads": torch.get_num_threads()}))
 
 
 def main():
@@ -81,10 +85,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--amp", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--grad-checkpointing", action="store_true", help="open_clip's --grad-checkpointing (train-step)")
-    p.add_argument("--size", type=int, default=2048, help="m = n = k unless given (matmul)")
-    for d in "mnk":
-        p.add_argument(f"--{d}", type=int, default=None, help=f"{d} of the product (matmul)")
-    p.add_argument("--layout", default="nn", choices=["nn", "tn", "nt"], help="which operand is a transposed view (matmul)")
+    p.add_argument("--size", type=int, default=2048, help="m = n = k of one square product (matmul)")
+    p.add_argument("--shape", action="append", default=[], help="MxNxK[:tn|:nt], repeatable (matmul)")
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="operand type (matmul)")
     a = p.parse_args()
     if a.mode == "matmul":
