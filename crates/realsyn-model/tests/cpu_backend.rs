@@ -928,3 +928,42 @@ fn check_layer_norm<AB: burn::tensor::backend::AutodiffBackend>(d: usize, y_tole
         }
     }
 }
+
+#[test]
+fn many_tensors_are_placed_into_one_buffer() {
+    check_place::<Cpu>();
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn many_tensors_are_placed_into_one_buffer_on_cubecl() {
+    check_place::<realsyn_model::backend::Wgpu>();
+}
+
+/// `float_place` (the third_party/burn-backend op the training step packs its
+/// gradients with; one kernel per 32 parts on CubeCL): 70 parts of odd lengths, so
+/// three launches, at offsets with gaps, against the same layout written in Rust.
+fn check_place<B: burn::tensor::backend::Backend>() {
+    use burn::tensor::{FloatDType, TensorPrimitive};
+    let device = Default::default();
+    let lens: Vec<usize> = (0..70).map(|i| 1 + (i * 37) % 300).collect();
+    let mut offsets = Vec::new();
+    let mut end = 0;
+    for (i, len) in lens.iter().enumerate() {
+        let off = end + i % 3; // gaps of 0, 1 and 2
+        offsets.push(off);
+        end = off + len;
+    }
+    let len = end + 5;
+    let mut want = vec![0.0f32; len];
+    let mut parts = Vec::new();
+    for (i, (&off, &n)) in offsets.iter().zip(&lens).enumerate() {
+        let values: Vec<f32> = (0..n).map(|j| (i * 1000 + j) as f32 + 0.5).collect();
+        want[off..off + n].copy_from_slice(&values);
+        let part = Tensor::<B, 1>::from_floats(values.as_slice(), &device);
+        parts.push(part.into_primitive().tensor());
+    }
+    let placed = B::float_place(parts, &offsets, len, FloatDType::F32);
+    let got = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(placed));
+    assert_eq!(got.into_data().to_vec::<f32>().unwrap(), want);
+}

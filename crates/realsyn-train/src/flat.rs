@@ -12,8 +12,8 @@
 //! every length in the ViT and EVA02 configs but the logit scale's is a multiple of
 //! it, so aligned offsets cost one padding fill and every slice is a view.
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{FloatDType, Tensor, TensorPrimitive};
 
 /// The alignment in elements: 512 bytes of bf16, CubeCL's CUDA memory alignment
 /// and a multiple of its Vulkan one, whichever of f32 and bf16 a buffer holds.
@@ -44,23 +44,27 @@ pub fn cat<B: Backend>(spans: &[(usize, usize)], mut parts: Vec<Tensor<B, 1>>) -
         return parts.pop().expect("one part");
     }
     let end = spans.last().map_or(0, |(off, len)| off + len);
-    place(next_offset(end), spans, parts)
+    let dtype = parts[0].dtype().into();
+    place(next_offset(end), spans, parts, dtype)
 }
 
-/// `parts` at `spans` in a buffer of `len` zeros: one fill and one copy per part,
-/// where a concatenation with zero tensors between the parts took a fill and a copy
-/// per gap as well.
+/// `parts` at `spans` in a buffer of `len` zeros of `dtype`, converted from the
+/// parts' float type: the backend's `float_place` (third_party/burn-backend), on
+/// CubeCL one fill and a copy kernel per 32 parts, where a fill and a copy per part
+/// (and per gap, when zero tensors were concatenated between them) came before.
 pub fn place<B: Backend>(
     len: usize,
     spans: &[(usize, usize)],
     parts: Vec<Tensor<B, 1>>,
+    dtype: FloatDType,
 ) -> Tensor<B, 1> {
-    let (device, dtype) = (parts[0].device(), parts[0].dtype());
-    let mut flat = Tensor::zeros([len], (&device, dtype));
-    for (&(off, len), part) in spans.iter().zip(parts) {
-        flat = flat.slice_assign(off..off + len, part);
-    }
-    flat
+    let offsets: Vec<usize> = spans.iter().map(|&(off, _)| off).collect();
+    let parts = parts
+        .into_iter()
+        .map(|p| p.into_primitive().tensor())
+        .collect();
+    let flat = B::float_place(parts, &offsets, len, dtype);
+    Tensor::from_primitive(TensorPrimitive::Float(flat))
 }
 
 #[cfg(test)]

@@ -148,10 +148,7 @@ impl<B: Backend> NamedGrads<B> {
             (wide, Vec::new())
         };
         let (spans, parts): (Vec<_>, Vec<_>) = first.into_iter().unzip();
-        let mut flat = crate::flat::place(layout.buffer_len(), &spans, parts);
-        if narrowed {
-            flat = flat.cast(FloatDType::F32);
-        }
+        let mut flat = crate::flat::place(layout.buffer_len(), &spans, parts, FloatDType::F32);
         for ((off, len), g) in assigned {
             flat = flat.slice_assign(off..off + len, g);
         }

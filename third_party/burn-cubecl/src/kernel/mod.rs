@@ -45,6 +45,8 @@ pub mod layer_norm;
 mod row_reduce;
 /// Attention's softmax kernels (realsyn patch, PATCHES.md)
 pub mod softmax;
+/// Many tensors packed into one buffer (realsyn patch, PATCHES.md)
+pub mod place;
 /// Matmul kernels
 pub mod matmul;
 /// Pooling kernels

@@ -684,6 +684,15 @@ where
         kernel::flip(tensor, axes, bool_dtype.into())
     }
 
+    fn float_place(
+        parts: Vec<FloatTensor<Self>>,
+        offsets: &[usize],
+        len: usize,
+        dtype: FloatDType,
+    ) -> FloatTensor<Self> {
+        kernel::place::place(parts, offsets, len, dtype.into())
+    }
+
     fn float_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> FloatTensor<Self> {
         kernel::cast(tensor, dtype.into())
     }

@@ -1356,6 +1356,33 @@ pub trait FloatTensorOps<B: Backend> {
         .tensor()
     }
 
+    /// Many 1-d tensors in one new 1-d tensor of `len` elements of `dtype`: `parts[i]`
+    /// at `offsets[i]`, zeros elsewhere, converted from the parts' float type (realsyn
+    /// patch, PATCHES.md: packing a step's ~300 gradients into one buffer was a copy
+    /// kernel per gradient; a backend can make it a few). The parts share one float
+    /// type and do not overlap.
+    fn float_place(
+        parts: Vec<FloatTensor<B>>,
+        offsets: &[usize],
+        len: usize,
+        dtype: FloatDType,
+    ) -> FloatTensor<B> {
+        let first = parts.first().expect("at least one part");
+        let device = B::float_device(first);
+        let part_dtype: FloatDType = first.dtype().into();
+        let mut out = B::float_zeros(Shape::new([len]), &device, part_dtype);
+        for (part, &offset) in parts.into_iter().zip(offsets) {
+            let n = part.shape().num_elements();
+            let part = B::float_reshape(part, Shape::new([n]));
+            out = B::float_slice_assign(out, &[Slice::from(offset..offset + n)], part);
+        }
+        if part_dtype == dtype {
+            out
+        } else {
+            B::float_cast(out, dtype)
+        }
+    }
+
     /// Gets the indices of the maximum elements of a tensor along an axis.
     ///
     /// # Arguments
