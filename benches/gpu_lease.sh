@@ -14,6 +14,7 @@
 #   .whl/*.whl                  open_clip_torch, ftfy, wcwidth wheels (pip download)
 #
 #   OUT=/tmp/out PHASES="smoke nccl amp fm f32 sweep" benches/gpu_lease.sh
+#   OUT=/tmp/out PHASES="smoke matmul kernels" benches/gpu_lease.sh   # since 2026-12-06: first
 #
 # Phases, in the order a short lease should spend its time:
 #   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one

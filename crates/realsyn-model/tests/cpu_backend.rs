@@ -941,12 +941,21 @@ fn many_tensors_are_placed_into_one_buffer_on_cubecl() {
 }
 
 /// `float_place` (the third_party/burn-backend op the training step packs its
-/// gradients with; one kernel per 32 parts on CubeCL): 70 parts of odd lengths, so
-/// three launches, at offsets with gaps, against the same layout written in Rust.
+/// gradients with; one kernel per 8 parts on CubeCL): 70 parts of odd lengths,
+/// every tenth longer than one cube's 1,024 elements, so nine launches, at offsets
+/// with gaps, against the same layout written in Rust.
 fn check_place<B: burn::tensor::backend::Backend>() {
     use burn::tensor::{FloatDType, TensorPrimitive};
     let device = Default::default();
-    let lens: Vec<usize> = (0..70).map(|i| 1 + (i * 37) % 300).collect();
+    let lens: Vec<usize> = (0..70)
+        .map(|i| {
+            if i % 10 == 3 {
+                2_049 + 997 * i
+            } else {
+                1 + (i * 37) % 300
+            }
+        })
+        .collect();
     let mut offsets = Vec::new();
     let mut end = 0;
     for (i, len) in lens.iter().enumerate() {

@@ -50,7 +50,7 @@ pub fn cat<B: Backend>(spans: &[(usize, usize)], mut parts: Vec<Tensor<B, 1>>) -
 
 /// `parts` at `spans` in a buffer of `len` zeros of `dtype`, converted from the
 /// parts' float type: the backend's `float_place` (third_party/burn-backend), on
-/// CubeCL one fill and a copy kernel per 32 parts, where a fill and a copy per part
+/// CubeCL one fill and a copy kernel per 8 parts, where a fill and a copy per part
 /// (and per gap, when zero tensors were concatenated between them) came before.
 pub fn place<B: Backend>(
     len: usize,
