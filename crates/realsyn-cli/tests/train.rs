@@ -696,8 +696,8 @@ fn bf16_mixed_precision_tracks_f32_for_20_steps() {
     );
     assert!(a.iter().any(|(s, l)| (b[s] - l).abs() > 1e-4));
     // The GPU's form of the same step (foreach AdamW: the bf16 weights cast from
-    // the optimiser's flat buffers one group at a time, the bf16 gradients packed
-    // and converted as one buffer) computes exactly the same numbers.
+    // the optimiser's flat buffers one group at a time, the bf16 gradients
+    // converted to f32 as they are packed) computes exactly the same numbers.
     let flat_run = run("amp_bf16", true);
     let weights = |run: &std::path::Path| {
         std::fs::read(run.join("checkpoints/step_00000020/model.safetensors")).unwrap()

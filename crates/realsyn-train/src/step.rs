@@ -27,8 +27,8 @@
 //!   run on a bf16 copy of each replica's weights, made once per step as leaves of
 //!   the graph ([`in_precision`]; on a GPU from the optimiser's flat buffers, one
 //!   cast per group, `AdamW::weights_in`); their bf16 gradients are converted to f32,
-//!   the master weights' type, as the backward pass of a cast would (in one cast
-//!   when packed). Images enter as bf16, and the features are cast back to f32
+//!   the master weights' type, as the backward pass of a cast would (while being
+//!   packed, on a GPU). Images enter as bf16, and the features are cast back to f32
 //!   before normalisation, so the logits, the loss and the logit scale stay f32, as
 //!   under open_clip's autocast. Unlike autocast, LayerNorm and softmax also run in
 //!   bf16.
@@ -440,7 +440,7 @@ pub fn distributed_step<B: AutodiffBackend>(
                 };
                 g.pack(layout.clone());
             }
-            // bf16 under amp_bf16, unless packed (converted as one buffer).
+            // bf16 under amp_bf16, unless packed (converted while being packed).
             let mut g = g.into_f32();
             g.move_to(&gather_device);
             grads.accumulate(g);

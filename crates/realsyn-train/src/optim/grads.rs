@@ -116,7 +116,7 @@ impl<B: Backend> NamedGrads<B> {
     /// gets zeros, what it adds to a sum (a replica's share of the logit scale is on
     /// the first replica); a gradient the layout lacks leaves everything unpacked,
     /// and `false` returned. Gradients in a narrower type (bf16 under amp_bf16) are
-    /// packed in theirs and converted by one cast, where alone each was a cast.
+    /// converted as they are copied in (`flat::place`), where alone each was a cast.
     pub fn pack(&mut self, layout: FlatLayout) -> bool {
         if self.packed_as(&layout).is_some() {
             return true;
@@ -134,7 +134,7 @@ impl<B: Backend> NamedGrads<B> {
         if wide.len() + narrow.len() != self.grads.len() || self.grads.is_empty() {
             return false;
         }
-        // One narrow type is cast as one buffer; a second one, part by part.
+        // One narrow type is converted as it is placed; a second one, part by part.
         if let Some(dtype) = narrow.first().map(|(_, g)| g.dtype()) {
             let (same, other): (Vec<_>, Vec<_>) =
                 narrow.into_iter().partition(|(_, g)| g.dtype() == dtype);
