@@ -191,7 +191,9 @@ fn optimisation_step<B: AutodiffBackend>(
     let epoch = run.state.data.epoch;
     let batch = next.batch;
     let samples = batch.len() * run.group.world();
-    let weights = (run.opt).weights_in(&run.model, t.precision.compute_dtype())?;
+    let weights = run
+        .opt
+        .weights_in(&run.model, t.precision.compute_dtype())?;
     let slices = split_over_devices(&weights, &batch, run.devices, run.image_size)?;
     let step_index = run.state.step;
     let lr = run.schedule.lr(step_index);
