@@ -14,7 +14,7 @@
 #   .whl/*.whl                  open_clip_torch, ftfy, wcwidth wheels (pip download)
 #
 #   OUT=/tmp/out PHASES="smoke nccl amp fm f32 sweep" benches/gpu_lease.sh
-#   OUT=/tmp/out PHASES="smoke matmul kernels" benches/gpu_lease.sh   # since 2026-12-06: first
+#   OUT=/tmp/out PHASES="smoke matmul attention kernels" benches/gpu_lease.sh   # since 2026-12-06: first
 #
 # Phases, in the order a short lease should spend its time:
 #   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one
@@ -30,12 +30,14 @@
 #          batch is per-step overhead (kernel launches, host work), not arithmetic
 #   matmul the training step's own bf16 GEMMs (and 8192^3) per CubeCL kernel family beside
 #          torch.matmul (benches/matmul_families.py tabulates), then the step with the fastest
+#   attention the ViT-B/16 amp_bf16 step of 128 per attention kernel (REALSYN_ATTENTION):
+#          Burn's decomposition, the default, against cubek's flash kernels
 #   kernels one ViT-B/32 amp_bf16 step of 256 with CubeCL's profiler on (every kernel timed
 #          on the device, so the wall time means nothing): how many kernels a step launches
 #          and how long the device is busy with them; the busiest 25 go to progress.txt
 # At most 8 files come back from OUT: progress.txt, stderr.txt, smoke.jsonl, gpu.jsonl,
-# gpu.log, fm.log, fm-f32-metrics.jsonl, fm-amp_bf16-metrics.jsonl (sweep and matmul
-# lines go to smoke.jsonl).
+# gpu.log, fm.log, fm-f32-metrics.jsonl, fm-amp_bf16-metrics.jsonl (sweep, matmul and
+# attention lines go to smoke.jsonl).
 set -u
 cd "$(dirname "$0")/.."
 GPU_DIR=${GPU_DIR:-.gpu}
@@ -73,7 +75,7 @@ for b in "$GPU_DIR"/realsyn*.xz; do
     "$b" "${b%.xz}" && chmod +x "${b%.xz}"
 done
 
-PHASES=${PHASES:-smoke nccl amp fm f32 sweep matmul kernels}
+PHASES=${PHASES:-smoke nccl amp fm f32 sweep matmul attention kernels}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 train_step() { # binary batch -> one JSON line (ViT-B/32 amp_bf16)
   timeout 120 "$1" bench train-step --arch ViT-B-32 --batch-size "$2" --device cuda --warmup 2 --iters 3 \
@@ -165,6 +167,20 @@ if has matmul; then
   family=$(python3 benches/matmul_families.py "$OUT/smoke.jsonl" 2>&1 | tee -a "$OUT/progress.txt" | tail -1)
   log "matmul: ViT-B/32 amp_bf16 step of 256 with REALSYN_MATMUL=$family (the default's: smoke)"
   REALSYN_MATMUL=$family train_step "$GPU_DIR/realsyn" 256
+fi
+if has attention; then
+  # Attention's kernel (REALSYN_ATTENTION, third_party/burn-cubecl/PATCHES.md): Burn's
+  # decomposition (scores, softmax, weighted sum, the scores written out: the default)
+  # against cubek's flash kernels (one kernel; f16 tiles, as precise as amp_bf16's bf16
+  # inputs), on ViT-B/16 (197 tokens) at 128 in amp_bf16, with the matmul family the
+  # matmul phase chose. Strict: a kernel that cannot run gives an error in stderr.txt
+  # and no line, rather than the decomposition's time under its name.
+  for kernel in ${ATTENTION_KERNELS:-fallback flash_accelerated_2 flash_accelerated_4 flash_accelerated_8 flash_unit}; do
+    log "attention: ViT-B/16 amp_bf16 step of 128 with REALSYN_ATTENTION=$kernel"
+    REALSYN_ATTENTION=$kernel REALSYN_KERNELS_STRICT=1 REALSYN_MATMUL=${family:-auto} timeout 120 \
+      "$GPU_DIR/realsyn" bench train-step --arch ViT-B-16 --batch-size 128 --device cuda --warmup 2 \
+      --iters 3 --precision amp_bf16 2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
+  done
 fi
 if has kernels; then
   log "kernels: one profiled step"

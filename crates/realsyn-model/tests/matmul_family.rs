@@ -2,8 +2,8 @@
 //! matrix-product kernel family at run time. A family other than the default gives
 //! the CPU backend's products in the three layouts a training step has: the forward
 //! `x W`, a weight's gradient `x^T dY` (the left operand a transposed view) and the
-//! input's gradient `dY W^T`. A test binary of its own: the variable is read once per
-//! process. Needs `--features wgpu` (lavapipe on a machine without a GPU).
+//! input's gradient `dY W^T`. A test binary of its own: the variables are read once
+//! per process. Needs `--features wgpu` (lavapipe on a machine without a GPU).
 #![cfg(feature = "wgpu")]
 
 use burn::tensor::{Distribution, Tensor, TensorData};
@@ -14,7 +14,12 @@ fn a_named_matmul_family_computes_the_cpu_backends_products() {
     // The unit kernel with double buffering: lavapipe has no tensor cores, so the
     // default there is the single-buffered unit kernel, and this one differs from it.
     // SAFETY: the only test of this binary, before any thread reads the environment.
-    unsafe { std::env::set_var("REALSYN_MATMUL", "double_unit") };
+    // Strict: a family that cannot run panics instead of leaving the product to the
+    // default kernel, which would pass unseen.
+    unsafe {
+        std::env::set_var("REALSYN_MATMUL", "double_unit");
+        std::env::set_var("REALSYN_KERNELS_STRICT", "1");
+    }
     let cpu = Default::default();
     let gpu = Default::default();
     let random = |rows: usize, cols: usize| {

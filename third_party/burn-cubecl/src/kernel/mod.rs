@@ -49,6 +49,16 @@ pub mod softmax;
 pub mod place;
 /// Matmul kernels
 pub mod matmul;
+
+/// realsyn patch (PATCHES.md): whether `REALSYN_KERNELS_STRICT` is set, read once. A
+/// kernel named by `REALSYN_MATMUL` or `REALSYN_ATTENTION` that cannot run then panics
+/// instead of leaving the work to the default kernel, so that a test or a benchmark
+/// knows that what it names is what ran.
+pub fn strict_kernels() -> bool {
+    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STRICT.get_or_init(|| std::env::var_os("REALSYN_KERNELS_STRICT").is_some_and(|v| v != "0"))
+}
+
 /// Pooling kernels
 pub mod pool;
 /// Pseudo-random number generator kernels

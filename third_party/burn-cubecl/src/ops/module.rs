@@ -372,16 +372,50 @@ where
             );
         }
 
-        kernel::attention::attention(
+        // realsyn patch (PATCHES.md): a flash kernel named by `REALSYN_ATTENTION` that
+        // cannot run this one (a setup error, raised before anything is launched) leaves
+        // it to the decomposition, said once.
+        let strategy = kernel::attention::AttentionStrategy::default();
+        let flash = !matches!(
+            strategy,
+            kernel::attention::AttentionStrategy::Fallback
+                | kernel::attention::AttentionStrategy::Autotune
+        );
+        let inputs = flash.then(|| (query.clone(), key.clone(), value.clone(), mask.clone()));
+        match kernel::attention::attention(
             query,
             key,
             value,
             mask,
             attn_bias,
             options,
-            Default::default(),
-        )
-        .expect("Kernel to never fail")
+            strategy.clone(),
+        ) {
+            Ok(out) => out,
+            Err(err) => {
+                let Some((query, key, value, mask)) = inputs else {
+                    panic!("Burn's attention decomposition failed: {err:?}")
+                };
+                if kernel::strict_kernels() {
+                    panic!(
+                        "REALSYN_ATTENTION: {strategy:?} cannot run attention over {:?} here ({err:?}) \
+                         and REALSYN_KERNELS_STRICT is set",
+                        query.meta.shape()
+                    )
+                }
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "REALSYN_ATTENTION: {strategy:?} cannot run attention over {:?} here ({err:?}); \
+                         the decomposition runs it (said once)",
+                        query.meta.shape()
+                    )
+                });
+                burn_backend::ops::attention::attention_fallback::<Self>(
+                    query, key, value, mask, None, options,
+                )
+            }
+        }
     }
 
     fn has_ctc_loss_backward() -> bool {

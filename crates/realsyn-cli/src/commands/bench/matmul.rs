@@ -87,7 +87,7 @@ impl Matmul {
 pub fn run(a: &Matmul) -> Result<()> {
     let products = a.products()?;
     let seconds = dispatch(&a.device, a.clone())?;
-    let family = std::env::var("REALSYN_MATMUL").unwrap_or_else(|_| "auto".into());
+    let family = super::kernel_choice("REALSYN_MATMUL");
     for (p, seconds) in products.iter().zip(seconds) {
         let median = super::median(seconds.clone());
         let [m, n, k] = p.mnk;

@@ -118,6 +118,8 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
         _ => (false, None),
     };
     let checkpointing = matches!(&what, What::TrainStep(p) if p.grad_checkpointing);
+    // The kernels chosen at run time on the CubeCL backends (none on the CPU's).
+    let kernel = |var| (r.device != "cpu").then(|| super::kernel_choice(var));
     println!(
         "{}",
         serde_json::json!({
@@ -130,6 +132,8 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
             "world": world,
             "images": images,
             "grad_checkpointing": checkpointing,
+            "matmul_family": kernel("REALSYN_MATMUL"),
+            "attention_kernel": kernel("REALSYN_ATTENTION"),
             "peak_rss_mib": peak_rss_mib(),
         })
     );

@@ -13,8 +13,9 @@ use cubek::attention::{
     },
     routines::blackbox_accelerated::BlackboxAcceleratedStrategy,
 };
+use std::sync::OnceLock;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 /// Strategy used to select which attention implementation to run.
 pub enum AttentionStrategy {
     /// Flash Attention using accelerated inner matmuls.
@@ -27,7 +28,7 @@ pub enum AttentionStrategy {
     Fallback,
 
     /// Automatically benchmark and select the best strategy at runtime.
-    #[cfg(feature = "autotune")]
+    /// realsyn: compiled without Burn's `autotune` feature too, for `REALSYN_ATTENTION`.
     Autotune,
 }
 
@@ -37,9 +38,57 @@ impl Default for AttentionStrategy {
         #[cfg(feature = "autotune")]
         return AttentionStrategy::Autotune;
 
-        // if autotune is disabled, default to fallback to make sure it runs
+        // realsyn: otherwise what `REALSYN_ATTENTION` names, the fallback by default.
         #[cfg(not(feature = "autotune"))]
-        AttentionStrategy::Fallback
+        AttentionStrategy::from_env()
+    }
+}
+
+/// realsyn: the names `REALSYN_ATTENTION` takes besides `auto`/`fallback` and
+/// `autotune`: cubek's flash kernels, with the arguments the autotuner (`tune.rs`)
+/// tries them with.
+pub const ATTENTION_KERNELS: &[&str] = &[
+    "flash_unit",
+    "flash_accelerated_2",
+    "flash_accelerated_4",
+    "flash_accelerated_8",
+];
+
+impl AttentionStrategy {
+    /// realsyn: `REALSYN_ATTENTION` read once. Unset, empty, `auto` or `fallback` is
+    /// Burn's decomposition (scores, softmax, weighted sum: each a kernel, the scores
+    /// written out); `autotune` times the candidates once per new shape; a name from
+    /// [`ATTENTION_KERNELS`] runs that flash kernel (one kernel, nothing of score size
+    /// written), the decomposition where it cannot run. Without Burn's `autotune`
+    /// feature the build otherwise has no choice but the decomposition.
+    pub fn from_env() -> Self {
+        static CHOICE: OnceLock<Result<AttentionStrategy, String>> = OnceLock::new();
+        let choice = CHOICE.get_or_init(|| {
+            let name = std::env::var("REALSYN_ATTENTION").unwrap_or_default();
+            let accelerated = |num_planes| {
+                AttentionStrategy::FlashBlackboxAccelerated(BlackboxAcceleratedStrategy {
+                    num_planes,
+                    seq_q: 1,
+                    seq_kv: 1,
+                })
+            };
+            match name.as_str() {
+                "" | "auto" | "fallback" => Ok(AttentionStrategy::Fallback),
+                "autotune" => Ok(AttentionStrategy::Autotune),
+                "flash_unit" => Ok(AttentionStrategy::FlashUnit),
+                "flash_accelerated_2" => Ok(accelerated(2)),
+                "flash_accelerated_4" => Ok(accelerated(4)),
+                "flash_accelerated_8" => Ok(accelerated(8)),
+                _ => Err(name),
+            }
+        });
+        match choice {
+            Ok(strategy) => strategy.clone(),
+            Err(name) => panic!(
+                "REALSYN_ATTENTION={name}: not an attention kernel; use auto, fallback, autotune or one of {}",
+                ATTENTION_KERNELS.join(", ")
+            ),
+        }
     }
 }
 
@@ -78,7 +127,6 @@ pub fn attention<R: CubeRuntime>(
         AttentionStrategy::Fallback => Ok(attention_fallback::<CubeBackend<R, f32, i32, u8>>(
             query, key, value, mask, attn_bias, options,
         )),
-        #[cfg(feature = "autotune")]
         AttentionStrategy::Autotune => Ok(attention_autotune(
             query, key, value, mask, attn_bias, options,
         )),

@@ -156,6 +156,14 @@ pub fn matmul<R: CubeRuntime>(
             let out = out.unwrap_or_else(|| init_matmul_output(&lhs, &rhs, out_dtype));
             // A setup error is raised before anything is launched.
             if let Err(err) = launch_matmul(&family, lhs.clone(), rhs.clone(), out.clone()) {
+                if crate::kernel::strict_kernels() {
+                    panic!(
+                        "REALSYN_MATMUL: {family} cannot run a {:?} x {:?} product here ({err:?}) \
+                         and REALSYN_KERNELS_STRICT is set",
+                        lhs.meta.shape(),
+                        rhs.meta.shape()
+                    )
+                }
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| {
                     eprintln!(
