@@ -211,23 +211,20 @@ impl ProcessGroup {
         #[cfg(feature = "cuda")]
         if let Some(nccl) = &mut self.nccl {
             // On the GPU: one flat buffer, summed device to device; each gradient a
-            // slice of the sum (a view: `flat` aligns them).
+            // slice of the sum (a view: `flat` aligns them). Gradients the step did
+            // not pack (`train.foreach = false`) are packed here, in name order.
+            if grads.packed().is_none() {
+                let layout = crate::optim::FlatLayout::in_order(
+                    grads.iter().map(|(k, g)| (k.as_str(), g.dims()[0])),
+                );
+                grads.pack(layout);
+            }
             if let Some((layout, flat)) = grads.take_packed() {
                 let sum = nccl
                     .all_reduce_sum(flat)
                     .context("the gradient all-reduce")?;
                 grads.set_packed(layout, sum);
-                return Ok(());
             }
-            let parts: Vec<Tensor<B, 1>> = grads.iter().map(|(_, g)| g.clone()).collect();
-            let spans = crate::flat::spans(parts.iter().map(|g| g.dims()[0]));
-            let sum = nccl
-                .all_reduce_sum(crate::flat::cat(&spans, parts))
-                .context("the gradient all-reduce")?;
-            let summed = (grads.iter().zip(&spans))
-                .map(|((k, _), &(off, len))| (k.clone(), sum.clone().slice(off..off + len)))
-                .collect();
-            *grads = NamedGrads::from_map(summed);
             return Ok(());
         }
         let Some(ring) = &mut self.ring else {

@@ -321,6 +321,31 @@ mod tests {
     }
 
     #[test]
+    fn unpacked_gradients_pack_in_name_order_for_the_all_reduce() {
+        // What the NCCL all-reduce does with gradients the step left unpacked: one
+        // group in name order, each gradient at an aligned offset, and after the sum
+        // every gradient a slice of the summed buffer.
+        let mut g = grads(&["a", "b", "s"], 1.0);
+        let layout = FlatLayout::in_order(g.iter().map(|(k, t)| (k.as_str(), t.dims()[0])));
+        let spans: Vec<_> = layout
+            .absolute()
+            .map(|(k, o, n)| (k.to_string(), o, n))
+            .collect();
+        let want = [("a", 0, 3), ("b", 256, 130), ("s", 512, 1)];
+        assert_eq!(spans, want.map(|(k, o, n)| (k.to_string(), o, n)));
+        assert_eq!(layout.buffer_len(), 768);
+        assert!(g.pack(layout));
+        let (layout, flat) = g.take_packed().expect("packed");
+        assert_eq!(flat.dims(), [768]);
+        g.set_packed(layout, flat.mul_scalar(2.0)); // two ranks' equal shares
+        let doubled = grads(&["a", "b", "s"], 2.0);
+        for (k, v) in doubled.iter() {
+            assert_eq!(host(g.get(k).unwrap()), host(v), "{k}");
+        }
+        assert!(FlatLayout::in_order([]).groups.is_empty());
+    }
+
+    #[test]
     fn bf16_gradients_are_packed_and_summed_in_f32() {
         // As amp_bf16 leaves them: the weights' gradients in bf16, the logit
         // scale's in f32; values that bf16 rounds.

@@ -126,6 +126,26 @@ impl FlatLayout {
         Ok(Self { groups })
     }
 
+    /// One group of tensors of `lengths`, in the order given (decay class 0): how
+    /// gradients the step did not pack (`train.foreach = false`) are packed for the
+    /// one NCCL all-reduce, each a view of the sum afterwards.
+    pub fn in_order<'a>(lengths: impl IntoIterator<Item = (&'a str, usize)>) -> Self {
+        let mut spans: Vec<Span> = Vec::new();
+        for (name, n) in lengths {
+            let off = spans.last().map_or(0, |(_, o, l)| next_offset(o + l));
+            spans.push((name.to_string(), off, n));
+        }
+        let groups = (!spans.is_empty())
+            .then(|| Group {
+                class: 0,
+                start: 0,
+                spans,
+            })
+            .into_iter()
+            .collect();
+        Self { groups }
+    }
+
     /// Elements of the whole packed buffer: one parameter's own length, else up to
     /// the aligned end (`flat::cat`'s).
     pub fn buffer_len(&self) -> usize {
