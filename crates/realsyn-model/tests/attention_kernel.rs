@@ -2,7 +2,8 @@
 //! attention kernel at run time. cubek's flash kernel (here its unit form: lavapipe
 //! has no tensor cores) gives the CPU backend's attention within f16's precision (its
 //! tiles are f16), and under autodiff the same gradients, the backward recomputing the
-//! weights from q and k in the input's type as before. A
+//! weights from q and k in the input's type as before, the output's gradient reaching
+//! it as the strided view the heads' merge leaves (as in the towers). A
 //! test binary of its own: the variables are read once per process;
 //! `REALSYN_KERNELS_STRICT` makes a flash kernel that cannot run panic rather than
 //! leave the work to the decomposition, so this fails if the flash kernel did not
@@ -32,10 +33,19 @@ fn run<B: burn::tensor::backend::AutodiffBackend>(
         softcap: None,
         is_causal: causal,
     };
-    let out = attention(q.clone(), k.clone(), v.clone(), None, None, options);
-    let grads = (out.clone() * on(&inputs[3])).sum().backward();
-    let host = |t: Tensor<B::InnerBackend, 4>| t.into_data().to_vec::<f32>().unwrap();
-    let grad = |t: &Tensor<B, 4>| host(t.grad(&grads).expect("a gradient"));
+    // Heads merged as the towers merge them (`[b, n, h * d]`), so the output's
+    // gradient reaches the backward as a strided view, as in training.
+    let [b, h, n, d] = inputs[0].dims();
+    let out = attention(q.clone(), k.clone(), v.clone(), None, None, options)
+        .swap_dims(1, 2)
+        .reshape([b, n, h * d]);
+    let w = on(&inputs[3]).reshape([b, n, h * d]);
+    let grads = (out.clone() * w).sum().backward();
+    let host = |t: Tensor<B::InnerBackend, 3>| t.into_data().to_vec::<f32>().unwrap();
+    let grad = |t: &Tensor<B, 4>| {
+        let g = t.grad(&grads).expect("a gradient");
+        g.into_data().to_vec::<f32>().unwrap()
+    };
     [host(out.inner()), grad(&q), grad(&k), grad(&v)]
 }
 

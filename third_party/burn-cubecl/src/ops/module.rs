@@ -62,6 +62,31 @@ where
         kernel::softmax::softmax_backward(softmax, softmax_grad)
     }
 
+    // realsyn patch (PATCHES.md): the output's gradient usually arrives as a view
+    // (heads merged after attention, `[batch, queries, heads * dim]`, seen back as
+    // `[batch, heads, queries, dim]`), a layout the matmul kernels cannot read (a
+    // batch stride below the row stride): made contiguous once here, where each of
+    // the backward's two products with it copied it.
+    fn attention_backward(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        mask: Option<BoolTensor<Self>>,
+        attn_bias: Option<FloatTensor<Self>>,
+        options: AttentionModuleOptions,
+        output_grad: FloatTensor<Self>,
+    ) -> burn_backend::ops::attention::AttentionBackward<Self> {
+        burn_backend::ops::attention::attention_backward_from_float_ops::<Self>(
+            query,
+            key,
+            value,
+            mask,
+            attn_bias,
+            options,
+            kernel::into_contiguous(output_grad),
+        )
+    }
+
     fn conv1d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
