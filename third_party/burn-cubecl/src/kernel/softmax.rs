@@ -1,7 +1,8 @@
 //! Attention's softmax over the last dimension, and its backward, as one CubeCL
 //! kernel each (realsyn patch, PATCHES.md): where the decomposition was five kernels
 //! (a max, a subtraction, an exponential, a sum, a division) and four backward (a
-//! product, a sum, a subtraction, a product). One cube of [`UNITS`] per row (rows are
+//! product, a sum, a subtraction, a product), and the scores' scaling and a causal
+//! mask (a comparison, an offset, a fill) came before it, kernels of their own. One cube of [`UNITS`] per row (rows are
 //! a few dozen to a few hundred keys), in f32 whatever the tensor's float type.
 //!
 //! NaN-safe as the decomposition is with a mask: a row whose every score is -inf
@@ -22,12 +23,17 @@ use crate::{
 /// Units per cube (one row each): a power of two, for the tree reductions.
 const UNITS: u32 = 32;
 
+/// `softmax(scale * x)` of one row; with `causal` (1) the row's keys after
+/// `row % queries + n - queries` are hidden, as a causal mask's -inf hides them.
 #[cube(launch, address_type = "dynamic")]
 fn softmax_kernel<F: Float>(
     input: &Tensor<F>,
     output: &mut Tensor<F>,
     rows: usize,
     n: usize,
+    queries: usize,
+    scale: f32,
+    causal: u32,
     #[define(F)] _dtype: StorageType,
 ) {
     let row = CUBE_POS;
@@ -37,18 +43,27 @@ fn softmax_kernel<F: Float>(
     let mut shared = SharedMemory::<f32>::new(UNITS as usize);
     let base = row * n;
     let (lane, step) = (UNIT_POS as usize, CUBE_DIM as usize);
+    // The keys this row sees: all, or up to its query's position (queries <= n).
+    let mut visible = n;
+    if causal == 1 {
+        visible = row % queries + n - queries + 1;
+    }
     let mut max = f32::new(f32::NEG_INFINITY);
-    for i in range_stepped(lane, n, step) {
-        max = f32::max(max, f32::cast_from(input[base + i]));
+    for i in range_stepped(lane, visible, step) {
+        max = f32::max(max, f32::cast_from(input[base + i]) * scale);
     }
     let max = f32::max(cube_max(&mut shared, max), f32::new(f32::MIN));
     let mut sum = 0.0f32;
-    for i in range_stepped(lane, n, step) {
-        sum += (f32::cast_from(input[base + i]) - max).exp();
+    for i in range_stepped(lane, visible, step) {
+        sum += (f32::cast_from(input[base + i]) * scale - max).exp();
     }
     let sum = f32::max(cube_sum(&mut shared, sum), f32::new(f32::MIN_POSITIVE));
     for i in range_stepped(lane, n, step) {
-        output[base + i] = F::cast_from((f32::cast_from(input[base + i]) - max).exp() / sum);
+        let mut weight = 0.0f32;
+        if i < visible {
+            weight = (f32::cast_from(input[base + i]) * scale - max).exp() / sum;
+        }
+        output[base + i] = F::cast_from(weight);
     }
 }
 
@@ -59,6 +74,7 @@ fn softmax_backward_kernel<F: Float>(
     output: &mut Tensor<F>,
     rows: usize,
     n: usize,
+    scale: f32,
     #[define(F)] _dtype: StorageType,
 ) {
     let row = CUBE_POS;
@@ -75,14 +91,23 @@ fn softmax_backward_kernel<F: Float>(
     let dot = cube_sum(&mut shared, dot);
     for i in range_stepped(lane, n, step) {
         let s = f32::cast_from(softmax[base + i]);
-        output[base + i] = F::cast_from(s * (f32::cast_from(softmax_grad[base + i]) - dot));
+        output[base + i] = F::cast_from(scale * s * (f32::cast_from(softmax_grad[base + i]) - dot));
     }
 }
 
-/// `softmax` of `scores` over the last dimension.
-pub fn softmax<R: CubeRuntime>(scores: CubeTensor<R>) -> CubeTensor<R> {
+/// `softmax` of `scale * scores` over the last dimension, with `causal` the keys
+/// after each query's position hidden (`[..., queries, keys]`, queries <= keys).
+pub fn softmax<R: CubeRuntime>(scores: CubeTensor<R>, scale: f64, causal: bool) -> CubeTensor<R> {
     let shape = scores.shape();
     let n = shape[shape.num_dims() - 1];
+    let queries = match shape.num_dims() {
+        0 | 1 => 1,
+        d => shape[d - 2],
+    };
+    assert!(
+        !causal || queries <= n,
+        "a causal softmax needs no more queries ({queries}) than keys ({n})"
+    );
     let rows = shape.num_elements() / n.max(1);
     let input = into_contiguous(scores);
     let output = empty_device_dtype(
@@ -102,16 +127,20 @@ pub fn softmax<R: CubeRuntime>(scores: CubeTensor<R>) -> CubeTensor<R> {
         output.clone().into_tensor_arg(),
         rows,
         n,
+        queries.max(1),
+        scale as f32,
+        causal as u32,
         dtype.into(),
     );
     output
 }
 
-/// The scores' gradient `S (dS - rowsum(S dS))` from the softmax `S` and its
+/// The scores' gradient `scale S (dS - rowsum(S dS))` from the softmax `S` and its
 /// gradient `dS`.
 pub fn softmax_backward<R: CubeRuntime>(
     softmax: CubeTensor<R>,
     softmax_grad: CubeTensor<R>,
+    scale: f64,
 ) -> CubeTensor<R> {
     let shape = softmax.shape();
     let n = shape[shape.num_dims() - 1];
@@ -136,6 +165,7 @@ pub fn softmax_backward<R: CubeRuntime>(
         output.clone().into_tensor_arg(),
         rows,
         n,
+        scale as f32,
         dtype.into(),
     );
     output

@@ -51,15 +51,21 @@ where
 
     // realsyn patch (PATCHES.md): attention's softmax and its backward as one
     // kernel each.
-    fn attention_softmax(scores: FloatTensor<Self>, _maskable: bool) -> FloatTensor<Self> {
-        kernel::softmax::softmax(scores)
+    fn attention_softmax(
+        scores: FloatTensor<Self>,
+        scale: f64,
+        causal: bool,
+        _maskable: bool,
+    ) -> FloatTensor<Self> {
+        kernel::softmax::softmax(scores, scale, causal)
     }
 
     fn attention_softmax_backward(
         softmax: FloatTensor<Self>,
         softmax_grad: FloatTensor<Self>,
+        scale: f64,
     ) -> FloatTensor<Self> {
-        kernel::softmax::softmax_backward(softmax, softmax_grad)
+        kernel::softmax::softmax_backward(softmax, softmax_grad, scale)
     }
 
     // realsyn patch (PATCHES.md): the output's gradient usually arrives as a view

@@ -33,6 +33,9 @@ struct AttentionWeights<B: Backend> {
     /// `tanh(scores / softcap)` when a softcap is set.
     softcap_tanh: Option<FloatTensor<B>>,
     scale: f64,
+    /// Whether the scale was applied by the softmax op (so its backward applies it
+    /// too) rather than to the scores before it.
+    scale_in_softmax: bool,
 }
 
 fn attention_weights<B: Backend>(
@@ -51,9 +54,21 @@ fn attention_weights<B: Backend>(
     let scale = options
         .scale
         .unwrap_or_else(|| 1.0 / (*query_shape.last().unwrap() as f64).sqrt());
+    let [.., seq_q, _] = query_shape;
+    let seq_k = key.shape().dims::<4>()[2];
     let transposed_key = B::float_transpose(key);
     let qk = B::float_matmul(query, transposed_key);
-    let attention_scores = B::float_mul_scalar(qk, scale.into());
+    // Without a softcap or a bias nothing comes between the scaling and the softmax
+    // but masks (-inf stays -inf under a positive scale): the softmax op scales, and
+    // hides the causal keys, itself (realsyn patch, PATCHES.md: on a GPU backend a
+    // scaling, and a causal mask's comparison, offset and fill, are kernels each).
+    let scale_in_softmax = options.softcap.is_none() && attn_bias.is_none() && scale > 0.0;
+    let causal_in_softmax = scale_in_softmax && options.is_causal && seq_q <= seq_k;
+    let attention_scores = if scale_in_softmax {
+        qk
+    } else {
+        B::float_mul_scalar(qk, scale.into())
+    };
 
     // Softcap: softcap * tanh(scores / softcap)
     // Applied to raw logits before any -inf masking, so that tanh does not
@@ -81,7 +96,7 @@ fn attention_weights<B: Backend>(
     };
 
     // Causal masking: mask positions where col > row (future positions)
-    let attention_scores = if options.is_causal {
+    let attention_scores = if options.is_causal && !causal_in_softmax {
         let causal_mask = build_causal_mask::<B>(&attention_scores);
         B::float_mask_fill(attention_scores, causal_mask, f32::NEG_INFINITY.into())
     } else {
@@ -96,12 +111,16 @@ fn attention_weights<B: Backend>(
     };
 
     // S = softmax(A), NaN-safe for fully masked rows (attention_softmax_from_float_ops).
-    let softmax = B::attention_softmax(attention_scores, maskable);
+    let softmax = match scale_in_softmax {
+        true => B::attention_softmax(attention_scores, scale, causal_in_softmax, maskable),
+        false => B::attention_softmax(attention_scores, 1.0, false, maskable),
+    };
 
     AttentionWeights {
         softmax,
         softcap_tanh,
         scale,
+        scale_in_softmax,
     }
 }
 
@@ -109,8 +128,22 @@ fn attention_weights<B: Backend>(
 /// backend's float ops, the trait's default (realsyn patch, PATCHES.md).
 pub fn attention_softmax_from_float_ops<B: Backend>(
     scores: FloatTensor<B>,
+    scale: f64,
+    causal: bool,
     maskable: bool,
 ) -> FloatTensor<B> {
+    let scores = if scale == 1.0 {
+        scores
+    } else {
+        B::float_mul_scalar(scores, scale.into())
+    };
+    let scores = match causal {
+        true => {
+            let causal_mask = build_causal_mask::<B>(&scores);
+            B::float_mask_fill(scores, causal_mask, f32::NEG_INFINITY.into())
+        }
+        false => scores,
+    };
     // NaN-safe softmax:
     // When all positions in a row are masked (-inf), naive softmax has two NaN paths:
     //   (1) max is -inf, so the shift -inf - (-inf) = NaN;
@@ -144,10 +177,16 @@ pub fn attention_softmax_from_float_ops<B: Backend>(
 pub fn attention_softmax_backward_from_float_ops<B: Backend>(
     softmax: FloatTensor<B>,
     softmax_grad: FloatTensor<B>,
+    scale: f64,
 ) -> FloatTensor<B> {
     let last = softmax.shape().num_dims() - 1;
     let row_dot = B::float_sum_dim(B::float_mul(softmax.clone(), softmax_grad.clone()), last);
-    B::float_mul(softmax, B::float_sub(softmax_grad, row_dot))
+    let grad = B::float_mul(softmax, B::float_sub(softmax_grad, row_dot));
+    if scale == 1.0 {
+        grad
+    } else {
+        B::float_mul_scalar(grad, scale.into())
+    }
 }
 
 /// Gradients of [attention](crate::ops::ModuleOps::attention) (realsyn patch, PATCHES.md).
@@ -186,7 +225,13 @@ pub fn attention_backward_from_float_ops<B: Backend>(
 
     let value_grad = B::float_matmul(B::float_transpose(softmax.clone()), output_grad.clone());
     let softmax_grad = B::float_matmul(output_grad, B::float_transpose(value));
-    let scores_grad = B::attention_softmax_backward(softmax, softmax_grad);
+    // The softmax op's scale, when it took it, is in its gradient already.
+    let op_scale = if weights.scale_in_softmax {
+        weights.scale
+    } else {
+        1.0
+    };
+    let scores_grad = B::attention_softmax_backward(softmax, softmax_grad, op_scale);
 
     // The bias is added to the scores as they enter the softmax: its gradient is
     // `dA`, summed over the dimensions along which it was broadcast.
@@ -209,7 +254,10 @@ pub fn attention_backward_from_float_ops<B: Backend>(
         }
         None => scores_grad,
     };
-    let qk_grad = B::float_mul_scalar(scores_grad, weights.scale.into());
+    let qk_grad = match weights.scale_in_softmax {
+        true => scores_grad,
+        false => B::float_mul_scalar(scores_grad, weights.scale.into()),
+    };
     let query_grad = B::float_matmul(qk_grad.clone(), key);
     let key_grad = B::float_matmul(B::float_transpose(qk_grad), query);
 

@@ -1228,22 +1228,31 @@ pub trait ModuleOps<B: Backend> {
         layer_norm_backward_from_float_ops::<B>(tensor, gamma, epsilon, output_grad)
     }
 
-    /// The softmax over the last dimension of attention scores (realsyn patch,
-    /// PATCHES.md: one op, so a backend can make it one kernel). With `maskable`
-    /// (a mask, causality or a bias can set a row entirely to -inf) such a row
-    /// gives zeros instead of NaN; without, the result is the same either way.
-    fn attention_softmax(scores: FloatTensor<B>, maskable: bool) -> FloatTensor<B> {
-        attention::attention_softmax_from_float_ops::<B>(scores, maskable)
+    /// The softmax over the last dimension of `scale * scores`, attention's weights
+    /// (realsyn patch, PATCHES.md: one op, so a backend can make it one kernel), with
+    /// `causal` the keys after each query's position hidden as a causal mask hides them
+    /// (`scores` is `[..., queries, keys]`, queries <= keys, aligned at the end). With
+    /// `maskable` (a mask, causality or a bias can set a row entirely to -inf) such a
+    /// row gives zeros instead of NaN; without, the result is the same either way.
+    /// `scale` must be positive.
+    fn attention_softmax(
+        scores: FloatTensor<B>,
+        scale: f64,
+        causal: bool,
+        maskable: bool,
+    ) -> FloatTensor<B> {
+        attention::attention_softmax_from_float_ops::<B>(scores, scale, causal, maskable)
     }
 
-    /// The scores' gradient `S * (dS - rowsum(S * dS))` of
-    /// [attention_softmax](ModuleOps::attention_softmax), given its output `S` and
-    /// that output's gradient `dS` (realsyn patch, PATCHES.md).
+    /// The gradient of `scores` in [attention_softmax](ModuleOps::attention_softmax),
+    /// `scale * S * (dS - rowsum(S * dS))`, given its output `S` and that output's
+    /// gradient `dS` (realsyn patch, PATCHES.md).
     fn attention_softmax_backward(
         softmax: FloatTensor<B>,
         softmax_grad: FloatTensor<B>,
+        scale: f64,
     ) -> FloatTensor<B> {
-        attention::attention_softmax_backward_from_float_ops::<B>(softmax, softmax_grad)
+        attention::attention_softmax_backward_from_float_ops::<B>(softmax, softmax_grad, scale)
     }
 
     /// Computes the Connectionist Temporal Classification (CTC) loss.
