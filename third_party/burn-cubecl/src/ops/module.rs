@@ -71,8 +71,8 @@ where
     // realsyn patch (PATCHES.md): the output's gradient usually arrives as a view
     // (heads merged after attention, `[batch, queries, heads * dim]`, seen back as
     // `[batch, heads, queries, dim]`), a layout the matmul kernels cannot read (a
-    // batch stride below the row stride): made contiguous once here, where each of
-    // the backward's two products with it copied it.
+    // batch stride below the row stride): made contiguous once here, where its uses
+    // in the backward copied it (four copies per attention, counted on lavapipe).
     fn attention_backward(
         query: FloatTensor<Self>,
         key: FloatTensor<Self>,
