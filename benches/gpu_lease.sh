@@ -165,6 +165,8 @@ if has matmul; then
       2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
   done
   family=$(python3 benches/matmul_families.py "$OUT/smoke.jsonl" 2>&1 | tee -a "$OUT/progress.txt" | tail -1)
+  # A traceback's last line is no family name (REALSYN_MATMUL would refuse it).
+  [[ "$family" =~ ^[a-z0-9_]+$ ]] || family=auto
   log "matmul: ViT-B/32 amp_bf16 step of 256 with REALSYN_MATMUL=$family (the default's: smoke)"
   REALSYN_MATMUL=$family train_step "$GPU_DIR/realsyn" 256
 fi
