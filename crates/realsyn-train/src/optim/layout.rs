@@ -130,11 +130,10 @@ impl FlatLayout {
     /// gradients the step did not pack (`train.foreach = false`) are packed for the
     /// one NCCL all-reduce, each a view of the sum afterwards.
     pub fn in_order<'a>(lengths: impl IntoIterator<Item = (&'a str, usize)>) -> Self {
-        let mut spans: Vec<Span> = Vec::new();
-        for (name, n) in lengths {
-            let off = spans.last().map_or(0, |(_, o, l)| next_offset(o + l));
-            spans.push((name.to_string(), off, n));
-        }
+        let (names, lens): (Vec<&str>, Vec<usize>) = lengths.into_iter().unzip();
+        let spans: Vec<Span> = (names.into_iter().zip(crate::flat::spans(lens)))
+            .map(|(name, (off, n))| (name.to_string(), off, n))
+            .collect();
         let groups = (!spans.is_empty())
             .then(|| Group {
                 class: 0,

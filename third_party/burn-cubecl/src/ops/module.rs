@@ -427,21 +427,18 @@ where
                 let Some((query, key, value, mask)) = inputs else {
                     panic!("Burn's attention decomposition failed: {err:?}")
                 };
-                if kernel::strict_kernels() {
-                    panic!(
-                        "REALSYN_ATTENTION: {strategy:?} cannot run attention over {:?} here ({err:?}) \
-                         and REALSYN_KERNELS_STRICT is set",
+                // Formatted only when said: a fallback may recur at every attention.
+                let why = || {
+                    format!(
+                        "REALSYN_ATTENTION: {strategy:?} cannot run attention over {:?} here ({err:?})",
                         query.meta.shape()
                     )
+                };
+                if kernel::strict_kernels() {
+                    panic!("{} and REALSYN_KERNELS_STRICT is set", why())
                 }
                 static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    eprintln!(
-                        "REALSYN_ATTENTION: {strategy:?} cannot run attention over {:?} here ({err:?}); \
-                         the decomposition runs it (said once)",
-                        query.meta.shape()
-                    )
-                });
+                SAID.call_once(|| eprintln!("{}; the decomposition runs it (said once)", why()));
                 burn_backend::ops::attention::attention_fallback::<Self>(
                     query, key, value, mask, None, options,
                 )

@@ -110,7 +110,6 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// The median of run times (seconds).
 /// The CubeCL kernel a `REALSYN_MATMUL` / `REALSYN_ATTENTION` variable names, `auto`
 /// when unset (third_party/burn-cubecl/PATCHES.md), for a measurement's line.
 fn kernel_choice(var: &str) -> String {
@@ -120,6 +119,7 @@ fn kernel_choice(var: &str) -> String {
         .unwrap_or_else(|| "auto".into())
 }
 
+/// The median of run times (seconds).
 fn median(mut seconds: Vec<f64>) -> f64 {
     seconds.sort_by(f64::total_cmp);
     seconds[seconds.len() / 2]

@@ -156,23 +156,19 @@ pub fn matmul<R: CubeRuntime>(
             let out = out.unwrap_or_else(|| init_matmul_output(&lhs, &rhs, out_dtype));
             // A setup error is raised before anything is launched.
             if let Err(err) = launch_matmul(&family, lhs.clone(), rhs.clone(), out.clone()) {
-                if crate::kernel::strict_kernels() {
-                    panic!(
-                        "REALSYN_MATMUL: {family} cannot run a {:?} x {:?} product here ({err:?}) \
-                         and REALSYN_KERNELS_STRICT is set",
+                // Formatted only when said: a fallback may recur at every product.
+                let why = || {
+                    format!(
+                        "REALSYN_MATMUL: {family} cannot run a {:?} x {:?} product here ({err:?})",
                         lhs.meta.shape(),
                         rhs.meta.shape()
                     )
+                };
+                if crate::kernel::strict_kernels() {
+                    panic!("{} and REALSYN_KERNELS_STRICT is set", why())
                 }
                 static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    eprintln!(
-                        "REALSYN_MATMUL: {family} cannot run a {:?} x {:?} product here ({err:?}); \
-                         the default kernel runs it (said once)",
-                        lhs.meta.shape(),
-                        rhs.meta.shape()
-                    )
-                });
+                SAID.call_once(|| eprintln!("{}; the default kernel runs it (said once)", why()));
                 launch_matmul(&Default::default(), lhs, rhs, out.clone())?;
             }
             Ok(out)
