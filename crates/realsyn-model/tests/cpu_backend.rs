@@ -696,6 +696,56 @@ fn slices_of_one_tensor_add_their_gradients() {
     }
 }
 
+#[test]
+fn disjoint_slices_assign_their_gradients_and_overlapping_ones_add() {
+    // A slice whose region no earlier slice wrote assigns its gradient into the
+    // parent's (still zero there) instead of adding (third_party/burn-autodiff
+    // PATCHES.md). Backward runs in reverse creation order, so the slices below are
+    // differentiated as rows 4..6, 2..4 and 0..2 (disjoint: assigned), then rows
+    // 3..6 (overlapping: added), a strided column slice (added), and last the whole
+    // tensor (a plain registration on top). Against the gradient written by hand.
+    use realsyn_model::backend::CpuAutodiff;
+    type Ad = CpuAutodiff;
+    let device = Default::default();
+    let (r, c) = (6usize, 5usize);
+    let values = |n: usize, step: f32| (0..n).map(|i| (i as f32 * step).cos()).collect::<Vec<_>>();
+    let tensor = |v: &[f32], rows: usize, cols: usize| {
+        Tensor::<Ad, 1>::from_floats(v, &device).reshape([rows, cols])
+    };
+    let x0 = values(r * c, 0.29);
+    let w_whole = values(r * c, 0.9);
+    let w_cols = values(r * 3, 1.7);
+    let w_overlap = values(3 * c, 0.4);
+    let w_rows = [values(2 * c, 0.5), values(2 * c, 0.8), values(2 * c, 1.3)];
+    let x = tensor(&x0, r, c).require_grad();
+    let y = x.clone().exp();
+    let mut loss = (y.clone() * tensor(&w_whole, r, c)).sum();
+    loss = loss + (y.clone().slice(burn::tensor::s![.., 0..5;2]) * tensor(&w_cols, r, 3)).sum();
+    loss = loss + (y.clone().slice([3..6]) * tensor(&w_overlap, 3, c)).sum();
+    for (k, w) in w_rows.iter().enumerate() {
+        loss = loss + (y.clone().slice([2 * k..2 * k + 2]) * tensor(w, 2, c)).sum();
+    }
+    let grads = loss.backward();
+    let got = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    for i in 0..r {
+        for j in 0..c {
+            let mut dy = w_whole[i * c + j] + w_rows[i / 2][(i % 2) * c + j];
+            if j % 2 == 0 {
+                dy += w_cols[i * 3 + j / 2];
+            }
+            if i >= 3 {
+                dy += w_overlap[(i - 3) * c + j];
+            }
+            let want = dy * x0[i * c + j].exp();
+            let g = got[i * c + j];
+            assert!(
+                (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "x grad [{i}, {j}] is {g}, by hand {want}"
+            );
+        }
+    }
+}
+
 /// erf in f64 from its Maclaurin series, for |z| <= 3 (about 1e-12 there).
 fn erf_series(z: f64) -> f64 {
     let (mut term, mut sum) = (z, z);
@@ -888,7 +938,23 @@ fn check_layer_norm<AB: burn::tensor::backend::AutodiffBackend>(d: usize, y_tole
     let w: Vec<f32> = heads_input(1, 1, b * n, d, 11);
     let device = Default::default();
     let (y_want, dx_want, dgamma_want, dbeta_want) = layer_norm_reference(&x, &gamma, &w, d, 1e-5);
-    for bias in [true, false] {
+    // A skip path as in a residual block, `sum(v * x)` beside `sum(w * y)`, so the
+    // input's gradient is layer norm's plus `v`: made after the layer norm, its
+    // gradient is there first and the layer norm's backward adds into it (the
+    // towers' case); made before, its gradient is added after.
+    let v: Vec<f32> = heads_input(1, 1, b * n, d, 13);
+    #[derive(Debug, PartialEq)]
+    enum Skip {
+        None,
+        After,
+        Before,
+    }
+    for (bias, skip) in [
+        (true, Skip::None),
+        (false, Skip::None),
+        (true, Skip::After),
+        (false, Skip::Before),
+    ] {
         let mut ln = LayerNormConfig::new(d).with_bias(bias).init::<AB>(&device);
         let vector = |v: &[f32]| Tensor::<AB, 1>::from_floats(v, &device).require_grad();
         ln.gamma = Param::from_tensor(vector(&gamma));
@@ -897,8 +963,18 @@ fn check_layer_norm<AB: burn::tensor::backend::AutodiffBackend>(d: usize, y_tole
             .reshape([b, n, d])
             .require_grad();
         let weights = Tensor::<AB, 1>::from_floats(w.as_slice(), &device).reshape([b, n, d]);
+        let skip_weights = Tensor::<AB, 1>::from_floats(v.as_slice(), &device).reshape([b, n, d]);
+        let skip_loss = || (input.clone() * skip_weights.clone()).sum();
+        let before = (skip == Skip::Before).then(skip_loss);
         let y = ln.forward(input.clone());
-        let grads = (y.clone() * weights).sum().backward();
+        let mut loss = (y.clone() * weights).sum();
+        if let Some(before) = before {
+            loss = before + loss;
+        }
+        if skip == Skip::After {
+            loss = loss + skip_loss();
+        }
+        let grads = loss.backward();
         let host = |t: Tensor<AB::InnerBackend, 1>| t.into_data().to_vec::<f32>().unwrap();
         let y_got = host(y.inner().reshape([b * n * d]));
         let dx_got = host(input.grad(&grads).unwrap().reshape([b * n * d]));
@@ -908,7 +984,7 @@ fn check_layer_norm<AB: burn::tensor::backend::AutodiffBackend>(d: usize, y_tole
             for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
                 assert!(
                     (g as f64 - w).abs() <= tolerance * w.abs().max(1.0),
-                    "{what}[{i}] (beta {bias}): {g} vs {w}"
+                    "{what}[{i}] (beta {bias}, skip {skip:?}): {g} vs {w}"
                 );
             }
         };
@@ -916,6 +992,17 @@ fn check_layer_norm<AB: burn::tensor::backend::AutodiffBackend>(d: usize, y_tole
             .map(|i| if bias { beta[i % d] as f64 } else { 0.0 })
             .collect();
         let y_want: Vec<f64> = y_want.iter().zip(&shift).map(|(y, s)| y + s).collect();
+        let dx_want: Vec<f64> = dx_want
+            .iter()
+            .zip(&v)
+            .map(|(dx, &v)| {
+                if skip == Skip::None {
+                    *dx
+                } else {
+                    dx + v as f64
+                }
+            })
+            .collect();
         check(&y_got, &y_want, "y");
         check(&dx_got, &dx_want, "x grad");
         check(&dgamma_got, &dgamma_want, "gamma grad");

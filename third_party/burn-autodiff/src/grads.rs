@@ -10,9 +10,13 @@ use burn_backend::distributed::DistributedBackend;
 
 use crate::{
     NodeId,
+    collections::HashMap,
     graph::{NodeRef, Requirement},
     tensor::AutodiffTensor,
 };
+use alloc::vec::Vec;
+use burn_backend::{Shape, Slice};
+use core::ops::Range;
 
 /// Gradient identifier.
 pub type GradID = u64;
@@ -20,6 +24,11 @@ pub type GradID = u64;
 /// Gradients container used during the backward pass.
 pub struct Gradients {
     container: TensorContainer<GradID>,
+    /// realsyn patch: gradients that are zero outside the listed regions (boxes, one
+    /// range per dimension), each region written by one slice's backward into zeros.
+    /// A later slice whose region is disjoint from them assigns its gradient there
+    /// instead of adding to it. Any [`register`](Self::register) forgets the entry.
+    zero_outside: HashMap<GradID, Vec<Vec<Range<usize>>>>,
     #[cfg(feature = "distributed")]
     distributed_registration: Option<Box<dyn DistributedRegistration + Send + Sync>>,
 }
@@ -30,6 +39,7 @@ impl Gradients {
     pub fn new<B: Backend>(root_node: NodeRef, root_tensor: FloatTensor<B>) -> Self {
         let mut gradients = Self {
             container: TensorContainer::new(),
+            zero_outside: HashMap::new(),
         };
         gradients.register::<B>(
             root_node.id,
@@ -51,6 +61,7 @@ impl Gradients {
     ) -> Self {
         let mut gradients = Self {
             container: TensorContainer::new(),
+            zero_outside: HashMap::new(),
             distributed_registration,
         };
         gradients.register::<B>(
@@ -99,13 +110,66 @@ impl Gradients {
     }
 
     /// realsyn patch: the gradient registered so far for `node_id`, taken out, so the
-    /// next [`register`](Self::register) stores without adding. A backward step whose
-    /// gradient is zero outside a region (a slice's) adds its share into that region
-    /// in place instead of building a full-size tensor for `register` to add.
+    /// next [`register`](Self::register) stores without adding: for a backward step
+    /// that adds it into its own result as it writes it (layer norm's input).
     pub(crate) fn take<B: Backend>(&mut self, node_id: NodeId) -> Option<FloatTensor<B>> {
+        self.zero_outside.remove(&node_id.value);
         self.container
             .remove::<B>(&node_id.value)
             .map(|tensor| tensor.tensor())
+    }
+
+    /// realsyn patch: adds `grad`, a slice's gradient, into the region `slices` of the
+    /// gradient of `node_id` (a tensor of `shape`). Upstream built zeros of the full
+    /// shape, assigned the region and let `register` add the two full tensors: for
+    /// attention's q, k and v cut from one packed projection, three full-size fills
+    /// and two full-size additions per block. Here the first slice assigns into zeros,
+    /// and a later one adds into its region in place, or just assigns there when its
+    /// region is disjoint from the regions written so far (still zeros): one fill and
+    /// three assignments for q, k and v.
+    pub(crate) fn add_into_region<B: Backend>(
+        &mut self,
+        node_id: NodeId,
+        shape: Shape,
+        device: &B::Device,
+        slices: &[Slice],
+        grad: FloatTensor<B>,
+    ) {
+        // The region's bounding box: disjoint boxes hold disjoint elements, whatever
+        // the steps.
+        let region: Vec<Range<usize>> = (0..shape.num_dims())
+            .map(|d| slices.get(d).map_or(0..shape[d], |s| s.to_range(shape[d])))
+            .collect();
+        let written = self.zero_outside.remove(&node_id.value);
+        let (full, written) = match self.container.remove::<B>(&node_id.value) {
+            Some(sum) => {
+                let sum = sum.tensor();
+                match written {
+                    Some(mut written) if written.iter().all(|w| disjoint(w, &region)) => {
+                        written.push(region);
+                        (B::float_slice_assign(sum, slices, grad), Some(written))
+                    }
+                    _ => {
+                        let added = B::float_add(B::float_slice(sum.clone(), slices), grad);
+                        (B::float_slice_assign(sum, slices, added), None)
+                    }
+                }
+            }
+            None => {
+                let zeros = B::float_zeros(shape, device, grad.dtype().into());
+                (
+                    B::float_slice_assign(zeros, slices, grad),
+                    Some(alloc::vec![region]),
+                )
+            }
+        };
+        self.register::<B>(node_id, full);
+        // A distributed registration may have replaced the gradient by a sum.
+        #[cfg(feature = "distributed")]
+        let written = written.filter(|_| !self.is_distributed());
+        if let Some(written) = written {
+            self.zero_outside.insert(node_id.value, written);
+        }
     }
 
     /// Register a grad tensor in the container.
@@ -114,6 +178,7 @@ impl Gradients {
     ///
     /// If the registered tensor is distributed, launches a syncing operation on the gradients.
     pub fn register<B: Backend>(&mut self, node_id: NodeId, value: FloatTensor<B>) {
+        self.zero_outside.remove(&node_id.value);
         let out = if let Some(tensor_old) = self.container.remove::<B>(&node_id.value) {
             B::float_add(value, tensor_old.tensor())
         } else {
@@ -145,4 +210,11 @@ impl Gradients {
             B::submit_sync_collective(device);
         }
     }
+}
+
+/// Whether two boxes (one range per dimension) share no element.
+fn disjoint(a: &[Range<usize>], b: &[Range<usize>]) -> bool {
+    a.iter()
+        .zip(b)
+        .any(|(a, b)| a.end <= b.start || b.end <= a.start || a.is_empty() || b.is_empty())
 }

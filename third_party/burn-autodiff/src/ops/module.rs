@@ -1896,7 +1896,13 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
             let (x_state, gamma_state, epsilon) = state;
             let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
             let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
-            let out = B::layer_norm_backward(x, gamma, epsilon, output_grad);
+            // The input's gradient so far (in a residual block, the skip path's,
+            // registered first) goes to the backend, which adds it as it writes
+            // layer norm's share: one kernel where `register` would add another.
+            let so_far = parents[0]
+                .as_ref()
+                .and_then(|node| grads.take::<B>(node.id));
+            let out = B::layer_norm_backward(x, gamma, epsilon, output_grad, so_far);
             let all = [out.x_grad, out.gamma_grad, out.beta_grad];
             for (parent, grad) in parents.iter().zip(all) {
                 if let Some(node) = parent {

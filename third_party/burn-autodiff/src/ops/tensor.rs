@@ -1567,23 +1567,10 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
                 let [parent] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let Some(parent) = parent else { return };
-                // realsyn patch: when the parent already has a gradient (another slice
-                // of it, e.g. attention's q, k and v cut from one packed projection),
-                // this slice's gradient is added into that region of it in place.
-                // Upstream built zeros of the parent's size, assigned the region and
-                // let `register` add the two full tensors: per q/k/v split three
-                // full-size fills and two full-size additions instead of one fill.
-                let full = match grads.take::<B>(parent.id) {
-                    Some(sum) => {
-                        let region = B::float_add(B::float_slice(sum.clone(), &slices), grad);
-                        B::float_slice_assign(sum, &slices, region)
-                    }
-                    None => {
-                        let zeros = B::float_zeros(shape, &device, grad.dtype().into());
-                        B::float_slice_assign(zeros, &slices, grad)
-                    }
-                };
-                grads.register::<B>(parent.id, full);
+                // realsyn patch: added into its region of the parent's gradient, or
+                // assigned there where no other slice wrote before (`Gradients::
+                // add_into_region`), instead of a full-size zeros tensor added whole.
+                grads.add_into_region::<B>(parent.id, shape, &device, &slices, grad);
             }
         }
 

@@ -83,10 +83,12 @@ fn layer_norm_backward_kernel<F: Float>(
     input: &Tensor<F>,
     gamma: &Tensor<F>,
     output_grad: &Tensor<F>,
+    x_grad_so_far: &Tensor<F>,
     x_grad: &mut Tensor<F>,
     grad_x_hat: &mut Tensor<F>,
     rows: usize,
     eps: f32,
+    #[comptime] accumulate: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let row = CUBE_POS;
@@ -115,7 +117,11 @@ fn layer_norm_backward_kernel<F: Float>(
         let dy = f32::cast_from(output_grad[base + i]);
         let x_hat = (f32::cast_from(input[base + i]) - mean) * rstd;
         let g = dy * f32::cast_from(gamma[i]);
-        x_grad[base + i] = F::cast_from(rstd * (g - mean_g - x_hat * mean_g_x_hat));
+        let mut dx = rstd * (g - mean_g - x_hat * mean_g_x_hat);
+        if accumulate {
+            dx += f32::cast_from(x_grad_so_far[base + i]);
+        }
+        x_grad[base + i] = F::cast_from(dx);
     }
 }
 
@@ -158,13 +164,16 @@ pub fn layer_norm<R: CubeRuntime>(
     output
 }
 
-/// The input's gradient and, per element, `output_grad * x_hat` (whose column sums
-/// are gamma's gradient).
+/// The input's gradient (plus `x_grad_so_far`, the gradient it already has, when
+/// given: added as it is written, where a separate addition would be a kernel of its
+/// own) and, per element, `output_grad * x_hat` (whose column sums are gamma's
+/// gradient). `x_grad_so_far` must have the input's shape and type.
 pub fn layer_norm_backward<R: CubeRuntime>(
     tensor: CubeTensor<R>,
     gamma: CubeTensor<R>,
     epsilon: f64,
     output_grad: CubeTensor<R>,
+    x_grad_so_far: Option<CubeTensor<R>>,
 ) -> (CubeTensor<R>, CubeTensor<R>) {
     let shape = tensor.shape();
     let d = shape[shape.num_dims() - 1];
@@ -172,6 +181,9 @@ pub fn layer_norm_backward<R: CubeRuntime>(
     let input = into_contiguous(tensor);
     let gamma = into_contiguous(gamma);
     let output_grad = into_contiguous(output_grad);
+    let accumulate = x_grad_so_far.is_some();
+    // Without a gradient so far the kernel never reads the argument.
+    let so_far = into_contiguous(x_grad_so_far.unwrap_or_else(|| output_grad.clone()));
     let new = |dtype: DType| {
         empty_device_dtype(
             input.client.clone(),
@@ -187,14 +199,16 @@ pub fn layer_norm_backward<R: CubeRuntime>(
         &input.client.clone(),
         count,
         cube_dim,
-        address_type!(input, gamma, output_grad, x_grad, grad_x_hat),
+        address_type!(input, gamma, output_grad, so_far, x_grad, grad_x_hat),
         input.into_tensor_arg(),
         gamma.into_tensor_arg(),
         output_grad.into_tensor_arg(),
+        so_far.into_tensor_arg(),
         x_grad.clone().into_tensor_arg(),
         grad_x_hat.clone().into_tensor_arg(),
         rows,
         epsilon as f32,
+        accumulate,
         dtype.into(),
     );
     (x_grad, grad_x_hat)

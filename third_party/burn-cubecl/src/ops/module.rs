@@ -35,12 +35,26 @@ where
         gamma: FloatTensor<Self>,
         epsilon: f64,
         output_grad: FloatTensor<Self>,
+        x_grad_so_far: Option<FloatTensor<Self>>,
     ) -> LayerNormBackward<Self> {
         let shape = output_grad.shape();
         let d = shape[shape.num_dims() - 1];
         let rows = shape.num_elements() / d.max(1);
-        let (x_grad, grad_x_hat) =
-            kernel::layer_norm::layer_norm_backward(tensor, gamma, epsilon, output_grad.clone());
+        // The gradient so far is added in the kernel when it matches the input.
+        let (so_far, add_after) = match x_grad_so_far {
+            Some(t) if t.shape() == tensor.shape() && t.dtype == tensor.dtype => (Some(t), None),
+            other => (None, other),
+        };
+        let (mut x_grad, grad_x_hat) = kernel::layer_norm::layer_norm_backward(
+            tensor,
+            gamma,
+            epsilon,
+            output_grad.clone(),
+            so_far,
+        );
+        if let Some(so_far) = add_after {
+            x_grad = Self::float_add(so_far, x_grad);
+        }
         // Column sums over the rows: gamma's and beta's gradients.
         let over_rows = |t: FloatTensor<Self>| {
             let rows = Self::float_reshape(t, Shape::from([rows, d]));

@@ -5,7 +5,8 @@
 //! (two passes, as the forward's accuracy needs), then one pass that sums
 //! `g = grad * gamma` and `g * x_hat` and adds the row's share of the `gamma` and
 //! `beta` gradients, then one pass writing
-//! `x_grad = rstd * (g - mean(g) - x_hat * mean(g * x_hat))`.
+//! `x_grad = rstd * (g - mean(g) - x_hat * mean(g * x_hat))`, added to the gradient
+//! the input already has when the caller passes it (`x_grad_so_far`).
 //! Rows are split over the rayon pool in blocks; each block sums its own `gamma`
 //! and `beta` gradients, and the blocks' sums are added in block order (the result
 //! does not depend on the number of threads).
@@ -14,6 +15,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_backend::TensorMetadata;
+use burn_backend::ops::FloatTensorOps;
 use burn_backend::ops::LayerNormBackward;
 use burn_backend::ops::layer_norm_backward_from_float_ops;
 use burn_std::{Bytes, Shape};
@@ -31,24 +33,39 @@ pub fn layer_norm_backward(
     gamma: FlexTensor,
     epsilon: f64,
     output_grad: FlexTensor,
+    x_grad_so_far: Option<FlexTensor>,
 ) -> LayerNormBackward<Flex> {
     let all_f32 = [&tensor, &gamma, &output_grad]
-        .iter()
+        .into_iter()
+        .chain(&x_grad_so_far)
         .all(|t| t.dtype() == DType::F32);
     let shape = tensor.shape();
     let d = shape
         .num_dims()
         .checked_sub(1)
         .map_or(0, |last| shape[last]);
-    if !all_f32 || d == 0 || output_grad.shape() != shape || gamma.shape().num_elements() != d {
-        return layer_norm_backward_from_float_ops::<Flex>(tensor, gamma, epsilon, output_grad);
+    let so_far_fits = x_grad_so_far.as_ref().is_none_or(|t| t.shape() == shape);
+    if !all_f32
+        || d == 0
+        || output_grad.shape() != shape
+        || gamma.shape().num_elements() != d
+        || !so_far_fits
+    {
+        let mut grads =
+            layer_norm_backward_from_float_ops::<Flex>(tensor, gamma, epsilon, output_grad);
+        if let Some(so_far) = x_grad_so_far {
+            grads.x_grad = Flex::float_add(so_far, grads.x_grad);
+        }
+        return grads;
     }
     let (x, gamma, dy) = (
         tensor.to_contiguous(),
         gamma.to_contiguous(),
         output_grad.to_contiguous(),
     );
+    let so_far = x_grad_so_far.map(|t| t.to_contiguous());
     let (x, gamma, dy): (&[f32], &[f32], &[f32]) = (x.storage(), gamma.storage(), dy.storage());
+    let so_far: Option<&[f32]> = so_far.as_ref().map(|t| t.storage());
     let n = x.len();
     let mut dx = vec![0.0f32; n];
     let block = ROWS_PER_BLOCK * d;
@@ -58,6 +75,7 @@ pub fn layer_norm_backward(
         rows(
             &x[at..at + out.len()],
             &dy[at..at + out.len()],
+            so_far.map(|s| &s[at..at + out.len()]),
             gamma,
             eps,
             out,
@@ -86,15 +104,24 @@ pub fn layer_norm_backward(
     )
 }
 
-/// One block of rows: writes `dx`, returns the block's `gamma` and `beta` gradients.
-fn rows(x: &[f32], dy: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+/// One block of rows: writes `dx` (plus `so_far`'s rows when given), returns the
+/// block's `gamma` and `beta` gradients.
+fn rows(
+    x: &[f32],
+    dy: &[f32],
+    so_far: Option<&[f32]>,
+    gamma: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     let (mut gamma_grad, mut beta_grad) = (vec![0.0f32; d], vec![0.0f32; d]);
     let inv_d = 1.0 / d as f32;
-    for ((x, dy), dx) in x
+    for (r, ((x, dy), dx)) in x
         .chunks_exact(d)
         .zip(dy.chunks_exact(d))
         .zip(dx.chunks_exact_mut(d))
+        .enumerate()
     {
         let mean = sum(x, |v| v) * inv_d;
         let var = sum(x, |v| (v - mean) * (v - mean)) * inv_d;
@@ -126,6 +153,9 @@ fn rows(x: &[f32], dy: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) -> (Vec<
         for (&x, dx) in x.iter().zip(dx.iter_mut()) {
             let x_hat = (x - mean) * rstd;
             *dx = rstd * (*dx - mean_g - x_hat * mean_g_x_hat);
+        }
+        if let Some(so_far) = so_far {
+            add_into(dx, &so_far[r * d..(r + 1) * d]);
         }
     }
     (gamma_grad, beta_grad)

@@ -786,8 +786,15 @@ impl ModuleOps<Flex> for Flex {
         gamma: FloatTensor<Flex>,
         epsilon: f64,
         output_grad: FloatTensor<Flex>,
+        x_grad_so_far: Option<FloatTensor<Flex>>,
     ) -> burn_backend::ops::LayerNormBackward<Flex> {
-        crate::ops::layer_norm_backward::layer_norm_backward(tensor, gamma, epsilon, output_grad)
+        crate::ops::layer_norm_backward::layer_norm_backward(
+            tensor,
+            gamma,
+            epsilon,
+            output_grad,
+            x_grad_so_far,
+        )
     }
 
     fn embedding_backward(

@@ -1219,13 +1219,24 @@ pub trait ModuleOps<B: Backend> {
     /// Gradients of [layer_norm](ModuleOps::layer_norm) given the output gradient,
     /// recomputing the row statistics from `tensor` (realsyn patch, PATCHES.md: under
     /// autodiff, layer norm used to be differentiated as ~25 decomposed ops).
+    ///
+    /// `x_grad_so_far`, when given, is the gradient the input already has (a
+    /// residual block's skip path), shaped like it: the returned `x_grad` is that
+    /// plus layer norm's share, so a backend can add it as it writes the share
+    /// rather than in an addition of its own.
     fn layer_norm_backward(
         tensor: FloatTensor<B>,
         gamma: FloatTensor<B>,
         epsilon: f64,
         output_grad: FloatTensor<B>,
+        x_grad_so_far: Option<FloatTensor<B>>,
     ) -> LayerNormBackward<B> {
-        layer_norm_backward_from_float_ops::<B>(tensor, gamma, epsilon, output_grad)
+        let mut grads =
+            layer_norm_backward_from_float_ops::<B>(tensor, gamma, epsilon, output_grad);
+        if let Some(so_far) = x_grad_so_far {
+            grads.x_grad = B::float_add(so_far, grads.x_grad);
+        }
+        grads
     }
 
     /// The softmax over the last dimension of `scale * scores`, attention's weights
