@@ -696,53 +696,189 @@ fn slices_of_one_tensor_add_their_gradients() {
     }
 }
 
+/// A slice of a `[6, 5]` intermediate: rows, columns and a column step.
+struct SliceTerm {
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    step: usize,
+}
+
+fn rows(rows: std::ops::Range<usize>) -> SliceTerm {
+    SliceTerm {
+        rows,
+        cols: 0..5,
+        step: 1,
+    }
+}
+
+/// Under autodiff the gradients of slices of one intermediate are held while their
+/// regions are disjoint and concatenated when they tile it along its first dimension
+/// (attention's q, k and v), else put into zeros; a slice overlapping them, or any
+/// other use, adds (third_party/burn-autodiff PATCHES.md). Backward runs in reverse
+/// creation order, so each case below lists its terms as they are made; the last
+/// ones are differentiated first. Against the gradient written by hand.
+fn slice_gradient_cases() -> Vec<(&'static str, Vec<SliceTerm>, bool)> {
+    let cols = |cols: std::ops::Range<usize>, step| SliceTerm {
+        rows: 0..6,
+        cols,
+        step,
+    };
+    vec![
+        (
+            "q, k and v",
+            vec![rows(0..2), rows(2..4), rows(4..6)],
+            false,
+        ),
+        (
+            "tiling rows, then an overlapping slice, a strided one and the whole",
+            vec![
+                cols(0..5, 2),
+                rows(3..6),
+                rows(0..2),
+                rows(2..4),
+                rows(4..6),
+            ],
+            true,
+        ),
+        (
+            "disjoint rows with a gap",
+            vec![rows(0..2), rows(4..6)],
+            true,
+        ),
+        (
+            "disjoint columns",
+            vec![cols(0..2, 1), cols(2..5, 1)],
+            false,
+        ),
+        ("one slice", vec![rows(1..3)], false),
+    ]
+}
+
 #[test]
-fn disjoint_slices_assign_their_gradients_and_overlapping_ones_add() {
-    // A slice whose region no earlier slice wrote assigns its gradient into the
-    // parent's (still zero there) instead of adding (third_party/burn-autodiff
-    // PATCHES.md). Backward runs in reverse creation order, so the slices below are
-    // differentiated as rows 4..6, 2..4 and 0..2 (disjoint: assigned), then rows
-    // 3..6 (overlapping: added), a strided column slice (added), and last the whole
-    // tensor (a plain registration on top). Against the gradient written by hand.
-    use realsyn_model::backend::CpuAutodiff;
-    type Ad = CpuAutodiff;
+fn slices_gradients_are_held_concatenated_or_added() {
+    check_slice_gradients::<realsyn_model::backend::CpuAutodiff>();
+}
+
+/// The same on CubeCL, where q, k and v's concatenation is one place kernel.
+#[cfg(feature = "wgpu")]
+#[test]
+fn slices_gradients_are_held_concatenated_or_added_on_cubecl() {
+    check_slice_gradients::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>();
+}
+
+fn check_slice_gradients<AB: burn::tensor::backend::AutodiffBackend>() {
     let device = Default::default();
     let (r, c) = (6usize, 5usize);
     let values = |n: usize, step: f32| (0..n).map(|i| (i as f32 * step).cos()).collect::<Vec<_>>();
     let tensor = |v: &[f32], rows: usize, cols: usize| {
-        Tensor::<Ad, 1>::from_floats(v, &device).reshape([rows, cols])
+        Tensor::<AB, 1>::from_floats(v, &device).reshape([rows, cols])
     };
     let x0 = values(r * c, 0.29);
     let w_whole = values(r * c, 0.9);
-    let w_cols = values(r * 3, 1.7);
-    let w_overlap = values(3 * c, 0.4);
-    let w_rows = [values(2 * c, 0.5), values(2 * c, 0.8), values(2 * c, 1.3)];
-    let x = tensor(&x0, r, c).require_grad();
-    let y = x.clone().exp();
-    let mut loss = (y.clone() * tensor(&w_whole, r, c)).sum();
-    loss = loss + (y.clone().slice(burn::tensor::s![.., 0..5;2]) * tensor(&w_cols, r, 3)).sum();
-    loss = loss + (y.clone().slice([3..6]) * tensor(&w_overlap, 3, c)).sum();
-    for (k, w) in w_rows.iter().enumerate() {
-        loss = loss + (y.clone().slice([2 * k..2 * k + 2]) * tensor(w, 2, c)).sum();
-    }
-    let grads = loss.backward();
-    let got = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
-    for i in 0..r {
-        for j in 0..c {
-            let mut dy = w_whole[i * c + j] + w_rows[i / 2][(i % 2) * c + j];
-            if j % 2 == 0 {
-                dy += w_cols[i * 3 + j / 2];
+    for (case, terms, whole_first) in slice_gradient_cases() {
+        let x = tensor(&x0, r, c).require_grad();
+        let y = x.clone().exp();
+        // Made first, so differentiated last: a registration on top of the slices'.
+        let mut loss = whole_first.then(|| (y.clone() * tensor(&w_whole, r, c)).sum());
+        let mut dy = if whole_first {
+            w_whole.clone()
+        } else {
+            vec![0.0f32; r * c]
+        };
+        for (k, term) in terms.iter().enumerate() {
+            let n_cols = term.cols.len().div_ceil(term.step);
+            let w = values(term.rows.len() * n_cols, 0.3 + 0.2 * k as f32);
+            let part = y.clone().slice(burn::tensor::s![
+                term.rows.clone(),
+                term.cols.clone();term.step as isize
+            ]);
+            let term_loss = (part * tensor(&w, term.rows.len(), n_cols)).sum();
+            loss = Some(match loss {
+                Some(l) => l + term_loss,
+                None => term_loss,
+            });
+            for i in term.rows.clone() {
+                for j in term.cols.clone().step_by(term.step) {
+                    let local = (i - term.rows.start) * n_cols + (j - term.cols.start) / term.step;
+                    dy[i * c + j] += w[local];
+                }
             }
-            if i >= 3 {
-                dy += w_overlap[(i - 3) * c + j];
-            }
-            let want = dy * x0[i * c + j].exp();
-            let g = got[i * c + j];
+        }
+        let grads = loss.expect("a loss").backward();
+        let got = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+        for i in 0..r * c {
+            let want = dy[i] * x0[i].exp();
             assert!(
-                (g - want).abs() <= 1e-6 * want.abs().max(1.0),
-                "x grad [{i}, {j}] is {g}, by hand {want}"
+                (got[i] - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{case}: x grad [{}, {}] is {}, by hand {want}",
+                i / c,
+                i % c,
+                got[i]
             );
         }
+    }
+}
+
+#[test]
+fn tensors_are_concatenated() {
+    check_cat::<Cpu>();
+}
+
+/// CubeCL joins tensors that lie end to end with the place kernel, others with a
+/// slice-assign each (third_party/burn-cubecl PATCHES.md).
+#[cfg(feature = "wgpu")]
+#[test]
+fn tensors_are_concatenated_on_cubecl() {
+    check_cat::<realsyn_model::backend::Wgpu>();
+}
+
+/// `Tensor::cat` against concatenation in Rust: along the first dimension, along a
+/// later one after size-1 dimensions (both end to end in memory), and along a later
+/// one after a larger dimension (interleaved), one input a transposed view.
+fn check_cat<B: burn::tensor::backend::Backend>() {
+    let device = Default::default();
+    let values = |n: usize, at: usize| (0..n).map(|i| (at + i) as f32 * 0.5).collect::<Vec<_>>();
+    let cases: [(&[[usize; 3]], usize); 3] = [
+        (&[[2, 3, 4], [1, 3, 4], [3, 3, 4]], 0),
+        (&[[1, 2, 5], [1, 3, 5], [1, 1, 5]], 1),
+        (&[[2, 2, 5], [2, 3, 5]], 1),
+    ];
+    for (shapes, dim) in cases {
+        let mut host = Vec::new();
+        let mut tensors = Vec::new();
+        for (k, shape) in shapes.iter().enumerate() {
+            let v = values(shape.iter().product(), 100 * k);
+            host.push((v.clone(), *shape));
+            // The second input as a transposed view of its transpose: not contiguous.
+            let t = if k == 1 {
+                let [a, b, c] = *shape;
+                let mut transposed = vec![0.0f32; v.len()];
+                for (i, x) in v.iter().enumerate() {
+                    let (o, j, l) = (i / (b * c), i / c % b, i % c);
+                    transposed[o * b * c + l * b + j] = *x;
+                }
+                Tensor::<B, 1>::from_floats(transposed.as_slice(), &device)
+                    .reshape([a, c, b])
+                    .swap_dims(1, 2)
+            } else {
+                Tensor::<B, 1>::from_floats(v.as_slice(), &device).reshape(*shape)
+            };
+            tensors.push(t);
+        }
+        let got = Tensor::cat(tensors, dim)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        // The expected layout: for each index before `dim`, each input's block.
+        let outer: usize = shapes[0][..dim].iter().product();
+        let mut want = Vec::new();
+        for o in 0..outer {
+            for (v, shape) in &host {
+                let block: usize = shape[dim..].iter().product();
+                want.extend_from_slice(&v[o * block..(o + 1) * block]);
+            }
+        }
+        assert_eq!(got, want, "cat of {shapes:?} along {dim}");
     }
 }
 

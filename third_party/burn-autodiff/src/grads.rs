@@ -14,8 +14,10 @@ use crate::{
     graph::{NodeRef, Requirement},
     tensor::AutodiffTensor,
 };
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use burn_backend::{Shape, Slice};
+use core::any::Any;
 use core::ops::Range;
 
 /// Gradient identifier.
@@ -24,11 +26,9 @@ pub type GradID = u64;
 /// Gradients container used during the backward pass.
 pub struct Gradients {
     container: TensorContainer<GradID>,
-    /// realsyn patch: gradients that are zero outside the listed regions (boxes, one
-    /// range per dimension), each region written by one slice's backward into zeros.
-    /// A later slice whose region is disjoint from them assigns its gradient there
-    /// instead of adding to it. Any [`register`](Self::register) forgets the entry.
-    zero_outside: HashMap<GradID, Vec<Vec<Range<usize>>>>,
+    /// realsyn patch: slices' gradients of intermediate tensors, held until the
+    /// tensor's own gradient is read ([`PendingSlices`]).
+    pending: HashMap<GradID, PendingSlices>,
     #[cfg(feature = "distributed")]
     distributed_registration: Option<Box<dyn DistributedRegistration + Send + Sync>>,
 }
@@ -39,7 +39,7 @@ impl Gradients {
     pub fn new<B: Backend>(root_node: NodeRef, root_tensor: FloatTensor<B>) -> Self {
         let mut gradients = Self {
             container: TensorContainer::new(),
-            zero_outside: HashMap::new(),
+            pending: HashMap::new(),
         };
         gradients.register::<B>(
             root_node.id,
@@ -61,7 +61,7 @@ impl Gradients {
     ) -> Self {
         let mut gradients = Self {
             container: TensorContainer::new(),
-            zero_outside: HashMap::new(),
+            pending: HashMap::new(),
             distributed_registration,
         };
         gradients.register::<B>(
@@ -80,6 +80,7 @@ impl Gradients {
     /// Each tensor should be consumed exactly 1 time if its gradients are only required during the
     /// backward pass, otherwise, it may be consume multiple times.
     pub fn consume<B: Backend>(&mut self, node: &NodeRef) -> FloatTensor<B> {
+        self.settle::<B>(node.id);
         match node.requirement {
             Requirement::Grad => self
                 .container
@@ -97,6 +98,7 @@ impl Gradients {
 
     /// Removes a grad tensor from the container.
     pub fn remove<B: Backend>(&mut self, tensor: &AutodiffTensor<B>) -> Option<FloatTensor<B>> {
+        self.settle::<B>(tensor.node.id);
         self.container
             .remove::<B>(&tensor.node.id.value)
             .map(|tensor| tensor.tensor())
@@ -113,63 +115,123 @@ impl Gradients {
     /// next [`register`](Self::register) stores without adding: for a backward step
     /// that adds it into its own result as it writes it (layer norm's input).
     pub(crate) fn take<B: Backend>(&mut self, node_id: NodeId) -> Option<FloatTensor<B>> {
-        self.zero_outside.remove(&node_id.value);
+        self.settle::<B>(node_id);
         self.container
             .remove::<B>(&node_id.value)
             .map(|tensor| tensor.tensor())
     }
 
-    /// realsyn patch: adds `grad`, a slice's gradient, into the region `slices` of the
-    /// gradient of `node_id` (a tensor of `shape`). Upstream built zeros of the full
-    /// shape, assigned the region and let `register` add the two full tensors: for
-    /// attention's q, k and v cut from one packed projection, three full-size fills
-    /// and two full-size additions per block. Here the first slice assigns into zeros,
-    /// and a later one adds into its region in place, or just assigns there when its
-    /// region is disjoint from the regions written so far (still zeros): one fill and
-    /// three assignments for q, k and v.
+    /// realsyn patch: adds `grad`, the gradient of the slice `slices` of `parent` (a
+    /// tensor of `shape`), into the parent's gradient. Upstream built zeros of the
+    /// parent's shape, assigned the region and let `register` add the two full
+    /// tensors: for attention's q, k and v cut from one packed projection, three
+    /// full-size fills, three assignments and two full-size additions per block. For
+    /// an intermediate parent, slices of disjoint regions are held and concatenated
+    /// when the parent's gradient is read ([`PendingSlices`]: one kernel for q, k and
+    /// v); otherwise a slice adds into its region of the gradient so far in place, or
+    /// is assigned into zeros when there is none.
     pub(crate) fn add_into_region<B: Backend>(
         &mut self,
-        node_id: NodeId,
+        parent: &NodeRef,
         shape: Shape,
         device: &B::Device,
         slices: &[Slice],
         grad: FloatTensor<B>,
     ) {
-        // The region's bounding box: disjoint boxes hold disjoint elements, whatever
-        // the steps.
-        let region: Vec<Range<usize>> = (0..shape.num_dims())
-            .map(|d| slices.get(d).map_or(0..shape[d], |s| s.to_range(shape[d])))
-            .collect();
-        let written = self.zero_outside.remove(&node_id.value);
-        let (full, written) = match self.container.remove::<B>(&node_id.value) {
+        let id = parent.id;
+        // Only an intermediate's gradient is read by its own backward step alone,
+        // through `consume`, which settles it.
+        #[cfg(feature = "distributed")]
+        let may_hold = parent.requirement == Requirement::GradInBackward && !self.is_distributed();
+        #[cfg(not(feature = "distributed"))]
+        let may_hold = parent.requirement == Requirement::GradInBackward;
+        let region = bounding_box(slices, &shape);
+        if may_hold && self.container.get_mut_ref::<B>(&id.value).is_none() {
+            let held = self
+                .pending
+                .entry(id.value)
+                .or_insert_with(|| PendingSlices {
+                    shape: shape.clone(),
+                    device: Box::new(device.clone()),
+                    parts: Vec::new(),
+                });
+            if held
+                .parts
+                .iter()
+                .all(|part| disjoint(&part.region, &region))
+            {
+                held.parts.push(PendingSlice {
+                    region,
+                    slices: slices.to_vec(),
+                    grad: Box::new(grad),
+                });
+                return;
+            }
+        }
+        self.settle::<B>(id);
+        let full = match self.container.remove::<B>(&id.value) {
             Some(sum) => {
                 let sum = sum.tensor();
-                match written {
-                    Some(mut written) if written.iter().all(|w| disjoint(w, &region)) => {
-                        written.push(region);
-                        (B::float_slice_assign(sum, slices, grad), Some(written))
-                    }
-                    _ => {
-                        let added = B::float_add(B::float_slice(sum.clone(), slices), grad);
-                        (B::float_slice_assign(sum, slices, added), None)
-                    }
-                }
+                let added = B::float_add(B::float_slice(sum.clone(), slices), grad);
+                B::float_slice_assign(sum, slices, added)
             }
             None => {
                 let zeros = B::float_zeros(shape, device, grad.dtype().into());
-                (
-                    B::float_slice_assign(zeros, slices, grad),
-                    Some(alloc::vec![region]),
-                )
+                B::float_slice_assign(zeros, slices, grad)
             }
         };
-        self.register::<B>(node_id, full);
-        // A distributed registration may have replaced the gradient by a sum.
-        #[cfg(feature = "distributed")]
-        let written = written.filter(|_| !self.is_distributed());
-        if let Some(written) = written {
-            self.zero_outside.insert(node_id.value, written);
-        }
+        self.register::<B>(id, full);
+    }
+
+    /// realsyn patch: turns the slices' gradients held for `node_id` into its
+    /// gradient: one concatenation where they tile the tensor along its first
+    /// dimension (attention's q, k and v), else each assigned into zeros.
+    fn settle<B: Backend>(&mut self, node_id: NodeId) {
+        let Some(held) = self.pending.remove(&node_id.value) else {
+            return;
+        };
+        let PendingSlices {
+            shape,
+            device,
+            mut parts,
+        } = held;
+        parts.sort_by_key(|part| part.region.first().map_or(0, |r| r.start));
+        let mut next = 0;
+        let tiles = shape.num_dims() > 0
+            && parts.iter().all(|part| {
+                let unit_steps = part.slices.iter().all(|s| s.step == 1);
+                let rest_whole = (1..shape.num_dims()).all(|d| part.region[d] == (0..shape[d]));
+                let follows = part.region[0].start == next;
+                next = part.region[0].end;
+                unit_steps && rest_whole && follows
+            })
+            && next == shape[0];
+        let grad = |part: PendingSlice| -> FloatTensor<B> {
+            *part
+                .grad
+                .downcast::<FloatTensor<B>>()
+                .expect("a slice's gradient of this backend")
+        };
+        let full = if tiles {
+            B::float_cat(parts.into_iter().map(grad).collect(), 0)
+        } else {
+            let device = device
+                .downcast::<B::Device>()
+                .expect("a device of this backend");
+            let mut parts = parts.into_iter();
+            let first = parts.next().expect("a held slice");
+            let slices = first.slices.clone();
+            let first = grad(first);
+            let zeros = B::float_zeros(shape, &device, first.dtype().into());
+            let mut full = B::float_slice_assign(zeros, &slices, first);
+            for part in parts {
+                let slices = part.slices.clone();
+                full = B::float_slice_assign(full, &slices, grad(part));
+            }
+            full
+        };
+        self.container
+            .register::<B>(node_id.value, TensorPrimitive::Float(full));
     }
 
     /// Register a grad tensor in the container.
@@ -178,7 +240,7 @@ impl Gradients {
     ///
     /// If the registered tensor is distributed, launches a syncing operation on the gradients.
     pub fn register<B: Backend>(&mut self, node_id: NodeId, value: FloatTensor<B>) {
-        self.zero_outside.remove(&node_id.value);
+        self.settle::<B>(node_id);
         let out = if let Some(tensor_old) = self.container.remove::<B>(&node_id.value) {
             B::float_add(value, tensor_old.tensor())
         } else {
@@ -212,7 +274,35 @@ impl Gradients {
     }
 }
 
-/// Whether two boxes (one range per dimension) share no element.
+/// realsyn patch: the gradients of slices of one intermediate tensor, of disjoint
+/// regions, with nothing else registered for it yet. Held rather than each assigned
+/// into zeros (a fill and an assignment), so that when they tile the tensor, as
+/// attention's q, k and v tile their packed projection, the tensor's gradient is
+/// their concatenation: one kernel on the CubeCL backends.
+struct PendingSlices {
+    shape: Shape,
+    /// The backend's device (`B::Device`).
+    device: Box<dyn Any + Send>,
+    parts: Vec<PendingSlice>,
+}
+
+struct PendingSlice {
+    /// The slice's bounding box, one range per dimension.
+    region: Vec<Range<usize>>,
+    slices: Vec<Slice>,
+    /// The slice's gradient (`FloatTensor<B>`).
+    grad: Box<dyn Any + Send>,
+}
+
+/// The box a slice covers, one range per dimension: disjoint boxes hold disjoint
+/// elements, whatever the steps.
+fn bounding_box(slices: &[Slice], shape: &Shape) -> Vec<Range<usize>> {
+    (0..shape.num_dims())
+        .map(|d| slices.get(d).map_or(0..shape[d], |s| s.to_range(shape[d])))
+        .collect()
+}
+
+/// Whether two boxes share no element.
 fn disjoint(a: &[Range<usize>], b: &[Range<usize>]) -> bool {
     a.iter()
         .zip(b)

@@ -1567,10 +1567,11 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
                 let [parent] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let Some(parent) = parent else { return };
-                // realsyn patch: added into its region of the parent's gradient, or
-                // assigned there where no other slice wrote before (`Gradients::
-                // add_into_region`), instead of a full-size zeros tensor added whole.
-                grads.add_into_region::<B>(parent.id, shape, &device, &slices, grad);
+                // realsyn patch: held with its siblings and concatenated with them,
+                // or added into its region of the parent's gradient
+                // (`Gradients::add_into_region`), instead of a full-size zeros tensor
+                // added whole.
+                grads.add_into_region::<B>(&parent, shape, &device, &slices, grad);
             }
         }
 

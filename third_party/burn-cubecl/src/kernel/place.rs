@@ -13,7 +13,12 @@
 use burn_backend::{DType, TensorMetadata};
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
-use crate::{CubeRuntime, kernel::into_contiguous, ops::numeric::zeros, tensor::CubeTensor};
+use crate::{
+    CubeRuntime,
+    kernel::into_contiguous,
+    ops::numeric::{empty_device_dtype, zeros},
+    tensor::CubeTensor,
+};
 
 /// Parts per launch. On lavapipe (Vulkan on the CPU, where this is checked) a
 /// launch's time grew faster than its parts beyond 8: 301 parts of 11.2M elements
@@ -59,7 +64,7 @@ fn place_kernel<I: Float, O: Float>(
     }
 }
 
-/// `parts` at `offsets` in `len` zeros of `dtype`.
+/// `parts` at `offsets` in `len` zeros of `dtype` (no zeros when the parts cover it).
 pub fn place<R: CubeRuntime>(
     parts: Vec<CubeTensor<R>>,
     offsets: &[usize],
@@ -69,7 +74,14 @@ pub fn place<R: CubeRuntime>(
     let first = parts.first().expect("at least one part");
     let (client, device) = (first.client.clone(), first.device.clone());
     let part_dtype = first.dtype;
-    let output = zeros(device, [len].into(), dtype);
+    // The parts do not overlap: when their lengths add up to the buffer's, they
+    // cover it and no zeros are needed (a concatenation).
+    let covered: usize = parts.iter().map(|p| p.meta.num_elements()).sum();
+    let output = if covered == len {
+        empty_device_dtype(client.clone(), device, [len].into(), dtype)
+    } else {
+        zeros(device, [len].into(), dtype)
+    };
     let bindings = client.properties().hardware.max_bindings as usize;
     // The output is a binding too.
     let per_launch = PARTS_PER_LAUNCH.min(bindings.saturating_sub(1)).max(1);

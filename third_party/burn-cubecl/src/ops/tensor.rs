@@ -12,7 +12,7 @@ use crate::{
 };
 use burn_backend::ops::GridSampleOptions;
 use burn_backend::tensor::{BoolTensor, Device, FloatTensor, IntTensor};
-use burn_backend::{DType, ElementConversion, FloatDType, Slice};
+use burn_backend::{DType, ElementConversion, FloatDType, Slice, TensorMetadata};
 use burn_backend::{Distribution, Shape, TensorData, ops::FloatTensorOps};
 use burn_backend::{ExecutionError, Scalar, get_device_settings};
 use burn_std::{BoolDType, IntDType};
@@ -682,6 +682,40 @@ where
     fn float_flip(tensor: FloatTensor<Self>, axes: &[usize]) -> FloatTensor<Self> {
         let bool_dtype = get_device_settings::<Self>(&tensor.device).bool_dtype;
         kernel::flip(tensor, axes, bool_dtype.into())
+    }
+
+    // realsyn patch (PATCHES.md): tensors joined along a dimension that only size-1
+    // dimensions precede lie end to end in memory, so the place kernel copies them,
+    // up to 8 per launch, where the default allocates and runs a slice-assign kernel
+    // per tensor (attention's q, k and v gradients into the packed projection's).
+    fn float_cat(tensors: Vec<FloatTensor<Self>>, dim: usize) -> FloatTensor<Self> {
+        let first = tensors.first().expect("at least one tensor");
+        let mut shape = first.shape();
+        let dtype = first.dtype;
+        let end_to_end = (0..dim).all(|d| shape[d] == 1);
+        if !end_to_end || tensors.iter().any(|t| t.dtype != dtype) {
+            let device = first.device.clone();
+            shape[dim] = tensors.iter().map(|t| t.shape()[dim]).sum();
+            let mut out = Self::float_empty(shape.clone(), &device, dtype.into());
+            let mut slices = vec![Slice::full(); shape.num_dims()];
+            let mut start = 0;
+            for tensor in tensors {
+                let end = start + tensor.shape()[dim];
+                slices[dim] = Slice::from(start..end);
+                out = Self::float_slice_assign(out, &slices, tensor);
+                start = end;
+            }
+            return out;
+        }
+        let mut offsets = Vec::with_capacity(tensors.len());
+        let mut len = 0;
+        for tensor in &tensors {
+            offsets.push(len);
+            len += tensor.meta.num_elements();
+        }
+        shape[dim] = tensors.iter().map(|t| t.shape()[dim]).sum();
+        let joined = kernel::place::place(tensors, &offsets, len, dtype);
+        super::reshape(joined, shape)
     }
 
     fn float_place(
