@@ -39,28 +39,26 @@ where
     ) -> LayerNormBackward<Self> {
         let shape = output_grad.shape();
         let d = shape[shape.num_dims() - 1];
-        let rows = shape.num_elements() / d.max(1);
+        let dtype = tensor.dtype;
         // The gradient so far is added in the kernel when it matches the input.
         let (so_far, add_after) = match x_grad_so_far {
-            Some(t) if t.shape() == tensor.shape() && t.dtype == tensor.dtype => (Some(t), None),
+            Some(t) if t.shape() == tensor.shape() && t.dtype == dtype => (Some(t), None),
             other => (None, other),
         };
-        let (mut x_grad, grad_x_hat) = kernel::layer_norm::layer_norm_backward(
-            tensor,
-            gamma,
-            epsilon,
-            output_grad.clone(),
-            so_far,
-        );
+        let (mut x_grad, partials) =
+            kernel::layer_norm::layer_norm_backward(tensor, gamma, epsilon, output_grad, so_far);
         if let Some(so_far) = add_after {
             x_grad = Self::float_add(so_far, x_grad);
         }
-        // Column sums over the rows: gamma's and beta's gradients.
-        let over_rows = |t: FloatTensor<Self>| {
-            let rows = Self::float_reshape(t, Shape::from([rows, d]));
-            Self::float_reshape(Self::float_sum_dim(rows, 0), Shape::from([d]))
-        };
-        LayerNormBackward::new(x_grad, over_rows(grad_x_hat), over_rows(output_grad))
+        // The cubes' partial sums (f32) summed: gamma's gradient, then beta's, each a
+        // view of the sums in the tensor's type (cast once).
+        let mut sums = Self::float_reshape(Self::float_sum_dim(partials, 0), Shape::from([2 * d]));
+        if dtype != burn_backend::DType::F32 {
+            sums = Self::float_cast(sums, dtype.into());
+        }
+        let half =
+            |range: core::ops::Range<usize>| Self::float_slice(sums.clone(), &[range.into()]);
+        LayerNormBackward::new(x_grad, half(0..d), half(d..2 * d))
     }
 
     // realsyn patch (PATCHES.md): attention's softmax and its backward as one
