@@ -152,7 +152,6 @@ impl Gradients {
                 .entry(id.value)
                 .or_insert_with(|| PendingSlices {
                     shape: shape.clone(),
-                    device: Box::new(device.clone()),
                     parts: Vec::new(),
                 });
             if held
@@ -190,11 +189,7 @@ impl Gradients {
         let Some(held) = self.pending.remove(&node_id.value) else {
             return;
         };
-        let PendingSlices {
-            shape,
-            device,
-            mut parts,
-        } = held;
+        let PendingSlices { shape, mut parts } = held;
         parts.sort_by_key(|part| part.region.first().map_or(0, |r| r.start));
         let mut next = 0;
         let tiles = shape.num_dims() > 0
@@ -206,29 +201,22 @@ impl Gradients {
                 unit_steps && rest_whole && follows
             })
             && next == shape[0];
-        let grad = |part: PendingSlice| -> FloatTensor<B> {
-            *part
+        let parts = parts.into_iter().map(|part| {
+            let grad = part
                 .grad
                 .downcast::<FloatTensor<B>>()
-                .expect("a slice's gradient of this backend")
-        };
+                .expect("a slice's gradient of this backend");
+            (part.slices, *grad)
+        });
         let full = if tiles {
-            B::float_cat(parts.into_iter().map(grad).collect(), 0)
+            B::float_cat(parts.map(|(_, grad)| grad).collect(), 0)
         } else {
-            let device = device
-                .downcast::<B::Device>()
-                .expect("a device of this backend");
-            let mut parts = parts.into_iter();
-            let first = parts.next().expect("a held slice");
-            let slices = first.slices.clone();
-            let first = grad(first);
-            let zeros = B::float_zeros(shape, &device, first.dtype().into());
-            let mut full = B::float_slice_assign(zeros, &slices, first);
-            for part in parts {
-                let slices = part.slices.clone();
-                full = B::float_slice_assign(full, &slices, grad(part));
-            }
-            full
+            let mut parts = parts.peekable();
+            let first = &parts.peek().expect("a held slice").1;
+            let zeros = B::float_zeros(shape, &B::float_device(first), first.dtype().into());
+            parts.fold(zeros, |full, (slices, grad)| {
+                B::float_slice_assign(full, &slices, grad)
+            })
         };
         self.container
             .register::<B>(node_id.value, TensorPrimitive::Float(full));
@@ -281,8 +269,6 @@ impl Gradients {
 /// their concatenation: one kernel on the CubeCL backends.
 struct PendingSlices {
     shape: Shape,
-    /// The backend's device (`B::Device`).
-    device: Box<dyn Any + Send>,
     parts: Vec<PendingSlice>,
 }
 

@@ -2,8 +2,9 @@
 //! kernel each (realsyn patch, PATCHES.md): where the decomposition was five kernels
 //! (a max, a subtraction, an exponential, a sum, a division) and four backward (a
 //! product, a sum, a subtraction, a product), and the scores' scaling and a causal
-//! mask (a comparison, an offset, a fill) came before it, kernels of their own. One cube of [`UNITS`] per row (rows are
-//! a few dozen to a few hundred keys), in f32 whatever the tensor's float type.
+//! mask (a comparison, an offset, a fill) came before it, kernels of their own. One
+//! cube of [`UNITS`] per row (rows are a few dozen to a few hundred keys), in f32
+//! whatever the tensor's float type.
 //!
 //! NaN-safe as the decomposition is with a mask: a row whose every score is -inf
 //! (fully masked) gives zeros, its maximum clamped to f32's lowest finite value and

@@ -11,8 +11,9 @@ use crate::{
     kernel::matmul::{MatmulStrategy, matmul},
 };
 use burn_backend::ops::GridSampleOptions;
+use burn_backend::ops::cat::cat_with_slice_assign;
 use burn_backend::tensor::{BoolTensor, Device, FloatTensor, IntTensor};
-use burn_backend::{DType, ElementConversion, FloatDType, Slice, TensorMetadata};
+use burn_backend::{DType, ElementConversion, FloatDType, Slice, TensorMetadata, TensorPrimitive};
 use burn_backend::{Distribution, Shape, TensorData, ops::FloatTensorOps};
 use burn_backend::{ExecutionError, Scalar, get_device_settings};
 use burn_std::{BoolDType, IntDType};
@@ -694,18 +695,9 @@ where
         let dtype = first.dtype;
         let end_to_end = (0..dim).all(|d| shape[d] == 1);
         if !end_to_end || tensors.iter().any(|t| t.dtype != dtype) {
-            let device = first.device.clone();
-            shape[dim] = tensors.iter().map(|t| t.shape()[dim]).sum();
-            let mut out = Self::float_empty(shape.clone(), &device, dtype.into());
-            let mut slices = vec![Slice::full(); shape.num_dims()];
-            let mut start = 0;
-            for tensor in tensors {
-                let end = start + tensor.shape()[dim];
-                slices[dim] = Slice::from(start..end);
-                out = Self::float_slice_assign(out, &slices, tensor);
-                start = end;
-            }
-            return out;
+            let tensors = tensors.into_iter().map(TensorPrimitive::Float).collect();
+            return cat_with_slice_assign::<Self, burn_backend::tensor::Float>(tensors, dim)
+                .tensor();
         }
         let mut offsets = Vec::with_capacity(tensors.len());
         let mut len = 0;

@@ -15,7 +15,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_backend::TensorMetadata;
-use burn_backend::ops::FloatTensorOps;
 use burn_backend::ops::LayerNormBackward;
 use burn_backend::ops::layer_norm_backward_from_float_ops;
 use burn_std::{Bytes, Shape};
@@ -51,12 +50,13 @@ pub fn layer_norm_backward(
         || gamma.shape().num_elements() != d
         || !so_far_fits
     {
-        let mut grads =
-            layer_norm_backward_from_float_ops::<Flex>(tensor, gamma, epsilon, output_grad);
-        if let Some(so_far) = x_grad_so_far {
-            grads.x_grad = Flex::float_add(so_far, grads.x_grad);
-        }
-        return grads;
+        return layer_norm_backward_from_float_ops::<Flex>(
+            tensor,
+            gamma,
+            epsilon,
+            output_grad,
+            x_grad_so_far,
+        );
     }
     let (x, gamma, dy) = (
         tensor.to_contiguous(),

@@ -5,7 +5,10 @@ use crate::{
 use alloc::vec::Vec;
 use burn_std::Slice;
 
-pub(crate) fn cat_with_slice_assign<B: Backend, K: TensorKind<B> + BasicOps<B>>(
+/// Concatenation as an empty tensor and a slice-assign per input: the default
+/// `cat` of the tensor kinds (public in the realsyn patch, PATCHES.md, so a
+/// backend's own `float_cat` can fall back to it).
+pub fn cat_with_slice_assign<B: Backend, K: TensorKind<B> + BasicOps<B>>(
     tensors: Vec<K::Primitive>,
     dim: usize,
 ) -> K::Primitive {

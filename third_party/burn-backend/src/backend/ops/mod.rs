@@ -7,7 +7,9 @@ mod tensor;
 mod transaction;
 
 pub(crate) mod argwhere;
-pub(crate) mod cat;
+/// Concatenation from slice assignments (realsyn patch: public, so a backend's own
+/// `float_cat` can fall back to it).
+pub mod cat;
 pub(crate) mod repeat_dim;
 pub(crate) mod sort;
 

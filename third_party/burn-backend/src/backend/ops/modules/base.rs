@@ -468,13 +468,15 @@ pub struct LayerNormBackward<B: Backend> {
 /// [`ModuleOps::layer_norm_backward`] from the backend's float ops: the statistics
 /// are recomputed from `tensor`, then
 /// `x_grad = rstd * (g - mean(g) - x_hat * mean(g * x_hat))` with `g = grad * gamma`,
-/// `gamma_grad = sum(grad * x_hat)`, `beta_grad = sum(grad)` over the rows.
+/// `gamma_grad = sum(grad * x_hat)`, `beta_grad = sum(grad)` over the rows, and
+/// `x_grad_so_far` added to `x_grad` when given.
 /// Backends without a fused kernel use this (realsyn patch, PATCHES.md).
 pub fn layer_norm_backward_from_float_ops<B: Backend>(
     tensor: FloatTensor<B>,
     gamma: FloatTensor<B>,
     epsilon: f64,
     output_grad: FloatTensor<B>,
+    x_grad_so_far: Option<FloatTensor<B>>,
 ) -> LayerNormBackward<B> {
     let shape = tensor.shape();
     let rank = shape.num_dims();
@@ -508,6 +510,10 @@ pub fn layer_norm_backward_from_float_ops<B: Backend>(
         B::float_sub(B::float_sub(g, mean_g), B::float_mul(x_hat, mean_g_x_hat)),
         rstd,
     );
+    let x_grad = match x_grad_so_far {
+        Some(so_far) => B::float_add(so_far, x_grad),
+        None => x_grad,
+    };
     LayerNormBackward::new(x_grad, gamma_grad, beta_grad)
 }
 
@@ -1231,12 +1237,7 @@ pub trait ModuleOps<B: Backend> {
         output_grad: FloatTensor<B>,
         x_grad_so_far: Option<FloatTensor<B>>,
     ) -> LayerNormBackward<B> {
-        let mut grads =
-            layer_norm_backward_from_float_ops::<B>(tensor, gamma, epsilon, output_grad);
-        if let Some(so_far) = x_grad_so_far {
-            grads.x_grad = B::float_add(so_far, grads.x_grad);
-        }
-        grads
+        layer_norm_backward_from_float_ops::<B>(tensor, gamma, epsilon, output_grad, x_grad_so_far)
     }
 
     /// The softmax over the last dimension of `scale * scores`, attention's weights
