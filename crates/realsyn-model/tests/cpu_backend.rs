@@ -1199,3 +1199,146 @@ fn check_place<B: burn::tensor::backend::Backend>() {
     let got = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(placed));
     assert_eq!(got.into_data().to_vec::<f32>().unwrap(), want);
 }
+
+/// A linear layer's bias with the exact GELU or the residual addition after it as one
+/// op each (`ModuleOps::bias_gelu`, `bias_residual`: third_party/burn-backend, the
+/// kernels in burn-flex and burn-cubecl, the nodes in burn-autodiff): values and the
+/// gradients of the product, the bias and the residual against the same sums written
+/// as tensor ops. Rows outnumber the bias's length and every bias element differs, so
+/// a bias read by the row rather than the column, or a gradient summed over the wrong
+/// dimension, fails. On flex the same formulas in the same order: the same bits.
+#[test]
+fn bias_gelu_and_bias_residual_match_the_decomposed_ops() {
+    check_bias_ops::<CpuAutodiff>(0.0);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn bias_gelu_and_bias_residual_match_the_decomposed_ops_on_cubecl() {
+    check_bias_ops::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>(1e-5);
+}
+
+fn check_bias_ops<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f32) {
+    use burn::tensor::activation::gelu;
+    use burn::tensor::{TensorData, TensorPrimitive};
+    let device = Default::default();
+    // 3,000 x 48: over two of flex's chunks, so split over threads.
+    let (rows, d) = (3000, 48);
+    let data = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    };
+    let leaf2 = |seed| {
+        Tensor::<AB, 2>::from_data(TensorData::new(data(rows * d, seed), [rows, d]), &device)
+            .require_grad()
+    };
+    let leaf1 = |seed| {
+        Tensor::<AB, 1>::from_data(TensorData::new(data(d, seed), [d]), &device).require_grad()
+    };
+    let weights =
+        Tensor::<AB, 2>::from_data(TensorData::new(data(rows * d, 7), [rows, d]), &device);
+    let vec = |t: Tensor<AB, 2>| t.into_data().to_vec::<f32>().unwrap();
+    let close = |got: &[f32], want: &[f32], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let bound = tolerance * w.abs().max(1.0);
+            assert!((g - w).abs() <= bound, "{what}[{i}]: {g} against {w}");
+        }
+    };
+
+    // gelu(x + bias)
+    let (x, bias) = (leaf2(1), leaf1(2));
+    let (x_ref, bias_ref) = (leaf2(1), leaf1(2));
+    let fused = Tensor::<AB, 2>::from_primitive(TensorPrimitive::Float(AB::bias_gelu(
+        x.clone().into_primitive().tensor(),
+        bias.clone().into_primitive().tensor(),
+    )));
+    let reference = gelu(x_ref.clone() + bias_ref.clone().unsqueeze::<2>());
+    let grads = (fused.clone() * weights.clone()).sum().backward();
+    let grads_ref = (reference.clone() * weights.clone()).sum().backward();
+    close(&vec(fused), &vec(reference), "bias_gelu");
+    let gx = x.grad(&grads).unwrap();
+    close(
+        &gx.clone().into_data().to_vec::<f32>().unwrap(),
+        &x_ref
+            .grad(&grads_ref)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+        "bias_gelu: x's gradient",
+    );
+    let gb = bias
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    close(
+        &gb,
+        &bias_ref
+            .grad(&grads_ref)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+        "bias_gelu: the bias's gradient",
+    );
+    // The bias's gradient is the column sums of x's.
+    let columns = gx
+        .sum_dim(0)
+        .reshape([d])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    for (j, (g, c)) in gb.iter().zip(&columns).enumerate() {
+        assert!(
+            (g - c).abs() <= 1e-3 * c.abs().max(1.0),
+            "bias grad [{j}]: {g} against {c}"
+        );
+    }
+
+    // x + bias + residual
+    let (x, bias, residual) = (leaf2(3), leaf1(4), leaf2(5));
+    let (x_ref, bias_ref, residual_ref) = (leaf2(3), leaf1(4), leaf2(5));
+    let fused = Tensor::<AB, 2>::from_primitive(TensorPrimitive::Float(AB::bias_residual(
+        x.clone().into_primitive().tensor(),
+        bias.clone().into_primitive().tensor(),
+        residual.clone().into_primitive().tensor(),
+    )));
+    let reference = residual_ref.clone() + (x_ref.clone() + bias_ref.clone().unsqueeze::<2>());
+    let grads = (fused.clone() * weights.clone()).sum().backward();
+    let grads_ref = (reference.clone() * weights).sum().backward();
+    close(&vec(fused), &vec(reference), "bias_residual");
+    for (what, got, want) in [
+        ("x", x.grad(&grads), x_ref.grad(&grads_ref)),
+        (
+            "residual",
+            residual.grad(&grads),
+            residual_ref.grad(&grads_ref),
+        ),
+    ] {
+        let (got, want) = (got.unwrap(), want.unwrap());
+        let (got, want) = (
+            got.into_data().to_vec::<f32>().unwrap(),
+            want.into_data().to_vec::<f32>().unwrap(),
+        );
+        close(&got, &want, &format!("bias_residual: {what}'s gradient"));
+    }
+    close(
+        &bias
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+        &bias_ref
+            .grad(&grads_ref)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+        "bias_residual: the bias's gradient",
+    );
+}

@@ -152,6 +152,39 @@ widest! {
     }
 }
 
+widest! {
+    /// Row by row (`bias.len()` elements each):
+    /// `out[r, j] = op(a[r, j], bias[j], b[r, j])`.
+    pub(crate) fn fill_rows[Op: Fn(f32, f32, f32) -> f32](
+        out: &mut [MaybeUninit<f32>],
+        a: &[f32],
+        bias: &[f32],
+        b: &[f32],
+        op: &Op,
+    ) {
+        let d = bias.len();
+        let rows = out.chunks_exact_mut(d).zip(a.chunks_exact(d)).zip(b.chunks_exact(d));
+        for ((o, a), b) in rows {
+            for (((o, &x), &c), &y) in o.iter_mut().zip(a).zip(bias).zip(b) {
+                o.write(op(x, c, y));
+            }
+        }
+    }
+}
+
+/// `out[r, j] = op(a[r, j], bias[j], b[r, j])` into a new `Vec`, `a` and `b` of whole
+/// rows of `bias.len()`, split over the threads by rows.
+pub(crate) fn map_rows<Op>(a: &[f32], bias: &[f32], b: &[f32], op: Op) -> alloc::vec::Vec<f32>
+where
+    Op: Fn(f32, f32, f32) -> f32 + Sync + Send,
+{
+    debug_assert!(a.len() == b.len() && a.len() % bias.len().max(1) == 0);
+    collect(a.len(), bias.len(), |start, out| {
+        let end = start + out.len();
+        fill_rows(out, &a[start..end], bias, &b[start..end], &op)
+    })
+}
+
 /// `f(dst_chunk, src_chunk)` over equal-length chunks of two slices.
 pub(crate) fn zip_mut<E: Send, R: Sync, F>(dst: &mut [E], src: &[R], f: F)
 where

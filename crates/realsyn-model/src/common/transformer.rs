@@ -3,14 +3,17 @@
 //!
 //! Attention keeps open_clip's packed `in_proj` (one [d, 3d] matmul for q, k, v) and
 //! calls Burn's fused `attention` op, so backends with a flash kernel use it.
+//! The output projections' and `c_fc`'s biases are added by the op that follows the
+//! product (`bias_residual`, `bias_gelu`: backend ops of the patched Burn,
+//! third_party/burn-backend), one pass over the activations where two were.
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
+use burn::tensor::module::{self, attention};
 use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use super::stages::BlockStage;
 
@@ -56,6 +59,53 @@ pub(crate) fn linear_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tens
     y.reshape([b, n, out])
 }
 
+/// `residual + linear(x)` over `[batch, tokens, d]`: the product, then its bias and
+/// the residual added by one op (`ModuleOps::bias_residual`, one pass over the
+/// activations where two additions were).
+fn linear_2d_residual<B: Backend>(
+    linear: &Linear<B>,
+    x: Tensor<B, 3>,
+    residual: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    let Some(bias) = &linear.bias else {
+        return residual + linear_2d(linear, x);
+    };
+    let [b, n, _] = x.dims();
+    let product = product_2d(linear, x);
+    let out = product.dims()[1];
+    let residual = residual.reshape([b * n, out]);
+    let sum = B::bias_residual(float(product), float(bias.val()), float(residual));
+    from_float::<B, 2>(sum).reshape([b, n, out])
+}
+
+/// `gelu(linear(x))` (the exact GELU) over `[batch, tokens, d]`: the product, then its
+/// bias added by the activation's op (`ModuleOps::bias_gelu`, one pass over the
+/// hidden activations where two were).
+fn linear_2d_gelu<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let Some(bias) = &linear.bias else {
+        return gelu(linear_2d(linear, x));
+    };
+    let [b, n, _] = x.dims();
+    let product = product_2d(linear, x);
+    let out = product.dims()[1];
+    let hidden = B::bias_gelu(float(product), float(bias.val()));
+    from_float::<B, 2>(hidden).reshape([b, n, out])
+}
+
+/// `x W` over `[batch * tokens, d]`, without the bias (the caller's op adds it).
+fn product_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 2> {
+    let [b, n, d] = x.dims();
+    module::linear(x.reshape([b * n, d]), linear.weight.val(), None)
+}
+
+fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+fn from_float<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
 /// Multi-head self-attention with packed q/k/v projection.
 #[derive(Module, Debug)]
 pub struct SelfAttention<B: Backend> {
@@ -76,6 +126,21 @@ impl<B: Backend> SelfAttention<B> {
 
     /// `x`: [batch, tokens, width].
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        linear_2d(&self.out_proj, self.heads_out(x, causal))
+    }
+
+    /// `residual + forward(x)`, the residual added with the output projection's bias.
+    pub fn forward_residual(
+        &self,
+        x: Tensor<B, 3>,
+        residual: Tensor<B, 3>,
+        causal: bool,
+    ) -> Tensor<B, 3> {
+        linear_2d_residual(&self.out_proj, self.heads_out(x, causal), residual)
+    }
+
+    /// The heads' outputs merged, `[batch, tokens, width]`, before the output projection.
+    fn heads_out(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let [b, n, w] = x.dims();
         let h = self.heads;
         let d = w / h;
@@ -93,7 +158,7 @@ impl<B: Backend> SelfAttention<B> {
             is_causal: causal,
         };
         let out = attention(q, k, v, None, None, options); // [b, h, n, d]
-        linear_2d(&self.out_proj, out.swap_dims(1, 2).reshape([b, n, w]))
+        out.swap_dims(1, 2).reshape([b, n, w])
     }
 }
 
@@ -107,8 +172,20 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `c_proj(act(c_fc(x)))` over `[batch, tokens, width]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let hidden = self.activation.apply(linear_2d(&self.c_fc, x));
-        linear_2d(&self.c_proj, hidden)
+        linear_2d(&self.c_proj, self.hidden(x))
+    }
+
+    /// `residual + forward(x)`, the residual added with `c_proj`'s bias.
+    pub fn forward_residual(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        linear_2d_residual(&self.c_proj, self.hidden(x), residual)
+    }
+
+    /// `act(c_fc(x))`; the exact GELU takes `c_fc`'s bias into its op.
+    fn hidden(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self.activation {
+            Activation::Gelu => linear_2d_gelu(&self.c_fc, x),
+            act => act.apply(linear_2d(&self.c_fc, x)),
+        }
     }
 }
 
@@ -141,8 +218,10 @@ impl<B: Backend> ResidualAttentionBlock<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let x = self
+            .attn
+            .forward_residual(self.ln_1.forward(x.clone()), x, causal);
+        self.mlp.forward_residual(self.ln_2.forward(x.clone()), x)
     }
 }
 

@@ -189,6 +189,105 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
         panic!("Can't differentiate linear_bias_backward.");
     }
 
+    // realsyn patch (PATCHES.md): a linear layer's bias with the GELU or the residual
+    // addition after it as one node each, so that the backend's op can make them one
+    // kernel. Both gradients of the bias are sums over the rows of the gradient the
+    // product gets, as in `linear`.
+    fn bias_gelu(x: AutodiffTensor<B>, bias: AutodiffTensor<B>) -> AutodiffTensor<B> {
+        #[derive(Debug)]
+        struct BiasGelu;
+
+        impl<B: Backend> Backward<B, 2> for BiasGelu {
+            type State = (NodeId, NodeId);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_bias] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, bias_state) = ops.state;
+                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                let bias = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(bias_state);
+                // The activation's input gradient is the product's and, summed, the bias's.
+                let pre = B::bias_gelu_backward(x, bias, grad);
+                if let Some(node) = node_bias {
+                    grads.register::<B>(node.id, B::linear_bias_backward(pre.clone()));
+                }
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, pre);
+                }
+            }
+        }
+
+        match BiasGelu
+            .prepare::<C>([x.node.clone(), bias.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let bias_state = prep.checkpoint(&bias);
+                prep.finish(
+                    (x_state, bias_state),
+                    B::bias_gelu(x.primitive, bias.primitive),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::bias_gelu(x.primitive, bias.primitive)),
+        }
+    }
+
+    fn bias_gelu_backward(
+        _x: AutodiffTensor<B>,
+        _bias: AutodiffTensor<B>,
+        _output_grad: AutodiffTensor<B>,
+    ) -> AutodiffTensor<B> {
+        panic!("Can't differentiate bias_gelu_backward.");
+    }
+
+    fn bias_residual(
+        x: AutodiffTensor<B>,
+        bias: AutodiffTensor<B>,
+        residual: AutodiffTensor<B>,
+    ) -> AutodiffTensor<B> {
+        #[derive(Debug)]
+        struct BiasResidual;
+
+        impl<B: Backend> Backward<B, 3> for BiasResidual {
+            type State = ();
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_bias, node_residual] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                if let Some(node) = node_bias {
+                    grads.register::<B>(node.id, B::linear_bias_backward(grad.clone()));
+                }
+                if let Some(node) = node_residual {
+                    grads.register::<B>(node.id, grad.clone());
+                }
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, grad);
+                }
+            }
+        }
+
+        BiasResidual
+            .prepare::<C>([x.node.clone(), bias.node.clone(), residual.node.clone()])
+            .compute_bound()
+            .stateless(B::bias_residual(
+                x.primitive,
+                bias.primitive,
+                residual.primitive,
+            ))
+    }
+
     fn conv1d(
         x: AutodiffTensor<B>,
         weight: AutodiffTensor<B>,

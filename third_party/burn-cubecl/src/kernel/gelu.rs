@@ -26,8 +26,21 @@ fn gelu_kernel<F: Float>(
         terminate!();
     }
     let x = f32::cast_from(input[ABSOLUTE_POS]);
+    output[ABSOLUTE_POS] = F::cast_from(gelu_f32(x));
+}
+
+/// The exact GELU of `x`, `x Phi(x)`.
+#[cube]
+pub(crate) fn gelu_f32(x: f32) -> f32 {
+    x * (0.5f32 * (1.0f32 + Erf::erf(x * 0.707_106_77f32)))
+}
+
+/// The exact GELU's derivative at `x`, `Phi(x) + x phi(x)`.
+#[cube]
+pub(crate) fn gelu_derivative_f32(x: f32) -> f32 {
     let cdf = 0.5f32 * (1.0f32 + Erf::erf(x * 0.707_106_77f32));
-    output[ABSOLUTE_POS] = F::cast_from(x * cdf);
+    let pdf = 0.398_942_3f32 * (-0.5f32 * x * x).exp();
+    cdf + x * pdf
 }
 
 #[cube(launch_unchecked, address_type = "dynamic")]
@@ -42,10 +55,7 @@ fn gelu_backward_kernel<F: Float>(
     }
     let x = f32::cast_from(input[ABSOLUTE_POS]);
     let g = f32::cast_from(grad[ABSOLUTE_POS]);
-    // d/dx = Phi(x) + x phi(x)
-    let cdf = 0.5f32 * (1.0f32 + Erf::erf(x * 0.707_106_77f32));
-    let pdf = 0.398_942_3f32 * (-0.5f32 * x * x).exp();
-    output[ABSOLUTE_POS] = F::cast_from(g * (cdf + x * pdf));
+    output[ABSOLUTE_POS] = F::cast_from(g * gelu_derivative_f32(x));
 }
 
 /// The exact GELU of `tensor`.

@@ -39,6 +39,8 @@ pub mod grid_sample;
 pub mod interpolate;
 /// GELU kernels (realsyn patch, PATCHES.md)
 pub mod gelu;
+/// A linear layer's bias with the GELU or residual addition after it (realsyn patch, PATCHES.md)
+pub mod bias;
 /// Layer norm kernels (realsyn patch, PATCHES.md)
 pub mod layer_norm;
 /// Row reductions of the row kernels (realsyn patch, PATCHES.md)

@@ -61,6 +61,43 @@ where
         LayerNormBackward::new(x_grad, half(0..d), half(d..2 * d))
     }
 
+    // realsyn patch (PATCHES.md): a linear layer's bias added by the kernel that
+    // applies the GELU or the residual addition after it.
+    fn bias_gelu(x: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        match kernel::bias::fits(&x, &bias, &[]) {
+            true => kernel::bias::bias_gelu(x, bias),
+            false => burn_backend::ops::linear::bias_gelu_from_float_ops::<Self>(x, bias),
+        }
+    }
+
+    fn bias_gelu_backward(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match kernel::bias::fits(&x, &bias, &[&output_grad]) {
+            true => kernel::bias::bias_gelu_backward(x, bias, output_grad),
+            false => burn_backend::ops::linear::bias_gelu_backward_from_float_ops::<Self>(
+                x,
+                bias,
+                output_grad,
+            ),
+        }
+    }
+
+    fn bias_residual(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match kernel::bias::fits(&x, &bias, &[&residual]) {
+            true => kernel::bias::bias_residual(x, bias, residual),
+            false => {
+                burn_backend::ops::linear::bias_residual_from_float_ops::<Self>(x, bias, residual)
+            }
+        }
+    }
+
     // realsyn patch (PATCHES.md): attention's softmax and its backward as one
     // kernel each.
     fn attention_softmax(

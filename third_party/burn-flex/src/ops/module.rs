@@ -772,6 +772,28 @@ impl ModuleOps<Flex> for Flex {
         )
     }
 
+    // realsyn patch (PATCHES.md): a linear layer's bias with the GELU or the residual
+    // addition after it, one pass each.
+    fn bias_gelu(x: FloatTensor<Flex>, bias: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        crate::ops::bias::bias_gelu(x, bias)
+    }
+
+    fn bias_gelu_backward(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        crate::ops::bias::bias_gelu_backward(x, bias, output_grad)
+    }
+
+    fn bias_residual(
+        x: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        residual: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        crate::ops::bias::bias_residual(x, bias, residual)
+    }
+
     fn layer_norm(
         tensor: FloatTensor<Flex>,
         gamma: FloatTensor<Flex>,

@@ -612,6 +612,35 @@ pub trait ModuleOps<B: Backend> {
         linear::linear_bias_backward::<B>(output_grad)
     }
 
+    /// `gelu(x + bias)` (the exact GELU), with `x` `[..., d]` a linear layer's product
+    /// and `bias` `[d]` its bias (realsyn patch, PATCHES.md): one op, so that a
+    /// backend adds the bias as it applies the activation, where the bias was a pass
+    /// of its own over an MLP's hidden activations.
+    fn bias_gelu(x: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+        linear::bias_gelu_from_float_ops::<B>(x, bias)
+    }
+    /// The gradient of `x` in [bias_gelu](ModuleOps::bias_gelu),
+    /// `output_grad * gelu'(x + bias)`; `bias`'s is its sum over every dimension but
+    /// the last ([linear_bias_backward](ModuleOps::linear_bias_backward)).
+    fn bias_gelu_backward(
+        x: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        output_grad: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        linear::bias_gelu_backward_from_float_ops::<B>(x, bias, output_grad)
+    }
+    /// `x + bias + residual`, with `x` `[..., d]` a linear layer's product, `bias`
+    /// `[d]` its bias and `residual` shaped like `x` (realsyn patch, PATCHES.md): a
+    /// residual block's `h + proj(f(h))` as one op, so that a backend makes the two
+    /// additions one pass.
+    fn bias_residual(
+        x: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        residual: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        linear::bias_residual_from_float_ops::<B>(x, bias, residual)
+    }
+
     /// One dimensional convolution.
     ///
     /// # Shapes

@@ -104,3 +104,38 @@ pub(crate) fn linear_bias_backward<B: Backend>(output_grad: FloatTensor<B>) -> F
     let d_output = shape[ndims - 1];
     B::float_reshape(grad, Shape::new([d_output]))
 }
+
+/// Default [bias_gelu](crate::ops::ModuleOps::bias_gelu) (realsyn patch, PATCHES.md):
+/// `gelu(x + bias)` as the addition and the backend's GELU.
+pub fn bias_gelu_from_float_ops<B: Backend>(
+    x: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::gelu(add_bias::<B>(x, bias))
+}
+
+/// Default [bias_gelu_backward](crate::ops::ModuleOps::bias_gelu_backward) (realsyn
+/// patch, PATCHES.md): the addition again, then the backend's GELU backward.
+pub fn bias_gelu_backward_from_float_ops<B: Backend>(
+    x: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::gelu_backward(add_bias::<B>(x, bias), output_grad)
+}
+
+/// Default [bias_residual](crate::ops::ModuleOps::bias_residual) (realsyn patch,
+/// PATCHES.md): two additions.
+pub fn bias_residual_from_float_ops<B: Backend>(
+    x: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    residual: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::float_add(add_bias::<B>(x, bias), residual)
+}
+
+/// `x + bias`, the bias `[d]` broadcast over the rows of `x` `[..., d]`.
+fn add_bias<B: Backend>(x: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+    let ndims = x.shape().num_dims();
+    B::float_add(x, unsqueeze_leading::<B>(bias, ndims))
+}
