@@ -60,32 +60,23 @@ impl ActivationOps<Flex> for Flex {
         // 0.5 * x * (1 + erf(x / sqrt(2)))
         // realsyn patch: f32 (and f16/bf16, computed in f32) through the vectorisable
         // erf PyTorch's CPU GELU uses; f64 keeps libm.
-        use crate::ops::unary::{erf_f64, erf_poly_f32};
-        let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
+        use crate::ops::unary::erf_f64;
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
-        unary_op(
-            tensor,
-            move |x: f32| 0.5 * x * (1.0 + erf_poly_f32(x / sqrt2_f32)),
-            move |x: f64| 0.5 * x * (1.0 + erf_f64(x / sqrt2_f64)),
-        )
+        unary_op(tensor, crate::ops::bias::gelu_f32, move |x: f64| {
+            0.5 * x * (1.0 + erf_f64(x / sqrt2_f64))
+        })
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
         // realsyn patch: f32 through the vectorisable erf and exp, as the forward.
-        use crate::ops::unary::{erf_f64, erf_poly_f32, exp_poly_f32};
-        let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
+        use crate::ops::unary::erf_f64;
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
-        let inv_sqrt_2pi_f32: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
         let inv_sqrt_2pi_f64: f64 = 1.0 / (2.0 * core::f64::consts::PI).sqrt();
         binary_op(
             x,
             grad,
-            move |x: f32, g| {
-                let cdf = 0.5 * (1.0 + erf_poly_f32(x / sqrt2_f32));
-                let pdf = inv_sqrt_2pi_f32 * exp_poly_f32(-0.5 * x * x);
-                g * (cdf + x * pdf)
-            },
+            move |x: f32, g| g * crate::ops::bias::gelu_derivative_f32(x),
             move |x: f64, g| {
                 let cdf = 0.5 * (1.0 + erf_f64(x / sqrt2_f64));
                 let pdf = inv_sqrt_2pi_f64 * (-0.5 * x * x).exp();

@@ -13,15 +13,15 @@ use burn_std::{Bytes, Shape};
 use crate::ops::unary::{erf_poly_f32, exp_poly_f32};
 use crate::{Flex, FlexTensor, Layout};
 
-/// The exact GELU, as flex's `gelu` computes it (the same bits).
+/// The exact GELU in f32, flex's `gelu` (the vectorisable erf).
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_poly_f32(x / core::f32::consts::SQRT_2))
 }
 
-/// The exact GELU's derivative, as flex's `gelu_backward` computes it.
+/// The exact GELU's derivative in f32, flex's `gelu_backward`'s.
 #[inline(always)]
-fn gelu_derivative(x: f32) -> f32 {
+pub(crate) fn gelu_derivative_f32(x: f32) -> f32 {
     let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
     let cdf = 0.5 * (1.0 + erf_poly_f32(x / core::f32::consts::SQRT_2));
     cdf + x * (inv_sqrt_2pi * exp_poly_f32(-0.5 * x * x))
@@ -32,14 +32,14 @@ pub fn bias_gelu(x: FlexTensor, bias: FlexTensor) -> FlexTensor {
         return bias_gelu_from_float_ops::<Flex>(x, bias);
     }
     // `a` read twice: one loop for the three forms.
-    rows(&x, &bias, &x, |x, b, _| gelu(x + b))
+    rows(&x, &bias, &x, |x, b, _| gelu_f32(x + b))
 }
 
 pub fn bias_gelu_backward(x: FlexTensor, bias: FlexTensor, grad: FlexTensor) -> FlexTensor {
     if !fits(&x, &bias, Some(&grad)) {
         return bias_gelu_backward_from_float_ops::<Flex>(x, bias, grad);
     }
-    rows(&x, &bias, &grad, |x, b, g| g * gelu_derivative(x + b))
+    rows(&x, &bias, &grad, |x, b, g| g * gelu_derivative_f32(x + b))
 }
 
 pub fn bias_residual(x: FlexTensor, bias: FlexTensor, residual: FlexTensor) -> FlexTensor {
