@@ -86,8 +86,11 @@ pub fn fits<R: CubeRuntime>(
             .all(|t| t.dtype == x.dtype && t.shape() == shape)
 }
 
-/// The output's shape and type, and the launch's cube count and dimension.
-fn elementwise<R: CubeRuntime>(x: &CubeTensor<R>) -> (CubeTensor<R>, CubeCount, CubeDim) {
+/// An output of `x`'s shape and type, and the cube count and dimension of an
+/// element-wise launch over it (also the GELU kernels').
+pub(crate) fn elementwise<R: CubeRuntime>(
+    x: &CubeTensor<R>,
+) -> (CubeTensor<R>, CubeCount, CubeDim) {
     let output = empty_device_dtype(x.client.clone(), x.device.clone(), x.shape(), x.dtype);
     let units = x.meta.num_elements();
     let cube_dim = CubeDim::new(&x.client, units);

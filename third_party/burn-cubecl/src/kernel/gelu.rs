@@ -5,14 +5,13 @@
 //! backward was the derivative of the tanh approximation, not of the exact GELU
 //! the forward computes. Computed in f32 whatever the tensor's float type.
 
-use burn_backend::TensorMetadata;
+use cubecl::prelude::*;
 use cubecl::std::tensor::layout::linear::LinearView;
-use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
+use super::bias::elementwise;
 use crate::{
     CubeRuntime,
     kernel::{into_contiguous, utils::address_type},
-    ops::numeric::empty_device_dtype,
     tensor::CubeTensor,
 };
 
@@ -61,15 +60,7 @@ fn gelu_backward_kernel<F: Float>(
 /// The exact GELU of `tensor`.
 pub fn gelu<R: CubeRuntime>(tensor: CubeTensor<R>) -> CubeTensor<R> {
     let input = into_contiguous(tensor);
-    let output = empty_device_dtype(
-        input.client.clone(),
-        input.device.clone(),
-        input.shape(),
-        input.dtype,
-    );
-    let units = input.meta.num_elements();
-    let cube_dim = CubeDim::new(&input.client, units);
-    let cube_count = calculate_cube_count_elemwise(&input.client, units, cube_dim);
+    let (output, cube_count, cube_dim) = elementwise(&input);
     let dtype = input.dtype;
     unsafe {
         gelu_kernel::launch_unchecked(
@@ -89,15 +80,7 @@ pub fn gelu<R: CubeRuntime>(tensor: CubeTensor<R>) -> CubeTensor<R> {
 pub fn gelu_backward<R: CubeRuntime>(x: CubeTensor<R>, grad: CubeTensor<R>) -> CubeTensor<R> {
     let input = into_contiguous(x);
     let grad = into_contiguous(grad);
-    let output = empty_device_dtype(
-        input.client.clone(),
-        input.device.clone(),
-        input.shape(),
-        input.dtype,
-    );
-    let units = input.meta.num_elements();
-    let cube_dim = CubeDim::new(&input.client, units);
-    let cube_count = calculate_cube_count_elemwise(&input.client, units, cube_dim);
+    let (output, cube_count, cube_dim) = elementwise(&input);
     let dtype = input.dtype;
     unsafe {
         gelu_backward_kernel::launch_unchecked(
