@@ -12,9 +12,12 @@
 #   REALSYN_BIN=path/to/realsyn ...        # a binary built with --features wgpu[,fusion]
 #
 # Phases (PHASES, default "check kernels"):
-#   check    10 Fashion-MNIST steps of 128 (the CPU test recipe's model) on `cpu` (flex)
-#            and on `wgpu` from the same weights: PASS when every loss agrees within 1e-4
-#            relative (2026-12-06: 3.9e-7 at worst; flex and CubeCL sum in other orders)
+#   check    10 Fashion-MNIST steps of 128 on `cpu` (flex) and on `wgpu` from the same
+#            weights, for each model of CHECK_MODELS (default: the CPU test recipe's CLIP,
+#            recipes/models/fashion-mnist-tiny.json, and its EVA02 twin,
+#            fashion-mnist-eva02-tiny.json): PASS when every loss agrees within 1e-4
+#            relative (2026-12-06: 3.9e-7 and 8.2e-7 at worst; flex and CubeCL sum in
+#            other orders)
 #   kernels  one training step of a model with ViT-B/32's structure (12 + 12 blocks, patch
 #            32 at 224 px, 77 tokens; width 128 so that lavapipe runs it in seconds) under
 #            CubeCL's profiler: how many kernels of which kind. Widths change the kernels'
@@ -44,33 +47,39 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 if has check; then
   "$BIN" dataset fashion-mnist --out "$work/fm" --limit-train 1280 --per-shard 1280 >/dev/null
   source benches/fm_recipe.sh
-  recipe() { # device steps [pretrained] -> a recipe on stdout
-    fm_recipe "$work/fm/train/00000.tar" "$1" "$2" "$work/run-$1-$2" "${3:-}"
-  }
-  # The same starting weights on both: random init draws on the device, and flex's
-  # generator is not CubeCL's.
-  recipe cpu 1 "" > "$work/init.toml"
-  "$BIN" train --recipe "$work/init.toml" >/dev/null 2>&1
-  init=$work/run-cpu-1/checkpoints/step_00000001/model.safetensors
-  for dev in cpu wgpu; do
-    recipe $dev 10 "$init" > "$work/$dev.toml"
-    start=$SECONDS
-    "$BIN" train --recipe "$work/$dev.toml" > "$work/$dev.log" 2>&1 || {
-      tail -20 "$work/$dev.log" >&2
-      exit 1
+  failed=0
+  for model in ${CHECK_MODELS:-fashion-mnist-tiny fashion-mnist-eva02-tiny}; do
+    recipe() { # device steps [pretrained] -> a recipe on stdout
+      fm_recipe "$work/fm/train/00000.tar" "$1" "$2" "$work/$model-$1-$2" "${3:-}" \
+        "recipes/models/$model.json"
     }
-    echo "check: $dev, 10 steps in $((SECONDS - start)) s"
-  done
-  python3 - "$work/run-cpu-10/metrics.jsonl" "$work/run-wgpu-10/metrics.jsonl" <<'PY'
+    # The same starting weights on both: random init draws on the device, and flex's
+    # generator is not CubeCL's.
+    recipe cpu 1 "" > "$work/init.toml"
+    "$BIN" train --recipe "$work/init.toml" >/dev/null 2>&1
+    init=$work/$model-cpu-1/checkpoints/step_00000001/model.safetensors
+    for dev in cpu wgpu; do
+      recipe $dev 10 "$init" > "$work/$dev.toml"
+      start=$SECONDS
+      "$BIN" train --recipe "$work/$dev.toml" > "$work/$dev.log" 2>&1 || {
+        tail -20 "$work/$dev.log" >&2
+        exit 1
+      }
+      echo "check: $model on $dev, 10 steps in $((SECONDS - start)) s"
+    done
+    python3 - "$model" "$work/$model-cpu-10/metrics.jsonl" "$work/$model-wgpu-10/metrics.jsonl" <<'PY' || failed=1
 import json, sys
-flex, cube = ([r["loss"] for r in map(json.loads, open(p)) if "loss" in r] for p in sys.argv[1:])
+model = sys.argv[1]
+flex, cube = ([r["loss"] for r in map(json.loads, open(p)) if "loss" in r] for p in sys.argv[2:])
 print("flex  ", " ".join(f"{x:.6f}" for x in flex))
 print("cubecl", " ".join(f"{x:.6f}" for x in cube))
 d = max((abs(a - b) / abs(a) for a, b in zip(flex, cube)), default=float("nan"))
 ok = len(flex) == len(cube) == 10 and d < 1e-4
-print(f"check: {'PASS' if ok else 'FAIL'}: max relative loss difference {d:.2e} over {len(cube)} steps")
+print(f"check: {model}: {'PASS' if ok else 'FAIL'}: max relative loss difference {d:.2e} over {len(cube)} steps")
 sys.exit(0 if ok else 1)
 PY
+  done
+  [ "$failed" = 0 ] || exit 1
 fi
 
 if has kernels; then

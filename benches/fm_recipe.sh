@@ -1,10 +1,12 @@
 # Sourced by benches/gpu_lease.sh and benches/cubecl_cpu.sh: the Fashion-MNIST recipe
 # they train (the CPU test's model, a OneCycle of 128 per step on one shard).
-#   fm_recipe SHARD DEVICE STEPS OUT_DIR [PRETRAINED] > recipe.toml
+#   fm_recipe SHARD DEVICE STEPS OUT_DIR [PRETRAINED] [ARCH] > recipe.toml
+# ARCH: a model config, recipes/models/fashion-mnist-tiny.json unless given
+# (recipes/models/fashion-mnist-eva02-tiny.json: the EVA02 tower of the CPU tests).
 fm_recipe() {
   cat <<EOF
 [model]
-arch = "recipes/models/fashion-mnist-tiny.json"
+arch = "${6:-recipes/models/fashion-mnist-tiny.json}"
 ${5:+pretrained = \"$5\"}
 [data]
 train = "$1"

@@ -24,7 +24,8 @@
 #          the gradients go through NCCL's all-reduce) against 5 without: same losses; the
 #          all-reduce alone beside torch's nccl (benches/all_reduce.sh, one rank per GPU);
 #          with several GPUs, 2 training ranks under torchrun-style variables too
-#   fm     20 Fashion-MNIST steps in f32 and in amp_bf16 (bf16 tracks f32; metrics.jsonl back)
+#   fm     20 Fashion-MNIST steps in f32 and in amp_bf16 (bf16 tracks f32; metrics.jsonl back),
+#          then the same with the EVA02 tower (losses in progress.txt)
 #   f32    benches/gpu.sh in f32
 #   sweep  ViT-B/32 amp_bf16 at batch 8, 64 and 256: a time that barely grows with the
 #          batch is per-step overhead (kernel launches, host work), not arithmetic
@@ -96,8 +97,8 @@ gpu() { # precision
   tail -8 "$OUT/gpu.log"
 }
 source benches/fm_recipe.sh
-fm_toml() { # steps -> /tmp/fm.toml
-  fm_recipe "$GPU_DIR/fm/train/00000.tar" cuda "$1" /tmp/fm > /tmp/fm.toml
+fm_toml() { # steps [model config] -> /tmp/fm.toml
+  fm_recipe "$GPU_DIR/fm/train/00000.tar" cuda "$1" /tmp/fm "" "${2:-}" > /tmp/fm.toml
 }
 losses() { python3 -c 'import json,sys; print(" ".join("%.6f" % r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r))' "$1"; }
 if has nccl; then
@@ -141,6 +142,15 @@ if has fm; then
       --set "output.dir=\"/tmp/fm-$prec\"" >> "$OUT/fm.log" 2>&1
     tail -1 "$OUT/fm.log"
     cp "/tmp/fm-$prec/metrics.jsonl" "$OUT/fm-$prec-metrics.jsonl"
+  done
+  # EVA02, the paper's encoder, the same way (its SwiGLU, rotary and sub-LN kernels
+  # in bf16); the losses go to progress.txt.
+  fm_toml 20 recipes/models/fashion-mnist-eva02-tiny.json
+  for prec in f32 amp_bf16; do
+    log "fashion-mnist eva02 $prec"
+    timeout 90 "$best" train --recipe /tmp/fm.toml --set "train.precision=\"$prec\"" \
+      --set "output.dir=\"/tmp/fm-eva02-$prec\"" >> "$OUT/fm.log" 2>&1
+    losses "/tmp/fm-eva02-$prec/metrics.jsonl" | tee -a "$OUT/progress.txt"
   done
 fi
 if has f32; then log "gpu.sh f32"; gpu f32; fi

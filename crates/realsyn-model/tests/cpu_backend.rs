@@ -940,6 +940,50 @@ fn check_gelu<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f64) {
     }
 }
 
+/// SiLU, `x sigmoid(x)` (EVA02's SwiGLU), and its gradient against f64 over
+/// [-20, 20], the sigmoid saturated at both ends: on the CPU backend, and on CubeCL,
+/// whose sigmoid and its backward are one kernel each (third_party/burn-cubecl), where
+/// Burn's defaults were `exp(-log(1 + exp(-x)))` step by step and three kernels back.
+#[test]
+fn silu_and_its_gradient_match_the_formula() {
+    check_silu::<realsyn_model::backend::CpuAutodiff>(1e-6);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn silu_and_its_gradient_match_the_formula_on_cubecl() {
+    check_silu::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>(1e-6);
+}
+
+fn check_silu<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f64) {
+    use burn::tensor::activation::silu;
+    let n = 100_001;
+    let xs: Vec<f32> = (0..n)
+        .map(|i| -20.0 + 40.0 * i as f32 / (n - 1) as f32)
+        .collect();
+    let x = Tensor::<AB, 1>::from_floats(xs.as_slice(), &Default::default()).require_grad();
+    let y = silu(x.clone());
+    let forward = y.clone().into_data().to_vec::<f32>().unwrap();
+    let grads = y.sum().backward();
+    let slope = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    for (i, &v) in xs.iter().enumerate() {
+        let v64 = v as f64;
+        let s = 1.0 / (1.0 + (-v64).exp());
+        let (want, want_slope) = (v64 * s, s + v64 * s * (1.0 - s));
+        let tolerance = tolerance * v64.abs().max(1.0);
+        assert!(
+            (forward[i] as f64 - want).abs() <= tolerance,
+            "silu({v}) = {}, exact {want}",
+            forward[i]
+        );
+        assert!(
+            (slope[i] as f64 - want_slope).abs() <= tolerance,
+            "silu'({v}) = {}, exact {want_slope}",
+            slope[i]
+        );
+    }
+}
+
 #[test]
 fn gelu_loops_at_the_cpus_vector_width_give_the_scalar_formulas_bits() {
     // burn-flex's element loops are compiled per x86-64 vector level and the widest

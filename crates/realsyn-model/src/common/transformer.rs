@@ -62,7 +62,7 @@ pub(crate) fn linear_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tens
 /// `residual + linear(x)` over `[batch, tokens, d]`: the product, then its bias and
 /// the residual added by one op (`ModuleOps::bias_residual`, one pass over the
 /// activations where two additions were).
-fn linear_2d_residual<B: Backend>(
+pub(crate) fn linear_2d_residual<B: Backend>(
     linear: &Linear<B>,
     x: Tensor<B, 3>,
     residual: Tensor<B, 3>,

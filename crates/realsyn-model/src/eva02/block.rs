@@ -11,7 +11,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::EvaDesign;
 use crate::common::rotary::RotaryTables;
-use crate::common::transformer::{Activation, Mlp, linear_2d};
+use crate::common::transformer::{Activation, Mlp, linear_2d, linear_2d_residual};
 
 /// timm's `LayerNorm` default (open_clip's own towers use 1e-5).
 pub const EVA_LN_EPS: f64 = 1e-6;
@@ -95,6 +95,21 @@ impl<B: Backend> EvaAttention<B> {
 
     /// `x`: `[batch, tokens, width]` -> same shape.
     pub fn forward(&self, x: Tensor<B, 3>, rope: Option<&RotaryTables<B>>) -> Tensor<B, 3> {
+        linear_2d(&self.proj, self.heads_out(x, rope))
+    }
+
+    /// `residual + forward(x)`, the residual added with `proj`'s bias.
+    pub fn forward_residual(
+        &self,
+        x: Tensor<B, 3>,
+        rope: Option<&RotaryTables<B>>,
+        residual: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
+        linear_2d_residual(&self.proj, self.heads_out(x, rope), residual)
+    }
+
+    /// The heads' outputs merged (and sub-LN's norm), before the output projection.
+    fn heads_out(&self, x: Tensor<B, 3>, rope: Option<&RotaryTables<B>>) -> Tensor<B, 3> {
         let [b, n, w] = x.dims();
         let h = self.heads;
         // Both layouts run as ONE [w, 3w] GEMM with bias (q, 0, v), as the ViT's packed
@@ -148,11 +163,10 @@ impl<B: Backend> EvaAttention<B> {
         let out = attention(q, k, v, None, None, options)
             .swap_dims(1, 2)
             .reshape([b, n, w]);
-        let out = match &self.norm {
+        match &self.norm {
             Some(norm) => norm.forward(out),
             None => out,
-        };
-        linear_2d(&self.proj, out)
+        }
     }
 }
 
@@ -167,9 +181,18 @@ pub struct SwiGlu<B: Backend> {
 
 impl<B: Backend> SwiGlu<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        linear_2d(&self.fc2, self.hidden(x))
+    }
+
+    /// `residual + forward(x)`, the residual added with `fc2`'s bias.
+    pub fn forward_residual(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        linear_2d_residual(&self.fc2, self.hidden(x), residual)
+    }
+
+    /// `norm(silu(fc1_g(x)) * fc1_x(x))`, before `fc2`.
+    fn hidden(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = silu(linear_2d(&self.fc1_g, x.clone()));
-        let hidden = self.norm.forward(gate * linear_2d(&self.fc1_x, x));
-        linear_2d(&self.fc2, hidden)
+        self.norm.forward(gate * linear_2d(&self.fc1_x, x))
     }
 }
 
@@ -206,6 +229,13 @@ impl<B: Backend> EvaMlp<B> {
             EvaMlp::Gelu(m) => m.forward(x),
         }
     }
+
+    fn forward_residual(&self, x: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self {
+            EvaMlp::SwiGlu(m) => m.forward_residual(x, residual),
+            EvaMlp::Gelu(m) => m.forward_residual(x, residual),
+        }
+    }
 }
 
 #[derive(Module, Debug)]
@@ -240,8 +270,11 @@ impl<B: Backend> EvaBlock<B> {
             let x = x.clone() + self.norm1.forward(self.attn.forward(x, rope));
             x.clone() + self.norm2.forward(self.mlp.forward(x))
         } else {
-            let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope);
-            x.clone() + self.mlp.forward(self.norm2.forward(x))
+            // Each branch's last bias and the skip path added by one op (`bias_residual`).
+            let x = self
+                .attn
+                .forward_residual(self.norm1.forward(x.clone()), rope, x);
+            self.mlp.forward_residual(self.norm2.forward(x.clone()), x)
         }
     }
 }

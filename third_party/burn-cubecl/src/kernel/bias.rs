@@ -13,7 +13,7 @@ use burn_backend::TensorMetadata;
 use cubecl::std::tensor::layout::linear::LinearView;
 use cubecl::{calculate_cube_count_elemwise, prelude::*};
 
-use super::gelu::{gelu_derivative_f32, gelu_f32};
+use super::activation::{gelu_derivative_f32, gelu_f32};
 use crate::{
     CubeRuntime,
     kernel::{into_contiguous, utils::address_type},

@@ -37,8 +37,8 @@ pub mod fft;
 pub mod grid_sample;
 /// Interpolation kernels
 pub mod interpolate;
-/// GELU kernels (realsyn patch, PATCHES.md)
-pub mod gelu;
+/// Activation kernels: GELU, sigmoid (realsyn patch, PATCHES.md)
+pub mod activation;
 /// A linear layer's bias with the GELU or residual addition after it (realsyn patch, PATCHES.md)
 pub mod bias;
 /// Layer norm kernels (realsyn patch, PATCHES.md)
