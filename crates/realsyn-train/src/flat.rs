@@ -8,9 +8,13 @@
 //! odd length early on (the logit scale's 1) shifted every tensor after it: 199
 //! copies per ViT-B/32 step in the optimiser alone (docs/performance.md, "GPU").
 //! Offsets are multiples of [`ALIGN`] elements, 512 bytes in bf16 (the copy of the
-//! weights the amp_bf16 forward pass reads, `AdamW::weights_in`) and 1,024 in f32;
-//! every length in the ViT and EVA02 configs but the logit scale's is a multiple of
-//! it, so aligned offsets cost one padding fill and every slice is a view.
+//! weights the amp_bf16 forward pass reads, `AdamW::weights_in`) and 1,024 in f32.
+//! A tensor whose length is a multiple of it is then a view; one whose length is not
+//! still ends off the alignment and is copied each time it is sliced out (so packed
+//! gradients are sliced only when read, `NamedGrads::get`): the logit scale, and in
+//! EVA02-L/14 (SwiGLU hidden width 2,730) each block's `fc1_g` and `fc1_x` biases and
+//! its MLP norm's two vectors. Every other length in the ViT and EVA02 configs is a
+//! multiple of it.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor, TensorPrimitive};

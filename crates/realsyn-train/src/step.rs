@@ -434,9 +434,7 @@ pub fn distributed_step<B: AutodiffBackend>(
                 // has the logit scale's gradient), so every sum is of whole buffers.
                 let layout = match &layout {
                     Some(l) => l,
-                    None => layout.insert(FlatLayout::of(model, true, |k| {
-                        g.get(k).map(|t| t.dims()[0])
-                    })?),
+                    None => layout.insert(FlatLayout::of(model, true, |k| g.len_of(k))?),
                 };
                 g.pack(layout.clone());
             }

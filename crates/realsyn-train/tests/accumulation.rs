@@ -23,13 +23,10 @@ fn gradient_pairs(label: &str, a: &Grads, b: &Grads) -> Vec<(String, Vec<f32>, V
     let host = |g: &burn::tensor::Tensor<realsyn_model::backend::Cpu, 1>| -> Vec<f32> {
         g.clone().into_data().into_vec().unwrap()
     };
-    (a.iter())
+    (a.gradients().into_iter())
         .map(|(k, g)| {
-            (
-                k.clone(),
-                host(g),
-                host(b.get(k).expect("the same parameters")),
-            )
+            let theirs = host(&b.get(&k).expect("the same parameters"));
+            (k, host(&g), theirs)
         })
         .collect()
 }

@@ -140,15 +140,15 @@ fn two_adamw_steps_match_open_clip() {
         assert_eq!(recomputed.grads.len(), out.grads.len());
         // Gradients first: they must agree before Adam can.
         let mut our_grads: std::collections::HashMap<String, Vec<f32>> = Default::default();
-        let both = out
-            .grads
-            .iter()
+        let both = (out.grads.gradients().into_iter())
             .map(|(k, g)| (k, g, ""))
-            .chain((recomputed.grads.iter()).map(|(k, g)| (k, g, " (checkpointed)")));
+            .chain(
+                (recomputed.grads.gradients().into_iter()).map(|(k, g)| (k, g, " (checkpointed)")),
+            );
         for (k, g, how) in both {
-            let ours: Vec<f32> = g.clone().into_data().into_vec().unwrap();
+            let ours: Vec<f32> = g.into_data().into_vec().unwrap();
             let t = fx.get(&format!("step{s}.grad.{k}")).unwrap();
-            let ours = to_torch_layout(k, &t.shape, ours);
+            let ours = to_torch_layout(&k, &t.shape, ours);
             if how.is_empty() {
                 our_grads.insert(k.clone(), ours.clone());
             }

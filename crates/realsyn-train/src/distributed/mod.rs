@@ -214,8 +214,9 @@ impl ProcessGroup {
             // slice of the sum (a view: `flat` aligns them). Gradients the step did
             // not pack (`train.foreach = false`) are packed here, in name order.
             if grads.packed().is_none() {
+                let lengths = grads.lengths();
                 let layout = crate::optim::FlatLayout::in_order(
-                    grads.iter().map(|(k, g)| (k.as_str(), g.dims()[0])),
+                    lengths.iter().map(|(k, n)| (k.as_str(), *n)),
                 );
                 grads.pack(layout);
             }

@@ -24,9 +24,13 @@ use super::layout::FlatLayout;
 
 /// Flattened gradients by open_clip parameter name.
 pub struct NamedGrads<B: Backend> {
-    /// Each gradient; when packed, views of the packed buffer.
+    /// Each gradient, when not packed (empty when packed).
     grads: BTreeMap<String, Tensor<B, 1>>,
-    /// The one buffer all gradients live in, laid out as the optimiser's groups.
+    /// The one buffer all gradients live in, laid out as the optimiser's groups. A
+    /// gradient is sliced out of it only when it is read ([`NamedGrads::get`]): a
+    /// slice whose length is no multiple of the alignment is a copy on CubeCL
+    /// (`crate::flat`), which slicing every gradient at each change of the buffer
+    /// made several times a step.
     packed: Option<(FlatLayout, Tensor<B, 1>)>,
 }
 
@@ -76,26 +80,76 @@ impl<B: Backend> NamedGrads<B> {
         Ok(Self::from_map(c.out))
     }
 
-    pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
-        self.grads.get(name)
+    /// One gradient (when packed, a slice of the buffer).
+    pub fn get(&self, name: &str) -> Option<Tensor<B, 1>> {
+        match &self.packed {
+            Some((layout, flat)) => {
+                let (_, off, len) = layout.absolute().find(|(k, _, _)| *k == name)?;
+                Some(flat.clone().slice(off..off + len))
+            }
+            None => self.grads.get(name).cloned(),
+        }
     }
 
-    /// `(name, gradient)` in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor<B, 1>)> {
-        self.grads.iter()
+    /// How many elements `name`'s gradient has, without reading it.
+    pub fn len_of(&self, name: &str) -> Option<usize> {
+        match &self.packed {
+            Some((layout, _)) => layout
+                .absolute()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, _, len)| len),
+            None => self.grads.get(name).map(|g| g.dims()[0]),
+        }
+    }
+
+    /// `(name, gradient)` of every gradient, in name order (slices of the buffer
+    /// when packed).
+    pub fn gradients(&self) -> Vec<(String, Tensor<B, 1>)> {
+        let read = |(k, _): (String, usize)| self.get(&k).map(|g| (k, g));
+        self.lengths().into_iter().filter_map(read).collect()
+    }
+
+    /// `(name, length)` of every gradient, in name order.
+    pub fn lengths(&self) -> Vec<(String, usize)> {
+        match &self.packed {
+            Some((layout, _)) => {
+                let mut all: Vec<_> = (layout.absolute())
+                    .map(|(k, _, len)| (k.to_string(), len))
+                    .collect();
+                all.sort();
+                all
+            }
+            None => (self.grads.iter())
+                .map(|(k, g)| (k.clone(), g.dims()[0]))
+                .collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.grads.len()
+        match &self.packed {
+            Some((layout, _)) => layout.absolute().count(),
+            None => self.grads.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.grads.is_empty()
+        self.len() == 0
     }
 
-    /// Every gradient, by name, taken out.
-    pub fn into_map(self) -> BTreeMap<String, Tensor<B, 1>> {
+    /// Every gradient, by name, taken out (slices of the buffer when packed).
+    pub fn into_map(mut self) -> BTreeMap<String, Tensor<B, 1>> {
+        self.unpack();
         self.grads
+    }
+
+    /// Each gradient a slice of the packed buffer again, held by name.
+    fn unpack(&mut self) {
+        if let Some((layout, flat)) = self.packed.take() {
+            for (name, off, len) in layout.absolute() {
+                self.grads
+                    .insert(name.to_string(), flat.clone().slice(off..off + len));
+            }
+        }
     }
 
     /// The packed buffer, when the gradients are packed as `layout`.
@@ -121,6 +175,7 @@ impl<B: Backend> NamedGrads<B> {
         if self.packed_as(&layout).is_some() {
             return true;
         }
+        self.unpack();
         let (mut wide, mut narrow) = (Vec::new(), Vec::new());
         for (name, off, len) in layout.absolute() {
             if let Some(g) = self.grads.get(name) {
@@ -171,12 +226,9 @@ impl<B: Backend> NamedGrads<B> {
         Some(packed)
     }
 
-    /// Replace the packed buffer by `flat` (same layout) and its views.
+    /// Replace the gradients by the packed buffer `flat`, laid out as `layout`.
     pub fn set_packed(&mut self, layout: FlatLayout, flat: Tensor<B, 1>) {
-        for (name, off, len) in layout.absolute() {
-            self.grads
-                .insert(name.to_string(), flat.clone().slice(off..off + len));
-        }
+        self.grads.clear();
         self.packed = Some((layout, flat));
     }
 
@@ -195,7 +247,7 @@ impl<B: Backend> NamedGrads<B> {
     /// Sum another set of gradients into this one (micro-batches, devices): one
     /// addition when both are packed alike.
     pub fn accumulate(&mut self, other: NamedGrads<B>) {
-        if self.grads.is_empty() {
+        if self.is_empty() {
             *self = other;
             return;
         }
@@ -207,8 +259,8 @@ impl<B: Backend> NamedGrads<B> {
             return;
         }
         // The per-parameter sums no longer live in one buffer.
-        self.packed = None;
-        for (k, g) in other.grads {
+        self.unpack();
+        for (k, g) in other.into_map() {
             let sum = match self.grads.remove(&k) {
                 Some(acc) if acc.dtype() == DType::F32 && g.dtype() == DType::F32 => acc + g,
                 // Sums of bf16 gradients are taken in f32, as a cast of each to its
@@ -227,7 +279,7 @@ impl<B: Backend> NamedGrads<B> {
 
     /// Divide one gradient by `divisor`.
     pub fn div_one(&mut self, name: &str, divisor: f64) {
-        let Some(g) = self.grads.get(name).cloned() else {
+        let Some(g) = self.get(name) else {
             return;
         };
         let divided = g.div_scalar(divisor);
@@ -284,8 +336,8 @@ mod tests {
         Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Default::default())
     }
 
-    fn host(t: &Tensor<Cpu, 1>) -> Vec<f32> {
-        t.clone().into_data().into_vec().unwrap()
+    fn host(t: impl std::borrow::Borrow<Tensor<Cpu, 1>>) -> Vec<f32> {
+        t.borrow().clone().into_data().into_vec().unwrap()
     }
 
     /// `a` (3 values) and `b` (130) decayed, the scalar `s` alone.
@@ -326,7 +378,8 @@ mod tests {
         // group in name order, each gradient at an aligned offset, and after the sum
         // every gradient a slice of the summed buffer.
         let mut g = grads(&["a", "b", "s"], 1.0);
-        let layout = FlatLayout::in_order(g.iter().map(|(k, t)| (k.as_str(), t.dims()[0])));
+        let lengths = g.lengths();
+        let layout = FlatLayout::in_order(lengths.iter().map(|(k, n)| (k.as_str(), *n)));
         let spans: Vec<_> = layout
             .absolute()
             .map(|(k, o, n)| (k.to_string(), o, n))
@@ -339,8 +392,8 @@ mod tests {
         assert_eq!(flat.dims(), [768]);
         g.set_packed(layout, flat.mul_scalar(2.0)); // two ranks' equal shares
         let doubled = grads(&["a", "b", "s"], 2.0);
-        for (k, v) in doubled.iter() {
-            assert_eq!(host(g.get(k).unwrap()), host(v), "{k}");
+        for (k, v) in doubled.gradients() {
+            assert_eq!(host(g.get(&k).unwrap()), host(v), "{k}");
         }
         assert!(FlatLayout::in_order([]).groups.is_empty());
     }
@@ -358,12 +411,17 @@ mod tests {
             NamedGrads::from_map(g)
         };
         let by_one = mixed(1.0).into_f32();
-        assert!(by_one.iter().all(|(_, g)| g.dtype() == DType::F32));
+        assert!(
+            by_one
+                .gradients()
+                .iter()
+                .all(|(_, g)| g.dtype() == DType::F32)
+        );
         let mut packed = mixed(1.0);
         assert!(packed.pack(layout()));
         assert_eq!(packed.packed().unwrap().1.dtype(), DType::F32);
-        for (k, g) in by_one.iter() {
-            assert_eq!(host(g), host(packed.get(k).unwrap()), "{k}");
+        for (k, g) in by_one.gradients() {
+            assert_eq!(host(g), host(packed.get(&k).unwrap()), "{k}");
         }
         // A replica without the logit scale: only bf16 gradients, still f32 packed.
         let mut replica = mixed(1.0).into_map();
@@ -394,8 +452,8 @@ mod tests {
         assert!(packed.pack(layout()));
         assert_eq!(packed.packed().unwrap().1.dims(), [768]);
         let apart = grads(&["a", "b", "s"], 1.0);
-        for (k, g) in apart.iter() {
-            assert_eq!(host(g), host(packed.get(k).unwrap()), "{k}");
+        for (k, g) in apart.gradients() {
+            assert_eq!(host(g), host(packed.get(&k).unwrap()), "{k}");
         }
         assert_eq!(packed.global_norm(), apart.global_norm());
 
@@ -416,10 +474,10 @@ mod tests {
             assert!(sum.pack(layout()));
             sum.accumulate(other);
             assert!(sum.packed().is_some());
-            for (k, g) in apart.iter() {
+            for (k, g) in apart.gradients() {
                 let factor = if k == missing { 1.0 } else { 3.0 };
                 assert_eq!(
-                    host(sum.get(k).unwrap()),
+                    host(sum.get(&k).unwrap()),
                     host(&g.clone().mul_scalar(factor)),
                     "{k}"
                 );

@@ -134,7 +134,7 @@ impl<B: Backend> AdamW<B> {
         model: &Clip<AB>,
         grads: &NamedGrads<B>,
     ) -> Result<FlatLayout> {
-        FlatLayout::of(model, self.foreach, |k| grads.get(k).map(|g| g.dims()[0]))
+        FlatLayout::of(model, self.foreach, |k| grads.len_of(k))
     }
 
     /// The weights a step in `dtype` runs with: `model` itself in f32; in bf16 (the
@@ -230,7 +230,10 @@ impl<B: Backend> AdamW<B> {
         let mut groups = Vec::with_capacity(layout.groups.len());
         for (gi, group) in layout.groups.into_iter().enumerate() {
             let first = &group.spans[0].0;
-            let device = grads.get(first).expect("in the layout").device();
+            let device = match &packed {
+                Some(flat) => flat.device(),
+                None => grads.get(first).expect("in the layout").device(),
+            };
             let (m, params) = match kept.remove(first) {
                 Some(state) => state,
                 None => (self.gather(&group.spans, &device), None),
@@ -242,7 +245,7 @@ impl<B: Backend> AdamW<B> {
                 None => flat(
                     &group.spans,
                     (group.spans.iter())
-                        .map(|(k, _, _)| grads.get(k).expect("in the layout").clone())
+                        .map(|(k, _, _)| grads.get(k).expect("in the layout"))
                         .collect(),
                 ),
             };
