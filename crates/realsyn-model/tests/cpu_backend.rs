@@ -911,30 +911,50 @@ fn gelu_and_its_gradient_match_the_exact_formula_on_cubecl() {
 }
 
 fn check_gelu<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f64) {
-    use burn::tensor::activation::gelu;
+    let exact = |x: f64| {
+        let cdf = 0.5 * (1.0 + erf_series(x / std::f64::consts::SQRT_2));
+        let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        (x * cdf, cdf + x * pdf)
+    };
+    check_activation::<AB>(
+        "gelu",
+        burn::tensor::activation::gelu,
+        4.0,
+        exact,
+        tolerance,
+    );
+}
+
+/// `f` and its gradient at 200,001 points over [-range, range] against `exact(x)` =
+/// (f(x), f'(x)) in f64, within `tolerance` times max(|x|, 1): a tensor large enough
+/// to be split over threads.
+fn check_activation<AB: burn::tensor::backend::AutodiffBackend>(
+    name: &str,
+    f: fn(Tensor<AB, 1>) -> Tensor<AB, 1>,
+    range: f32,
+    exact: impl Fn(f64) -> (f64, f64),
+    tolerance: f64,
+) {
     let n = 200_001;
     let xs: Vec<f32> = (0..n)
-        .map(|i| -4.0 + 8.0 * i as f32 / (n - 1) as f32)
+        .map(|i| -range + 2.0 * range * i as f32 / (n - 1) as f32)
         .collect();
     let x = Tensor::<AB, 1>::from_floats(xs.as_slice(), &Default::default()).require_grad();
-    let y = gelu(x.clone());
+    let y = f(x.clone());
     let forward = y.clone().into_data().to_vec::<f32>().unwrap();
     let grads = y.sum().backward();
     let slope = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
     for (i, &v) in xs.iter().enumerate() {
-        let v64 = v as f64;
-        let cdf = 0.5 * (1.0 + erf_series(v64 / std::f64::consts::SQRT_2));
-        let pdf = (-0.5 * v64 * v64).exp() / (2.0 * std::f64::consts::PI).sqrt();
-        let (want, want_slope) = (v64 * cdf, cdf + v64 * pdf);
-        let tolerance = tolerance * v64.abs().max(1.0);
+        let (want, want_slope) = exact(v as f64);
+        let tolerance = tolerance * (v as f64).abs().max(1.0);
         assert!(
             (forward[i] as f64 - want).abs() <= tolerance,
-            "gelu({v}) = {}, exact {want}",
+            "{name}({v}) = {}, exact {want}",
             forward[i]
         );
         assert!(
             (slope[i] as f64 - want_slope).abs() <= tolerance,
-            "gelu'({v}) = {}, exact {want_slope}",
+            "{name}'({v}) = {}, exact {want_slope}",
             slope[i]
         );
     }
@@ -956,32 +976,17 @@ fn silu_and_its_gradient_match_the_formula_on_cubecl() {
 }
 
 fn check_silu<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f64) {
-    use burn::tensor::activation::silu;
-    let n = 100_001;
-    let xs: Vec<f32> = (0..n)
-        .map(|i| -20.0 + 40.0 * i as f32 / (n - 1) as f32)
-        .collect();
-    let x = Tensor::<AB, 1>::from_floats(xs.as_slice(), &Default::default()).require_grad();
-    let y = silu(x.clone());
-    let forward = y.clone().into_data().to_vec::<f32>().unwrap();
-    let grads = y.sum().backward();
-    let slope = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
-    for (i, &v) in xs.iter().enumerate() {
-        let v64 = v as f64;
-        let s = 1.0 / (1.0 + (-v64).exp());
-        let (want, want_slope) = (v64 * s, s + v64 * s * (1.0 - s));
-        let tolerance = tolerance * v64.abs().max(1.0);
-        assert!(
-            (forward[i] as f64 - want).abs() <= tolerance,
-            "silu({v}) = {}, exact {want}",
-            forward[i]
-        );
-        assert!(
-            (slope[i] as f64 - want_slope).abs() <= tolerance,
-            "silu'({v}) = {}, exact {want_slope}",
-            slope[i]
-        );
-    }
+    let exact = |x: f64| {
+        let s = 1.0 / (1.0 + (-x).exp());
+        (x * s, s + x * s * (1.0 - s))
+    };
+    check_activation::<AB>(
+        "silu",
+        burn::tensor::activation::silu,
+        20.0,
+        exact,
+        tolerance,
+    );
 }
 
 #[test]
