@@ -84,7 +84,7 @@ impl<B: Backend> NamedGrads<B> {
     pub fn get(&self, name: &str) -> Option<Tensor<B, 1>> {
         match &self.packed {
             Some((layout, flat)) => {
-                let (_, off, len) = layout.absolute().find(|(k, _, _)| *k == name)?;
+                let (off, len) = layout.span(name)?;
                 Some(flat.clone().slice(off..off + len))
             }
             None => self.grads.get(name).cloned(),
@@ -94,10 +94,7 @@ impl<B: Backend> NamedGrads<B> {
     /// How many elements `name`'s gradient has, without reading it.
     pub fn len_of(&self, name: &str) -> Option<usize> {
         match &self.packed {
-            Some((layout, _)) => layout
-                .absolute()
-                .find(|(k, _, _)| *k == name)
-                .map(|(_, _, len)| len),
+            Some((layout, _)) => layout.span(name).map(|(_, len)| len),
             None => self.grads.get(name).map(|g| g.dims()[0]),
         }
     }
@@ -105,8 +102,16 @@ impl<B: Backend> NamedGrads<B> {
     /// `(name, gradient)` of every gradient, in name order (slices of the buffer
     /// when packed).
     pub fn gradients(&self) -> Vec<(String, Tensor<B, 1>)> {
-        let read = |(k, _): (String, usize)| self.get(&k).map(|g| (k, g));
-        self.lengths().into_iter().filter_map(read).collect()
+        match &self.packed {
+            Some((layout, flat)) => {
+                let mut all: Vec<_> = slices(layout, flat).collect();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                all
+            }
+            None => (self.grads.iter())
+                .map(|(k, g)| (k.clone(), g.clone()))
+                .collect(),
+        }
     }
 
     /// `(name, length)` of every gradient, in name order.
@@ -145,10 +150,7 @@ impl<B: Backend> NamedGrads<B> {
     /// Each gradient a slice of the packed buffer again, held by name.
     fn unpack(&mut self) {
         if let Some((layout, flat)) = self.packed.take() {
-            for (name, off, len) in layout.absolute() {
-                self.grads
-                    .insert(name.to_string(), flat.clone().slice(off..off + len));
-            }
+            self.grads.extend(slices(&layout, &flat));
         }
     }
 
@@ -284,9 +286,8 @@ impl<B: Backend> NamedGrads<B> {
         };
         let divided = g.div_scalar(divisor);
         if let Some((layout, flat)) = self.packed.take() {
-            let (_, off, len) = layout
-                .absolute()
-                .find(|(k, _, _)| *k == name)
+            let (off, len) = layout
+                .span(name)
                 .expect("a packed gradient is in its layout");
             self.set_packed(layout, flat.slice_assign(off..off + len, divided));
         } else {
@@ -315,6 +316,15 @@ impl<B: Backend> NamedGrads<B> {
             self.map(|g| g.mul_scalar(coef));
         }
     }
+}
+
+/// Each gradient of `layout` as a slice of its packed buffer `flat`.
+fn slices<'a, B: Backend>(
+    layout: &'a FlatLayout,
+    flat: &'a Tensor<B, 1>,
+) -> impl Iterator<Item = (String, Tensor<B, 1>)> + 'a {
+    (layout.absolute())
+        .map(|(name, off, len)| (name.to_string(), flat.clone().slice(off..off + len)))
 }
 
 /// `g` in f32 (no kernel when it is).

@@ -156,6 +156,13 @@ impl FlatLayout {
         }
     }
 
+    /// `(offset, length)` of `name`'s span in whole-buffer offsets.
+    pub fn span(&self, name: &str) -> Option<(usize, usize)> {
+        (self.absolute())
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, off, len)| (off, len))
+    }
+
     /// Every span in whole-buffer offsets, group by group.
     pub fn absolute(&self) -> impl Iterator<Item = (&str, usize, usize)> {
         self.groups.iter().flat_map(|g| {
