@@ -1356,3 +1356,124 @@ fn check_bias_ops<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f32) {
         "bias_residual: the bias's",
     );
 }
+
+/// A rotary embedding's rotation as one op (`ModuleOps::rotary`, `rotary_backward`:
+/// third_party/burn-backend, the kernels in burn-flex and burn-cubecl, the node in
+/// burn-autodiff), both pair layouts, against the definition per element in f64:
+/// `y[c] = x[c] cos[c] + x[p] sin[c]` (`p` the pair's other channel, the sin signed)
+/// and, for `sum(y * w)`, `dx[c] = w[c] cos[c] + w[p] sin[p]`. The tables are not
+/// sines (any values), so a channel read from the wrong partner or a table read at
+/// the wrong channel fails; `x` is a transposed view (as Llama's heads are) over two
+/// of flex's chunks. The trait's default decomposition is checked the same way.
+#[test]
+fn rotary_and_its_gradient_match_the_definition() {
+    check_rotary::<CpuAutodiff>(1e-6);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn rotary_and_its_gradient_match_the_definition_on_cubecl() {
+    check_rotary::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>(1e-5);
+}
+
+fn check_rotary<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f64) {
+    use burn::tensor::TensorData;
+    use burn::tensor::TensorPrimitive;
+    use burn::tensor::ops::RotaryPairs;
+    use burn::tensor::ops::rotary::{rotary_backward_from_float_ops, rotary_from_float_ops};
+    type Inner<AB> = <AB as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+    let device = Default::default();
+    let (b, h, n, d) = (2, 4, 130, 64);
+    let data = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    };
+    let (xs, ws, cos, sin) = (
+        data(b * h * n * d, 1),
+        data(b * h * n * d, 2),
+        data(n * d, 3),
+        data(n * d, 4),
+    );
+    let close = |got: &[f32], want: &[f64], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let bound = tolerance * w.abs().max(1.0);
+            assert!(
+                (*g as f64 - w).abs() <= bound,
+                "{what}[{i}]: {g} against {w}"
+            );
+        }
+    };
+    for pairs in [RotaryPairs::Interleaved, RotaryPairs::Halves] {
+        let partner = |c: usize| match pairs {
+            RotaryPairs::Interleaved => c ^ 1,
+            RotaryPairs::Halves => (c + d / 2) % d,
+        };
+        // Row-major [b, h, n, d] references.
+        let (mut y_want, mut dx_want) = (vec![0f64; xs.len()], vec![0f64; xs.len()]);
+        for row in 0..b * h * n {
+            let t = row % n;
+            for c in 0..d {
+                let (at, p) = (row * d + c, row * d + partner(c));
+                let (tc, tp) = (t * d + c, t * d + partner(c));
+                y_want[at] = xs[at] as f64 * cos[tc] as f64 + xs[p] as f64 * sin[tc] as f64;
+                dx_want[at] = ws[at] as f64 * cos[tc] as f64 + ws[p] as f64 * sin[tp] as f64;
+            }
+        }
+        // x as [b, n, h, d] swapped to [b, h, n, d]: a strided view.
+        let mut x_bnhd = vec![0f32; xs.len()];
+        for (i, v) in xs.iter().enumerate() {
+            let (c, t, hh, bb) = (i % d, (i / d) % n, (i / (d * n)) % h, i / (d * n * h));
+            x_bnhd[((bb * n + t) * h + hh) * d + c] = *v;
+        }
+        let x = Tensor::<AB, 4>::from_data(TensorData::new(x_bnhd, [b, n, h, d]), &device)
+            .require_grad();
+        let table = |v: &[f32]| {
+            Tensor::<AB, 4>::from_data(TensorData::new(v.to_vec(), [1, 1, n, d]), &device)
+        };
+        let prim = |t: Tensor<AB, 4>| t.into_primitive().tensor();
+        let y = Tensor::<AB, 4>::from_primitive(TensorPrimitive::Float(AB::rotary(
+            prim(x.clone().swap_dims(1, 2)),
+            prim(table(&cos)),
+            prim(table(&sin)),
+            pairs,
+        )));
+        let w = Tensor::<AB, 4>::from_data(TensorData::new(ws.clone(), [b, h, n, d]), &device);
+        let grads = (y.clone() * w).sum().backward();
+        let y_got = y.into_data().to_vec::<f32>().unwrap();
+        close(&y_got, &y_want, &format!("{pairs:?} rotary"));
+        let dx = x
+            .grad(&grads)
+            .unwrap()
+            .swap_dims(1, 2)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        close(&dx, &dx_want, &format!("{pairs:?} rotary: x's gradient"));
+
+        // The default decomposition, on the inner backend.
+        let inner = |v: &[f32], shape: [usize; 4]| {
+            Tensor::<Inner<AB>, 4>::from_data(TensorData::new(v.to_vec(), shape), &device)
+                .into_primitive()
+                .tensor()
+        };
+        let out = |p| Tensor::<Inner<AB>, 4>::from_primitive(TensorPrimitive::Float(p));
+        let y = rotary_from_float_ops::<Inner<AB>>(
+            inner(&xs, [b, h, n, d]),
+            inner(&cos, [1, 1, n, d]),
+            inner(&sin, [1, 1, n, d]),
+            pairs,
+        );
+        let y = out(y).into_data().to_vec::<f32>().unwrap();
+        close(&y, &y_want, &format!("{pairs:?} default rotary"));
+        let dx = rotary_backward_from_float_ops::<Inner<AB>>(
+            inner(&ws, [b, h, n, d]),
+            inner(&cos, [1, 1, n, d]),
+            inner(&sin, [1, 1, n, d]),
+            pairs,
+        );
+        let dx = out(dx).into_data().to_vec::<f32>().unwrap();
+        close(&dx, &dx_want, &format!("{pairs:?} default rotary backward"));
+    }
+}

@@ -2,13 +2,16 @@
 //! pairs) and Llama (Hugging Face's "rotate half"): `x * cos + rot(x) * sin`, where
 //! `rot` maps each pair `(a, b)` of channels to `(-b, a)`.
 //!
-//! `rot(x) * sin` is computed as the pairs swapped (one flip of an axis of size 2)
-//! times a table whose sin carries the rotation's sign (`-sin` on each pair's first
-//! channel): the same products as the reference definitions (negation is exact),
-//! without their strided slices, negation and concatenation.
+//! `rot(x) * sin` is computed as the pairs swapped times a table whose sin carries the
+//! rotation's sign (`-sin` on each pair's first channel): the same products as the
+//! reference definitions (negation is exact), without their strided slices, negation
+//! and concatenation. The whole rotation is one op of the patched Burn
+//! (`ModuleOps::rotary`, third_party/burn-backend): one pass each way on the CPU and
+//! CubeCL backends, a flip, two products and an addition elsewhere.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::ops::RotaryPairs;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 /// Where the two channels of a rotated pair sit within a head's `d` channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +77,21 @@ impl<B: Backend> RotaryTables<B> {
         }
     }
 
-    /// `x * cos + swap(x) * signed_sin`, `x`: `[batch, heads, tokens, d]`.
+    /// `x * cos + swap(x) * signed_sin`, `x`: `[batch, heads, tokens, d]`: one op of
+    /// the patched Burn (`ModuleOps::rotary`, one pass each way on the CPU and CubeCL
+    /// backends, where the decomposition was a flip, two products and an addition).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, h, n, d] = x.dims();
-        let swapped = match self.pairs {
-            PairLayout::Interleaved => x.clone().reshape([b, h, n, d / 2, 2]).flip([4]),
-            PairLayout::Halves => x.clone().reshape([b, h, n, 2, d / 2]).flip([3]),
-        }
-        .reshape([b, h, n, d]);
-        x * self.cos.clone() + swapped * self.signed_sin.clone()
+        let pairs = match self.pairs {
+            PairLayout::Interleaved => RotaryPairs::Interleaved,
+            PairLayout::Halves => RotaryPairs::Halves,
+        };
+        let out = B::rotary(
+            x.into_primitive().tensor(),
+            self.cos.clone().into_primitive().tensor(),
+            self.signed_sin.clone().into_primitive().tensor(),
+            pairs,
+        );
+        Tensor::from_primitive(TensorPrimitive::Float(out))
     }
 }
 

@@ -288,6 +288,54 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
             ))
     }
 
+    // realsyn patch (PATCHES.md): a rotary embedding's rotation as one node. The
+    // tables are constants: they are kept by the node (no checkpoint) and get no
+    // gradient.
+    fn rotary(
+        x: AutodiffTensor<B>,
+        cos: AutodiffTensor<B>,
+        signed_sin: AutodiffTensor<B>,
+        pairs: RotaryPairs,
+    ) -> AutodiffTensor<B> {
+        #[derive(Debug)]
+        struct Rotary;
+
+        impl<B: Backend> Backward<B, 1> for Rotary {
+            type State = (
+                B::FloatTensorPrimitive,
+                B::FloatTensorPrimitive,
+                RotaryPairs,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (cos, signed_sin, pairs) = ops.state;
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, B::rotary_backward(grad, cos, signed_sin, pairs));
+                }
+            }
+        }
+
+        let (cos, signed_sin) = (cos.primitive, signed_sin.primitive);
+        match Rotary
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::rotary(x.primitive, cos.clone(), signed_sin.clone(), pairs);
+                prep.finish((cos, signed_sin, pairs), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::rotary(x.primitive, cos, signed_sin, pairs)),
+        }
+    }
+
     fn conv1d(
         x: AutodiffTensor<B>,
         weight: AutodiffTensor<B>,

@@ -94,9 +94,11 @@ fn layer_norm_backward_kernel<F: Float>(
     output_grad: &Tensor<F>,
     x_grad_so_far: &Tensor<F>,
     x_grad: &mut Tensor<F>,
-    // [cubes, 2 d]: per cube, gamma's gradient summed over its rows, then beta's.
+    // [cubes, 2 half]: per cube, gamma's gradient summed over its rows at 0..d, then
+    // beta's at half..half + d (zeros between).
     partials: &mut Tensor<f32>,
     rows: usize,
+    half: usize,
     eps: f32,
     #[comptime] accumulate: bool,
     #[define(F)] _dtype: StorageType,
@@ -158,8 +160,12 @@ fn layer_norm_backward_kernel<F: Float>(
             gamma_sum += dy * x_hat;
             beta_sum += dy;
         }
-        partials[cube * 2 * d + i] = gamma_sum;
-        partials[cube * 2 * d + d + i] = beta_sum;
+        partials[cube * 2 * half + i] = gamma_sum;
+        partials[cube * 2 * half + half + i] = beta_sum;
+    }
+    for i in range_stepped(d + lane, half, step) {
+        partials[cube * 2 * half + i] = 0.0;
+        partials[cube * 2 * half + half + i] = 0.0;
     }
 }
 
@@ -204,18 +210,23 @@ pub fn layer_norm<R: CubeRuntime>(
 
 /// The input's gradient (plus `x_grad_so_far`, the gradient it already has, when
 /// given: added as it is written, where a separate addition would be a kernel of its
-/// own) and `[cubes, 2 d]` partial sums in f32, whose column sums are gamma's
-/// gradient (the first `d`) and beta's (the last). `x_grad_so_far` must have the
-/// input's shape and type.
+/// own) and `[cubes, 2 half]` partial sums in f32, whose column sums are gamma's
+/// gradient (columns `0..d`) and beta's (`half..half + d`), with `half`, the returned
+/// third value. `half` is `d` rounded up so that beta's part starts at the memory
+/// alignment in f32 and in the input's type, which makes both parts of the sums (and
+/// of their cast) views rather than copies. `x_grad_so_far` must have the input's
+/// shape and type.
 pub fn layer_norm_backward<R: CubeRuntime>(
     tensor: CubeTensor<R>,
     gamma: CubeTensor<R>,
     epsilon: f64,
     output_grad: CubeTensor<R>,
     x_grad_so_far: Option<CubeTensor<R>>,
-) -> (CubeTensor<R>, CubeTensor<R>) {
+) -> (CubeTensor<R>, CubeTensor<R>, usize) {
     let shape = tensor.shape();
     let d = shape[shape.num_dims() - 1];
+    let alignment = tensor.client.properties().memory.alignment as usize;
+    let half = d.next_multiple_of((alignment / tensor.dtype.size().min(4)).max(1));
     let rows = shape.num_elements() / d.max(1);
     let input = into_contiguous(tensor);
     let gamma = into_contiguous(gamma);
@@ -229,7 +240,7 @@ pub fn layer_norm_backward<R: CubeRuntime>(
     let partials = empty_device_dtype(
         client.clone(),
         device,
-        Shape::from([cubes, 2 * d]),
+        Shape::from([cubes, 2 * half]),
         DType::F32,
     );
     let (count, cube_dim) = one_cube_per_row(&input, cubes, UNITS);
@@ -246,9 +257,10 @@ pub fn layer_norm_backward<R: CubeRuntime>(
         x_grad.clone().into_tensor_arg(),
         partials.clone().into_tensor_arg(),
         rows,
+        half,
         epsilon as f32,
         accumulate,
         dtype.into(),
     );
-    (x_grad, partials)
+    (x_grad, partials, half)
 }

@@ -41,6 +41,8 @@ pub mod interpolate;
 pub mod activation;
 /// A linear layer's bias with the GELU or residual addition after it (realsyn patch, PATCHES.md)
 pub mod bias;
+/// A rotary embedding's rotation in one pass (realsyn patch, PATCHES.md)
+pub mod rotary;
 /// Layer norm kernels (realsyn patch, PATCHES.md)
 pub mod layer_norm;
 /// Row reductions of the row kernels (realsyn patch, PATCHES.md)

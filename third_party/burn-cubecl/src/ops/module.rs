@@ -9,7 +9,8 @@ use burn_backend::{
     ops::{
         AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, InterpolateOptions, LayerNormBackward,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
+        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, RotaryPairs,
+        rotary::{rotary_backward_from_float_ops, rotary_fits, rotary_from_float_ops},
     },
 };
 
@@ -45,20 +46,21 @@ where
             Some(t) if t.shape() == tensor.shape() && t.dtype == dtype => (Some(t), None),
             other => (None, other),
         };
-        let (mut x_grad, partials) =
+        let (mut x_grad, partials, half) =
             kernel::layer_norm::layer_norm_backward(tensor, gamma, epsilon, output_grad, so_far);
         if let Some(so_far) = add_after {
             x_grad = Self::float_add(so_far, x_grad);
         }
         // The cubes' partial sums (f32) summed: gamma's gradient, then beta's, each a
         // view of the sums in the tensor's type (cast once).
-        let mut sums = Self::float_reshape(Self::float_sum_dim(partials, 0), Shape::from([2 * d]));
+        let sums = Self::float_sum_dim(partials, 0);
+        let mut sums = Self::float_reshape(sums, Shape::from([2 * half]));
         if dtype != burn_backend::DType::F32 {
             sums = Self::float_cast(sums, dtype.into());
         }
-        let half =
+        let part =
             |range: core::ops::Range<usize>| Self::float_slice(sums.clone(), &[range.into()]);
-        LayerNormBackward::new(x_grad, half(0..d), half(d..2 * d))
+        LayerNormBackward::new(x_grad, part(0..d), part(half..half + d))
     }
 
     // realsyn patch (PATCHES.md): a linear layer's bias added by the kernel that
@@ -82,6 +84,31 @@ where
                 bias,
                 output_grad,
             ),
+        }
+    }
+
+    // realsyn patch (PATCHES.md): a rotary embedding's rotation, one kernel each way.
+    fn rotary(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        signed_sin: FloatTensor<Self>,
+        pairs: RotaryPairs,
+    ) -> FloatTensor<Self> {
+        match rotary_fits(&x, &cos, &signed_sin) {
+            true => kernel::rotary::rotary(x, cos, signed_sin, pairs, false),
+            false => rotary_from_float_ops::<Self>(x, cos, signed_sin, pairs),
+        }
+    }
+
+    fn rotary_backward(
+        output_grad: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        signed_sin: FloatTensor<Self>,
+        pairs: RotaryPairs,
+    ) -> FloatTensor<Self> {
+        match rotary_fits(&output_grad, &cos, &signed_sin) {
+            true => kernel::rotary::rotary(output_grad, cos, signed_sin, pairs, true),
+            false => rotary_backward_from_float_ops::<Self>(output_grad, cos, signed_sin, pairs),
         }
     }
 

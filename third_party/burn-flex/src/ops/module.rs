@@ -794,6 +794,25 @@ impl ModuleOps<Flex> for Flex {
         crate::ops::bias::bias_residual(x, bias, residual)
     }
 
+    // realsyn patch (PATCHES.md): a rotary embedding's rotation, one pass each way.
+    fn rotary(
+        x: FloatTensor<Flex>,
+        cos: FloatTensor<Flex>,
+        signed_sin: FloatTensor<Flex>,
+        pairs: burn_backend::ops::RotaryPairs,
+    ) -> FloatTensor<Flex> {
+        crate::ops::rotary::rotary(x, cos, signed_sin, pairs)
+    }
+
+    fn rotary_backward(
+        output_grad: FloatTensor<Flex>,
+        cos: FloatTensor<Flex>,
+        signed_sin: FloatTensor<Flex>,
+        pairs: burn_backend::ops::RotaryPairs,
+    ) -> FloatTensor<Flex> {
+        crate::ops::rotary::rotary_backward(output_grad, cos, signed_sin, pairs)
+    }
+
     fn layer_norm(
         tensor: FloatTensor<Flex>,
         gamma: FloatTensor<Flex>,

@@ -30,9 +30,12 @@ pub fn slice<R: CubeRuntime>(tensor: CubeTensor<R>, indices: &[Range<usize>]) ->
 
     let memory_offset_alignment = tensor.client.properties().memory.alignment;
 
-    if offset_start.is_multiple_of(memory_offset_alignment)
-        && offset_end.is_multiple_of(memory_offset_alignment)
-    {
+    // realsyn patch (PATCHES.md): a view whenever the start is aligned. Upstream also
+    // asked the end to be, and copied e.g. every parameter of a length that is no
+    // multiple of 128 f32 out of the optimiser's flat buffer; a binding's start is
+    // what the runtimes align (CubeCL's own `offset_handles` ends handles anywhere,
+    // and wgpu rounds a binding's size up to 4 bytes itself).
+    if offset_start.is_multiple_of(memory_offset_alignment) {
         CubeTensor::new(
             tensor.client.clone(),
             tensor

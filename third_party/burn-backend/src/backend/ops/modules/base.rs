@@ -1,3 +1,4 @@
+use super::rotary::{self, RotaryPairs};
 use super::{attention, conv, ctc, linear, pool};
 use crate::ops::unfold::unfold4d_using_conv2d;
 use crate::tensor::{BoolTensor, FloatTensor, IntTensor};
@@ -639,6 +640,30 @@ pub trait ModuleOps<B: Backend> {
         residual: FloatTensor<B>,
     ) -> FloatTensor<B> {
         linear::bias_residual_from_float_ops::<B>(x, bias, residual)
+    }
+
+    /// A rotary position embedding applied to `x` `[.., n, d]` (realsyn patch,
+    /// PATCHES.md): `x * cos + swap(x) * signed_sin`, where `swap` exchanges the two
+    /// channels of each pair ([RotaryPairs]) and `signed_sin` carries the rotation's
+    /// sign on each pair's first channel. The tables are `[1, .., 1, n, d]`, constants
+    /// (no gradient reaches them). One op, so that a backend rotates in one pass where
+    /// the decomposition is a flip, two products and an addition.
+    fn rotary(
+        x: FloatTensor<B>,
+        cos: FloatTensor<B>,
+        signed_sin: FloatTensor<B>,
+        pairs: RotaryPairs,
+    ) -> FloatTensor<B> {
+        rotary::rotary_from_float_ops::<B>(x, cos, signed_sin, pairs)
+    }
+    /// The gradient of `x` in [rotary](ModuleOps::rotary): `g * cos + swap(g * signed_sin)`.
+    fn rotary_backward(
+        output_grad: FloatTensor<B>,
+        cos: FloatTensor<B>,
+        signed_sin: FloatTensor<B>,
+        pairs: RotaryPairs,
+    ) -> FloatTensor<B> {
+        rotary::rotary_backward_from_float_ops::<B>(output_grad, cos, signed_sin, pairs)
     }
 
     /// One dimensional convolution.

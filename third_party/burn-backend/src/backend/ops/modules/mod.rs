@@ -19,6 +19,10 @@ pub mod pool;
 /// Module for grid_sample operations
 pub mod grid_sample;
 
+/// A rotary position embedding's rotation (realsyn patch, PATCHES.md).
+pub mod rotary;
+pub use rotary::RotaryPairs;
+
 mod base;
 
 pub use base::*;
