@@ -1249,21 +1249,22 @@ fn check_place<B: burn::tensor::backend::Backend>() {
     assert_eq!(got.into_data().to_vec::<f32>().unwrap(), want);
 }
 
-/// A linear layer's bias with the exact GELU or the residual addition after it as one
-/// op each (`ModuleOps::bias_gelu`, `bias_residual`: third_party/burn-backend, the
+/// A linear layer's bias with the exact GELU or the residual addition after it, and a
+/// SwiGLU's two biases with its gated SiLU, as one op each (`ModuleOps::bias_gelu`,
+/// `bias_residual`, `bias_swiglu`: third_party/burn-backend, the
 /// kernels in burn-flex and burn-cubecl, the nodes in burn-autodiff): values and the
 /// gradients of the product, the bias and the residual against the same sums written
 /// as tensor ops. Rows outnumber the bias's length and every bias element differs, so
 /// a bias read by the row rather than the column, or a gradient summed over the wrong
 /// dimension, fails. On flex the same formulas in the same order: the same bits.
 #[test]
-fn bias_gelu_and_bias_residual_match_the_decomposed_ops() {
+fn bias_ops_match_the_decomposed_ops() {
     check_bias_ops::<CpuAutodiff>(0.0);
 }
 
 #[cfg(feature = "wgpu")]
 #[test]
-fn bias_gelu_and_bias_residual_match_the_decomposed_ops_on_cubecl() {
+fn bias_ops_match_the_decomposed_ops_on_cubecl() {
     check_bias_ops::<burn::backend::Autodiff<realsyn_model::backend::Wgpu>>(1e-5);
 }
 
@@ -1334,7 +1335,7 @@ fn check_bias_ops<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f32) {
     )));
     let reference = residual_ref.clone() + (x_ref.clone() + bias_ref.clone().unsqueeze::<2>());
     let grads = (fused.clone() * weights.clone()).sum().backward();
-    let grads_ref = (reference.clone() * weights).sum().backward();
+    let grads_ref = (reference.clone() * weights.clone()).sum().backward();
     close(&vec(fused), &vec(reference), "bias_residual");
     let x_grad = grad2(&x, &grads);
     close(
@@ -1355,6 +1356,34 @@ fn check_bias_ops<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f32) {
         &grad1(&bias_ref, &grads_ref),
         "bias_residual: the bias's",
     );
+
+    // silu(gate + gate_bias) * (x + x_bias), EVA02's SwiGLU
+    let (gate, gate_bias, x, x_bias) = (leaf2(6), leaf1(7), leaf2(8), leaf1(9));
+    let (gate_ref, gate_bias_ref) = (leaf2(6), leaf1(7));
+    let (x_ref, x_bias_ref) = (leaf2(8), leaf1(9));
+    let fused = Tensor::<AB, 2>::from_primitive(TensorPrimitive::Float(AB::bias_swiglu(
+        gate.clone().into_primitive().tensor(),
+        gate_bias.clone().into_primitive().tensor(),
+        x.clone().into_primitive().tensor(),
+        x_bias.clone().into_primitive().tensor(),
+    )));
+    let reference =
+        burn::tensor::activation::silu(gate_ref.clone() + gate_bias_ref.clone().unsqueeze::<2>())
+            * (x_ref.clone() + x_bias_ref.clone().unsqueeze::<2>());
+    let grads = (fused.clone() * weights.clone()).sum().backward();
+    let grads_ref = (reference.clone() * weights).sum().backward();
+    close(&vec(fused), &vec(reference), "bias_swiglu");
+    for (got, want, what) in [(&gate, &gate_ref, "the gate's"), (&x, &x_ref, "x's")] {
+        let what = format!("bias_swiglu: {what} gradient");
+        close(&grad2(got, &grads), &grad2(want, &grads_ref), &what);
+    }
+    for (got, want, what) in [
+        (&gate_bias, &gate_bias_ref, "the gate bias's"),
+        (&x_bias, &x_bias_ref, "x bias's"),
+    ] {
+        let what = format!("bias_swiglu: {what} gradient");
+        close(&grad1(got, &grads), &grad1(want, &grads_ref), &what);
+    }
 }
 
 /// A rotary embedding's rotation as one op (`ModuleOps::rotary`, `rotary_backward`:

@@ -93,16 +93,16 @@ fn linear_2d_gelu<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 
 }
 
 /// `x W` over `[batch * tokens, d]`, without the bias (the caller's op adds it).
-fn product_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 2> {
+pub(crate) fn product_2d<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 2> {
     let [b, n, d] = x.dims();
     module::linear(x.reshape([b * n, d]), linear.weight.val(), None)
 }
 
-fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+pub(crate) fn float<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
     t.into_primitive().tensor()
 }
 
-fn from_float<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
+pub(crate) fn from_float<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 

@@ -11,7 +11,9 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::EvaDesign;
 use crate::common::rotary::RotaryTables;
-use crate::common::transformer::{Activation, Mlp, linear_2d, linear_2d_residual};
+use crate::common::transformer::{
+    Activation, Mlp, float, from_float, linear_2d, linear_2d_residual, product_2d,
+};
 
 /// timm's `LayerNorm` default (open_clip's own towers use 1e-5).
 pub const EVA_LN_EPS: f64 = 1e-6;
@@ -189,10 +191,26 @@ impl<B: Backend> SwiGlu<B> {
         linear_2d_residual(&self.fc2, self.hidden(x), residual)
     }
 
-    /// `norm(silu(fc1_g(x)) * fc1_x(x))`, before `fc2`.
+    /// `norm(silu(fc1_g(x)) * fc1_x(x))`, before `fc2`. The two products' biases,
+    /// the SiLU and the gating are one op (`ModuleOps::bias_swiglu`: one pass each
+    /// way where the decomposition is two bias additions, a sigmoid and two
+    /// products forward and seven kernels backward).
     fn hidden(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(linear_2d(&self.fc1_g, x.clone()));
-        self.norm.forward(gate * linear_2d(&self.fc1_x, x))
+        let (Some(gate_bias), Some(x_bias)) = (&self.fc1_g.bias, &self.fc1_x.bias) else {
+            let gate = silu(linear_2d(&self.fc1_g, x.clone()));
+            return self.norm.forward(gate * linear_2d(&self.fc1_x, x));
+        };
+        let [b, n, _] = x.dims();
+        let gate = product_2d(&self.fc1_g, x.clone());
+        let hidden = gate.dims()[1];
+        let gated = B::bias_swiglu(
+            float(gate),
+            float(gate_bias.val()),
+            float(product_2d(&self.fc1_x, x)),
+            float(x_bias.val()),
+        );
+        self.norm
+            .forward(from_float::<B, 2>(gated).reshape([b, n, hidden]))
     }
 }
 

@@ -288,6 +288,81 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
             ))
     }
 
+    // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its two biases as
+    // one node, keeping the two products and the biases; the biases' gradients are
+    // the products' summed over the rows, as in `linear`.
+    fn bias_swiglu(
+        gate: AutodiffTensor<B>,
+        gate_bias: AutodiffTensor<B>,
+        x: AutodiffTensor<B>,
+        x_bias: AutodiffTensor<B>,
+    ) -> AutodiffTensor<B> {
+        #[derive(Debug)]
+        struct BiasSwiglu;
+
+        impl<B: Backend> Backward<B, 4> for BiasSwiglu {
+            type State = [NodeId; 4];
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 4>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_gate, node_gate_bias, node_x, node_x_bias] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let [gate, gate_bias, x, x_bias] = ops
+                    .state
+                    .map(|id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id));
+                let (gate_grad, x_grad) = B::bias_swiglu_backward(gate, gate_bias, x, x_bias, grad);
+                for (product, bias, g) in [
+                    (node_gate, node_gate_bias, gate_grad),
+                    (node_x, node_x_bias, x_grad),
+                ] {
+                    if let Some(node) = bias {
+                        grads.register::<B>(node.id, B::linear_bias_backward(g.clone()));
+                    }
+                    if let Some(node) = product {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        match BiasSwiglu
+            .prepare::<C>([
+                gate.node.clone(),
+                gate_bias.node.clone(),
+                x.node.clone(),
+                x_bias.node.clone(),
+            ])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = [
+                    prep.checkpoint(&gate),
+                    prep.checkpoint(&gate_bias),
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&x_bias),
+                ];
+                let out = B::bias_swiglu(
+                    gate.primitive,
+                    gate_bias.primitive,
+                    x.primitive,
+                    x_bias.primitive,
+                );
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::bias_swiglu(
+                gate.primitive,
+                gate_bias.primitive,
+                x.primitive,
+                x_bias.primitive,
+            )),
+        }
+    }
+
     // realsyn patch (PATCHES.md): a rotary embedding's rotation as one node. The
     // tables are constants: they are kept by the node (no checkpoint) and get no
     // gradient.

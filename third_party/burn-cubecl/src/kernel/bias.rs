@@ -66,6 +66,52 @@ fn bias_residual_kernel<F: Float>(
     output[ABSOLUTE_POS] = F::cast_from(y + f32::cast_from(residual[ABSOLUTE_POS]));
 }
 
+/// `silu(gate + gate_bias) * (x + x_bias)`, a SwiGLU's gated activation.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn bias_swiglu_kernel<F: Float>(
+    gate: &LinearView<F>,
+    gate_bias: &Tensor<F>,
+    input: &LinearView<F>,
+    input_bias: &Tensor<F>,
+    output: &mut LinearView<F, ReadWrite>,
+    #[define(F)] _dtype: StorageType,
+) {
+    if !output.is_in_bounds(ABSOLUTE_POS) {
+        terminate!();
+    }
+    let at = ABSOLUTE_POS % gate_bias.len();
+    let g = f32::cast_from(gate[ABSOLUTE_POS]) + f32::cast_from(gate_bias[at]);
+    let u = f32::cast_from(input[ABSOLUTE_POS]) + f32::cast_from(input_bias[at]);
+    let s = 1.0f32 / (1.0f32 + (-g).exp());
+    output[ABSOLUTE_POS] = F::cast_from(g * s * u);
+}
+
+/// Both gradients of [`bias_swiglu_kernel`] at once: the gate's
+/// `grad u (s + g s (1 - s))` and x's `grad g s`.
+#[cube(launch_unchecked, address_type = "dynamic")]
+fn bias_swiglu_backward_kernel<F: Float>(
+    gate: &LinearView<F>,
+    gate_bias: &Tensor<F>,
+    input: &LinearView<F>,
+    input_bias: &Tensor<F>,
+    grad: &LinearView<F>,
+    gate_grad: &mut LinearView<F, ReadWrite>,
+    input_grad: &mut LinearView<F, ReadWrite>,
+    #[define(F)] _dtype: StorageType,
+) {
+    if !gate_grad.is_in_bounds(ABSOLUTE_POS) {
+        terminate!();
+    }
+    let at = ABSOLUTE_POS % gate_bias.len();
+    let g = f32::cast_from(gate[ABSOLUTE_POS]) + f32::cast_from(gate_bias[at]);
+    let u = f32::cast_from(input[ABSOLUTE_POS]) + f32::cast_from(input_bias[at]);
+    let dy = f32::cast_from(grad[ABSOLUTE_POS]);
+    let s = 1.0f32 / (1.0f32 + (-g).exp());
+    let silu_grad = dy * u;
+    input_grad[ABSOLUTE_POS] = F::cast_from(dy * (g * s));
+    gate_grad[ABSOLUTE_POS] = F::cast_from(silu_grad * s + silu_grad * g * s * (1.0f32 - s));
+}
+
 /// Whether the kernels below take `x` and `bias` (and `others`): one type, and a bias
 /// as long as `x`'s last dimension. Otherwise the trait's defaults run.
 pub fn fits<R: CubeRuntime>(
@@ -174,4 +220,73 @@ pub fn bias_residual<R: CubeRuntime>(
         );
     }
     output
+}
+
+/// `silu(gate + gate_bias) * (x + x_bias)` (both pairs [`fits`], `x` shaped like
+/// `gate`).
+pub fn bias_swiglu<R: CubeRuntime>(
+    gate: CubeTensor<R>,
+    gate_bias: CubeTensor<R>,
+    x: CubeTensor<R>,
+    x_bias: CubeTensor<R>,
+) -> CubeTensor<R> {
+    let (gate, gate_bias) = (into_contiguous(gate), into_contiguous(gate_bias));
+    let (input, input_bias) = (into_contiguous(x), into_contiguous(x_bias));
+    let (output, cube_count, cube_dim) = elementwise(&gate);
+    let dtype = gate.dtype;
+    unsafe {
+        bias_swiglu_kernel::launch_unchecked(
+            &output.client,
+            cube_count,
+            cube_dim,
+            address_type!(gate, gate_bias, input, input_bias, output),
+            gate.into_linear_view(),
+            gate_bias.into_tensor_arg(),
+            input.into_linear_view(),
+            input_bias.into_tensor_arg(),
+            output.clone().into_linear_view(),
+            dtype.into(),
+        );
+    }
+    output
+}
+
+/// The gradients of `gate` and `x` in [`bias_swiglu`], one kernel.
+pub fn bias_swiglu_backward<R: CubeRuntime>(
+    gate: CubeTensor<R>,
+    gate_bias: CubeTensor<R>,
+    x: CubeTensor<R>,
+    x_bias: CubeTensor<R>,
+    grad: CubeTensor<R>,
+) -> (CubeTensor<R>, CubeTensor<R>) {
+    let (gate, gate_bias) = (into_contiguous(gate), into_contiguous(gate_bias));
+    let (input, input_bias) = (into_contiguous(x), into_contiguous(x_bias));
+    let grad = into_contiguous(grad);
+    let (gate_grad, cube_count, cube_dim) = elementwise(&gate);
+    let input_grad = empty_device_dtype(
+        gate.client.clone(),
+        gate.device.clone(),
+        gate.shape(),
+        gate.dtype,
+    );
+    let dtype = gate.dtype;
+    unsafe {
+        bias_swiglu_backward_kernel::launch_unchecked(
+            &gate_grad.client,
+            cube_count,
+            cube_dim,
+            address_type!(
+                gate, gate_bias, input, input_bias, grad, gate_grad, input_grad
+            ),
+            gate.into_linear_view(),
+            gate_bias.into_tensor_arg(),
+            input.into_linear_view(),
+            input_bias.into_tensor_arg(),
+            grad.into_linear_view(),
+            gate_grad.clone().into_linear_view(),
+            input_grad.clone().into_linear_view(),
+            dtype.into(),
+        );
+    }
+    (gate_grad, input_grad)
 }

@@ -159,7 +159,7 @@ impl ActivationOps<Flex> for Flex {
 /// |x| > 87.3 the clamped exp gives ~1e-38 where the exact value underflows
 /// further: sigmoid is then 1 or ~1e-38 instead of a smaller subnormal.
 #[inline]
-fn sigmoid_f32(x: f32) -> f32 {
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
     let e = crate::ops::unary::exp_poly_f32(-x.abs());
     let (num, den) = (if x >= 0.0 { 1.0 } else { e }, 1.0 + e);
     num / den

@@ -794,6 +794,27 @@ impl ModuleOps<Flex> for Flex {
         crate::ops::bias::bias_residual(x, bias, residual)
     }
 
+    // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its biases, one
+    // pass forward and one per gradient backward.
+    fn bias_swiglu(
+        gate: FloatTensor<Flex>,
+        gate_bias: FloatTensor<Flex>,
+        x: FloatTensor<Flex>,
+        x_bias: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        crate::ops::bias::bias_swiglu(gate, gate_bias, x, x_bias)
+    }
+
+    fn bias_swiglu_backward(
+        gate: FloatTensor<Flex>,
+        gate_bias: FloatTensor<Flex>,
+        x: FloatTensor<Flex>,
+        x_bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> (FloatTensor<Flex>, FloatTensor<Flex>) {
+        crate::ops::bias::bias_swiglu_backward(gate, gate_bias, x, x_bias, output_grad)
+    }
+
     // realsyn patch (PATCHES.md): a rotary embedding's rotation, one pass each way.
     fn rotary(
         x: FloatTensor<Flex>,

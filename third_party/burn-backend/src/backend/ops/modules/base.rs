@@ -642,6 +642,31 @@ pub trait ModuleOps<B: Backend> {
         linear::bias_residual_from_float_ops::<B>(x, bias, residual)
     }
 
+    /// `silu(gate + gate_bias) * (x + x_bias)`, with `gate` and `x` `[..., h]` the
+    /// products of a SwiGLU's two input projections and the biases `[h]` theirs
+    /// (realsyn patch, PATCHES.md): one op, so that a backend computes the gated
+    /// activation in one pass where the decomposition is two bias additions, a
+    /// sigmoid and two products.
+    fn bias_swiglu(
+        gate: FloatTensor<B>,
+        gate_bias: FloatTensor<B>,
+        x: FloatTensor<B>,
+        x_bias: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        linear::bias_swiglu_from_float_ops::<B>(gate, gate_bias, x, x_bias)
+    }
+    /// The gradients of `gate` and `x` in [bias_swiglu](ModuleOps::bias_swiglu), in
+    /// that order; the biases' are their sums over every dimension but the last.
+    fn bias_swiglu_backward(
+        gate: FloatTensor<B>,
+        gate_bias: FloatTensor<B>,
+        x: FloatTensor<B>,
+        x_bias: FloatTensor<B>,
+        output_grad: FloatTensor<B>,
+    ) -> (FloatTensor<B>, FloatTensor<B>) {
+        linear::bias_swiglu_backward_from_float_ops::<B>(gate, gate_bias, x, x_bias, output_grad)
+    }
+
     /// A rotary position embedding applied to `x` `[.., n, d]` (realsyn patch,
     /// PATCHES.md): `x * cos + swap(x) * signed_sin`, where `swap` exchanges the two
     /// channels of each pair ([RotaryPairs]) and `signed_sin` carries the rotation's

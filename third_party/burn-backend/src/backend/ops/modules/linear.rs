@@ -134,6 +134,41 @@ pub fn bias_residual_from_float_ops<B: Backend>(
     B::float_add(add_bias::<B>(x, bias), residual)
 }
 
+/// Default [bias_swiglu](crate::ops::ModuleOps::bias_swiglu) (realsyn patch,
+/// PATCHES.md): the two bias additions, the backend's sigmoid and two products.
+pub fn bias_swiglu_from_float_ops<B: Backend>(
+    gate: FloatTensor<B>,
+    gate_bias: FloatTensor<B>,
+    x: FloatTensor<B>,
+    x_bias: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let gate = add_bias::<B>(gate, gate_bias);
+    let silu = B::float_mul(gate.clone(), B::sigmoid(gate));
+    B::float_mul(silu, add_bias::<B>(x, x_bias))
+}
+
+/// Default [bias_swiglu_backward](crate::ops::ModuleOps::bias_swiglu_backward)
+/// (realsyn patch, PATCHES.md): with `g = gate + gate_bias`, `s = sigmoid(g)` and
+/// `u = x + x_bias`, the gate's gradient `grad u (s + g s (1 - s))` and x's
+/// `grad g s`, from the backend's float ops.
+pub fn bias_swiglu_backward_from_float_ops<B: Backend>(
+    gate: FloatTensor<B>,
+    gate_bias: FloatTensor<B>,
+    x: FloatTensor<B>,
+    x_bias: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let gate = add_bias::<B>(gate, gate_bias);
+    let s = B::sigmoid(gate.clone());
+    let silu = B::float_mul(gate.clone(), s.clone());
+    let silu_grad = B::float_mul(output_grad.clone(), add_bias::<B>(x, x_bias));
+    let x_grad = B::float_mul(output_grad, silu);
+    // `g s`'s gradient: `s` from the product, `s (1 - s)` through the sigmoid.
+    let through_sigmoid = B::sigmoid_backward(s.clone(), B::float_mul(silu_grad.clone(), gate));
+    let gate_grad = B::float_add(B::float_mul(silu_grad, s), through_sigmoid);
+    (gate_grad, x_grad)
+}
+
 /// `x + bias`, the bias `[d]` broadcast over the rows of `x` `[..., d]`.
 fn add_bias<B: Backend>(x: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
     let ndims = x.shape().num_dims();
