@@ -77,11 +77,10 @@ fn tokens(n: usize, context: usize) -> Tensor<B, 2, Int> {
 /// One test at a time: the model's initialisation and the images are drawn from the
 /// backend's one global generator after `seed`, and with the two tests running side by
 /// side each one's draws interleaved with the other's, so each run checked different
-/// weights. CI once saw an EVA02 class token's gradient 0.5 relative apart between the
-/// whole batch and four micro-batches (2026-12-07); 17 runs here, alone and side by
-/// side, under load too, passed. Not explained: a class token's gradient is a sum over
-/// the batch, which may nearly cancel at some weights (a guess). Now every run checks
-/// the weights a run alone draws.
+/// weights. (CI once saw an EVA02 class token's gradient 0.5 relative apart between
+/// the whole batch and four micro-batches: the other test's `backward()` had freed
+/// the step of the token's expansion while it was being concatenated, a race in
+/// Burn's autodiff, now patched; `realsyn-model`'s `autodiff_threads` test.)
 fn every_split_matches_the_whole_batch(config_path: &'static str, seed: u64) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -2290,13 +2290,15 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
             }
         }
 
-        let forward = |bias: Option<AutodiffTensor<B>>| {
+        // The bias's primitive only: a whole `AutodiffTensor` moved in would drop its
+        // reference count before the step is registered (see `float_cat`).
+        let forward = |bias: Option<B::FloatTensorPrimitive>| {
             B::attention(
                 query.primitive.clone(),
                 key.primitive.clone(),
                 value.primitive.clone(),
                 mask.clone(),
-                bias.map(|bias| bias.primitive),
+                bias,
                 options,
             )
         };
@@ -2334,10 +2336,10 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
                         prep.checkpoint(&value),
                     ];
                     let bias_state = Some(prep.checkpoint(&bias));
-                    let output = forward(Some(bias));
+                    let output = forward(Some(bias.primitive));
                     prep.finish((inputs, bias_state, mask, options), output)
                 }
-                OpsKind::UnTracked(prep) => prep.finish(forward(Some(bias))),
+                OpsKind::UnTracked(prep) => prep.finish(forward(Some(bias.primitive))),
             },
         }
     }

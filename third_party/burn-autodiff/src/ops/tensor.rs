@@ -3333,11 +3333,18 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
         let mut nodes = Vec::with_capacity(tensors.len());
         let mut primitives = Vec::with_capacity(tensors.len());
         let mut dim_sizes = Vec::with_capacity(tensors.len());
+        // realsyn patch (PATCHES.md): the inputs' reference counts are held until the
+        // step is registered. Upstream dropped them here, and for the length of the
+        // copy an input no tensor held any more looked unused to the sweep that ends
+        // every `backward()`: one on another thread freed its step, and its parents
+        // lost this path's gradient (tracel-ai/burn#5573).
+        let mut held = Vec::with_capacity(tensors.len());
 
         tensors.into_iter().for_each(|tensor| {
             dim_sizes.push(tensor.primitive.shape()[dim]);
             nodes.push(tensor.node);
             primitives.push(tensor.primitive);
+            held.push(tensor.rc);
         });
 
         let requirement = Requirement::from_nodes(&nodes);
@@ -3369,7 +3376,9 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
             parents.push(Parent { id: node.id });
         }
         let ops = CatStep::<B>::new(nodes, dim_sizes, output.node.clone(), dim, parents);
-        output.register_step(ops, checkpointer_builder)
+        let output = output.register_step(ops, checkpointer_builder);
+        drop(held);
+        output
     }
 
     fn float_max_dim(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
