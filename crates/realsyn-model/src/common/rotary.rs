@@ -10,34 +10,23 @@
 //! CubeCL backends, a flip, two products and an addition elsewhere.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::RotaryPairs;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
-/// Where the two channels of a rotated pair sit within a head's `d` channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairLayout {
-    /// Channels `2i` and `2i + 1` (timm's `RotaryEmbeddingCat`, EVA02).
-    Interleaved,
-    /// Channels `i` and `i + d/2` (Hugging Face `rotate_half`, Llama).
-    Halves,
+/// Where the two channels of a rotated pair sit: the patched Burn's own enum, which
+/// its rotary kernels take.
+pub use burn::tensor::ops::RotaryPairs;
+
+/// Whether channel `c` of `d` is the first of its pair (its sin is negated).
+pub fn is_first(pairs: RotaryPairs, c: usize, d: usize) -> bool {
+    pairs.partner(c, d) > c
 }
 
-impl PairLayout {
-    /// Whether channel `c` of `d` is the first of its pair (its sin is negated).
-    pub fn is_first(self, c: usize, d: usize) -> bool {
-        match self {
-            PairLayout::Interleaved => c.is_multiple_of(2),
-            PairLayout::Halves => c < d / 2,
-        }
-    }
-
-    /// A sin table `[.., d]` (rows of `d`) with each pair's first channel negated.
-    pub fn signed_sin(self, sin: &[f32], d: usize) -> Vec<f32> {
-        sin.iter()
-            .enumerate()
-            .map(|(i, &s)| if self.is_first(i % d, d) { -s } else { s })
-            .collect()
-    }
+/// A sin table `[.., d]` (rows of `d`) with each pair's first channel negated.
+pub fn signed_sin(pairs: RotaryPairs, sin: &[f32], d: usize) -> Vec<f32> {
+    sin.iter()
+        .enumerate()
+        .map(|(i, &s)| if is_first(pairs, i % d, d) { -s } else { s })
+        .collect()
 }
 
 /// A rotary embedding's tables for a run of tokens, `[1, 1, tokens, d]`, ready to
@@ -45,16 +34,16 @@ impl PairLayout {
 pub struct RotaryTables<B: Backend> {
     cos: Tensor<B, 4>,
     signed_sin: Tensor<B, 4>,
-    pairs: PairLayout,
+    pairs: RotaryPairs,
 }
 
 impl<B: Backend> RotaryTables<B> {
-    /// `cos` and `signed_sin` (from [`PairLayout::signed_sin`]) row-major, `d` per token.
+    /// `cos` and `signed_sin` (from [`signed_sin`]) row-major, `d` per token.
     pub fn new(
         cos: Vec<f32>,
         signed_sin: Vec<f32>,
         d: usize,
-        pairs: PairLayout,
+        pairs: RotaryPairs,
         device: &B::Device,
     ) -> Self {
         let shape = [1, 1, cos.len() / d, d];
@@ -81,15 +70,11 @@ impl<B: Backend> RotaryTables<B> {
     /// the patched Burn (`ModuleOps::rotary`, one pass each way on the CPU and CubeCL
     /// backends, where the decomposition was a flip, two products and an addition).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let pairs = match self.pairs {
-            PairLayout::Interleaved => RotaryPairs::Interleaved,
-            PairLayout::Halves => RotaryPairs::Halves,
-        };
         let out = B::rotary(
             x.into_primitive().tensor(),
             self.cos.clone().into_primitive().tensor(),
             self.signed_sin.clone().into_primitive().tensor(),
-            pairs,
+            self.pairs,
         );
         Tensor::from_primitive(TensorPrimitive::Float(out))
     }
@@ -112,24 +97,24 @@ mod tests {
         let cos: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).cos()).collect();
         let sin: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.3).sin()).collect();
         let device = Default::default();
-        for pairs in [PairLayout::Interleaved, PairLayout::Halves] {
+        for pairs in [RotaryPairs::Interleaved, RotaryPairs::Halves] {
             let input = Tensor::<B, 4>::from_data(
                 TensorData::new(x.clone(), [batch, heads, n, d]),
                 &device,
             );
             let tables =
-                RotaryTables::<B>::new(cos.clone(), pairs.signed_sin(&sin, d), d, pairs, &device);
+                RotaryTables::<B>::new(cos.clone(), signed_sin(pairs, &sin, d), d, pairs, &device);
             let out = tables.apply(input);
             let out = out.into_data().to_vec::<f32>().unwrap();
             for row in 0..batch * heads * n {
                 let t = row % n;
                 for c in 0..d {
                     let partner = match pairs {
-                        PairLayout::Interleaved => c ^ 1,
-                        PairLayout::Halves => (c + d / 2) % d,
+                        RotaryPairs::Interleaved => c ^ 1,
+                        RotaryPairs::Halves => (c + d / 2) % d,
                     };
                     let (xc, xp) = (x[row * d + c], x[row * d + partner]);
-                    let rot = if pairs.is_first(c, d) { -xp } else { xp };
+                    let rot = if is_first(pairs, c, d) { -xp } else { xp };
                     let k = t * d + c;
                     let want = xc * cos[k] + rot * sin[k];
                     assert_eq!(out[row * d + c], want, "{pairs:?}, row {row}, channel {c}");

@@ -10,7 +10,7 @@
 
 use burn::tensor::backend::Backend;
 
-use crate::common::rotary::{PairLayout, RotaryTables};
+use crate::common::rotary::{RotaryPairs, RotaryTables, signed_sin};
 
 /// `sin` and `cos`, each `[grid * grid, head_dim]` (row-major tokens), as timm computes
 /// them in f32.
@@ -54,8 +54,8 @@ pub fn rotary<B: Backend>(
     cos_all.extend(cos);
     // The class token's sin is +0.0 on both channels: `x * 1 + y * 0` is `x`.
     let mut sin_all = vec![0.0f32; head_dim];
-    sin_all.extend(PairLayout::Interleaved.signed_sin(&sin, head_dim));
-    RotaryTables::new(cos_all, sin_all, head_dim, PairLayout::Interleaved, device)
+    sin_all.extend(signed_sin(RotaryPairs::Interleaved, &sin, head_dim));
+    RotaryTables::new(cos_all, sin_all, head_dim, RotaryPairs::Interleaved, device)
 }
 
 #[cfg(test)]

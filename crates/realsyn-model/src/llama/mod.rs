@@ -25,7 +25,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::common::rotary::{PairLayout, RotaryTables};
+use crate::common::rotary::{RotaryPairs, RotaryTables, signed_sin};
 
 /// The architecture, in the field names of Hugging Face's `LlamaConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,8 +224,8 @@ fn rope_tables<B: Backend>(
             }
         }
     }
-    let signed_sin = PairLayout::Halves.signed_sin(&sin, head_dim);
-    RotaryTables::new(cos, signed_sin, head_dim, PairLayout::Halves, device)
+    let sin = signed_sin(RotaryPairs::Halves, &sin, head_dim);
+    RotaryTables::new(cos, sin, head_dim, RotaryPairs::Halves, device)
 }
 
 impl<B: Backend> Attention<B> {

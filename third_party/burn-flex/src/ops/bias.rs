@@ -1,7 +1,9 @@
 //! realsyn patch (PATCHES.md): a linear layer's bias with what follows it in a
 //! transformer block, `gelu(x + bias)` (and its derivative) and `x + bias + residual`,
 //! each one pass over the rows where the decomposition made two (the bias's addition,
-//! then the GELU or the residual addition). f32 only; other types and shapes take
+//! then the GELU or the residual addition), and a SwiGLU's gate
+//! `silu(gate + gate_bias) * (x + x_bias)` and its two gradients, one pass each way
+//! where the decomposition made five and seven. f32 only; other types and shapes take
 //! the trait's defaults.
 
 use burn_backend::ops::linear::{
@@ -59,18 +61,25 @@ pub fn bias_swiglu(
     x: FlexTensor,
     x_bias: FlexTensor,
 ) -> FlexTensor {
-    if !(fits(&gate, &gate_bias, Some(&x)) && fits(&x, &x_bias, None)) {
+    if !swiglu_fits(&gate, &gate_bias, &x, &x_bias, None) {
         return bias_swiglu_from_float_ops::<Flex>(gate, gate_bias, x, x_bias);
     }
-    swiglu_rows(&gate, &gate_bias, &x, &x_bias, None, |g, u, _| {
-        let silu = g * sigmoid_f32(g);
-        silu * u
-    })
+    let rows = SwigluRows::new(&gate, &gate_bias, &x, &x_bias, None);
+    let at = rows.at();
+    let out = crate::par::collect(rows.n, rows.h, |start, out| {
+        for (k, o) in out.iter_mut().enumerate() {
+            let (g, u, _) = at(start + k);
+            let silu = g * sigmoid_f32(g);
+            o.write(silu * u);
+        }
+    });
+    rows.tensor(out)
 }
 
 /// The gradients of the gate and of x, as Burn's autodiff computed them from the
 /// decomposition (`silu = g * sigmoid(g)`, then `silu * u`): x's `grad * silu`; the
 /// gate's `grad u s` plus the sigmoid's backward of `grad u g`, `(. * s) * (1 - s)`.
+/// Both in one pass, each sigmoid computed once.
 pub fn bias_swiglu_backward(
     gate: FlexTensor,
     gate_bias: FlexTensor,
@@ -78,57 +87,93 @@ pub fn bias_swiglu_backward(
     x_bias: FlexTensor,
     grad: FlexTensor,
 ) -> (FlexTensor, FlexTensor) {
-    if !(fits(&gate, &gate_bias, Some(&x))
-        && fits(&x, &x_bias, None)
-        && fits(&gate, &gate_bias, Some(&grad)))
-    {
+    if !swiglu_fits(&gate, &gate_bias, &x, &x_bias, Some(&grad)) {
         return bias_swiglu_backward_from_float_ops::<Flex>(gate, gate_bias, x, x_bias, grad);
     }
-    let gate_grad = swiglu_rows(&gate, &gate_bias, &x, &x_bias, Some(&grad), |g, u, dy| {
-        let s = sigmoid_f32(g);
-        let silu_grad = dy * u;
-        silu_grad * s + silu_grad * g * s * (1.0 - s)
+    let rows = SwigluRows::new(&gate, &gate_bias, &x, &x_bias, Some(&grad));
+    let at = rows.at();
+    let (gate_grad, x_grad) = crate::par::collect2(rows.n, rows.h, |start, dg, dx| {
+        for (k, (og, ox)) in dg.iter_mut().zip(dx).enumerate() {
+            let (g, u, dy) = at(start + k);
+            let s = sigmoid_f32(g);
+            let silu_grad = dy * u;
+            og.write(silu_grad * s + silu_grad * g * s * (1.0 - s));
+            ox.write(dy * (g * s));
+        }
     });
-    let x_grad = swiglu_rows(&gate, &gate_bias, &x, &x_bias, Some(&grad), |g, _, dy| {
-        dy * (g * sigmoid_f32(g))
-    });
-    (gate_grad, x_grad)
+    (rows.tensor(gate_grad), rows.tensor(x_grad))
 }
 
-/// `out[r, j] = op(gate[r, j] + gate_bias[j], x[r, j] + x_bias[j], grad[r, j])` (`grad`
-/// read as 0 when absent), rows split over the threads.
-fn swiglu_rows(
+/// f32 throughout, `x` (and `grad`) shaped like the gate, each bias as long as a row.
+fn swiglu_fits(
     gate: &FlexTensor,
     gate_bias: &FlexTensor,
     x: &FlexTensor,
     x_bias: &FlexTensor,
     grad: Option<&FlexTensor>,
-    op: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
-) -> FlexTensor {
-    let shape: Shape = gate.shape();
-    let n = shape.num_elements();
-    let h = gate_bias.shape().num_elements();
-    let (gate, gate_bias) = (gate.to_contiguous(), gate_bias.to_contiguous());
-    let (x, x_bias) = (x.to_contiguous(), x_bias.to_contiguous());
-    let grad = grad.map(|g| g.to_contiguous());
-    let (gs, gb) = (
-        &gate.storage::<f32>()[..n],
-        &gate_bias.storage::<f32>()[..h],
-    );
-    let (xs, xb) = (&x.storage::<f32>()[..n], &x_bias.storage::<f32>()[..h]);
-    let dys = grad.as_ref().map(|g| &g.storage::<f32>()[..n]);
-    let out = crate::par::collect(n, h, |start, out| {
-        for (k, o) in out.iter_mut().enumerate() {
-            let (i, j) = (start + k, k % h);
-            let dy = dys.map_or(0.0, |d| d[i]);
-            o.write(op(gs[i] + gb[j], xs[i] + xb[j], dy));
+) -> bool {
+    fits(gate, gate_bias, Some(x)) && fits(x, x_bias, grad)
+}
+
+/// A SwiGLU op's inputs made contiguous once, read element by element.
+struct SwigluRows {
+    shape: Shape,
+    /// Elements, and the row length (the biases').
+    n: usize,
+    h: usize,
+    gate: FlexTensor,
+    gate_bias: FlexTensor,
+    x: FlexTensor,
+    x_bias: FlexTensor,
+    grad: Option<FlexTensor>,
+}
+
+impl SwigluRows {
+    fn new(
+        gate: &FlexTensor,
+        gate_bias: &FlexTensor,
+        x: &FlexTensor,
+        x_bias: &FlexTensor,
+        grad: Option<&FlexTensor>,
+    ) -> Self {
+        let shape: Shape = gate.shape();
+        Self {
+            n: shape.num_elements(),
+            h: gate_bias.shape().num_elements(),
+            shape,
+            gate: gate.to_contiguous(),
+            gate_bias: gate_bias.to_contiguous(),
+            x: x.to_contiguous(),
+            x_bias: x_bias.to_contiguous(),
+            grad: grad.map(|g| g.to_contiguous()),
         }
-    });
-    FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
+    }
+
+    /// Element `i`'s `(gate + gate_bias, x + x_bias, grad)`, the gradient 0 when absent.
+    fn at(&self) -> impl Fn(usize) -> (f32, f32, f32) + Sync + '_ {
+        let (n, h) = (self.n, self.h);
+        let (gs, gb) = (
+            &self.gate.storage::<f32>()[..n],
+            &self.gate_bias.storage::<f32>()[..h],
+        );
+        let (xs, xb) = (
+            &self.x.storage::<f32>()[..n],
+            &self.x_bias.storage::<f32>()[..h],
+        );
+        let dys = self.grad.as_ref().map(|g| &g.storage::<f32>()[..n]);
+        move |i| {
+            let j = i % h;
+            (gs[i] + gb[j], xs[i] + xb[j], dys.map_or(0.0, |d| d[i]))
+        }
+    }
+
+    fn tensor(&self, data: alloc::vec::Vec<f32>) -> FlexTensor {
+        FlexTensor::new(
+            Bytes::from_elems(data),
+            Layout::contiguous(self.shape.clone()),
+            DType::F32,
+        )
+    }
 }
 
 /// f32 throughout, a bias as long as `x`'s rows, `other` shaped like `x`.
