@@ -3,7 +3,7 @@
 //! (`load_strict`) and exporting (`export`) are two visitors over that one walk, so
 //! they cannot disagree.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::backend::Backend;
@@ -51,6 +51,17 @@ impl Layout {
     }
 }
 
+/// A stacked parameter's value (Burn's layout) as the `n` PyTorch tensors
+/// [`ParamVisitor::visit_stacked`] names.
+pub fn unstack(layout: Layout, t: HostTensor, n: usize) -> Result<Vec<HostTensor>> {
+    layout.burn_to_torch(t)?.chunk_rows(n)
+}
+
+/// The PyTorch tensors of a stacked parameter as its value in Burn's layout.
+pub fn stack(layout: Layout, parts: &[HostTensor]) -> Result<HostTensor> {
+    layout.torch_to_burn(HostTensor::cat_rows(parts)?)
+}
+
 pub trait ParamVisitor<B: Backend> {
     fn visit<const D: usize>(
         &mut self,
@@ -58,6 +69,22 @@ pub trait ParamVisitor<B: Backend> {
         layout: Layout,
         param: &mut Param<Tensor<B, D>>,
     ) -> Result<()>;
+
+    /// A parameter PyTorch keeps as several tensors (`parts`, their keys) that,
+    /// stacked along their first axis, are the parameter in `layout`: timm's separate
+    /// q, k and v projections of EVA02, held here as one matrix so a step multiplies
+    /// by it as it is rather than joining three each time. Visitors that read or write
+    /// no PyTorch tensor (gradients, the optimiser) see one parameter under `key`.
+    fn visit_stacked(
+        &mut self,
+        key: &str,
+        parts: &[&str],
+        layout: Layout,
+        param: &mut Param<Tensor<B, 2>>,
+    ) -> Result<()> {
+        let _ = parts;
+        self.visit(key, layout, param)
+    }
 }
 
 /// A linear layer: `{key}.weight` in `weight_layout` (torch `nn.Linear` is
@@ -110,25 +137,64 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         layout: Layout,
         param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
-        // Shapes in messages are PyTorch's, as the user's file and open_clip print them.
         let expected = param.lazy_shape().to_vec();
-        let torch_expected = layout.torch_shape(&expected);
-        let Some(t) = self.sd.tensors.remove(key) else {
-            bail!(
-                "{key}: missing from the weights (the model config expects shape {torch_expected:?})"
-            );
-        };
+        let t = self.take(key, layout, &expected)?;
         let file_shape = t.shape.clone();
         let t = layout.torch_to_burn(t)?;
         if t.shape != expected {
             bail!(
-                "{key}: weights have shape {file_shape:?}, the model config expects {torch_expected:?}"
+                "{}",
+                wrong_shape(key, &file_shape, &layout.torch_shape(&expected))
             );
         }
-        let tensor = Tensor::from_data(TensorData::new(t.data, t.shape), &self.device);
-        *param = Param::initialized(param.id, tensor);
+        self.set(param, t);
         Ok(())
     }
+
+    fn visit_stacked(
+        &mut self,
+        _key: &str,
+        parts: &[&str],
+        layout: Layout,
+        param: &mut Param<Tensor<B, 2>>,
+    ) -> Result<()> {
+        // Each part is checked in PyTorch's layout: a slice of the parameter's rows.
+        let mut part = layout.torch_shape(&param.lazy_shape());
+        part[0] /= parts.len();
+        let mut taken = Vec::with_capacity(parts.len());
+        for key in parts {
+            let t = self.take(key, Layout::Same, &part)?;
+            if t.shape != part {
+                bail!("{}", wrong_shape(key, &t.shape, &part));
+            }
+            taken.push(t);
+        }
+        self.set(param, stack(layout, &taken)?);
+        Ok(())
+    }
+}
+
+impl<B: Backend> Loader<'_, B> {
+    /// The tensor under `key`; `expected` (the parameter's shape in `layout`) for the
+    /// message when it is missing.
+    fn take(&mut self, key: &str, layout: Layout, expected: &[usize]) -> Result<HostTensor> {
+        // Shapes in messages are PyTorch's, as the user's file and open_clip print them.
+        self.sd.tensors.remove(key).ok_or_else(|| {
+            anyhow!(
+                "{key}: missing from the weights (the model config expects shape {:?})",
+                layout.torch_shape(expected)
+            )
+        })
+    }
+
+    fn set<const D: usize>(&self, param: &mut Param<Tensor<B, D>>, t: HostTensor) {
+        let tensor = Tensor::from_data(TensorData::new(t.data, t.shape), &self.device);
+        *param = Param::initialized(param.id, tensor);
+    }
+}
+
+fn wrong_shape(key: &str, file: &[usize], torch_expected: &[usize]) -> String {
+    format!("{key}: weights have shape {file:?}, the model config expects {torch_expected:?}")
 }
 
 /// Run `walk` with a loader over `sd`; like `load_state_dict(strict=True)`, every
@@ -170,6 +236,21 @@ impl<B: Backend> ParamVisitor<B> for Exporter {
         self.sd.insert(key, t);
         Ok(())
     }
+
+    fn visit_stacked(
+        &mut self,
+        key: &str,
+        parts: &[&str],
+        layout: Layout,
+        param: &mut Param<Tensor<B, 2>>,
+    ) -> Result<()> {
+        let host =
+            HostTensor::from_data(param.val().into_data()).with_context(|| key.to_string())?;
+        for (k, part) in parts.iter().zip(unstack(layout, host, parts.len())?) {
+            self.sd.insert(*k, part);
+        }
+        Ok(())
+    }
 }
 
 /// Run `walk` with an exporter: the visited parameters as a PyTorch-layout state dict.
@@ -197,6 +278,19 @@ impl<B: Backend> ParamVisitor<B> for ShapeLister {
     ) -> Result<()> {
         let shape = layout.torch_shape(&param.lazy_shape());
         self.shapes.push((key.to_string(), shape));
+        Ok(())
+    }
+
+    fn visit_stacked(
+        &mut self,
+        _key: &str,
+        parts: &[&str],
+        layout: Layout,
+        param: &mut Param<Tensor<B, 2>>,
+    ) -> Result<()> {
+        let mut shape = layout.torch_shape(&param.lazy_shape());
+        shape[0] /= parts.len();
+        (self.shapes).extend(parts.iter().map(|k| (k.to_string(), shape.clone())));
         Ok(())
     }
 }

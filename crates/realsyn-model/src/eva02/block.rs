@@ -40,32 +40,26 @@ pub fn eva_linear<B: Backend>(
         .init(device)
 }
 
-/// One `[d, 3d]` matrix without bias, plus learned q and v biases (k's bias is a
-/// fixed zero in timm: a constant added to every key cancels in the softmax).
+/// q, k and v's projections as one `[width, 3 width]` matrix (Burn's `[in, out]`)
+/// with learned q and v biases; k's bias is a fixed zero in timm (a constant added to
+/// every key cancels in the softmax). timm's fused layout (`qkv.weight`, `q_bias`,
+/// `v_bias`) and its separate one (`q_proj`, `k_proj`, `v_proj`) hold the same
+/// numbers under different keys (`weights.rs` maps both onto this), so a step
+/// multiplies by the matrix as it is: three weights would be joined every step (on
+/// CubeCL 3 slice-assigns per block, and backward 3 strided gradients copied).
 #[derive(Module, Debug)]
-pub struct FusedQkv<B: Backend> {
-    pub qkv: Linear<B>,
+pub struct Qkv<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
     pub q_bias: Param<Tensor<B, 1>>,
     pub v_bias: Param<Tensor<B, 1>>,
-}
-
-/// Three projections; k has no bias.
-#[derive(Module, Debug)]
-pub struct SeparateQkv<B: Backend> {
-    pub q_proj: Linear<B>,
-    pub k_proj: Linear<B>,
-    pub v_proj: Linear<B>,
-}
-
-#[derive(Module, Debug)]
-pub enum Qkv<B: Backend> {
-    Fused(FusedQkv<B>),
-    Separate(SeparateQkv<B>),
 }
 
 #[derive(Module, Debug)]
 pub struct EvaAttention<B: Backend> {
     pub qkv: Qkv<B>,
+    /// Which of timm's key layouts the weights use: fused (`qkv.weight`) or separate
+    /// (`q_proj`, `k_proj`, `v_proj`).
+    pub qkv_fused: bool,
     /// Sub-LN (`scale_attn_inner`): a LayerNorm on the merged heads before `proj`.
     pub norm: Option<LayerNorm<B>>,
     pub proj: Linear<B>,
@@ -74,21 +68,18 @@ pub struct EvaAttention<B: Backend> {
 
 impl<B: Backend> EvaAttention<B> {
     pub fn new(width: usize, heads: usize, design: &EvaDesign, device: &B::Device) -> Self {
-        let qkv = if design.qkv_fused {
-            Qkv::Fused(FusedQkv {
-                qkv: eva_linear(width, 3 * width, false, device),
-                q_bias: Initializer::Zeros.init([width], device),
-                v_bias: Initializer::Zeros.init([width], device),
-            })
-        } else {
-            Qkv::Separate(SeparateQkv {
-                q_proj: eva_linear(width, width, true, device),
-                k_proj: eva_linear(width, width, false, device),
-                v_proj: eva_linear(width, width, true, device),
-            })
+        let qkv = Qkv {
+            weight: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([width, 3 * width], device),
+            q_bias: Initializer::Zeros.init([width], device),
+            v_bias: Initializer::Zeros.init([width], device),
         };
         Self {
             qkv,
+            qkv_fused: design.qkv_fused,
             norm: design.sub_ln.then(|| eva_layer_norm(width, device)),
             proj: eva_linear(width, width, true, device),
             heads,
@@ -114,38 +105,13 @@ impl<B: Backend> EvaAttention<B> {
     fn heads_out(&self, x: Tensor<B, 3>, rope: Option<&RotaryTables<B>>) -> Tensor<B, 3> {
         let [b, n, w] = x.dims();
         let h = self.heads;
-        // Both layouts run as ONE [w, 3w] GEMM with bias (q, 0, v), as the ViT's packed
-        // in_proj does, and the permuted copy below leaves q, k and v contiguous for the
-        // attention kernel rather than strided per-head views.
-        // The key's zero bias in the weights' dtype (bf16 under mixed precision).
+        // ONE [w, 3w] GEMM with bias (q, 0, v), as the ViT's packed in_proj, and the
+        // permuted copy below leaves q, k and v contiguous for the attention kernel
+        // rather than strided per-head views. The key's zero bias is in the weights'
+        // dtype (bf16 under mixed precision).
         let zeros = Tensor::zeros([w], (&x.device(), x.dtype()));
-        let (weight, bias) = match &self.qkv {
-            Qkv::Fused(f) => (
-                f.qkv.weight.val(),
-                Tensor::cat(vec![f.q_bias.val(), zeros, f.v_bias.val()], 0),
-            ),
-            Qkv::Separate(s) => {
-                let bias = |l: &Linear<B>| l.bias.as_ref().map(|p| p.val());
-                (
-                    Tensor::cat(
-                        vec![
-                            s.q_proj.weight.val(),
-                            s.k_proj.weight.val(),
-                            s.v_proj.weight.val(),
-                        ],
-                        1,
-                    ),
-                    Tensor::cat(
-                        vec![
-                            bias(&s.q_proj).expect("q_proj has a bias"),
-                            zeros,
-                            bias(&s.v_proj).expect("v_proj has a bias"),
-                        ],
-                        0,
-                    ),
-                )
-            }
-        };
+        let bias = Tensor::cat(vec![self.qkv.q_bias.val(), zeros, self.qkv.v_bias.val()], 0);
+        let weight = self.qkv.weight.val();
         let qkv = (x.reshape([b * n, w]).matmul(weight) + bias.unsqueeze_dim(0))
             .reshape([b, n, 3, h, w / h])
             .permute([2, 0, 3, 1, 4])

@@ -9,7 +9,8 @@
 //!
 //! - `config`: the design flags and timm's EVA02 names resolved into them;
 //! - `rope`: the 2-D rotary position embedding;
-//! - `block`: attention (separate or fused q/k/v, sub-LN), SwiGLU, pre/post-norm blocks;
+//! - `block`: attention (q/k/v one matrix whichever of timm's layouts the weights use,
+//!   sub-LN), SwiGLU, pre/post-norm blocks;
 //! - `weights`: open_clip's `visual.trunk.*` keys and the EVA-CLIP release's layout.
 
 pub mod block;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use burn::tensor::backend::Backend;
 
 use super::EvaVisionTower;
-use super::block::{EvaMlp, Qkv};
+use super::block::EvaMlp;
 use crate::common::state_dict::StateDict;
 use crate::common::walk::{Layout, ParamVisitor, visit_linear, visit_ln};
 
@@ -39,18 +39,20 @@ pub fn visit_eva_tower<B: Backend, V: ParamVisitor<B>>(
     for (i, block) in t.blocks.iter_mut().enumerate() {
         let p = format!("{prefix}.blocks.{i}");
         visit_ln(v, &format!("{p}.norm1"), &mut block.norm1)?;
-        match &mut block.attn.qkv {
-            Qkv::Fused(f) => {
-                visit_linear(v, &format!("{p}.attn.qkv"), &mut f.qkv)?;
-                v.visit(&format!("{p}.attn.q_bias"), Layout::Same, &mut f.q_bias)?;
-                v.visit(&format!("{p}.attn.v_bias"), Layout::Same, &mut f.v_bias)?;
-            }
-            Qkv::Separate(s) => {
-                visit_linear(v, &format!("{p}.attn.q_proj"), &mut s.q_proj)?;
-                visit_linear(v, &format!("{p}.attn.k_proj"), &mut s.k_proj)?;
-                visit_linear(v, &format!("{p}.attn.v_proj"), &mut s.v_proj)?;
-            }
-        }
+        let (attn, qkv) = (format!("{p}.attn"), &mut block.attn.qkv);
+        let weight = format!("{attn}.qkv.weight");
+        let (q_bias, v_bias) = if block.attn.qkv_fused {
+            v.visit(&weight, Layout::LinearWeight, &mut qkv.weight)?;
+            ("q_bias", "v_bias")
+        } else {
+            // timm's three `[width, width]` weights are the fused one's rows.
+            let parts = ["q", "k", "v"].map(|n| format!("{attn}.{n}_proj.weight"));
+            let parts = parts.each_ref().map(String::as_str);
+            v.visit_stacked(&weight, &parts, Layout::LinearWeight, &mut qkv.weight)?;
+            ("q_proj.bias", "v_proj.bias")
+        };
+        v.visit(&format!("{attn}.{q_bias}"), Layout::Same, &mut qkv.q_bias)?;
+        v.visit(&format!("{attn}.{v_bias}"), Layout::Same, &mut qkv.v_bias)?;
         if let Some(norm) = block.attn.norm.as_mut() {
             visit_ln(v, &format!("{p}.attn.norm"), norm)?;
         }

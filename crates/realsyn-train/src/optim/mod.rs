@@ -36,7 +36,7 @@ use burn::tensor::{FloatDType, Tensor, TensorData};
 use realsyn_model::Clip;
 use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::state_dict::{HostTensor, StateDict};
-use realsyn_model::common::walk::{Layout, ParamVisitor};
+use realsyn_model::common::walk::{Layout, ParamVisitor, stack, unstack};
 
 mod fused_cpu;
 mod grads;
@@ -355,14 +355,46 @@ impl<B: Backend> AdamW<B> {
                 layout: Layout,
                 param: &mut Param<Tensor<AB, D>>,
             ) -> Result<()> {
+                let shape = param.val().dims();
+                self.export(key, |sd, prefix, moment| {
+                    let host = layout
+                        .burn_to_torch(HostTensor::from_data(moment.reshape(shape).into_data())?)?;
+                    sd.insert(format!("{prefix}.{key}"), host);
+                    Ok(())
+                })
+            }
+
+            /// Under the parameter's PyTorch keys, split as its value is.
+            fn visit_stacked(
+                &mut self,
+                key: &str,
+                parts: &[&str],
+                layout: Layout,
+                param: &mut Param<Tensor<AB, 2>>,
+            ) -> Result<()> {
+                let shape = param.val().dims();
+                self.export(key, |sd, prefix, moment| {
+                    let host = HostTensor::from_data(moment.reshape(shape).into_data())?;
+                    for (part, t) in parts.iter().zip(unstack(layout, host, parts.len())?) {
+                        sd.insert(format!("{prefix}.{part}"), t);
+                    }
+                    Ok(())
+                })
+            }
+        }
+        impl<B: Backend> Export<'_, B> {
+            /// `insert(state dict, "exp_avg" | "exp_avg_sq", moment)` for the moments
+            /// of `key`, if it has any.
+            fn export(
+                &mut self,
+                key: &str,
+                insert: impl Fn(&mut StateDict, &str, Tensor<B, 1>) -> Result<()>,
+            ) -> Result<()> {
                 let Some(m) = self.opt.moments(key) else {
                     return Ok(());
                 };
-                let shape = param.val().dims();
                 for (prefix, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                    let moment = t.clone().reshape(shape).into_data();
-                    let host = layout.burn_to_torch(HostTensor::from_data(moment)?)?;
-                    self.sd.insert(format!("{prefix}.{key}"), host);
+                    insert(&mut self.sd, prefix, t.clone())?;
                 }
                 Ok(())
             }
@@ -395,23 +427,58 @@ impl<B: Backend> AdamW<B> {
                 layout: Layout,
                 param: &mut Param<Tensor<AB, D>>,
             ) -> Result<()> {
-                let ka = format!("exp_avg.{key}");
-                if !self.sd.contains(&ka) {
+                let n = param.val().shape().num_elements();
+                self.import(key, key, n, |sd, prefix| {
+                    layout.torch_to_burn(sd.take(&format!("{prefix}.{key}"))?)
+                })
+            }
+
+            /// From the parameter's PyTorch keys, joined as its value is.
+            fn visit_stacked(
+                &mut self,
+                key: &str,
+                parts: &[&str],
+                layout: Layout,
+                param: &mut Param<Tensor<AB, 2>>,
+            ) -> Result<()> {
+                let n = param.val().shape().num_elements();
+                self.import(key, parts[0], n, |sd, prefix| {
+                    let taken = (parts.iter())
+                        .map(|part| sd.take(&format!("{prefix}.{part}")))
+                        .collect::<Result<Vec<_>>>()?;
+                    stack(layout, &taken)
+                })
+            }
+        }
+        impl<B: Backend> Import<'_, B> {
+            /// The moments of `key` (`n` values), read by `take(state dict, "exp_avg" |
+            /// "exp_avg_sq")` in Burn's layout; none (a fresh start) when the state
+            /// has no `exp_avg.{probe}`.
+            fn import(
+                &mut self,
+                key: &str,
+                probe: &str,
+                n: usize,
+                mut take: impl FnMut(&mut StateDict, &str) -> Result<HostTensor>,
+            ) -> Result<()> {
+                if !self.sd.contains(&format!("exp_avg.{probe}")) {
                     return Ok(());
                 }
-                let n = param.val().shape().num_elements();
-                let mut get = |k: &str| -> Result<Tensor<AB::InnerBackend, 1>> {
-                    let t = layout.torch_to_burn(self.sd.take(k)?)?;
+                let mut get = |prefix: &str| -> Result<Tensor<B, 1>> {
+                    let t = take(&mut *self.sd, prefix)?;
                     if t.data.len() != n {
-                        bail!("{k}: {} values, the model has {n}", t.data.len());
+                        bail!(
+                            "{prefix}.{probe}: {} values, the model has {n}",
+                            t.data.len()
+                        );
                     }
                     Ok(Tensor::from_data(
                         TensorData::new(t.data, [n]),
                         &self.device,
                     ))
                 };
-                let exp_avg = get(&ka)?;
-                let exp_avg_sq = get(&format!("exp_avg_sq.{key}"))?;
+                let exp_avg = get("exp_avg")?;
+                let exp_avg_sq = get("exp_avg_sq")?;
                 self.state.insert(
                     key.to_string(),
                     Moments {
@@ -671,12 +738,13 @@ mod tests {
         assert!(!decays("logit_scale", 0));
     }
 
-    fn tiny() -> Clip<CpuAutodiff> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../recipes/models/fashion-mnist-tiny.json"
-        );
-        let cfg = ClipConfig::from_name_or_path(path).unwrap();
+    const TINY: &str = "fashion-mnist-tiny.json";
+    /// EVA02 with timm's separate q/k/v projections (one stacked parameter here).
+    const TINY_EVA02: &str = "fashion-mnist-eva02-tiny.json";
+
+    fn tiny(arch: &str) -> Clip<CpuAutodiff> {
+        let path = format!("{}/../../recipes/models/{arch}", env!("CARGO_MANIFEST_DIR"));
+        let cfg = ClipConfig::from_name_or_path(&path).unwrap();
         track_gradients(Clip::new(&cfg, &Default::default())).unwrap()
     }
 
@@ -750,18 +818,28 @@ mod tests {
     #[test]
     fn both_update_forms_are_the_per_parameter_formula() {
         for (foreach, packed) in [(false, false), (true, false), (true, true)] {
-            check_against_reference(foreach, packed);
+            check_against_reference(TINY, foreach, packed);
         }
     }
 
-    fn check_against_reference(foreach: bool, packed: bool) {
+    /// EVA02's q, k and v weights are one parameter here and three in PyTorch: the
+    /// saved moments are the three under timm's keys and shapes, and a resume from
+    /// them continues as the formula does.
+    #[test]
+    fn eva02_stacked_qkv_updates_and_resumes_under_pytorch_keys() {
+        for (foreach, packed) in [(false, false), (true, true)] {
+            check_against_reference(TINY_EVA02, foreach, packed);
+        }
+    }
+
+    fn check_against_reference(arch: &str, foreach: bool, packed: bool) {
         let c = AdamWConfig {
             weight_decay: 0.2,
             beta1: 0.9,
             beta2: 0.98,
             eps: 1e-6,
         };
-        let mut model = tiny();
+        let mut model = tiny(arch);
         let mut expected = params(&model);
         let mut moments: BTreeMap<String, (Vec<f32>, Vec<f32>)> = expected
             .iter()
@@ -773,7 +851,11 @@ mod tests {
             ..AdamW::new(c)
         };
         let mut opt = fresh();
-        let skip = "visual.ln_pre.weight";
+        // A parameter without a gradient at step 2 (EVA02's: the stacked q/k/v).
+        let skip = match arch {
+            TINY_EVA02 => "visual.trunk.blocks.0.attn.qkv.weight",
+            _ => "visual.ln_pre.weight",
+        };
         for (step, lr) in [(1u64, 1e-2), (2, 5e-3), (3, 2e-3), (4, 1e-3)] {
             let mut g = grads(&model, step, if step == 2 { skip } else { "" });
             if packed {
@@ -782,6 +864,19 @@ mod tests {
             if step == 3 {
                 // Resume: a fresh optimiser from the saved moments.
                 let sd = opt.state_dict(&model).unwrap();
+                if arch == TINY_EVA02 {
+                    let attn = "visual.trunk.blocks.0.attn";
+                    let w = sd
+                        .get(&format!("exp_avg.{attn}.q_proj.bias"))
+                        .unwrap()
+                        .shape[0];
+                    for part in ["q", "k", "v"] {
+                        let key = format!("exp_avg_sq.{attn}.{part}_proj.weight");
+                        let t = sd.get(&key).unwrap_or_else(|| panic!("{key} saved"));
+                        assert_eq!(t.shape, [w, w], "{key}");
+                    }
+                    assert!(!sd.contains(&format!("exp_avg.{attn}.qkv.weight")));
+                }
                 opt = fresh();
                 opt.load_state_dict(&model, sd, 2, &Default::default())
                     .unwrap();
