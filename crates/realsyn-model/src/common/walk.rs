@@ -57,6 +57,14 @@ pub fn unstack(layout: Layout, t: HostTensor, n: usize) -> Result<Vec<HostTensor
     layout.burn_to_torch(t)?.chunk_rows(n)
 }
 
+/// The PyTorch shape of each of the `n` parts of a stacked parameter of (Burn) shape
+/// `burn`: a slice of its rows in PyTorch's layout.
+pub fn part_shape(layout: Layout, burn: &[usize], n: usize) -> Vec<usize> {
+    let mut shape = layout.torch_shape(burn);
+    shape[0] /= n;
+    shape
+}
+
 /// The PyTorch tensors of a stacked parameter as its value in Burn's layout.
 pub fn stack(layout: Layout, parts: &[HostTensor]) -> Result<HostTensor> {
     layout.torch_to_burn(HostTensor::cat_rows(parts)?)
@@ -158,9 +166,7 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         layout: Layout,
         param: &mut Param<Tensor<B, 2>>,
     ) -> Result<()> {
-        // Each part is checked in PyTorch's layout: a slice of the parameter's rows.
-        let mut part = layout.torch_shape(&param.lazy_shape());
-        part[0] /= parts.len();
+        let part = part_shape(layout, &param.lazy_shape(), parts.len());
         let mut taken = Vec::with_capacity(parts.len());
         for key in parts {
             let t = self.take(key, Layout::Same, &part)?;
@@ -288,8 +294,7 @@ impl<B: Backend> ParamVisitor<B> for ShapeLister {
         layout: Layout,
         param: &mut Param<Tensor<B, 2>>,
     ) -> Result<()> {
-        let mut shape = layout.torch_shape(&param.lazy_shape());
-        shape[0] /= parts.len();
+        let shape = part_shape(layout, &param.lazy_shape(), parts.len());
         (self.shapes).extend(parts.iter().map(|k| (k.to_string(), shape.clone())));
         Ok(())
     }
