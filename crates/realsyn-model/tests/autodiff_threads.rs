@@ -3,11 +3,11 @@
 //! ends by sweeping every graph for nodes no tensor holds any more. Upstream 0.21's
 //! concatenation let go of its inputs' reference counts before registering its own
 //! step, so a sweep on another thread could free an input's step in that window and
-//! a parameter silently lost that path's gradient (tracel-ai/burn#5573). Here: CI's
-//! one unexplained failure (an EVA02 class token's gradient 0.5 relative off at four
-//! micro-batches, with the ViT test's backward passes running beside it), which is
-//! exactly that shape: a class token, reused across backward passes, expanded and
-//! concatenated before the patches.
+//! a parameter silently lost that path's gradient (tracel-ai/burn#5573; patched in
+//! `third_party/burn-autodiff`). CI met it once in the accumulation test: an EVA02
+//! class token's gradient 0.5 relative off at four micro-batches while the ViT test
+//! ran its backward passes beside it. A class token has exactly this test's shape:
+//! reused across backward passes, expanded, then concatenated before the patches.
 
 use burn::tensor::{Distribution, Tensor};
 use realsyn_model::backend::CpuAutodiff as B;
