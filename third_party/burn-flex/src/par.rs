@@ -22,6 +22,15 @@ fn split(len: usize) -> bool {
     len >= 2 * CHUNK && rayon::current_num_threads() > 1
 }
 
+/// The length of the chunks (a multiple of `unit`) that `len` elements, each `weight`
+/// elements of work, are split into over the threads; `None`: they stay on this one.
+#[cfg(feature = "rayon")]
+#[inline]
+fn chunk_len(len: usize, unit: usize, weight: usize) -> Option<usize> {
+    (split(len.saturating_mul(weight)) && len >= 2 * unit)
+        .then(|| CHUNK.div_ceil(weight).div_ceil(unit) * unit)
+}
+
 /// `f` over disjoint chunks of `dst`, each a multiple of `unit` elements long.
 pub(crate) fn chunks_mut<E: Send, F>(dst: &mut [E], unit: usize, f: F)
 where
@@ -40,9 +49,8 @@ where
     let unit = unit.max(1);
     let weight = weight.max(1);
     #[cfg(feature = "rayon")]
-    if split(dst.len().saturating_mul(weight)) && dst.len() >= 2 * unit {
+    if let Some(per) = chunk_len(dst.len(), unit, weight) {
         use rayon::prelude::*;
-        let per = CHUNK.div_ceil(weight).div_ceil(unit) * unit;
         dst.par_chunks_mut(per)
             .enumerate()
             .for_each(|(i, c)| f(i * per, c));
@@ -242,9 +250,8 @@ where
     F: Fn(usize, &mut [E], &mut [E]) + Sync + Send,
 {
     #[cfg(feature = "rayon")]
-    if split(a.len()) && a.len() >= 2 * unit {
+    if let Some(per) = chunk_len(a.len(), unit, 1) {
         use rayon::prelude::*;
-        let per = CHUNK.div_ceil(unit) * unit;
         a.par_chunks_mut(per)
             .zip(b.par_chunks_mut(per))
             .enumerate()
