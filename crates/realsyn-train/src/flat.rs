@@ -12,9 +12,9 @@
 //! A tensor whose length is a multiple of it is then a view; one whose length is not
 //! still ends off the alignment and is copied each time it is sliced out (so packed
 //! gradients are sliced only when read, `NamedGrads::get`): the logit scale, and in
-//! EVA02-L/14 (SwiGLU hidden width 2,730) each block's `fc1_g` and `fc1_x` biases and
-//! its MLP norm's two vectors. Every other length in the ViT and EVA02 configs is a
-//! multiple of it.
+//! EVA02-L/14 (SwiGLU hidden width 2,730) each block's SwiGLU input bias (`fc1_g`'s
+//! and `fc1_x`'s, packed) and its MLP norm's two vectors. Every other length in the
+//! ViT and EVA02 configs is a multiple of it.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor, TensorPrimitive};

@@ -215,52 +215,6 @@ where
     out
 }
 
-/// Two new `Vec`s of `n` elements written in one pass: `fill(start, a, b)` gets the
-/// same chunk `[start, start + len)` (a multiple of `unit`) of each and must write every
-/// slot of both. For a backward pass whose two gradients share their inputs' work.
-pub(crate) fn collect2<R: Send, F>(
-    n: usize,
-    unit: usize,
-    fill: F,
-) -> (alloc::vec::Vec<R>, alloc::vec::Vec<R>)
-where
-    F: Fn(usize, &mut [MaybeUninit<R>], &mut [MaybeUninit<R>]) + Sync + Send,
-{
-    let (mut a, mut b) = (
-        alloc::vec::Vec::with_capacity(n),
-        alloc::vec::Vec::with_capacity(n),
-    );
-    split_zip(
-        &mut a.spare_capacity_mut()[..n],
-        &mut b.spare_capacity_mut()[..n],
-        unit.max(1),
-        &fill,
-    );
-    // SAFETY: `fill` wrote all n slots of both.
-    unsafe {
-        a.set_len(n);
-        b.set_len(n);
-    }
-    (a, b)
-}
-
-/// `fill` over the same chunks of `a` and `b` (split as `chunks_mut` splits).
-fn split_zip<E: Send, F>(a: &mut [E], b: &mut [E], unit: usize, fill: &F)
-where
-    F: Fn(usize, &mut [E], &mut [E]) + Sync + Send,
-{
-    #[cfg(feature = "rayon")]
-    if let Some(per) = chunk_len(a.len(), unit, 1) {
-        use rayon::prelude::*;
-        a.par_chunks_mut(per)
-            .zip(b.par_chunks_mut(per))
-            .enumerate()
-            .for_each(|(i, (ca, cb))| fill(i * per, ca, cb));
-        return;
-    }
-    fill(0, a, b)
-}
-
 /// `out[i] = op(src[i])` into a new `Vec`.
 pub(crate) fn map<E: Copy + Sync, R: Send, Op>(src: &[E], op: Op) -> alloc::vec::Vec<R>
 where

@@ -80,15 +80,16 @@ pub trait ParamVisitor<B: Backend> {
 
     /// A parameter PyTorch keeps as several tensors (`parts`, their keys) that,
     /// stacked along their first axis, are the parameter in `layout`: timm's separate
-    /// q, k and v projections of EVA02, held here as one matrix so a step multiplies
-    /// by it as it is rather than joining three each time. Visitors that read or write
+    /// q, k and v projections of EVA02 and its SwiGLU's two input projections, each
+    /// held here as one matrix so a step multiplies by it as it is rather than joining
+    /// them each time. Visitors that read or write
     /// no PyTorch tensor (gradients, the optimiser) see one parameter under `key`.
-    fn visit_stacked(
+    fn visit_stacked<const D: usize>(
         &mut self,
         key: &str,
         parts: &[&str],
         layout: Layout,
-        param: &mut Param<Tensor<B, 2>>,
+        param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
         let _ = parts;
         self.visit(key, layout, param)
@@ -117,6 +118,31 @@ pub fn visit_linear<B: Backend, V: ParamVisitor<B>>(
     l: &mut Linear<B>,
 ) -> Result<()> {
     visit_linear_as(v, key, l, Layout::LinearWeight)
+}
+
+/// Torch `nn.Linear`s (`parts`, their module keys) held as one layer `key` whose
+/// outputs are theirs in order: weights and biases each stacked.
+pub fn visit_stacked_linear<B: Backend, V: ParamVisitor<B>>(
+    v: &mut V,
+    key: &str,
+    parts: &[&str],
+    l: &mut Linear<B>,
+) -> Result<()> {
+    let keys = |param: &str| {
+        parts
+            .iter()
+            .map(|p| format!("{p}.{param}"))
+            .collect::<Vec<_>>()
+    };
+    let (weights, biases) = (keys("weight"), keys("bias"));
+    let weights: Vec<&str> = weights.iter().map(String::as_str).collect();
+    let weight = format!("{key}.weight");
+    v.visit_stacked(&weight, &weights, Layout::LinearWeight, &mut l.weight)?;
+    if let Some(bias) = l.bias.as_mut() {
+        let biases: Vec<&str> = biases.iter().map(String::as_str).collect();
+        v.visit_stacked(&format!("{key}.bias"), &biases, Layout::Same, bias)?;
+    }
+    Ok(())
 }
 
 pub fn visit_ln<B: Backend, V: ParamVisitor<B>>(
@@ -159,12 +185,12 @@ impl<B: Backend> ParamVisitor<B> for Loader<'_, B> {
         Ok(())
     }
 
-    fn visit_stacked(
+    fn visit_stacked<const D: usize>(
         &mut self,
         _key: &str,
         parts: &[&str],
         layout: Layout,
-        param: &mut Param<Tensor<B, 2>>,
+        param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
         let part = part_shape(layout, &param.lazy_shape(), parts.len());
         let mut taken = Vec::with_capacity(parts.len());
@@ -243,12 +269,12 @@ impl<B: Backend> ParamVisitor<B> for Exporter {
         Ok(())
     }
 
-    fn visit_stacked(
+    fn visit_stacked<const D: usize>(
         &mut self,
         key: &str,
         parts: &[&str],
         layout: Layout,
-        param: &mut Param<Tensor<B, 2>>,
+        param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
         let host =
             HostTensor::from_data(param.val().into_data()).with_context(|| key.to_string())?;
@@ -287,12 +313,12 @@ impl<B: Backend> ParamVisitor<B> for ShapeLister {
         Ok(())
     }
 
-    fn visit_stacked(
+    fn visit_stacked<const D: usize>(
         &mut self,
         _key: &str,
         parts: &[&str],
         layout: Layout,
-        param: &mut Param<Tensor<B, 2>>,
+        param: &mut Param<Tensor<B, D>>,
     ) -> Result<()> {
         let shape = part_shape(layout, &param.lazy_shape(), parts.len());
         (self.shapes).extend(parts.iter().map(|k| (k.to_string(), shape.clone())));

@@ -141,8 +141,10 @@ impl<B: Backend> EvaAttention<B> {
 /// timm's `SwiGLU` with `norm_layer`: `fc2(norm(silu(fc1_g(x)) * fc1_x(x)))`.
 #[derive(Module, Debug)]
 pub struct SwiGlu<B: Backend> {
-    pub fc1_g: Linear<B>,
-    pub fc1_x: Linear<B>,
+    /// `fc1_g` and `fc1_x` as one `[width, 2 hidden]` layer, the gate's columns first
+    /// (`weights.rs` stacks timm's two): one product each way where two were, and the
+    /// gate reads the packed product as it is (`ModuleOps::bias_swiglu`).
+    pub fc1: Linear<B>,
     pub norm: LayerNorm<B>,
     pub fc2: Linear<B>,
 }
@@ -157,24 +159,20 @@ impl<B: Backend> SwiGlu<B> {
         linear_2d_residual(&self.fc2, self.hidden(x), residual)
     }
 
-    /// `norm(silu(fc1_g(x)) * fc1_x(x))`, before `fc2`. The two products' biases,
-    /// the SiLU and the gating are one op (`ModuleOps::bias_swiglu`: one pass each
-    /// way where the decomposition is two bias additions, a sigmoid and two
-    /// products forward and seven kernels backward).
+    /// `norm(silu(fc1_g(x)) * fc1_x(x))`, before `fc2`. The biases, the SiLU and the
+    /// gating are one op (`ModuleOps::bias_swiglu`: one pass each way where the
+    /// decomposition is a bias addition, two slices, a sigmoid and two products
+    /// forward and seven kernels backward).
     fn hidden(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let (Some(gate_bias), Some(x_bias)) = (&self.fc1_g.bias, &self.fc1_x.bias) else {
-            let gate = silu(linear_2d(&self.fc1_g, x.clone()));
-            return self.norm.forward(gate * linear_2d(&self.fc1_x, x));
-        };
         let [b, n, _] = x.dims();
-        let gate = product_2d(&self.fc1_g, x.clone());
-        let hidden = gate.dims()[1];
-        let gated = B::bias_swiglu(
-            float(gate),
-            float(gate_bias.val()),
-            float(product_2d(&self.fc1_x, x)),
-            float(x_bias.val()),
-        );
+        let Some(bias) = &self.fc1.bias else {
+            let [gate, x] =
+                <[_; 2]>::try_from(linear_2d(&self.fc1, x).chunk(2, 2)).expect("two halves");
+            return self.norm.forward(silu(gate) * x);
+        };
+        let packed = product_2d(&self.fc1, x);
+        let hidden = packed.dims()[1] / 2;
+        let gated = B::bias_swiglu(float(packed), float(bias.val()));
         self.norm
             .forward(from_float::<B, 2>(gated).reshape([b, n, hidden]))
     }
@@ -193,8 +191,7 @@ impl<B: Backend> EvaMlp<B> {
     fn new(width: usize, hidden: usize, design: &EvaDesign, device: &B::Device) -> Self {
         if design.swiglu {
             EvaMlp::SwiGlu(SwiGlu {
-                fc1_g: eva_linear(width, hidden, true, device),
-                fc1_x: eva_linear(width, hidden, true, device),
+                fc1: eva_linear(width, 2 * hidden, true, device),
                 norm: eva_layer_norm(hidden, device),
                 fc2: eva_linear(hidden, width, true, device),
             })

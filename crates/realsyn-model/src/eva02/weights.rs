@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use super::EvaVisionTower;
 use super::block::EvaMlp;
 use crate::common::state_dict::StateDict;
-use crate::common::walk::{Layout, ParamVisitor, visit_linear, visit_ln};
+use crate::common::walk::{Layout, ParamVisitor, visit_linear, visit_ln, visit_stacked_linear};
 
 /// Every parameter of the tower with its key under `prefix` (`visual.trunk` in open_clip).
 pub fn visit_eva_tower<B: Backend, V: ParamVisitor<B>>(
@@ -60,8 +60,10 @@ pub fn visit_eva_tower<B: Backend, V: ParamVisitor<B>>(
         visit_ln(v, &format!("{p}.norm2"), &mut block.norm2)?;
         match &mut block.mlp {
             EvaMlp::SwiGlu(m) => {
-                visit_linear(v, &format!("{p}.mlp.fc1_g"), &mut m.fc1_g)?;
-                visit_linear(v, &format!("{p}.mlp.fc1_x"), &mut m.fc1_x)?;
+                // timm's `fc1_g` and `fc1_x` are the packed layer's outputs, gate first.
+                let parts = ["g", "x"].map(|n| format!("{p}.mlp.fc1_{n}"));
+                let parts = parts.each_ref().map(String::as_str);
+                visit_stacked_linear(v, &format!("{p}.mlp.fc1"), &parts, &mut m.fc1)?;
                 visit_ln(v, &format!("{p}.mlp.norm"), &mut m.norm)?;
                 visit_linear(v, &format!("{p}.mlp.fc2"), &mut m.fc2)?;
             }

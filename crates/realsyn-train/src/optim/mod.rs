@@ -365,12 +365,12 @@ impl<B: Backend> AdamW<B> {
             }
 
             /// Under the parameter's PyTorch keys, split as its value is.
-            fn visit_stacked(
+            fn visit_stacked<const D: usize>(
                 &mut self,
                 key: &str,
                 parts: &[&str],
                 layout: Layout,
-                param: &mut Param<Tensor<AB, 2>>,
+                param: &mut Param<Tensor<AB, D>>,
             ) -> Result<()> {
                 let shape = param.val().dims();
                 self.export(key, |sd, prefix, moment| {
@@ -434,12 +434,12 @@ impl<B: Backend> AdamW<B> {
             }
 
             /// From the parameter's PyTorch keys, joined as its value is.
-            fn visit_stacked(
+            fn visit_stacked<const D: usize>(
                 &mut self,
                 key: &str,
                 parts: &[&str],
                 layout: Layout,
-                param: &mut Param<Tensor<AB, 2>>,
+                param: &mut Param<Tensor<AB, D>>,
             ) -> Result<()> {
                 let n = param.val().shape().num_elements();
                 self.import(key, parts[0], n, |sd, prefix| {
@@ -822,11 +822,11 @@ mod tests {
         }
     }
 
-    /// EVA02's q, k and v weights are one parameter here and three in PyTorch: the
-    /// saved moments are the three under timm's keys and shapes, and a resume from
-    /// them continues as the formula does.
+    /// EVA02's q, k and v weights are one parameter here and three in PyTorch, and
+    /// its SwiGLU's two input layers one here: the saved moments are the parts under
+    /// timm's keys and shapes, and a resume from them continues as the formula does.
     #[test]
-    fn eva02_stacked_qkv_updates_and_resumes_under_pytorch_keys() {
+    fn eva02_stacked_params_update_and_resume_under_pytorch_keys() {
         for (foreach, packed) in [(false, false), (true, true)] {
             check_against_reference(TINY_EVA02, foreach, packed);
         }
@@ -876,6 +876,17 @@ mod tests {
                         assert_eq!(t.shape, [w, w], "{key}");
                     }
                     assert!(!sd.contains(&format!("exp_avg.{attn}.qkv.weight")));
+                    // SwiGLU's packed input layer: timm's two layers, biases included.
+                    let mlp = "visual.trunk.blocks.0.mlp";
+                    let h = sd.get(&format!("exp_avg.{mlp}.fc2.weight")).unwrap().shape[1];
+                    for part in ["g", "x"] {
+                        let key = format!("exp_avg.{mlp}.fc1_{part}");
+                        let shape =
+                            |p: &str| sd.get(&format!("{key}.{p}")).map(|t| t.shape.clone());
+                        assert_eq!(shape("weight"), Some(vec![h, w]), "{key}.weight");
+                        assert_eq!(shape("bias"), Some(vec![h]), "{key}.bias");
+                    }
+                    assert!(!sd.contains(&format!("exp_avg.{mlp}.fc1.bias")));
                 }
                 opt = fresh();
                 opt.load_state_dict(&model, sd, 2, &Default::default())

@@ -288,78 +288,49 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
             ))
     }
 
-    // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its two biases as
-    // one node, keeping the two products and the biases; the biases' gradients are
-    // the products' summed over the rows, as in `linear`.
-    fn bias_swiglu(
-        gate: AutodiffTensor<B>,
-        gate_bias: AutodiffTensor<B>,
-        x: AutodiffTensor<B>,
-        x_bias: AutodiffTensor<B>,
-    ) -> AutodiffTensor<B> {
+    // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its biases as one
+    // node, keeping the packed product and the bias; the bias's gradient is the
+    // product's summed over the rows, as in `linear`.
+    fn bias_swiglu(packed: AutodiffTensor<B>, bias: AutodiffTensor<B>) -> AutodiffTensor<B> {
         #[derive(Debug)]
         struct BiasSwiglu;
 
-        impl<B: Backend> Backward<B, 4> for BiasSwiglu {
-            type State = [NodeId; 4];
+        impl<B: Backend> Backward<B, 2> for BiasSwiglu {
+            type State = [NodeId; 2];
 
             fn backward(
                 self,
-                ops: Ops<Self::State, 4>,
+                ops: Ops<Self::State, 2>,
                 grads: &mut Gradients,
                 checkpointer: &mut Checkpointer,
             ) {
-                let [node_gate, node_gate_bias, node_x, node_x_bias] = ops.parents;
+                let [node_packed, node_bias] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let [gate, gate_bias, x, x_bias] = ops
+                let [packed, bias] = ops
                     .state
                     .map(|id| checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(id));
-                let (gate_grad, x_grad) = B::bias_swiglu_backward(gate, gate_bias, x, x_bias, grad);
-                for (product, bias, g) in [
-                    (node_gate, node_gate_bias, gate_grad),
-                    (node_x, node_x_bias, x_grad),
-                ] {
-                    if let Some(node) = bias {
-                        grads.register::<B>(node.id, B::linear_bias_backward(g.clone()));
-                    }
-                    if let Some(node) = product {
-                        grads.register::<B>(node.id, g);
-                    }
+                let packed_grad = B::bias_swiglu_backward(packed, bias, grad);
+                if let Some(node) = node_bias {
+                    grads.register::<B>(node.id, B::linear_bias_backward(packed_grad.clone()));
+                }
+                if let Some(node) = node_packed {
+                    grads.register::<B>(node.id, packed_grad);
                 }
             }
         }
 
         match BiasSwiglu
-            .prepare::<C>([
-                gate.node.clone(),
-                gate_bias.node.clone(),
-                x.node.clone(),
-                x_bias.node.clone(),
-            ])
+            .prepare::<C>([packed.node.clone(), bias.node.clone()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let state = [
-                    prep.checkpoint(&gate),
-                    prep.checkpoint(&gate_bias),
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&x_bias),
-                ];
-                let out = B::bias_swiglu(
-                    gate.primitive,
-                    gate_bias.primitive,
-                    x.primitive,
-                    x_bias.primitive,
-                );
-                prep.finish(state, out)
+                let state = [prep.checkpoint(&packed), prep.checkpoint(&bias)];
+                prep.finish(state, B::bias_swiglu(packed.primitive, bias.primitive))
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::bias_swiglu(
-                gate.primitive,
-                gate_bias.primitive,
-                x.primitive,
-                x_bias.primitive,
-            )),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::bias_swiglu(packed.primitive, bias.primitive))
+            }
         }
     }
 

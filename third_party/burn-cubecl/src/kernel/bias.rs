@@ -1,5 +1,6 @@
 //! A linear layer's bias added by the kernel after the product (realsyn patch,
-//! PATCHES.md): `gelu(x + bias)` and its derivative, and `x + bias + residual`.
+//! PATCHES.md): `gelu(x + bias)` and its derivative, `x + bias + residual`, and a
+//! SwiGLU's gate `silu(g) * u` with `[g, u] = packed + bias` and its gradient.
 //!
 //! Burn's `linear` adds the bias in a kernel of its own, a pass over the product, and
 //! what follows it in a transformer block (the MLP's GELU, the residual addition
@@ -66,50 +67,48 @@ fn bias_residual_kernel<F: Float>(
     output[ABSOLUTE_POS] = F::cast_from(y + f32::cast_from(residual[ABSOLUTE_POS]));
 }
 
-/// `silu(gate + gate_bias) * (x + x_bias)`, a SwiGLU's gated activation.
+/// `silu(g) * u` with `[g, u] = packed + bias` (a SwiGLU's gated activation), one
+/// unit per output element: row `r`, column `j` reads the packed row's `j` and `h + j`.
 #[cube(launch_unchecked, address_type = "dynamic")]
 fn bias_swiglu_kernel<F: Float>(
-    gate: &LinearView<F>,
-    gate_bias: &Tensor<F>,
-    input: &LinearView<F>,
-    input_bias: &Tensor<F>,
+    packed: &LinearView<F>,
+    bias: &Tensor<F>,
     output: &mut LinearView<F, ReadWrite>,
     #[define(F)] _dtype: StorageType,
 ) {
     if !output.is_in_bounds(ABSOLUTE_POS) {
         terminate!();
     }
-    let at = ABSOLUTE_POS % gate_bias.len();
-    let g = f32::cast_from(gate[ABSOLUTE_POS]) + f32::cast_from(gate_bias[at]);
-    let u = f32::cast_from(input[ABSOLUTE_POS]) + f32::cast_from(input_bias[at]);
+    let h = bias.len() / 2;
+    let (j, at) = (ABSOLUTE_POS % h, ABSOLUTE_POS + (ABSOLUTE_POS / h) * h);
+    let g = f32::cast_from(packed[at]) + f32::cast_from(bias[j]);
+    let u = f32::cast_from(packed[at + h]) + f32::cast_from(bias[j + h]);
     let s = 1.0f32 / (1.0f32 + (-g).exp());
     output[ABSOLUTE_POS] = F::cast_from(g * s * u);
 }
 
-/// Both gradients of [`bias_swiglu_kernel`] at once: the gate's
-/// `grad u (s + g s (1 - s))` and x's `grad g s`.
+/// The packed product's gradient in [`bias_swiglu_kernel`], both halves of a column at
+/// once: the gate's `grad u (s + g s (1 - s))` and the other's `grad g s`.
 #[cube(launch_unchecked, address_type = "dynamic")]
 fn bias_swiglu_backward_kernel<F: Float>(
-    gate: &LinearView<F>,
-    gate_bias: &Tensor<F>,
-    input: &LinearView<F>,
-    input_bias: &Tensor<F>,
+    packed: &LinearView<F>,
+    bias: &Tensor<F>,
     grad: &LinearView<F>,
-    gate_grad: &mut LinearView<F, ReadWrite>,
-    input_grad: &mut LinearView<F, ReadWrite>,
+    packed_grad: &mut LinearView<F, ReadWrite>,
     #[define(F)] _dtype: StorageType,
 ) {
-    if !gate_grad.is_in_bounds(ABSOLUTE_POS) {
+    if !grad.is_in_bounds(ABSOLUTE_POS) {
         terminate!();
     }
-    let at = ABSOLUTE_POS % gate_bias.len();
-    let g = f32::cast_from(gate[ABSOLUTE_POS]) + f32::cast_from(gate_bias[at]);
-    let u = f32::cast_from(input[ABSOLUTE_POS]) + f32::cast_from(input_bias[at]);
+    let h = bias.len() / 2;
+    let (j, at) = (ABSOLUTE_POS % h, ABSOLUTE_POS + (ABSOLUTE_POS / h) * h);
+    let g = f32::cast_from(packed[at]) + f32::cast_from(bias[j]);
+    let u = f32::cast_from(packed[at + h]) + f32::cast_from(bias[j + h]);
     let dy = f32::cast_from(grad[ABSOLUTE_POS]);
     let s = 1.0f32 / (1.0f32 + (-g).exp());
     let silu_grad = dy * u;
-    input_grad[ABSOLUTE_POS] = F::cast_from(dy * (g * s));
-    gate_grad[ABSOLUTE_POS] = F::cast_from(silu_grad * s + silu_grad * g * s * (1.0f32 - s));
+    packed_grad[at] = F::cast_from(silu_grad * s + silu_grad * g * s * (1.0f32 - s));
+    packed_grad[at + h] = F::cast_from(dy * (g * s));
 }
 
 /// Whether the kernels below take `x` and `bias` (and `others`): one type, and a bias
@@ -138,10 +137,18 @@ pub(crate) fn elementwise<R: CubeRuntime>(
     x: &CubeTensor<R>,
 ) -> (CubeTensor<R>, CubeCount, CubeDim) {
     let output = empty_device_dtype(x.client.clone(), x.device.clone(), x.shape(), x.dtype);
+    let (cube_count, cube_dim) = elementwise_launch(x);
+    (output, cube_count, cube_dim)
+}
+
+/// The cube count and dimension of a launch with one unit per element of `x`.
+fn elementwise_launch<R: CubeRuntime>(x: &CubeTensor<R>) -> (CubeCount, CubeDim) {
     let units = x.meta.num_elements();
     let cube_dim = CubeDim::new(&x.client, units);
-    let cube_count = calculate_cube_count_elemwise(&x.client, units, cube_dim);
-    (output, cube_count, cube_dim)
+    (
+        calculate_cube_count_elemwise(&x.client, units, cube_dim),
+        cube_dim,
+    )
 }
 
 /// `gelu(x + bias)`, the bias broadcast over the rows of `x` ([`fits`]).
@@ -222,28 +229,28 @@ pub fn bias_residual<R: CubeRuntime>(
     output
 }
 
-/// `silu(gate + gate_bias) * (x + x_bias)` (both pairs [`fits`], `x` shaped like
-/// `gate`).
-pub fn bias_swiglu<R: CubeRuntime>(
-    gate: CubeTensor<R>,
-    gate_bias: CubeTensor<R>,
-    x: CubeTensor<R>,
-    x_bias: CubeTensor<R>,
-) -> CubeTensor<R> {
-    let (gate, gate_bias) = (into_contiguous(gate), into_contiguous(gate_bias));
-    let (input, input_bias) = (into_contiguous(x), into_contiguous(x_bias));
-    let (output, cube_count, cube_dim) = elementwise(&gate);
-    let dtype = gate.dtype;
+/// `silu(g) * u` with `[g, u] = packed + bias` ([`swiglu_fits`]).
+pub fn bias_swiglu<R: CubeRuntime>(packed: CubeTensor<R>, bias: CubeTensor<R>) -> CubeTensor<R> {
+    let (packed, bias) = (into_contiguous(packed), into_contiguous(bias));
+    let mut shape = packed.shape();
+    let last = shape.num_dims() - 1;
+    shape[last] /= 2;
+    let output = empty_device_dtype(
+        packed.client.clone(),
+        packed.device.clone(),
+        shape,
+        packed.dtype,
+    );
+    let (cube_count, cube_dim) = elementwise_launch(&output);
+    let dtype = packed.dtype;
     unsafe {
         bias_swiglu_kernel::launch_unchecked(
             &output.client,
             cube_count,
             cube_dim,
-            address_type!(gate, gate_bias, input, input_bias, output),
-            gate.into_linear_view(),
-            gate_bias.into_tensor_arg(),
-            input.into_linear_view(),
-            input_bias.into_tensor_arg(),
+            address_type!(packed, bias, output),
+            packed.into_linear_view(),
+            bias.into_tensor_arg(),
             output.clone().into_linear_view(),
             dtype.into(),
         );
@@ -251,42 +258,55 @@ pub fn bias_swiglu<R: CubeRuntime>(
     output
 }
 
-/// The gradients of `gate` and `x` in [`bias_swiglu`], one kernel.
+/// The packed product's gradient in [`bias_swiglu`] ([`swiglu_fits`]), one kernel.
 pub fn bias_swiglu_backward<R: CubeRuntime>(
-    gate: CubeTensor<R>,
-    gate_bias: CubeTensor<R>,
-    x: CubeTensor<R>,
-    x_bias: CubeTensor<R>,
+    packed: CubeTensor<R>,
+    bias: CubeTensor<R>,
     grad: CubeTensor<R>,
-) -> (CubeTensor<R>, CubeTensor<R>) {
-    let (gate, gate_bias) = (into_contiguous(gate), into_contiguous(gate_bias));
-    let (input, input_bias) = (into_contiguous(x), into_contiguous(x_bias));
+) -> CubeTensor<R> {
+    let (packed, bias) = (into_contiguous(packed), into_contiguous(bias));
     let grad = into_contiguous(grad);
-    let (gate_grad, cube_count, cube_dim) = elementwise(&gate);
-    let input_grad = empty_device_dtype(
-        gate.client.clone(),
-        gate.device.clone(),
-        gate.shape(),
-        gate.dtype,
+    let packed_grad = empty_device_dtype(
+        packed.client.clone(),
+        packed.device.clone(),
+        packed.shape(),
+        packed.dtype,
     );
-    let dtype = gate.dtype;
+    // One unit per column of a half: each writes the gate's and the other's gradient.
+    let (cube_count, cube_dim) = elementwise_launch(&grad);
+    let dtype = packed.dtype;
     unsafe {
         bias_swiglu_backward_kernel::launch_unchecked(
-            &gate_grad.client,
+            &packed_grad.client,
             cube_count,
             cube_dim,
-            address_type!(
-                gate, gate_bias, input, input_bias, grad, gate_grad, input_grad
-            ),
-            gate.into_linear_view(),
-            gate_bias.into_tensor_arg(),
-            input.into_linear_view(),
-            input_bias.into_tensor_arg(),
+            address_type!(packed, bias, grad, packed_grad),
+            packed.into_linear_view(),
+            bias.into_tensor_arg(),
             grad.into_linear_view(),
-            gate_grad.clone().into_linear_view(),
-            input_grad.clone().into_linear_view(),
+            packed_grad.clone().into_linear_view(),
             dtype.into(),
         );
     }
-    (gate_grad, input_grad)
+    packed_grad
+}
+
+/// Whether the SwiGLU kernels take `packed` and `bias` (and the gradient): one type,
+/// an even last dimension as long as the bias, the gradient shaped like `packed` with
+/// that dimension halved.
+pub fn swiglu_fits<R: CubeRuntime>(
+    packed: &CubeTensor<R>,
+    bias: &CubeTensor<R>,
+    grad: Option<&CubeTensor<R>>,
+) -> bool {
+    let shape = packed.shape();
+    let last = shape.num_dims().saturating_sub(1);
+    let halved = || {
+        let mut s = shape.clone();
+        s[last] /= 2;
+        s
+    };
+    fits(packed, bias, &[])
+        && shape[last] % 2 == 0
+        && grad.is_none_or(|g| g.dtype == packed.dtype && g.shape() == halved())
 }

@@ -87,36 +87,25 @@ where
         }
     }
 
-    // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its two biases, one
-    // kernel each way (the backward writes both gradients).
-    fn bias_swiglu(
-        gate: FloatTensor<Self>,
-        gate_bias: FloatTensor<Self>,
-        x: FloatTensor<Self>,
-        x_bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        match swiglu_fits(&gate, &gate_bias, &x, &x_bias, None) {
-            true => kernel::bias::bias_swiglu(gate, gate_bias, x, x_bias),
-            false => burn_backend::ops::linear::bias_swiglu_from_float_ops::<Self>(
-                gate, gate_bias, x, x_bias,
-            ),
+    // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its biases, one
+    // kernel each way.
+    fn bias_swiglu(packed: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        match kernel::bias::swiglu_fits(&packed, &bias, None) {
+            true => kernel::bias::bias_swiglu(packed, bias),
+            false => burn_backend::ops::linear::bias_swiglu_from_float_ops::<Self>(packed, bias),
         }
     }
 
     fn bias_swiglu_backward(
-        gate: FloatTensor<Self>,
-        gate_bias: FloatTensor<Self>,
-        x: FloatTensor<Self>,
-        x_bias: FloatTensor<Self>,
+        packed: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        match swiglu_fits(&gate, &gate_bias, &x, &x_bias, Some(&output_grad)) {
-            true => kernel::bias::bias_swiglu_backward(gate, gate_bias, x, x_bias, output_grad),
+    ) -> FloatTensor<Self> {
+        match kernel::bias::swiglu_fits(&packed, &bias, Some(&output_grad)) {
+            true => kernel::bias::bias_swiglu_backward(packed, bias, output_grad),
             false => burn_backend::ops::linear::bias_swiglu_backward_from_float_ops::<Self>(
-                gate,
-                gate_bias,
-                x,
-                x_bias,
+                packed,
+                bias,
                 output_grad,
             ),
         }
@@ -614,18 +603,4 @@ where
     ) -> FloatTensor<Self> {
         kernel::fft::irfft(spectrum_re, spectrum_im, dim, n)
     }
-}
-
-/// Whether the SwiGLU kernels take these: each product with its bias as the bias
-/// kernels take them, the two (and the gradient) of one shape.
-fn swiglu_fits<R: CubeRuntime>(
-    gate: &crate::tensor::CubeTensor<R>,
-    gate_bias: &crate::tensor::CubeTensor<R>,
-    x: &crate::tensor::CubeTensor<R>,
-    x_bias: &crate::tensor::CubeTensor<R>,
-    grad: Option<&crate::tensor::CubeTensor<R>>,
-) -> bool {
-    let mut others = vec![x];
-    others.extend(grad);
-    kernel::bias::fits(gate, gate_bias, &others) && kernel::bias::fits(x, x_bias, &[])
 }

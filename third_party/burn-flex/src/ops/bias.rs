@@ -1,9 +1,9 @@
 //! realsyn patch (PATCHES.md): a linear layer's bias with what follows it in a
 //! transformer block, `gelu(x + bias)` (and its derivative) and `x + bias + residual`,
 //! each one pass over the rows where the decomposition made two (the bias's addition,
-//! then the GELU or the residual addition), and a SwiGLU's gate
-//! `silu(gate + gate_bias) * (x + x_bias)` and its two gradients, one pass each way
-//! where the decomposition made five and seven. f32 only; other types and shapes take
+//! then the GELU or the residual addition), and a SwiGLU's gate `silu(g) * u` with
+//! `[g, u] = packed + bias` and its gradient, one pass each way where the
+//! decomposition made five and seven. f32 only; other types and shapes take
 //! the trait's defaults.
 
 use burn_backend::ops::linear::{
@@ -53,124 +53,111 @@ pub fn bias_residual(x: FlexTensor, bias: FlexTensor, residual: FlexTensor) -> F
     rows(&x, &bias, &residual, |x, b, r| (x + b) + r)
 }
 
-/// `silu(gate + gate_bias) * (x + x_bias)`: the products and sums flex's sigmoid,
-/// multiplications and additions made, in the same order, so the same bits.
-pub fn bias_swiglu(
-    gate: FlexTensor,
-    gate_bias: FlexTensor,
-    x: FlexTensor,
-    x_bias: FlexTensor,
-) -> FlexTensor {
-    if !swiglu_fits(&gate, &gate_bias, &x, &x_bias, None) {
-        return bias_swiglu_from_float_ops::<Flex>(gate, gate_bias, x, x_bias);
+/// `silu(g) * u` with `[g, u] = packed + bias`: the sums and products flex's bias
+/// addition, sigmoid and multiplications made, in the same order, so the same bits.
+pub fn bias_swiglu(packed: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    if !swiglu_fits(&packed, &bias, None) {
+        return bias_swiglu_from_float_ops::<Flex>(packed, bias);
     }
-    let rows = SwigluRows::new(&gate, &gate_bias, &x, &x_bias, None);
-    let at = rows.at();
-    let out = crate::par::collect(rows.n, rows.h, |start, out| {
-        for (k, o) in out.iter_mut().enumerate() {
-            let (g, u, _) = at(start + k);
-            let silu = g * sigmoid_f32(g);
-            o.write(silu * u);
+    let rows = SwigluRows::new(&packed, &bias);
+    let (h, (p, b)) = (rows.h, rows.slices());
+    let out = crate::par::collect(rows.n * h, h, |start, out| {
+        for (k, row) in out.chunks_mut(h).enumerate() {
+            let p = &p[(start / h + k) * 2 * h..][..2 * h];
+            for (j, o) in row.iter_mut().enumerate() {
+                let (g, u) = (p[j] + b[j], p[h + j] + b[h + j]);
+                let silu = g * sigmoid_f32(g);
+                o.write(silu * u);
+            }
         }
     });
-    rows.tensor(out)
+    rows.tensor(out, h)
 }
 
-/// The gradients of the gate and of x, as Burn's autodiff computed them from the
-/// decomposition (`silu = g * sigmoid(g)`, then `silu * u`): x's `grad * silu`; the
-/// gate's `grad u s` plus the sigmoid's backward of `grad u g`, `(. * s) * (1 - s)`.
-/// Both in one pass, each sigmoid computed once.
-pub fn bias_swiglu_backward(
-    gate: FlexTensor,
-    gate_bias: FlexTensor,
-    x: FlexTensor,
-    x_bias: FlexTensor,
-    grad: FlexTensor,
-) -> (FlexTensor, FlexTensor) {
-    if !swiglu_fits(&gate, &gate_bias, &x, &x_bias, Some(&grad)) {
-        return bias_swiglu_backward_from_float_ops::<Flex>(gate, gate_bias, x, x_bias, grad);
+/// The gradient of the packed product, as Burn's autodiff computed it from the
+/// decomposition (`silu = g * sigmoid(g)`, then `silu * u`): the gate half's
+/// `grad u s` plus the sigmoid's backward of `grad u g`, `(. * s) * (1 - s)`; the
+/// other half's `grad * silu`. A row's two halves in one pass, each sigmoid once.
+pub fn bias_swiglu_backward(packed: FlexTensor, bias: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    if !swiglu_fits(&packed, &bias, Some(&grad)) {
+        return bias_swiglu_backward_from_float_ops::<Flex>(packed, bias, grad);
     }
-    let rows = SwigluRows::new(&gate, &gate_bias, &x, &x_bias, Some(&grad));
-    let at = rows.at();
-    let (gate_grad, x_grad) = crate::par::collect2(rows.n, rows.h, |start, dg, dx| {
-        for (k, (og, ox)) in dg.iter_mut().zip(dx).enumerate() {
-            let (g, u, dy) = at(start + k);
-            let s = sigmoid_f32(g);
-            let silu_grad = dy * u;
-            og.write(silu_grad * s + silu_grad * g * s * (1.0 - s));
-            ox.write(dy * (g * s));
+    let rows = SwigluRows::new(&packed, &bias);
+    let (h, (p, b)) = (rows.h, rows.slices());
+    let grad = grad.to_contiguous();
+    let dy = &grad.storage::<f32>()[..rows.n * h];
+    let out = crate::par::collect(rows.n * 2 * h, 2 * h, |start, out| {
+        for (k, row) in out.chunks_mut(2 * h).enumerate() {
+            let r = start / (2 * h) + k;
+            let (p, dy) = (&p[r * 2 * h..][..2 * h], &dy[r * h..][..h]);
+            let (dg, dx) = row.split_at_mut(h);
+            for (j, (og, ox)) in dg.iter_mut().zip(dx).enumerate() {
+                let (g, u) = (p[j] + b[j], p[h + j] + b[h + j]);
+                let s = sigmoid_f32(g);
+                let silu_grad = dy[j] * u;
+                og.write(silu_grad * s + silu_grad * g * s * (1.0 - s));
+                ox.write(dy[j] * (g * s));
+            }
         }
     });
-    (rows.tensor(gate_grad), rows.tensor(x_grad))
+    rows.tensor(out, 2 * h)
 }
 
-/// f32 throughout, `x` (and `grad`) shaped like the gate, each bias as long as a row.
-fn swiglu_fits(
-    gate: &FlexTensor,
-    gate_bias: &FlexTensor,
-    x: &FlexTensor,
-    x_bias: &FlexTensor,
-    grad: Option<&FlexTensor>,
-) -> bool {
-    fits(gate, gate_bias, Some(x)) && fits(x, x_bias, grad)
+/// f32 throughout, an even last dimension as long as the bias, `grad` shaped like
+/// `packed` with that dimension halved.
+fn swiglu_fits(packed: &FlexTensor, bias: &FlexTensor, grad: Option<&FlexTensor>) -> bool {
+    let shape = packed.shape();
+    let last = shape.num_dims().saturating_sub(1);
+    let halved = || {
+        let mut s = shape.clone();
+        s[last] /= 2;
+        s
+    };
+    fits(packed, bias, None)
+        && shape[last] % 2 == 0
+        && grad.is_none_or(|g| g.dtype() == DType::F32 && g.shape() == halved())
 }
 
-/// A SwiGLU op's inputs made contiguous once, read element by element.
+/// A SwiGLU op's inputs made contiguous once.
 struct SwigluRows {
+    /// `packed`'s shape, its rows, and half a row's length.
     shape: Shape,
-    /// Elements, and the row length (the biases').
     n: usize,
     h: usize,
-    gate: FlexTensor,
-    gate_bias: FlexTensor,
-    x: FlexTensor,
-    x_bias: FlexTensor,
-    grad: Option<FlexTensor>,
+    packed: FlexTensor,
+    bias: FlexTensor,
 }
 
 impl SwigluRows {
-    fn new(
-        gate: &FlexTensor,
-        gate_bias: &FlexTensor,
-        x: &FlexTensor,
-        x_bias: &FlexTensor,
-        grad: Option<&FlexTensor>,
-    ) -> Self {
-        let shape: Shape = gate.shape();
+    fn new(packed: &FlexTensor, bias: &FlexTensor) -> Self {
+        let shape: Shape = packed.shape();
+        let h = bias.shape().num_elements() / 2;
         Self {
-            n: shape.num_elements(),
-            h: gate_bias.shape().num_elements(),
+            n: shape.num_elements() / (2 * h),
+            h,
             shape,
-            gate: gate.to_contiguous(),
-            gate_bias: gate_bias.to_contiguous(),
-            x: x.to_contiguous(),
-            x_bias: x_bias.to_contiguous(),
-            grad: grad.map(|g| g.to_contiguous()),
+            packed: packed.to_contiguous(),
+            bias: bias.to_contiguous(),
         }
     }
 
-    /// Element `i`'s `(gate + gate_bias, x + x_bias, grad)`, the gradient 0 when absent.
-    fn at(&self) -> impl Fn(usize) -> (f32, f32, f32) + Sync + '_ {
+    /// The packed product and the bias as f32 slices.
+    fn slices(&self) -> (&[f32], &[f32]) {
         let (n, h) = (self.n, self.h);
-        let (gs, gb) = (
-            &self.gate.storage::<f32>()[..n],
-            &self.gate_bias.storage::<f32>()[..h],
-        );
-        let (xs, xb) = (
-            &self.x.storage::<f32>()[..n],
-            &self.x_bias.storage::<f32>()[..h],
-        );
-        let dys = self.grad.as_ref().map(|g| &g.storage::<f32>()[..n]);
-        move |i| {
-            let j = i % h;
-            (gs[i] + gb[j], xs[i] + xb[j], dys.map_or(0.0, |d| d[i]))
-        }
+        (
+            &self.packed.storage::<f32>()[..n * 2 * h],
+            &self.bias.storage::<f32>()[..2 * h],
+        )
     }
 
-    fn tensor(&self, data: alloc::vec::Vec<f32>) -> FlexTensor {
+    /// `data` as a tensor of `packed`'s shape with a last dimension of `last`.
+    fn tensor(&self, data: alloc::vec::Vec<f32>, last: usize) -> FlexTensor {
+        let mut shape = self.shape.clone();
+        let d = shape.num_dims() - 1;
+        shape[d] = last;
         FlexTensor::new(
             Bytes::from_elems(data),
-            Layout::contiguous(self.shape.clone()),
+            Layout::contiguous(shape),
             DType::F32,
         )
     }

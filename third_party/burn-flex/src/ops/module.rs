@@ -795,24 +795,17 @@ impl ModuleOps<Flex> for Flex {
     }
 
     // realsyn patch (PATCHES.md): a SwiGLU's gated activation with its biases, one
-    // pass forward and one per gradient backward.
-    fn bias_swiglu(
-        gate: FloatTensor<Flex>,
-        gate_bias: FloatTensor<Flex>,
-        x: FloatTensor<Flex>,
-        x_bias: FloatTensor<Flex>,
-    ) -> FloatTensor<Flex> {
-        crate::ops::bias::bias_swiglu(gate, gate_bias, x, x_bias)
+    // pass each way.
+    fn bias_swiglu(packed: FloatTensor<Flex>, bias: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        crate::ops::bias::bias_swiglu(packed, bias)
     }
 
     fn bias_swiglu_backward(
-        gate: FloatTensor<Flex>,
-        gate_bias: FloatTensor<Flex>,
-        x: FloatTensor<Flex>,
-        x_bias: FloatTensor<Flex>,
+        packed: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
-    ) -> (FloatTensor<Flex>, FloatTensor<Flex>) {
-        crate::ops::bias::bias_swiglu_backward(gate, gate_bias, x, x_bias, output_grad)
+    ) -> FloatTensor<Flex> {
+        crate::ops::bias::bias_swiglu_backward(packed, bias, output_grad)
     }
 
     // realsyn patch (PATCHES.md): a rotary embedding's rotation, one pass each way.

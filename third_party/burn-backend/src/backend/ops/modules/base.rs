@@ -642,29 +642,24 @@ pub trait ModuleOps<B: Backend> {
         linear::bias_residual_from_float_ops::<B>(x, bias, residual)
     }
 
-    /// `silu(gate + gate_bias) * (x + x_bias)`, with `gate` and `x` `[..., h]` the
-    /// products of a SwiGLU's two input projections and the biases `[h]` theirs
-    /// (realsyn patch, PATCHES.md): one op, so that a backend computes the gated
-    /// activation in one pass where the decomposition is two bias additions, a
-    /// sigmoid and two products.
-    fn bias_swiglu(
-        gate: FloatTensor<B>,
-        gate_bias: FloatTensor<B>,
-        x: FloatTensor<B>,
-        x_bias: FloatTensor<B>,
-    ) -> FloatTensor<B> {
-        linear::bias_swiglu_from_float_ops::<B>(gate, gate_bias, x, x_bias)
+    /// A SwiGLU's gated activation `silu(g) * u`, where `[g, u] = packed + bias`
+    /// splits the last dimension in halves: `packed` `[..., 2h]` is the product of
+    /// the SwiGLU's two input projections held as one matrix (the gate's columns
+    /// first), `bias` `[2h]` their biases; the result is `[..., h]` (realsyn patch,
+    /// PATCHES.md). One op, so that a backend computes it in one pass where the
+    /// decomposition is a bias addition, two slices, a sigmoid and two products.
+    fn bias_swiglu(packed: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+        linear::bias_swiglu_from_float_ops::<B>(packed, bias)
     }
-    /// The gradients of `gate` and `x` in [bias_swiglu](ModuleOps::bias_swiglu), in
-    /// that order; the biases' are their sums over every dimension but the last.
+    /// The gradient of `packed` in [bias_swiglu](ModuleOps::bias_swiglu), shaped like
+    /// it (the gate's half first); the bias's is its sum over every dimension but the
+    /// last.
     fn bias_swiglu_backward(
-        gate: FloatTensor<B>,
-        gate_bias: FloatTensor<B>,
-        x: FloatTensor<B>,
-        x_bias: FloatTensor<B>,
+        packed: FloatTensor<B>,
+        bias: FloatTensor<B>,
         output_grad: FloatTensor<B>,
-    ) -> (FloatTensor<B>, FloatTensor<B>) {
-        linear::bias_swiglu_backward_from_float_ops::<B>(gate, gate_bias, x, x_bias, output_grad)
+    ) -> FloatTensor<B> {
+        linear::bias_swiglu_backward_from_float_ops::<B>(packed, bias, output_grad)
     }
 
     /// A rotary position embedding applied to `x` `[.., n, d]` (realsyn patch,

@@ -2,7 +2,7 @@ use alloc::vec;
 
 use crate::tensor::FloatTensor;
 use crate::{Backend, TensorMetadata};
-use burn_std::Shape;
+use burn_std::{Shape, Slice};
 
 /// Default [linear](crate::ops::ModuleOps::linear) forward implementation.
 ///
@@ -135,38 +135,51 @@ pub fn bias_residual_from_float_ops<B: Backend>(
 }
 
 /// Default [bias_swiglu](crate::ops::ModuleOps::bias_swiglu) (realsyn patch,
-/// PATCHES.md): the two bias additions, the backend's sigmoid and two products.
+/// PATCHES.md): the bias addition, the two halves sliced out, the backend's sigmoid
+/// and two products.
 pub fn bias_swiglu_from_float_ops<B: Backend>(
-    gate: FloatTensor<B>,
-    gate_bias: FloatTensor<B>,
-    x: FloatTensor<B>,
-    x_bias: FloatTensor<B>,
+    packed: FloatTensor<B>,
+    bias: FloatTensor<B>,
 ) -> FloatTensor<B> {
-    let gate = add_bias::<B>(gate, gate_bias);
+    let [gate, x] = halves::<B>(add_bias::<B>(packed, bias));
     let silu = B::float_mul(gate.clone(), B::sigmoid(gate));
-    B::float_mul(silu, add_bias::<B>(x, x_bias))
+    B::float_mul(silu, x)
 }
 
 /// Default [bias_swiglu_backward](crate::ops::ModuleOps::bias_swiglu_backward)
-/// (realsyn patch, PATCHES.md): with `g = gate + gate_bias`, `s = sigmoid(g)` and
-/// `u = x + x_bias`, the gate's gradient `grad u (s + g s (1 - s))` and x's
-/// `grad g s`, from the backend's float ops.
+/// (realsyn patch, PATCHES.md): with `[g, u] = packed + bias` and `s = sigmoid(g)`,
+/// the gate half's gradient `grad u (s + g s (1 - s))` and the other's `grad g s`,
+/// joined along the last dimension, from the backend's float ops.
 pub fn bias_swiglu_backward_from_float_ops<B: Backend>(
-    gate: FloatTensor<B>,
-    gate_bias: FloatTensor<B>,
-    x: FloatTensor<B>,
-    x_bias: FloatTensor<B>,
+    packed: FloatTensor<B>,
+    bias: FloatTensor<B>,
     output_grad: FloatTensor<B>,
-) -> (FloatTensor<B>, FloatTensor<B>) {
-    let gate = add_bias::<B>(gate, gate_bias);
+) -> FloatTensor<B> {
+    let [gate, x] = halves::<B>(add_bias::<B>(packed, bias));
     let s = B::sigmoid(gate.clone());
     let silu = B::float_mul(gate.clone(), s.clone());
-    let silu_grad = B::float_mul(output_grad.clone(), add_bias::<B>(x, x_bias));
+    let silu_grad = B::float_mul(output_grad.clone(), x);
     let x_grad = B::float_mul(output_grad, silu);
     // `g s`'s gradient: `s` from the product, `s (1 - s)` through the sigmoid.
     let through_sigmoid = B::sigmoid_backward(s.clone(), B::float_mul(silu_grad.clone(), gate));
     let gate_grad = B::float_add(B::float_mul(silu_grad, s), through_sigmoid);
-    (gate_grad, x_grad)
+    let last = gate_grad.shape().num_dims() - 1;
+    B::float_cat(vec![gate_grad, x_grad], last)
+}
+
+/// The two halves of `t`'s last dimension.
+fn halves<B: Backend>(t: FloatTensor<B>) -> [FloatTensor<B>; 2] {
+    let shape = t.shape();
+    let last = shape.num_dims() - 1;
+    let h = shape[last] / 2;
+    let half = |start: usize| {
+        let mut slices: vec::Vec<Slice> = (0..last)
+            .map(|d| Slice::new(0, Some(shape[d] as isize), 1))
+            .collect();
+        slices.push(Slice::new(start as isize, Some((start + h) as isize), 1));
+        B::float_slice(t.clone(), &slices)
+    };
+    [half(0), half(h)]
 }
 
 /// `x + bias`, the bias `[d]` broadcast over the rows of `x` `[..., d]`.
