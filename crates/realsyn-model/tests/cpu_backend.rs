@@ -1250,13 +1250,15 @@ fn check_place<B: burn::tensor::backend::Backend>() {
 }
 
 /// A linear layer's bias with the exact GELU or the residual addition after it, and a
-/// SwiGLU's two biases with its gated SiLU, as one op each (`ModuleOps::bias_gelu`,
-/// `bias_residual`, `bias_swiglu`: third_party/burn-backend, the
-/// kernels in burn-flex and burn-cubecl, the nodes in burn-autodiff): values and the
-/// gradients of the product, the bias and the residual against the same sums written
-/// as tensor ops. Rows outnumber the bias's length and every bias element differs, so
-/// a bias read by the row rather than the column, or a gradient summed over the wrong
-/// dimension, fails. On flex the same formulas in the same order: the same bits.
+/// SwiGLU's packed input product with its bias and gated SiLU, as one op each
+/// (`ModuleOps::bias_gelu`, `bias_residual`, `bias_swiglu`: third_party/burn-backend,
+/// the kernels in burn-flex and burn-cubecl, the nodes in burn-autodiff): values and
+/// the gradients of the product, the bias and the residual against the same sums
+/// written as tensor ops (and SwiGLU's against the trait's default decomposition).
+/// Rows outnumber the bias's length and every bias element differs, so a bias read by
+/// the row rather than the column, a half read at the other's column, or a gradient
+/// summed over the wrong dimension, fails. On flex the same formulas in the same
+/// order: the same bits.
 #[test]
 fn bias_ops_match_the_decomposed_ops() {
     check_bias_ops::<CpuAutodiff>(0.0);
@@ -1374,16 +1376,37 @@ fn check_bias_ops<AB: burn::tensor::backend::AutodiffBackend>(tolerance: f32) {
     let reference = burn::tensor::activation::silu(gate) * x;
     let half_weights = weights.slice([0..rows, 0..h]);
     let grads = (fused.clone() * half_weights.clone()).sum().backward();
-    let grads_ref = (reference.clone() * half_weights).sum().backward();
-    close(&vec(fused), &vec(reference), "bias_swiglu");
+    let grads_ref = (reference.clone() * half_weights.clone()).sum().backward();
+    let (y, packed_grad) = (vec(fused), grad2(&packed, &grads));
+    close(&y, &vec(reference), "bias_swiglu");
     let what = "bias_swiglu: the packed product's gradient";
-    close(
-        &grad2(&packed, &grads),
-        &grad2(&packed_ref, &grads_ref),
-        what,
-    );
+    close(&packed_grad, &grad2(&packed_ref, &grads_ref), what);
     let what = "bias_swiglu: the bias's gradient";
     close(&grad1(&bias, &grads), &grad1(&bias_ref, &grads_ref), what);
+
+    // The trait's default decomposition (what backends without the kernels run), on
+    // the inner backend: the same values.
+    {
+        use burn::tensor::ops::linear::{
+            bias_swiglu_backward_from_float_ops, bias_swiglu_from_float_ops,
+        };
+        type Inner<AB> = <AB as burn::tensor::backend::AutodiffBackend>::InnerBackend;
+        let (p, b) = (packed.inner().into_primitive().tensor(), bias.inner());
+        let b = b.into_primitive().tensor();
+        let plain = |t| {
+            let t = Tensor::<Inner<AB>, 2>::from_primitive(TensorPrimitive::Float(t));
+            t.into_data().to_vec::<f32>().unwrap()
+        };
+        let default_y = bias_swiglu_from_float_ops::<Inner<AB>>(p.clone(), b.clone());
+        close(&plain(default_y), &y, "default bias_swiglu");
+        let dy = half_weights.inner().into_primitive().tensor();
+        let default_grad = bias_swiglu_backward_from_float_ops::<Inner<AB>>(p, b, dy);
+        close(
+            &plain(default_grad),
+            &packed_grad,
+            "default bias_swiglu_backward",
+        );
+    }
 }
 
 /// A rotary embedding's rotation as one op (`ModuleOps::rotary`, `rotary_backward`:

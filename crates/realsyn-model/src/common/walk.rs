@@ -82,8 +82,8 @@ pub trait ParamVisitor<B: Backend> {
     /// stacked along their first axis, are the parameter in `layout`: timm's separate
     /// q, k and v projections of EVA02 and its SwiGLU's two input projections, each
     /// held here as one matrix so a step multiplies by it as it is rather than joining
-    /// them each time. Visitors that read or write
-    /// no PyTorch tensor (gradients, the optimiser) see one parameter under `key`.
+    /// them each time. Visitors that read or write no PyTorch tensor (gradients, the
+    /// optimiser) see one parameter under `key`.
     fn visit_stacked<const D: usize>(
         &mut self,
         key: &str,
@@ -128,17 +128,14 @@ pub fn visit_stacked_linear<B: Backend, V: ParamVisitor<B>>(
     parts: &[&str],
     l: &mut Linear<B>,
 ) -> Result<()> {
-    let keys = |param: &str| {
-        parts
-            .iter()
-            .map(|p| format!("{p}.{param}"))
-            .collect::<Vec<_>>()
-    };
-    let (weights, biases) = (keys("weight"), keys("bias"));
+    let keys =
+        |param: &str| -> Vec<String> { parts.iter().map(|p| format!("{p}.{param}")).collect() };
+    let weights = keys("weight");
     let weights: Vec<&str> = weights.iter().map(String::as_str).collect();
     let weight = format!("{key}.weight");
     v.visit_stacked(&weight, &weights, Layout::LinearWeight, &mut l.weight)?;
     if let Some(bias) = l.bias.as_mut() {
+        let biases = keys("bias");
         let biases: Vec<&str> = biases.iter().map(String::as_str).collect();
         v.visit_stacked(&format!("{key}.bias"), &biases, Layout::Same, bias)?;
     }

@@ -4,7 +4,6 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -165,11 +164,8 @@ impl<B: Backend> SwiGlu<B> {
     /// forward and seven kernels backward).
     fn hidden(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, _] = x.dims();
-        let Some(bias) = &self.fc1.bias else {
-            let [gate, x] =
-                <[_; 2]>::try_from(linear_2d(&self.fc1, x).chunk(2, 2)).expect("two halves");
-            return self.norm.forward(silu(gate) * x);
-        };
+        // timm's SwiGLU layers always have biases (`EvaMlp::new` makes them so).
+        let bias = self.fc1.bias.as_ref().expect("SwiGLU's fc1 has a bias");
         let packed = product_2d(&self.fc1, x);
         let hidden = packed.dims()[1] / 2;
         let gated = B::bias_swiglu(float(packed), float(bias.val()));
