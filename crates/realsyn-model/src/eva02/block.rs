@@ -115,13 +115,14 @@ impl<B: Backend> EvaAttention<B> {
             .reshape([b, n, 3, h, w / h])
             .permute([2, 0, 3, 1, 4])
             .reshape([3 * b, h, n, w / h]);
-        let q = qkv.clone().slice([0..b]);
-        let k = qkv.clone().slice([b..2 * b]);
-        let v = qkv.slice([2 * b..3 * b]);
-        let (q, k) = match rope {
-            Some(r) => (r.apply(q), r.apply(k)),
-            None => (q, k),
+        // q and k lie end to end (`qkv`'s first 2b rows): one rotation for both, where
+        // one each was two kernels forward.
+        let (qk, v) = (qkv.clone().slice([0..2 * b]), qkv.slice([2 * b..3 * b]));
+        let qk = match rope {
+            Some(r) => r.apply(qk),
+            None => qk,
         };
+        let (q, k) = (qk.clone().slice([0..b]), qk.slice([b..2 * b]));
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
