@@ -7,7 +7,6 @@
 //!   `--resume latest` continues the job exactly, on the same or another world size.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,22 +41,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A port for rank 0's rendezvous (MASTER_PORT) that nothing else in the test run is
-/// handed meanwhile: below the kernel's ephemeral range (32768-60999 by default),
-/// where the ranks' own listeners and connections (`bind(0)`) never land, so a port
-/// found free stays free until rank 0 binds it. Asking the OS for a free ephemeral
-/// port and closing it raced with the tests beside it: another test's ring listener
-/// was handed the same port in between (seen in CI as "rank 0 cannot listen on
-/// MASTER_PORT"). Each process takes its own window of 20 (by pid), in turn.
-/// (The same as `realsyn-train`'s ring tests'.)
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let window = 20_000 + (std::process::id() % 600) as u16 * 20;
-    (0..20)
-        .map(|_| window + NEXT.fetch_add(1, Ordering::Relaxed) % 20)
-        .find(|&port| TcpListener::bind(("0.0.0.0", port)).is_ok())
-        .expect("a free port in this process's window below the ephemeral range")
+    realsyn_train::distributed::launch::local_rendezvous_port().unwrap()
 }
 
 /// 1,024 training images in 8 shards of 128.

@@ -184,6 +184,24 @@ fn split_top_level(list: &str) -> Vec<&str> {
     out
 }
 
+/// A port for rank 0's rendezvous (MASTER_PORT) on this host that nothing else is
+/// handed meanwhile, for tests that start their own ranks: below the kernel's
+/// ephemeral range (32768-60999 by default), where the ranks' own listeners and
+/// connections (`bind(0)`) never land, so a port found free stays free until rank 0
+/// binds it. Asking the OS for a free ephemeral port and closing it raced with the
+/// tests beside it: another test's ring listener was handed the same port in between
+/// (seen in CI as "rank 0 cannot listen on MASTER_PORT"). Each process takes its own
+/// window of 20 (by pid), in turn.
+pub fn local_rendezvous_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let window = 20_000 + (std::process::id() % 600) as u16 * 20;
+    (0..20)
+        .map(|_| window + NEXT.fetch_add(1, Ordering::Relaxed) % 20)
+        .find(|&port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
+        .with_context(|| format!("no free port in {window}..{}", window + 20))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
