@@ -11,6 +11,9 @@
 //!   loaded once on the chosen device and handed to the builder through its traits.
 //! - `vector_search`: the builder's k-means and centroid-ranking GEMMs on a Burn
 //!   device (`--device cuda`); on the CPU the builder's own kernel runs them.
+//! - `host_profile`: a sampling profiler of the process's host threads (tables by
+//!   thread, crate and function, folded stacks, a flame graph), for `realsyn bench
+//!   --profile-host`: where a step's CPU time goes, on machines without perf.
 //! - `llm`: the generation's LLM (realsyn's Llama over GGUF, or an OpenAI-compatible
 //!   server) and captioner, as the builder's `ChatLlm` / `Captioner`; `llm_server`
 //!   serves the embedded LLM over an OpenAI-compatible HTTP API (`realsyn llm serve`).
@@ -25,6 +28,7 @@
 pub mod build_models;
 pub mod device;
 pub mod factory;
+pub mod host_profile;
 pub mod llm;
 pub mod llm_server;
 pub mod static_server;

@@ -10,6 +10,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use realsyn_model::{Clip, ClipConfig};
+use realsyn_runtime::host_profile::{DEFAULT_HZ, HostProfile, HostProfiler};
 use realsyn_runtime::{BackendJob, dispatch};
 use realsyn_train::distributed::{LaunchEnv, ProcessGroup};
 use realsyn_train::optim::{AdamW, AdamWConfig, clamp_logit_scale, track_gradients};
@@ -34,6 +35,12 @@ pub struct ModelRun {
     /// Timed runs (the median is reported).
     #[arg(long, default_value_t = 3)]
     iters: usize,
+    /// Sample the host threads' CPU time over the timed runs and write
+    /// DIR/host-profile.txt (by thread, crate or library, function), .folded (for
+    /// flamegraph.pl, inferno, speedscope) and .svg (a flame graph). Works on
+    /// machines without perf; a stripped binary shows no names of its own.
+    #[arg(long, value_name = "DIR")]
+    profile_host: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -101,7 +108,7 @@ impl What {
 pub fn run(what: What, r: ModelRun) -> Result<()> {
     let launch = LaunchEnv::from_env()?;
     let (rank, world) = (launch.rank, launch.world);
-    let seconds = dispatch(
+    let Timed { seconds, profile } = dispatch(
         &launch.device_for_rank(&r.device),
         BenchJob {
             what: what.clone(),
@@ -111,6 +118,22 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
     if rank != 0 {
         return Ok(());
     }
+    let host_profile = match (&profile, &r.profile_host) {
+        (Some(p), Some(dir)) => {
+            p.write(dir, 30)?;
+            eprintln!("{}", p.table(20));
+            eprintln!(
+                "host profile written to {}/host-profile.{{txt,folded,svg}}",
+                dir.display()
+            );
+            Some(serde_json::json!({
+                "dir": dir, "cpu_s": p.cpu_s, "wall_s": p.wall_s, "samples": p.samples(),
+                "by_thread": p.by_thread().into_iter().take(8).collect::<Vec<_>>(),
+                "self_by_group": p.self_by_group().into_iter().take(12).collect::<Vec<_>>(),
+            }))
+        }
+        _ => None,
+    };
     let median = super::median(seconds.clone());
     let (bf16, images) = match &what {
         What::TrainStep(p) => (p.precision == Precision::AmpBf16, None),
@@ -135,6 +158,7 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
             "matmul_family": kernel("REALSYN_MATMUL"),
             "attention_kernel": kernel("REALSYN_ATTENTION"),
             "peak_rss_mib": peak_rss_mib(),
+            "host_profile": host_profile,
         })
     );
     Ok(())
@@ -160,21 +184,44 @@ struct BenchJob {
     run: ModelRun,
 }
 
-impl BackendJob for BenchJob {
-    type Output = Vec<f64>;
+/// The timed runs' seconds, and the host profile over them when asked for.
+struct Timed {
+    seconds: Vec<f64>,
+    profile: Option<HostProfile>,
+}
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<Vec<f64>> {
+/// `warmup` untimed calls of `one_run(i)`, then `iters` timed ones, profiled
+/// together when `--profile-host` is given.
+fn time_runs(a: &ModelRun, mut one_run: impl FnMut(usize) -> Result<()>) -> Result<Timed> {
+    let mut seconds = Vec::new();
+    let mut profiler = None;
+    for i in 0..a.warmup + a.iters {
+        if i == a.warmup && a.profile_host.is_some() {
+            profiler = Some(HostProfiler::start(DEFAULT_HZ)?);
+        }
+        let start = Instant::now();
+        one_run(i)?;
+        if i >= a.warmup {
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let profile = profiler.map(HostProfiler::finish).transpose()?;
+    Ok(Timed { seconds, profile })
+}
+
+impl BackendJob for BenchJob {
+    type Output = Timed;
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<Timed> {
         let a = self.run;
         let cfg = ClipConfig::from_name_or_path(&a.arch)?;
         let s = cfg.vision_cfg.image_size;
-        let mut times = Vec::new();
         match self.what {
             What::EncodeImage | What::EncodeText => {
                 let image = matches!(self.what, What::EncodeImage);
                 let model = Clip::<B>::new(&cfg, &device);
                 reset_peak_rss();
-                for i in 0..a.warmup + a.iters {
-                    let start = Instant::now();
+                time_runs(&a, |_| {
                     let out = if image {
                         let images = Tensor::<B, 4>::random(
                             [a.batch_size, 3, s, s],
@@ -186,18 +233,14 @@ impl BackendJob for BenchJob {
                         model.encode_text(random_tokens::<B>(&cfg, a.batch_size, &device))
                     };
                     let _ = out.into_data(); // forces execution on lazy backends
-                    settle::<B>(&device)?;
-                    if i >= a.warmup {
-                        times.push(start.elapsed().as_secs_f64());
-                    }
-                }
+                    settle::<B>(&device)
+                })
             }
             What::Features { root, max_images } => {
                 let data = realsyn_eval::LabelledDataset::open(&root, "test")?;
                 let model = Clip::<B>::new(&cfg, &device);
                 reset_peak_rss();
-                for i in 0..a.warmup + a.iters {
-                    let start = Instant::now();
+                time_runs(&a, |i| {
                     let limit = if i < a.warmup {
                         a.batch_size
                     } else {
@@ -217,11 +260,8 @@ impl BackendJob for BenchJob {
                         f.len(),
                         root.display()
                     );
-                    settle::<B>(&device)?;
-                    if i >= a.warmup {
-                        times.push(start.elapsed().as_secs_f64());
-                    }
-                }
+                    settle::<B>(&device)
+                })
             }
             What::TrainStep(plan) => {
                 // The trainer's own step: forward, InfoNCE, backward, AdamW, clamp.
@@ -242,8 +282,7 @@ impl BackendJob for BenchJob {
                     &a.device,
                 );
                 reset_peak_rss();
-                for i in 0..a.warmup + a.iters {
-                    let start = Instant::now();
+                time_runs(&a, |_| {
                     let images = Tensor::random(
                         [a.batch_size, 3, s, s],
                         Distribution::Normal(0.0, 1.0),
@@ -263,15 +302,11 @@ impl BackendJob for BenchJob {
                     // The trainer reads the norm every step (divergence, logging).
                     let _ = out.grads.global_norm();
                     optim.update(&mut model, &out.grads, 1e-3, 0.9)?;
-                    model = clamp_logit_scale(model);
-                    settle::<B>(&device)?;
-                    if i >= a.warmup {
-                        times.push(start.elapsed().as_secs_f64());
-                    }
-                }
+                    model = clamp_logit_scale(model.clone());
+                    settle::<B>(&device)
+                })
             }
         }
-        Ok(times)
     }
 }
 

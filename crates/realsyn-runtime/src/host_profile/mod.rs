@@ -1,0 +1,297 @@
+//! A sampling profiler of this process's host threads: where the CPU time of a
+//! measured region goes, by thread, crate or library, and function, with a flame
+//! graph (`realsyn bench train-step ... --profile-host DIR`).
+//!
+//! Why in-process: the GPU machines this project is measured on have neither `perf`
+//! nor Nsight Systems, and what the first GPU numbers left open is where a CUDA
+//! training step's host time goes (Burn's autodiff, CubeCL's launches, the CUDA
+//! driver: docs/performance.md, "GPU"). On the CPU backend it is the same question
+//! for the kernels themselves.
+//!
+//! Every thread is sampled on its own CPU time (`sampler.rs`: a timer per thread),
+//! so a thread asleep in a blocking wait is not sampled, and a driver that spins
+//! while it waits is, under the function that waits. The raw stacks are resolved
+//! afterwards, each frame with the object it lies in, so frames without a symbol (a
+//! stripped `libcuda`) still count against their library. Seconds are the
+//! process's measured CPU time (`getrusage`) shared out over the samples.
+//!
+//! A release build keeps its symbol table (Cargo strips only debug info), which
+//! names every function that was not inlined; a `strip`ped binary shows
+//! `[realsyn]` for all of its own code.
+
+mod flamegraph;
+mod report;
+mod resolve;
+mod sampler;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+
+/// Samples per second of a thread's CPU time asked for. Prime, so the sampling does
+/// not lock onto a periodic workload; the kernel checks CPU timers at its tick, so
+/// the rate reached is at most the tick's (100-1,000 Hz).
+pub const DEFAULT_HZ: i32 = 997;
+
+/// A running profiler; [`HostProfiler::finish`] stops it. One per process at a time
+/// (the signal handler is process-wide).
+pub struct HostProfiler {
+    sampler: sampler::Sampler,
+    hz: i32,
+    started: Instant,
+    cpu_at_start: f64,
+    caller: i32,
+}
+
+impl HostProfiler {
+    /// Start sampling every thread of the process, `hz` times per second of each
+    /// thread's CPU time.
+    pub fn start(hz: i32) -> Result<Self> {
+        let sampler = sampler::Sampler::start(hz)?;
+        Ok(Self {
+            sampler,
+            hz,
+            started: Instant::now(),
+            cpu_at_start: process_cpu_s(),
+            // SAFETY: gettid has no preconditions.
+            caller: unsafe { libc::gettid() },
+        })
+    }
+
+    /// Stop sampling and resolve the stacks.
+    pub fn finish(self) -> Result<HostProfile> {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        let cpu_s = process_cpu_s() - self.cpu_at_start;
+        // Stopped before the (slow) symbol resolution.
+        let taken = self.sampler.stop();
+        let mut raw: HashMap<(i32, Vec<usize>), u64> = HashMap::new();
+        for sample in taken.samples {
+            *raw.entry((sample.tid, sample.ips)).or_default() += 1;
+        }
+        let mut resolver = resolve::Resolver::default();
+        let mut threads: BTreeMap<String, HashSet<i32>> = BTreeMap::new();
+        let mut merged: HashMap<(String, Vec<u32>), u64> = HashMap::new();
+        for ((tid, ips), count) in raw {
+            let name = taken.names.get(&tid).map_or("", String::as_str);
+            let thread = thread_label(name, tid == self.caller);
+            threads.entry(thread.clone()).or_default().insert(tid);
+            let frames = resolver.stack(&ips);
+            *merged.entry((thread, frames)).or_default() += count;
+        }
+        let mut stacks: Vec<Stack> = merged
+            .into_iter()
+            .map(|((thread, frames), samples)| Stack {
+                thread,
+                frames,
+                samples,
+            })
+            .collect();
+        stacks.sort_by(|a, b| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames)));
+        Ok(HostProfile {
+            wall_s,
+            cpu_s,
+            hz: self.hz as f64,
+            frames: resolver.into_frames(),
+            stacks,
+            threads: threads.into_iter().map(|(k, v)| (k, v.len())).collect(),
+            lost: taken.lost as u64,
+        })
+    }
+}
+
+/// One resolved frame: a function (or `[object]` where the object has no symbol
+/// for it), the Rust crate it belongs to where that can be told, and the file it
+/// lies in (`realsyn`, `libcuda.so.1`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub function: String,
+    pub krate: Option<String>,
+    pub object: String,
+}
+
+impl Frame {
+    /// The crate, else the object file.
+    pub fn group(&self) -> &str {
+        self.krate.as_deref().unwrap_or(&self.object)
+    }
+}
+
+/// One distinct call stack of one thread (label) and how often it was sampled.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub thread: String,
+    /// Indices into [`HostProfile::frames`], outermost first.
+    pub frames: Vec<u32>,
+    pub samples: u64,
+}
+
+/// The samples of one profiled region, resolved.
+#[derive(Clone, Debug)]
+pub struct HostProfile {
+    pub wall_s: f64,
+    /// The process's user + system CPU time over the region (getrusage).
+    pub cpu_s: f64,
+    /// The sampling rate asked for (see [`HostProfile::effective_hz`]).
+    pub hz: f64,
+    pub frames: Vec<Frame>,
+    pub stacks: Vec<Stack>,
+    /// Thread label -> how many threads were sampled under it.
+    pub threads: BTreeMap<String, usize>,
+    /// Samples not taken (the buffer full, or the thread inside the unwinder).
+    pub lost: u64,
+}
+
+impl HostProfile {
+    pub fn samples(&self) -> u64 {
+        self.stacks.iter().map(|s| s.samples).sum()
+    }
+
+    /// CPU seconds one sample stands for: the process's measured CPU time shared
+    /// out over the samples. Not 1 / `hz`: `ITIMER_PROF` is checked at the kernel's
+    /// timer tick, so a thread is sampled at most once per tick (100-1000 Hz, by
+    /// kernel), whatever rate was asked for.
+    pub fn seconds_per_sample(&self) -> f64 {
+        self.cpu_s / self.samples().max(1) as f64
+    }
+
+    /// The CPU seconds `n` samples stand for.
+    pub fn seconds(&self, n: u64) -> f64 {
+        n as f64 * self.cpu_s / self.samples().max(1) as f64
+    }
+
+    /// Samples per CPU second actually taken.
+    pub fn effective_hz(&self) -> f64 {
+        self.samples() as f64 / self.cpu_s.max(1e-9)
+    }
+
+    /// Write `DIR/host-profile.txt` (the tables), `.folded` (one line per stack, as
+    /// Brendan Gregg's flamegraph.pl, inferno and speedscope read) and `.svg` (the
+    /// flame graph); each file atomically.
+    pub fn write(&self, dir: &Path, top: usize) -> Result<()> {
+        let put = |name: &str, text: String| {
+            realsyn_io::fs::write_atomic(&dir.join(name), text.as_bytes())
+        };
+        put("host-profile.txt", self.table(top))?;
+        put("host-profile.folded", self.folded())?;
+        put("host-profile.svg", self.flamegraph_svg())
+    }
+}
+
+/// A thread's label in the tables: its name without a trailing worker number, so a
+/// pool's threads add up to one row (`rayon-3` -> `rayon-`); the thread that
+/// started the profiler is marked.
+fn thread_label(name: &str, caller: bool) -> String {
+    let name = if name.is_empty() { "unnamed" } else { name };
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let base = if base.is_empty() { name } else { base };
+    if caller {
+        format!("{name} (profiled caller)")
+    } else {
+        base.to_string()
+    }
+}
+
+/// The leading path segment of a demangled Rust name, if it is one (a symbol
+/// table's names are full paths).
+fn rust_crate(function: &str) -> Option<&str> {
+    let s = function.trim_start_matches(['<', '&', '*', '(']);
+    let s = ["mut ", "dyn ", "const "]
+        .iter()
+        .fold(s, |s, p| s.strip_prefix(p).unwrap_or(s));
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    (end > 0 && s[end..].starts_with("::")).then(|| &s[..end])
+}
+
+/// The crate a source file belongs to: the folder above its `src` (or `tests`,
+/// `benches`, `examples`) without a version, `-` as `_` (`.../burn-flex-0.21.0/src/
+/// ops/mod.rs` -> `burn_flex`, `/rustc/<hash>/library/core/src/...` -> `core`). Debug
+/// info names functions without their path, so the file tells the crate.
+fn crate_of_file(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let at = parts
+        .iter()
+        .rposition(|p| matches!(*p, "src" | "tests" | "benches" | "examples"))?;
+    let dir = *parts.get(at.checked_sub(1)?)?;
+    // A registry folder ends in -MAJOR.MINOR.PATCH.
+    let name = match dir.rsplit_once('-') {
+        Some((n, v)) if v.starts_with(|c: char| c.is_ascii_digit()) && v.contains('.') => n,
+        _ => dir,
+    };
+    (!name.is_empty()).then(|| name.replace('-', "_"))
+}
+
+/// The process's user + system CPU seconds so far.
+fn process_cpu_s() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    s(usage.ru_utime) + s(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crates_are_read_from_demangled_names() {
+        assert_eq!(
+            rust_crate("burn_flex::ops::matmul::gemm"),
+            Some("burn_flex")
+        );
+        assert_eq!(
+            rust_crate("<burn_autodiff::backend::Autodiff<B> as burn_backend::X>::float_add"),
+            Some("burn_autodiff")
+        );
+        assert_eq!(
+            rust_crate("<&mut core::fmt::Formatter as W>::w"),
+            Some("core")
+        );
+        assert_eq!(rust_crate("cuLaunchKernel"), None);
+        assert_eq!(rust_crate("[libcuda.so.1]"), None);
+        let f = Frame {
+            function: "memcpy".into(),
+            krate: None,
+            object: "libc.so.6".into(),
+        };
+        assert_eq!(f.group(), "libc.so.6");
+    }
+
+    #[test]
+    fn crates_are_read_from_source_paths() {
+        let krate = |p: &str| crate_of_file(p);
+        assert_eq!(
+            krate("/root/.cargo/registry/src/index.crates.io-1/burn-flex-0.21.0/src/ops/mod.rs"),
+            Some("burn_flex".into())
+        );
+        assert_eq!(
+            krate("/rustc/5980761/library/core/src/num/mod.rs"),
+            Some("core".into())
+        );
+        assert_eq!(
+            krate("third_party/burn-cubecl/src/kernel/place.rs"),
+            Some("burn_cubecl".into())
+        );
+        assert_eq!(
+            krate("crates/realsyn-runtime/tests/host_profile.rs"),
+            Some("realsyn_runtime".into())
+        );
+        assert_eq!(krate("/build/glibc/string/memcpy.S"), None);
+    }
+
+    #[test]
+    fn pool_threads_share_a_label() {
+        assert_eq!(thread_label("rayon-3", false), "rayon-");
+        assert_eq!(thread_label("rayon-12", false), "rayon-");
+        assert_eq!(thread_label("2", false), "2");
+        assert_eq!(thread_label("", false), "unnamed");
+        assert_eq!(thread_label("main", true), "main (profiled caller)");
+    }
+}

@@ -1,0 +1,390 @@
+//! The sampler: a CPU-time timer per thread, each sending `SIGPROF` to its own
+//! thread, whose handler records the thread's call stack into a preallocated buffer.
+//!
+//! Why per thread: a process-wide `ITIMER_PROF` (what pprof-rs and gperftools use)
+//! is checked at each CPU's timer tick and signals whichever running thread's CPU
+//! crosses the expiry first, which favours some of the threads that run at the same
+//! time over others (measured here: a 75/25 split of CPU time between two threads
+//! sampled as 84/16). With one timer on each thread's own CPU clock (as Go's
+//! profiler since 1.18), each thread is sampled in proportion to its own CPU time.
+//! And why not pprof-rs's handler: it drops a sample when another thread's handler
+//! holds its lock, and timers that tick together make that common.
+//!
+//! The handler does nothing that can block: it unwinds (libgcc's unwinder, which
+//! takes no lock it could already hold unless the thread was interrupted inside the
+//! unwinder itself: such samples are skipped and counted) and claims a slot with an
+//! atomic add. A thread is found by a watcher that lists `/proc/self/task` every
+//! 10 ms, so threads that live shorter than that are not sampled.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+/// Frames kept per sample (innermost first), the signal-handling ones included.
+const DEPTH: usize = 96;
+/// Samples the buffer holds: 192 MiB reserved, of which only what samples fill is
+/// ever touched (0.75 KiB each). A thread is sampled at most once per kernel
+/// tick (100-1,000 per CPU second), so this is minutes of a busy process.
+const CAPACITY: usize = 1 << 18;
+const WATCH_EVERY: Duration = Duration::from_millis(10);
+
+/// What the handler writes into; shared with it through [`BUFFER`].
+struct Buffer {
+    next: AtomicUsize,
+    in_flight: AtomicUsize,
+    full: AtomicUsize,
+    in_unwinder: AtomicUsize,
+    lens: Box<[AtomicUsize]>,
+    tids: Box<[AtomicUsize]>,
+    /// The thread's name at the sample (16 bytes, NUL-padded), two words a sample.
+    names: Box<[AtomicUsize]>,
+    ips: Box<[AtomicUsize]>,
+    /// libgcc_s's executable ranges: a thread interrupted in there may hold the
+    /// unwinder's lock.
+    unwinder: Vec<(usize, usize)>,
+}
+
+static BUFFER: AtomicPtr<Buffer> = AtomicPtr::new(std::ptr::null_mut());
+
+/// One sample: the thread and its stack's addresses, innermost first.
+pub(super) struct Sample {
+    pub tid: i32,
+    pub ips: Vec<usize>,
+}
+
+/// What a stopped sampler hands back.
+pub(super) struct Samples {
+    pub samples: Vec<Sample>,
+    /// Thread id -> its name at its last sample.
+    pub names: HashMap<i32, String>,
+    /// Samples not taken: the buffer was full, or the thread was in the unwinder.
+    pub lost: usize,
+}
+
+pub(super) struct Sampler {
+    buffer: *mut Buffer,
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<Timers>>,
+}
+
+/// The timers the watcher created (plain ids, used from the watcher's thread and
+/// then from `halt`'s).
+struct Timers(Vec<libc::timer_t>);
+
+unsafe impl Send for Timers {}
+
+impl Sampler {
+    /// Install the handler and start timing every thread, one sample per
+    /// `1 / hz` s of its CPU time.
+    pub(super) fn start(hz: i32) -> Result<Self> {
+        if hz <= 0 || hz > 10_000 {
+            bail!("a sampling rate of {hz} Hz: use 1-10,000");
+        }
+        let buffer = Box::into_raw(Box::new(Buffer {
+            next: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            full: AtomicUsize::new(0),
+            in_unwinder: AtomicUsize::new(0),
+            lens: zeroed(CAPACITY),
+            tids: zeroed(CAPACITY),
+            names: zeroed(CAPACITY * 2),
+            ips: zeroed(CAPACITY * DEPTH),
+            unwinder: executable_ranges("libgcc_s"),
+        }));
+        if BUFFER
+            .compare_exchange(
+                std::ptr::null_mut(),
+                buffer,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // SAFETY: never shared; it is ours to free.
+            drop(unsafe { Box::from_raw(buffer) });
+            bail!("a host profiler is already running in this process");
+        }
+        // SAFETY: a handler that only touches the buffer through atomics.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigprof
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut()) != 0 {
+                BUFFER.store(std::ptr::null_mut(), Ordering::Release);
+                drop(Box::from_raw(buffer));
+                bail!(
+                    "cannot install a SIGPROF handler: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let interval_ns = 1_000_000_000 / hz as i64;
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("host-profiler".into())
+                .spawn(move || watch(&stop, interval_ns))?
+        };
+        Ok(Self {
+            buffer,
+            stop,
+            watcher: Some(watcher),
+        })
+    }
+
+    /// Stop every timer, wait for handlers still running, and collect the samples.
+    pub(super) fn stop(mut self) -> Samples {
+        self.halt();
+        // SAFETY: `halt` unpublished the buffer and waited for every handler; it
+        // is freed only when `self` drops.
+        let buffer = unsafe { &*self.buffer };
+        let taken = buffer.next.load(Ordering::Acquire).min(CAPACITY);
+        let mut names = HashMap::new();
+        let samples = (0..taken)
+            .filter_map(|i| {
+                let n = buffer.lens[i].load(Ordering::Acquire);
+                let tid = buffer.tids[i].load(Ordering::Relaxed) as i32;
+                let mut name = [0u8; 16];
+                for (w, bytes) in name.chunks_mut(8).enumerate() {
+                    let word = buffer.names[2 * i + w].load(Ordering::Relaxed);
+                    bytes.copy_from_slice(&word.to_ne_bytes());
+                }
+                let len = name.iter().position(|&b| b == 0).unwrap_or(16);
+                names.insert(tid, String::from_utf8_lossy(&name[..len]).into_owned());
+                (n > 0).then(|| Sample {
+                    tid,
+                    ips: (0..n)
+                        .map(|k| buffer.ips[i * DEPTH + k].load(Ordering::Relaxed))
+                        .collect(),
+                })
+            })
+            .collect();
+        Samples {
+            samples,
+            names,
+            lost: buffer.full.load(Ordering::Relaxed) + buffer.in_unwinder.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stop the watcher and the timers, ignore SIGPROF from here on, unpublish the
+    /// buffer and wait for handlers still running. Once.
+    fn halt(&mut self) {
+        let Some(watcher) = self.watcher.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::Release);
+        let timers = watcher.join().unwrap_or(Timers(Vec::new()));
+        for timer in &timers.0 {
+            // SAFETY: created by timer_create, deleted once.
+            unsafe { libc::timer_delete(*timer) };
+        }
+        // A signal already pending is ignored (SIGPROF's default action would end
+        // the process).
+        // SAFETY: setting a disposition.
+        unsafe { libc::signal(libc::SIGPROF, libc::SIG_IGN) };
+        BUFFER.store(std::ptr::null_mut(), Ordering::Release);
+        // SAFETY: still allocated; only its atomics are read.
+        let buffer = unsafe { &*self.buffer };
+        while buffer.in_flight.load(Ordering::Acquire) != 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.halt();
+        // SAFETY: unpublished, and no handler holds it any more.
+        drop(unsafe { Box::from_raw(self.buffer) });
+    }
+}
+
+/// `n` zeroed atomics, from zeroed memory the allocator maps lazily: pages that no
+/// sample reaches are never touched.
+fn zeroed(n: usize) -> Box<[AtomicUsize]> {
+    let raw = Box::into_raw(vec![0usize; n].into_boxed_slice());
+    // SAFETY: AtomicUsize has usize's size, alignment and bit validity.
+    unsafe { Box::from_raw(raw as *mut [AtomicUsize]) }
+}
+
+/// The watcher: a timer for each thread of the process not yet timed, until told
+/// to stop; hands back the timers.
+fn watch(stop: &AtomicBool, interval_ns: i64) -> Timers {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    let mut seen = HashSet::from([me]);
+    let mut timers = Timers(Vec::new());
+    while !stop.load(Ordering::Acquire) {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            break;
+        };
+        for tid in tasks
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        {
+            if seen.insert(tid) {
+                timers.0.extend(thread_timer(tid, interval_ns));
+            }
+        }
+        std::thread::sleep(WATCH_EVERY);
+    }
+    timers
+}
+
+/// A timer on thread `tid`'s CPU clock that sends it SIGPROF every `interval_ns`
+/// of its CPU time; `None` if the thread has exited.
+fn thread_timer(tid: i32, interval_ns: i64) -> Option<libc::timer_t> {
+    // Linux's clock id for a thread's CPU time (MAKE_THREAD_CPUCLOCK(tid,
+    // CPUCLOCK_SCHED) in the kernel's posix-timers.h).
+    let clock = ((!tid) << 3) | 6;
+    // SAFETY: plain C structs filled before use; the kernel validates the ids.
+    unsafe {
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = libc::SIGPROF;
+        event.sigev_notify_thread_id = tid;
+        let mut timer: libc::timer_t = std::mem::zeroed();
+        if libc::timer_create(clock, &mut event, &mut timer) != 0 {
+            return None;
+        }
+        let every = libc::timespec {
+            tv_sec: interval_ns / 1_000_000_000,
+            tv_nsec: interval_ns % 1_000_000_000,
+        };
+        let spec = libc::itimerspec {
+            it_interval: every,
+            it_value: every,
+        };
+        if libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) != 0 {
+            libc::timer_delete(timer);
+            return None;
+        }
+        Some(timer)
+    }
+}
+
+/// The SIGPROF handler: the interrupted thread's stack into the next free slot.
+extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    let buffer = BUFFER.load(Ordering::Acquire);
+    if buffer.is_null() {
+        return;
+    }
+    // SAFETY: `Sampler::stop` frees the buffer only after `in_flight` drops to 0,
+    // and it was unpublished before: a handler that saw it non-null counts first.
+    let buffer = unsafe { &*buffer };
+    buffer.in_flight.fetch_add(1, Ordering::AcqRel);
+    // Signal handlers must leave errno as they found it.
+    // SAFETY: errno's address is valid for the thread's life.
+    let errno = unsafe { *libc::__errno_location() };
+    if interrupted_in(context, &buffer.unwinder) {
+        buffer.in_unwinder.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let i = buffer.next.fetch_add(1, Ordering::AcqRel);
+        if i < CAPACITY {
+            let slot = &buffer.ips[i * DEPTH..(i + 1) * DEPTH];
+            let mut n = 0;
+            // SAFETY: the unwinder is re-entrant across threads; this thread is
+            // not inside it (checked above), and SIGPROF is blocked while we run.
+            unsafe {
+                backtrace::trace_unsynchronized(|frame| {
+                    slot[n].store(frame.ip() as usize, Ordering::Relaxed);
+                    n += 1;
+                    n < DEPTH
+                })
+            };
+            // SAFETY: gettid has no preconditions; PR_GET_NAME writes 16 bytes.
+            buffer.tids[i].store(unsafe { libc::gettid() } as usize, Ordering::Relaxed);
+            let mut name = [0u8; 16];
+            unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+            for (w, bytes) in name.chunks(8).enumerate() {
+                let word = usize::from_ne_bytes(bytes.try_into().unwrap_or_default());
+                buffer.names[2 * i + w].store(word, Ordering::Relaxed);
+            }
+            buffer.lens[i].store(n, Ordering::Release);
+        } else {
+            buffer.full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+    buffer.in_flight.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Whether the interrupted instruction lies in one of `ranges`.
+fn interrupted_in(context: *mut libc::c_void, ranges: &[(usize, usize)]) -> bool {
+    let Some(pc) = interrupted_pc(context) else {
+        return false;
+    };
+    ranges
+        .iter()
+        .any(|&(start, end)| (start..end).contains(&pc))
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn interrupted_pc(context: *mut libc::c_void) -> Option<usize> {
+    // SAFETY: the kernel passes a ucontext_t to an SA_SIGINFO handler.
+    let context = unsafe { &*(context as *const libc::ucontext_t) };
+    Some(context.uc_mcontext.gregs[libc::REG_RIP as usize] as usize)
+}
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+fn interrupted_pc(context: *mut libc::c_void) -> Option<usize> {
+    // SAFETY: the kernel passes a ucontext_t to an SA_SIGINFO handler.
+    let context = unsafe { &*(context as *const libc::ucontext_t) };
+    Some(context.uc_mcontext.pc as usize)
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn interrupted_pc(_: *mut libc::c_void) -> Option<usize> {
+    None
+}
+
+/// The executable segments of the loaded objects whose path contains `name`.
+fn executable_ranges(name: &str) -> Vec<(usize, usize)> {
+    struct Search<'a> {
+        name: &'a str,
+        found: Vec<(usize, usize)>,
+    }
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info; `data` is our Search.
+        let (info, search) = unsafe { (&*info, &mut *(data as *mut Search)) };
+        if info.dlpi_name.is_null() {
+            return 0;
+        }
+        // SAFETY: a NUL-terminated path owned by the loader.
+        let path = unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) };
+        if !path.to_string_lossy().contains(search.name) {
+            return 0;
+        }
+        for k in 0..info.dlpi_phnum as usize {
+            // SAFETY: dlpi_phdr holds dlpi_phnum headers.
+            let header = unsafe { &*info.dlpi_phdr.add(k) };
+            if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+                let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+                search.found.push((start, start + header.p_memsz as usize));
+            }
+        }
+        0
+    }
+    let mut search = Search {
+        name,
+        found: Vec::new(),
+    };
+    // SAFETY: the callback only reads what the loader gives it.
+    unsafe { libc::dl_iterate_phdr(Some(each), &mut search as *mut Search as *mut libc::c_void) };
+    search.found
+}
