@@ -5,7 +5,8 @@
 #
 #   GPU_DIR/realsyn.xz          cargo build --release -p realsyn-cli --features cuda
 #                               (CUDARC_CUDA_VERSION=13000 to match a CUDA 13.0 driver),
-#                               stripped, xz-compressed
+#                               xz-compressed; not `strip`ped: the host phase names
+#                               functions from its symbol table
 #   GPU_DIR/realsyn-fusion.xz   optional: the same with Burn's fusion (--features cuda,fusion;
 #                               no autotune, with which it did not finish a step on 2026-12-04;
 #                               it runs with autodiff on CubeCL's Vulkan path: benches/cubecl_cpu.sh)
@@ -14,7 +15,7 @@
 #   .whl/*.whl                  open_clip_torch, ftfy, wcwidth wheels (pip download)
 #
 #   OUT=/tmp/out PHASES="smoke nccl amp fm f32 sweep" benches/gpu_lease.sh
-#   OUT=/tmp/out PHASES="smoke matmul attention kernels" benches/gpu_lease.sh   # since 2026-12-06: first
+#   OUT=/tmp/out PHASES="smoke host matmul attention kernels" benches/gpu_lease.sh   # first, since 2026-12-07
 #
 # Phases, in the order a short lease should spend its time:
 #   smoke  ViT-B/32 amp_bf16 batch 256 with the fused binary, if any; falls back to the plain one
@@ -36,9 +37,14 @@
 #   kernels one ViT-B/32 amp_bf16 step of 256 with CubeCL's profiler on (every kernel timed
 #          on the device, so the wall time means nothing): how many kernels a step launches
 #          and how long the device is busy with them; the busiest 25 go to progress.txt
+#   host   the same step (5 of them) with the host threads sampled (`--profile-host`): the
+#          CPU time of Burn's autodiff, CubeCL's launches and the CUDA driver, by thread
+#          and function, against the steps' wall time (tables to progress.txt; the flame
+#          graph is host-profile.svg)
 # At most 8 files come back from OUT: progress.txt, stderr.txt, smoke.jsonl, gpu.jsonl,
-# gpu.log, fm.log, fm-f32-metrics.jsonl, fm-amp_bf16-metrics.jsonl (sweep, matmul and
-# attention lines go to smoke.jsonl).
+# gpu.log, fm.log, fm-metrics.jsonl (every Fashion-MNIST run's metrics, each line with
+# its run's name), host-profile.svg (sweep, matmul, attention and host lines go to
+# smoke.jsonl).
 set -u
 cd "$(dirname "$0")/.."
 GPU_DIR=${GPU_DIR:-.gpu}
@@ -76,7 +82,7 @@ for b in "$GPU_DIR"/realsyn*.xz; do
     "$b" "${b%.xz}" && chmod +x "${b%.xz}"
 done
 
-PHASES=${PHASES:-smoke nccl amp fm f32 sweep matmul attention kernels}
+PHASES=${PHASES:-smoke host nccl amp fm f32 sweep matmul attention kernels}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 train_step() { # binary batch -> one JSON line (ViT-B/32 amp_bf16)
   timeout 120 "$1" bench train-step --arch ViT-B-32 --batch-size "$2" --device cuda --warmup 2 --iters 3 \
@@ -99,6 +105,10 @@ gpu() { # precision
 source benches/fm_recipe.sh
 fm_toml() { # steps [model config] -> /tmp/fm.toml
   fm_recipe "$GPU_DIR/fm/train/00000.tar" cuda "$1" /tmp/fm "" "${2:-}" > /tmp/fm.toml
+}
+keep_metrics() { # run name: /tmp/NAME/metrics.jsonl -> OUT/fm-metrics.jsonl, lines marked with the run
+  python3 -c 'import json,sys; [print(json.dumps({"run": sys.argv[2], **json.loads(l)})) for l in open(sys.argv[1])]' \
+    "/tmp/$1/metrics.jsonl" "$1" >> "$OUT/fm-metrics.jsonl"
 }
 losses() { python3 -c 'import json,sys; print(" ".join("%.6f" % r["loss"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r))' "$1"; }
 if has nccl; then
@@ -141,7 +151,7 @@ if has fm; then
     timeout 90 "$best" train --recipe /tmp/fm.toml --set "train.precision=\"$prec\"" \
       --set "output.dir=\"/tmp/fm-$prec\"" >> "$OUT/fm.log" 2>&1
     tail -1 "$OUT/fm.log"
-    cp "/tmp/fm-$prec/metrics.jsonl" "$OUT/fm-$prec-metrics.jsonl"
+    keep_metrics "fm-$prec"
   done
   # EVA02, the paper's encoder, the same way (its SwiGLU, rotary and sub-LN kernels
   # in bf16); the losses go to progress.txt.
@@ -151,11 +161,19 @@ if has fm; then
     timeout 90 "$best" train --recipe /tmp/fm.toml --set "train.precision=\"$prec\"" \
       --set "output.dir=\"/tmp/fm-eva02-$prec\"" >> "$OUT/fm.log" 2>&1
     losses "/tmp/fm-eva02-$prec/metrics.jsonl" | tee -a "$OUT/progress.txt"
+    keep_metrics "fm-eva02-$prec"
   done
 fi
 if has f32; then log "gpu.sh f32"; gpu f32; fi
 if has sweep; then
   for b in 8 64 256; do log "sweep: batch $b"; train_step "$best" "$b"; done
+fi
+if has host; then
+  log "host: 5 ViT-B/32 amp_bf16 steps of 256, host threads sampled"
+  timeout 180 "$best" bench train-step --arch ViT-B-32 --batch-size 256 --device cuda --warmup 2 --iters 5 \
+    --precision amp_bf16 --profile-host /tmp/host 2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
+  head -c 20000 /tmp/host/host-profile.txt >> "$OUT/progress.txt"
+  cp /tmp/host/host-profile.svg "$OUT/"
 fi
 if has matmul; then
   # The training step's own products (ViT-B/16 at 128 per GPU: 25,216 tokens of width

@@ -274,6 +274,80 @@ fn a_matmul_output_is_not_copied_on_the_calling_thread() {
     );
 }
 
+#[test]
+fn a_shared_operand_is_not_copied_on_the_calling_thread() {
+    // `x * x` (a gradient norm's squares) or `x + y` with x kept for the backward
+    // pass: lhs is shared, so the op cannot write into it. Upstream copied lhs on the
+    // calling thread first (faulting in the whole output there) and then ran the op;
+    // patched, the pool's threads write the output in one pass.
+    let device = Default::default();
+    let n = 1 << 22; // 16 MiB: 4096 pages
+    let x = Tensor::<Cpu, 1>::random([n], Distribution::Uniform(-1.0, 1.0), &device);
+    let pages = (n * 4 / 4096) as u64;
+    let mut least = u64::MAX;
+    for _ in 0..3 {
+        let before = minor_faults();
+        let squares = x.clone() * x.clone();
+        least = least.min(minor_faults() - before);
+        drop(squares);
+    }
+    assert!(
+        least * 4 < pages,
+        "the calling thread took {least} page faults for a {pages}-page product"
+    );
+    let v = values(x.clone());
+    let want: Vec<f32> = v.iter().map(|a| a * a).collect();
+    assert_close(&values(x.clone() * x.clone()), &want, "x * x");
+    assert_eq!(values(x), v, "the shared operand is unchanged");
+}
+
+#[test]
+fn an_embedding_gradient_adds_its_rows_in_place() {
+    // An embedding's backward adds the used rows' gradients into fresh zeros of the
+    // table's size (CLIP's 49,408 x 512 tokens: 100 MB). Upstream copied the zeros
+    // first; patched, only the rows added to are touched.
+    use burn::tensor::{IndexingUpdateOp, Int};
+    let device = Default::default();
+    let (rows, cols) = (16384, 256); // 16 MiB
+    let pages = (rows * cols * 4 / 4096) as u64;
+    let ids = [3i64, 7, 3, 16383];
+    let indices = || Tensor::<Cpu, 1, Int>::from_ints(ids, &device);
+    let grads = || {
+        let g: Vec<f32> = (0..ids.len() * cols).map(|i| i as f32).collect();
+        Tensor::<Cpu, 1>::from_floats(g.as_slice(), &device).reshape([ids.len(), cols])
+    };
+    let zeros = Tensor::<Cpu, 2>::zeros([rows, cols], &device);
+    let before = minor_faults();
+    let table = zeros.select_assign(0, indices(), grads(), IndexingUpdateOp::Add);
+    let faults = minor_faults() - before;
+    assert!(
+        faults * 4 < pages,
+        "{faults} page faults for a {pages}-page table"
+    );
+    let check = |table: Tensor<Cpu, 2>, what: &str| {
+        let t = values(table);
+        let g = |k: usize, j: usize| (k * cols + j) as f32;
+        for j in [0, 1, cols - 1] {
+            assert_eq!(t[3 * cols + j], g(0, j) + g(2, j), "{what}: row 3 (twice)");
+            assert_eq!(t[7 * cols + j], g(1, j), "{what}: row 7");
+            assert_eq!(t[16383 * cols + j], g(3, j), "{what}: last row");
+            assert_eq!(t[5 * cols + j], 0.0, "{what}: an unused row");
+        }
+    };
+    check(table, "in place");
+    // A table something else holds is left as it was.
+    let kept = Tensor::<Cpu, 2>::zeros([rows, cols], &device);
+    check(
+        kept.clone()
+            .select_assign(0, indices(), grads(), IndexingUpdateOp::Add),
+        "copied",
+    );
+    assert!(
+        values(kept).iter().all(|&x| x == 0.0),
+        "the held table changed"
+    );
+}
+
 // Third round: strided operands of the SIMD binary ops (an offset slice, a flip) are
 // copied once instead of walked element by element, a table broadcast over leading
 // dimensions takes the shared-row kernel, and attention's heads are split over threads.

@@ -123,6 +123,26 @@ where
         return lhs;
     }
 
+    // realsyn patch: a shared lhs (a tensor autodiff keeps for the backward
+    // pass, or `x * x`) against a contiguous rhs of its shape: one pass into a
+    // new buffer, split over the threads. It fell to the broadcast path below,
+    // which copied lhs on this thread first (a ViT-B/32 step's gradient norm
+    // spent 6% of the step's CPU time in that copy).
+    if simd_hint.is_some()
+        && let (Some((l_start, l_end)), Some((r_start, r_end))) = (
+            lhs.layout().contiguous_offsets(),
+            rhs.layout().contiguous_offsets(),
+        )
+        && l_end - l_start == r_end - r_start
+    {
+        let out = crate::par::map2(
+            &lhs.storage::<f32>()[l_start..l_end],
+            &rhs.storage::<f32>()[r_start..r_end],
+            op,
+        );
+        return make_tensor(out, lhs.layout().shape().clone(), lhs.dtype());
+    }
+
     // Broadcast SIMD fast path: rhs is broadcast via stride-0 dims in
     // one of two hot shapes that dominate layer_norm decomposition --
     // shared-row (`gamma.unsqueeze() * x`) or per-row scalar
