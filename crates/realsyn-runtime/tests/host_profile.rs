@@ -52,14 +52,30 @@ fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
         .name("heavy-worker".into())
         .spawn(|| heavy_work(0.9))
         .unwrap();
+    // As Mesa's worker threads do: SIGPROF blocked, so no samples, only a clock.
+    let blocked = std::thread::Builder::new()
+        .name("blocks-sigprof".into())
+        .spawn(|| {
+            // SAFETY: changes this thread's signal mask only.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGPROF);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            std::thread::sleep(Duration::from_millis(50)); // the watcher sees it
+            light_work(0.2)
+        })
+        .unwrap();
     light_work(0.3);
     worker.join().unwrap();
+    blocked.join().unwrap();
     std::thread::sleep(Duration::from_millis(100)); // wall time, no CPU time
     let profile = profiler.finish().unwrap();
 
     let table = profile.table(15);
     eprintln!("{table}");
-    assert!(profile.cpu_s >= 1.1 && profile.wall_s >= 1.0, "{table}");
+    assert!(profile.cpu_s >= 1.3 && profile.wall_s >= 1.0, "{table}");
     // At least the slowest kernel tick's rate (100 Hz): ~120 samples or more.
     assert!(profile.effective_hz() >= 90.0, "{table}");
 
@@ -84,17 +100,18 @@ fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
 
     // heavy_work ran on the named worker, light_work on the test's own thread.
     let threads = profile.by_thread();
-    let thread = |label: &str| {
-        threads
-            .iter()
-            .find(|(t, _)| t.starts_with(label))
-            .map(|r| r.1)
-    };
+    let thread = |label: &str| threads.iter().find(|t| t.0.starts_with(label)).map(|r| r.1);
     assert!(thread("heavy-worker").is_some_and(|s| s > 0.8), "{table}");
+    let silent = threads
+        .iter()
+        .find(|t| t.0.starts_with("blocks-sigprof"))
+        .unwrap();
+    assert!((0.18..0.25).contains(&silent.1) && !silent.2, "{table}");
+    assert!(table.contains("in threads that block SIGPROF"), "{table}");
     assert!(
         threads
             .iter()
-            .any(|(t, s)| t.ends_with("(profiled caller)") && (0.24..0.36).contains(s)),
+            .any(|(t, s, _)| t.ends_with("(profiled caller)") && (0.24..0.36).contains(s)),
         "{table}"
     );
     // The profiler's own signal handling is cut off every stack.

@@ -19,7 +19,7 @@ const GLYPH_PX: f64 = 6.6;
 
 #[derive(Default)]
 struct Node {
-    samples: u64,
+    seconds: f64,
     group: String,
     children: BTreeMap<String, Node>,
 }
@@ -32,7 +32,8 @@ impl HostProfile {
             ..Node::default()
         };
         for s in &self.stacks {
-            root.samples += s.samples;
+            let seconds = self.stack_seconds(s);
+            root.seconds += seconds;
             let mut node = root
                 .children
                 .entry(s.thread.clone())
@@ -40,12 +41,12 @@ impl HostProfile {
                     group: "thread".into(),
                     ..Node::default()
                 });
-            node.samples += s.samples;
+            node.seconds += seconds;
             for &f in &s.frames {
                 let frame = &self.frames[f as usize];
                 node = node.children.entry(frame.function.clone()).or_default();
                 node.group = frame.group().to_string();
-                node.samples += s.samples;
+                node.seconds += seconds;
             }
         }
         let depth = self
@@ -65,20 +66,18 @@ impl HostProfile {
              <text x=\"{MARGIN}\" y=\"18\" font-size=\"14\">{}</text>\n\
              <text x=\"{MARGIN}\" y=\"33\" fill=\"#555\">{}</text>\n",
             escape(&format!(
-                "Host CPU time: {:.2} s over {:.2} s wall, {} samples",
+                "Host CPU time: {:.2} s over {:.2} s wall; {:.2} s of it in sampled threads, shown",
                 self.cpu_s,
                 self.wall_s,
-                self.samples()
+                self.sampled_cpu_s()
             )),
-            "callers below callees; a box's width is its share of the samples; colour: crate or library",
+            "callers below callees; a box's width is its CPU time; colour: crate or library",
         );
-        let scale = (WIDTH - 2.0 * MARGIN) / root.samples.max(1) as f64;
-        let total = root.samples.max(1) as f64;
+        let total = root.seconds.max(1e-9);
         let mut draw = Draw {
             svg: &mut svg,
-            scale,
+            scale: (WIDTH - 2.0 * MARGIN) / total,
             total,
-            seconds_per_sample: self.seconds_per_sample(),
             bottom: height - MARGIN,
         };
         draw.node("all", &root, MARGIN, 0);
@@ -91,13 +90,12 @@ struct Draw<'a> {
     svg: &'a mut String,
     scale: f64,
     total: f64,
-    seconds_per_sample: f64,
     bottom: f64,
 }
 
 impl Draw<'_> {
     fn node(&mut self, name: &str, node: &Node, x: f64, depth: usize) {
-        let w = node.samples as f64 * self.scale;
+        let w = node.seconds * self.scale;
         if w < MIN_BOX_PX {
             return;
         }
@@ -105,8 +103,8 @@ impl Draw<'_> {
         let title = format!(
             "{name} ({}): {:.3} s, {:.1}%",
             node.group,
-            node.samples as f64 * self.seconds_per_sample,
-            100.0 * node.samples as f64 / self.total
+            node.seconds,
+            100.0 * node.seconds / self.total
         );
         let _ = write!(
             self.svg,
@@ -129,7 +127,7 @@ impl Draw<'_> {
         let mut cx = x;
         for (child_name, child) in &node.children {
             self.node(child_name, child, cx, depth + 1);
-            cx += child.samples as f64 * self.scale;
+            cx += child.seconds * self.scale;
         }
     }
 }
@@ -179,48 +177,20 @@ fn escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Frame, HostProfile, Stack};
 
     #[test]
-    fn boxes_are_as_wide_as_their_samples_and_names_are_escaped() {
-        let p = HostProfile {
-            wall_s: 1.0,
-            cpu_s: 1.0,
-            hz: 100.0,
-            frames: vec![
-                Frame {
-                    function: "a::outer".into(),
-                    krate: Some("a".into()),
-                    object: "x".into(),
-                },
-                Frame {
-                    function: "<b::T as c::Op>::inner".into(),
-                    krate: Some("b".into()),
-                    object: "x".into(),
-                },
-            ],
-            stacks: vec![
-                Stack {
-                    thread: "main".into(),
-                    frames: vec![0, 1],
-                    samples: 75,
-                },
-                Stack {
-                    thread: "main".into(),
-                    frames: vec![0],
-                    samples: 25,
-                },
-            ],
-            threads: [("main".to_string(), 1)].into(),
-            lost: 0,
-        };
+    fn boxes_are_as_wide_as_their_cpu_time_and_names_are_escaped() {
+        let mut p = super::super::report::tests::profile();
+        p.frames[1].function = "<b::T as c::Op>::inner".into();
         let svg = p.flamegraph_svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        // all, main and a::outer span the full 1180 px; inner three quarters of it.
-        assert_eq!(svg.matches("width=\"1180.00\"").count(), 3, "{svg}");
-        assert!(svg.contains("width=\"885.00\""), "{svg}");
+        // 0.65 s sampled over 1180 px: all; main (0.45 s) 816.92 px; worker- (0.20
+        // s: 5 samples at 0.04 s each) 363.08 px.
+        assert!(svg.contains("width=\"1180.00\""), "{svg}");
+        assert!(svg.contains("width=\"816.92\""), "{svg}");
+        assert!(svg.contains("width=\"363.08\""), "{svg}");
         assert!(
-            svg.contains("&lt;b::T as c::Op&gt;::inner (b): 0.750 s, 75.0%"),
+            svg.contains("&lt;b::T as c::Op&gt;::inner (burn_autodiff): 0.450 s, 69.2%"),
             "{svg}"
         );
         assert!(!svg.contains("<b::"));

@@ -12,8 +12,10 @@
 //! so a thread asleep in a blocking wait is not sampled, and a driver that spins
 //! while it waits is, under the function that waits. The raw stacks are resolved
 //! afterwards, each frame with the object it lies in, so frames without a symbol (a
-//! stripped `libcuda`) still count against their library. Seconds are the
-//! process's measured CPU time (`getrusage`) shared out over the samples.
+//! stripped `libcuda`) still count against their library. A sample's seconds are
+//! its thread's CPU time (read from the thread's clock) shared out over that
+//! thread's samples; threads that block the signal are listed with their CPU time
+//! and no breakdown.
 //!
 //! A release build keeps its symbol table (Cargo strips only debug info), which
 //! names every function that was not inlined; a `strip`ped binary shows
@@ -24,7 +26,7 @@ mod report;
 mod resolve;
 mod sampler;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
@@ -70,13 +72,33 @@ impl HostProfiler {
         for sample in taken.samples {
             *raw.entry((sample.tid, sample.ips)).or_default() += 1;
         }
+        let label = |tid: i32| {
+            let name = taken
+                .names
+                .get(&tid)
+                .or(taken.threads.get(&tid).map(|t| &t.name))
+                .map_or("", String::as_str);
+            thread_label(name, tid == self.caller)
+        };
         let mut resolver = resolve::Resolver::default();
-        let mut threads: BTreeMap<String, HashSet<i32>> = BTreeMap::new();
         let mut merged: HashMap<(String, Vec<u32>), u64> = HashMap::new();
+        let mut rows: BTreeMap<String, ThreadRow> = BTreeMap::new();
+        fn row(rows: &mut BTreeMap<String, ThreadRow>, label: String) -> &mut ThreadRow {
+            rows.entry(label.clone()).or_insert_with(|| ThreadRow {
+                label,
+                threads: 0,
+                cpu_s: 0.0,
+                samples: 0,
+            })
+        }
+        for (&tid, thread) in &taken.threads {
+            let r = row(&mut rows, label(tid));
+            r.threads += 1;
+            r.cpu_s += thread.cpu_s;
+        }
         for ((tid, ips), count) in raw {
-            let name = taken.names.get(&tid).map_or("", String::as_str);
-            let thread = thread_label(name, tid == self.caller);
-            threads.entry(thread.clone()).or_default().insert(tid);
+            let thread = label(tid);
+            row(&mut rows, thread.clone()).samples += count;
             let frames = resolver.stack(&ips);
             *merged.entry((thread, frames)).or_default() += count;
         }
@@ -89,13 +111,19 @@ impl HostProfiler {
             })
             .collect();
         stacks.sort_by(|a, b| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames)));
+        let mut threads: Vec<ThreadRow> = rows.into_values().collect();
+        threads.sort_by(|a, b| {
+            b.cpu_s
+                .total_cmp(&a.cpu_s)
+                .then_with(|| a.label.cmp(&b.label))
+        });
         Ok(HostProfile {
             wall_s,
             cpu_s,
             hz: self.hz as f64,
             frames: resolver.into_frames(),
             stacks,
-            threads: threads.into_iter().map(|(k, v)| (k, v.len())).collect(),
+            threads,
             lost: taken.lost as u64,
         })
     }
@@ -127,6 +155,18 @@ pub struct Stack {
     pub samples: u64,
 }
 
+/// The threads under one label (a pool's threads share one: `rayon-`) over the
+/// profiled region: their CPU time from their own clocks, and their samples.
+#[derive(Clone, Debug)]
+pub struct ThreadRow {
+    pub label: String,
+    pub threads: usize,
+    pub cpu_s: f64,
+    /// 0 for threads that block SIGPROF (Mesa's workers, some drivers'): their
+    /// CPU time is known, where it goes is not.
+    pub samples: u64,
+}
+
 /// The samples of one profiled region, resolved.
 #[derive(Clone, Debug)]
 pub struct HostProfile {
@@ -137,8 +177,8 @@ pub struct HostProfile {
     pub hz: f64,
     pub frames: Vec<Frame>,
     pub stacks: Vec<Stack>,
-    /// Thread label -> how many threads were sampled under it.
-    pub threads: BTreeMap<String, usize>,
+    /// Every thread seen, by label, most CPU time first.
+    pub threads: Vec<ThreadRow>,
     /// Samples not taken (the buffer full, or the thread inside the unwinder).
     pub lost: u64,
 }
@@ -148,22 +188,31 @@ impl HostProfile {
         self.stacks.iter().map(|s| s.samples).sum()
     }
 
-    /// CPU seconds one sample stands for: the process's measured CPU time shared
-    /// out over the samples. Not 1 / `hz`: `ITIMER_PROF` is checked at the kernel's
-    /// timer tick, so a thread is sampled at most once per tick (100-1000 Hz, by
-    /// kernel), whatever rate was asked for.
-    pub fn seconds_per_sample(&self) -> f64 {
-        self.cpu_s / self.samples().max(1) as f64
+    /// The CPU seconds a stack's samples stand for: its threads' CPU time (their
+    /// clocks) shared out over their samples. Not samples / `hz`: CPU timers are
+    /// checked at the kernel's tick, so a thread is sampled at most once per tick
+    /// (100-1,000 Hz, by kernel), whatever rate was asked for.
+    pub fn stack_seconds(&self, stack: &Stack) -> f64 {
+        self.threads
+            .iter()
+            .find(|t| t.label == stack.thread)
+            .map_or(0.0, |t| {
+                stack.samples as f64 * t.cpu_s / t.samples.max(1) as f64
+            })
     }
 
-    /// The CPU seconds `n` samples stand for.
-    pub fn seconds(&self, n: u64) -> f64 {
-        n as f64 * self.cpu_s / self.samples().max(1) as f64
+    /// CPU seconds of the threads that gave samples.
+    pub fn sampled_cpu_s(&self) -> f64 {
+        self.threads
+            .iter()
+            .filter(|t| t.samples > 0)
+            .map(|t| t.cpu_s)
+            .sum()
     }
 
-    /// Samples per CPU second actually taken.
+    /// Samples per CPU second of the sampled threads.
     pub fn effective_hz(&self) -> f64 {
-        self.samples() as f64 / self.cpu_s.max(1e-9)
+        self.samples() as f64 / self.sampled_cpu_s().max(1e-9)
     }
 
     /// Write `DIR/host-profile.txt` (the tables), `.folded` (one line per stack, as

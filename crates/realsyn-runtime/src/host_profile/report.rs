@@ -1,7 +1,7 @@
 //! The profile as tables (by thread, by crate or library, by function) and as
 //! folded stacks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use super::HostProfile;
@@ -10,49 +10,70 @@ use super::HostProfile;
 const NAME_WIDTH: usize = 100;
 
 impl HostProfile {
-    /// CPU seconds per thread label, largest first.
-    pub fn by_thread(&self) -> Vec<(String, f64)> {
-        let mut rows: BTreeMap<&str, u64> = BTreeMap::new();
-        for s in &self.stacks {
-            *rows.entry(&s.thread).or_default() += s.samples;
-        }
-        self.seconds_sorted(rows.into_iter().map(|(k, v)| (k.to_string(), v)))
+    /// CPU seconds per thread label (with its thread count where several), most
+    /// first; `false` marks threads that gave no samples (they block SIGPROF).
+    pub fn by_thread(&self) -> Vec<(String, f64, bool)> {
+        self.threads
+            .iter()
+            .filter(|t| t.cpu_s > 0.0 || t.samples > 0)
+            .map(|t| {
+                let label = if t.threads > 1 {
+                    format!("{} ({} threads)", t.label, t.threads)
+                } else {
+                    t.label.clone()
+                };
+                (label, t.cpu_s, t.samples > 0)
+            })
+            .collect()
     }
 
     /// Self time (the sampled frame itself) per crate, or per object file for code
-    /// that is not Rust (`libcuda.so.1`, `libc.so.6`), largest first.
+    /// that is not Rust (`libcuda.so.1`, `libc.so.6`), most first.
     pub fn self_by_group(&self) -> Vec<(String, f64)> {
-        let mut rows: HashMap<&str, u64> = HashMap::new();
-        for s in &self.stacks {
-            if let Some(&leaf) = s.frames.last() {
-                *rows.entry(self.frames[leaf as usize].group()).or_default() += s.samples;
-            }
-        }
-        self.seconds_sorted(rows.into_iter().map(|(k, v)| (k.to_string(), v)))
+        self.sum_by(|p, frames| {
+            frames
+                .last()
+                .map(|&leaf| p.frames[leaf as usize].group().to_string())
+                .into_iter()
+                .collect()
+        })
     }
 
-    /// Self time per function, largest first.
+    /// Self time per function, most first.
     pub fn self_by_function(&self) -> Vec<(String, f64)> {
-        let mut rows: HashMap<u32, u64> = HashMap::new();
-        for s in &self.stacks {
-            if let Some(&leaf) = s.frames.last() {
-                *rows.entry(leaf).or_default() += s.samples;
-            }
-        }
-        self.by_frame(rows)
+        self.sum_by(|p, frames| {
+            frames
+                .last()
+                .map(|&leaf| p.frames[leaf as usize].function.clone())
+                .into_iter()
+                .collect()
+        })
     }
 
     /// Inclusive time per function (the samples with it anywhere on the stack,
-    /// each sample counted once however often the function recurs), largest first.
+    /// each sample counted once however often the function recurs), most first.
     pub fn inclusive_by_function(&self) -> Vec<(String, f64)> {
-        let mut rows: HashMap<u32, u64> = HashMap::new();
+        self.sum_by(|p, frames| {
+            let distinct: HashSet<u32> = frames.iter().copied().collect();
+            distinct
+                .into_iter()
+                .map(|f| p.frames[f as usize].function.clone())
+                .collect()
+        })
+    }
+
+    /// Each stack's seconds added to every key `keys` gives it, most first.
+    fn sum_by(&self, keys: impl Fn(&Self, &[u32]) -> Vec<String>) -> Vec<(String, f64)> {
+        let mut rows: HashMap<String, f64> = HashMap::new();
         for s in &self.stacks {
-            let distinct: HashSet<u32> = s.frames.iter().copied().collect();
-            for f in distinct {
-                *rows.entry(f).or_default() += s.samples;
+            let seconds = self.stack_seconds(s);
+            for key in keys(self, &s.frames) {
+                *rows.entry(key).or_default() += seconds;
             }
         }
-        self.by_frame(rows)
+        let mut rows: Vec<(String, f64)> = rows.into_iter().collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows
     }
 
     /// One line per stack: `thread;outermost;...;innermost samples`.
@@ -71,12 +92,13 @@ impl HostProfile {
     }
 
     /// The report's text: totals, then the four tables with `top` rows each.
+    /// Shares are of the process's CPU time.
     pub fn table(&self, top: usize) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Host profile: {:.2} s wall, {:.2} s CPU in the process (getrusage), shared out \
-             over {} samples ({:.0} per CPU second; {} asked; {} lost)",
+            "Host profile: {:.2} s wall, {:.2} s CPU in the process (getrusage); {} samples \
+             ({:.0} per CPU second of the sampled threads; {} asked; {} lost)",
             self.wall_s,
             self.cpu_s,
             self.samples(),
@@ -84,12 +106,37 @@ impl HostProfile {
             self.hz,
             self.lost,
         );
+        let blocked: f64 = self
+            .threads
+            .iter()
+            .filter(|t| t.samples == 0)
+            .map(|t| t.cpu_s)
+            .sum();
+        let seen: f64 = self.threads.iter().map(|t| t.cpu_s).sum();
+        let share = |s: f64| 100.0 * s / self.cpu_s.max(1e-9);
+        if share(blocked) >= 1.0 {
+            let _ = writeln!(
+                out,
+                "{blocked:.2} s of it ({:.0}%) in threads that block SIGPROF: counted by thread, \
+                 not by function",
+                share(blocked)
+            );
+        }
+        if share(self.cpu_s - seen) >= 1.0 {
+            let _ = writeln!(
+                out,
+                "{:.2} s of it ({:.0}%) in threads that lived under 10 ms, or before the watcher \
+                 first read their clock",
+                self.cpu_s - seen,
+                share(self.cpu_s - seen)
+            );
+        }
         let threads: Vec<(String, f64)> = self
             .by_thread()
             .into_iter()
-            .map(|(label, s)| match self.threads.get(&label) {
-                Some(&n) if n > 1 => (format!("{label} ({n} threads)"), s),
-                _ => (label, s),
+            .map(|(label, s, sampled)| match sampled {
+                true => (label, s),
+                false => (format!("{label} [no samples: SIGPROF blocked]"), s),
             })
             .collect();
         let tables = [
@@ -111,21 +158,6 @@ impl HostProfile {
         }
         out
     }
-
-    fn by_frame(&self, rows: HashMap<u32, u64>) -> Vec<(String, f64)> {
-        self.seconds_sorted(
-            rows.into_iter()
-                .map(|(f, n)| (self.frames[f as usize].function.clone(), n)),
-        )
-    }
-
-    fn seconds_sorted(&self, rows: impl Iterator<Item = (String, u64)>) -> Vec<(String, f64)> {
-        let mut rows: Vec<(String, u64)> = rows.collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        rows.into_iter()
-            .map(|(k, n)| (k, self.seconds(n)))
-            .collect()
-    }
 }
 
 /// `name` cut to `width` characters with an ellipsis in the middle, which keeps
@@ -144,11 +176,14 @@ pub(super) fn shorten(name: &str, width: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{Frame, Stack};
+pub(super) mod tests {
+    use super::super::{Frame, Stack, ThreadRow};
     use super::*;
 
-    fn profile() -> HostProfile {
+    /// Two threads: `main` (0.45 s on its clock, 45 samples) and two `worker-`
+    /// threads (0.2 s, 5 samples: a slower effective rate), and a thread that
+    /// blocks SIGPROF (0.3 s, no samples); the process used 1.0 s.
+    pub(crate) fn profile() -> HostProfile {
         let frame = |f: &str, o: &str| Frame {
             function: f.into(),
             krate: super::super::rust_crate(f).map(str::to_string),
@@ -159,9 +194,15 @@ mod tests {
             frames: frames.to_vec(),
             samples,
         };
+        let row = |label: &str, threads, cpu_s, samples| ThreadRow {
+            label: label.into(),
+            threads,
+            cpu_s,
+            samples,
+        };
         HostProfile {
             wall_s: 1.0,
-            cpu_s: 0.5,
+            cpu_s: 1.0,
             hz: 100.0,
             frames: vec![
                 frame("main", "realsyn"),
@@ -177,39 +218,55 @@ mod tests {
                 stack("main", &[0, 1, 1], 5),
                 stack("worker-", &[2], 5),
             ],
-            threads: [("main".to_string(), 1), ("worker-".to_string(), 2)].into(),
+            threads: vec![
+                row("main", 1, 0.45, 45),
+                row("lp:", 4, 0.3, 0),
+                row("worker-", 2, 0.2, 5),
+            ],
             lost: 0,
         }
     }
 
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
     #[test]
-    fn tables_add_samples_up_by_thread_group_and_function() {
+    fn each_thread_s_samples_share_out_its_own_cpu_time() {
         let p = profile();
         assert_eq!(p.samples(), 50);
-        assert!((p.seconds_per_sample() - 0.01).abs() < 1e-12);
-        assert!((p.effective_hz() - 100.0).abs() < 1e-9);
-        assert_eq!(
-            p.by_thread(),
-            vec![("main".to_string(), 0.45), ("worker-".to_string(), 0.05)]
-        );
-        assert_eq!(
-            p.self_by_group(),
-            vec![
-                ("libcuda.so.1".to_string(), 0.35),
-                ("burn_autodiff".to_string(), 0.15)
-            ]
+        // main: 0.01 s a sample; worker-: 0.04 s a sample.
+        assert!(close(p.stack_seconds(&p.stacks[0]), 0.30));
+        assert!(close(p.stack_seconds(&p.stacks[3]), 0.20));
+        assert!(close(p.sampled_cpu_s(), 0.65));
+        let threads = p.by_thread();
+        assert_eq!(threads[1], ("lp: (4 threads)".to_string(), 0.3, false));
+        assert_eq!(threads[2].0, "worker- (2 threads)");
+        let groups = p.self_by_group();
+        // libcuda: main's 30 samples (0.30 s) + worker-'s 5 (0.20 s).
+        assert_eq!(groups[0].0, "libcuda.so.1");
+        assert!(
+            close(groups[0].1, 0.50) && close(groups[1].1, 0.15),
+            "{groups:?}"
         );
         let inclusive: HashMap<String, f64> = p.inclusive_by_function().into_iter().collect();
         // The recursive stack counts once for burn_autodiff::step.
-        assert!((inclusive["burn_autodiff::step"] - 0.45).abs() < 1e-12);
-        assert!((inclusive["main"] - 0.45).abs() < 1e-12);
-        assert!((inclusive["cuLaunchKernel"] - 0.35).abs() < 1e-12);
+        assert!(close(inclusive["burn_autodiff::step"], 0.45));
+        assert!(close(inclusive["cuLaunchKernel"], 0.50));
         let table = p.table(10);
-        assert!(table.contains("worker- (2 threads)"), "{table}");
         assert!(
-            table.contains("over 50 samples (100 per CPU second; 100 asked; 0 lost)"),
+            table.contains("lp: (4 threads) [no samples: SIGPROF blocked]"),
             "{table}"
         );
+        assert!(
+            table.contains("0.30 s of it (30%) in threads that block SIGPROF"),
+            "{table}"
+        );
+        assert!(
+            table.contains("0.05 s of it (5%) in threads that lived under 10 ms"),
+            "{table}"
+        );
+        assert!(table.contains("50 samples (77 per CPU second"), "{table}");
     }
 
     #[test]

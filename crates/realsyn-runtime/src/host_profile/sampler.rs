@@ -14,7 +14,9 @@
 //! takes no lock it could already hold unless the thread was interrupted inside the
 //! unwinder itself: such samples are skipped and counted) and claims a slot with an
 //! atomic add. A thread is found by a watcher that lists `/proc/self/task` every
-//! 10 ms, so threads that live shorter than that are not sampled.
+//! 10 ms, so threads that live shorter than that are not sampled; the watcher also
+//! reads each thread's CPU clock, which tells the seconds a thread's samples stand
+//! for, and the CPU time of threads that block SIGPROF and so give none.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,6 +62,10 @@ pub(super) struct Samples {
     pub samples: Vec<Sample>,
     /// Thread id -> its name at its last sample.
     pub names: HashMap<i32, String>,
+    /// Every thread the watcher saw, sampled or not (a thread that blocks SIGPROF,
+    /// as Mesa's and some drivers' worker threads do, uses CPU time but gives no
+    /// samples).
+    pub threads: HashMap<i32, ThreadCpu>,
     /// Samples not taken: the buffer was full, or the thread was in the unwinder.
     pub lost: usize,
 }
@@ -67,14 +73,31 @@ pub(super) struct Samples {
 pub(super) struct Sampler {
     buffer: *mut Buffer,
     stop: Arc<AtomicBool>,
-    watcher: Option<std::thread::JoinHandle<Timers>>,
+    watcher: Option<std::thread::JoinHandle<Watched>>,
+    threads: HashMap<i32, ThreadCpu>,
 }
 
-/// The timers the watcher created (plain ids, used from the watcher's thread and
-/// then from `halt`'s).
-struct Timers(Vec<libc::timer_t>);
+/// What the watcher found: the timers it created (plain ids, used from the
+/// watcher's thread and then from `halt`'s) and each thread's CPU time.
+struct Watched {
+    timers: Vec<libc::timer_t>,
+    threads: HashMap<i32, ThreadCpu>,
+}
 
-unsafe impl Send for Timers {}
+unsafe impl Send for Watched {}
+
+/// One thread's name and the CPU seconds it used while it was watched: from when
+/// the watcher first saw it to its last reading (the stop, or the last scan before
+/// the thread ended: at most `WATCH_EVERY` of it is missed).
+#[derive(Clone, Debug)]
+pub(super) struct ThreadCpu {
+    pub name: String,
+    pub cpu_s: f64,
+    first: f64,
+    /// Whether the name was read again after the thread's start, when threads
+    /// name themselves.
+    renamed: bool,
+}
 
 impl Sampler {
     /// Install the handler and start timing every thread, one sample per
@@ -136,6 +159,7 @@ impl Sampler {
             buffer,
             stop,
             watcher: Some(watcher),
+            threads: HashMap::new(),
         })
     }
 
@@ -169,6 +193,7 @@ impl Sampler {
         Samples {
             samples,
             names,
+            threads: std::mem::take(&mut self.threads),
             lost: buffer.full.load(Ordering::Relaxed) + buffer.in_unwinder.load(Ordering::Relaxed),
         }
     }
@@ -180,8 +205,12 @@ impl Sampler {
             return;
         };
         self.stop.store(true, Ordering::Release);
-        let timers = watcher.join().unwrap_or(Timers(Vec::new()));
-        for timer in &timers.0 {
+        let watched = watcher.join().unwrap_or(Watched {
+            timers: Vec::new(),
+            threads: HashMap::new(),
+        });
+        self.threads = watched.threads;
+        for timer in &watched.timers {
             // SAFETY: created by timer_create, deleted once.
             unsafe { libc::timer_delete(*timer) };
         }
@@ -214,14 +243,18 @@ fn zeroed(n: usize) -> Box<[AtomicUsize]> {
     unsafe { Box::from_raw(raw as *mut [AtomicUsize]) }
 }
 
-/// The watcher: a timer for each thread of the process not yet timed, until told
-/// to stop; hands back the timers.
-fn watch(stop: &AtomicBool, interval_ns: i64) -> Timers {
+/// The watcher: a timer for each thread of the process not yet timed, and each
+/// thread's CPU time read, every `WATCH_EVERY` until told to stop (then once more).
+fn watch(stop: &AtomicBool, interval_ns: i64) -> Watched {
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
+    let mut watched = Watched {
+        timers: Vec::new(),
+        threads: HashMap::new(),
+    };
     let mut seen = HashSet::from([me]);
-    let mut timers = Timers(Vec::new());
-    while !stop.load(Ordering::Acquire) {
+    loop {
+        let last = stop.load(Ordering::Acquire);
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
             break;
         };
@@ -229,21 +262,64 @@ fn watch(stop: &AtomicBool, interval_ns: i64) -> Timers {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
         {
+            let Some(now) = thread_cpu_s(tid) else {
+                continue; // ended since the listing
+            };
             if seen.insert(tid) {
-                timers.0.extend(thread_timer(tid, interval_ns));
+                watched.timers.extend(thread_timer(tid, interval_ns));
+                let name = thread_name(tid).unwrap_or_default();
+                watched.threads.insert(
+                    tid,
+                    ThreadCpu {
+                        name,
+                        cpu_s: 0.0,
+                        first: now,
+                        renamed: false,
+                    },
+                );
+            } else if let Some(t) = watched.threads.get_mut(&tid) {
+                t.cpu_s = now - t.first;
+                if !t.renamed || last {
+                    // Threads name themselves after they start.
+                    t.name = thread_name(tid).unwrap_or(std::mem::take(&mut t.name));
+                    t.renamed = true;
+                }
             }
+        }
+        if last {
+            break;
         }
         std::thread::sleep(WATCH_EVERY);
     }
-    timers
+    watched
+}
+
+/// Linux's clock id for a thread's CPU time (MAKE_THREAD_CPUCLOCK(tid,
+/// CPUCLOCK_SCHED) in the kernel's posix-timers.h).
+fn thread_clock(tid: i32) -> libc::clockid_t {
+    ((!tid) << 3) | 6
+}
+
+/// Thread `tid`'s CPU seconds so far; `None` once it has ended.
+fn thread_cpu_s(tid: i32) -> Option<f64> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the timespec it is given; a stale id gives an error.
+    let ok = unsafe { libc::clock_gettime(thread_clock(tid), &mut t) } == 0;
+    ok.then(|| t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
+}
+
+fn thread_name(tid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+    Some(comm.trim_end().to_string())
 }
 
 /// A timer on thread `tid`'s CPU clock that sends it SIGPROF every `interval_ns`
 /// of its CPU time; `None` if the thread has exited.
 fn thread_timer(tid: i32, interval_ns: i64) -> Option<libc::timer_t> {
-    // Linux's clock id for a thread's CPU time (MAKE_THREAD_CPUCLOCK(tid,
-    // CPUCLOCK_SCHED) in the kernel's posix-timers.h).
-    let clock = ((!tid) << 3) | 6;
+    let clock = thread_clock(tid);
     // SAFETY: plain C structs filled before use; the kernel validates the ids.
     unsafe {
         let mut event: libc::sigevent = std::mem::zeroed();
