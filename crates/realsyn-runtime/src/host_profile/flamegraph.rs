@@ -32,7 +32,7 @@ impl HostProfile {
             ..Node::default()
         };
         for s in &self.stacks {
-            let seconds = self.stack_seconds(s);
+            let seconds = s.seconds;
             root.seconds += seconds;
             let mut node = root
                 .children

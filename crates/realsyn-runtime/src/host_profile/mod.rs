@@ -80,34 +80,44 @@ impl HostProfiler {
                 .map_or("", String::as_str);
             thread_label(name, tid == self.caller)
         };
-        let mut resolver = resolve::Resolver::default();
-        let mut merged: HashMap<(String, Vec<u32>), u64> = HashMap::new();
-        let mut rows: BTreeMap<String, ThreadRow> = BTreeMap::new();
-        fn row(rows: &mut BTreeMap<String, ThreadRow>, label: String) -> &mut ThreadRow {
-            rows.entry(label.clone()).or_insert_with(|| ThreadRow {
-                label,
-                threads: 0,
-                cpu_s: 0.0,
-                samples: 0,
-            })
+        // Per thread: its samples, and the CPU seconds each of them stands for.
+        let mut per_thread: HashMap<i32, u64> = HashMap::new();
+        for ((tid, _), count) in &raw {
+            *per_thread.entry(*tid).or_default() += count;
         }
+        let cpu_of = |tid: i32| taken.threads.get(&tid).map_or(0.0, |t| t.cpu_s);
+        let mut rows: BTreeMap<(String, bool), ThreadRow> = BTreeMap::new();
         for (&tid, thread) in &taken.threads {
-            let r = row(&mut rows, label(tid));
+            let sampled = per_thread.contains_key(&tid);
+            let r = rows
+                .entry((label(tid), sampled))
+                .or_insert_with(|| ThreadRow {
+                    label: label(tid),
+                    sampled,
+                    threads: 0,
+                    cpu_s: 0.0,
+                    samples: 0,
+                });
             r.threads += 1;
             r.cpu_s += thread.cpu_s;
+            r.samples += per_thread.get(&tid).copied().unwrap_or(0);
         }
+        let mut resolver = resolve::Resolver::default();
+        let mut merged: HashMap<(String, Vec<u32>), (u64, f64)> = HashMap::new();
         for ((tid, ips), count) in raw {
-            let thread = label(tid);
-            row(&mut rows, thread.clone()).samples += count;
+            let seconds = count as f64 * cpu_of(tid) / per_thread[&tid] as f64;
             let frames = resolver.stack(&ips);
-            *merged.entry((thread, frames)).or_default() += count;
+            let m = merged.entry((label(tid), frames)).or_default();
+            m.0 += count;
+            m.1 += seconds;
         }
         let mut stacks: Vec<Stack> = merged
             .into_iter()
-            .map(|((thread, frames), samples)| Stack {
+            .map(|((thread, frames), (samples, seconds))| Stack {
                 thread,
                 frames,
                 samples,
+                seconds,
             })
             .collect();
         stacks.sort_by(|a, b| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames)));
@@ -146,24 +156,31 @@ impl Frame {
     }
 }
 
-/// One distinct call stack of one thread (label) and how often it was sampled.
+/// One distinct call stack of one thread (label), how often it was sampled, and
+/// the CPU seconds those samples stand for: each sample its thread's CPU time (the
+/// thread's clock) shared out over that thread's samples. Not samples / `hz`: CPU
+/// timers are checked at the kernel's tick, so a thread is sampled at most once per
+/// tick (100-1,000 Hz, by kernel), whatever rate was asked for.
 #[derive(Clone, Debug)]
 pub struct Stack {
     pub thread: String,
     /// Indices into [`HostProfile::frames`], outermost first.
     pub frames: Vec<u32>,
     pub samples: u64,
+    pub seconds: f64,
 }
 
-/// The threads under one label (a pool's threads share one: `rayon-`) over the
-/// profiled region: their CPU time from their own clocks, and their samples.
+/// The threads under one label (a pool's threads share one: `rayon-`; a thread
+/// inherits its creator's name until it names itself) that gave samples, or that
+/// gave none, over the profiled region: their CPU time from their own clocks.
 #[derive(Clone, Debug)]
 pub struct ThreadRow {
     pub label: String,
+    /// False for threads that gave no samples: they block SIGPROF (Mesa's workers,
+    /// some drivers'), so their CPU time is known and where it goes is not.
+    pub sampled: bool,
     pub threads: usize,
     pub cpu_s: f64,
-    /// 0 for threads that block SIGPROF (Mesa's workers, some drivers'): their
-    /// CPU time is known, where it goes is not.
     pub samples: u64,
 }
 
@@ -188,24 +205,11 @@ impl HostProfile {
         self.stacks.iter().map(|s| s.samples).sum()
     }
 
-    /// The CPU seconds a stack's samples stand for: its threads' CPU time (their
-    /// clocks) shared out over their samples. Not samples / `hz`: CPU timers are
-    /// checked at the kernel's tick, so a thread is sampled at most once per tick
-    /// (100-1,000 Hz, by kernel), whatever rate was asked for.
-    pub fn stack_seconds(&self, stack: &Stack) -> f64 {
-        self.threads
-            .iter()
-            .find(|t| t.label == stack.thread)
-            .map_or(0.0, |t| {
-                stack.samples as f64 * t.cpu_s / t.samples.max(1) as f64
-            })
-    }
-
     /// CPU seconds of the threads that gave samples.
     pub fn sampled_cpu_s(&self) -> f64 {
         self.threads
             .iter()
-            .filter(|t| t.samples > 0)
+            .filter(|t| t.sampled)
             .map(|t| t.cpu_s)
             .sum()
     }
