@@ -249,6 +249,40 @@ fn bench_modes_are_subcommands_that_print_one_json_line() {
         (Some("encode-image"), Some(2))
     );
     assert_eq!(v["seconds"].as_array().unwrap().len(), 2);
+    // --profile-host: the tables, folded stacks and flame graph of the timed runs.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let v = run(&[
+        "bench",
+        "train-step",
+        "--arch",
+        &arch,
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--iters",
+        "3",
+        "--profile-host",
+        profile.to_str().unwrap(),
+    ]);
+    assert!(v["host_profile"]["samples"].as_u64().unwrap() > 0, "{v}");
+    let table = std::fs::read_to_string(profile.join("host-profile.txt")).unwrap();
+    assert!(
+        table.contains("CPU time by thread") && table.contains("(profiled caller)"),
+        "{table}"
+    );
+    // Every sample of the thread that runs the steps lies inside the timed loop.
+    let folded = std::fs::read_to_string(profile.join("host-profile.folded")).unwrap();
+    assert!(
+        folded
+            .lines()
+            .filter(|l| l.contains("(profiled caller)"))
+            .all(|l| l.contains("time_runs")),
+        "{folded}"
+    );
+    let svg = std::fs::read_to_string(profile.join("host-profile.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
     let v = run(&["bench", "semantic-dedup", "--n", "2000", "--dim", "16"]);
     assert_eq!(v["mode"], "semantic-dedup");
     assert!(v["recall"].as_f64().unwrap() > 0.9, "{v}");

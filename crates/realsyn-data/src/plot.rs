@@ -70,7 +70,7 @@ fn draw_panel(svg: &mut String, p: &Panel, x0: f64) {
         svg,
         r#"<text x="{}" y="17" font-size="13">{}</text>"#,
         x0 + PAD_L,
-        esc(&p.title)
+        xml_escape(&p.title)
     );
     let (left, right, top, bottom) = (x0 + PAD_L, x0 + W - PAD_R, PAD_T, H - PAD_B);
     let _ = writeln!(
@@ -96,14 +96,14 @@ fn draw_panel(svg: &mut String, p: &Panel, x0: f64) {
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
         (left + right) / 2.0,
         H - 8.0,
-        esc(&p.x_label)
+        xml_escape(&p.x_label)
     );
     let _ = writeln!(
         svg,
         r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
         x0 + 12.0,
         (top + bottom) / 2.0,
-        esc(&p.y_label)
+        xml_escape(&p.y_label)
     );
     for (k, s) in p.series.iter().enumerate() {
         if matches!(s.style, Style::Line | Style::Dashed | Style::LineAndPoints)
@@ -147,7 +147,7 @@ fn draw_panel(svg: &mut String, p: &Panel, x0: f64) {
             s.color,
             left + 22.0,
             ly,
-            esc(&s.name)
+            xml_escape(&s.name)
         );
     }
 }
@@ -207,10 +207,12 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn esc(s: &str) -> String {
+/// `s` as XML text or attribute value.
+pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

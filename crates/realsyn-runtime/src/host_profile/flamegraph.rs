@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use super::HostProfile;
 use super::report::shorten;
+use realsyn_data::plot::xml_escape as escape;
 
 const WIDTH: f64 = 1200.0;
 const MARGIN: f64 = 10.0;
@@ -166,13 +167,6 @@ fn colour(group: &str) -> String {
     let hue = (h % 60) as f64; // red .. yellow
     let light = 62 + (h >> 8) % 16;
     format!("hsl({hue:.0},85%,{light}%)")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -36,7 +36,6 @@ const WATCH_EVERY: Duration = Duration::from_millis(10);
 /// What the handler writes into; shared with it through [`BUFFER`].
 struct Buffer {
     next: AtomicUsize,
-    in_flight: AtomicUsize,
     full: AtomicUsize,
     in_unwinder: AtomicUsize,
     lens: Box<[AtomicUsize]>,
@@ -50,6 +49,10 @@ struct Buffer {
 }
 
 static BUFFER: AtomicPtr<Buffer> = AtomicPtr::new(std::ptr::null_mut());
+/// Handlers running now. Counted before a handler reads `BUFFER` and after it is
+/// done with it, both sequentially consistent with `halt`'s unpublishing, so once
+/// `halt` has cleared `BUFFER` and then read 0 here, no handler holds the buffer.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// One sample: the thread and its stack's addresses, innermost first.
 pub(super) struct Sample {
@@ -108,7 +111,6 @@ impl Sampler {
         }
         let buffer = Box::into_raw(Box::new(Buffer {
             next: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
             full: AtomicUsize::new(0),
             in_unwinder: AtomicUsize::new(0),
             lens: zeroed(CAPACITY),
@@ -218,10 +220,8 @@ impl Sampler {
         // the process).
         // SAFETY: setting a disposition.
         unsafe { libc::signal(libc::SIGPROF, libc::SIG_IGN) };
-        BUFFER.store(std::ptr::null_mut(), Ordering::Release);
-        // SAFETY: still allocated; only its atomics are read.
-        let buffer = unsafe { &*self.buffer };
-        while buffer.in_flight.load(Ordering::Acquire) != 0 {
+        BUFFER.store(std::ptr::null_mut(), Ordering::SeqCst);
+        while IN_FLIGHT.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
         }
     }
@@ -348,14 +348,15 @@ fn thread_timer(tid: i32, interval_ns: i64) -> Option<libc::timer_t> {
 
 /// The SIGPROF handler: the interrupted thread's stack into the next free slot.
 extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut libc::c_void) {
-    let buffer = BUFFER.load(Ordering::Acquire);
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let buffer = BUFFER.load(Ordering::SeqCst);
     if buffer.is_null() {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    // SAFETY: `Sampler::stop` frees the buffer only after `in_flight` drops to 0,
-    // and it was unpublished before: a handler that saw it non-null counts first.
+    // SAFETY: the buffer is freed only after `halt` cleared `BUFFER` and then saw
+    // `IN_FLIGHT` at 0; this handler counted itself before it read `BUFFER`.
     let buffer = unsafe { &*buffer };
-    buffer.in_flight.fetch_add(1, Ordering::AcqRel);
     // Signal handlers must leave errno as they found it.
     // SAFETY: errno's address is valid for the thread's life.
     let errno = unsafe { *libc::__errno_location() };
@@ -390,7 +391,7 @@ extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut 
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
-    buffer.in_flight.fetch_sub(1, Ordering::AcqRel);
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Whether the interrupted instruction lies in one of `ranges`.

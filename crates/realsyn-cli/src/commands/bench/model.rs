@@ -317,17 +317,20 @@ fn settle<B: Backend>(device: &B::Device) -> Result<()> {
     B::sync(device).map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))
 }
 
-/// Rows shaped like real captions: SOT, ~20 ids, EOT, padding.
+/// Rows shaped like real captions: SOT, ~20 ids, EOT, padding; SOT and EOT are the
+/// vocabulary's last two ids, as CLIP's (49406, 49407).
 fn random_tokens<B: Backend>(cfg: &ClipConfig, n: usize, device: &B::Device) -> Tensor<B, 2, Int> {
     let ctx = cfg.text_cfg.context_length;
+    let vocab = cfg.text_cfg.vocab_size;
     let len = 20.min(ctx - 2);
+    let words = 49000.min(vocab - 3);
     let mut rows = vec![0i32; n * ctx];
     for r in 0..n {
-        rows[r * ctx] = 49406;
+        rows[r * ctx] = (vocab - 2) as i32;
         for j in 1..=len {
-            rows[r * ctx + j] = ((r * 7919 + j * 104729) % 49000) as i32 + 1;
+            rows[r * ctx + j] = ((r * 7919 + j * 104729) % words) as i32 + 1;
         }
-        rows[r * ctx + len + 1] = 49407;
+        rows[r * ctx + len + 1] = (vocab - 1) as i32;
     }
     Tensor::from_data(TensorData::new(rows, [n, ctx]), device)
 }
