@@ -755,7 +755,7 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
 ) -> FlexTensor {
     // realsyn patch: by value (`into_contiguous`), so a tensor nothing else holds
     // stays the only owner of its buffer (see below).
-    let tensor = tensor.into_contiguous();
+    let mut tensor = tensor.into_contiguous();
     let indices = indices.to_contiguous();
     let value = value.to_contiguous();
 
@@ -796,59 +796,24 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
         }
     }
 
-    // realsyn patch: add into `tensor` itself when nothing else holds it (an
-    // embedding's gradient starts as fresh zeros: 100 MB for CLIP's token table,
-    // which upstream copied, page by page faulted in, to add a few hundred rows).
-    let mut tensor = tensor;
-    let numel = tensor_shape.num_elements();
-    if tensor.is_unique() {
-        let result = &mut tensor.storage_mut::<E>()[..numel];
-        select_add_into(
-            result,
-            &tensor_shape,
-            dim,
-            &indices_data,
-            value_data,
-            value_shape,
-        );
-        return tensor;
-    }
-    let mut result: Vec<E> = tensor.storage::<E>()[..numel].to_vec();
-    select_add_into(
-        &mut result,
-        &tensor_shape,
-        dim,
-        &indices_data,
-        value_data,
-        value_shape,
-    );
-    let bytes = Bytes::from_elems(result);
-    FlexTensor::new(bytes, Layout::contiguous(tensor_shape), E::dtype())
-}
+    // realsyn patch: add into `tensor` itself; `storage_mut` copies it only when
+    // something else holds it. An embedding's gradient starts as fresh zeros (100
+    // MB for CLIP's token table), which upstream always copied, page by page
+    // faulted in, to add a few hundred rows.
+    let result: &mut [E] = tensor.storage_mut();
 
-/// `result[.., indices[i], ..] += value[.., i, ..]` along `dim`, `result` contiguous.
-fn select_add_into<E: Copy + core::ops::AddAssign>(
-    result: &mut [E],
-    tensor_shape: &Shape,
-    dim: usize,
-    indices_data: &[isize],
-    value_data: &[E],
-    value_shape: &Shape,
-) {
-    let ndims = tensor_shape.num_dims();
-    let num_indices = indices_data.len();
     // Use optimized 2D implementation
     if ndims == 2 {
         select_add_2d(
             result,
-            indices_data,
+            &indices_data,
             value_data,
             tensor_shape[0],
             tensor_shape[1],
             num_indices,
             dim,
         );
-        return;
+        return tensor;
     }
 
     // General N-D case
@@ -871,6 +836,8 @@ fn select_add_into<E: Copy + core::ops::AddAssign>(
         }
         result[dst_idx] += val;
     }
+
+    tensor
 }
 
 /// Optimized 2D select_add.
