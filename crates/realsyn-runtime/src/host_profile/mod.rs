@@ -73,11 +73,7 @@ impl HostProfiler {
             *raw.entry((sample.tid, sample.ips)).or_default() += 1;
         }
         let label = |tid: i32| {
-            let name = taken
-                .names
-                .get(&tid)
-                .or(taken.threads.get(&tid).map(|t| &t.name))
-                .map_or("", String::as_str);
+            let name = taken.threads.get(&tid).map_or("", |t| t.name.as_str());
             thread_label(name, tid == self.caller)
         };
         // Per thread: its samples, and the CPU seconds each of them stands for.

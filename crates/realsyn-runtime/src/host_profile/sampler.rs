@@ -40,8 +40,6 @@ struct Buffer {
     in_unwinder: AtomicUsize,
     lens: Box<[AtomicUsize]>,
     tids: Box<[AtomicUsize]>,
-    /// The thread's name at the sample (16 bytes, NUL-padded), two words a sample.
-    names: Box<[AtomicUsize]>,
     ips: Box<[AtomicUsize]>,
     /// libgcc_s's executable ranges: a thread interrupted in there may hold the
     /// unwinder's lock.
@@ -63,8 +61,6 @@ pub(super) struct Sample {
 /// What a stopped sampler hands back.
 pub(super) struct Samples {
     pub samples: Vec<Sample>,
-    /// Thread id -> its name at its last sample.
-    pub names: HashMap<i32, String>,
     /// Every thread the watcher saw, sampled or not (a thread that blocks SIGPROF,
     /// as Mesa's and some drivers' worker threads do, uses CPU time but gives no
     /// samples).
@@ -115,7 +111,6 @@ impl Sampler {
             in_unwinder: AtomicUsize::new(0),
             lens: zeroed(CAPACITY),
             tids: zeroed(CAPACITY),
-            names: zeroed(CAPACITY * 2),
             ips: zeroed(CAPACITY * DEPTH),
             unwinder: executable_ranges("libgcc_s"),
         }));
@@ -172,20 +167,11 @@ impl Sampler {
         // is freed only when `self` drops.
         let buffer = unsafe { &*self.buffer };
         let taken = buffer.next.load(Ordering::Acquire).min(CAPACITY);
-        let mut names = HashMap::new();
         let samples = (0..taken)
             .filter_map(|i| {
                 let n = buffer.lens[i].load(Ordering::Acquire);
-                let tid = buffer.tids[i].load(Ordering::Relaxed) as i32;
-                let mut name = [0u8; 16];
-                for (w, bytes) in name.chunks_mut(8).enumerate() {
-                    let word = buffer.names[2 * i + w].load(Ordering::Relaxed);
-                    bytes.copy_from_slice(&word.to_ne_bytes());
-                }
-                let len = name.iter().position(|&b| b == 0).unwrap_or(16);
-                names.insert(tid, String::from_utf8_lossy(&name[..len]).into_owned());
                 (n > 0).then(|| Sample {
-                    tid,
+                    tid: buffer.tids[i].load(Ordering::Relaxed) as i32,
                     ips: (0..n)
                         .map(|k| buffer.ips[i * DEPTH + k].load(Ordering::Relaxed))
                         .collect(),
@@ -194,7 +180,6 @@ impl Sampler {
             .collect();
         Samples {
             samples,
-            names,
             threads: std::mem::take(&mut self.threads),
             lost: buffer.full.load(Ordering::Relaxed) + buffer.in_unwinder.load(Ordering::Relaxed),
         }
@@ -376,14 +361,8 @@ extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut 
                     n < DEPTH
                 })
             };
-            // SAFETY: gettid has no preconditions; PR_GET_NAME writes 16 bytes.
+            // SAFETY: gettid has no preconditions.
             buffer.tids[i].store(unsafe { libc::gettid() } as usize, Ordering::Relaxed);
-            let mut name = [0u8; 16];
-            unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
-            for (w, bytes) in name.chunks(8).enumerate() {
-                let word = usize::from_ne_bytes(bytes.try_into().unwrap_or_default());
-                buffer.names[2 * i + w].store(word, Ordering::Relaxed);
-            }
             buffer.lens[i].store(n, Ordering::Release);
         } else {
             buffer.full.fetch_add(1, Ordering::Relaxed);
