@@ -283,6 +283,14 @@ fn bench_modes_are_subcommands_that_print_one_json_line() {
     );
     let svg = std::fs::read_to_string(profile.join("host-profile.svg")).unwrap();
     assert!(svg.starts_with("<svg"));
+    // And its wall clock, waits included: inside the loop too, in the trainer's step.
+    let wall = std::fs::read_to_string(profile.join("host-profile-wall.folded")).unwrap();
+    assert!(
+        wall.lines().count() > 0 && wall.lines().all(|l| l.contains("time_runs")),
+        "{wall}"
+    );
+    assert!(wall.contains("distributed_step"), "{wall}");
+    assert!(table.contains("The profiled caller's wall time"), "{table}");
     let v = run(&["bench", "semantic-dedup", "--n", "2000", "--dim", "16"]);
     assert_eq!(v["mode"], "semantic-dedup");
     assert!(v["recall"].as_f64().unwrap() > 0.9, "{v}");

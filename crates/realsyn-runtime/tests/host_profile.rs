@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use realsyn_runtime::host_profile::{DEFAULT_HZ, HostProfiler};
+use realsyn_runtime::host_profile::{DEFAULT_HZ, HostProfiler, WALL_HZ};
 
 /// This thread's CPU seconds so far.
 fn thread_cpu_s() -> f64 {
@@ -45,6 +45,13 @@ fn light_work(seconds: f64) -> u64 {
     black_box(spin(seconds))
 }
 
+/// Wall time without CPU time.
+#[inline(never)]
+fn idle_wait(seconds: f64) {
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    black_box(());
+}
+
 #[test]
 fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
     let profiler = HostProfiler::start(DEFAULT_HZ).unwrap();
@@ -72,7 +79,7 @@ fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
     light_work(0.3);
     worker.join().unwrap();
     blocked.join().unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // wall time, no CPU time
+    idle_wait(0.3); // wall time, no CPU time
     let profile = profiler.finish().unwrap();
 
     let table = profile.table(15);
@@ -116,14 +123,47 @@ fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
             .any(|(t, s, _)| t.ends_with("(profiled caller)") && (0.24..0.36).contains(s)),
         "{table}"
     );
+    // The caller's wall clock: the 0.3 s asleep in idle_wait (no CPU samples there),
+    // light_work's 0.3 s of CPU or more (it shares 2 cores with two other threads),
+    // and every wall sample adds up to the region's wall time.
+    let wall = |name: &str| -> f64 {
+        profile
+            .caller_wall_by_function()
+            .into_iter()
+            .find(|(f, _)| f.rsplit("::").next() == Some(name))
+            .map_or(0.0, |(_, s)| s)
+    };
+    // (The only CPU time under idle_wait is the wall samples' own handler, ~20 us
+    // each, which runs on the sleeping thread.)
+    assert!(inclusive("idle_wait") < 0.02, "{table}");
+    let idle = wall("idle_wait");
+    assert!(
+        (0.25..0.4).contains(&idle),
+        "idle_wait {idle} s of wall\n{table}"
+    );
+    let light_wall = wall("light_work");
+    assert!(
+        (0.27..0.8).contains(&light_wall),
+        "light_work {light_wall} s of wall\n{table}"
+    );
+    let walled: f64 = profile.caller_wall.iter().map(|s| s.seconds).sum();
+    assert!((walled - profile.wall_s).abs() < 1e-9);
+    let wall_samples: u64 = profile.caller_wall.iter().map(|s| s.samples).sum();
+    assert!(
+        wall_samples as f64 >= 0.8 * profile.wall_s * WALL_HZ as f64,
+        "{table}"
+    );
     // The profiler's own signal handling is cut off every stack.
     assert!(!profile.folded().contains("on_sigprof"));
+    assert!(!profile.wall_folded().contains("on_sigprof"));
     assert_eq!(profile.lost, 0);
 
     let dir = tempfile::tempdir().unwrap();
     profile.write(dir.path(), 20).unwrap();
     let svg = std::fs::read_to_string(dir.path().join("host-profile.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("heavy_work"));
+    let wall_svg = std::fs::read_to_string(dir.path().join("host-profile-wall.svg")).unwrap();
+    assert!(wall_svg.contains("idle_wait") && !wall_svg.contains("heavy_work"));
     let folded = std::fs::read_to_string(dir.path().join("host-profile.folded")).unwrap();
     let counted: u64 = folded
         .lines()

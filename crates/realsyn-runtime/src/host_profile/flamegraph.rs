@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::HostProfile;
 use super::report::shorten;
+use super::{HostProfile, Stack};
 use realsyn_data::plot::xml_escape as escape;
 
 const WIDTH: f64 = 1200.0;
@@ -26,13 +26,35 @@ struct Node {
 }
 
 impl HostProfile {
-    /// The flame graph as an SVG document.
+    /// The flame graph of the CPU-time samples as an SVG document.
     pub fn flamegraph_svg(&self) -> String {
+        let title = format!(
+            "Host CPU time: {:.2} s over {:.2} s wall; {:.2} s of it in sampled threads, shown",
+            self.cpu_s,
+            self.wall_s,
+            self.sampled_cpu_s()
+        );
+        let note = "callers below callees; a box's width is its CPU time; colour: crate or library";
+        self.flamegraph(&self.stacks, &title, note)
+    }
+
+    /// The flame graph of the profiled caller's wall-clock samples.
+    pub fn wall_flamegraph_svg(&self) -> String {
+        let title = format!(
+            "The profiled caller's wall time: {:.2} s, waiting included",
+            self.wall_s
+        );
+        let note = "callers below callees; a box's width is the wall time the thread spent \
+                    there; colour: crate or library";
+        self.flamegraph(&self.caller_wall, &title, note)
+    }
+
+    fn flamegraph(&self, stacks: &[Stack], title: &str, note: &str) -> String {
         let mut root = Node {
             group: "all".into(),
             ..Node::default()
         };
-        for s in &self.stacks {
+        for s in stacks {
             let seconds = s.seconds;
             root.seconds += seconds;
             let mut node = root
@@ -50,13 +72,7 @@ impl HostProfile {
                 node.seconds += seconds;
             }
         }
-        let depth = self
-            .stacks
-            .iter()
-            .map(|s| s.frames.len())
-            .max()
-            .unwrap_or(0)
-            + 2;
+        let depth = stacks.iter().map(|s| s.frames.len()).max().unwrap_or(0) + 2;
         let height = HEADER + depth as f64 * ROW + MARGIN;
         let mut svg = String::new();
         let _ = write!(
@@ -66,13 +82,8 @@ impl HostProfile {
              <rect width=\"100%\" height=\"100%\" fill=\"#fdfdf6\"/>\n\
              <text x=\"{MARGIN}\" y=\"18\" font-size=\"14\">{}</text>\n\
              <text x=\"{MARGIN}\" y=\"33\" fill=\"#555\">{}</text>\n",
-            escape(&format!(
-                "Host CPU time: {:.2} s over {:.2} s wall; {:.2} s of it in sampled threads, shown",
-                self.cpu_s,
-                self.wall_s,
-                self.sampled_cpu_s()
-            )),
-            "callers below callees; a box's width is its CPU time; colour: crate or library",
+            escape(title),
+            escape(note),
         );
         let total = root.seconds.max(1e-9);
         let mut draw = Draw {

@@ -17,6 +17,13 @@
 //! thread's samples; threads that block the signal are listed with their CPU time
 //! and no breakdown.
 //!
+//! The thread that starts the profiler (the one driving the measured work) is also
+//! sampled on the wall clock: where it spends the region's wall time, waiting
+//! included. A thread that hands work to a pool or a device and waits gives few CPU
+//! samples, and those say nothing of what it waits on; its wall samples do (on the
+//! CPU backend: which op's parallel loop; on a GPU: launching or waiting for the
+//! device).
+//!
 //! A release build keeps its symbol table (Cargo strips only debug info), which
 //! names every function that was not inlined; a `strip`ped binary shows
 //! `[realsyn]` for all of its own code.
@@ -37,6 +44,14 @@ use anyhow::Result;
 /// the rate reached is at most the tick's (100-1,000 Hz).
 pub const DEFAULT_HZ: i32 = 997;
 
+/// Wall-clock samples per second of the profiled caller. Lower than the CPU rate
+/// because each costs the caller ~20 us of CPU in the handler whether it runs or
+/// waits (0.4% of its time at this rate); 5 ms apart resolves steps of 0.1 s and up.
+pub const WALL_HZ: i32 = 199;
+
+/// The thread label of [`HostProfile::caller_wall`]'s stacks.
+pub const WALL_THREAD: &str = "profiled caller (wall clock)";
+
 /// A running profiler; [`HostProfiler::finish`] stops it. One per process at a time
 /// (the signal handler is process-wide).
 pub struct HostProfiler {
@@ -51,14 +66,15 @@ impl HostProfiler {
     /// Start sampling every thread of the process, `hz` times per second of each
     /// thread's CPU time.
     pub fn start(hz: i32) -> Result<Self> {
-        let sampler = sampler::Sampler::start(hz)?;
+        // SAFETY: gettid has no preconditions.
+        let caller = unsafe { libc::gettid() };
+        let sampler = sampler::Sampler::start(hz, Some((caller, WALL_HZ)))?;
         Ok(Self {
             sampler,
             hz,
             started: Instant::now(),
             cpu_at_start: process_cpu_s(),
-            // SAFETY: gettid has no preconditions.
-            caller: unsafe { libc::gettid() },
+            caller,
         })
     }
 
@@ -69,8 +85,12 @@ impl HostProfiler {
         // Stopped before the (slow) symbol resolution.
         let taken = self.sampler.stop();
         let mut raw: HashMap<(i32, Vec<usize>), u64> = HashMap::new();
+        let mut wall: HashMap<Vec<usize>, u64> = HashMap::new();
         for sample in taken.samples {
-            *raw.entry((sample.tid, sample.ips)).or_default() += 1;
+            match sample.wall {
+                true => *wall.entry(sample.ips).or_default() += 1,
+                false => *raw.entry((sample.tid, sample.ips)).or_default() += 1,
+            }
         }
         let label = |tid: i32| {
             let name = taken.threads.get(&tid).map_or("", |t| t.name.as_str());
@@ -107,7 +127,17 @@ impl HostProfiler {
             m.0 += count;
             m.1 += seconds;
         }
-        let mut stacks: Vec<Stack> = merged
+        // The caller's wall-clock samples: each the region's wall time shared out
+        // over them (the timer keeps the rate asked, so this is ~1 / WALL_HZ each).
+        let wall_samples: u64 = wall.values().sum();
+        for (ips, count) in wall {
+            let seconds = count as f64 * wall_s / wall_samples as f64;
+            let frames = resolver.stack(&ips);
+            let m = merged.entry((WALL_THREAD.to_string(), frames)).or_default();
+            m.0 += count;
+            m.1 += seconds;
+        }
+        let (mut caller_wall, mut stacks): (Vec<Stack>, Vec<Stack>) = merged
             .into_iter()
             .map(|((thread, frames), (samples, seconds))| Stack {
                 thread,
@@ -115,8 +145,10 @@ impl HostProfiler {
                 samples,
                 seconds,
             })
-            .collect();
-        stacks.sort_by(|a, b| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames)));
+            .partition(|s| s.thread == WALL_THREAD);
+        let order = |a: &Stack, b: &Stack| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames));
+        stacks.sort_by(order);
+        caller_wall.sort_by(order);
         let mut threads: Vec<ThreadRow> = rows.into_values().collect();
         threads.sort_by(|a, b| {
             b.cpu_s
@@ -129,6 +161,7 @@ impl HostProfiler {
             hz: self.hz as f64,
             frames: resolver.into_frames(),
             stacks,
+            caller_wall,
             threads,
             lost: taken.lost as u64,
         })
@@ -189,7 +222,12 @@ pub struct HostProfile {
     /// The sampling rate asked for (see [`HostProfile::effective_hz`]).
     pub hz: f64,
     pub frames: Vec<Frame>,
+    /// The CPU-time samples of every thread.
     pub stacks: Vec<Stack>,
+    /// The profiled caller's wall-clock samples (thread [`WALL_THREAD`]): where
+    /// that thread was over the region, waiting included; their seconds add up to
+    /// the region's wall time.
+    pub caller_wall: Vec<Stack>,
     /// Every thread seen, by label, most CPU time first.
     pub threads: Vec<ThreadRow>,
     /// Samples not taken (the buffer full, or the thread inside the unwinder).
@@ -217,14 +255,17 @@ impl HostProfile {
 
     /// Write `DIR/host-profile.txt` (the tables), `.folded` (one line per stack, as
     /// Brendan Gregg's flamegraph.pl, inferno and speedscope read) and `.svg` (the
-    /// flame graph); each file atomically.
+    /// flame graph), and the profiled caller's wall-clock stacks as
+    /// `host-profile-wall.{folded,svg}`; each file atomically.
     pub fn write(&self, dir: &Path, top: usize) -> Result<()> {
         let put = |name: &str, text: String| {
             realsyn_io::fs::write_atomic(&dir.join(name), text.as_bytes())
         };
         put("host-profile.txt", self.table(top))?;
         put("host-profile.folded", self.folded())?;
-        put("host-profile.svg", self.flamegraph_svg())
+        put("host-profile.svg", self.flamegraph_svg())?;
+        put("host-profile-wall.folded", self.wall_folded())?;
+        put("host-profile-wall.svg", self.wall_flamegraph_svg())
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use super::HostProfile;
+use super::{Frame, HostProfile, Stack};
 
 /// Longest function name a table prints (generic impls run to hundreds of chars).
 const NAME_WIDTH: usize = 100;
@@ -30,7 +30,7 @@ impl HostProfile {
     /// Self time (the sampled frame itself) per crate, or per object file for code
     /// that is not Rust (`libcuda.so.1`, `libc.so.6`), most first.
     pub fn self_by_group(&self) -> Vec<(String, f64)> {
-        self.sum_by(|p, frames| {
+        self.sum_by(&self.stacks, |p, frames| {
             frames
                 .last()
                 .map(|&leaf| p.frames[leaf as usize].group().to_string())
@@ -41,7 +41,7 @@ impl HostProfile {
 
     /// Self time per function, most first.
     pub fn self_by_function(&self) -> Vec<(String, f64)> {
-        self.sum_by(|p, frames| {
+        self.sum_by(&self.stacks, |p, frames| {
             frames
                 .last()
                 .map(|&leaf| p.frames[leaf as usize].function.clone())
@@ -53,19 +53,56 @@ impl HostProfile {
     /// Inclusive time per function (the samples with it anywhere on the stack,
     /// each sample counted once however often the function recurs), most first.
     pub fn inclusive_by_function(&self) -> Vec<(String, f64)> {
-        self.sum_by(|p, frames| {
-            let distinct: HashSet<u32> = frames.iter().copied().collect();
-            distinct
-                .into_iter()
-                .map(|f| p.frames[f as usize].function.clone())
-                .collect()
+        self.sum_by(&self.stacks, Self::distinct_functions)
+    }
+
+    /// The profiled caller's wall time per function, inclusive, most first.
+    pub fn caller_wall_by_function(&self) -> Vec<(String, f64)> {
+        self.sum_by(&self.caller_wall, Self::distinct_functions)
+    }
+
+    /// The profiled caller's wall time by where it was: the innermost frame outside
+    /// the thread runtime (std, rayon, crossbeam, libc, ...), so a thread waiting on
+    /// a parallel loop is counted under the code that started the loop, with that
+    /// frame's caller before it (`op > parallel helper`: the helper alone does not
+    /// say which op).
+    pub fn caller_wall_by_place(&self) -> Vec<(String, f64)> {
+        self.sum_by(&self.caller_wall, |p, frames| {
+            let mut own = frames
+                .iter()
+                .rev()
+                .map(|&f| &p.frames[f as usize])
+                .filter(|frame| !is_thread_runtime(frame))
+                .map(|frame| &frame.function);
+            let place = match (own.next(), own.next()) {
+                (Some(inner), Some(outer)) => format!("{outer} > {inner}"),
+                (Some(inner), None) => inner.clone(),
+                // Nothing but the runtime: its innermost frame.
+                _ => frames
+                    .last()
+                    .map(|&f| p.frames[f as usize].function.clone())
+                    .unwrap_or_default(),
+            };
+            vec![place]
         })
     }
 
+    fn distinct_functions(&self, frames: &[u32]) -> Vec<String> {
+        let distinct: HashSet<u32> = frames.iter().copied().collect();
+        distinct
+            .into_iter()
+            .map(|f| self.frames[f as usize].function.clone())
+            .collect()
+    }
+
     /// Each stack's seconds added to every key `keys` gives it, most first.
-    fn sum_by(&self, keys: impl Fn(&Self, &[u32]) -> Vec<String>) -> Vec<(String, f64)> {
+    fn sum_by(
+        &self,
+        stacks: &[Stack],
+        keys: impl Fn(&Self, &[u32]) -> Vec<String>,
+    ) -> Vec<(String, f64)> {
         let mut rows: HashMap<String, f64> = HashMap::new();
-        for s in &self.stacks {
+        for s in stacks {
             let seconds = s.seconds;
             for key in keys(self, &s.frames) {
                 *rows.entry(key).or_default() += seconds;
@@ -76,10 +113,19 @@ impl HostProfile {
         rows
     }
 
-    /// One line per stack: `thread;outermost;...;innermost samples`.
+    /// One line per CPU-time stack: `thread;outermost;...;innermost samples`.
     pub fn folded(&self) -> String {
+        self.folded_of(&self.stacks)
+    }
+
+    /// The profiled caller's wall-clock stacks, folded as [`HostProfile::folded`].
+    pub fn wall_folded(&self) -> String {
+        self.folded_of(&self.caller_wall)
+    }
+
+    fn folded_of(&self, stacks: &[Stack]) -> String {
         let mut out = String::new();
-        for s in &self.stacks {
+        for s in stacks {
             out.push_str(&s.thread.replace(';', ":"));
             for &f in &s.frames {
                 out.push(';');
@@ -146,17 +192,82 @@ impl HostProfile {
             ("Functions by self time", self.self_by_function()),
         ];
         for (title, rows) in tables {
-            let _ = writeln!(out, "\n{title:<60} {:>9} {:>7}", "CPU s", "share");
-            for (name, s) in rows.into_iter().take(top) {
-                let _ = writeln!(
-                    out,
-                    "  {:<100} {s:>9.3} {:>6.1}%",
-                    shorten(&name, NAME_WIDTH),
-                    100.0 * s / self.cpu_s.max(1e-9)
-                );
+            table_rows(&mut out, title, "CPU s", &rows, top, self.cpu_s);
+        }
+        if !self.caller_wall.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nThe profiled caller's wall time ({:.2} s, {} wall-clock samples), \
+                 waiting included; shares of the wall time",
+                self.wall_s,
+                self.caller_wall.iter().map(|s| s.samples).sum::<u64>()
+            );
+            let wall = [
+                (
+                    "Where it was (innermost frame outside std, rayon, crossbeam, libc)",
+                    self.caller_wall_by_place(),
+                ),
+                (
+                    "Functions by inclusive wall time",
+                    self.caller_wall_by_function(),
+                ),
+            ];
+            for (title, rows) in wall {
+                table_rows(&mut out, title, "wall s", &rows, top, self.wall_s);
             }
         }
         out
+    }
+}
+
+/// One table: a title line, then up to `top` rows of name, seconds and share of
+/// `total`.
+fn table_rows(
+    out: &mut String,
+    title: &str,
+    unit: &str,
+    rows: &[(String, f64)],
+    top: usize,
+    total: f64,
+) {
+    let _ = writeln!(
+        out,
+        "\n{title:<w$} {unit:>9} {:>7}",
+        "share",
+        w = NAME_WIDTH + 2
+    );
+    for (name, s) in rows.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "  {:<w$} {s:>9.3} {:>6.1}%",
+            shorten(name, NAME_WIDTH),
+            100.0 * s / total.max(1e-9),
+            w = NAME_WIDTH
+        );
+    }
+}
+
+/// Code a waiting thread sits in whatever it waits for: the standard library,
+/// rayon's and crossbeam's scheduling, locks, the C library and the kernel's vDSO
+/// (clock reads).
+fn is_thread_runtime(frame: &Frame) -> bool {
+    match &frame.krate {
+        Some(k) => {
+            matches!(
+                k.as_str(),
+                "std" | "core" | "alloc" | "rayon" | "rayon_core"
+            ) || k.starts_with("crossbeam")
+                || k.starts_with("parking_lot")
+        }
+        None => [
+            "libc.so",
+            "libpthread",
+            "ld-linux",
+            "libgcc_s",
+            "linux-vdso",
+        ]
+        .iter()
+        .any(|o| frame.object.starts_with(o)),
     }
 }
 
@@ -212,6 +323,8 @@ pub(super) mod tests {
                 frame("burn_autodiff::step", "realsyn"),
                 frame("cuLaunchKernel", "libcuda.so.1"),
                 frame("[libcuda.so.1]", "libcuda.so.1"),
+                frame("std::thread::park", "realsyn"),
+                frame("__futex_abstimed_wait_common", "libc.so.6"),
             ],
             stacks: vec![
                 // main -> step -> cuLaunchKernel -> (no symbol): 30 samples
@@ -220,6 +333,22 @@ pub(super) mod tests {
                 stack("main", &[0, 1], 10),
                 stack("main", &[0, 1, 1], 5),
                 stack("worker-", &[2], 5),
+            ],
+            // The caller's wall clock, 100 samples of 0.01 s: 60 in the step waiting
+            // in std and libc (main -> step -> park -> futex), 40 running the step.
+            caller_wall: vec![
+                Stack {
+                    thread: super::super::WALL_THREAD.into(),
+                    frames: vec![0, 1, 4, 5],
+                    samples: 60,
+                    seconds: 0.6,
+                },
+                Stack {
+                    thread: super::super::WALL_THREAD.into(),
+                    frames: vec![0, 1],
+                    samples: 40,
+                    seconds: 0.4,
+                },
             ],
             threads: vec![
                 row("main", 1, 0.45, 45),
@@ -269,6 +398,33 @@ pub(super) mod tests {
             "{table}"
         );
         assert!(table.contains("50 samples (77 per CPU second"), "{table}");
+    }
+
+    #[test]
+    fn the_callers_wall_time_is_told_by_where_it_waits() {
+        let p = profile();
+        // Waiting in std::thread::park and the futex counts under the step, the
+        // innermost frame outside the thread runtime.
+        let place = p.caller_wall_by_place();
+        assert_eq!(place.len(), 1, "{place:?}");
+        assert_eq!(place[0].0, "main > burn_autodiff::step");
+        assert!(close(place[0].1, 1.0));
+        let inclusive: HashMap<String, f64> = p.caller_wall_by_function().into_iter().collect();
+        assert!(close(inclusive["std::thread::park"], 0.6));
+        assert!(close(inclusive["main"], 1.0));
+        let table = p.table(10);
+        assert!(
+            table.contains("The profiled caller's wall time (1.00 s, 100 wall-clock samples)"),
+            "{table}"
+        );
+        // Wall samples are not CPU time: the CPU tables and folded stacks leave them out.
+        assert_eq!(p.samples(), 50);
+        assert!(!p.folded().contains("park"));
+        assert!(
+            p.wall_folded()
+                .contains("std::thread::park;__futex_abstimed_wait_common 60")
+        );
+        assert!(p.wall_flamegraph_svg().contains("width=\"1180.00\""));
     }
 
     #[test]

@@ -17,6 +17,14 @@
 //! 10 ms, so threads that live shorter than that are not sampled; the watcher also
 //! reads each thread's CPU clock, which tells the seconds a thread's samples stand
 //! for, and the CPU time of threads that block SIGPROF and so give none.
+//!
+//! One thread (the profiled caller) also has a timer on the wall clock, whose
+//! signals carry a tag: its samples say where that thread is while it waits as
+//! well as while it runs (on the CPU backend, which op's parallel loop it waits on;
+//! on a GPU, whether it waits for the device). A wall-clock signal can interrupt a
+//! blocking call; the handler is installed with `SA_RESTART`, and calls that end
+//! with `EINTR` all the same (a sleep, a timed wait) are retried by std and the
+//! drivers, as under any other profiler that signals a waiting thread.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,6 +40,8 @@ const DEPTH: usize = 96;
 /// tick (100-1,000 per CPU second), so this is minutes of a busy process.
 const CAPACITY: usize = 1 << 18;
 const WATCH_EVERY: Duration = Duration::from_millis(10);
+/// The value a wall-clock timer's signals carry (CPU-time timers carry 0).
+const WALL_TAG: usize = 1;
 
 /// What the handler writes into; shared with it through [`BUFFER`].
 struct Buffer {
@@ -40,6 +50,8 @@ struct Buffer {
     in_unwinder: AtomicUsize,
     lens: Box<[AtomicUsize]>,
     tids: Box<[AtomicUsize]>,
+    /// 1 where the sample came from the wall-clock timer.
+    wall: Box<[AtomicUsize]>,
     ips: Box<[AtomicUsize]>,
     /// libgcc_s's executable ranges: a thread interrupted in there may hold the
     /// unwinder's lock.
@@ -52,10 +64,13 @@ static BUFFER: AtomicPtr<Buffer> = AtomicPtr::new(std::ptr::null_mut());
 /// `halt` has cleared `BUFFER` and then read 0 here, no handler holds the buffer.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
-/// One sample: the thread and its stack's addresses, innermost first.
+/// One sample: the thread, its stack's addresses (innermost first), and which
+/// clock's timer took it: the thread's CPU time, or (for the one thread sampled on
+/// wall time too) the wall clock.
 pub(super) struct Sample {
     pub tid: i32,
     pub ips: Vec<usize>,
+    pub wall: bool,
 }
 
 /// What a stopped sampler hands back.
@@ -71,6 +86,7 @@ pub(super) struct Samples {
 
 pub(super) struct Sampler {
     buffer: *mut Buffer,
+    wall_timer: Option<libc::timer_t>,
     stop: Arc<AtomicBool>,
     watcher: Option<std::thread::JoinHandle<Watched>>,
     threads: HashMap<i32, ThreadCpu>,
@@ -100,10 +116,13 @@ pub(super) struct ThreadCpu {
 
 impl Sampler {
     /// Install the handler and start timing every thread, one sample per
-    /// `1 / hz` s of its CPU time.
-    pub(super) fn start(hz: i32) -> Result<Self> {
-        if hz <= 0 || hz > 10_000 {
-            bail!("a sampling rate of {hz} Hz: use 1-10,000");
+    /// `1 / hz` s of its CPU time, and thread `tid` of `wall: Some((tid, wall_hz))`
+    /// also every `1 / wall_hz` s of wall time, whether it runs or waits.
+    pub(super) fn start(hz: i32, wall: Option<(i32, i32)>) -> Result<Self> {
+        for rate in std::iter::once(hz).chain(wall.map(|w| w.1)) {
+            if rate <= 0 || rate > 10_000 {
+                bail!("a sampling rate of {rate} Hz: use 1-10,000");
+            }
         }
         let buffer = Box::into_raw(Box::new(Buffer {
             next: AtomicUsize::new(0),
@@ -111,6 +130,7 @@ impl Sampler {
             in_unwinder: AtomicUsize::new(0),
             lens: zeroed(CAPACITY),
             tids: zeroed(CAPACITY),
+            wall: zeroed(CAPACITY),
             ips: zeroed(CAPACITY * DEPTH),
             unwinder: executable_ranges("libgcc_s"),
         }));
@@ -146,6 +166,10 @@ impl Sampler {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let interval_ns = 1_000_000_000 / hz as i64;
+        let wall_timer = wall.and_then(|(tid, wall_hz)| {
+            let every = 1_000_000_000 / wall_hz as i64;
+            thread_timer(libc::CLOCK_MONOTONIC, tid, WALL_TAG, every)
+        });
         let watcher = {
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -154,6 +178,7 @@ impl Sampler {
         };
         Ok(Self {
             buffer,
+            wall_timer,
             stop,
             watcher: Some(watcher),
             threads: HashMap::new(),
@@ -172,6 +197,7 @@ impl Sampler {
                 let n = buffer.lens[i].load(Ordering::Acquire);
                 (n > 0).then(|| Sample {
                     tid: buffer.tids[i].load(Ordering::Relaxed) as i32,
+                    wall: buffer.wall[i].load(Ordering::Relaxed) == WALL_TAG,
                     ips: (0..n)
                         .map(|k| buffer.ips[i * DEPTH + k].load(Ordering::Relaxed))
                         .collect(),
@@ -192,6 +218,10 @@ impl Sampler {
             return;
         };
         self.stop.store(true, Ordering::Release);
+        if let Some(timer) = self.wall_timer.take() {
+            // SAFETY: created by timer_create, deleted once.
+            unsafe { libc::timer_delete(timer) };
+        }
         let watched = watcher.join().unwrap_or(Watched {
             timers: Vec::new(),
             threads: HashMap::new(),
@@ -251,7 +281,10 @@ fn watch(stop: &AtomicBool, interval_ns: i64) -> Watched {
                 continue; // ended since the listing
             };
             if seen.insert(tid) {
-                watched.timers.extend(thread_timer(tid, interval_ns));
+                let clock = thread_clock(tid);
+                watched
+                    .timers
+                    .extend(thread_timer(clock, tid, 0, interval_ns));
                 let name = thread_name(tid).unwrap_or_default();
                 watched.threads.insert(
                     tid,
@@ -301,16 +334,22 @@ fn thread_name(tid: i32) -> Option<String> {
     Some(comm.trim_end().to_string())
 }
 
-/// A timer on thread `tid`'s CPU clock that sends it SIGPROF every `interval_ns`
-/// of its CPU time; `None` if the thread has exited.
-fn thread_timer(tid: i32, interval_ns: i64) -> Option<libc::timer_t> {
-    let clock = thread_clock(tid);
+/// A timer on `clock` (a thread's CPU clock, or the wall clock) that sends thread
+/// `tid` SIGPROF carrying `tag` every `interval_ns` of that clock; `None` if the
+/// thread has exited.
+fn thread_timer(
+    clock: libc::clockid_t,
+    tid: i32,
+    tag: usize,
+    interval_ns: i64,
+) -> Option<libc::timer_t> {
     // SAFETY: plain C structs filled before use; the kernel validates the ids.
     unsafe {
         let mut event: libc::sigevent = std::mem::zeroed();
         event.sigev_notify = libc::SIGEV_THREAD_ID;
         event.sigev_signo = libc::SIGPROF;
         event.sigev_notify_thread_id = tid;
+        event.sigev_value.sival_ptr = tag as *mut libc::c_void;
         let mut timer: libc::timer_t = std::mem::zeroed();
         if libc::timer_create(clock, &mut event, &mut timer) != 0 {
             return None;
@@ -332,7 +371,7 @@ fn thread_timer(tid: i32, interval_ns: i64) -> Option<libc::timer_t> {
 }
 
 /// The SIGPROF handler: the interrupted thread's stack into the next free slot.
-extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut libc::c_void) {
+extern "C" fn on_sigprof(_: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
     let buffer = BUFFER.load(Ordering::SeqCst);
     if buffer.is_null() {
@@ -363,6 +402,7 @@ extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut 
             };
             // SAFETY: gettid has no preconditions.
             buffer.tids[i].store(unsafe { libc::gettid() } as usize, Ordering::Relaxed);
+            buffer.wall[i].store(timer_tag(info), Ordering::Relaxed);
             buffer.lens[i].store(n, Ordering::Release);
         } else {
             buffer.full.fetch_add(1, Ordering::Relaxed);
@@ -371,6 +411,22 @@ extern "C" fn on_sigprof(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut 
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The tag of the timer that sent this signal (0 for a CPU-time timer, or a
+/// SIGPROF not sent by a timer).
+fn timer_tag(info: *mut libc::siginfo_t) -> usize {
+    if info.is_null() {
+        return 0;
+    }
+    // SAFETY: the kernel passes a filled siginfo_t to an SA_SIGINFO handler; a
+    // timer's carries the sigevent's value.
+    unsafe {
+        if (*info).si_code != libc::SI_TIMER {
+            return 0;
+        }
+        (*info).si_value().sival_ptr as usize
+    }
 }
 
 /// Whether the interrupted instruction lies in one of `ranges`.

@@ -37,8 +37,11 @@ pub struct ModelRun {
     iters: usize,
     /// Sample the host threads' CPU time over the timed runs and write
     /// DIR/host-profile.txt (by thread, crate or library, function), .folded (for
-    /// flamegraph.pl, inferno, speedscope) and .svg (a flame graph). Works on
-    /// machines without perf; a stripped binary shows no names of its own.
+    /// flamegraph.pl, inferno, speedscope) and .svg (a flame graph); the thread
+    /// running the steps is also sampled on the wall clock, waits included
+    /// (host-profile-wall.folded and .svg: which op's loop it waits on, or whether
+    /// it waits for the GPU). Works on machines without perf; a stripped binary
+    /// shows no names of its own.
     #[arg(long, value_name = "DIR")]
     profile_host: Option<PathBuf>,
 }
@@ -123,13 +126,16 @@ pub fn run(what: What, r: ModelRun) -> Result<()> {
             p.write(dir, 30)?;
             eprintln!("{}", p.table(20));
             eprintln!(
-                "host profile written to {}/host-profile.{{txt,folded,svg}}",
+                "host profile written to {0}/host-profile.{{txt,folded,svg}} and the calling \
+                 thread's wall clock to {0}/host-profile-wall.{{folded,svg}}",
                 dir.display()
             );
             Some(serde_json::json!({
                 "dir": dir, "cpu_s": p.cpu_s, "wall_s": p.wall_s, "samples": p.samples(),
                 "by_thread": p.by_thread().into_iter().take(8).collect::<Vec<_>>(),
                 "self_by_group": p.self_by_group().into_iter().take(12).collect::<Vec<_>>(),
+                "caller_wall_by_place":
+                    p.caller_wall_by_place().into_iter().take(12).collect::<Vec<_>>(),
             }))
         }
         _ => None,
