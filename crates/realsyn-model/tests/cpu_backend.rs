@@ -188,6 +188,16 @@ fn split_permuted_copies_match_plain_rust() {
         }
     }
     assert_eq!(got, want, "strided inner permute");
+    // Rows that are runs with gaps between them (one of several gradients side by
+    // side in a buffer): a column range of a matrix.
+    let (rows, cols) = (400usize, 600usize);
+    let t = Tensor::<Cpu, 1>::from_floats(&data[..rows * cols], &Default::default())
+        .reshape([rows, cols]);
+    let got = flattened(t.slice([0..rows, 100..401]));
+    let want: Vec<f32> = (0..rows)
+        .flat_map(|r| data[r * cols + 100..r * cols + 401].iter().copied())
+        .collect();
+    assert_eq!(got, want, "column range");
 }
 
 /// The sums of `x` along each reduced layout the patch splits: the last dimension
@@ -908,14 +918,18 @@ fn tensors_are_concatenated_on_cubecl() {
 
 /// `Tensor::cat` against concatenation in Rust: along the first dimension, along a
 /// later one after size-1 dimensions (both end to end in memory), and along a later
-/// one after a larger dimension (interleaved), one input a transposed view.
+/// one after a larger dimension (interleaved), one input a transposed view; then
+/// the same large enough to be split over threads (chunks that end mid-row).
 fn check_cat<B: burn::tensor::backend::Backend>() {
     let device = Default::default();
     let values = |n: usize, at: usize| (0..n).map(|i| (at + i) as f32 * 0.5).collect::<Vec<_>>();
-    let cases: [(&[[usize; 3]], usize); 3] = [
+    let cases: [(&[[usize; 3]], usize); 6] = [
         (&[[2, 3, 4], [1, 3, 4], [3, 3, 4]], 0),
         (&[[1, 2, 5], [1, 3, 5], [1, 1, 5]], 1),
         (&[[2, 2, 5], [2, 3, 5]], 1),
+        (&[[300, 7, 50], [200, 7, 50], [1, 7, 50]], 0),
+        (&[[3, 500, 51], [3, 201, 51], [3, 1, 51]], 1),
+        (&[[61, 41, 30], [61, 41, 7]], 2),
     ];
     for (shapes, dim) in cases {
         let mut host = Vec::new();

@@ -392,7 +392,7 @@ impl FlexTensor {
                     }
                 }
             }
-        } else if shape.len() == 2 && all_positive {
+        } else if shape.len() == 2 && all_positive && strides[1] != 1 {
             // 2D positive-stride (transpose-like): tile both dims so
             // reads stay in cache. The loop-nesting chooser inside
             // `copy_2d_tiled` picks whichever ordering puts the
@@ -407,7 +407,10 @@ impl FlexTensor {
         } else if shape.len() <= COLLAPSE_MAX_RANK {
             // realsyn patch: N-d strides (attention's head permutes) and
             // negative ones (flips) copied row by row, rows split over
-            // threads; each row's start is computed from its index.
+            // threads; each row's start is computed from its index. Also
+            // 2-D views whose rows are runs (one of several gradients side
+            // by side in a buffer, as attention's backward writes them):
+            // the tiled copy above is for transposes and runs on one thread.
             dst = crate::par::copy_rows(src, offset, shape, strides);
         } else {
             // General fallback: covers negative strides (flipped

@@ -77,42 +77,50 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
         return FlexTensor::new(bytes, Layout::contiguous(out_shape), dtype);
     }
 
-    let mut output: Vec<E> = Vec::with_capacity(total_elements);
-
-    // Fast path: dim 0, all contiguous
-    if dim == 0
-        && tensors
-            .iter()
-            .all(|t| t.layout().contiguous_offsets().is_some())
-    {
-        for t in &tensors {
-            let (start, end) = t.layout().contiguous_offsets().unwrap();
-            let data: &[E] = t.storage();
-            output.extend_from_slice(&data[start..end]);
+    // realsyn patch: one pass over the output split over the threads, each chunk
+    // copied from the inputs' rows it covers. Upstream copied on the calling thread
+    // (the general path after a `to_contiguous` of every input): joining the q, k and
+    // v gradients of attention, 2% of a CLIP training step on 2 cores.
+    // outer_size = product of dims before `dim`, inner_size = product after it.
+    let outer_size: usize = out_dims[..dim].iter().product();
+    let inner_size: usize = out_dims[dim + 1..].iter().product();
+    let contiguous: Vec<FlexTensor> = tensors
+        .into_iter()
+        .map(|t| match t.layout().contiguous_offsets() {
+            Some(_) => t,
+            None => t.to_contiguous(),
+        })
+        .collect();
+    // Each input's run within an output row: (start in the row, length, its data);
+    // inputs empty along `dim` have none.
+    let mut runs: Vec<(usize, usize, &[E])> = Vec::with_capacity(contiguous.len());
+    let mut row_len = 0;
+    for t in &contiguous {
+        let len = t.layout().shape()[dim] * inner_size;
+        if len == 0 {
+            continue;
         }
-    } else {
-        // General path: iterate over outer/inner chunks
-        // outer_size = product of dims before `dim`
-        // inner_size = product of dims after `dim`
-        let outer_size: usize = out_dims[..dim].iter().product();
-        let inner_size: usize = out_dims[dim + 1..].iter().product();
-
-        // Make all tensors contiguous for simple indexing
-        let contiguous: Vec<FlexTensor> = tensors.into_iter().map(|t| t.to_contiguous()).collect();
-
-        for outer in 0..outer_size {
-            for t in &contiguous {
-                let data: &[E] = t.storage();
-                let t_dim_size = t.layout().shape()[dim];
-                let t_start = t.layout().start_offset();
-                // Each tensor's chunk for this outer index:
-                // offset = t_start + outer * t_dim_size * inner_size
-                let chunk_start = t_start + outer * t_dim_size * inner_size;
-                let chunk_len = t_dim_size * inner_size;
-                output.extend_from_slice(&data[chunk_start..chunk_start + chunk_len]);
-            }
-        }
+        let (start, end) = t.layout().contiguous_offsets().expect("made contiguous");
+        runs.push((row_len, len, &t.storage::<E>()[start..end]));
+        row_len += len;
     }
+    debug_assert_eq!(row_len * outer_size, total_elements);
+    let output = crate::par::collect(total_elements, 1, |start, out| {
+        let mut at = start;
+        let mut out = out;
+        while !out.is_empty() {
+            let (outer, in_row) = (at / row_len, at % row_len);
+            // The run holding `in_row` (the last one starting at or before it).
+            let k = runs.partition_point(|r| r.0 <= in_row) - 1;
+            let (run_start, run_len, data) = runs[k];
+            let from = outer * run_len + (in_row - run_start);
+            let n = (run_len - (in_row - run_start)).min(out.len());
+            let (head, rest) = out.split_at_mut(n);
+            head.write_copy_of_slice(&data[from..from + n]);
+            out = rest;
+            at += n;
+        }
+    });
 
     let bytes = Bytes::from_elems(output);
     FlexTensor::new(bytes, Layout::contiguous(out_shape), dtype)
