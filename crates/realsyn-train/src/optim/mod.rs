@@ -477,8 +477,7 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<AB::InnerBackend> {
         let Some(&(gi, off, len)) = self.index.get(key) else {
             return Ok(()); // no gradient this step
         };
-        let p = param.val().inner();
-        let shape = p.shape();
+        let shape = param.val().shape();
         let (new, done) = match self.groups[gi].take() {
             Some(Pending::Done(state)) => {
                 let all = state
@@ -489,6 +488,7 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<AB::InnerBackend> {
             }
             Some(Pending::Lone { group, g, m }) => {
                 let decay = decay_of(group.class, self.weight_decay);
+                let p = take_value(param).inner();
                 let (p, moments) = match fused_cpu::step(&self.rule, decay, p.reshape([len]), g, m)
                 {
                     Ok(done) => done,
@@ -511,6 +511,16 @@ impl<AB: AutodiffBackend> ParamVisitor<AB> for Apply<AB::InnerBackend> {
         *param = Param::initialized(param.id, new);
         Ok(())
     }
+}
+
+/// The parameter's tensor moved out (an empty one left in its place until the new
+/// value is set): not a clone, so where nothing else holds it the fused CPU update
+/// writes it in place instead of filling a new buffer.
+fn take_value<AB: AutodiffBackend, const D: usize>(
+    param: &mut Param<Tensor<AB, D>>,
+) -> Tensor<AB, D> {
+    let empty = Tensor::empty([0; D], &param.val().device());
+    std::mem::replace(param, Param::initialized(param.id, empty)).into_value()
 }
 
 /// open_clip clamps the log temperature to [0, ln 100] after every step.

@@ -213,3 +213,50 @@ fn check_against_reference(arch: &str, foreach: bool, packed: bool) {
     }
     assert_eq!(steps[skip], 3);
 }
+
+/// Where every parameter's values lie in memory.
+fn buffers(model: &Clip<CpuAutodiff>) -> BTreeMap<String, usize> {
+    struct Read(BTreeMap<String, usize>);
+    impl ParamVisitor<CpuAutodiff> for Read {
+        fn visit<const D: usize>(
+            &mut self,
+            key: &str,
+            _: Layout,
+            param: &mut Param<Tensor<CpuAutodiff, D>>,
+        ) -> Result<()> {
+            let t = param.val().inner().into_primitive().tensor();
+            self.0.insert(key.into(), t.bytes().as_ptr() as usize);
+            Ok(())
+        }
+    }
+    let mut r = Read(BTreeMap::new());
+    visit_params(&mut model.clone(), &mut r).unwrap();
+    r.0
+}
+
+/// On the CPU backend the per-parameter update writes each parameter where it lies
+/// (no new buffer filled per parameter per step: 0.6 GB for ViT-B/32), while a copy
+/// of the model taken before the step keeps the old values.
+#[test]
+fn the_cpu_update_writes_parameters_in_place() {
+    let mut model = tiny(TINY);
+    let mut opt = AdamW::<Cpu> {
+        foreach: false,
+        ..AdamW::new(AdamWConfig {
+            weight_decay: 0.2,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-6,
+        })
+    };
+    let g = grads(&model, 1, "");
+    let before = buffers(&model);
+    opt.update(&mut model, &g, 1e-2, 0.9).unwrap();
+    assert_eq!(buffers(&model), before, "every parameter updated in place");
+    // A copy held elsewhere is not written through.
+    let copy = model.clone();
+    let held = params(&copy);
+    opt.update(&mut model, &g, 1e-2, 0.9).unwrap();
+    assert_eq!(params(&copy), held, "the copy keeps its values");
+    assert_ne!(params(&model), held, "the model moved");
+}
