@@ -39,8 +39,9 @@
 #          and how long the device is busy with them; the busiest 25 go to progress.txt
 #   host   the same step (5 of them) with the host threads sampled (`--profile-host`): the
 #          CPU time of Burn's autodiff, CubeCL's launches and the CUDA driver, by thread
-#          and function, against the steps' wall time (tables to progress.txt; the flame
-#          graph is host-profile.svg)
+#          and function, against the steps' wall time, and the step thread's wall time
+#          by place, waits included (launching, or waiting for the device; tables to
+#          progress.txt; the CPU flame graph is host-profile.svg)
 # At most 8 files come back from OUT: progress.txt, stderr.txt, smoke.jsonl, gpu.jsonl,
 # gpu.log, fm.log, fm-metrics.jsonl (every Fashion-MNIST run's metrics, each line with
 # its run's name), host-profile.svg (sweep, matmul, attention and host lines go to
@@ -172,7 +173,7 @@ if has host; then
   log "host: 5 ViT-B/32 amp_bf16 steps of 256, host threads sampled"
   timeout 180 "$best" bench train-step --arch ViT-B-32 --batch-size 256 --device cuda --warmup 2 --iters 5 \
     --precision amp_bf16 --profile-host /tmp/host 2>> "$OUT/stderr.txt" | tee -a "$OUT/smoke.jsonl"
-  head -c 20000 /tmp/host/host-profile.txt >> "$OUT/progress.txt"
+  head -c 45000 /tmp/host/host-profile.txt >> "$OUT/progress.txt"
   cp /tmp/host/host-profile.svg "$OUT/"
 fi
 if has matmul; then
