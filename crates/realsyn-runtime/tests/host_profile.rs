@@ -45,6 +45,14 @@ fn light_work(seconds: f64) -> u64 {
     black_box(spin(seconds))
 }
 
+/// The seconds of function `name` in a table's rows (names are paths from a symbol
+/// table, bare from debug info: matched on the last segment).
+fn seconds_of(rows: Vec<(String, f64)>, name: &str) -> f64 {
+    rows.into_iter()
+        .find(|(f, _)| f.rsplit("::").next() == Some(name))
+        .map_or(0.0, |(_, s)| s)
+}
+
 /// Wall time without CPU time.
 #[inline(never)]
 fn idle_wait(seconds: f64) {
@@ -88,13 +96,7 @@ fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
     // At least the slowest kernel tick's rate (100 Hz): ~120 samples or more.
     assert!(profile.effective_hz() >= 90.0, "{table}");
 
-    let inclusive = |name: &str| -> f64 {
-        profile
-            .inclusive_by_function()
-            .into_iter()
-            .find(|(f, _)| f.rsplit("::").next() == Some(name))
-            .map_or(0.0, |(_, s)| s)
-    };
+    let inclusive = |name: &str| seconds_of(profile.inclusive_by_function(), name);
     let (heavy, light) = (inclusive("heavy_work"), inclusive("light_work"));
     // 0.9 and 0.3 s of CPU time, run at the same time on two threads (a process-wide
     // timer gave them 84/16 where they used 75/25; a timer per thread ~75.0/25.0).
@@ -126,13 +128,7 @@ fn samples_land_on_the_functions_and_threads_that_used_the_cpu() {
     // The caller's wall clock: the 0.3 s asleep in idle_wait (no CPU samples there),
     // light_work's 0.3 s of CPU or more (it shares 2 cores with two other threads),
     // and every wall sample adds up to the region's wall time.
-    let wall = |name: &str| -> f64 {
-        profile
-            .caller_wall_by_function()
-            .into_iter()
-            .find(|(f, _)| f.rsplit("::").next() == Some(name))
-            .map_or(0.0, |(_, s)| s)
-    };
+    let wall = |name: &str| seconds_of(profile.caller_wall_by_function(), name);
     // (The only CPU time under idle_wait is the wall samples' own handler, ~20 us
     // each, which runs on the sleeping thread.)
     assert!(inclusive("idle_wait") < 0.02, "{table}");
