@@ -67,6 +67,44 @@ pub(super) fn step<B: Backend>(
     Ok((from_flex(p), m))
 }
 
+/// The sum of the squares of an f32 gradient on the CPU backend: one pass over the
+/// threads, in f64, without the `g²` buffer the tensor ops fill (0.6 GB a ViT-B/32
+/// step); `None` where the tensor ops must do it. Each chunk's sum is added in chunk
+/// order, so the result does not depend on how the threads shared the work.
+pub(super) fn sum_of_squares<B: Backend>(g: &Tensor<B, 1>) -> Option<f64> {
+    if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<FlexTensor>() {
+        return None;
+    }
+    let g = to_flex(g.clone());
+    let (start, end) = match g.dtype() {
+        DType::F32 => g.layout().contiguous_offsets()?,
+        _ => return None,
+    };
+    let chunks: Vec<f64> = g.storage::<f32>()[start..end]
+        .par_chunks(CHUNK)
+        .map(squares)
+        .collect();
+    Some(chunks.into_iter().sum())
+}
+
+/// Σ x² in f64 over eight running sums: one sum in order would wait on each add's
+/// latency (a third of the memory's speed), eight independent ones vectorise.
+fn squares(x: &[f32]) -> f64 {
+    let mut sums = [0f64; 8];
+    let mut lanes = x.chunks_exact(8);
+    for v in &mut lanes {
+        for (s, &x) in sums.iter_mut().zip(v) {
+            *s += f64::from(x) * f64::from(x);
+        }
+    }
+    let tail: f64 = lanes
+        .remainder()
+        .iter()
+        .map(|&x| f64::from(x).powi(2))
+        .sum();
+    sums.iter().sum::<f64>() + tail
+}
+
 /// The scalars as the generic path's tensor ops see them: f64 arithmetic, then f32.
 struct Consts {
     /// `1 - lr * wd`, or `None` without weight decay.

@@ -20,6 +20,7 @@ use realsyn_model::clip::weights::visit_params;
 use realsyn_model::common::batch::to_scalar;
 use realsyn_model::common::walk::{Layout, ParamVisitor};
 
+use super::fused_cpu::sum_of_squares;
 use super::layout::FlatLayout;
 
 /// Flattened gradients by open_clip parameter name.
@@ -298,14 +299,19 @@ impl<B: Backend> NamedGrads<B> {
     /// The global L2 norm over all gradients (f64 on the host).
     pub fn global_norm(&self) -> f64 {
         // A packed buffer's gaps are zeros, so they add nothing.
-        let total: Option<Tensor<B, 1>> = match &self.packed {
-            Some((_, flat)) => Some(flat.clone().powi_scalar(2).sum()),
-            None => self
-                .grads
-                .values()
-                .map(|g| g.clone().powi_scalar(2).sum())
-                .reduce(|a, b| a + b),
+        let grads: Vec<&Tensor<B, 1>> = match &self.packed {
+            Some((_, flat)) => vec![flat],
+            None => self.grads.values().collect(),
         };
+        // The CPU backend: one pass over each gradient, no `g²` buffers.
+        let on_host: Option<Vec<f64>> = grads.iter().map(|g| sum_of_squares(g)).collect();
+        if let Some(sums) = on_host {
+            return sums.into_iter().sum::<f64>().sqrt();
+        }
+        let total = grads
+            .into_iter()
+            .map(|g| g.clone().powi_scalar(2).sum())
+            .reduce(|a, b| a + b);
         total.map_or(0.0, |t| to_scalar(t).sqrt())
     }
 
@@ -453,6 +459,32 @@ mod tests {
         assert_eq!(a, in_bf16(4.0 / 3.0) + in_bf16(7.0 / 3.0));
         assert_ne!(a, in_bf16(a));
         assert_eq!(sum.get("s").unwrap().dtype(), DType::F32);
+    }
+
+    /// On the CPU backend the norm is summed in f64 without a `g²` buffer: it is the
+    /// norm of the values (exactly, for these integers: 1 + 4 + 9 + 0² + ... + 129² +
+    /// 16 = 723,935), and within f32 rounding of the tensor ops' norm, also for
+    /// gradients large enough to be split over threads and for a view.
+    #[test]
+    fn the_cpu_norm_sums_squares_in_one_pass() {
+        let g = grads(&["a", "b", "s"], 1.0);
+        assert_eq!(g.global_norm(), 723_935f64.sqrt());
+        let n = 300_001usize;
+        let big: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1013) as f32 / 101.3 - 5.0)
+            .collect();
+        let want = big.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+        let tensor_ops = to_scalar(t(&big).powi_scalar(2).sum());
+        let view = t(&[&[9.0; 7][..], &big].concat()).slice(7..7 + n);
+        for g in [t(&big), view] {
+            let norm = NamedGrads::from_map([("w".to_string(), g)].into()).global_norm();
+            assert!(
+                (norm - want.sqrt()).abs() <= 1e-12 * norm,
+                "{norm} vs {}",
+                want.sqrt()
+            );
+            assert!((norm - tensor_ops.sqrt()).abs() <= 1e-5 * norm);
+        }
     }
 
     #[test]
