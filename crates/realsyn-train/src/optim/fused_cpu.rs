@@ -5,8 +5,9 @@
 //! parameter's memory and most a fresh buffer: for ViT-B/32's 151M parameters about
 //! 0.5 s of a 10 s training step on 2 cores, twice PyTorch's loop of in-place ops.
 //! Here one loop reads the parameter, its gradient and both moments and writes the
-//! three new ones in place, with the same f32 operations in the same order as the generic
-//! path (`StepRule::apply`), so both give the same values.
+//! three new ones in place, with the same f32 operations in the same order as the
+//! generic path (`StepRule::apply`), so both give the same values. The gradient
+//! norm's sum of squares is one pass here too ([`sum_of_squares`]).
 //!
 //! Reached only when the inner backend's float tensors are burn-flex's (checked by
 //! type) and every tensor is f32 and contiguous over its own buffer (not a slice of
