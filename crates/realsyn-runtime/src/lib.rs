@@ -13,7 +13,8 @@
 //!   device (`--device cuda`); on the CPU the builder's own kernel runs them.
 //! - `host_profile`: a sampling profiler of the process's host threads (tables by
 //!   thread, crate and function, folded stacks, a flame graph), for `realsyn bench
-//!   --profile-host`: where a step's CPU time goes, on machines without perf.
+//!   --profile-host`: where a step's CPU time goes, and the step thread's wall time
+//!   waits included, on machines without perf.
 //! - `llm`: the generation's LLM (realsyn's Llama over GGUF, or an OpenAI-compatible
 //!   server) and captioner, as the builder's `ChatLlm` / `Captioner`; `llm_server`
 //!   serves the embedded LLM over an OpenAI-compatible HTTP API (`realsyn llm serve`).
