@@ -119,36 +119,27 @@ impl HostProfiler {
             r.samples += per_thread.get(&tid).copied().unwrap_or(0);
         }
         let mut resolver = resolve::Resolver::default();
-        let mut merged: HashMap<(String, Vec<u32>), (u64, f64)> = HashMap::new();
+        let mut merged = Merged::new();
         for ((tid, ips), count) in raw {
             let seconds = count as f64 * cpu_of(tid) / per_thread[&tid] as f64;
-            let frames = resolver.stack(&ips);
-            let m = merged.entry((label(tid), frames)).or_default();
-            m.0 += count;
-            m.1 += seconds;
+            merge(&mut merged, &mut resolver, label(tid), &ips, count, seconds);
         }
         // The caller's wall-clock samples: each the region's wall time shared out
         // over them (the timer keeps the rate asked, so this is ~1 / WALL_HZ each).
         let wall_samples: u64 = wall.values().sum();
+        let mut merged_wall = Merged::new();
         for (ips, count) in wall {
             let seconds = count as f64 * wall_s / wall_samples as f64;
-            let frames = resolver.stack(&ips);
-            let m = merged.entry((WALL_THREAD.to_string(), frames)).or_default();
-            m.0 += count;
-            m.1 += seconds;
-        }
-        let (mut caller_wall, mut stacks): (Vec<Stack>, Vec<Stack>) = merged
-            .into_iter()
-            .map(|((thread, frames), (samples, seconds))| Stack {
+            let thread = WALL_THREAD.to_string();
+            merge(
+                &mut merged_wall,
+                &mut resolver,
                 thread,
-                frames,
-                samples,
+                &ips,
+                count,
                 seconds,
-            })
-            .partition(|s| s.thread == WALL_THREAD);
-        let order = |a: &Stack, b: &Stack| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames));
-        stacks.sort_by(order);
-        caller_wall.sort_by(order);
+            );
+        }
         let mut threads: Vec<ThreadRow> = rows.into_values().collect();
         threads.sort_by(|a, b| {
             b.cpu_s
@@ -160,12 +151,44 @@ impl HostProfiler {
             cpu_s,
             hz: self.hz as f64,
             frames: resolver.into_frames(),
-            stacks,
-            caller_wall,
+            stacks: into_stacks(merged),
+            caller_wall: into_stacks(merged_wall),
             threads,
             lost: taken.lost as u64,
         })
     }
+}
+
+/// Samples by (thread label, resolved stack): how many, and the seconds they stand for.
+type Merged = HashMap<(String, Vec<u32>), (u64, f64)>;
+
+/// `count` samples of stack `ips` on `thread`, standing for `seconds`, added in.
+fn merge(
+    merged: &mut Merged,
+    resolver: &mut resolve::Resolver,
+    thread: String,
+    ips: &[usize],
+    count: u64,
+    seconds: f64,
+) {
+    let m = merged.entry((thread, resolver.stack(ips))).or_default();
+    m.0 += count;
+    m.1 += seconds;
+}
+
+/// The merged samples as stacks, by thread and then call path.
+fn into_stacks(merged: Merged) -> Vec<Stack> {
+    let mut stacks: Vec<Stack> = merged
+        .into_iter()
+        .map(|((thread, frames), (samples, seconds))| Stack {
+            thread,
+            frames,
+            samples,
+            seconds,
+        })
+        .collect();
+    stacks.sort_by(|a, b| (&a.thread, &a.frames).cmp(&(&b.thread, &b.frames)));
+    stacks
 }
 
 /// One resolved frame: a function (or `[object]` where the object has no symbol
