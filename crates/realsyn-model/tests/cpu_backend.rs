@@ -1185,6 +1185,112 @@ fn layer_norm_gradients_match_plain_rust() {
     check_layer_norm::<realsyn_model::backend::CpuAutodiff>(96, 5e-5);
 }
 
+#[test]
+fn layer_norm_backward_writes_only_over_buffers_it_owns() {
+    // The CPU kernel writes the input's gradient over the gradient so far when it
+    // holds that tensor's only handle (adding to it), else over the output's
+    // gradient; a tensor someone else still holds must come out unchanged. Every
+    // combination of held / not held, against f64, with rows of 100 (not a
+    // multiple of the kernel's 16 lanes) in three blocks.
+    use burn::tensor::ops::ModuleOps;
+    use burn::tensor::{TensorData, TensorPrimitive};
+    let (rows, d) = (150usize, 100usize);
+    let device = Default::default();
+    let data = |seed: usize| -> Vec<f32> {
+        (0..rows * d)
+            .map(|i| {
+                let v = ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0;
+                // Every seventh row far from zero, as after a residual add.
+                if (seed + i / d) % 7 == 0 { v + 40.0 } else { v }
+            })
+            .collect()
+    };
+    let (x, w, so_far) = (data(1), data(2), data(3));
+    let gamma: Vec<f32> = (0..d).map(|j| 0.5 + (j as f32 * 0.37).sin()).collect();
+    let (_, dx_want, dgamma_want, dbeta_want) = layer_norm_reference(&x, &gamma, &w, d, 1e-5);
+    let tensor = |v: &[f32], shape: Vec<usize>| {
+        Tensor::<Cpu, 2>::from_data(TensorData::new(v.to_vec(), shape), &device)
+    };
+    let host = |t: burn_flex::FlexTensor| {
+        Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(t))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let close = |got: &[f32], want: &[f64], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    };
+    for with_so_far in [false, true] {
+        for keep_so_far in [false, true] {
+            for keep_grad in [false, true] {
+                if keep_so_far && !with_so_far {
+                    continue;
+                }
+                let case =
+                    format!("so far {with_so_far} (held {keep_so_far}), grad held {keep_grad}");
+                let grad = tensor(&w, vec![rows, d]);
+                let so_far_t = tensor(&so_far, vec![rows, d]);
+                let kept_grad = keep_grad.then(|| grad.clone());
+                let kept_so_far = keep_so_far.then(|| so_far_t.clone());
+                let out = Cpu::layer_norm_backward(
+                    tensor(&x, vec![rows, d]).into_primitive().tensor(),
+                    tensor(&gamma, vec![1, d])
+                        .reshape([d])
+                        .into_primitive()
+                        .tensor(),
+                    1e-5,
+                    grad.into_primitive().tensor(),
+                    with_so_far.then(|| so_far_t.into_primitive().tensor()),
+                );
+                let want: Vec<f64> = if with_so_far {
+                    dx_want
+                        .iter()
+                        .zip(&so_far)
+                        .map(|(g, &s)| g + s as f64)
+                        .collect()
+                } else {
+                    dx_want.clone()
+                };
+                close(&host(out.x_grad), &want, &format!("x_grad, {case}"));
+                let one_row = |t: burn_flex::FlexTensor| {
+                    let t = Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(t));
+                    t.into_data().to_vec::<f32>().unwrap()
+                };
+                close(
+                    &one_row(out.gamma_grad),
+                    &dgamma_want,
+                    &format!("gamma_grad, {case}"),
+                );
+                close(
+                    &one_row(out.beta_grad),
+                    &dbeta_want,
+                    &format!("beta_grad, {case}"),
+                );
+                if let Some(kept) = kept_grad {
+                    assert_eq!(
+                        kept.into_data().to_vec::<f32>().unwrap(),
+                        w,
+                        "grad overwritten, {case}"
+                    );
+                }
+                if let Some(kept) = kept_so_far {
+                    assert_eq!(
+                        kept.into_data().to_vec::<f32>().unwrap(),
+                        so_far,
+                        "so far overwritten, {case}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The same on Burn's CubeCL backend (what `--features cuda` runs), here through
 /// Vulkan (`--features wgpu`; on a machine without a GPU, Mesa's lavapipe):
 /// the layer norm kernels of third_party/burn-cubecl, one plane per row, with a

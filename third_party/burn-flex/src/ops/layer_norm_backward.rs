@@ -10,6 +10,13 @@
 //! Rows are split over the rayon pool in blocks; each block sums its own `gamma`
 //! and `beta` gradients, and the blocks' sums are added in block order (the result
 //! does not depend on the number of threads).
+//!
+//! The op is bound by memory (a few flops per element it reads), so `x_grad` is
+//! written over a buffer the op already owns (twelfth round): the gradient so far,
+//! or else `grad`, whose row is read before it is overwritten. A new zeroed buffer
+//! cost a memset and one more stream per element. The row loops are compiled for
+//! the widest vector level the CPU has (`par::widest!`); the crate's baseline is
+//! SSE2.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -58,36 +65,54 @@ pub fn layer_norm_backward(
             x_grad_so_far,
         );
     }
-    let (x, gamma, dy) = (
-        tensor.to_contiguous(),
-        gamma.to_contiguous(),
-        output_grad.to_contiguous(),
-    );
-    let so_far = x_grad_so_far.map(|t| t.to_contiguous());
-    let (x, gamma, dy): (&[f32], &[f32], &[f32]) = (x.storage(), gamma.storage(), dy.storage());
+    let (x, gamma) = (tensor.to_contiguous(), gamma.to_contiguous());
+    let dy = output_grad.into_contiguous();
+    let so_far = x_grad_so_far.map(FlexTensor::into_contiguous);
+    // `x_grad` goes over the gradient so far when this op holds its only handle
+    // (and is added to it), else over `grad` (`storage_mut` copies it first if
+    // another handle exists), adding the gradient so far from where it is.
+    let (mut out, dy, so_far) = match so_far {
+        Some(so_far) if so_far.is_unique() => (so_far, Some(dy), None),
+        so_far => (dy, None, so_far),
+    };
+    let accumulate = dy.is_some();
+    let (x, gamma): (&[f32], &[f32]) = (x.storage(), gamma.storage());
+    let dy: Option<&[f32]> = dy.as_ref().map(|t| t.storage());
     let so_far: Option<&[f32]> = so_far.as_ref().map(|t| t.storage());
-    let n = x.len();
-    let mut dx = vec![0.0f32; n];
+    let out_rows: &mut [f32] = out.storage_mut();
     let block = ROWS_PER_BLOCK * d;
     let eps = epsilon as f32;
     let run = |(i, out): (usize, &mut [f32])| {
-        let at = i * block;
+        let range = i * block..i * block + out.len();
+        let (mut gamma_grad, mut beta_grad) = (vec![0.0f32; d], vec![0.0f32; d]);
+        let dx = Dx {
+            accumulate,
+            so_far: so_far.map(|t| &t[range.clone()]),
+        };
         rows(
-            &x[at..at + out.len()],
-            &dy[at..at + out.len()],
-            so_far.map(|s| &s[at..at + out.len()]),
+            &x[range.clone()],
+            dy.map(|t| &t[range.clone()]),
             gamma,
             eps,
             out,
-        )
+            dx,
+            &mut gamma_grad,
+            &mut beta_grad,
+        );
+        (gamma_grad, beta_grad)
     };
     #[cfg(feature = "rayon")]
     let partials: Vec<(Vec<f32>, Vec<f32>)> = {
         use rayon::prelude::*;
-        dx.par_chunks_mut(block).enumerate().map(run).collect()
+        out_rows
+            .par_chunks_mut(block)
+            .enumerate()
+            .map(run)
+            .collect()
     };
     #[cfg(not(feature = "rayon"))]
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx.chunks_mut(block).enumerate().map(run).collect();
+    let partials: Vec<(Vec<f32>, Vec<f32>)> =
+        out_rows.chunks_mut(block).enumerate().map(run).collect();
 
     let (mut gamma_grad, mut beta_grad) = (vec![0.0f32; d], vec![0.0f32; d]);
     for (g, b) in &partials {
@@ -98,67 +123,128 @@ pub fn layer_norm_backward(
         FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(s), DType::F32)
     };
     LayerNormBackward::new(
-        f32_tensor(dx, shape),
+        out,
         f32_tensor(gamma_grad, Shape::from([d])),
         f32_tensor(beta_grad, Shape::from([d])),
     )
 }
 
-/// One block of rows: writes `dx` (plus `so_far`'s rows when given), returns the
-/// block's `gamma` and `beta` gradients.
-fn rows(
-    x: &[f32],
-    dy: &[f32],
-    so_far: Option<&[f32]>,
-    gamma: &[f32],
-    eps: f32,
-    dx: &mut [f32],
-) -> (Vec<f32>, Vec<f32>) {
-    let d = gamma.len();
-    let (mut gamma_grad, mut beta_grad) = (vec![0.0f32; d], vec![0.0f32; d]);
-    let inv_d = 1.0 / d as f32;
-    for (r, ((x, dy), dx)) in x
-        .chunks_exact(d)
-        .zip(dy.chunks_exact(d))
-        .zip(dx.chunks_exact_mut(d))
-        .enumerate()
-    {
-        let mean = sum(x, |v| v) * inv_d;
-        let var = sum(x, |v| (v - mean) * (v - mean)) * inv_d;
-        let rstd = 1.0 / (var + eps).sqrt();
-        // g = dy * gamma, kept in dx for the last pass; the row's two sums.
-        let (mut sum_g, mut sum_g_x_hat) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut lanes = |at: usize, len: usize| {
-            let (x, dy, gamma) = (&x[at..at + len], &dy[at..at + len], &gamma[at..at + len]);
-            let (gamma_grad, beta_grad) =
-                (&mut gamma_grad[at..at + len], &mut beta_grad[at..at + len]);
-            let dx = &mut dx[at..at + len];
-            for l in 0..len {
-                let x_hat = (x[l] - mean) * rstd;
-                let g = dy[l] * gamma[l];
-                sum_g[l] += g;
-                sum_g_x_hat[l] += g * x_hat;
-                gamma_grad[l] += dy[l] * x_hat;
-                beta_grad[l] += dy[l];
-                dx[l] = g;
+/// How a block's `x_grad` rows are written into `out`.
+#[derive(Clone, Copy)]
+struct Dx<'a> {
+    /// `out` holds the gradient so far: add to it (else `out` holds `grad` and is
+    /// overwritten).
+    accumulate: bool,
+    /// Rows to add while overwriting (the gradient so far, read where it is).
+    so_far: Option<&'a [f32]>,
+}
+
+crate::par::widest! {
+    /// One block of rows: `x_grad` into `out` as `how` says, and the block's share
+    /// of the `gamma` and `beta` gradients added into theirs. `dy`: `None` when the
+    /// rows of `grad` are in `out` (each is read before it is overwritten).
+    fn rows[](
+        x: &[f32],
+        dy: Option<&[f32]>,
+        gamma: &[f32],
+        eps: f32,
+        out: &mut [f32],
+        how: Dx<'_>,
+        gamma_grad: &mut [f32],
+        beta_grad: &mut [f32],
+    ) {
+        let d = gamma.len();
+        let inv_d = 1.0 / d as f32;
+        // g = grad * gamma for the row being written, kept for the last pass.
+        let mut g = vec![0.0f32; d];
+        for (r, (x, out)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+            let mean = sum(x, |v| v) * inv_d;
+            let var = sum(x, |v| (v - mean) * (v - mean)) * inv_d;
+            let rstd = 1.0 / (var + eps).sqrt();
+            let dy: &[f32] = dy.map_or(&*out, |dy| &dy[r * d..(r + 1) * d]);
+            let row = Row { x, dy, gamma, mean, rstd };
+            let (sum_g, sum_g_x_hat) = row.gradient_sums(&mut g, gamma_grad, beta_grad);
+            let (mean_g, mean_g_x_hat) = (sum_g * inv_d, sum_g_x_hat * inv_d);
+            let dx = |x: f32, g: f32| rstd * (g - mean_g - (x - mean) * rstd * mean_g_x_hat);
+            let pairs = out.iter_mut().zip(x).zip(&g);
+            match (how.accumulate, how.so_far) {
+                (true, _) => pairs.for_each(|((o, &x), &g)| *o += dx(x, g)),
+                (false, Some(s)) => pairs
+                    .zip(&s[r * d..(r + 1) * d])
+                    .for_each(|(((o, &x), &g), &s)| *o = dx(x, g) + s),
+                (false, None) => pairs.for_each(|((o, &x), &g)| *o = dx(x, g)),
             }
-        };
-        let whole = d / LANES * LANES;
-        for at in (0..whole).step_by(LANES) {
-            lanes(at, LANES);
-        }
-        lanes(whole, d - whole);
-        let mean_g = sum_g.iter().sum::<f32>() * inv_d;
-        let mean_g_x_hat = sum_g_x_hat.iter().sum::<f32>() * inv_d;
-        for (&x, dx) in x.iter().zip(dx.iter_mut()) {
-            let x_hat = (x - mean) * rstd;
-            *dx = rstd * (*dx - mean_g - x_hat * mean_g_x_hat);
-        }
-        if let Some(so_far) = so_far {
-            add_into(dx, &so_far[r * d..(r + 1) * d]);
         }
     }
-    (gamma_grad, beta_grad)
+}
+
+/// One row's inputs and statistics.
+struct Row<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    gamma: &'a [f32],
+    mean: f32,
+    rstd: f32,
+}
+
+impl Row<'_> {
+    /// Writes `g = dy * gamma`, adds the row's `dy * x_hat` and `dy` into the
+    /// `gamma` and `beta` gradients; returns `sum(g)` and `sum(g * x_hat)`. In
+    /// `LANES`-wide chunks zipped as slices, so that the loop vectorises (indexing
+    /// the slices by a running offset left it scalar).
+    #[inline(always)]
+    fn gradient_sums(
+        &self,
+        g: &mut [f32],
+        gamma_grad: &mut [f32],
+        beta_grad: &mut [f32],
+    ) -> (f32, f32) {
+        let (mean, rstd) = (self.mean, self.rstd);
+        let (mut sum_g, mut sum_g_x_hat) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let mut lanes = |x: &[f32],
+                         dy: &[f32],
+                         gamma: &[f32],
+                         g: &mut [f32],
+                         gg: &mut [f32],
+                         bg: &mut [f32]| {
+            for l in 0..x.len().min(LANES) {
+                let x_hat = (x[l] - mean) * rstd;
+                let gl = dy[l] * gamma[l];
+                sum_g[l] += gl;
+                sum_g_x_hat[l] += gl * x_hat;
+                gg[l] += dy[l] * x_hat;
+                bg[l] += dy[l];
+                g[l] = gl;
+            }
+        };
+        let whole = self.x.len() / LANES * LANES;
+        let (x, dy, gamma) = (
+            self.x[..whole].chunks_exact(LANES),
+            self.dy[..whole].chunks_exact(LANES),
+            self.gamma[..whole].chunks_exact(LANES),
+        );
+        let g_chunks = g[..whole].chunks_exact_mut(LANES);
+        let gg_chunks = gamma_grad[..whole].chunks_exact_mut(LANES);
+        let bg_chunks = beta_grad[..whole].chunks_exact_mut(LANES);
+        for (((((x, dy), gamma), g), gg), bg) in x
+            .zip(dy)
+            .zip(gamma)
+            .zip(g_chunks)
+            .zip(gg_chunks)
+            .zip(bg_chunks)
+        {
+            lanes(x, dy, gamma, g, gg, bg);
+        }
+        lanes(
+            &self.x[whole..],
+            &self.dy[whole..],
+            &self.gamma[whole..],
+            &mut g[whole..],
+            &mut gamma_grad[whole..],
+            &mut beta_grad[whole..],
+        );
+        (sum_g.iter().sum(), sum_g_x_hat.iter().sum())
+    }
 }
 
 /// `sum(f(v))` kept in `LANES` partial sums.
