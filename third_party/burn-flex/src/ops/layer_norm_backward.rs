@@ -85,7 +85,7 @@ pub fn layer_norm_backward(
     let run = |(i, out): (usize, &mut [f32])| {
         let range = i * block..i * block + out.len();
         let (mut gamma_grad, mut beta_grad) = (vec![0.0f32; d], vec![0.0f32; d]);
-        let dx = Dx {
+        let how = Dx {
             accumulate,
             so_far: so_far.map(|t| &t[range.clone()]),
         };
@@ -95,7 +95,7 @@ pub fn layer_norm_backward(
             gamma,
             eps,
             out,
-            dx,
+            how,
             &mut gamma_grad,
             &mut beta_grad,
         );
