@@ -1458,6 +1458,88 @@ fn bias_ops_match_the_decomposed_ops() {
     check_bias_ops::<CpuAutodiff>(0.0);
 }
 
+#[test]
+fn bias_ops_write_only_over_buffers_they_own() {
+    // `bias_residual` and `bias_gelu_backward` write their result over the last
+    // operand (the residual, the incoming gradient) when they hold its only handle,
+    // else into a new buffer: the same bits either way, and a held operand unchanged.
+    use burn::tensor::ops::ModuleOps;
+    use burn::tensor::{TensorData, TensorPrimitive};
+    let (rows, d) = (3000usize, 48usize);
+    let device = Default::default();
+    let data = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    };
+    let (x, bias, last) = (data(rows * d, 1), data(d, 2), data(rows * d, 3));
+    let tensor = |v: &[f32], shape: Vec<usize>| {
+        Tensor::<Cpu, 2>::from_data(TensorData::new(v.to_vec(), shape), &device)
+    };
+    let host = |t: burn_flex::FlexTensor| {
+        Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(t))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    type Op = fn(
+        burn_flex::FlexTensor,
+        burn_flex::FlexTensor,
+        burn_flex::FlexTensor,
+    ) -> burn_flex::FlexTensor;
+    let ops: [(&str, Op); 2] = [
+        ("bias_residual", Cpu::bias_residual),
+        ("bias_gelu_backward", Cpu::bias_gelu_backward),
+    ];
+    for (name, op) in ops {
+        let mut results = Vec::new();
+        for held in [false, true] {
+            let last_t = tensor(&last, vec![rows, d]);
+            let kept = held.then(|| last_t.clone());
+            let out = op(
+                tensor(&x, vec![rows, d]).into_primitive().tensor(),
+                tensor(&bias, vec![1, d])
+                    .reshape([d])
+                    .into_primitive()
+                    .tensor(),
+                last_t.into_primitive().tensor(),
+            );
+            results.push(host(out));
+            if let Some(kept) = kept {
+                let kept = kept.into_data().to_vec::<f32>().unwrap();
+                assert_eq!(kept, last, "{name}: a held operand was overwritten");
+            }
+        }
+        assert_eq!(
+            results[0], results[1],
+            "{name}: in place and into a new buffer differ"
+        );
+        let want: Vec<f32> = (0..rows * d)
+            .map(|i| {
+                let (v, b, l) = (x[i], bias[i % d], last[i]);
+                match name {
+                    "bias_residual" => (v + b) + l,
+                    _ => l * gelu_derivative_exact(v + b),
+                }
+            })
+            .collect();
+        for (i, (g, w)) in results[0].iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{name}[{i}]: {g} against {w}"
+            );
+        }
+    }
+}
+
+/// The exact GELU's derivative, in f64 for the reference (|x| <= 4).
+fn gelu_derivative_exact(x: f32) -> f32 {
+    let x = x as f64;
+    let cdf = 0.5 * (1.0 + erf_series(x / std::f64::consts::SQRT_2));
+    let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    (cdf + x * pdf) as f32
+}
+
 #[cfg(feature = "wgpu")]
 #[test]
 fn bias_ops_match_the_decomposed_ops_on_cubecl() {

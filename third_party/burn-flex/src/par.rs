@@ -193,6 +193,36 @@ where
     })
 }
 
+/// `dst[r, j] = op(a[r, j], bias[j], dst[r, j])` in place, `a` and `dst` of whole
+/// rows of `bias.len()`, split over the threads by rows.
+pub(crate) fn update_rows<Op>(dst: &mut [f32], a: &[f32], bias: &[f32], op: Op)
+where
+    Op: Fn(f32, f32, f32) -> f32 + Sync + Send,
+{
+    debug_assert!(a.len() == dst.len() && a.len() % bias.len().max(1) == 0);
+    chunks_mut(dst, bias.len(), |start, out| {
+        update_rows_chunk(out, &a[start..start + out.len()], bias, &op)
+    })
+}
+
+widest! {
+    /// Row by row (`bias.len()` elements each): `out[r, j] = op(a[r, j], bias[j],
+    /// out[r, j])`.
+    fn update_rows_chunk[Op: Fn(f32, f32, f32) -> f32](
+        out: &mut [f32],
+        a: &[f32],
+        bias: &[f32],
+        op: &Op,
+    ) {
+        let d = bias.len();
+        for (o, a) in out.chunks_exact_mut(d).zip(a.chunks_exact(d)) {
+            for ((o, &x), &c) in o.iter_mut().zip(a).zip(bias) {
+                *o = op(x, c, *o);
+            }
+        }
+    }
+}
+
 /// `f(dst_chunk, src_chunk)` over equal-length chunks of two slices.
 pub(crate) fn zip_mut<E: Send, R: Sync, F>(dst: &mut [E], src: &[R], f: F)
 where

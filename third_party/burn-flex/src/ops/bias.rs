@@ -43,14 +43,14 @@ pub fn bias_gelu_backward(x: FlexTensor, bias: FlexTensor, grad: FlexTensor) -> 
     if !fits(&x, &bias, Some(&grad)) {
         return bias_gelu_backward_from_float_ops::<Flex>(x, bias, grad);
     }
-    rows(&x, &bias, &grad, |x, b, g| g * gelu_derivative_f32(x + b))
+    rows_over(&x, &bias, grad, |x, b, g| g * gelu_derivative_f32(x + b))
 }
 
 pub fn bias_residual(x: FlexTensor, bias: FlexTensor, residual: FlexTensor) -> FlexTensor {
     if !fits(&x, &bias, Some(&residual)) {
         return bias_residual_from_float_ops::<Flex>(x, bias, residual);
     }
-    rows(&x, &bias, &residual, |x, b, r| (x + b) + r)
+    rows_over(&x, &bias, residual, |x, b, r| (x + b) + r)
 }
 
 /// `silu(g) * u` with `[g, u] = packed + bias`: the sums and products flex's bias
@@ -175,6 +175,32 @@ fn fits(x: &FlexTensor, bias: &FlexTensor, other: Option<&FlexTensor>) -> bool {
         && bias.dtype() == DType::F32
         && bias.shape().num_elements() == d
         && other.is_none_or(|t| t.dtype() == DType::F32 && t.shape() == shape)
+}
+
+/// [`rows`]' result written over `b` when this op holds its only handle (the
+/// incoming gradient in a backward pass, usually; twelfth round): these passes are
+/// bound by memory, and writing where `b` was read spares a new buffer and one
+/// more stream. Otherwise into a new buffer, as `rows`.
+fn rows_over(
+    a: &FlexTensor,
+    bias: &FlexTensor,
+    b: FlexTensor,
+    op: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
+) -> FlexTensor {
+    let mut b = b.into_contiguous();
+    if !b.is_unique() {
+        return rows(a, bias, &b, op);
+    }
+    let (a, bias) = (a.to_contiguous(), bias.to_contiguous());
+    let d = bias.shape().num_elements();
+    let n = a.shape().num_elements();
+    crate::par::update_rows(
+        &mut b.storage_mut::<f32>()[..n],
+        &a.storage::<f32>()[..n],
+        &bias.storage::<f32>()[..d],
+        op,
+    );
+    b
 }
 
 fn rows(
