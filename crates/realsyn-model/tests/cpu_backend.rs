@@ -918,7 +918,8 @@ fn tensors_are_concatenated_on_cubecl() {
 
 /// `Tensor::cat` against concatenation in Rust: along the first dimension, along a
 /// later one after size-1 dimensions (both end to end in memory), and along a later
-/// one after a larger dimension (interleaved), one input a transposed view; then
+/// one after a larger dimension (interleaved), one input a transposed view and one
+/// a column range of a wider tensor (rows with gaps); then
 /// the same large enough to be split over threads (chunks that end mid-row).
 fn check_cat<B: burn::tensor::backend::Backend>() {
     let device = Default::default();
@@ -948,6 +949,17 @@ fn check_cat<B: burn::tensor::backend::Backend>() {
                 Tensor::<B, 1>::from_floats(transposed.as_slice(), &device)
                     .reshape([a, c, b])
                     .swap_dims(1, 2)
+            } else if k == 2 {
+                // The third as a column range of a wider tensor: rows of `c` with
+                // gaps between them, at an offset (read where it lies on flex).
+                let [a, b, c] = *shape;
+                let mut wide = vec![-1.0f32; a * b * (c + 3)];
+                for (i, x) in v.iter().enumerate() {
+                    wide[i / c * (c + 3) + 1 + i % c] = *x;
+                }
+                Tensor::<B, 1>::from_floats(wide.as_slice(), &device)
+                    .reshape([a, b, c + 3])
+                    .slice([0..a, 0..b, 1..1 + c])
             } else {
                 Tensor::<B, 1>::from_floats(v.as_slice(), &device).reshape(*shape)
             };

@@ -512,6 +512,65 @@ impl CollapsedLayout {
     }
 }
 
+/// realsyn patch (twelfth round): a view read in row-major order as runs of
+/// `run_len()` contiguous elements, run `i` starting at `run_start(i)` in the
+/// storage: what `cat` copies from where a view lies, where it made a contiguous
+/// copy of it first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowRuns {
+    offset: isize,
+    layout: CollapsedLayout,
+}
+
+impl RowRuns {
+    /// Elements per run (the innermost collapsed dimension).
+    pub(crate) fn run_len(&self) -> usize {
+        let (shape, _) = self.layout.as_slices();
+        shape.last().copied().unwrap_or(1)
+    }
+
+    /// Where run `run` starts in the storage.
+    pub(crate) fn run_start(&self, run: usize) -> usize {
+        let (shape, strides) = self.layout.as_slices();
+        let outer = shape.len().saturating_sub(1);
+        let (mut rest, mut at) = (run, self.offset);
+        for k in (0..outer).rev() {
+            at += (rest % shape[k]) as isize * strides[k];
+            rest /= shape[k];
+        }
+        at as usize
+    }
+}
+
+impl FlexTensor {
+    /// This view as [`RowRuns`], when it is one: positive strides whose innermost
+    /// collapsed dimension has stride 1 (any contiguous tensor among them).
+    pub(crate) fn row_runs(&self) -> Option<RowRuns> {
+        if let Some((start, end)) = self.layout.contiguous_offsets() {
+            let mut layout = CollapsedLayout {
+                ndim: 1,
+                shape: [0; COLLAPSE_MAX_RANK],
+                strides: [0; COLLAPSE_MAX_RANK],
+            };
+            (layout.shape[0], layout.strides[0]) = (end - start, 1);
+            return Some(RowRuns {
+                offset: start as isize,
+                layout,
+            });
+        }
+        let strides = self.layout.strides();
+        if strides.iter().any(|&s| s < 0) || strides.len() > COLLAPSE_MAX_RANK {
+            return None;
+        }
+        let layout = collapse_for_copy(self.layout.shape(), strides);
+        let (_, collapsed) = layout.as_slices();
+        collapsed.last().is_none_or(|&s| s == 1).then_some(RowRuns {
+            offset: self.layout.start_offset() as isize,
+            layout,
+        })
+    }
+}
+
 /// Collapse a shape/stride pair into the minimum-rank equivalent
 /// layout for a contiguous copy:
 ///

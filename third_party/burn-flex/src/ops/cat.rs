@@ -84,24 +84,25 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
     // outer_size = product of dims before `dim`, inner_size = product after it.
     let outer_size: usize = out_dims[..dim].iter().product();
     let inner_size: usize = out_dims[dim + 1..].iter().product();
-    let contiguous: Vec<FlexTensor> = tensors
+    // Views whose rows are runs (the q, k and v gradients of attention's backward,
+    // side by side in one buffer) are read where they lie (realsyn patch, twelfth
+    // round); other strided views are made contiguous first.
+    let sources: Vec<FlexTensor> = tensors
         .into_iter()
-        .map(|t| match t.layout().contiguous_offsets() {
+        .map(|t| match t.row_runs() {
             Some(_) => t,
             None => t.to_contiguous(),
         })
         .collect();
-    // Each input's run within an output row: (start in the row, length, its data);
-    // inputs empty along `dim` have none.
-    let mut runs: Vec<(usize, usize, &[E])> = Vec::with_capacity(contiguous.len());
+    let mut runs: Vec<(usize, usize, Source<E>)> = Vec::with_capacity(sources.len());
     let mut row_len = 0;
-    for t in &contiguous {
+    for t in &sources {
         let len = t.layout().shape()[dim] * inner_size;
         if len == 0 {
             continue;
         }
-        let (start, end) = t.layout().contiguous_offsets().expect("made contiguous");
-        runs.push((row_len, len, &t.storage::<E>()[start..end]));
+        let rows = t.row_runs().expect("row runs or made contiguous");
+        runs.push((row_len, len, Source { data: t.storage::<E>(), rows }));
         row_len += len;
     }
     debug_assert_eq!(row_len * outer_size, total_elements);
@@ -110,13 +111,12 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
         let mut out = out;
         while !out.is_empty() {
             let (outer, in_row) = (at / row_len, at % row_len);
-            // The run holding `in_row` (the last one starting at or before it).
             let k = runs.partition_point(|r| r.0 <= in_row) - 1;
-            let (run_start, run_len, data) = runs[k];
+            let (run_start, run_len, source) = &runs[k];
             let from = outer * run_len + (in_row - run_start);
             let n = (run_len - (in_row - run_start)).min(out.len());
             let (head, rest) = out.split_at_mut(n);
-            head.write_copy_of_slice(&data[from..from + n]);
+            source.copy(from, head);
             out = rest;
             at += n;
         }
@@ -124,4 +124,27 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
 
     let bytes = Bytes::from_elems(output);
     FlexTensor::new(bytes, Layout::contiguous(out_shape), dtype)
+}
+
+/// One input of `cat`: its elements in row-major order, read as runs.
+struct Source<'a, E> {
+    data: &'a [E],
+    rows: crate::tensor::RowRuns,
+}
+
+impl<E: Copy> Source<'_, E> {
+    /// Elements `from..from + out.len()` (row-major order) into `out`.
+    fn copy(&self, from: usize, out: &mut [core::mem::MaybeUninit<E>]) {
+        let run_len = self.rows.run_len();
+        let (mut at, mut out) = (from, out);
+        while !out.is_empty() {
+            let (run, within) = (at / run_len, at % run_len);
+            let n = (run_len - within).min(out.len());
+            let begin = self.rows.run_start(run) + within;
+            let (head, rest) = out.split_at_mut(n);
+            head.write_copy_of_slice(&self.data[begin..begin + n]);
+            out = rest;
+            at += n;
+        }
+    }
 }
