@@ -369,8 +369,15 @@ fn heads_input(b: usize, h: usize, n: usize, d: usize, seed: usize) -> Vec<f32> 
         .collect()
 }
 
-fn tensor4(data: &[f32], shape: [usize; 4]) -> Tensor<Cpu, 4> {
+fn cpu_tensor<const D: usize>(data: &[f32], shape: [usize; D]) -> Tensor<Cpu, D> {
     Tensor::<Cpu, 1>::from_floats(data, &Default::default()).reshape(shape)
+}
+
+/// The elements of a CPU backend's primitive tensor of rank `D` (an op's result).
+fn flex_values<const D: usize>(t: burn_flex::FlexTensor) -> Vec<f32> {
+    values(Tensor::<Cpu, D>::from_primitive(
+        burn::tensor::TensorPrimitive::Float(t),
+    ))
 }
 
 #[test]
@@ -380,11 +387,11 @@ fn strided_and_block_broadcast_operands_match_plain_rust() {
     // Three stacked `[b, h, n, d]` tensors, as the packed q/k/v: the second is a
     // contiguous slice at an offset.
     let packed = heads_input(3 * b, h, n, d, 0);
-    let qkv = tensor4(&packed, [3 * b, h, n, d]);
+    let qkv = cpu_tensor(&packed, [3 * b, h, n, d]);
     let k = qkv.clone().slice([b..2 * b]);
     let k_values = &packed[b * h * block..2 * b * h * block];
     let table: Vec<f32> = (0..block).map(|i| (i % 97) as f32 * 0.03 - 1.0).collect();
-    let t = tensor4(&table, [1, 1, n, d]);
+    let t = cpu_tensor(&table, [1, 1, n, d]);
     // Each `[n, d]` block of `v` times the table.
     let times_table = |v: &[f32]| -> Vec<f32> {
         v.iter()
@@ -511,11 +518,11 @@ fn attention_split_over_heads_matches_plain_rust_for(b: usize, h: usize, n: usiz
             is_causal: causal,
         };
         let got = values(attention(
-            tensor4(&q, [b, h, n, d]),
-            tensor4(&k, [b, h, n, d]),
-            tensor4(&v, [b, h, n, d]),
+            cpu_tensor(&q, [b, h, n, d]),
+            cpu_tensor(&k, [b, h, n, d]),
+            cpu_tensor(&v, [b, h, n, d]),
             None,
-            with_bias.then(|| tensor4(&bias, [b, h, n, n])),
+            with_bias.then(|| cpu_tensor(&bias, [b, h, n, n])),
             options,
         ));
         for bh in 0..b * h {
@@ -1205,9 +1212,7 @@ fn layer_norm_backward_writes_only_over_buffers_it_owns() {
     // combination of held / not held, against f64, with rows of 100 (not a
     // multiple of the kernel's 16 lanes) in three blocks.
     use burn::tensor::ops::ModuleOps;
-    use burn::tensor::{TensorData, TensorPrimitive};
     let (rows, d) = (150usize, 100usize);
-    let device = Default::default();
     let data = |seed: usize| -> Vec<f32> {
         (0..rows * d)
             .map(|i| {
@@ -1220,15 +1225,6 @@ fn layer_norm_backward_writes_only_over_buffers_it_owns() {
     let (x, w, so_far) = (data(1), data(2), data(3));
     let gamma: Vec<f32> = (0..d).map(|j| 0.5 + (j as f32 * 0.37).sin()).collect();
     let (_, dx_want, dgamma_want, dbeta_want) = layer_norm_reference(&x, &gamma, &w, d, 1e-5);
-    let tensor = |v: &[f32], shape: Vec<usize>| {
-        Tensor::<Cpu, 2>::from_data(TensorData::new(v.to_vec(), shape), &device)
-    };
-    let host = |t: burn_flex::FlexTensor| {
-        Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(t))
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap()
-    };
     let close = |got: &[f32], want: &[f64], what: &str| {
         assert_eq!(got.len(), want.len(), "{what}");
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -1246,16 +1242,13 @@ fn layer_norm_backward_writes_only_over_buffers_it_owns() {
                 }
                 let case =
                     format!("so far {with_so_far} (held {keep_so_far}), grad held {keep_grad}");
-                let grad = tensor(&w, vec![rows, d]);
-                let so_far_t = tensor(&so_far, vec![rows, d]);
+                let grad = cpu_tensor(&w, [rows, d]);
+                let so_far_t = cpu_tensor(&so_far, [rows, d]);
                 let kept_grad = keep_grad.then(|| grad.clone());
                 let kept_so_far = keep_so_far.then(|| so_far_t.clone());
                 let out = Cpu::layer_norm_backward(
-                    tensor(&x, vec![rows, d]).into_primitive().tensor(),
-                    tensor(&gamma, vec![1, d])
-                        .reshape([d])
-                        .into_primitive()
-                        .tensor(),
+                    cpu_tensor(&x, [rows, d]).into_primitive().tensor(),
+                    cpu_tensor(&gamma, [d]).into_primitive().tensor(),
                     1e-5,
                     grad.into_primitive().tensor(),
                     with_so_far.then(|| so_far_t.into_primitive().tensor()),
@@ -1269,34 +1262,26 @@ fn layer_norm_backward_writes_only_over_buffers_it_owns() {
                 } else {
                     dx_want.clone()
                 };
-                close(&host(out.x_grad), &want, &format!("x_grad, {case}"));
-                let one_row = |t: burn_flex::FlexTensor| {
-                    let t = Tensor::<Cpu, 1>::from_primitive(TensorPrimitive::Float(t));
-                    t.into_data().to_vec::<f32>().unwrap()
-                };
                 close(
-                    &one_row(out.gamma_grad),
+                    &flex_values::<2>(out.x_grad),
+                    &want,
+                    &format!("x_grad, {case}"),
+                );
+                close(
+                    &flex_values::<1>(out.gamma_grad),
                     &dgamma_want,
                     &format!("gamma_grad, {case}"),
                 );
                 close(
-                    &one_row(out.beta_grad),
+                    &flex_values::<1>(out.beta_grad),
                     &dbeta_want,
                     &format!("beta_grad, {case}"),
                 );
                 if let Some(kept) = kept_grad {
-                    assert_eq!(
-                        kept.into_data().to_vec::<f32>().unwrap(),
-                        w,
-                        "grad overwritten, {case}"
-                    );
+                    assert_eq!(values(kept), w, "grad overwritten, {case}");
                 }
                 if let Some(kept) = kept_so_far {
-                    assert_eq!(
-                        kept.into_data().to_vec::<f32>().unwrap(),
-                        so_far,
-                        "so far overwritten, {case}"
-                    );
+                    assert_eq!(values(kept), so_far, "so far overwritten, {case}");
                 }
             }
         }
@@ -1476,24 +1461,13 @@ fn bias_ops_write_only_over_buffers_they_own() {
     // operand (the residual, the incoming gradient) when they hold its only handle,
     // else into a new buffer: the same bits either way, and a held operand unchanged.
     use burn::tensor::ops::ModuleOps;
-    use burn::tensor::{TensorData, TensorPrimitive};
     let (rows, d) = (3000usize, 48usize);
-    let device = Default::default();
     let data = |n: usize, seed: usize| -> Vec<f32> {
         (0..n)
             .map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0)
             .collect()
     };
     let (x, bias, last) = (data(rows * d, 1), data(d, 2), data(rows * d, 3));
-    let tensor = |v: &[f32], shape: Vec<usize>| {
-        Tensor::<Cpu, 2>::from_data(TensorData::new(v.to_vec(), shape), &device)
-    };
-    let host = |t: burn_flex::FlexTensor| {
-        Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(t))
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap()
-    };
     type Op = fn(
         burn_flex::FlexTensor,
         burn_flex::FlexTensor,
@@ -1506,20 +1480,16 @@ fn bias_ops_write_only_over_buffers_they_own() {
     for (name, op) in ops {
         let mut results = Vec::new();
         for held in [false, true] {
-            let last_t = tensor(&last, vec![rows, d]);
+            let last_t = cpu_tensor(&last, [rows, d]);
             let kept = held.then(|| last_t.clone());
             let out = op(
-                tensor(&x, vec![rows, d]).into_primitive().tensor(),
-                tensor(&bias, vec![1, d])
-                    .reshape([d])
-                    .into_primitive()
-                    .tensor(),
+                cpu_tensor(&x, [rows, d]).into_primitive().tensor(),
+                cpu_tensor(&bias, [d]).into_primitive().tensor(),
                 last_t.into_primitive().tensor(),
             );
-            results.push(host(out));
+            results.push(flex_values::<2>(out));
             if let Some(kept) = kept {
-                let kept = kept.into_data().to_vec::<f32>().unwrap();
-                assert_eq!(kept, last, "{name}: a held operand was overwritten");
+                assert_eq!(values(kept), last, "{name}: a held operand was overwritten");
             }
         }
         assert_eq!(

@@ -264,6 +264,18 @@ where
     })
 }
 
+/// Where row `row` (in row-major order over the outer dimensions `shape`, with
+/// `strides`) of a view starting at `offset` starts in its storage.
+#[inline]
+pub(crate) fn row_start(offset: isize, shape: &[usize], strides: &[isize], row: usize) -> isize {
+    let (mut rest, mut at) = (row, offset);
+    for k in (0..shape.len()).rev() {
+        at += (rest % shape[k]) as isize * strides[k];
+        rest /= shape[k];
+    }
+    at
+}
+
 /// Contiguous copy of a positive-stride N-d view whose innermost dimension is a run:
 /// rows are copied in parallel, each row's start found from its index.
 pub(crate) fn copy_rows<E: Copy + Send + Sync>(
@@ -278,12 +290,12 @@ pub(crate) fn copy_rows<E: Copy + Send + Sync>(
     collect(n, inner, |start, out| {
         debug_assert_eq!(start % inner, 0);
         for (r, row) in out.chunks_mut(inner).enumerate() {
-            let mut rest = start / inner + r;
-            let mut at = offset;
-            for k in (0..d - 1).rev() {
-                at += (rest % shape[k]) as isize * strides[k];
-                rest /= shape[k];
-            }
+            let at = row_start(
+                offset,
+                &shape[..d - 1],
+                &strides[..d - 1],
+                start / inner + r,
+            );
             if inner_stride == 1 {
                 let run = &src[at as usize..at as usize + inner];
                 for (o, &x) in row.iter_mut().zip(run) {

@@ -533,12 +533,7 @@ impl RowRuns {
     pub(crate) fn run_start(&self, run: usize) -> usize {
         let (shape, strides) = self.layout.as_slices();
         let outer = shape.len().saturating_sub(1);
-        let (mut rest, mut at) = (run, self.offset);
-        for k in (0..outer).rev() {
-            at += (rest % shape[k]) as isize * strides[k];
-            rest /= shape[k];
-        }
-        at as usize
+        crate::par::row_start(self.offset, &shape[..outer], &strides[..outer], run) as usize
     }
 }
 

@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use burn_backend::{DType, Element};
 use burn_std::{Bytes, Shape, bf16, f16};
 
+use crate::tensor::RowRuns;
 use crate::{FlexTensor, Layout};
 
 /// Concatenate tensors along the given dimension.
@@ -87,22 +88,33 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
     // Views whose rows are runs (the q, k and v gradients of attention's backward,
     // side by side in one buffer) are read where they lie (realsyn patch, twelfth
     // round); other strided views are made contiguous first.
-    let sources: Vec<FlexTensor> = tensors
+    let sources: Vec<(FlexTensor, RowRuns)> = tensors
         .into_iter()
         .map(|t| match t.row_runs() {
-            Some(_) => t,
-            None => t.to_contiguous(),
+            Some(rows) => (t, rows),
+            None => {
+                let t = t.to_contiguous();
+                let rows = t.row_runs().expect("a contiguous tensor is one run");
+                (t, rows)
+            }
         })
         .collect();
     let mut runs: Vec<(usize, usize, Source<E>)> = Vec::with_capacity(sources.len());
     let mut row_len = 0;
-    for t in &sources {
+    for (t, rows) in &sources {
         let len = t.layout().shape()[dim] * inner_size;
         if len == 0 {
             continue;
         }
-        let rows = t.row_runs().expect("row runs or made contiguous");
-        runs.push((row_len, len, Source { data: t.storage::<E>(), rows }));
+        let rows = *rows;
+        runs.push((
+            row_len,
+            len,
+            Source {
+                data: t.storage::<E>(),
+                rows,
+            },
+        ));
         row_len += len;
     }
     debug_assert_eq!(row_len * outer_size, total_elements);
@@ -129,7 +141,7 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
 /// One input of `cat`: its elements in row-major order, read as runs.
 struct Source<'a, E> {
     data: &'a [E],
-    rows: crate::tensor::RowRuns,
+    rows: RowRuns,
 }
 
 impl<E: Copy> Source<'_, E> {

@@ -70,28 +70,26 @@ pub fn layer_norm_backward(
     let so_far = x_grad_so_far.map(FlexTensor::into_contiguous);
     // `x_grad` goes over the gradient so far when this op holds its only handle
     // (and is added to it), else over `grad` (`storage_mut` copies it first if
-    // another handle exists), adding the gradient so far from where it is.
-    let (mut out, dy, so_far) = match so_far {
-        Some(so_far) if so_far.is_unique() => (so_far, Some(dy), None),
-        so_far => (dy, None, so_far),
+    // another handle exists), adding the gradient so far from where it is. `other`:
+    // the tensor not written over (`grad` when adding).
+    let (mut out, other, adding) = match so_far {
+        Some(so_far) if so_far.is_unique() => (so_far, Some(dy), true),
+        so_far => (dy, so_far, false),
     };
-    let accumulate = dy.is_some();
     let (x, gamma): (&[f32], &[f32]) = (x.storage(), gamma.storage());
-    let dy: Option<&[f32]> = dy.as_ref().map(|t| t.storage());
-    let so_far: Option<&[f32]> = so_far.as_ref().map(|t| t.storage());
+    let other: Option<&[f32]> = other.as_ref().map(|t| t.storage());
     let out_rows: &mut [f32] = out.storage_mut();
     let block = ROWS_PER_BLOCK * d;
     let eps = epsilon as f32;
     let run = |(i, out): (usize, &mut [f32])| {
         let range = i * block..i * block + out.len();
         let (mut gamma_grad, mut beta_grad) = (vec![0.0f32; d], vec![0.0f32; d]);
-        let how = Dx {
-            accumulate,
-            so_far: so_far.map(|t| &t[range.clone()]),
+        let how = match other.map(|t| &t[range.clone()]) {
+            Some(dy) if adding => Dx::AddedTo { dy },
+            so_far => Dx::OverGrad { so_far },
         };
         rows(
             &x[range.clone()],
-            dy.map(|t| &t[range.clone()]),
             gamma,
             eps,
             out,
@@ -131,21 +129,20 @@ pub fn layer_norm_backward(
 
 /// How a block's `x_grad` rows are written into `out`.
 #[derive(Clone, Copy)]
-struct Dx<'a> {
-    /// `out` holds the gradient so far: add to it (else `out` holds `grad` and is
-    /// overwritten).
-    accumulate: bool,
-    /// Rows to add while overwriting (the gradient so far, read where it is).
-    so_far: Option<&'a [f32]>,
+enum Dx<'a> {
+    /// `out` holds the gradient so far and `x_grad` is added to it; `dy`: `grad`'s
+    /// rows.
+    AddedTo { dy: &'a [f32] },
+    /// `out` holds `grad`'s rows, each read before `x_grad` overwrites it, with the
+    /// gradient so far's rows added when there is one (read where they are).
+    OverGrad { so_far: Option<&'a [f32]> },
 }
 
 crate::par::widest! {
     /// One block of rows: `x_grad` into `out` as `how` says, and the block's share
-    /// of the `gamma` and `beta` gradients added into theirs. `dy`: `None` when the
-    /// rows of `grad` are in `out` (each is read before it is overwritten).
+    /// of the `gamma` and `beta` gradients added into theirs.
     fn rows[](
         x: &[f32],
-        dy: Option<&[f32]>,
         gamma: &[f32],
         eps: f32,
         out: &mut [f32],
@@ -161,18 +158,21 @@ crate::par::widest! {
             let mean = sum(x, |v| v) * inv_d;
             let var = sum(x, |v| (v - mean) * (v - mean)) * inv_d;
             let rstd = 1.0 / (var + eps).sqrt();
-            let dy: &[f32] = dy.map_or(&*out, |dy| &dy[r * d..(r + 1) * d]);
+            let dy: &[f32] = match how {
+                Dx::AddedTo { dy } => &dy[r * d..(r + 1) * d],
+                Dx::OverGrad { .. } => &*out,
+            };
             let row = Row { x, dy, gamma, mean, rstd };
             let (sum_g, sum_g_x_hat) = row.gradient_sums(&mut g, gamma_grad, beta_grad);
             let (mean_g, mean_g_x_hat) = (sum_g * inv_d, sum_g_x_hat * inv_d);
             let dx = |x: f32, g: f32| rstd * (g - mean_g - (x - mean) * rstd * mean_g_x_hat);
             let pairs = out.iter_mut().zip(x).zip(&g);
-            match (how.accumulate, how.so_far) {
-                (true, _) => pairs.for_each(|((o, &x), &g)| *o += dx(x, g)),
-                (false, Some(s)) => pairs
+            match how {
+                Dx::AddedTo { .. } => pairs.for_each(|((o, &x), &g)| *o += dx(x, g)),
+                Dx::OverGrad { so_far: Some(s) } => pairs
                     .zip(&s[r * d..(r + 1) * d])
                     .for_each(|(((o, &x), &g), &s)| *o = dx(x, g) + s),
-                (false, None) => pairs.for_each(|((o, &x), &g)| *o = dx(x, g)),
+                Dx::OverGrad { so_far: None } => pairs.for_each(|((o, &x), &g)| *o = dx(x, g)),
             }
         }
     }
