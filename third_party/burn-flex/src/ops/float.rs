@@ -33,16 +33,16 @@ impl FloatTensorOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let mut seed = crate::backend::SEED.lock().unwrap();
         let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
-        // realsyn patch: f32 and f64 in parallel blocks (ops/random.rs).
-        use crate::ops::random::{random_f32, random_f64, random_serial};
-        let tensor = match dtype {
-            FloatDType::F64 => random_f64(shape, distribution, &mut rng),
-            FloatDType::F32 | FloatDType::Flex32 => random_f32(shape, distribution, &mut rng),
-            FloatDType::F16 => random_serial::<f16>(shape, distribution, &mut rng),
-            FloatDType::BF16 => random_serial::<bf16>(shape, distribution, &mut rng),
+        let data = match dtype {
+            FloatDType::F64 => TensorData::random::<f64, _, _>(shape, distribution, &mut rng),
+            FloatDType::F32 | FloatDType::Flex32 => {
+                TensorData::random::<f32, _, _>(shape, distribution, &mut rng)
+            }
+            FloatDType::F16 => TensorData::random::<f16, _, _>(shape, distribution, &mut rng),
+            FloatDType::BF16 => TensorData::random::<bf16, _, _>(shape, distribution, &mut rng),
         };
         *seed = Some(rng);
-        tensor
+        FlexTensor::from_data(data)
     }
 
     async fn float_into_data(tensor: FloatTensor<Flex>) -> Result<TensorData, ExecutionError> {

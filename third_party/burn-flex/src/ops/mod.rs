@@ -115,7 +115,6 @@ pub mod mask;
 pub mod matmul;
 mod module;
 pub mod pool;
-mod random;
 mod qtensor;
 pub mod reduce;
 pub mod repeat_dim;
